@@ -1,0 +1,18 @@
+export type {
+  ApprovalDecision,
+  ApprovalRecord,
+  AttemptRecord,
+  AuditDecision,
+  AuditLog,
+  AuditOutcome,
+  AuditRecord,
+  MessageLogEntry,
+  MessageLogQuery,
+  OutcomeRecord,
+  VerifyResult,
+} from './types.js';
+export { SqliteAuditLog, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from './sqlite.js';
+export type { ChainHead, SqliteAuditLogOptions, SqliteVerifyResult } from './sqlite.js';
+export { NullAuditLog } from './null.js';
+export { SCHEMA_VERSION } from './migrations.js';
+export type { ChainAlgorithm } from './hash-chain.js';

@@ -1,0 +1,138 @@
+import type { ErrorCode } from '../errors.js';
+import type { MessageType } from '../envelope.js';
+
+/** The policy's verdict on one message and recipient, as recorded. */
+export type AuditDecision = 'allowed' | 'denied' | 'pending';
+
+/** What finally became of a message (for one recipient). */
+export type AuditOutcome =
+  | 'delivered'
+  | 'replied'
+  | 'failed'
+  | 'expired'
+  | 'cancelled'
+  | 'late-reply';
+
+/** The human decision on a held message. */
+export type ApprovalDecision = 'approved' | 'rejected' | 'expired' | 'cancelled';
+
+/**
+ * A send attempt: one per message and recipient, refused ones included.
+ * Written by the orchestrator before anything is delivered.
+ */
+export interface AttemptRecord {
+  readonly kind: 'attempt';
+  readonly ts: number;
+  readonly messageId: string;
+  readonly from: string;
+  readonly to: string;
+  readonly type: MessageType;
+  readonly intent: string;
+  /** Hex SHA-256 of the payload's JSON bytes; '' when the payload could not be serialized. */
+  readonly payloadHash: string;
+  readonly payloadBytes: number;
+  readonly decision: AuditDecision;
+  /** Why: the policy reason, or the refusal's message. */
+  readonly reason?: string;
+  /** Label of the deciding rule, when one decided. */
+  readonly rule?: string;
+  readonly policyVersion: number;
+  /** The refusal's code, for refused attempts. */
+  readonly code?: ErrorCode;
+  /** Initial outcome: 'delivered' for an allowed attempt, 'late-reply' for a dropped reply, else absent. */
+  readonly outcome?: AuditOutcome;
+  readonly conversationId: string;
+  readonly causationId?: string;
+  readonly inReplyTo?: string;
+}
+
+/** A later outcome of a message for one recipient (replied, failed, expired, …). */
+export interface OutcomeRecord {
+  readonly kind: 'outcome';
+  readonly ts: number;
+  readonly messageId: string;
+  readonly to: string;
+  readonly outcome: AuditOutcome;
+  readonly code?: ErrorCode;
+  readonly reason?: string;
+}
+
+/** A human decision on a held message. */
+export interface ApprovalRecord {
+  readonly kind: 'approval';
+  readonly ts: number;
+  readonly messageId: string;
+  readonly to: string;
+  readonly approval: ApprovalDecision;
+  readonly decidedBy?: string;
+  readonly note?: string;
+  /** The policy version the decision was checked against. */
+  readonly policyVersion: number;
+}
+
+export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
+
+/** One entry of {@link AuditLog.query}: a message and recipient, with its latest state. */
+export interface MessageLogEntry {
+  messageId: string;
+  ts: number;
+  from: string;
+  to: string;
+  type: MessageType;
+  intent: string;
+  payloadHash: string;
+  payloadBytes: number;
+  decision: AuditDecision;
+  reason?: string;
+  rule?: string;
+  policyVersion: number;
+  /** The refusal's code, when refused or when the latest outcome carried one. */
+  code?: ErrorCode;
+  approval?: ApprovalDecision;
+  decidedBy?: string;
+  outcome?: AuditOutcome;
+  conversationId: string;
+  inReplyTo?: string;
+}
+
+/** Filters for {@link AuditLog.query}. */
+export interface MessageLogQuery {
+  /** Matches the sender or the recipient. */
+  agentId?: string;
+  /** At most this many entries (default 50, at most 10,000). */
+  limit?: number;
+  /** Only entries strictly older than this epoch-ms time. */
+  before?: number;
+  /** Only entries at or after this epoch-ms time. */
+  since?: number;
+  type?: MessageType;
+  decision?: AuditDecision;
+  conversationId?: string;
+}
+
+/** Result of checking the hash chain end to end. */
+export interface VerifyResult {
+  ok: boolean;
+  /** Rows checked. */
+  checked: number;
+  /** The sequence number of the first row that does not match, when `ok` is false. */
+  firstBad?: number;
+}
+
+/**
+ * Where the orchestrator records everything. The SQLite log is the default; anything that
+ * implements this (synchronously) can stand in.
+ */
+export interface AuditLog {
+  /**
+   * Writes the records in one transaction: all or none. Throws when they cannot be
+   * written; the caller then refuses the batch's messages with AUDIT_UNAVAILABLE.
+   */
+  append(records: readonly AuditRecord[]): void;
+  /** Entries newest first. */
+  query(filter?: MessageLogQuery): MessageLogEntry[];
+  /** Checks the hash chain end to end. */
+  verify(): VerifyResult;
+  /** Closes the underlying store. Idempotent. */
+  close(): void;
+}

@@ -1,0 +1,111 @@
+import mittModule, { type Emitter } from 'mitt';
+
+// mitt ships CommonJS-style typings beside its ES module: under NodeNext the types see the
+// module object, while at run time the default import is the function itself.
+const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as <T extends Record<string, unknown>>() => Emitter<T>;
+import type { MessageType } from './envelope.js';
+import type { Envelope } from './envelope.js';
+import type { ErrorCode } from './errors.js';
+import type { ApprovalDecision } from './audit/types.js';
+import type { PendingApproval } from './approvals.js';
+
+/** A send that was refused before an envelope existed: what was attempted. */
+export interface Attempt {
+  readonly id: string;
+  readonly type: MessageType;
+  readonly from: string;
+  readonly to: string;
+  readonly intent: string;
+}
+
+/** The events the bus emits, by name, with what each carries. */
+export interface BusEvents {
+  /** A message passed every check and is on its way (audit commit, then delivery). */
+  'message:sent': { envelope: Envelope };
+  /** A message was committed to the audit log and handed to the recipient's mailbox. */
+  'message:delivered': { envelope: Envelope };
+  /** A send was refused: by policy, a limit, a bad argument, … */
+  'message:denied': { attempt: Attempt; code: ErrorCode; reason: string; rule?: string };
+  /** A reply reached the asker. `envelope` is the reply. */
+  'message:replied': { envelope: Envelope };
+  /** An ask or delegate passed its deadline (`TIMEOUT`) or its approval expired. */
+  'message:expired': { envelope: Envelope; code: 'TIMEOUT' | 'APPROVAL_EXPIRED' };
+  /** A delivered message ended in failure (handler threw, cancelled, recipient left, …). */
+  'message:failed': { envelope: Envelope; code: ErrorCode; reason: string };
+  /** A late or extra reply, dropped; or a message nobody could receive. */
+  'message:dead': { envelope: Envelope; reason: string };
+  /** A message is held for a human decision. */
+  'approval:requested': { approval: PendingApproval };
+  /** A held message was approved, rejected, expired or cancelled. */
+  'approval:decided': {
+    approval: PendingApproval;
+    decision: ApprovalDecision;
+    by?: string;
+    note?: string;
+    reason?: string;
+  };
+  /** The audit log could not be written; the batch's messages were refused. */
+  'audit:error': { error: Error; records: number };
+}
+
+export type BusEventName = keyof BusEvents;
+export type BusListener<K extends BusEventName> = (event: BusEvents[K]) => void;
+
+/** The public side of the bus's emitter: subscribe and unsubscribe. */
+export interface BusEventSource {
+  on<K extends BusEventName>(name: K, listener: BusListener<K>): void;
+  off<K extends BusEventName>(name: K, listener: BusListener<K>): void;
+}
+
+type Wrapped = (event: unknown) => void;
+
+/**
+ * mitt, made safe for a bus: a listener that throws is reported to the process
+ * (`queueMicrotask` rethrow would crash it, so we use `process.emitWarning`) and never
+ * breaks the send that emitted the event. `has()` lets the hot path skip building event
+ * objects nobody listens to.
+ */
+export class BusEmitter implements BusEventSource {
+  private readonly emitter: Emitter<Record<BusEventName, unknown>> = mitt();
+  private readonly wrappers = new Map<BusEventName, Map<Function, Wrapped>>();
+
+  on<K extends BusEventName>(name: K, listener: BusListener<K>): void {
+    if (typeof listener !== 'function') throw new TypeError(`events.on("${name}"): listener must be a function`);
+    let byListener = this.wrappers.get(name);
+    if (byListener === undefined) this.wrappers.set(name, (byListener = new Map()));
+    if (byListener.has(listener)) return;
+    const wrapped: Wrapped = (event) => {
+      try {
+        listener(event as BusEvents[K]);
+      } catch (error) {
+        process.emitWarning(`agent-switchboard: a "${name}" listener threw: ${String((error as Error)?.message ?? error)}`, {
+          code: 'SWITCHBOARD_LISTENER_ERROR',
+        });
+      }
+    };
+    byListener.set(listener, wrapped);
+    this.emitter.on(name, wrapped);
+  }
+
+  off<K extends BusEventName>(name: K, listener: BusListener<K>): void {
+    const wrapped = this.wrappers.get(name)?.get(listener);
+    if (wrapped === undefined) return;
+    this.wrappers.get(name)!.delete(listener);
+    this.emitter.off(name, wrapped);
+  }
+
+  /** True when at least one listener is subscribed to `name`. */
+  has(name: BusEventName): boolean {
+    const list = this.emitter.all.get(name);
+    return list !== undefined && list.length > 0;
+  }
+
+  emit<K extends BusEventName>(name: K, event: BusEvents[K]): void {
+    this.emitter.emit(name, event);
+  }
+
+  clear(): void {
+    this.emitter.all.clear();
+    this.wrappers.clear();
+  }
+}

@@ -1,0 +1,31 @@
+// The public surface of agent-switchboard. Everything else under src/ is internal.
+export { Orchestrator, type RegisterOptions, type Explanation } from './orchestrator.js';
+export { Agent } from './agent.js';
+export type { OrchestratorOptions, AuditOptions } from './options.js';
+export type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
+export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender } from './handler.js';
+export type { Job, Progress } from './request.js';
+export type { AgentInfo, Handler } from './registry.js';
+export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';
+export type { Attempt, BusEventName, BusEvents, BusEventSource, BusListener } from './events.js';
+export { defineContracts, type ContractDef, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';
+export { parseRules, ruleLabel, lintRules, type PolicyRule, type PolicyDecision, type PolicyLint } from './policy.js';
+export type { RateSpec } from './limits.js';
+export type { Approvals, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
+export type { ApprovalResult } from './router.js';
+export type { Clock } from './clock.js';
+export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
+export { SqliteAuditLog } from './audit/sqlite.js';
+export type {
+  AuditLog,
+  AuditRecord,
+  AttemptRecord,
+  OutcomeRecord,
+  ApprovalRecord,
+  AuditDecision,
+  AuditOutcome,
+  ApprovalDecision,
+  MessageLogEntry,
+  MessageLogQuery,
+  VerifyResult,
+} from './audit/types.js';

@@ -1,0 +1,173 @@
+import { z } from 'zod';
+import { BusError } from './errors.js';
+import type { AuditLog } from './audit/types.js';
+import type { Clock } from './clock.js';
+import type { Contracts } from './contracts.js';
+import type { PolicyRule } from './policy.js';
+import type { RateSpec } from './limits.js';
+
+/** Options of `new Orchestrator(options)`. Every key is optional; a misspelled key is an error. */
+export interface OrchestratorOptions<C extends Contracts = Contracts> {
+  /**
+   * The policy rules. Default deny: with no rules, every message is refused.
+   * @default []
+   */
+  policies?: readonly PolicyRule[];
+  /** Typed intents from `defineContracts()`. */
+  contracts?: C;
+  limits?: {
+    /** Largest payload, in UTF-8 bytes of its JSON. @default 102400 */
+    maxPayloadBytes?: number;
+    /** Each sender's token bucket (one token per send; replies are free), or `false`. @default { perSecond: 10, burst: 10 } */
+    rate?: RateSpec | false;
+    /** A bucket shared by all senders, so many ids cannot evade the per-sender one. @default false */
+    globalRate?: RateSpec | false;
+    /** Longest causal chain (hops). @default 8 */
+    maxDepth?: number;
+    /** Most agents registered at once. @default 10000 */
+    maxAgents?: number;
+    /** Default mailbox bound per agent (messages waiting). @default 1000 */
+    maxQueue?: number;
+  };
+  timeouts?: {
+    /** Deadline of an ask. @default 30000 */
+    askMs?: number;
+    /** Deadline of a delegate. @default 30000 */
+    delegateMs?: number;
+    /** How long `close()` waits for running handlers. @default 1000 */
+    closeMs?: number;
+  };
+  /**
+   * The audit log: a SQLite database (`:memory:` or a file), `false` for none, or your
+   * own {@link AuditLog}.
+   * @default { path: ':memory:', durability: 'normal' }
+   */
+  audit?: AuditOptions | false | AuditLog;
+  approvals?: {
+    /** How long a held notify waits for a decision (asks and delegates wait until their deadline). @default 300000 */
+    ttlMs?: number;
+    /** Most messages held at once. @default 1000 */
+    maxPending?: number;
+    /** Most messages held at once for one sender. @default 100 */
+    maxPendingPerSender?: number;
+  };
+  /** Where the bus reads the time. @default Date.now */
+  clock?: Clock;
+  /** Message id generator; must return unique strings. @default a random prefix and a counter */
+  ids?: () => string;
+}
+
+/** Options of the default SQLite audit log. */
+export interface AuditOptions {
+  /** `:memory:` or a file path. @default ':memory:' */
+  path?: string;
+  /** `normal` survives a process crash; `full` also a power loss (an fsync per commit). @default 'normal' */
+  durability?: 'normal' | 'full';
+  /** Key for an HMAC hash chain, so a writer without it cannot forge rows. */
+  key?: string | Uint8Array;
+  /** How long a write waits for a lock held by another connection before failing closed. @default 50 */
+  busyTimeoutMs?: number;
+}
+
+const positiveInt = z.number().int().positive();
+const ms = z.number().int().positive().max(2_147_483_647);
+const rate = z.strictObject({ perSecond: z.number().positive().finite(), burst: z.number().int().positive() });
+
+const schema = z.strictObject({
+  policies: z.array(z.unknown()).optional(),
+  contracts: z.record(z.string(), z.unknown()).optional(),
+  limits: z
+    .strictObject({
+      maxPayloadBytes: positiveInt.optional(),
+      rate: z.union([rate, z.literal(false)]).optional(),
+      globalRate: z.union([rate, z.literal(false)]).optional(),
+      maxDepth: z.number().int().min(0).max(1000).optional(),
+      maxAgents: positiveInt.optional(),
+      maxQueue: z.number().int().min(0).optional(),
+    })
+    .optional(),
+  timeouts: z.strictObject({ askMs: ms.optional(), delegateMs: ms.optional(), closeMs: z.number().int().min(0).max(2_147_483_647).optional() }).optional(),
+  audit: z
+    .union([
+      z.literal(false),
+      z.custom<AuditLog>(isAuditLog, 'an AuditLog has append, query, verify and close methods'),
+      z.strictObject({
+        path: z.string().min(1).optional(),
+        durability: z.enum(['normal', 'full']).optional(),
+        key: z.union([z.string().min(1), z.instanceof(Uint8Array)]).optional(),
+        busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
+      }),
+    ])
+    .optional(),
+  approvals: z
+    .strictObject({ ttlMs: ms.optional(), maxPending: z.number().int().min(0).optional(), maxPendingPerSender: z.number().int().min(0).optional() })
+    .optional(),
+  clock: z.custom<Clock>((v) => typeof (v as Clock | null)?.now === 'function', 'a clock has a now() method').optional(),
+  ids: z.custom<() => string>((v) => typeof v === 'function', 'ids must be a function returning a string').optional(),
+});
+
+function isAuditLog(value: unknown): value is AuditLog {
+  const v = value as Partial<AuditLog> | null;
+  return typeof v === 'object' && v !== null && typeof v.append === 'function' && typeof v.query === 'function' && typeof v.verify === 'function' && typeof v.close === 'function';
+}
+
+/** The options with every default filled in. */
+export interface ResolvedOptions {
+  policies: readonly unknown[];
+  contracts: Contracts | undefined;
+  maxPayloadBytes: number;
+  rate: RateSpec | false;
+  globalRate: RateSpec | false;
+  maxDepth: number;
+  maxAgents: number;
+  maxQueue: number;
+  askMs: number;
+  delegateMs: number;
+  closeMs: number;
+  audit: AuditOptions | false | AuditLog;
+  approvalTtlMs: number;
+  maxPending: number;
+  maxPendingPerSender: number;
+  clock: Clock | undefined;
+  ids: (() => string) | undefined;
+}
+
+/** Validates the options once, strictly, and fills in the defaults. */
+export function resolveOptions(input: unknown): ResolvedOptions {
+  const parsed = schema.safeParse(input ?? {});
+  if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `Invalid Orchestrator options: ${formatOptionIssues(parsed.error)}`);
+  const o = parsed.data;
+  return {
+    policies: o.policies ?? [],
+    contracts: o.contracts as Contracts | undefined,
+    maxPayloadBytes: o.limits?.maxPayloadBytes ?? 102_400,
+    rate: o.limits?.rate ?? { perSecond: 10, burst: 10 },
+    globalRate: o.limits?.globalRate ?? false,
+    maxDepth: o.limits?.maxDepth ?? 8,
+    maxAgents: o.limits?.maxAgents ?? 10_000,
+    maxQueue: o.limits?.maxQueue ?? 1000,
+    askMs: o.timeouts?.askMs ?? 30_000,
+    delegateMs: o.timeouts?.delegateMs ?? 30_000,
+    closeMs: o.timeouts?.closeMs ?? 1000,
+    audit: (o.audit ?? {}) as AuditOptions | false | AuditLog,
+    approvalTtlMs: o.approvals?.ttlMs ?? 300_000,
+    maxPending: o.approvals?.maxPending ?? 1000,
+    maxPendingPerSender: o.approvals?.maxPendingPerSender ?? 100,
+    clock: o.clock,
+    ids: o.ids,
+  };
+}
+
+/** One line per problem, naming the key: `unknown key "limts"`, `limits.maxDepth: …`. */
+export function formatOptionIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const at = issue.path.map(String).join('.');
+      if (issue.code === 'unrecognized_keys') {
+        const keys = issue.keys.map((k) => `"${at === '' ? k : `${at}.${k}`}"`).join(', ');
+        return `unknown key ${keys}`;
+      }
+      return `${at === '' ? '(options)' : at}: ${issue.message}`;
+    })
+    .join('; ');
+}

@@ -1,0 +1,328 @@
+import { nanoid } from 'nanoid';
+import { z } from 'zod';
+import { Agent } from './agent.js';
+import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
+import { NullAuditLog } from './audit/null.js';
+import { SqliteAuditLog } from './audit/sqlite.js';
+import type { AuditLog, MessageLogEntry, MessageLogQuery, VerifyResult } from './audit/types.js';
+import { systemClock, type Clock } from './clock.js';
+import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
+import { RULE_TYPES, type RuleType } from './envelope.js';
+import { BusError } from './errors.js';
+import { BusEmitter, type BusEventSource } from './events.js';
+import { GroupCommit } from './group-commit.js';
+import type { HandlerMap } from './handler.js';
+import { AGENT_ID_PATTERN } from './ids.js';
+import { TokenBucket, type RateSpec } from './limits.js';
+import { Mailbox } from './mailbox.js';
+import { formatOptionIssues, resolveOptions, type OrchestratorOptions, type ResolvedOptions } from './options.js';
+import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
+import { PolicyStore } from './policy-store.js';
+import type { AgentInfo, AgentRecord, Handler } from './registry.js';
+import { Router, describe, type ApprovalResult } from './router.js';
+
+/** Options of `bus.register(id, options)`. */
+export interface RegisterOptions<C extends Contracts = AnyContracts> {
+  /** Handlers by intent; `'*'` is the fallback. More can be added with `agent.handle()`. */
+  handlers?: HandlerMap<C>;
+  /** Handlers of this agent running at once. @default 1 */
+  concurrency?: number;
+  /** Messages waiting in its mailbox at most (MAILBOX_FULL beyond). @default limits.maxQueue (1000) */
+  maxQueue?: number;
+  /** Its own token bucket instead of `limits.rate`, or `false` for none. */
+  rate?: RateSpec | false;
+  /** What it can do, for `discover()`. @default [] */
+  capabilities?: readonly string[];
+  /** Its trust score, for rules with `minTrust`. @default 0 */
+  trust?: number;
+}
+
+/** What `explain()` answers: the decision without sending. */
+export interface Explanation {
+  decision: 'allow' | 'deny' | 'approval';
+  /** The deciding rule, when one decided. */
+  rule?: PolicyRule;
+  reason: string;
+  /** The rule set version the decision was made under. */
+  policyVersion: number;
+}
+
+const rateSchema = z.strictObject({ perSecond: z.number().positive().finite(), burst: z.number().int().positive() });
+const registerSchema = z.strictObject({
+  handlers: z.record(z.string(), z.custom<Handler>((v) => typeof v === 'function', 'a handler must be a function')).optional(),
+  concurrency: z.union([z.number().int().positive(), z.literal(Infinity)]).optional(),
+  maxQueue: z.number().int().min(0).optional(),
+  rate: z.union([rateSchema, z.literal(false)]).optional(),
+  capabilities: z.array(z.string().min(1).max(128)).max(256).optional(),
+  trust: z.number().finite().optional(),
+});
+
+const explainSchema = z.strictObject({
+  from: z.string(),
+  to: z.string(),
+  type: z.enum(RULE_TYPES as [RuleType, ...RuleType[]]),
+  intent: z.string().min(1),
+});
+
+/**
+ * The bus. Agents get handles from it and talk only through it; it checks every message
+ * against the policy and limits, holds what needs a human, records everything in the audit
+ * log before delivery, and enforces deadlines.
+ *
+ * @example
+ * const bus = new Orchestrator({ policies: [{ from: 'research', to: 'writer', allow: ['ask'] }] });
+ * bus.register('writer', { handlers: { clarify: (q) => ({ answer: 'for engineers' }) } });
+ * const research = bus.register('research');
+ * await research.ask('writer', 'clarify', { q: 'Audience?' }); // { answer: 'for engineers' }
+ * await bus.close();
+ */
+export class Orchestrator<C extends Contracts = AnyContracts> {
+  /** Subscribe to what happens on the bus. A listener that throws never breaks it. */
+  readonly events: BusEventSource;
+  /** The human approval queue. */
+  readonly approvals: Approvals;
+
+  readonly #options: ResolvedOptions;
+  readonly #registry = new Map<string, AgentRecord>();
+  readonly #emitter = new BusEmitter();
+  readonly #policy: PolicyStore;
+  readonly #audit: AuditLog;
+  readonly #commit: GroupCommit;
+  readonly #router: Router;
+  readonly #clock: Clock;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: OrchestratorOptions<C> = {}) {
+    const o = resolveOptions(options);
+    this.#options = o;
+    if (o.contracts !== undefined) defineContracts(o.contracts as Record<string, never>);
+    this.#clock = o.clock ?? systemClock;
+    this.#policy = new PolicyStore(o.policies);
+    this.#audit = openAudit(o.audit);
+    this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 1000, (error, records) => {
+      if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
+    });
+    this.#router = new Router({
+      registry: this.#registry,
+      policy: this.#policy,
+      commit: this.#commit,
+      events: this.#emitter,
+      clock: this.#clock,
+      nextId: o.ids ?? defaultIds(),
+      contracts: o.contracts,
+      maxPayloadBytes: o.maxPayloadBytes,
+      maxDepth: o.maxDepth,
+      askMs: o.askMs,
+      delegateMs: o.delegateMs,
+      approvalTtlMs: o.approvalTtlMs,
+      maxPending: o.maxPending,
+      maxPendingPerSender: o.maxPendingPerSender,
+      globalRate: o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now()),
+    });
+    this.events = this.#emitter;
+    const router = this.#router;
+    const policy = this.#policy;
+    this.approvals = Object.freeze({
+      list: (): PendingApproval[] => router.approvals.list(),
+      approve: (id: string, opts?: ApproveOptions): ApprovalResult => router.approve(id, opts, (envelope) => policy.allowExactly(envelope)),
+      reject: (id: string, opts?: RejectOptions): void => router.reject(id, opts),
+    });
+  }
+
+  /**
+   * Registers an agent and returns its handle: the only way to send as it.
+   * Throws INVALID_ARGUMENT for a bad id or options, DUPLICATE_AGENT for a taken id.
+   */
+  register(id: string, options: RegisterOptions<C> = {}): Agent<C> {
+    if (this.#router.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
+    checkAgentId(id);
+    if (this.#registry.has(id)) throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered`, { agentId: id });
+    if (this.#registry.size >= this.#options.maxAgents) {
+      throw new BusError('INVALID_ARGUMENT', `cannot register "${id}": ${this.#registry.size} agents are registered, the limit (limits.maxAgents)`);
+    }
+    const parsed = registerSchema.safeParse(options);
+    if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `register("${id}"): ${formatOptionIssues(parsed.error)}`);
+    const o = parsed.data;
+    const rate = o.rate ?? this.#options.rate;
+    const record: AgentRecord = {
+      id,
+      handlers: new Map(Object.entries(o.handlers ?? {})),
+      mailbox: new Mailbox(o.concurrency ?? 1, o.maxQueue ?? this.#options.maxQueue),
+      bucket: rate === false ? undefined : new TokenBucket(rate, this.#clock.now()),
+      capabilities: Object.freeze([...(o.capabilities ?? [])]),
+      trust: o.trust ?? 0,
+      alive: true,
+      outgoing: new Set(),
+      incoming: new Set(),
+      notifications: new Set(),
+    };
+    this.#registry.set(id, record);
+    return new Agent<C>(record, this.#router, { discover: (from, capability) => this.#discover(from, capability) });
+  }
+
+  /**
+   * Removes an agent: asks to it fail (UNKNOWN_AGENT), its own are cancelled, its handle is
+   * dead for good. Returns false if no such agent was registered.
+   */
+  unregister(id: string): boolean {
+    const record = this.#registry.get(id);
+    if (record === undefined) return false;
+    this.#registry.delete(id);
+    this.#router.unregister(record);
+    return true;
+  }
+
+  /** The registered agents (a snapshot). There is no way to get another agent's handle. */
+  agents(): readonly AgentInfo[] {
+    return Object.freeze(Array.from(this.#registry.values(), (r) => Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust })));
+  }
+
+  /** Replaces the rule set atomically (a bad set changes nothing). Returns the new version. */
+  setPolicies(rules: readonly PolicyRule[]): number {
+    return this.#policy.replace(rules);
+  }
+
+  /** The rules in force (frozen). */
+  policies(): readonly PolicyRule[] {
+    return this.#policy.current.rules;
+  }
+
+  /** The version of the rules in force; every decision records it. */
+  get policyVersion(): number {
+    return this.#policy.current.version;
+  }
+
+  /** Shadowed or never-matching rules in the set in force. */
+  lintPolicies(): PolicyLint[] {
+    return lintRules(this.#policy.current.rules);
+  }
+
+  /** The policy's decision for a message, without sending it (trust is the sender's, if registered). */
+  explain(request: { from: string; to: string; type: RuleType; intent: string }): Explanation {
+    const parsed = explainSchema.safeParse(request);
+    if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `explain(): ${formatOptionIssues(parsed.error)}`);
+    const { from, to, type, intent } = parsed.data;
+    const trust = this.#registry.get(from)?.trust ?? 0;
+    const d = this.#policy.current.evaluate({ from, to, type, intent, trust });
+    return { decision: d.decision, reason: d.reason, policyVersion: d.policyVersion, ...(d.rule !== undefined ? { rule: d.rule } : {}) };
+  }
+
+  /** Audit entries, newest first: one per message and recipient, with its latest outcome. */
+  getMessageLog(query: MessageLogQuery = {}): MessageLogEntry[] {
+    this.#commit.flush();
+    return this.#audit.query(query);
+  }
+
+  /** Checks the audit log's hash chain end to end. */
+  verifyAuditLog(): VerifyResult {
+    this.#commit.flush();
+    return this.#audit.verify();
+  }
+
+  /** Writes every staged audit row now (they are otherwise written at the end of the tick). */
+  async flush(): Promise<void> {
+    this.#commit.flush();
+  }
+
+  /**
+   * Resolves when nothing is in flight: no handler running or waiting, nothing staged for
+   * the audit log. Held approvals and asks waiting for a reply from outside do not count.
+   */
+  async onIdle(): Promise<void> {
+    for (;;) {
+      this.#commit.flush();
+      const busy = [...this.#registry.values()].filter((r) => r.mailbox.running + r.mailbox.queued > 0);
+      if (busy.length === 0) {
+        await Promise.resolve();
+        const again = [...this.#registry.values()].some((r) => r.mailbox.running + r.mailbox.queued > 0);
+        if (!again) return;
+        continue;
+      }
+      await Promise.all(busy.map((r) => r.mailbox.onIdle()));
+    }
+  }
+
+  /**
+   * Stops new sends (CLOSED), fails pending asks with CLOSED, cancels held approvals,
+   * aborts running handlers and waits for them at most `timeouts.closeMs`, writes every
+   * audit row, closes the database. Leaves no timer behind. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#router.shutdown();
+    this.#commit.flush();
+    const running = [...this.#registry.values()].map((r) => r.mailbox.onIdle());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (this.#options.closeMs > 0 && running.length > 0) {
+      await Promise.race([Promise.all(running), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.closeMs)))]);
+    }
+    if (timer !== undefined) clearTimeout(timer);
+    this.#commit.flush();
+    this.#commit.shutdown();
+    this.#audit.close();
+    this.#emitter.clear();
+  }
+
+  #discover(from: AgentRecord, capability: string): string[] {
+    const set = this.#policy.current;
+    // An intent no rule names decides like every other such intent: test each named one and one more.
+    const intents = new Set<string>();
+    for (const rule of set.rules) for (const intent of rule.intents ?? []) intents.add(intent);
+    let unnamed = '\u0000any';
+    while (intents.has(unnamed)) unnamed += '_';
+    intents.add(unnamed);
+    const found: string[] = [];
+    for (const record of this.#registry.values()) {
+      if (record === from || !record.capabilities.includes(capability)) continue;
+      const reachable = (['ask', 'delegate'] as const).some((type) =>
+        [...intents].some((intent) => set.evaluate({ from: from.id, to: record.id, type, intent, trust: from.trust }).decision !== 'deny'),
+      );
+      if (reachable) found.push(record.id);
+    }
+    return found;
+  }
+}
+
+function openAudit(audit: ResolvedOptions['audit']): AuditLog {
+  if (audit === false) return new NullAuditLog();
+  if (typeof (audit as AuditLog).append === 'function') return audit as AuditLog;
+  const o = audit as Exclude<ResolvedOptions['audit'], false | AuditLog>;
+  try {
+    return new SqliteAuditLog({
+      path: o.path ?? ':memory:',
+      ...(o.durability !== undefined ? { durability: o.durability } : {}),
+      ...(o.key !== undefined ? { key: o.key } : {}),
+      ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}),
+    });
+  } catch (cause) {
+    if (cause instanceof BusError) throw cause;
+    throw new BusError('AUDIT_UNAVAILABLE', `cannot open the audit log at ${JSON.stringify(o.path ?? ':memory:')}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/** Unique, short and cheap: a random prefix per orchestrator and a counter. */
+function defaultIds(): () => string {
+  const prefix = `m${nanoid(8)}-`;
+  let n = 0;
+  return () => prefix + (n++).toString(36);
+}
+
+/** Refuses a bad agent id with a message that says what is wrong with it. */
+function checkAgentId(id: unknown): asserts id is string {
+  if (typeof id === 'string' && AGENT_ID_PATTERN.test(id)) return;
+  let why: string;
+  if (typeof id !== 'string') why = `expected a string, got ${describe(id)}`;
+  else if (id === '') why = 'it is empty';
+  else if (id === '*') why = '"*" is the wildcard of policy rules, never an id';
+  else if (id.length > 128) why = `it is ${id.length} characters long (at most 128)`;
+  else {
+    const bad = [...id].find((ch, i) => !(i === 0 ? /[A-Za-z0-9]/ : /[A-Za-z0-9._:-]/).test(ch));
+    const code = bad === undefined ? '' : `U+${bad.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    why = [...id].indexOf(bad ?? '') === 0 ? `it must start with a letter or digit, not ${code}` : `it contains ${code}, which is not allowed`;
+  }
+  throw new BusError('INVALID_ARGUMENT', `invalid agent id ${describe(id)}: ${why} (ids match ${AGENT_ID_PATTERN})`);
+}

@@ -1,0 +1,1105 @@
+import { ApprovalQueue, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
+import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
+import type { Clock } from './clock.js';
+import { decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
+import { describeIssues, type ContractDef, type Contracts } from './contracts.js';
+import { DeadlineQueue } from './deadlines.js';
+import { PRIORITIES, type Envelope, type MessageType, type Priority, type RuleType } from './envelope.js';
+import { BusError, type BusErrorDetails, type ErrorCode } from './errors.js';
+import type { Attempt, BusEmitter } from './events.js';
+import type { HandlerContext, NotifyOptions, NotifyReceipt, SendOptions } from './handler.js';
+import { isAgentId } from './ids.js';
+import { TokenBucket } from './limits.js';
+import type { PolicyDecision } from './policy.js';
+import type { PolicyStore } from './policy-store.js';
+import type { AgentRecord } from './registry.js';
+import { Delivery, PendingRequest, type Job, type Progress } from './request.js';
+import type { GroupCommit } from './group-commit.js';
+
+/** What the router needs from its owner; it never reaches back into the orchestrator. */
+export interface RouterConfig {
+  readonly registry: ReadonlyMap<string, AgentRecord>;
+  readonly policy: PolicyStore;
+  readonly commit: GroupCommit;
+  readonly events: BusEmitter;
+  readonly clock: Clock;
+  readonly nextId: () => string;
+  readonly contracts: Contracts | undefined;
+  readonly maxPayloadBytes: number;
+  readonly maxDepth: number;
+  readonly askMs: number;
+  readonly delegateMs: number;
+  readonly approvalTtlMs: number;
+  readonly maxPending: number;
+  readonly maxPendingPerSender: number;
+  readonly globalRate: TokenBucket | undefined;
+}
+
+/** What an approval did once decided. */
+export interface ApprovalResult {
+  /** True when the message was handed to its recipient. */
+  readonly delivered: boolean;
+  /** Why not, when it was not (the sender got the same code). */
+  readonly code?: ErrorCode;
+  readonly reason?: string;
+}
+
+/** A held message: the approval queue's item plus what the router needs to finish it. */
+interface HeldMessage extends Hold {
+  readonly pending: PendingRequest | undefined;
+  readonly parent: Delivery | undefined;
+}
+
+/** What is known about a send while it is being checked; enough to audit a refusal. */
+interface Draft {
+  readonly id: string;
+  readonly ts: number;
+  readonly type: MessageType;
+  readonly from: string;
+  to: string;
+  readonly intent: string;
+  readonly conversationId: string;
+  readonly causationId: string | undefined;
+  readonly inReplyTo?: string;
+  encoded: EncodedPayload | undefined;
+  hash: string;
+  decision: PolicyDecision | undefined;
+}
+
+const RESOLVED = Promise.resolve();
+const MAX_INTENT_LENGTH = 256;
+const MAX_NOTE_LENGTH = 1000;
+
+/**
+ * The send pipeline. A send enters at a handle, passes the checks in the SPEC's fixed
+ * order (closed → arguments → size → rate → policy), is audited, and only then delivered.
+ * Replies, deadlines, cancellation and approval decisions end here too.
+ */
+export class Router {
+  closed = false;
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly deadlines: DeadlineQueue<PendingRequest>;
+  readonly approvals: ApprovalQueue<HeldMessage>;
+
+  constructor(private readonly config: RouterConfig) {
+    this.deadlines = new DeadlineQueue(config.clock, (p) => this.expire(p));
+    this.approvals = new ApprovalQueue<HeldMessage>(config.clock, config.maxPending, config.maxPendingPerSender, (hold) =>
+      this.expireHold(hold),
+    );
+  }
+
+  /** Asks and delegates awaiting a reply (held ones included). */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  // ---- Sending ------------------------------------------------------------------------
+
+  /** An ask or delegate. Never throws; refusals are rejected promises. */
+  request(sender: AgentRecord, type: 'ask' | 'delegate', to: unknown, intent: unknown, payload: unknown, options: SendOptions | undefined, parent: Delivery | undefined): Job {
+    const { clock } = this.config;
+    const id = this.config.nextId();
+    const now = clock.now();
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: BusError) => void;
+    const promise = new Promise<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const job = promise as Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
+    job.id = id;
+    let pendingRef: PendingRequest | undefined;
+    let cancelledEarly: string | undefined;
+    job.onProgress = (listener) => {
+      if (typeof listener !== 'function') throw new BusError('INVALID_ARGUMENT', 'onProgress(listener): listener must be a function');
+      if (pendingRef !== undefined) (pendingRef.progressListeners ??= []).push(listener);
+      return job;
+    };
+    job.cancel = (reason) => {
+      if (pendingRef !== undefined) this.cancel(pendingRef, reason ?? 'cancelled by the sender');
+      else cancelledEarly = reason ?? 'cancelled by the sender';
+    };
+
+    const draft = this.draft(id, now, type, sender, to, intent, parent);
+    try {
+      this.checkOpen();
+      this.checkSender(sender);
+      const recipient = this.checkRecipient(sender, to);
+      this.checkIntent(intent);
+      const timeoutMs = options?.timeoutMs ?? (type === 'ask' ? this.config.askMs : this.config.delegateMs);
+      const priority = this.checkOptions(options, timeoutMs);
+      const depth = this.checkDepth(parent);
+      this.checkContract(type, draft.intent, payload);
+      this.encode(draft, payload);
+      this.checkRate(sender, now);
+      const decision = this.decide(draft, sender);
+
+      let deadline = now + timeoutMs;
+      const parentDeadline = parent?.envelope.deadline;
+      if (parentDeadline !== undefined && parentDeadline < deadline) deadline = parentDeadline;
+      const envelope = this.envelope(draft, priority, depth, deadline);
+      const callSite: { stack?: string } = {};
+      Error.captureStackTrace(callSite, this.request);
+      const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
+      pendingRef = p;
+
+      if (decision.decision === 'approval') {
+        this.hold(draft, envelope, p, parent, deadline);
+      } else {
+        this.deliver(draft, envelope, recipient, p, parent);
+      }
+      const signal = options?.signal;
+      if (signal !== undefined) this.linkSignal(p, signal);
+      if (cancelledEarly !== undefined) this.cancel(p, cancelledEarly);
+    } catch (error) {
+      this.refuse(draft, error, reject);
+    }
+    return job;
+  }
+
+  /** A notify to listed recipients or to everyone else. Never throws. */
+  notify(sender: AgentRecord, intent: unknown, payload: unknown, options: NotifyOptions | undefined, parent: Delivery | undefined): Promise<NotifyReceipt> {
+    const id = this.config.nextId();
+    const now = this.config.clock.now();
+    const draft = this.draft(id, now, 'notify', sender, '*', intent, parent);
+    try {
+      this.checkOpen();
+      this.checkSender(sender);
+      const listed = this.checkNotifyRecipients(sender, options?.to);
+      this.checkIntent(intent);
+      const priority = this.checkOptions(options, undefined);
+      const depth = this.checkDepth(parent);
+      this.checkContract('notify', draft.intent, payload);
+      this.encode(draft, payload);
+      this.checkRate(sender, now);
+      return this.fanOut(draft, sender, listed, priority, depth, parent);
+    } catch (error) {
+      return new Promise((_, reject) => this.refuse(draft, error, reject));
+    }
+  }
+
+  /** An explicit reply to a pending ask or delegate. Never throws. */
+  reply(sender: AgentRecord, inReplyTo: unknown, payload: unknown): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const id = this.config.nextId();
+      const now = this.config.clock.now();
+      const p = typeof inReplyTo === 'string' ? this.pending.get(inReplyTo) : undefined;
+      const draft: Draft = {
+        id,
+        ts: now,
+        type: 'reply',
+        from: sender.id,
+        to: p?.sender.id ?? '?',
+        intent: p?.envelope.intent ?? '?',
+        conversationId: p?.envelope.conversationId ?? id,
+        causationId: typeof inReplyTo === 'string' ? inReplyTo : undefined,
+        inReplyTo: typeof inReplyTo === 'string' ? inReplyTo.slice(0, 256) : String(inReplyTo).slice(0, 256),
+        encoded: undefined,
+        hash: '',
+        decision: undefined,
+      };
+      try {
+        this.checkOpen();
+        this.checkSender(sender);
+        if (typeof inReplyTo !== 'string' || inReplyTo === '') {
+          throw new BusError('INVALID_ARGUMENT', `reply(inReplyTo): expected a message id, got ${describe(inReplyTo)}`);
+        }
+        if (p === undefined || p.state !== 'pending') {
+          throw new BusError('INVALID_REPLY', `no pending ask or delegate "${inReplyTo}" to reply to (unknown, not yet delivered, already answered or expired)`);
+        }
+        if (p.recipient !== sender) {
+          throw new BusError('INVALID_REPLY', `${sender.id} cannot reply to "${inReplyTo}": it was addressed to ${p.recipient.id}`);
+        }
+        const encoded = this.encodeReply(p, payload, 'replier');
+        draft.encoded = encoded;
+        p.repliedExplicitly = true;
+        this.answer(p, encoded);
+        resolve();
+      } catch (error) {
+        this.refuse(draft, error, reject);
+      }
+    });
+  }
+
+  // ---- Checks, in the SPEC's order ------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
+  }
+
+  private checkSender(sender: AgentRecord): void {
+    if (!sender.alive) throw new BusError('UNKNOWN_AGENT', `${sender.id}'s handle is dead: it was unregistered`, { agentId: sender.id });
+  }
+
+  private checkRecipient(sender: AgentRecord, to: unknown): AgentRecord {
+    if (!isAgentId(to)) throw new BusError('INVALID_ARGUMENT', `recipient must be an agent id, got ${describe(to)}`);
+    if (to === sender.id) throw new BusError('SELF_MESSAGE', `${sender.id} cannot message itself`, { agentId: to });
+    const recipient = this.config.registry.get(to);
+    if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `no agent "${to}" is registered`, { agentId: to });
+    return recipient;
+  }
+
+  private checkNotifyRecipients(sender: AgentRecord, to: unknown): string[] | undefined {
+    if (to === undefined) return undefined;
+    const list = typeof to === 'string' ? [to] : to;
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new BusError('INVALID_ARGUMENT', `notify options.to must be a non-empty array of agent ids, got ${describe(to)}`);
+    }
+    const ids = new Set<string>();
+    for (const id of list) {
+      if (!isAgentId(id)) throw new BusError('INVALID_ARGUMENT', `notify options.to holds ${describe(id)}, which is not an agent id`);
+      if (id === sender.id) throw new BusError('SELF_MESSAGE', `${sender.id} cannot notify itself`, { agentId: id });
+      ids.add(id);
+    }
+    return [...ids];
+  }
+
+  private checkIntent(intent: unknown): void {
+    if (typeof intent !== 'string' || intent.length === 0 || intent.length > MAX_INTENT_LENGTH || intent === '*') {
+      throw new BusError('INVALID_ARGUMENT', `intent must be a non-empty string of at most ${MAX_INTENT_LENGTH} characters (not "*"), got ${describe(intent)}`);
+    }
+  }
+
+  private checkOptions(options: SendOptions | NotifyOptions | undefined, timeoutMs: number | undefined): Priority {
+    if (options !== undefined && (typeof options !== 'object' || options === null)) {
+      throw new BusError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`);
+    }
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
+      throw new BusError('INVALID_ARGUMENT', `timeoutMs must be a positive number of ms (at most 2147483647), got ${describe(timeoutMs)}`);
+    }
+    const signal = (options as SendOptions | undefined)?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new BusError('INVALID_ARGUMENT', `signal must be an AbortSignal, got ${describe(signal)}`);
+    }
+    if (signal?.aborted) throw new BusError('CANCELLED', 'the signal was already aborted', { reason: String(signal.reason) });
+    const priority = options?.priority ?? 'normal';
+    if (!PRIORITIES.includes(priority)) {
+      throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
+    }
+    return priority;
+  }
+
+  private checkDepth(parent: Delivery | undefined): number {
+    const depth = parent === undefined ? 0 : parent.envelope.depth + 1;
+    if (depth > this.config.maxDepth) {
+      throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${this.config.maxDepth}`);
+    }
+    return depth;
+  }
+
+  private contract(intent: string): ContractDef | undefined {
+    const contracts = this.config.contracts;
+    return contracts !== undefined && Object.hasOwn(contracts, intent) ? contracts[intent] : undefined;
+  }
+
+  private checkContract(type: RuleType, intent: string, payload: unknown): void {
+    const contract = this.contract(intent);
+    if (contract === undefined) return;
+    if (contract.type !== type) {
+      throw new BusError('INVALID_ARGUMENT', `intent "${intent}" is a ${contract.type} by its contract, not a ${type}`);
+    }
+    const result = contract.input.safeParse(payload);
+    if (!result.success) {
+      throw new BusError('INVALID_PAYLOAD', `payload for "${intent}" does not match its contract: ${describeIssues(result.error)}`);
+    }
+  }
+
+  /** Plain-JSON check and size: serialize once, measure, hash only if it will be audited. */
+  private encode(draft: Draft, payload: unknown): void {
+    draft.encoded = encodePayload(payload, this.config.maxPayloadBytes);
+    if (this.config.commit.enabled) draft.hash = hashPayload(draft.encoded);
+  }
+
+  private checkRate(sender: AgentRecord, now: number): void {
+    const wait = sender.bucket?.take(now) ?? 0;
+    if (wait > 0) {
+      throw new BusError('RATE_LIMITED', `${sender.id} is sending too fast (limit ${sender.bucket!.spec.perSecond}/s, burst ${sender.bucket!.spec.burst}); retry in ${Math.ceil(wait)}ms`, {
+        retryAfterMs: Math.ceil(wait),
+      });
+    }
+    const global = this.config.globalRate;
+    const globalWait = global?.take(now) ?? 0;
+    if (globalWait > 0) {
+      throw new BusError('RATE_LIMITED', `the bus is over its global rate (${global!.spec.perSecond}/s); retry in ${Math.ceil(globalWait)}ms`, {
+        retryAfterMs: Math.ceil(globalWait),
+      });
+    }
+  }
+
+  /** Policy for one recipient: throws POLICY_DENIED; returns allow or approval. */
+  private decide(draft: Draft, sender: AgentRecord): PolicyDecision {
+    const policy = this.config.policy.current;
+    const decision = policy.evaluate({ from: sender.id, to: draft.to, type: draft.type as RuleType, intent: draft.intent, trust: sender.trust });
+    draft.decision = decision;
+    if (decision.decision === 'deny') {
+      throw new BusError('POLICY_DENIED', `${sender.id} may not ${draft.type} ${draft.to} ("${draft.intent}"): ${decision.reason}`, withRule({}, decision));
+    }
+    return decision;
+  }
+
+  // ---- Delivery -------------------------------------------------------------------------
+
+  private draft(id: string, ts: number, type: MessageType, sender: AgentRecord, to: unknown, intent: unknown, parent: Delivery | undefined): Draft {
+    return {
+      id,
+      ts,
+      type,
+      from: sender.id,
+      to: typeof to === 'string' ? to.slice(0, 256) : describe(to),
+      intent: typeof intent === 'string' ? intent.slice(0, MAX_INTENT_LENGTH) : describe(intent),
+      conversationId: parent?.envelope.conversationId ?? id,
+      causationId: parent?.envelope.id,
+      encoded: undefined,
+      hash: '',
+      decision: undefined,
+    };
+  }
+
+  /** The frozen envelope for the recipient, with a fresh frozen copy of the payload. */
+  private envelope(draft: Draft, priority: Priority, depth: number, deadline: number | undefined, payload?: unknown): Envelope {
+    const envelope: {
+      -readonly [K in keyof Envelope]: Envelope[K];
+    } = {
+      id: draft.id,
+      type: draft.type,
+      from: draft.from,
+      to: draft.to,
+      intent: draft.intent,
+      payload: payload !== undefined ? payload : decodePayload(draft.encoded!),
+      ts: draft.ts,
+      conversationId: draft.conversationId,
+      priority,
+      depth,
+    };
+    if (draft.causationId !== undefined) envelope.causationId = draft.causationId;
+    if (draft.inReplyTo !== undefined) envelope.inReplyTo = draft.inReplyTo;
+    if (deadline !== undefined) envelope.deadline = deadline;
+    return Object.freeze(envelope);
+  }
+
+  /** Reserves the recipient's mailbox, audits, and hands over once committed. Throws NO_HANDLER / MAILBOX_FULL. */
+  private deliver(draft: Draft, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+    const delivery = this.reserve(envelope, recipient, p, parent);
+    const sender = p?.sender;
+    if (p !== undefined) {
+      this.pending.set(envelope.id, p);
+      this.deadlines.add(p);
+      sender!.outgoing.add(p);
+      recipient.incoming.add(p);
+    } else {
+      recipient.notifications.add(delivery);
+    }
+    const { commit, events } = this.config;
+    const record = commit.enabled ? this.attemptRecord(draft, 'allowed', undefined, 'delivered') : undefined;
+    if (events.has('message:sent')) events.emit('message:sent', { envelope });
+    commit.stage(
+      record,
+      () => {
+        recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(recipient.id));
+        if (events.has('message:delivered') && !delivery.withdrawn) events.emit('message:delivered', { envelope });
+      },
+      (error) => {
+        recipient.mailbox.withdraw(delivery);
+        recipient.notifications.delete(delivery);
+        if (p !== undefined) this.fail(p, error, undefined);
+      },
+    );
+  }
+
+  private reserve(envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): Delivery {
+    if (!recipient.handlers.has(envelope.intent) && !recipient.handlers.has('*')) {
+      throw new BusError('NO_HANDLER', `${recipient.id} has no handler for "${envelope.intent}" and no "*" fallback`, { agentId: recipient.id });
+    }
+    if (!recipient.mailbox.reserve()) {
+      const box = recipient.mailbox;
+      throw new BusError('MAILBOX_FULL', `${recipient.id}'s mailbox is full (${box.running} running, ${box.queued} waiting, maxQueue ${box.maxQueue})`, {
+        agentId: recipient.id,
+      });
+    }
+    const delivery = new Delivery(envelope, recipient, p, parent, this.execute);
+    if (p !== undefined) p.delivery = delivery;
+    return delivery;
+  }
+
+  private fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined): Promise<NotifyReceipt> {
+    const { registry, commit, events, policy } = this.config;
+    const targets = listed ?? [...registry.keys()].filter((id) => id !== sender.id);
+    const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
+    const records: AuditRecord[] = [];
+    const deliveries: Delivery[] = [];
+    const holds: HeldMessage[] = [];
+    const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
+    const current = policy.current;
+
+    if (targets.length === 0 && commit.enabled) {
+      records.push(this.attemptRecord({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
+    }
+    for (const to of targets) {
+      const d: Draft = { ...draft, to, decision: undefined };
+      const recipient = registry.get(to);
+      try {
+        if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `no agent "${to}" is registered`, { agentId: to });
+        const decision = this.decide(d, sender);
+        const envelope = this.envelope(d, priority, depth, undefined, payload);
+        if (decision.decision === 'approval') {
+          const refusal = this.approvals.checkCapacity(sender.id);
+          if (refusal !== undefined) throw refusal;
+          const hold = this.makeHold(d, envelope, undefined, parent, draft.ts + this.config.approvalTtlMs);
+          this.approvals.add(hold);
+          holds.push(hold);
+          receipt.pending.push(to);
+          if (commit.enabled) records.push(this.attemptRecord(d, 'pending'));
+        } else {
+          const delivery = this.reserve(envelope, recipient!, undefined, parent);
+          recipient!.notifications.add(delivery);
+          deliveries.push(delivery);
+          receipt.delivered.push(to);
+          if (commit.enabled) records.push(this.attemptRecord(d, 'allowed', undefined, 'delivered'));
+          if (events.has('message:sent')) events.emit('message:sent', { envelope });
+        }
+      } catch (error) {
+        const e = asBusError(error);
+        (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
+        if (commit.enabled) records.push(this.attemptRecord(d, 'denied', e));
+        this.emitDenied(d, e);
+      }
+    }
+
+    return new Promise<NotifyReceipt>((resolve, reject) => {
+      commit.stage(
+        records,
+        () => {
+          for (const delivery of deliveries) {
+            delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
+            if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
+          }
+          for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+          resolve(Object.freeze(receipt));
+        },
+        (error) => {
+          for (const delivery of deliveries) {
+            delivery.recipient.mailbox.withdraw(delivery);
+            delivery.recipient.notifications.delete(delivery);
+          }
+          for (const hold of holds) this.approvals.take(hold.approval.id);
+          reject(new BusError(error.code, error.message, { messageId: draft.id, cause: error }));
+        },
+      );
+    });
+  }
+
+  /** Runs a handler (the mailbox calls this when the job's turn comes). Never rejects. */
+  private readonly execute = (d: Delivery): Promise<void> => {
+    const p = d.pending;
+    if (p !== undefined && p.state === 'settled') {
+      d.finished = true;
+      return RESOLVED;
+    }
+    const handlers = d.recipient.handlers;
+    const handler = handlers.get(d.envelope.intent) ?? handlers.get('*');
+    if (handler === undefined) {
+      d.finished = true;
+      this.handlerFailed(d, new BusError('NO_HANDLER', `${d.recipient.id} has no handler for "${d.envelope.intent}" any more`), 'NO_HANDLER');
+      return RESOLVED;
+    }
+    let out: unknown;
+    try {
+      out = handler(d.envelope.payload, new Context(this, d));
+    } catch (error) {
+      d.finished = true;
+      this.handlerFailed(d, error, 'HANDLER_FAILED');
+      return RESOLVED;
+    }
+    if (isThenable(out)) {
+      return Promise.resolve(out).then(
+        (value) => {
+          d.finished = true;
+          this.handlerReturned(d, value);
+        },
+        (error) => {
+          d.finished = true;
+          this.handlerFailed(d, error, 'HANDLER_FAILED');
+        },
+      );
+    }
+    d.finished = true;
+    this.handlerReturned(d, out);
+    return RESOLVED;
+  };
+
+  private handlerReturned(d: Delivery, value: unknown): void {
+    const p = d.pending;
+    if (p === undefined) {
+      d.recipient.notifications.delete(d);
+      return;
+    }
+    if (p.repliedExplicitly) return; // answered through reply(): the return value is ignored
+    if (p.state === 'settled') {
+      this.deadLetter(d, value);
+      return;
+    }
+    let encoded: EncodedPayload;
+    try {
+      encoded = this.encodeReply(p, value, 'handler');
+    } catch (error) {
+      this.handlerFailed(d, error, 'HANDLER_FAILED');
+      return;
+    }
+    this.answer(p, encoded);
+  }
+
+  /** Checks a reply against the contract and the codec. `who` decides the code of a refusal. */
+  private encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
+    const output = this.contract(p.envelope.intent)?.output;
+    if (output !== undefined) {
+      const result = output.safeParse(value);
+      if (!result.success) {
+        const message = `reply to "${p.envelope.intent}" does not match its contract: ${describeIssues(result.error)}`;
+        throw new BusError(who === 'handler' ? 'HANDLER_FAILED' : 'INVALID_PAYLOAD', message);
+      }
+    }
+    return encodePayload(value, this.config.maxPayloadBytes, 'reply');
+  }
+
+  /** Settles a request with its reply: audit the reply, then resolve the asker. */
+  private answer(p: PendingRequest, encoded: EncodedPayload): void {
+    this.settle(p);
+    const { commit, events, clock } = this.config;
+    const ask = p.envelope;
+    const draft: Draft = {
+      id: this.config.nextId(),
+      ts: clock.now(),
+      type: 'reply',
+      from: p.recipient.id,
+      to: p.sender.id,
+      intent: ask.intent,
+      conversationId: ask.conversationId,
+      causationId: ask.id,
+      inReplyTo: ask.id,
+      encoded,
+      hash: commit.enabled ? hashPayload(encoded) : '',
+      decision: undefined,
+    };
+    const records = commit.enabled
+      ? [this.attemptRecord(draft, 'allowed', undefined, 'delivered'), this.outcomeRecord(p.envelope, 'replied')]
+      : undefined;
+    commit.stage(
+      records,
+      () => {
+        const payload = decodePayload(encoded);
+        p.resolve(payload);
+        if (events.has('message:replied')) events.emit('message:replied', { envelope: this.envelope(draft, ask.priority, ask.depth, undefined, payload) });
+      },
+      (error) => p.reject(new BusError(error.code, error.message, { messageId: ask.id, cause: error })),
+    );
+  }
+
+  private handlerFailed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {
+    const reason = errorText(error);
+    const p = d.pending;
+    const envelope = d.envelope;
+    if (p === undefined) {
+      d.recipient.notifications.delete(d);
+      this.recordOutcome(envelope, 'failed', code, reason);
+      if (this.config.events.has('message:failed')) this.config.events.emit('message:failed', { envelope, code, reason });
+      return;
+    }
+    if (p.repliedExplicitly || p.state === 'settled') return;
+    const failure =
+      error instanceof BusError && error.code === 'HANDLER_FAILED'
+        ? new BusError('HANDLER_FAILED', `${d.recipient.id} failed handling "${envelope.intent}": ${error.message}`, { messageId: envelope.id, agentId: d.recipient.id })
+        : new BusError(code, `${d.recipient.id} failed handling "${envelope.intent}": ${reason}`, { messageId: envelope.id, agentId: d.recipient.id });
+    this.fail(p, failure, 'failed');
+  }
+
+  /** A reply that came after its request was settled: dropped, audited, and emitted as dead. */
+  private deadLetter(d: Delivery, value: unknown): void {
+    if (this.closed) return;
+    const ask = d.envelope;
+    let encoded: EncodedPayload | undefined;
+    try {
+      encoded = encodePayload(value, this.config.maxPayloadBytes, 'reply');
+    } catch {
+      encoded = undefined;
+    }
+    const { commit, events } = this.config;
+    const draft: Draft = {
+      id: this.config.nextId(),
+      ts: this.config.clock.now(),
+      type: 'reply',
+      from: d.recipient.id,
+      to: ask.from,
+      intent: ask.intent,
+      conversationId: ask.conversationId,
+      causationId: ask.id,
+      inReplyTo: ask.id,
+      encoded,
+      hash: commit.enabled && encoded !== undefined ? hashPayload(encoded) : '',
+      decision: undefined,
+    };
+    const reason = `late reply to "${ask.id}": the request was already settled`;
+    if (commit.enabled) commit.stage(this.attemptRecord(draft, 'denied', undefined, 'late-reply', reason));
+    if (events.has('message:dead')) {
+      const payload = encoded === undefined ? null : decodePayload(encoded);
+      events.emit('message:dead', { envelope: this.envelope(draft, ask.priority, ask.depth, undefined, payload), reason });
+    }
+  }
+
+  // ---- Endings: deadline, cancel, failure ------------------------------------------------
+
+  /** Takes the request out of every index. Idempotent. */
+  private settle(p: PendingRequest): void {
+    if (p.state === 'settled') return;
+    p.state = 'settled';
+    this.pending.delete(p.envelope.id);
+    this.deadlines.remove(p);
+    p.sender.outgoing.delete(p);
+    p.recipient.incoming.delete(p);
+  }
+
+  /** Stops the handler side of a request: withdraws it if still queued, aborts its signal if running. */
+  private stopDelivery(p: PendingRequest, reason: BusError): void {
+    const d = p.delivery;
+    if (d === undefined) return;
+    if (!d.started) p.recipient.mailbox.withdraw(d);
+    d.abort(reason);
+  }
+
+  /** Settles with an error now; audits the outcome (no data crosses, so no need to wait). */
+  private fail(p: PendingRequest, error: BusError, outcome: AuditOutcome | undefined): void {
+    if (p.state === 'settled') return;
+    this.settle(p);
+    this.stopDelivery(p, error);
+    if (outcome !== undefined) {
+      this.recordOutcome(p.envelope, outcome, error.code, error.message);
+      const { events } = this.config;
+      if (outcome === 'expired' && events.has('message:expired')) events.emit('message:expired', { envelope: p.envelope, code: 'TIMEOUT' });
+      else if (outcome !== 'expired' && events.has('message:failed')) events.emit('message:failed', { envelope: p.envelope, code: error.code, reason: error.message });
+    }
+    p.reject(error);
+  }
+
+  private expire(p: PendingRequest): void {
+    const e = p.envelope;
+    const error = new BusError('TIMEOUT', `${e.type} to ${e.to} ("${e.intent}") got no reply within ${p.timeoutMs}ms`, {
+      messageId: e.id,
+      timeoutMs: p.timeoutMs,
+      agentId: e.to,
+    });
+    if (p.callSite.stack !== undefined) error.stack = `${error.name}: ${error.message}\n${p.callSite.stack.split('\n').slice(1).join('\n')}`;
+    this.fail(p, error, 'expired');
+  }
+
+  /** Cancels a request: held, queued or running. */
+  cancel(p: PendingRequest, reason: string, code: ErrorCode = 'CANCELLED'): void {
+    if (p.state === 'settled') return;
+    const error = new BusError(code, `${p.envelope.type} to ${p.envelope.to} ("${p.envelope.intent}") was cancelled: ${reason}`, {
+      messageId: p.envelope.id,
+      reason,
+    });
+    if (p.state === 'held') {
+      const hold = this.approvals.take(p.envelope.id);
+      if (hold !== undefined) this.decided(hold, 'cancelled', undefined, undefined, reason);
+    }
+    this.fail(p, error, 'cancelled');
+  }
+
+  private linkSignal(p: PendingRequest, signal: AbortSignal): void {
+    const onAbort = () => this.cancel(p, `the signal was aborted (${String(signal.reason)})`);
+    signal.addEventListener('abort', onAbort, { once: true });
+    // Drop the listener once settled, so a long-lived signal does not pin the request.
+    const remove = () => signal.removeEventListener('abort', onAbort);
+    const { resolve, reject } = p;
+    (p as { resolve: (v: unknown) => void }).resolve = (v) => {
+      remove();
+      resolve(v);
+    };
+    (p as { reject: (e: BusError) => void }).reject = (e) => {
+      remove();
+      reject(e);
+    };
+  }
+
+  /** Reports progress from a handler to the delegator, asynchronously and only while pending. */
+  progress(d: Delivery, fraction: unknown, note: unknown): void {
+    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+      throw new BusError('INVALID_ARGUMENT', `progress(fraction): expected a number from 0 to 1, got ${describe(fraction)}`);
+    }
+    if (note !== undefined && (typeof note !== 'string' || note.length > MAX_NOTE_LENGTH)) {
+      throw new BusError('INVALID_ARGUMENT', `progress(fraction, note): note must be a string of at most ${MAX_NOTE_LENGTH} characters`);
+    }
+    const p = d.pending;
+    if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
+    const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note });
+    const listeners = p.progressListeners;
+    queueMicrotask(() => {
+      if (p.state !== 'pending') return;
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler.
+        }
+      }
+    });
+  }
+
+  // ---- Approvals ---------------------------------------------------------------------------
+
+  private makeHold(draft: Draft, envelope: Envelope, p: PendingRequest | undefined, parent: Delivery | undefined, expiresAt: number): HeldMessage {
+    const approval: PendingApproval = Object.freeze({
+      id: envelope.type === 'notify' ? `${envelope.id}/${envelope.to}` : envelope.id,
+      envelope,
+      ...(draft.decision?.ruleLabel !== undefined ? { rule: draft.decision.ruleLabel } : {}),
+      payloadHash: draft.hash !== '' ? draft.hash : hashPayload(draft.encoded!),
+      payloadBytes: draft.encoded!.bytes,
+      requestedAt: draft.ts,
+      expiresAt,
+    });
+    return { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
+  }
+
+  private hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number): void {
+    const refusal = this.approvals.checkCapacity(draft.from);
+    if (refusal !== undefined) throw refusal;
+    const hold = this.makeHold(draft, envelope, p, parent, deadline);
+    p.state = 'held';
+    this.approvals.add(hold);
+    this.pending.set(envelope.id, p);
+    p.sender.outgoing.add(p);
+    const { commit, events } = this.config;
+    if (events.has('message:sent')) events.emit('message:sent', { envelope });
+    commit.stage(
+      commit.enabled ? this.attemptRecord(draft, 'pending') : undefined,
+      () => {
+        if (events.has('approval:requested') && this.approvals.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
+      },
+      (error) => {
+        this.approvals.take(hold.approval.id);
+        this.fail(p, error, undefined);
+      },
+    );
+  }
+
+  approve(id: unknown, options: ApproveOptions | undefined, addAllowRule: (envelope: Envelope) => void): ApprovalResult {
+    const by = checkDecisionText(options?.by, 'by', 256);
+    const note = checkDecisionText(options?.note, 'note', MAX_NOTE_LENGTH);
+    if (options?.always !== undefined && typeof options.always !== 'boolean') throw new BusError('INVALID_ARGUMENT', `approve(): always must be a boolean`);
+    const hold = this.takeHold(id, 'approve');
+    const envelope = hold.approval.envelope;
+    if (options?.always === true) addAllowRule(envelope);
+    this.decided(hold, 'approved', by, note, undefined);
+
+    const p = hold.pending;
+    const { registry, policy } = this.config;
+    const sender = registry.get(envelope.from);
+    const recipient = registry.get(envelope.to);
+    try {
+      if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
+      if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `${envelope.to} is no longer registered`, { agentId: envelope.to });
+      const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust: sender.trust });
+      if (decision.decision === 'deny') {
+        throw new BusError('POLICY_DENIED', `approved, but the policy in force (version ${decision.policyVersion}) now denies it: ${decision.reason}`, withRule({}, decision));
+      }
+      if (hashPayload(hold.encoded) !== hold.approval.payloadHash) {
+        throw new BusError('INVALID_PAYLOAD', 'approved, but the held payload no longer matches its recorded hash');
+      }
+      if (p !== undefined) {
+        p.state = 'pending';
+        this.pending.delete(envelope.id); // deliver() indexes it again
+      }
+      this.deliverApproved(envelope, recipient, p, hold.parent);
+      return { delivered: true };
+    } catch (error) {
+      const e = asBusError(error, envelope.id);
+      if (p !== undefined) this.fail(p, e, 'failed');
+      else this.recordOutcome(envelope, 'failed', e.code, e.message);
+      return { delivered: false, code: e.code, reason: e.message };
+    }
+  }
+
+  /** Delivery of an approved message: the attempt row already exists, so only the outcome is new. */
+  private deliverApproved(envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+    const delivery = this.reserve(envelope, recipient, p, parent);
+    if (p !== undefined) {
+      this.pending.set(envelope.id, p);
+      this.deadlines.add(p);
+      p.sender.outgoing.add(p);
+      recipient.incoming.add(p);
+    } else {
+      recipient.notifications.add(delivery);
+    }
+    const { commit, events } = this.config;
+    commit.stage(
+      commit.enabled ? this.outcomeRecord(envelope, 'delivered') : undefined,
+      () => {
+        recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(recipient.id));
+        if (events.has('message:delivered') && !delivery.withdrawn) events.emit('message:delivered', { envelope });
+      },
+      (error) => {
+        recipient.mailbox.withdraw(delivery);
+        recipient.notifications.delete(delivery);
+        if (p !== undefined) this.fail(p, error, undefined);
+      },
+    );
+  }
+
+  reject(id: unknown, options: RejectOptions | undefined): void {
+    const by = checkDecisionText(options?.by, 'by', 256);
+    const reason = checkDecisionText(options?.reason, 'reason', MAX_NOTE_LENGTH);
+    const hold = this.takeHold(id, 'reject');
+    this.decided(hold, 'rejected', by, reason, reason);
+    const p = hold.pending;
+    const envelope = hold.approval.envelope;
+    const error = new BusError('APPROVAL_REJECTED', `${envelope.type} to ${envelope.to} ("${envelope.intent}") was rejected${by !== undefined ? ` by ${by}` : ''}${reason !== undefined ? `: ${reason}` : ''}`, {
+      messageId: envelope.id,
+      ...(reason !== undefined ? { reason } : {}),
+    });
+    if (p !== undefined) this.fail(p, error, 'failed');
+    else this.recordOutcome(envelope, 'failed', error.code, error.message);
+  }
+
+  private takeHold(id: unknown, verb: string): HeldMessage {
+    if (this.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
+    if (typeof id !== 'string') throw new BusError('INVALID_ARGUMENT', `${verb}(id): expected an approval id, got ${describe(id)}`);
+    const hold = this.approvals.take(id);
+    if (hold === undefined) {
+      throw new BusError('INVALID_ARGUMENT', `${verb}("${id}"): no message is held under that id (unknown, already decided or expired)`, { messageId: id });
+    }
+    return hold;
+  }
+
+  private expireHold(hold: HeldMessage): void {
+    const envelope = hold.approval.envelope;
+    const timeoutMs = hold.approval.expiresAt - hold.approval.requestedAt;
+    this.decided(hold, 'expired', undefined, undefined, undefined);
+    const error = new BusError('APPROVAL_EXPIRED', `${envelope.type} to ${envelope.to} ("${envelope.intent}") was not approved within ${timeoutMs}ms`, {
+      messageId: envelope.id,
+      timeoutMs,
+    });
+    if (hold.pending !== undefined) {
+      const p = hold.pending;
+      this.settle(p);
+      this.recordOutcome(envelope, 'expired', 'APPROVAL_EXPIRED', error.message);
+      p.reject(error);
+    } else {
+      this.recordOutcome(envelope, 'expired', 'APPROVAL_EXPIRED', error.message);
+    }
+    if (this.config.events.has('message:expired')) this.config.events.emit('message:expired', { envelope, code: 'APPROVAL_EXPIRED' });
+  }
+
+  /** Audits a human (or automatic) decision and emits `approval:decided`. */
+  private decided(hold: HeldMessage, decision: ApprovalDecision, by: string | undefined, note: string | undefined, reason: string | undefined): void {
+    const { commit, events, clock, policy } = this.config;
+    const envelope = hold.approval.envelope;
+    if (commit.enabled) {
+      commit.stage({
+        kind: 'approval',
+        ts: clock.now(),
+        messageId: envelope.id,
+        to: envelope.to,
+        approval: decision,
+        ...(by !== undefined ? { decidedBy: by } : {}),
+        ...(note !== undefined ? { note } : {}),
+        policyVersion: policy.current.version,
+      });
+    }
+    if (events.has('approval:decided')) {
+      events.emit('approval:decided', {
+        approval: hold.approval,
+        decision,
+        ...(by !== undefined ? { by } : {}),
+        ...(note !== undefined ? { note } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+      });
+    }
+  }
+
+  // ---- Leaving: unregister and close ----------------------------------------------------------
+
+  /** Fails what was addressed to the agent, cancels what it sent, aborts its handlers. */
+  unregister(record: AgentRecord): void {
+    record.alive = false;
+    const gone = new BusError('UNKNOWN_AGENT', `${record.id} was unregistered`, { agentId: record.id });
+    for (const p of [...record.incoming]) this.fail(p, new BusError('UNKNOWN_AGENT', `${record.id} was unregistered before replying`, { messageId: p.envelope.id, agentId: record.id }), 'failed');
+    for (const p of [...record.outgoing]) this.cancel(p, `${record.id} was unregistered`);
+    for (const hold of this.approvals.takeWhere((h) => h.approval.envelope.to === record.id || h.from === record.id)) {
+      this.decided(hold, 'cancelled', undefined, undefined, `${record.id} was unregistered`);
+      if (hold.pending !== undefined) this.fail(hold.pending, gone, 'cancelled');
+    }
+    for (const d of record.notifications) {
+      if (!d.started) record.mailbox.withdraw(d);
+      d.abort(gone);
+    }
+    record.notifications.clear();
+  }
+
+  /** Refuses new sends and fails everything pending with CLOSED. */
+  shutdown(): void {
+    this.closed = true;
+    for (const hold of this.approvals.takeWhere(() => true)) {
+      this.decided(hold, 'cancelled', undefined, undefined, 'the orchestrator closed');
+      if (hold.pending !== undefined) this.fail(hold.pending, closedError(hold.pending), 'cancelled');
+      else this.recordOutcome(hold.approval.envelope, 'cancelled', 'CLOSED', 'the orchestrator closed');
+    }
+    for (const p of [...this.pending.values()]) this.fail(p, closedError(p), 'cancelled');
+    const closing = new BusError('CLOSED', 'the orchestrator is closing');
+    for (const record of this.config.registry.values()) {
+      for (const d of record.notifications) {
+        if (!d.started) record.mailbox.withdraw(d);
+        d.abort(closing);
+      }
+    }
+    this.deadlines.clear();
+  }
+
+  // ---- Audit records and refusals ------------------------------------------------------------
+
+  private refuse(draft: Draft, error: unknown, reject: (error: BusError) => void): void {
+    const e = asBusError(error, draft.id);
+    if (e.code !== 'CLOSED' && this.config.commit.enabled) {
+      this.config.commit.stage(this.attemptRecord(draft, 'denied', e));
+    }
+    this.emitDenied(draft, e);
+    reject(e);
+  }
+
+  private emitDenied(draft: Draft, e: BusError): void {
+    const { events } = this.config;
+    if (!events.has('message:denied')) return;
+    const attempt: Attempt = Object.freeze({ id: draft.id, type: draft.type, from: draft.from, to: draft.to, intent: draft.intent });
+    events.emit('message:denied', { attempt, code: e.code, reason: e.message, ...(e.rule !== undefined ? { rule: e.rule } : {}) });
+  }
+
+  private attemptRecord(draft: Draft, decision: AuditDecision, error?: BusError, outcome?: AuditOutcome, reason?: string): AttemptRecord {
+    const d = draft.decision;
+    const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
+      kind: 'attempt',
+      ts: draft.ts,
+      messageId: draft.id,
+      from: draft.from,
+      to: draft.to,
+      type: draft.type,
+      intent: draft.intent,
+      payloadHash: draft.hash,
+      payloadBytes: draft.encoded?.bytes ?? 0,
+      decision,
+      policyVersion: d?.policyVersion ?? this.config.policy.current.version,
+      conversationId: draft.conversationId,
+    };
+    const why = reason ?? error?.message ?? (d !== undefined && decision !== 'allowed' ? d.reason : undefined);
+    if (why !== undefined) record.reason = why;
+    const rule = error?.rule ?? d?.ruleLabel;
+    if (rule !== undefined) record.rule = rule;
+    if (error !== undefined) record.code = error.code;
+    if (outcome !== undefined) record.outcome = outcome;
+    if (draft.causationId !== undefined) record.causationId = draft.causationId;
+    if (draft.inReplyTo !== undefined) record.inReplyTo = draft.inReplyTo;
+    return record;
+  }
+
+  private outcomeRecord(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
+    return {
+      kind: 'outcome',
+      ts: this.config.clock.now(),
+      messageId: envelope.id,
+      to: envelope.to,
+      outcome,
+      ...(code !== undefined ? { code } : {}),
+      ...(reason !== undefined ? { reason } : {}),
+    };
+  }
+
+  private recordOutcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): void {
+    const { commit } = this.config;
+    if (commit.enabled) commit.stage(this.outcomeRecord(envelope, outcome, code, reason));
+  }
+}
+
+/** The `ctx` a handler gets: sends inside the chain, progress, signal. */
+class Context implements HandlerContext {
+  constructor(
+    private readonly router: Router,
+    private readonly delivery: Delivery,
+  ) {}
+
+  get message(): Envelope {
+    return this.delivery.envelope;
+  }
+
+  get agentId(): string {
+    return this.delivery.recipient.id;
+  }
+
+  get signal(): AbortSignal {
+    return this.delivery.signal;
+  }
+
+  progress(fraction: number, note?: string): void {
+    this.router.progress(this.delivery, fraction, note);
+  }
+
+  ask(to: string, intent: string, payload: unknown, options?: SendOptions): Promise<never> {
+    return this.router.request(this.delivery.recipient, 'ask', to, intent, payload, options, this.delivery) as unknown as Promise<never>;
+  }
+
+  delegate(to: string, intent: string, payload: unknown, options?: SendOptions): Job<never> {
+    return this.router.request(this.delivery.recipient, 'delegate', to, intent, payload, options, this.delivery) as unknown as Job<never>;
+  }
+
+  notify(intent: string, payload: unknown, options?: NotifyOptions): Promise<NotifyReceipt> {
+    return this.router.notify(this.delivery.recipient, intent, payload, options, this.delivery);
+  }
+}
+
+function closedError(p: PendingRequest): BusError {
+  return new BusError('CLOSED', `the orchestrator closed before "${p.envelope.intent}" to ${p.envelope.to} was answered`, { messageId: p.envelope.id });
+}
+
+function withRule(details: BusErrorDetails, decision: PolicyDecision): BusErrorDetails {
+  return decision.ruleLabel !== undefined ? { ...details, rule: decision.ruleLabel } : details;
+}
+
+function checkDecisionText(value: unknown, key: string, max: number): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length > max) {
+    throw new BusError('INVALID_ARGUMENT', `${key} must be a string of at most ${max} characters, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** Any thrown value as a BusError (unexpected ones become INVALID_ARGUMENT with the cause). */
+function asBusError(error: unknown, messageId?: string): BusError {
+  if (error instanceof BusError) {
+    if (messageId === undefined || error.messageId !== undefined) return error;
+    const copy = new BusError(error.code, error.message, {
+      messageId,
+      ...(error.retryAfterMs !== undefined ? { retryAfterMs: error.retryAfterMs } : {}),
+      ...(error.rule !== undefined ? { rule: error.rule } : {}),
+      ...(error.timeoutMs !== undefined ? { timeoutMs: error.timeoutMs } : {}),
+      ...(error.reason !== undefined ? { reason: error.reason } : {}),
+      ...(error.agentId !== undefined ? { agentId: error.agentId } : {}),
+      ...(error.cause !== undefined ? { cause: error.cause } : {}),
+    });
+    if (error.stack !== undefined) copy.stack = error.stack;
+    return copy;
+  }
+  return new BusError('INVALID_ARGUMENT', errorText(error), { cause: error, ...(messageId !== undefined ? { messageId } : {}) });
+}
+
+/** The message of a thrown value, never its stack: only the message crosses agents. */
+function errorText(error: unknown): string {
+  const text = error instanceof Error ? error.message : typeof error === 'string' ? error : describe(error);
+  return text.length > MAX_NOTE_LENGTH ? `${text.slice(0, MAX_NOTE_LENGTH)}…` : text;
+}
+
+/** A short, safe description of a bad value for error messages. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  if (value === null || typeof value !== 'object') return typeof value === 'function' ? 'a function' : String(value);
+  return Array.isArray(value) ? 'an array' : 'an object';
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
