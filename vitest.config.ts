@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    typecheck: { enabled: true, include: ['test/**/*.test-d.ts'] },
+    // Type tests (expectTypeOf, @ts-expect-error) live beside the others and are checked
+    // by `tsc` in `npm test` before vitest runs.
     testTimeout: 20_000,
   },
 });

@@ -365,6 +365,8 @@ export class PolicySet {
   readonly rules: readonly PolicyRule[];
   readonly #index: Index;
   readonly #keys = new Map<PolicyRule, string>();
+  /** Whether any rule has a trust gate: only then can a default deny name one. */
+  readonly #gated: boolean;
 
   /**
    * @param rules Rules from {@link parseRules}: they are not validated again, and must not
@@ -376,6 +378,7 @@ export class PolicySet {
     this.rules = Object.freeze([...rules]);
     for (const rule of this.rules) if (!this.#keys.has(rule)) this.#keys.set(rule, canonicalKey(rule));
     this.#index = this.#build();
+    this.#gated = this.rules.some((r) => r.minTrust !== undefined);
   }
 
   /** The decision for one message. Never throws; an unknown type is simply denied. */
@@ -508,9 +511,15 @@ export class PolicySet {
   #defaultDeny(req: PolicyRequest): PolicyDecision {
     const { from, to, type, intent } = req;
     let reason = `no rule allows ${from} -> ${to} ${type} '${intent}' (default deny)`;
+    const byFrom = this.#gated ? this.#index.get(type) : undefined;
+    if (byFrom === undefined) return { decision: 'deny', reason, policyVersion: this.version };
     const trust = req.trust ?? 0;
-    const byFrom = this.#index.get(type);
-    const cells = [byFrom?.get(from)?.get(to), byFrom?.get(from)?.get(WILDCARD), byFrom?.get(WILDCARD)?.get(to), byFrom?.get(WILDCARD)?.get(WILDCARD)];
+    const cells = [
+      byFrom.get(from)?.get(to),
+      byFrom.get(from)?.get(WILDCARD),
+      byFrom.get(WILDCARD)?.get(to),
+      byFrom.get(WILDCARD)?.get(WILDCARD),
+    ];
     search: for (const cell of cells) {
       for (const group of [cell?.byIntent?.get(intent)?.allow, cell?.any?.allow]) {
         const gate = group?.gates[0];

@@ -109,7 +109,6 @@ export class Router {
     const job = promise as Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
     job.id = id;
     let pendingRef: PendingRequest | undefined;
-    let cancelledEarly: string | undefined;
     job.onProgress = (listener) => {
       if (typeof listener !== 'function') throw new BusError('INVALID_ARGUMENT', 'onProgress(listener): listener must be a function');
       if (pendingRef !== undefined) (pendingRef.progressListeners ??= []).push(listener);
@@ -117,7 +116,6 @@ export class Router {
     };
     job.cancel = (reason) => {
       if (pendingRef !== undefined) this.cancel(pendingRef, reason ?? 'cancelled by the sender');
-      else cancelledEarly = reason ?? 'cancelled by the sender';
     };
 
     const draft = this.draft(id, now, type, sender, to, intent, parent);
@@ -150,7 +148,6 @@ export class Router {
       }
       const signal = options?.signal;
       if (signal !== undefined) this.linkSignal(p, signal);
-      if (cancelledEarly !== undefined) this.cancel(p, cancelledEarly);
     } catch (error) {
       this.refuse(draft, error, reject);
     }
@@ -280,6 +277,8 @@ export class Router {
   }
 
   private checkDepth(parent: Delivery | undefined): number {
+    // A handler whose own message expired or was cancelled cannot start new work in its chain.
+    if (parent?.aborted) throw new BusError('CANCELLED', `the message ${parent.envelope.id} being handled was cancelled or expired; its chain is closed`);
     const depth = parent === undefined ? 0 : parent.envelope.depth + 1;
     if (depth > this.config.maxDepth) {
       throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${this.config.maxDepth}`);
