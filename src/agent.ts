@@ -62,13 +62,13 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
       return Promise.reject(new BusError('INVALID_ARGUMENT', `send(message): expected an object, got ${describe(message)}`));
     }
     const m = message as SendInput & { from?: unknown };
-    if (m.from !== undefined && m.from !== this.#record.id) {
-      return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): "from" cannot be set; messages from this handle are always from ${this.#record.id}`));
-    }
     try {
+      if (m.from !== undefined && m.from !== this.#record.id) {
+        return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): "from" cannot be set; messages from this handle are always from ${this.#record.id}`));
+      }
       return this.#dispatch(m);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(error instanceof BusError ? error : new BusError('INVALID_ARGUMENT', `send(): cannot read the message: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
     }
   }
 
@@ -76,8 +76,9 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
     switch (m.type) {
       case 'ask':
       case 'delegate': {
-        const { to, intent, payload, type, ...options } = m;
-        return this.#router.request(this.#record, type, to, intent, payload, pickSendOptions(options), undefined);
+        // `from` was checked above; the router refuses any other unknown key.
+        const { to, intent, payload, type, from: _from, ...options } = m as typeof m & { from?: unknown };
+        return this.#router.request(this.#record, type, to, intent, payload, options, undefined);
       }
       case 'notify': {
         const to = m.to === undefined ? undefined : typeof m.to === 'string' ? [m.to] : m.to;
@@ -125,17 +126,4 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
   toJSON(): { id: string; alive: boolean } {
     return { id: this.id, alive: this.alive };
   }
-}
-
-function pickSendOptions(options: Record<string, unknown>): SendOptions {
-  const out: SendOptions = {};
-  for (const key of Object.keys(options)) {
-    if (key !== 'timeoutMs' && key !== 'signal' && key !== 'priority' && key !== 'from') {
-      throw new BusError('INVALID_ARGUMENT', `send(): unknown key "${key}" (expected to, type, intent, payload, timeoutMs, signal, priority)`);
-    }
-  }
-  if (options.timeoutMs !== undefined) out.timeoutMs = options.timeoutMs as number;
-  if (options.signal !== undefined) out.signal = options.signal as AbortSignal;
-  if (options.priority !== undefined) out.priority = options.priority as NonNullable<SendOptions['priority']>;
-  return out;
 }

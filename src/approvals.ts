@@ -2,7 +2,7 @@ import type { EncodedPayload } from './codec.js';
 import { DeadlineQueue, type Expirable } from './deadlines.js';
 import type { Clock } from './clock.js';
 import type { Envelope } from './envelope.js';
-import { BusError } from './errors.js';
+import { BusError, type ErrorCode } from './errors.js';
 
 /** A message held for a human decision, as `approvals.list()` shows it. */
 export interface PendingApproval {
@@ -44,12 +44,22 @@ export interface Approvals {
   list(): PendingApproval[];
   /**
    * Delivers a held message after re-checking the policy in force and the payload hash.
-   * Throws INVALID_ARGUMENT for an unknown, decided or expired id; throws the refusal's
-   * code (e.g. POLICY_DENIED) when the re-check fails, and the sender gets the same.
+   * Throws INVALID_ARGUMENT for an unknown, decided or expired id (and for bad options).
+   * The decision is recorded either way; when the re-check or the delivery fails, the
+   * result says so (`delivered: false` with the code) and the sender gets that code.
    */
-  approve(id: string, options?: ApproveOptions): void;
+  approve(id: string, options?: ApproveOptions): ApprovalResult;
   /** Refuses a held message: the sender gets APPROVAL_REJECTED with the reason. */
   reject(id: string, options?: RejectOptions): void;
+}
+
+/** What an approval did once decided. */
+export interface ApprovalResult {
+  /** True when the message was handed to its recipient. */
+  readonly delivered: boolean;
+  /** Why not, when it was not (the sender got the same code). */
+  readonly code?: ErrorCode;
+  readonly reason?: string;
 }
 
 /** A held message inside the queue. */

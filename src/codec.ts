@@ -99,6 +99,7 @@ function checkPlain(value: unknown, walk: Walk): void {
   if (path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
   if (types.isProxy(value)) refuse(walk, 'a Proxy is not plain data');
   if (Array.isArray(value)) {
+    if (Object.keys(value).length !== value.length) refuse(walk, 'an array with named properties is not plain JSON');
     for (let i = 0; i < value.length; i++) {
       path.push(i);
       checkPlain(value[i], walk);
@@ -115,6 +116,8 @@ function checkPlain(value: unknown, walk: Walk): void {
   for (const key in value) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
     if (key === 'toJSON') refuse(walk, 'a "toJSON" key would change what is serialized');
+    const desc = Object.getOwnPropertyDescriptor(value, key);
+    if (desc !== undefined && (desc.get !== undefined || desc.set !== undefined)) refuse(walk, `"${key}" is an accessor, not data`);
     const child = (value as Record<string, unknown>)[key];
     // Undefined properties are omitted by JSON; that is how optional fields look in JS.
     if (child === undefined) continue;

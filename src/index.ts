@@ -11,8 +11,7 @@ export type { Attempt, BusEventName, BusEvents, BusEventSource, BusListener } fr
 export { defineContracts, type ContractDef, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';
 export { parseRules, ruleLabel, lintRules, type PolicyRule, type PolicyDecision, type PolicyLint } from './policy.js';
 export type { RateSpec } from './limits.js';
-export type { Approvals, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
-export type { ApprovalResult } from './router.js';
+export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
 export type { Clock } from './clock.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
 export { SqliteAuditLog } from './audit/sqlite.js';

@@ -95,7 +95,7 @@ export class Mailbox {
 
   private readonly finish = (): void => {
     this.active--;
-    const next = this.next();
+    const next = this.active < this.concurrency ? this.next() : undefined;
     if (next !== undefined) {
       this.waiting--;
       this.start(next);

@@ -160,14 +160,21 @@ export function resolveOptions(input: unknown): ResolvedOptions {
 
 /** One line per problem, naming the key: `unknown key "limts"`, `limits.maxDepth: …`. */
 export function formatOptionIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      const at = issue.path.map(String).join('.');
-      if (issue.code === 'unrecognized_keys') {
-        const keys = issue.keys.map((k) => `"${at === '' ? k : `${at}.${k}`}"`).join(', ');
-        return `unknown key ${keys}`;
-      }
-      return `${at === '' ? '(options)' : at}: ${issue.message}`;
-    })
-    .join('; ');
+  return error.issues.map((issue) => formatIssue(issue, [])).join('; ');
+}
+
+/** One issue as text; a union's issue is explained by its object branch, where a misspelled key shows. */
+function formatIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]): string {
+  const path = [...prefix, ...issue.path];
+  const at = path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys.map((k) => `"${at === '' ? k : `${at}.${k}`}"`).join(', ');
+    return `unknown key ${keys}`;
+  }
+  if (issue.code === 'invalid_union') {
+    // The branch that got furthest (an object branch with a nested problem) says the most.
+    const branch = issue.errors.find((branchIssues) => branchIssues.some((i) => i.code === 'unrecognized_keys' || i.path.length > 0));
+    if (branch !== undefined) return branch.map((i) => formatIssue(i, path)).join('; ');
+  }
+  return `${at === '' ? '(options)' : at}: ${issue.message}`;
 }

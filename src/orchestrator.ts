@@ -19,7 +19,8 @@ import { formatOptionIssues, resolveOptions, type OrchestratorOptions, type Reso
 import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
 import type { AgentInfo, AgentRecord, Handler } from './registry.js';
-import { Router, describe, type ApprovalResult } from './router.js';
+import type { ApprovalResult } from './approvals.js';
+import { Router, describe } from './router.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -49,7 +50,8 @@ export interface Explanation {
 
 const rateSchema = z.strictObject({ perSecond: z.number().positive().finite(), burst: z.number().int().positive() });
 const registerSchema = z.strictObject({
-  handlers: z.record(z.string(), z.custom<Handler>((v) => typeof v === 'function', 'a handler must be a function')).optional(),
+  // Checked by hand below: zod's record reads `.constructor`, and intents may be named that.
+  handlers: z.custom<Record<string, Handler>>((v) => typeof v === 'object' && v !== null, 'handlers must be an object').optional(),
   concurrency: z.union([z.number().int().positive(), z.literal(Infinity)]).optional(),
   maxQueue: z.number().int().min(0).optional(),
   rate: z.union([rateSchema, z.literal(false)]).optional(),
@@ -143,10 +145,11 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     const parsed = registerSchema.safeParse(options);
     if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `register("${id}"): ${formatOptionIssues(parsed.error)}`);
     const o = parsed.data;
+    const handlers = checkHandlers(id, options.handlers);
     const rate = o.rate ?? this.#options.rate;
     const record: AgentRecord = {
       id,
-      handlers: new Map(Object.entries(o.handlers ?? {})),
+      handlers,
       mailbox: new Mailbox(o.concurrency ?? 1, o.maxQueue ?? this.#options.maxQueue),
       bucket: rate === false ? undefined : new TokenBucket(rate, this.#clock.now()),
       capabilities: Object.freeze([...(o.capabilities ?? [])]),
@@ -309,6 +312,25 @@ function defaultIds(): () => string {
   const prefix = `m${nanoid(8)}-`;
   let n = 0;
   return () => prefix + (n++).toString(36);
+}
+
+/** The handlers as a Map, every own key kept (`constructor`, `__proto__` included). */
+function checkHandlers(id: string, handlers: unknown): Map<string, Handler> {
+  const map = new Map<string, Handler>();
+  if (handlers === undefined) return map;
+  const proto = Object.getPrototypeOf(handlers);
+  if (proto !== Object.prototype && proto !== null) {
+    throw new BusError('INVALID_ARGUMENT', `register("${id}"): handlers must be a plain object of functions by intent`);
+  }
+  for (const intent of Object.getOwnPropertyNames(handlers)) {
+    const handler = (handlers as Record<string, unknown>)[intent];
+    if (typeof handler !== 'function') {
+      throw new BusError('INVALID_ARGUMENT', `register("${id}"): handlers.${intent} must be a function, got ${describe(handler)}`);
+    }
+    if (intent === '') throw new BusError('INVALID_ARGUMENT', `register("${id}"): a handler's intent cannot be empty`);
+    map.set(intent, handler as Handler);
+  }
+  return map;
 }
 
 /** Refuses a bad agent id with a message that says what is wrong with it. */

@@ -19,9 +19,32 @@ export class PolicyStore {
     return this.current.version;
   }
 
-  /** Adds an allow rule for exactly this pair, type and intent (approvals' `always`). */
+  /**
+   * Approvals' `always`: from now on this pair, type and intent is allowed without a human.
+   * Adds `from → to allow:[type] intents:[intent]`. That rule sits at the most specific
+   * level, where an approval rule naming the same intent would still ask for approval (a
+   * level asks if any of its allowing rules does), so such rules are split to leave this
+   * type and intent out; everything else they allowed is unchanged.
+   */
   allowExactly(envelope: Envelope): number {
-    const rule: PolicyRule = { from: envelope.from, to: envelope.to, allow: [envelope.type as RuleType], intents: [envelope.intent] };
-    return this.replace([...this.current.rules, rule]);
+    const type = envelope.type as RuleType;
+    const { from, to, intent } = envelope;
+    const rules: PolicyRule[] = [];
+    for (const rule of this.current.rules) {
+      const sameLevel = rule.from === from && rule.to === to && rule.intents?.includes(intent) === true;
+      if (!(sameLevel && rule.requireApproval === true && rule.allow?.includes(type) === true)) {
+        rules.push(rule);
+        continue;
+      }
+      const otherIntents = rule.intents!.filter((i) => i !== intent);
+      if (otherIntents.length > 0) rules.push({ ...rule, intents: otherIntents });
+      const otherTypes = rule.allow!.filter((t) => t !== type);
+      if (otherTypes.length > 0 || rule.deny !== undefined) {
+        const { allow: _allow, requireApproval: _approval, minTrust: _trust, ...rest } = rule;
+        rules.push({ ...rest, intents: [intent], ...(otherTypes.length > 0 ? { allow: otherTypes, requireApproval: true, ...(rule.minTrust !== undefined ? { minTrust: rule.minTrust } : {}) } : {}) });
+      }
+    }
+    rules.push({ from, to, allow: [type], intents: [intent] });
+    return this.replace(rules);
   }
 }

@@ -1,4 +1,4 @@
-import { ApprovalQueue, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
+import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
 import { decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
@@ -35,15 +35,6 @@ export interface RouterConfig {
   readonly globalRate: TokenBucket | undefined;
 }
 
-/** What an approval did once decided. */
-export interface ApprovalResult {
-  /** True when the message was handed to its recipient. */
-  readonly delivered: boolean;
-  /** Why not, when it was not (the sender got the same code). */
-  readonly code?: ErrorCode;
-  readonly reason?: string;
-}
-
 /** A held message: the approval queue's item plus what the router needs to finish it. */
 interface HeldMessage extends Hold {
   readonly pending: PendingRequest | undefined;
@@ -67,6 +58,8 @@ interface Draft {
 }
 
 const RESOLVED = Promise.resolve();
+const SEND_OPTION_KEYS: ReadonlySet<string> = new Set(['timeoutMs', 'signal', 'priority']);
+const NOTIFY_OPTION_KEYS: ReadonlySet<string> = new Set(['to', 'priority']);
 const MAX_INTENT_LENGTH = 256;
 const MAX_NOTE_LENGTH = 1000;
 
@@ -97,6 +90,19 @@ export class Router {
 
   /** An ask or delegate. Never throws; refusals are rejected promises. */
   request(sender: AgentRecord, type: 'ask' | 'delegate', to: unknown, intent: unknown, payload: unknown, options: SendOptions | undefined, parent: Delivery | undefined): Job {
+    try {
+      return this.tryRequest(sender, type, to, intent, payload, options, parent);
+    } catch (error) {
+      // Only reachable if something before the checks throws (e.g. a custom id generator).
+      const job = Promise.reject(asBusError(error)) as Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
+      job.id = '';
+      job.onProgress = () => job;
+      job.cancel = () => undefined;
+      return job;
+    }
+  }
+
+  private tryRequest(sender: AgentRecord, type: 'ask' | 'delegate', to: unknown, intent: unknown, payload: unknown, options: SendOptions | undefined, parent: Delivery | undefined): Job {
     const { clock } = this.config;
     const id = this.config.nextId();
     const now = clock.now();
@@ -125,7 +131,7 @@ export class Router {
       const recipient = this.checkRecipient(sender, to);
       this.checkIntent(intent);
       const timeoutMs = options?.timeoutMs ?? (type === 'ask' ? this.config.askMs : this.config.delegateMs);
-      const priority = this.checkOptions(options, timeoutMs);
+      const priority = this.checkOptions(options, timeoutMs, SEND_OPTION_KEYS);
       const depth = this.checkDepth(parent);
       this.checkContract(type, draft.intent, payload);
       this.encode(draft, payload);
@@ -156,6 +162,14 @@ export class Router {
 
   /** A notify to listed recipients or to everyone else. Never throws. */
   notify(sender: AgentRecord, intent: unknown, payload: unknown, options: NotifyOptions | undefined, parent: Delivery | undefined): Promise<NotifyReceipt> {
+    try {
+      return this.tryNotify(sender, intent, payload, options, parent);
+    } catch (error) {
+      return Promise.reject(asBusError(error));
+    }
+  }
+
+  private tryNotify(sender: AgentRecord, intent: unknown, payload: unknown, options: NotifyOptions | undefined, parent: Delivery | undefined): Promise<NotifyReceipt> {
     const id = this.config.nextId();
     const now = this.config.clock.now();
     const draft = this.draft(id, now, 'notify', sender, '*', intent, parent);
@@ -164,7 +178,7 @@ export class Router {
       this.checkSender(sender);
       const listed = this.checkNotifyRecipients(sender, options?.to);
       this.checkIntent(intent);
-      const priority = this.checkOptions(options, undefined);
+      const priority = this.checkOptions(options, undefined, NOTIFY_OPTION_KEYS);
       const depth = this.checkDepth(parent);
       this.checkContract('notify', draft.intent, payload);
       this.encode(draft, payload);
@@ -257,9 +271,12 @@ export class Router {
     }
   }
 
-  private checkOptions(options: SendOptions | NotifyOptions | undefined, timeoutMs: number | undefined): Priority {
-    if (options !== undefined && (typeof options !== 'object' || options === null)) {
-      throw new BusError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`);
+  private checkOptions(options: SendOptions | NotifyOptions | undefined, timeoutMs: number | undefined, known: ReadonlySet<string>): Priority {
+    if (options !== undefined) {
+      if (typeof options !== 'object' || options === null) throw new BusError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`);
+      for (const key in options) {
+        if (!known.has(key)) throw new BusError('INVALID_ARGUMENT', `unknown option "${key}" (expected ${[...known].join(', ')})`);
+      }
     }
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
       throw new BusError('INVALID_ARGUMENT', `timeoutMs must be a positive number of ms (at most 2147483647), got ${describe(timeoutMs)}`);
@@ -470,7 +487,11 @@ export class Router {
         () => {
           for (const delivery of deliveries) {
             delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
-            if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
+            if (delivery.withdrawn) {
+              // Withdrawn in the same tick (unregister, close): it never reached the mailbox.
+              receipt.delivered.splice(receipt.delivered.indexOf(delivery.recipient.id), 1);
+              receipt.failed.push(delivery.recipient.id);
+            } else if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
           }
           for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
           resolve(Object.freeze(receipt));
@@ -786,7 +807,6 @@ export class Router {
     if (options?.always !== undefined && typeof options.always !== 'boolean') throw new BusError('INVALID_ARGUMENT', `approve(): always must be a boolean`);
     const hold = this.takeHold(id, 'approve');
     const envelope = hold.approval.envelope;
-    if (options?.always === true) addAllowRule(envelope);
     this.decided(hold, 'approved', by, note, undefined);
 
     const p = hold.pending;
@@ -803,6 +823,8 @@ export class Router {
       if (hashPayload(hold.encoded) !== hold.approval.payloadHash) {
         throw new BusError('INVALID_PAYLOAD', 'approved, but the held payload no longer matches its recorded hash');
       }
+      // Only after the re-check: "always" must not re-grant what the policy took away meanwhile.
+      if (options?.always === true) addAllowRule(envelope);
       if (p !== undefined) {
         p.state = 'pending';
         this.pending.delete(envelope.id); // deliver() indexes it again
@@ -925,6 +947,7 @@ export class Router {
     for (const hold of this.approvals.takeWhere((h) => h.approval.envelope.to === record.id || h.from === record.id)) {
       this.decided(hold, 'cancelled', undefined, undefined, `${record.id} was unregistered`);
       if (hold.pending !== undefined) this.fail(hold.pending, gone, 'cancelled');
+      else this.recordOutcome(hold.approval.envelope, 'cancelled', 'UNKNOWN_AGENT', gone.message);
     }
     for (const d of record.notifications) {
       if (!d.started) record.mailbox.withdraw(d);
@@ -1096,7 +1119,11 @@ function errorText(error: unknown): string {
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
   if (value === null || typeof value !== 'object') return typeof value === 'function' ? 'a function' : String(value);
-  return Array.isArray(value) ? 'an array' : 'an object';
+  try {
+    return Array.isArray(value) ? 'an array' : 'an object';
+  } catch {
+    return 'a revoked proxy';
+  }
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -76,33 +76,33 @@ CREATE TABLE audit_meta (
 
 CREATE TABLE audit (
   seq             INTEGER PRIMARY KEY,
-  kind            TEXT NOT NULL CHECK (kind = 'attempt' OR kind = 'outcome' OR kind = 'approval'),
+  kind            TEXT NOT NULL CONSTRAINT kind_valid CHECK (kind = 'attempt' OR kind = 'outcome' OR kind = 'approval'),
   ts              INTEGER NOT NULL,
   message_id      TEXT NOT NULL,
   recipient       TEXT NOT NULL,
   sender          TEXT,
-  type            TEXT CHECK (type = 'ask' OR type = 'delegate' OR type = 'reply' OR type = 'notify'),
+  type            TEXT CONSTRAINT type_valid CHECK (type = 'ask' OR type = 'delegate' OR type = 'reply' OR type = 'notify'),
   intent          TEXT,
   payload_hash    TEXT,
   payload_bytes   INTEGER,
-  decision        TEXT CHECK (decision = 'allowed' OR decision = 'denied' OR decision = 'pending'),
+  decision        TEXT CONSTRAINT decision_valid CHECK (decision = 'allowed' OR decision = 'denied' OR decision = 'pending'),
   reason          TEXT,
   rule            TEXT,
   policy_version  INTEGER,
   code            TEXT,
-  outcome         TEXT CHECK (outcome = 'delivered' OR outcome = 'replied' OR outcome = 'failed' OR outcome = 'expired' OR outcome = 'cancelled' OR outcome = 'late-reply'),
-  approval        TEXT CHECK (approval = 'approved' OR approval = 'rejected' OR approval = 'expired' OR approval = 'cancelled'),
+  outcome         TEXT CONSTRAINT outcome_valid CHECK (outcome = 'delivered' OR outcome = 'replied' OR outcome = 'failed' OR outcome = 'expired' OR outcome = 'cancelled' OR outcome = 'late-reply'),
+  approval        TEXT CONSTRAINT approval_valid CHECK (approval = 'approved' OR approval = 'rejected' OR approval = 'expired' OR approval = 'cancelled'),
   decided_by      TEXT,
   note            TEXT,
   conversation_id TEXT,
   causation_id    TEXT,
   in_reply_to     TEXT,
   hash            TEXT NOT NULL,
-  CHECK (kind <> 'attempt' OR (sender IS NOT NULL AND type IS NOT NULL AND intent IS NOT NULL
+  CONSTRAINT attempt_fields_present CHECK (kind <> 'attempt' OR (sender IS NOT NULL AND type IS NOT NULL AND intent IS NOT NULL
     AND payload_hash IS NOT NULL AND payload_bytes IS NOT NULL AND decision IS NOT NULL
     AND policy_version IS NOT NULL AND conversation_id IS NOT NULL)),
-  CHECK (kind <> 'outcome' OR outcome IS NOT NULL),
-  CHECK (kind <> 'approval' OR (approval IS NOT NULL AND policy_version IS NOT NULL))
+  CONSTRAINT outcome_present CHECK (kind <> 'outcome' OR outcome IS NOT NULL),
+  CONSTRAINT approval_fields_present CHECK (kind <> 'approval' OR (approval IS NOT NULL AND policy_version IS NOT NULL))
 );
 
 -- (CHECKs use OR chains, not IN lists: a constant IN list builds an ephemeral table on every

@@ -1,0 +1,188 @@
+// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question).
+//
+// research delegates a summary to writer; writer asks research to clarify and asks
+// reviewer to review, reporting progress; research broadcasts what it found; supervisor
+// waits too little for a slow reviewer (TIMEOUT) and is refused by the vault's rule
+// (POLICY_DENIED); purchase's payment waits for a human. Then the audit log and its check.
+//
+// Everything runs on the embedded defaults: the audit log is a SQLite database in memory.
+import { realpathSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Orchestrator, isBusError, type PendingApproval, type PolicyRule } from '../src/index.js';
+import { promptOperator, scriptedOperator } from './demo/operator.js';
+import { makeStyle, Transcript } from './demo/transcript.js';
+
+/** The seed policy set, plus the two rules this workflow needs (marked). */
+export const POLICIES: PolicyRule[] = [
+  { from: 'research', to: 'writer', allow: ['delegate', 'notify'] },
+  { from: 'writer', to: 'research', allow: ['ask'], intents: ['clarify'] },
+  { from: 'supervisor', to: '*', allow: ['ask', 'notify'] },
+  { from: 'purchase', to: 'payment', allow: ['delegate'], requireApproval: true },
+  { from: '*', to: 'vault', deny: ['notify'] },
+  { from: 'writer', to: 'reviewer', allow: ['ask'], intents: ['review'] }, // demo
+  { from: 'research', to: '*', allow: ['notify'], intents: ['found'] }, // demo
+];
+
+export interface DemoOptions {
+  /** Where each transcript line goes. */
+  out: (line: string) => void;
+  /** Decide approvals with a scripted operator instead of asking on the terminal. */
+  auto: boolean;
+  /** ANSI colours. @default false */
+  color?: boolean;
+}
+
+export async function runDemo(options: DemoOptions): Promise<void> {
+  const { out, auto } = options;
+  const t = new Transcript(out, makeStyle(options.color ?? false));
+
+  const bus = new Orchestrator({ policies: POLICIES }); // audit: ':memory:' by default
+  t.watch(bus.events);
+
+  // The approval queue: the operator is told about held messages through an event.
+  const held: PendingApproval[] = [];
+  let onHeld: (() => void) | undefined;
+  bus.events.on('approval:requested', ({ approval }) => {
+    held.push(approval);
+    onHeld?.();
+  });
+  const nextApproval = (): Promise<PendingApproval> =>
+    held.length > 0 ? Promise.resolve(held.shift()!) : new Promise((resolve) => (onHeld = () => ((onHeld = undefined), resolve(held.shift()!))));
+
+  // ---- The agents: each gets a handle; none holds a reference to another. ----
+  const research = bus.register('research', {
+    handlers: {
+      clarify: async (payload, ctx) => {
+        const left = (ctx.message.deadline ?? 0) - Date.now();
+        t.say('research', `asked ${JSON.stringify(payload)} at depth ${ctx.message.depth}, same conversation, ${(left / 1000).toFixed(1)} s of the delegate's deadline left`);
+        await sleep(40);
+        return { audience: 'platform engineers', length: 'under 100 words' };
+      },
+    },
+  });
+
+  bus.register('writer', {
+    handlers: {
+      summarize: async (payload, ctx) => {
+        ctx.progress(0.1, 'reading the sources');
+        await sleep(30);
+        // ctx.ask sends as writer inside the chain: same conversation, depth + 1, and a
+        // deadline no later than what remains of research's delegate.
+        const brief = await ctx.ask('research', 'clarify', { q: 'Who is the audience, how long?' });
+        t.say('writer', `research answered ${JSON.stringify(brief)}`);
+        ctx.progress(0.5, 'draft written');
+        const draft = `Switchboard routes every agent message through one policy-checked, audited bus (${JSON.stringify(payload)}).`;
+        const review = await ctx.ask('reviewer', 'review', { draft });
+        ctx.progress(1, 'review passed');
+        return { summary: draft, review };
+      },
+      found: (payload) => t.say('writer', `noted ${JSON.stringify(payload)}`),
+    },
+  });
+
+  bus.register('reviewer', {
+    handlers: {
+      review: async () => {
+        await sleep(60);
+        return { verdict: 'approve', notes: ['clear', 'short enough'] };
+      },
+      // Too slow for a 200 ms deadline; it stops when ctx.signal aborts.
+      status: async (_payload, ctx) => {
+        try {
+          await sleep(2_000, undefined, { signal: ctx.signal });
+          return { ok: true };
+        } catch {
+          const why = ctx.signal.reason as { code?: string } | undefined;
+          t.say('reviewer', `status check abandoned: ctx.signal aborted (${why?.code ?? 'aborted'})`);
+          throw new Error('abandoned');
+        }
+      },
+      found: (payload) => t.say('reviewer', `noted ${JSON.stringify(payload)}`),
+    },
+  });
+
+  const supervisor = bus.register('supervisor', { handlers: { '*': () => undefined } }); // sees every notify it is sent
+  bus.register('vault', { handlers: { '*': () => ({ ok: true }) } });
+  const purchase = bus.register('purchase');
+  bus.register('payment', {
+    handlers: { pay: (payload) => ({ paid: true, receipt: 'rcpt-0001', charged: payload }) },
+  });
+
+  try {
+    out(t.style.bold('agent-switchboard demo: research → writer → reviewer, on the embedded defaults (audit log in :memory:)'));
+    out(t.style.dim(`${POLICIES.length} policy rules, everything else denied; agents: ${bus.agents().map((a) => a.id).join(', ')}`));
+
+    // ---- 1. A delegate with progress, an ask inside it, and a reply. ----
+    t.heading('1. delegate with progress (and an ask inside it)');
+    const job = research.delegate('writer', 'summarize', { topic: 'agent-switchboard', sources: 3 });
+    job.onProgress(({ fraction, note }) => t.say('research', `progress ${Math.round(fraction * 100)}%${note !== undefined ? ` ${note}` : ''}`));
+    const result = await job;
+    t.say('research', `summary ready: ${JSON.stringify(result)}`);
+
+    // ---- 2. A broadcast notify and its receipt. ----
+    t.heading('2. notify (broadcast) and its receipt');
+    const receipt = await research.notify('found', { url: 'https://example.com/report' });
+    t.say('research', `receipt delivered=[${receipt.delivered.join(', ')}] denied=[${receipt.denied.join(', ')}] pending=[${receipt.pending.join(', ')}] failed=[${receipt.failed.join(', ')}]`);
+
+    // ---- 3. An ask that is too slow for its deadline. ----
+    t.heading('3. timeout: an ask with timeoutMs 200 to a slow agent');
+    try {
+      await supervisor.ask('reviewer', 'status', { q: 'Anything stuck?' }, { timeoutMs: 200 });
+    } catch (e) {
+      if (!isBusError(e)) throw e;
+      t.say('supervisor', `${e.code} after ${e.timeoutMs} ms: ${e.message}`);
+    }
+    await bus.onIdle(); // until reviewer's handler has seen its signal abort and returned
+
+    // ---- 4. A message the policy refuses, with the rule that refused it. ----
+    t.heading('4. refused: supervisor → * allows notify, but * → vault denies it');
+    const why = bus.explain({ from: 'supervisor', to: 'vault', type: 'notify', intent: 'rotate-keys' });
+    t.say('explain', `${why.decision}: ${why.reason}`);
+    const refused = await supervisor.notify('rotate-keys', { now: true }, { to: ['vault'] });
+    t.say('supervisor', `receipt denied=[${refused.denied.join(', ')}] delivered=[${refused.delivered.join(', ')}]`);
+
+    // ---- 5. A delegate held for a human. ----
+    t.heading('5. approval: purchase → payment needs a human');
+    const payment = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 60_000 });
+    const approval = await nextApproval();
+    const operator = auto ? scriptedOperator((text) => t.say('operator', text)) : promptOperator((text) => t.say('operator', text));
+    const decision = await operator.decide(approval);
+    if (decision.approve) bus.approvals.approve(approval.id, { by: decision.by, note: 'demo' });
+    else bus.approvals.reject(approval.id, { by: decision.by, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) });
+    try {
+      t.say('purchase', `paid: ${JSON.stringify(await payment)}`);
+    } catch (e) {
+      if (!isBusError(e)) throw e;
+      t.say('purchase', `${e.code}: ${e.message}`);
+    }
+
+    // ---- The audit log: one entry per message and recipient, with its latest outcome. ----
+    t.heading('audit log (bus.getMessageLog, oldest first)');
+    t.table(bus.getMessageLog({ limit: 50 }).reverse());
+    const verified = bus.verifyAuditLog();
+    t.plain();
+    t.plain(`verifyAuditLog(): { ok: ${verified.ok}, checked: ${verified.checked}${verified.firstBad !== undefined ? `, firstBad: ${verified.firstBad}` : ''} }`);
+  } finally {
+    await bus.close();
+  }
+}
+
+function isMain(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMain()) {
+  const auto = process.argv.includes('--auto') || !process.stdin.isTTY || !process.stdout.isTTY;
+  const color = process.stdout.isTTY === true && !process.env['NO_COLOR'];
+  runDemo({ out: (line) => console.log(line), auto, color }).catch((error: unknown) => {
+    console.error(error);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,280 @@
+#!/usr/bin/env node
+/**
+ * `switchboard`: read and check an audit database file. It never writes to the database:
+ * files are opened read-only, a missing file is an error (never created), and a file that
+ * would need a schema migration is refused.
+ *
+ * Exit codes: 0 success; 1 the chain is broken, or the file cannot be read (missing, not an
+ * audit log, too new, wrong key); 2 bad usage (unknown command or option, bad value).
+ */
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
+import type { MessageLogEntry } from '../audit/types.js';
+
+/** Where {@link main} writes. Each call is one line, without its newline. */
+export interface CliIO {
+  out(line: string): void;
+  err(line: string): void;
+  /** Environment to read `SWITCHBOARD_AUDIT_KEY` from. @default process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+const KEY_ENV = 'SWITCHBOARD_AUDIT_KEY';
+
+const HELP = `Usage: switchboard <command> [options]
+
+Read and check an agent-switchboard audit database. Never modifies it.
+
+Commands:
+  log <db>       Show the message log, newest first
+  verify <db>    Check the hash chain end to end
+
+Options:
+  -h, --help     Show help (also: switchboard <command> --help)
+
+Exit codes: 0 ok, 1 broken chain or unreadable database, 2 bad usage.`;
+
+const LOG_HELP = `Usage: switchboard log <db> [--agent ID] [--limit N] [--json]
+
+Show one entry per message and recipient, newest first, with its latest outcome.
+
+Options:
+  --agent ID     Only entries sent or received by ID
+  --limit N      At most N entries, 1..${MAX_QUERY_LIMIT} (default 50)
+  --json         One JSON object per line (JSON Lines) instead of a table
+  -h, --help     Show this help
+
+Example:
+  switchboard log audit.db --agent writer --limit 20`;
+
+const VERIFY_HELP = `Usage: switchboard verify <db> [--key KEY]
+
+Recompute the hash chain from the first row to the last. Prints "ok: N rows verified"
+and the chain head (exit 0), or names the first bad row (exit 1).
+
+Options:
+  --key KEY      HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
+                 a command-line argument is visible to other users of the machine)
+  -h, --help     Show this help
+
+A truncated tail is not detected: keep the printed head (seq and hash) somewhere else and
+check later that the row with that seq still has that hash.`;
+
+/** Thrown for bad usage; reported with exit code 2. */
+class UsageError extends Error {}
+
+/**
+ * Runs the CLI on `argv` (the arguments after the program name) and returns the exit code.
+ * Never throws, never calls `process.exit`.
+ *
+ * @example
+ * const code = main(['verify', 'audit.db'], { out: console.log, err: console.error })
+ */
+export function main(argv: readonly string[], io: CliIO): number {
+  try {
+    const [command, ...rest] = argv;
+    if (command === undefined) {
+      io.err(HELP);
+      return 2;
+    }
+    if (command === '-h' || command === '--help' || command === 'help') {
+      io.out(HELP);
+      return 0;
+    }
+    switch (command) {
+      case 'log':
+        return runLog(rest, io);
+      case 'verify':
+        return runVerify(rest, io);
+      default:
+        throw new UsageError(command.startsWith('-') ? `unknown option ${command}` : `unknown command "${command}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || isParseArgsError(e)) {
+      io.err(`switchboard: ${(e as Error).message}`);
+      io.err(`Run "switchboard --help" for usage.`);
+      return 2;
+    }
+    io.err(`switchboard: ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+}
+
+function runLog(args: string[], io: CliIO): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      agent: { type: 'string' },
+      limit: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    io.out(LOG_HELP);
+    return 0;
+  }
+  const path = onePath(positionals, 'log');
+  let limit = 50;
+  if (values.limit !== undefined) {
+    const n = /^\d+$/.test(values.limit) ? Number(values.limit) : NaN;
+    if (!(n >= 1 && n <= MAX_QUERY_LIMIT)) throw new UsageError(`--limit must be an integer from 1 to ${MAX_QUERY_LIMIT}, got "${values.limit}"`);
+    limit = n;
+  }
+  if (values.agent === '') throw new UsageError('--agent needs an agent id');
+
+  const log = openLog(path);
+  if (log === undefined) return notFound(path, io);
+  try {
+    const entries = log.query(values.agent === undefined ? { limit } : { agentId: values.agent, limit });
+    if (values.json === true) for (const e of entries) io.out(JSON.stringify(e));
+    else for (const line of table(entries)) io.out(line);
+    return 0;
+  } finally {
+    log.close();
+  }
+}
+
+function runVerify(args: string[], io: CliIO): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      key: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    io.out(VERIFY_HELP);
+    return 0;
+  }
+  const path = onePath(positionals, 'verify');
+  const key = values.key ?? nonEmpty((io.env ?? process.env)[KEY_ENV]);
+  if (values.key === '') throw new UsageError('--key needs a value');
+
+  const log = openLog(path, key);
+  if (log === undefined) return notFound(path, io);
+  try {
+    if (log.chain === 'hmac-sha256' && key === undefined) {
+      io.err(`switchboard: ${path} is a keyed (HMAC) log: pass --key or set ${KEY_ENV} to verify it`);
+      return 1;
+    }
+    const result = log.verify();
+    if (result.ok) {
+      const head = log.head();
+      io.out(`ok: ${result.checked} rows verified`);
+      if (head !== undefined) io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      return 0;
+    }
+    io.out(`bad: row ${result.firstBad}: ${result.reason ?? 'does not match the chain'}`);
+    io.out(`${result.checked} rows verified before it`);
+    return 1;
+  } finally {
+    log.close();
+  }
+}
+
+function onePath(positionals: string[], command: string): string {
+  if (positionals.length === 0) throw new UsageError(`${command}: missing <db>`);
+  if (positionals.length > 1) throw new UsageError(`${command}: unexpected argument "${positionals[1]}"`);
+  return positionals[0] as string;
+}
+
+/** Opens read-only; undefined when there is no such file (it is never created). */
+function openLog(path: string, key?: string): SqliteAuditLog | undefined {
+  if (!existsSync(path)) return undefined;
+  if (statSync(path).isDirectory()) throw new Error(`${path} is a directory, not an audit database`);
+  return new SqliteAuditLog(key === undefined ? { path, readonly: true } : { path, readonly: true, key });
+}
+
+function notFound(path: string, io: CliIO): number {
+  io.err(`switchboard: no such file: ${path}`);
+  return 1;
+}
+
+const COLUMNS = [
+  { title: 'TIME', max: 24 },
+  { title: 'FROM', max: 24 },
+  { title: 'TO', max: 24 },
+  { title: 'TYPE', max: 8 },
+  { title: 'INTENT', max: 24 },
+  { title: 'DECISION', max: 8 },
+  { title: 'OUTCOME', max: 10 },
+  { title: 'APPROVAL', max: 28 },
+  { title: 'RULE/CODE', max: 40 },
+] as const;
+
+/** An aligned table, one line per entry, newest first. */
+function table(entries: readonly MessageLogEntry[]): string[] {
+  if (entries.length === 0) return ['(no entries)'];
+  const rows = entries.map((e) =>
+    [
+      isoTime(e.ts),
+      e.from,
+      e.to,
+      e.type,
+      e.intent,
+      e.decision,
+      e.outcome ?? '',
+      e.approval === undefined ? '' : e.decidedBy === undefined ? e.approval : `${e.approval}/${e.decidedBy}`,
+      [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/'),
+    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), COLUMNS[i]?.max ?? 24)),
+  );
+  const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(COLUMNS.map((c) => c.title)), ...rows.map(line)];
+}
+
+function isoTime(ts: number): string {
+  const d = new Date(ts);
+  return Number.isNaN(d.getTime()) ? String(ts) : d.toISOString();
+}
+
+/** Control characters (terminal escapes included) are shown escaped, never sent to the terminal. */
+function printable(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+function cut(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
+}
+
+function isParseArgsError(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(entry)).href;
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0); // `switchboard log db | head`
+    throw e;
+  });
+  process.exitCode = main(process.argv.slice(2), {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  });
+}

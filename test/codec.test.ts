@@ -1,0 +1,225 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_PAYLOAD_DEPTH, decodePayload, encodePayload, hashPayload } from '../src/codec.js';
+import { closeBuses, makeBus, rejectionOf, thrownBy } from './helpers.js';
+
+afterEach(closeBuses);
+
+const LIMIT = 102_400;
+
+function cyclic(): unknown {
+  const a: Record<string, unknown> = { name: 'a' };
+  a.self = a;
+  return a;
+}
+
+class Point {
+  constructor(
+    readonly x = 1,
+    readonly y = 2,
+  ) {}
+}
+
+describe('encodePayload()', () => {
+  const refused: [string, () => unknown][] = [
+    ['a function', () => () => 1],
+    ['a function in an object', () => ({ run: () => 1 })],
+    ['a BigInt', () => ({ n: 1n })],
+    ['NaN', () => ({ n: Number.NaN })],
+    ['Infinity', () => [Number.POSITIVE_INFINITY]],
+    ['-Infinity', () => Number.NEGATIVE_INFINITY],
+    ['a cycle', cyclic],
+    ['a cycle through an array', () => {
+      const list: unknown[] = [];
+      list.push({ list });
+      return list;
+    }],
+    ['a Date', () => ({ when: new Date(0) })],
+    ['a Map', () => ({ m: new Map([[1, 2]]) })],
+    ['a Set', () => new Set([1])],
+    ['a RegExp', () => ({ re: /x/ })],
+    ['a class instance', () => ({ p: new Point() })],
+    ['a boxed string', () => ({ s: new String('x') })],
+    ['a typed array', () => ({ bytes: new Uint8Array(2) })],
+    ['a Proxy of a plain object', () => ({ p: new Proxy({ a: 1 }, {}) })],
+    ['a Proxy of an array', () => new Proxy([1, 2], {})],
+    ['a toJSON key', () => ({ a: 1, toJSON: () => ({ b: 2 }) })],
+    ['a toJSON key that is not a function', () => ({ toJSON: 'x' })],
+    ['a __proto__ key from JSON.parse', () => JSON.parse('{"__proto__":{"x":1}}') as unknown],
+    ['a nested __proto__ key', () => ({ deep: JSON.parse('{"__proto__":{"polluted":true}}') as unknown })],
+    ['a symbol value', () => ({ s: Symbol('x') })],
+    ['a symbol key', () => ({ [Symbol('k')]: 1 })],
+    ['an array with an extra named property (JSON would drop it)', () => Object.assign([1, 2], { extra: 'lost' })],
+    ['undefined in an array', () => [1, undefined]],
+    ['a hole in an array', () => [1, , 3]],
+    ['nesting deeper than the limit', () => {
+      let v: unknown = 1;
+      for (let i = 0; i <= MAX_PAYLOAD_DEPTH; i++) v = [v];
+      return v;
+    }],
+  ];
+
+  it.each(refused)('refuses %s with INVALID_PAYLOAD', (_name, make) => {
+    expect(thrownBy(() => encodePayload(make(), LIMIT)).code).toBe('INVALID_PAYLOAD');
+  });
+
+  it('names the path of the bad value', () => {
+    const error = thrownBy(() => encodePayload({ doc: { pages: [1, { at: new Date(0) }] } }, LIMIT));
+    expect(error.message).toContain('.doc.pages[1].at');
+  });
+
+  it('accepts nested plain data and returns exactly its JSON', () => {
+    const value = { s: 'é€😀', n: -1.5, z: 0, t: true, f: false, nil: null, list: [1, 'two', [3], { four: 4 }], deep: { a: { b: { c: [] } } } };
+    const encoded = encodePayload(value, LIMIT);
+    expect(encoded.json).toBe(JSON.stringify(value));
+    expect(encoded.bytes).toBe(Buffer.byteLength(JSON.stringify(value), 'utf8'));
+  });
+
+  it('accepts objects with a null prototype', () => {
+    const bare = Object.create(null) as Record<string, unknown>;
+    bare.a = 1;
+    bare.nested = Object.assign(Object.create(null) as object, { b: [2] });
+    expect(encodePayload(bare, LIMIT).json).toBe('{"a":1,"nested":{"b":[2]}}');
+  });
+
+  it('turns undefined at the top level into null and omits undefined properties', () => {
+    expect(encodePayload(undefined, LIMIT).json).toBe('null');
+    expect(encodePayload({ a: undefined, b: 1 }, LIMIT).json).toBe('{"b":1}');
+  });
+
+  it('accepts nesting right at the depth limit', () => {
+    let v: unknown = 1;
+    for (let i = 0; i < MAX_PAYLOAD_DEPTH; i++) v = [v];
+    expect(() => encodePayload(v, LIMIT)).not.toThrow();
+  });
+
+  it('accepts a value shared twice (a DAG is not a cycle)', () => {
+    const shared = { x: 1 };
+    expect(encodePayload({ a: shared, b: shared }, LIMIT).json).toBe('{"a":{"x":1},"b":{"x":1}}');
+  });
+
+  it('counts UTF-8 bytes exactly at the edge: limit passes, limit + 1 is PAYLOAD_TOO_LARGE', () => {
+    // '€' is 3 bytes in UTF-8, '😀' 4; the JSON adds 2 quotes.
+    const limit = 2 + 3 * 10 + 4 * 5;
+    const atLimit = '€'.repeat(10) + '😀'.repeat(5);
+    expect(atLimit.length).toBeLessThan(limit); // UTF-16 length would undercount
+    const ok = encodePayload(atLimit, limit);
+    expect(ok.bytes).toBe(limit);
+    const error = thrownBy(() => encodePayload(`${atLimit}a`, limit));
+    expect(error.code).toBe('PAYLOAD_TOO_LARGE');
+    expect(error.message).toContain(String(limit + 1));
+  });
+
+  it('measures bytes as Buffer.byteLength of the JSON, for any JSON value', () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
+        const json = JSON.stringify(value);
+        const encoded = encodePayload(value, 1_000_000);
+        return encoded.json === json && encoded.bytes === Buffer.byteLength(json, 'utf8');
+      }),
+    );
+  });
+
+  it('refuses a huge shared-structure payload with PAYLOAD_TOO_LARGE without blowing up', () => {
+    let v: unknown = 'x';
+    for (let i = 0; i < 40; i++) v = [v, v]; // 2^40 leaves if expanded
+    expect(thrownBy(() => encodePayload(v, 1000)).code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('does not let an accessor hand the serializer something other than what was checked', () => {
+    let reads = 0;
+    const payload = {
+      get when(): unknown {
+        reads++;
+        return reads === 1 ? 'plain' : new Date(0);
+      },
+    };
+    let json: string | undefined;
+    try {
+      json = encodePayload(payload, LIMIT).json;
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'INVALID_PAYLOAD' });
+      return;
+    }
+    expect(json).toBe('{"when":"plain"}');
+  });
+});
+
+describe('decodePayload()', () => {
+  it('returns a fresh deep-frozen copy every time', () => {
+    const encoded = encodePayload({ a: { b: [1, { c: 2 }] } }, LIMIT);
+    const one = decodePayload(encoded) as { a: { b: [number, { c: number }] } };
+    const two = decodePayload(encoded);
+    expect(one).toEqual(two);
+    expect(one).not.toBe(two);
+    expect(Object.isFrozen(one)).toBe(true);
+    expect(Object.isFrozen(one.a)).toBe(true);
+    expect(Object.isFrozen(one.a.b)).toBe(true);
+    expect(Object.isFrozen(one.a.b[1])).toBe(true);
+  });
+});
+
+describe('hashPayload()', () => {
+  it('is the hex SHA-256 of the JSON bytes', () => {
+    const encoded = encodePayload({ text: 'é€😀', n: [1, 2] }, LIMIT);
+    const expected = createHash('sha256').update(Buffer.from(JSON.stringify({ text: 'é€😀', n: [1, 2] }), 'utf8')).digest('hex');
+    expect(hashPayload(encoded)).toBe(expected);
+  });
+});
+
+describe('payloads on the bus', () => {
+  it('refuses a non-JSON payload with INVALID_PAYLOAD and delivers nothing', async () => {
+    const bus = makeBus();
+    let ran = false;
+    bus.register('writer', { handlers: { x: () => (ran = true) } });
+    const research = bus.register('research');
+    for (const bad of [{ f: () => 1 }, { n: 1n }, cyclic(), new Point(), JSON.parse('{"__proto__":{"x":1}}') as unknown]) {
+      expect((await rejectionOf(research.ask('writer', 'x', bad))).code).toBe('INVALID_PAYLOAD');
+    }
+    expect(ran).toBe(false);
+  });
+
+  it('enforces limits.maxPayloadBytes on UTF-8 bytes at the edge', async () => {
+    const limit = 2 + 3 * 20;
+    const bus = makeBus({ limits: { maxPayloadBytes: limit } });
+    bus.register('writer', { handlers: { x: (p) => (p as string).length } });
+    const research = bus.register('research');
+    await expect(research.ask('writer', 'x', '€'.repeat(20))).resolves.toBe(20);
+    const error = await rejectionOf(research.ask('writer', 'x', `${'€'.repeat(20)}a`));
+    expect(error.code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('enforces the size limit on replies too (HANDLER_FAILED)', async () => {
+    const bus = makeBus({ limits: { maxPayloadBytes: 20 } });
+    bus.register('writer', { handlers: { x: () => 'x'.repeat(100) } });
+    const research = bus.register('research');
+    expect((await rejectionOf(research.ask('writer', 'x', {}))).code).toBe('HANDLER_FAILED');
+  });
+
+  it('records the sha256 of the JSON bytes and their size in the audit log', async () => {
+    const bus = makeBus();
+    bus.register('writer', { handlers: { x: () => 'ok' } });
+    const research = bus.register('research');
+    const payload = { text: 'héllo €', list: [1, 2, 3] };
+    const json = JSON.stringify(payload);
+    await research.ask('writer', 'x', payload);
+    const entry = bus.getMessageLog({ limit: 10 }).find((e) => e.type === 'ask');
+    expect(entry?.payloadHash).toBe(createHash('sha256').update(json, 'utf8').digest('hex'));
+    expect(entry?.payloadBytes).toBe(Buffer.byteLength(json, 'utf8'));
+  });
+
+  it('accepts undefined as a payload and delivers null', async () => {
+    const bus = makeBus();
+    bus.register('writer', { handlers: { x: (p) => ({ got: p }) } });
+    const research = bus.register('research');
+    await expect(research.ask('writer', 'x', undefined)).resolves.toEqual({ got: null });
+  });
+
+  it('resolves an ask whose handler returns nothing with null', async () => {
+    const bus = makeBus();
+    bus.register('writer', { handlers: { x: () => undefined } });
+    const research = bus.register('research');
+    await expect(research.ask('writer', 'x', {})).resolves.toBeNull();
+  });
+});
