@@ -23,10 +23,20 @@ export interface EncodedPayload {
  * @param maxBytes refuse with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
 export function encodePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
+  assertPlainJson(value, maxBytes, what);
+  return serializePayload(value, maxBytes, what);
+}
+
+/** The plain-JSON half of {@link encodePayload}: throws INVALID_PAYLOAD (or PAYLOAD_TOO_LARGE for a node bomb). */
+export function assertPlainJson(value: unknown, maxBytes: number, what = 'payload'): void {
   // A node budget bounds the walk: every value serializes to at least one byte, so a
   // payload with more nodes than maxBytes is too large whatever it holds (stops DAG bombs).
   const walk: Walk = { nodes: maxBytes + 1, path: [], what, maxBytes };
   checkPlain(value === undefined ? null : value, walk);
+}
+
+/** The size half of {@link encodePayload}, for a value already checked: serialize once and measure. */
+export function serializePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
   let json: string;
   try {
     json = JSON.stringify(value === undefined ? null : value);

@@ -32,7 +32,7 @@ export interface BusEvents {
   'message:expired': { envelope: Envelope; code: 'TIMEOUT' | 'APPROVAL_EXPIRED' };
   /** A delivered message ended in failure (handler threw, cancelled, recipient left, …). */
   'message:failed': { envelope: Envelope; code: ErrorCode; reason: string };
-  /** A late or extra reply, dropped; or a message nobody could receive. */
+  /** A late or extra reply, dropped; or a notify whose recipient left before it arrived. */
   'message:dead': { envelope: Envelope; reason: string };
   /** A message is held for a human decision. */
   'approval:requested': { approval: PendingApproval };

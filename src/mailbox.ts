@@ -47,10 +47,10 @@ export class Mailbox {
 
   /**
    * Claims a place for a job that will be pushed after the audit commit. False when
-   * the job would neither run at once nor fit in the queue.
+   * the job would neither run at once nor fit in the queue, unless `force` (reentrancy).
    */
-  reserve(): boolean {
-    if (this.active + this.waiting >= this.concurrency + this.maxQueue) return false;
+  reserve(force = false): boolean {
+    if (!force && this.active + this.waiting >= this.concurrency + this.maxQueue) return false;
     this.waiting++;
     return true;
   }

@@ -1,7 +1,7 @@
 import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
-import { decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
+import { assertPlainJson, decodePayload, encodePayload, hashPayload, serializePayload, type EncodedPayload } from './codec.js';
 import { describeIssues, type ContractDef, type Contracts } from './contracts.js';
 import { DeadlineQueue } from './deadlines.js';
 import { PRIORITIES, type Envelope, type MessageType, type Priority, type RuleType } from './envelope.js';
@@ -60,7 +60,7 @@ interface Draft {
 const RESOLVED = Promise.resolve();
 const SEND_OPTION_KEYS: ReadonlySet<string> = new Set(['timeoutMs', 'signal', 'priority']);
 const NOTIFY_OPTION_KEYS: ReadonlySet<string> = new Set(['to', 'priority']);
-const MAX_INTENT_LENGTH = 256;
+const MAX_INTENT_LENGTH = 128; // as in policy rules, so every intent can be named by one
 const MAX_NOTE_LENGTH = 1000;
 
 /**
@@ -133,8 +133,7 @@ export class Router {
       const timeoutMs = options?.timeoutMs ?? (type === 'ask' ? this.config.askMs : this.config.delegateMs);
       const priority = this.checkOptions(options, timeoutMs, SEND_OPTION_KEYS);
       const depth = this.checkDepth(parent);
-      this.checkContract(type, draft.intent, payload);
-      this.encode(draft, payload);
+      this.encode(draft, payload, type);
       this.checkRate(sender, now);
       const decision = this.decide(draft, sender);
 
@@ -150,7 +149,8 @@ export class Router {
       if (decision.decision === 'approval') {
         this.hold(draft, envelope, p, parent, deadline);
       } else {
-        this.deliver(draft, envelope, recipient, p, parent);
+        this.deliver(this.config.commit.enabled ? this.attemptRecord(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
+        if (this.config.events.has('message:sent')) this.config.events.emit('message:sent', { envelope });
       }
       const signal = options?.signal;
       if (signal !== undefined) this.linkSignal(p, signal);
@@ -180,8 +180,7 @@ export class Router {
       this.checkIntent(intent);
       const priority = this.checkOptions(options, undefined, NOTIFY_OPTION_KEYS);
       const depth = this.checkDepth(parent);
-      this.checkContract('notify', draft.intent, payload);
-      this.encode(draft, payload);
+      this.encode(draft, payload, 'notify');
       this.checkRate(sender, now);
       return this.fanOut(draft, sender, listed, priority, depth, parent);
     } catch (error) {
@@ -312,7 +311,7 @@ export class Router {
     const contract = this.contract(intent);
     if (contract === undefined) return;
     if (contract.type !== type) {
-      throw new BusError('INVALID_ARGUMENT', `intent "${intent}" is a ${contract.type} by its contract, not a ${type}`);
+      throw new BusError('INVALID_ARGUMENT', `intent "${intent}" is ${article(contract.type)} by its contract, not ${article(type)}`);
     }
     const result = contract.input.safeParse(payload);
     if (!result.success) {
@@ -320,9 +319,12 @@ export class Router {
     }
   }
 
-  /** Plain-JSON check and size: serialize once, measure, hash only if it will be audited. */
-  private encode(draft: Draft, payload: unknown): void {
-    draft.encoded = encodePayload(payload, this.config.maxPayloadBytes);
+  /** Plain JSON, then the contract, then size: serialize once, measure, hash only if it will be audited. */
+  private encode(draft: Draft, payload: unknown, type: RuleType): void {
+    const max = this.config.maxPayloadBytes;
+    assertPlainJson(payload, max);
+    this.checkContract(type, draft.intent, payload);
+    draft.encoded = serializePayload(payload, max);
     if (this.config.commit.enabled) draft.hash = hashPayload(draft.encoded);
   }
 
@@ -393,40 +395,47 @@ export class Router {
     return Object.freeze(envelope);
   }
 
-  /** Reserves the recipient's mailbox, audits, and hands over once committed. Throws NO_HANDLER / MAILBOX_FULL. */
-  private deliver(draft: Draft, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+  /**
+   * Reserves the recipient's mailbox, stages `record`, and hands the message over once the
+   * record is committed. Throws NO_HANDLER / MAILBOX_FULL.
+   */
+  private deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
     const delivery = this.reserve(envelope, recipient, p, parent);
-    const sender = p?.sender;
     if (p !== undefined) {
       this.pending.set(envelope.id, p);
       this.deadlines.add(p);
-      sender!.outgoing.add(p);
+      p.sender.outgoing.add(p);
       recipient.incoming.add(p);
     } else {
       recipient.notifications.add(delivery);
     }
-    const { commit, events } = this.config;
-    const record = commit.enabled ? this.attemptRecord(draft, 'allowed', undefined, 'delivered') : undefined;
-    if (events.has('message:sent')) events.emit('message:sent', { envelope });
-    commit.stage(
+    this.config.commit.stage(
       record,
-      () => {
-        recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(recipient.id));
-        if (events.has('message:delivered') && !delivery.withdrawn) events.emit('message:delivered', { envelope });
-      },
+      () => this.handOver(delivery),
       (error) => {
         recipient.mailbox.withdraw(delivery);
         recipient.notifications.delete(delivery);
-        if (p !== undefined) this.fail(p, error, undefined);
+        if (p !== undefined) this.fail(p, asBusError(error, envelope.id), undefined);
       },
     );
+  }
+
+  /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
+  private handOver(delivery: Delivery): void {
+    if (delivery.withdrawn) return;
+    const { events } = this.config;
+    if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
+    const parent = delivery.parent;
+    delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
   }
 
   private reserve(envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): Delivery {
     if (!recipient.handlers.has(envelope.intent) && !recipient.handlers.has('*')) {
       throw new BusError('NO_HANDLER', `${recipient.id} has no handler for "${envelope.intent}" and no "*" fallback`, { agentId: recipient.id });
     }
-    if (!recipient.mailbox.reserve()) {
+    // A message whose chain already passes through this busy agent is let in at once, full or not.
+    const reentrant = parent !== undefined && parent.chainPassesThrough(recipient.id);
+    if (!recipient.mailbox.reserve(reentrant)) {
       const box = recipient.mailbox;
       throw new BusError('MAILBOX_FULL', `${recipient.id}'s mailbox is full (${box.running} running, ${box.queued} waiting, maxQueue ${box.maxQueue})`, {
         agentId: recipient.id,
@@ -486,12 +495,12 @@ export class Router {
         records,
         () => {
           for (const delivery of deliveries) {
-            delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
             if (delivery.withdrawn) {
               // Withdrawn in the same tick (unregister, close): it never reached the mailbox.
               receipt.delivered.splice(receipt.delivered.indexOf(delivery.recipient.id), 1);
               receipt.failed.push(delivery.recipient.id);
-            } else if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
+              if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason: `${delivery.recipient.id} left before the notify reached it` });
+            } else this.handOver(delivery);
           }
           for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
           resolve(Object.freeze(receipt));
@@ -502,7 +511,7 @@ export class Router {
             delivery.recipient.notifications.delete(delivery);
           }
           for (const hold of holds) this.approvals.take(hold.approval.id);
-          reject(new BusError(error.code, error.message, { messageId: draft.id, cause: error }));
+          reject(asBusError(error, draft.id));
         },
       );
     });
@@ -610,7 +619,7 @@ export class Router {
         p.resolve(payload);
         if (events.has('message:replied')) events.emit('message:replied', { envelope: this.envelope(draft, ask.priority, ask.depth, undefined, payload) });
       },
-      (error) => p.reject(new BusError(error.code, error.message, { messageId: ask.id, cause: error })),
+      (error) => p.reject(asBusError(error, ask.id)),
     );
   }
 
@@ -796,7 +805,7 @@ export class Router {
       },
       (error) => {
         this.approvals.take(hold.approval.id);
-        this.fail(p, error, undefined);
+        this.fail(p, asBusError(error, envelope.id), undefined);
       },
     );
   }
@@ -829,7 +838,8 @@ export class Router {
         p.state = 'pending';
         this.pending.delete(envelope.id); // deliver() indexes it again
       }
-      this.deliverApproved(envelope, recipient, p, hold.parent);
+      // The attempt row exists already (decision 'pending'): only the outcome is new.
+      this.deliver(this.config.commit.enabled ? this.outcomeRecord(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent);
       return { delivered: true };
     } catch (error) {
       const e = asBusError(error, envelope.id);
@@ -837,32 +847,6 @@ export class Router {
       else this.recordOutcome(envelope, 'failed', e.code, e.message);
       return { delivered: false, code: e.code, reason: e.message };
     }
-  }
-
-  /** Delivery of an approved message: the attempt row already exists, so only the outcome is new. */
-  private deliverApproved(envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
-    const delivery = this.reserve(envelope, recipient, p, parent);
-    if (p !== undefined) {
-      this.pending.set(envelope.id, p);
-      this.deadlines.add(p);
-      p.sender.outgoing.add(p);
-      recipient.incoming.add(p);
-    } else {
-      recipient.notifications.add(delivery);
-    }
-    const { commit, events } = this.config;
-    commit.stage(
-      commit.enabled ? this.outcomeRecord(envelope, 'delivered') : undefined,
-      () => {
-        recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(recipient.id));
-        if (events.has('message:delivered') && !delivery.withdrawn) events.emit('message:delivered', { envelope });
-      },
-      (error) => {
-        recipient.mailbox.withdraw(delivery);
-        recipient.notifications.delete(delivery);
-        if (p !== undefined) this.fail(p, error, undefined);
-      },
-    );
   }
 
   reject(id: unknown, options: RejectOptions | undefined): void {
@@ -1124,6 +1108,10 @@ export function describe(value: unknown): string {
   } catch {
     return 'a revoked proxy';
   }
+}
+
+function article(type: string): string {
+  return `${type === 'ask' ? 'an' : 'a'} ${type}`;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

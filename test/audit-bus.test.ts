@@ -151,3 +151,23 @@ describe('fail closed', () => {
     expect((error as BusError).code).toBe('AUDIT_UNAVAILABLE');
   });
 });
+
+describe('AUDIT_UNAVAILABLE', () => {
+  it('names the refused message in messageId', async () => {
+    const faulty: AuditLog = {
+      append: () => {
+        throw new Error('SQLITE_READONLY');
+      },
+      query: () => [],
+      verify: () => ({ ok: true, checked: 0 }),
+      close: () => undefined,
+    };
+    const bus = new Orchestrator({ audit: faulty, policies: [{ from: '*', to: '*', allow: ['delegate'] }] });
+    open.push(bus);
+    bus.register('writer', { handlers: { clarify: () => 'ok' } });
+    const job = bus.register('research').delegate('writer', 'clarify', {});
+    const error = (await job.catch((e: unknown) => e)) as BusError;
+    expect(error.code).toBe('AUDIT_UNAVAILABLE');
+    expect(error.messageId).toBe(job.id);
+  });
+});

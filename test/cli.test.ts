@@ -137,8 +137,8 @@ describe('switchboard verify', () => {
     tamper.close();
     const r = run(['verify', db]);
     expect(r.code).toBe(1);
-    expect(r.out[0]).toMatch(/^bad: row 2: /);
-    expect(r.out[1]).toBe('1 rows verified before it');
+    expect(r.out[0]).toMatch(/^bad: row 2 does not match its hash/);
+    expect(r.out[1]).toBe('1 row verified before it');
   });
 
   it('verifies a keyed log with --key or SWITCHBOARD_AUDIT_KEY, and refuses without it', () => {

@@ -381,3 +381,39 @@ describe('order of checks for a send', () => {
     ]);
   });
 });
+
+describe('reentrancy and a full mailbox', () => {
+  it('lets A→B→A in one chain in even when A allows no waiting messages (maxQueue 0)', async () => {
+    const bus = makeBus();
+    bus.register('a', {
+      maxQueue: 0,
+      handlers: {
+        start: (_p, ctx) => ctx.ask('b', 'middle', {}),
+        back: () => 'back in a',
+      },
+    });
+    bus.register('b', { handlers: { middle: (_p, ctx) => ctx.ask('a', 'back', {}) } });
+    const outside = bus.register('outside');
+    await expect(outside.ask('a', 'start', {})).resolves.toBe('back in a');
+  });
+});
+
+describe('event order', () => {
+  it('emits message:delivered before anything the handler does', async () => {
+    const bus = makeBus();
+    const seen: string[] = [];
+    bus.events.on('message:delivered', ({ envelope }) => seen.push(`delivered ${envelope.intent}`));
+    bus.events.on('message:sent', ({ envelope }) => seen.push(`sent ${envelope.intent}`));
+    bus.register('b', { handlers: { inner: () => 'ok' } });
+    bus.register('a', {
+      handlers: {
+        outer: (_p, ctx) => {
+          seen.push('handler outer starts');
+          return ctx.ask('b', 'inner', {});
+        },
+      },
+    });
+    await bus.register('c').ask('a', 'outer', {});
+    expect(seen.slice(0, 4)).toEqual(['sent outer', 'delivered outer', 'handler outer starts', 'sent inner']);
+  });
+});

@@ -1,3 +1,4 @@
+/** The audit log: the interface, the SQLite default, and the no-op log for `audit: false`. */
 export type {
   ApprovalDecision,
   ApprovalRecord,

@@ -42,32 +42,6 @@ export const ROW_COLUMNS = [
   'in_reply_to',
 ] as const;
 
-/** Index of each column in a row array (the same order as {@link ROW_COLUMNS}). */
-export const Col = {
-  seq: 0,
-  kind: 1,
-  ts: 2,
-  messageId: 3,
-  to: 4,
-  from: 5,
-  type: 6,
-  intent: 7,
-  payloadHash: 8,
-  payloadBytes: 9,
-  decision: 10,
-  reason: 11,
-  rule: 12,
-  policyVersion: 13,
-  code: 14,
-  outcome: 15,
-  approval: 16,
-  decidedBy: 17,
-  note: 18,
-  conversationId: 19,
-  causationId: 20,
-  inReplyTo: 21,
-} as const;
-
 const SCHEMA_V1 = `
 CREATE TABLE audit_meta (
   key   TEXT PRIMARY KEY,

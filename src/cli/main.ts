@@ -167,12 +167,12 @@ function runVerify(args: string[], io: CliIO): number {
     const result = log.verify();
     if (result.ok) {
       const head = log.head();
-      io.out(`ok: ${result.checked} rows verified`);
+      io.out(`ok: ${rows(result.checked)} verified`);
       if (head !== undefined) io.out(`head: seq ${head.seq} hash ${head.hash}`);
       return 0;
     }
-    io.out(`bad: row ${result.firstBad}: ${result.reason ?? 'does not match the chain'}`);
-    io.out(`${result.checked} rows verified before it`);
+    io.out(`bad: ${result.reason ?? `row ${result.firstBad} does not match the chain`}`);
+    io.out(`${rows(result.checked)} verified before it`);
     return 1;
   } finally {
     log.close();
@@ -247,6 +247,10 @@ function printable(s: string): string {
 
 function cut(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
+}
+
+function rows(count: number): string {
+  return `${count} row${count === 1 ? '' : 's'}`;
 }
 
 function nonEmpty(s: string | undefined): string | undefined {
