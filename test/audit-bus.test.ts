@@ -171,3 +171,17 @@ describe('AUDIT_UNAVAILABLE', () => {
     expect(error.messageId).toBe(job.id);
   });
 });
+
+describe('getMessageLog() chain fields', () => {
+  it('shows causationId for a message sent from inside a handler', async () => {
+    const bus = busAt(':memory:');
+    bus.register('b', { handlers: { inner: () => 'ok' } });
+    bus.register('a', { handlers: { outer: (_p, ctx) => ctx.ask('b', 'inner', {}) } });
+    await bus.register('c').ask('a', 'outer', {});
+    const [outer] = bus.getMessageLog({ type: 'ask', agentId: 'c' });
+    const [inner] = bus.getMessageLog({ type: 'ask', agentId: 'b' });
+    expect(inner?.causationId).toBe(outer?.messageId);
+    expect(inner?.conversationId).toBe(outer?.conversationId);
+    expect(outer?.causationId).toBeUndefined();
+  });
+});

@@ -134,6 +134,7 @@ describe('SqliteAuditLog#append() and #query()', () => {
         policyVersion: 7,
         code: 'POLICY_DENIED',
         conversationId: 'conv-42',
+        causationId: 'msg_00',
         inReplyTo: 'msg_prev',
       },
     ]);

@@ -101,7 +101,7 @@ const VERIFY_SQL = `SELECT ${ROW_COLUMNS.join(', ')}, hash FROM audit ORDER BY s
  */
 const ENTRY_SELECT = `SELECT a.seq, a.ts, a.message_id, a.sender, a.recipient, a.type, a.intent, a.payload_hash,
   a.payload_bytes, a.decision, a.reason, a.rule, a.policy_version, a.code, a.outcome, a.conversation_id,
-  a.in_reply_to, o.outcome, o.code, p.approval, p.decided_by
+  a.in_reply_to, o.outcome, o.code, p.approval, p.decided_by, a.causation_id
 FROM audit a
 LEFT JOIN audit o ON o.seq = (SELECT max(x.seq) FROM audit x WHERE x.message_id = a.message_id
   AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'outcome')
@@ -131,6 +131,7 @@ type EntryRow = [
   lastOutcomeCode: ErrorCode | null,
   approval: ApprovalDecision | null,
   decidedBy: string | null,
+  causationId: string | null,
 ];
 
 /**
@@ -387,6 +388,7 @@ function toEntry(r: EntryRow): MessageLogEntry {
   if (outcome !== null) e.outcome = outcome;
   e.conversationId = r[15];
   if (r[16] !== null) e.inReplyTo = r[16];
+  if (r[21] !== null) e.causationId = r[21];
   return e;
 }
 

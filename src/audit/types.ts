@@ -92,6 +92,8 @@ export interface MessageLogEntry {
   decidedBy?: string;
   outcome?: AuditOutcome;
   conversationId: string;
+  /** The message whose handler sent this one, inside a chain. */
+  causationId?: string;
   inReplyTo?: string;
 }
 
@@ -117,6 +119,8 @@ export interface VerifyResult {
   checked: number;
   /** The sequence number of the first row that does not match, when `ok` is false. */
   firstBad?: number;
+  /** What is wrong with that row, when the log can tell. */
+  reason?: string;
 }
 
 /**
