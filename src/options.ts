@@ -51,6 +51,15 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
     /** Most messages held at once for one sender. @default 100 */
     maxPendingPerSender?: number;
   };
+  diagnostics?: {
+    /**
+     * Record where each ask and delegate was made, so a TIMEOUT's stack points at the
+     * caller rather than at the bus's deadline timer. Costs about as much as the rest of
+     * an ask (a stack capture per send), so it is off by default: turn it on while
+     * debugging. @default false
+     */
+    callSites?: boolean;
+  };
   /** Where the bus reads the time. @default Date.now */
   clock?: Clock;
   /** Message id generator; must return unique strings. @default a random prefix and a counter */
@@ -102,6 +111,7 @@ const schema = z.strictObject({
   approvals: z
     .strictObject({ ttlMs: ms.optional(), maxPending: z.number().int().min(0).optional(), maxPendingPerSender: z.number().int().min(0).optional() })
     .optional(),
+  diagnostics: z.strictObject({ callSites: z.boolean().optional() }).optional(),
   clock: z.custom<Clock>((v) => typeof (v as Clock | null)?.now === 'function', 'a clock has a now() method').optional(),
   ids: z.custom<() => string>((v) => typeof v === 'function', 'ids must be a function returning a string').optional(),
 });
@@ -130,6 +140,7 @@ export interface ResolvedOptions {
   maxPendingPerSender: number;
   clock: Clock | undefined;
   ids: (() => string) | undefined;
+  callSites: boolean;
 }
 
 /** Validates the options once, strictly, and fills in the defaults. */
@@ -155,6 +166,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxPendingPerSender: o.approvals?.maxPendingPerSender ?? 100,
     clock: o.clock,
     ids: o.ids,
+    callSites: o.diagnostics?.callSites ?? false,
   };
 }
 

@@ -120,6 +120,7 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
       maxPending: o.maxPending,
       maxPendingPerSender: o.maxPendingPerSender,
       globalRate: o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now()),
+      callSites: o.callSites,
     });
     this.events = this.#emitter;
     const router = this.#router;

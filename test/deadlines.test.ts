@@ -21,9 +21,9 @@ describe('ask and delegate deadlines', () => {
     expect(typeof error.messageId).toBe('string');
   });
 
-  it('points the TIMEOUT stack at the call site in the caller', async () => {
+  it('points the TIMEOUT stack at the call site in the caller with diagnostics.callSites', async () => {
     vi.useFakeTimers();
-    const bus = makeBus();
+    const bus = makeBus({ diagnostics: { callSites: true } });
     bus.register('writer', { handlers: { slow: (_p, ctx) => hang(ctx) } });
     const research = bus.register('research');
     const caught = rejectionOf(research.ask('writer', 'slow', {}, { timeoutMs: 50 }));
@@ -32,6 +32,17 @@ describe('ask and delegate deadlines', () => {
     expect(error.code).toBe('TIMEOUT');
     expect(error.stack).toContain('deadlines.test.ts');
     expect(error.stack?.split('\n')[0]).toBe(`BusError: ${error.message}`);
+  });
+
+  it('names the ask, recipient, intent and deadline in the TIMEOUT message without call sites', async () => {
+    vi.useFakeTimers();
+    const bus = makeBus();
+    bus.register('writer', { handlers: { slow: (_p, ctx) => hang(ctx) } });
+    const caught = rejectionOf(bus.register('research').ask('writer', 'slow', {}, { timeoutMs: 50 }));
+    await vi.advanceTimersByTimeAsync(50);
+    const error = await caught;
+    expect(error.message).toBe('ask to writer ("slow") got no reply within 50ms');
+    expect(error.stack).not.toContain('deadlines.test.ts');
   });
 
   it('uses timeouts.askMs and timeouts.delegateMs when the send gives no timeoutMs', async () => {
