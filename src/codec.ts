@@ -5,49 +5,64 @@ import { BusError } from './errors.js';
 /** Nesting deeper than this is refused: real payloads are shallow, and it bounds recursion. */
 export const MAX_PAYLOAD_DEPTH = 256;
 
-/** A payload serialized once: the bytes that are measured, hashed and parsed for the recipient. */
+/**
+ * A payload checked and serialized once: the bytes that are measured and hashed, and the
+ * recipient's deep-frozen copy, which is exactly what those bytes parse to.
+ */
 export interface EncodedPayload {
   readonly json: string;
   /** UTF-8 byte length of `json`. */
   readonly bytes: number;
+  /** Deep-frozen, shares nothing with the sender, and deep-equals `JSON.parse(json)`. */
+  readonly copy: unknown;
 }
 
 /**
  * Checks that `value` is plain JSON and serializes it once.
+ *
+ * One pass reads every value exactly once and builds a fresh, deep-frozen copy of it; the
+ * copy is what gets serialized, measured, hashed and handed to the recipient. So what was
+ * checked is what was hashed is what arrives (a getter cannot answer the check one thing
+ * and the serializer another), and no parse is needed: the copy is, by construction, what
+ * `JSON.parse(json)` would give (`-0` is written as `0` in both).
+ *
  * `undefined` at the top level (a handler that returns nothing) becomes `null`; object
- * properties whose value is `undefined` are omitted, as JSON does. Everything else that JSON
- * would silently change or that is not data is refused with INVALID_PAYLOAD: functions,
- * symbols, BigInt, NaN/Infinity, cycles, class instances (Date, Map, …), Proxies,
- * `toJSON` tricks, accessors are read once, and `__proto__` keys.
+ * properties whose value is `undefined` are omitted, as JSON does. Everything else that
+ * JSON would silently change or that is not data is refused with INVALID_PAYLOAD:
+ * functions, symbols, BigInt, NaN/Infinity, cycles, class instances (Date, Map, …),
+ * Proxies, `toJSON` keys, `__proto__` keys, symbol keys, arrays with named properties.
  *
  * @param maxBytes refuse with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
 export function encodePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
-  assertPlainJson(value, maxBytes, what);
-  return serializePayload(value, maxBytes, what);
+  return serializePayload(copyPlainJson(value, maxBytes, what), maxBytes, what);
 }
 
-/** The plain-JSON half of {@link encodePayload}: throws INVALID_PAYLOAD (or PAYLOAD_TOO_LARGE for a node bomb). */
-export function assertPlainJson(value: unknown, maxBytes: number, what = 'payload'): void {
+/**
+ * The checking half of {@link encodePayload}: a deep-frozen plain copy of `value`, or
+ * INVALID_PAYLOAD (PAYLOAD_TOO_LARGE for a value with more nodes than fit in `maxBytes`).
+ */
+export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'): unknown {
   // A node budget bounds the walk: every value serializes to at least one byte, so a
   // payload with more nodes than maxBytes is too large whatever it holds (stops DAG bombs).
   const walk: Walk = { nodes: maxBytes + 1, path: [], what, maxBytes };
-  checkPlain(value === undefined ? null : value, walk);
+  try {
+    return copyPlain(value === undefined ? null : value, walk);
+  } catch (error) {
+    if (error instanceof BusError) throw error;
+    // A getter or a Proxy trap threw while being read.
+    throw new BusError('INVALID_PAYLOAD', `${what} could not be read: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
 }
 
-/** The size half of {@link encodePayload}, for a value already checked: serialize once and measure. */
-export function serializePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
-  let json: string;
-  try {
-    json = JSON.stringify(value === undefined ? null : value);
-  } catch (cause) {
-    throw new BusError('INVALID_PAYLOAD', `${what} cannot be serialized to JSON: ${(cause as Error).message}`, { cause });
-  }
+/** The size half of {@link encodePayload}, for a copy made by {@link copyPlainJson}. */
+export function serializePayload(copy: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
+  const json = JSON.stringify(copy);
   const bytes = Buffer.byteLength(json, 'utf8');
   if (bytes > maxBytes) {
     throw new BusError('PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
   }
-  return { json, bytes };
+  return { json, bytes, copy };
 }
 
 /** Hex SHA-256 of the payload's UTF-8 JSON bytes. */
@@ -55,22 +70,9 @@ export function hashPayload(encoded: EncodedPayload): string {
   return hash('sha256', encoded.json, 'hex');
 }
 
-/** Parses the serialized bytes into a fresh, deep-frozen copy for the recipient. */
+/** The recipient's copy: deep-frozen, so one copy can serve every recipient of a notify. */
 export function decodePayload(encoded: EncodedPayload): unknown {
-  return deepFreeze(JSON.parse(encoded.json));
-}
-
-/** Freezes a freshly parsed JSON value in place (only plain objects and arrays occur). */
-export function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null) {
-    Object.freeze(value);
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) deepFreeze(value[i]);
-    } else {
-      for (const key in value) deepFreeze((value as Record<string, unknown>)[key]);
-    }
-  }
-  return value;
+  return encoded.copy;
 }
 
 /** State of one validation walk; the key path is only formatted when something is refused. */
@@ -86,17 +88,17 @@ function refuse(walk: Walk, why: string): never {
   throw new BusError('INVALID_PAYLOAD', `${walk.what}${at} is not plain JSON: ${why}`);
 }
 
-function checkPlain(value: unknown, walk: Walk): void {
+function copyPlain(value: unknown, walk: Walk): unknown {
   if (--walk.nodes < 0) {
     throw new BusError('PAYLOAD_TOO_LARGE', `${walk.what} has more values than fit in ${walk.maxBytes} bytes`);
   }
   switch (typeof value) {
     case 'string':
     case 'boolean':
-      return;
+      return value;
     case 'number':
       if (!Number.isFinite(value)) refuse(walk, `${value} is not a finite number`);
-      return;
+      return value === 0 ? 0 : value; // JSON writes -0 as 0
     case 'object':
       break;
     case 'undefined':
@@ -104,18 +106,20 @@ function checkPlain(value: unknown, walk: Walk): void {
     default:
       return refuse(walk, `a ${typeof value} is not a JSON value`);
   }
-  if (value === null) return;
+  if (value === null) return null;
   const path = walk.path;
   if (path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
   if (types.isProxy(value)) refuse(walk, 'a Proxy is not plain data');
   if (Array.isArray(value)) {
-    if (Object.keys(value).length !== value.length) refuse(walk, 'an array with named properties is not plain JSON');
-    for (let i = 0; i < value.length; i++) {
+    const length = value.length;
+    if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties (or holes) is not plain JSON');
+    const out = new Array<unknown>(length);
+    for (let i = 0; i < length; i++) {
       path.push(i);
-      checkPlain(value[i], walk);
+      out[i] = copyPlain(value[i], walk);
       path.pop();
     }
-    return;
+    return Object.freeze(out);
   }
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
@@ -123,16 +127,16 @@ function checkPlain(value: unknown, walk: Walk): void {
     refuse(walk, `an instance of ${name} is not a plain object`);
   }
   if (Object.getOwnPropertySymbols(value).length > 0) refuse(walk, 'symbol keys are not JSON');
+  const out: Record<string, unknown> = {};
   for (const key in value) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
     if (key === 'toJSON') refuse(walk, 'a "toJSON" key would change what is serialized');
-    const desc = Object.getOwnPropertyDescriptor(value, key);
-    if (desc !== undefined && (desc.get !== undefined || desc.set !== undefined)) refuse(walk, `"${key}" is an accessor, not data`);
-    const child = (value as Record<string, unknown>)[key];
+    const child = (value as Record<string, unknown>)[key]; // read once: getters run once
     // Undefined properties are omitted by JSON; that is how optional fields look in JS.
     if (child === undefined) continue;
     path.push(key);
-    checkPlain(child, walk);
+    out[key] = copyPlain(child, walk);
     path.pop();
   }
+  return Object.freeze(out);
 }

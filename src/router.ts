@@ -1,7 +1,7 @@
 import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
-import { assertPlainJson, decodePayload, encodePayload, hashPayload, serializePayload, type EncodedPayload } from './codec.js';
+import { copyPlainJson, decodePayload, encodePayload, hashPayload, serializePayload, type EncodedPayload } from './codec.js';
 import { describeIssues, type ContractDef, type Contracts } from './contracts.js';
 import { DeadlineQueue } from './deadlines.js';
 import { PRIORITIES, type Envelope, type MessageType, type Priority, type RuleType } from './envelope.js';
@@ -114,17 +114,20 @@ export class Router {
       resolve = res;
       reject = rej;
     });
-    const job = promise as Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
-    job.id = id;
     let pendingRef: PendingRequest | undefined;
-    job.onProgress = (listener) => {
-      if (typeof listener !== 'function') throw new BusError('INVALID_ARGUMENT', 'onProgress(listener): listener must be a function');
-      if (pendingRef !== undefined) (pendingRef.progressListeners ??= []).push(listener);
-      return job;
-    };
-    job.cancel = (reason) => {
-      if (pendingRef !== undefined) this.cancel(pendingRef, reason ?? 'cancelled by the sender');
-    };
+    // Only a delegate is a Job; an ask stays a plain promise (no closures, no extra shape).
+    if (type === 'delegate') {
+      const job = promise as Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
+      job.id = id;
+      job.onProgress = (listener) => {
+        if (typeof listener !== 'function') throw new BusError('INVALID_ARGUMENT', 'onProgress(listener): listener must be a function');
+        if (pendingRef !== undefined) (pendingRef.progressListeners ??= []).push(listener);
+        return job;
+      };
+      job.cancel = (reason) => {
+        if (pendingRef !== undefined) this.cancel(pendingRef, reason ?? 'cancelled by the sender');
+      };
+    }
 
     const draft = this.draft(id, now, type, sender, to, intent, parent);
     try {
@@ -161,7 +164,7 @@ export class Router {
     } catch (error) {
       this.refuse(draft, error, reject);
     }
-    return job;
+    return promise as Job;
   }
 
   /** A notify to listed recipients or to everyone else. Never throws. */
@@ -326,9 +329,9 @@ export class Router {
   /** Plain JSON, then the contract, then size: serialize once, measure, hash only if it will be audited. */
   private encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.config.maxPayloadBytes;
-    assertPlainJson(payload, max);
-    this.checkContract(type, draft.intent, payload);
-    draft.encoded = serializePayload(payload, max);
+    const copy = copyPlainJson(payload, max);
+    this.checkContract(type, draft.intent, copy);
+    draft.encoded = serializePayload(copy, max);
     if (this.config.commit.enabled) draft.hash = hashPayload(draft.encoded);
   }
 
