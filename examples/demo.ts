@@ -1,4 +1,5 @@
-// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question).
+// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question, or
+// `--interactive [--operator NAME]` to decide in the approval console: examples/console/).
 //
 // research delegates a summary to writer; writer asks research to clarify and asks
 // reviewer to review, reporting progress; research broadcasts what it found; supervisor
@@ -10,6 +11,7 @@ import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Orchestrator, isBusError, type PendingApproval, type PolicyRule } from '../src/index.js';
+import { openConsole, type ConsoleHandle } from './console/index.js';
 import { promptOperator, scriptedOperator } from './demo/operator.js';
 import { makeStyle, Transcript } from './demo/transcript.js';
 
@@ -31,6 +33,15 @@ export interface DemoOptions {
   auto: boolean;
   /** ANSI colours. @default false */
   color?: boolean;
+  /**
+   * Open the approval console (ink) on the terminal and let a person decide: the feed, the
+   * notifications and the message queue replace the event lines of the transcript, and
+   * purchase sends a second payment so there is something to choose between.
+   * Needs stdin and stdout to be TTYs. @default false
+   */
+  interactive?: boolean;
+  /** Who decides (recorded as `decidedBy`). @default 'demo-operator' when scripted, else $USER */
+  operator?: string;
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
@@ -38,7 +49,11 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const t = new Transcript(out, makeStyle(options.color ?? false));
 
   const bus = new Orchestrator({ policies: POLICIES }); // audit: ':memory:' by default
-  t.watch(bus.events);
+  const operatorName = options.operator ?? (auto && !options.interactive ? 'demo-operator' : process.env['USER'] || 'operator');
+  // The console shows the bus's events itself; the transcript keeps the agents' own words.
+  const ui: ConsoleHandle | undefined = options.interactive ? openConsole({ bus, operator: operatorName }) : undefined;
+  if (ui === undefined) t.watch(bus.events);
+  let undecided: Promise<unknown> | undefined;
 
   // The approval queue: the operator is told about held messages through an event.
   const held: PendingApproval[] = [];
@@ -144,17 +159,36 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     // ---- 5. A delegate held for a human. ----
     t.heading('5. approval: purchase → payment needs a human');
-    const payment = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 60_000 });
-    const approval = await nextApproval();
-    const operator = auto ? scriptedOperator((text) => t.say('operator', text)) : promptOperator((text) => t.say('operator', text));
-    const decision = await operator.decide(approval);
-    if (decision.approve) bus.approvals.approve(approval.id, { by: decision.by, note: 'demo' });
-    else bus.approvals.reject(approval.id, { by: decision.by, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) });
-    try {
-      t.say('purchase', `paid: ${JSON.stringify(await payment)}`);
-    } catch (e) {
-      if (!isBusError(e)) throw e;
-      t.say('purchase', `${e.code}: ${e.message}`);
+    const report = (job: Promise<unknown>) =>
+      job.then(
+        (paid) => t.say('purchase', `paid: ${JSON.stringify(paid)}`),
+        (e: unknown) => {
+          if (!isBusError(e)) throw e;
+          t.say('purchase', `${e.code}: ${e.message}`);
+        },
+      );
+    if (ui !== undefined) {
+      // A person decides in the console; the tour goes on once both payments are settled
+      // (approved, denied or expired) or the console is closed (q, Ctrl-C).
+      const jobs = [
+        purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 120_000 }),
+        purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 120_000 }),
+      ];
+      t.say('operator', `${operatorName}: two payments wait for you. Press m to open the message queue, j/k or arrows to choose, a to approve, d to deny (q leaves them undecided)`);
+      undecided = Promise.all(jobs.map(report));
+      const how = await Promise.race([undecided.then(() => 'settled' as const), ui.exited]);
+      if (how === 'quit') t.say('operator', 'console closed with payments undecided: closing the bus cancels them');
+      ui.finish();
+      await ui.exited;
+    } else {
+      const payment = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 60_000 });
+      const approval = await nextApproval();
+      const say = (text: string) => t.say('operator', text);
+      const operator = auto ? scriptedOperator(say, operatorName) : promptOperator(say, operatorName);
+      const decision = await operator.decide(approval);
+      if (decision.approve) bus.approvals.approve(approval.id, { by: decision.by, note: 'demo' });
+      else bus.approvals.reject(approval.id, { by: decision.by, ...(decision.reason !== undefined ? { reason: decision.reason } : {}) });
+      await report(payment);
     }
 
     // ---- The audit log: one entry per message and recipient, with its latest outcome. ----
@@ -164,7 +198,9 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     t.plain();
     t.plain(`verifyAuditLog(): { ok: ${verified.ok}, checked: ${verified.checked}${verified.firstBad !== undefined ? `, firstBad: ${verified.firstBad}` : ''} }`);
   } finally {
+    ui?.close();
     await bus.close();
+    await undecided; // payments left undecided end with CLOSED when the bus closes
   }
 }
 
@@ -179,9 +215,21 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
-  const auto = process.argv.includes('--auto') || !process.stdin.isTTY || !process.stdout.isTTY;
+  const args = process.argv.slice(2);
+  const terminal = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  const interactive = args.includes('--interactive') && terminal;
+  if (args.includes('--interactive') && !terminal) {
+    console.log('--interactive needs a terminal (stdin and stdout TTYs): falling back to the scripted operator, no input is read');
+  }
+  const at = args.indexOf('--operator');
+  const operator = at >= 0 ? args[at + 1] : undefined;
+  if (at >= 0 && (operator === undefined || operator.startsWith('--'))) {
+    console.error('--operator needs a name, e.g. --operator alice');
+    process.exit(2);
+  }
+  const auto = !interactive && (args.includes('--auto') || !terminal);
   const color = process.stdout.isTTY === true && !process.env['NO_COLOR'];
-  runDemo({ out: (line) => console.log(line), auto, color }).catch((error: unknown) => {
+  runDemo({ out: (line) => console.log(line), auto, color, interactive, ...(operator !== undefined ? { operator } : {}) }).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });

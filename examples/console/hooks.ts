@@ -1,0 +1,57 @@
+// The console's subscriptions to the bus, through its public API only.
+import { useCallback, useEffect, useRef, useState } from 'react';
+import type { Approvals, BusEventName, BusEventSource, BusListener, PendingApproval } from '../../src/index.js';
+import { clockTime, describeEvent, type FeedLine } from './format.js';
+
+/** What the console needs of an `Orchestrator`: its events and its approval queue. */
+export interface ConsoleBus {
+  readonly events: BusEventSource;
+  readonly approvals: Approvals;
+}
+
+/** The last `max` feed lines, from bus events, newest last. */
+export function useFeed(events: BusEventSource, max: number): FeedLine[] {
+  const [lines, setLines] = useState<FeedLine[]>([]);
+  const next = useRef(0);
+  useEffect(() => {
+    const subscriptions = (Object.keys(describeEvent) as BusEventName[]).map((name) => {
+      const describe = describeEvent[name] as (event: unknown) => Omit<FeedLine, 'key' | 'time'>;
+      const listener: BusListener<typeof name> = (event) => {
+        const line: FeedLine = { key: next.current++, time: clockTime(Date.now()), ...describe(event) };
+        setLines((old) => [...old, line].slice(-max));
+      };
+      events.on(name, listener);
+      return () => events.off(name, listener);
+    });
+    return () => subscriptions.forEach((unsubscribe) => unsubscribe());
+  }, [events, max]);
+  return lines;
+}
+
+/** The approval queue as `approvals.list()` shows it, refreshed on every approval event. */
+export function usePending(bus: ConsoleBus): [PendingApproval[], () => void] {
+  const [pending, setPending] = useState<PendingApproval[]>(() => bus.approvals.list());
+  const refresh = useCallback(() => setPending(bus.approvals.list()), [bus]);
+  useEffect(() => {
+    bus.events.on('approval:requested', refresh);
+    bus.events.on('approval:decided', refresh);
+    refresh();
+    return () => {
+      bus.events.off('approval:requested', refresh);
+      bus.events.off('approval:decided', refresh);
+    };
+  }, [bus, refresh]);
+  return [pending, refresh];
+}
+
+/** `Date.now()`, re-read every `everyMs` while `active` (for "expires in" countdowns). */
+export function useNow(active: boolean, everyMs = 1000): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!active) return undefined;
+    setNow(Date.now());
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [active, everyMs]);
+  return now;
+}
