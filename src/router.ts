@@ -492,7 +492,7 @@ export class Router {
       } catch (error) {
         const e = asBusError(error);
         (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
-        if (commit.enabled) records.push(this.attemptRecord(d, 'denied', e));
+        if (commit.enabled) records.push(this.refusalRecord(d, e));
         this.emitDenied(d, e);
       }
     }
@@ -971,7 +971,7 @@ export class Router {
   private refuse(draft: Draft, error: unknown, reject: (error: BusError) => void): void {
     const e = asBusError(error, draft.id);
     if (e.code !== 'CLOSED' && this.config.commit.enabled) {
-      this.config.commit.stage(this.attemptRecord(draft, 'denied', e));
+      this.config.commit.stage(this.refusalRecord(draft, e));
     }
     this.emitDenied(draft, e);
     reject(e);
@@ -982,6 +982,18 @@ export class Router {
     if (!events.has('message:denied')) return;
     const attempt: Attempt = Object.freeze({ id: draft.id, type: draft.type, from: draft.from, to: draft.to, intent: draft.intent });
     events.emit('message:denied', { attempt, code: e.code, reason: e.message, ...(e.rule !== undefined ? { rule: e.rule } : {}) });
+  }
+
+  /**
+   * A refused attempt: decision 'denied', except when the policy allowed it and only the
+   * delivery failed (NO_HANDLER, MAILBOX_FULL): then 'allowed' with outcome 'failed', so
+   * the log never blames the policy for a missing handler or a full mailbox.
+   */
+  private refusalRecord(draft: Draft, e: BusError): AttemptRecord {
+    if (draft.decision?.decision === 'allow' && (e.code === 'NO_HANDLER' || e.code === 'MAILBOX_FULL')) {
+      return this.attemptRecord(draft, 'allowed', e, 'failed');
+    }
+    return this.attemptRecord(draft, 'denied', e);
   }
 
   private attemptRecord(draft: Draft, decision: AuditDecision, error?: BusError, outcome?: AuditOutcome, reason?: string): AttemptRecord {

@@ -185,3 +185,17 @@ describe('getMessageLog() chain fields', () => {
     expect(outer?.causationId).toBeUndefined();
   });
 });
+
+describe('refusals after the policy', () => {
+  it('records NO_HANDLER as allowed by policy with outcome failed, and a policy refusal as denied', async () => {
+    const bus = busAt(':memory:', { policies: [{ from: 'research', to: 'writer', allow: ['ask'] }] });
+    bus.register('writer');
+    bus.register('vault');
+    const research = bus.register('research');
+    await expect(research.ask('writer', 'clarify', {})).rejects.toMatchObject({ code: 'NO_HANDLER' });
+    await expect(research.ask('vault', 'open', {})).rejects.toMatchObject({ code: 'POLICY_DENIED' });
+    const [vault, writer] = bus.getMessageLog();
+    expect(writer).toMatchObject({ to: 'writer', decision: 'allowed', outcome: 'failed', code: 'NO_HANDLER' });
+    expect(vault).toMatchObject({ to: 'vault', decision: 'denied', code: 'POLICY_DENIED' });
+  });
+});
