@@ -158,7 +158,7 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
       alive: true,
       outgoing: new Set(),
       incoming: new Set(),
-      notifications: new Set(),
+      deliveries: new Set(),
     };
     this.#registry.set(id, record);
     return new Agent<C>(record, this.#router, { discover: (from, capability) => this.#discover(from, capability) });

@@ -21,8 +21,8 @@ export interface AgentRecord {
   readonly outgoing: Set<PendingRequest>;
   /** Asks and delegates addressed to this agent that await its reply. */
   readonly incoming: Set<PendingRequest>;
-  /** Deliveries of notifies to this agent that have not finished (for abort on unregister/close). */
-  readonly notifications: Set<Delivery>;
+  /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
+  readonly deliveries: Set<Delivery>;
 }
 
 /** The public view of an agent: `bus.agents()`. */

@@ -413,15 +413,12 @@ export class Router {
       this.deadlines.add(p);
       p.sender.outgoing.add(p);
       recipient.incoming.add(p);
-    } else {
-      recipient.notifications.add(delivery);
     }
     this.config.commit.stage(
       record,
       () => this.handOver(delivery),
       (error) => {
-        recipient.mailbox.withdraw(delivery);
-        recipient.notifications.delete(delivery);
+        this.drop(delivery);
         if (p !== undefined) this.fail(p, asBusError(error, envelope.id), undefined);
       },
     );
@@ -450,7 +447,20 @@ export class Router {
     }
     const delivery = new Delivery(envelope, recipient, p, parent, this.execute);
     if (p !== undefined) p.delivery = delivery;
+    recipient.deliveries.add(delivery);
     return delivery;
+  }
+
+  /** A delivery that will not run after all (withdrawn before it started). */
+  private drop(delivery: Delivery): void {
+    delivery.recipient.mailbox.withdraw(delivery);
+    delivery.recipient.deliveries.delete(delivery);
+  }
+
+  /** The handler is done (or never ran): nothing more to abort or wait for. */
+  private finish(delivery: Delivery): void {
+    delivery.finished = true;
+    delivery.recipient.deliveries.delete(delivery);
   }
 
   private fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined): Promise<NotifyReceipt> {
@@ -483,7 +493,6 @@ export class Router {
           if (commit.enabled) records.push(this.attemptRecord(d, 'pending'));
         } else {
           const delivery = this.reserve(envelope, recipient!, undefined, parent);
-          recipient!.notifications.add(delivery);
           deliveries.push(delivery);
           receipt.delivered.push(to);
           if (commit.enabled) records.push(this.attemptRecord(d, 'allowed', undefined, 'delivered'));
@@ -513,10 +522,7 @@ export class Router {
           resolve(Object.freeze(receipt));
         },
         (error) => {
-          for (const delivery of deliveries) {
-            delivery.recipient.mailbox.withdraw(delivery);
-            delivery.recipient.notifications.delete(delivery);
-          }
+          for (const delivery of deliveries) this.drop(delivery);
           for (const hold of holds) this.approvals.take(hold.approval.id);
           reject(asBusError(error, draft.id));
         },
@@ -528,13 +534,13 @@ export class Router {
   private readonly execute = (d: Delivery): Promise<void> => {
     const p = d.pending;
     if (p !== undefined && p.state === 'settled') {
-      d.finished = true;
+      this.finish(d);
       return RESOLVED;
     }
     const handlers = d.recipient.handlers;
     const handler = handlers.get(d.envelope.intent) ?? handlers.get('*');
     if (handler === undefined) {
-      d.finished = true;
+      this.finish(d);
       this.handlerFailed(d, new BusError('NO_HANDLER', `${d.recipient.id} has no handler for "${d.envelope.intent}" any more`), 'NO_HANDLER');
       return RESOLVED;
     }
@@ -542,33 +548,30 @@ export class Router {
     try {
       out = handler(d.envelope.payload, new Context(this, d));
     } catch (error) {
-      d.finished = true;
+      this.finish(d);
       this.handlerFailed(d, error, 'HANDLER_FAILED');
       return RESOLVED;
     }
     if (isThenable(out)) {
       return Promise.resolve(out).then(
         (value) => {
-          d.finished = true;
+          this.finish(d);
           this.handlerReturned(d, value);
         },
         (error) => {
-          d.finished = true;
+          this.finish(d);
           this.handlerFailed(d, error, 'HANDLER_FAILED');
         },
       );
     }
-    d.finished = true;
+    this.finish(d);
     this.handlerReturned(d, out);
     return RESOLVED;
   };
 
   private handlerReturned(d: Delivery, value: unknown): void {
     const p = d.pending;
-    if (p === undefined) {
-      d.recipient.notifications.delete(d);
-      return;
-    }
+    if (p === undefined) return;
     if (p.repliedExplicitly) return; // answered through reply(): the return value is ignored
     if (p.state === 'settled') {
       this.deadLetter(d, value);
@@ -635,7 +638,6 @@ export class Router {
     const p = d.pending;
     const envelope = d.envelope;
     if (p === undefined) {
-      d.recipient.notifications.delete(d);
       this.recordOutcome(envelope, 'failed', code, reason);
       if (this.config.events.has('message:failed')) this.config.events.emit('message:failed', { envelope, code, reason });
       return;
@@ -697,7 +699,7 @@ export class Router {
   private stopDelivery(p: PendingRequest, reason: BusError): void {
     const d = p.delivery;
     if (d === undefined) return;
-    if (!d.started) p.recipient.mailbox.withdraw(d);
+    if (!d.started) this.drop(d);
     d.abort(reason);
   }
 
@@ -940,11 +942,7 @@ export class Router {
       if (hold.pending !== undefined) this.fail(hold.pending, gone, 'cancelled');
       else this.recordOutcome(hold.approval.envelope, 'cancelled', 'UNKNOWN_AGENT', gone.message);
     }
-    for (const d of record.notifications) {
-      if (!d.started) record.mailbox.withdraw(d);
-      d.abort(gone);
-    }
-    record.notifications.clear();
+    this.abortDeliveries(record, gone);
   }
 
   /** Refuses new sends and fails everything pending with CLOSED. */
@@ -957,13 +955,16 @@ export class Router {
     }
     for (const p of [...this.pending.values()]) this.fail(p, closedError(p), 'cancelled');
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
-    for (const record of this.config.registry.values()) {
-      for (const d of record.notifications) {
-        if (!d.started) record.mailbox.withdraw(d);
-        d.abort(closing);
-      }
-    }
+    for (const record of this.config.registry.values()) this.abortDeliveries(record, closing);
     this.deadlines.clear();
+  }
+
+  /** Withdraws what waits in the agent's mailbox and aborts the signals of what runs. */
+  private abortDeliveries(record: AgentRecord, reason: BusError): void {
+    for (const d of [...record.deliveries]) {
+      if (!d.started) this.drop(d);
+      d.abort(reason);
+    }
   }
 
   // ---- Audit records and refusals ------------------------------------------------------------

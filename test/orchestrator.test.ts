@@ -260,3 +260,36 @@ describe('Orchestrator#close()', () => {
     }
   });
 });
+
+describe('Orchestrator#close() and handlers answered early', () => {
+  it('aborts the signal of a handler whose ask was already answered through reply(), without waiting closeMs', async () => {
+    vi.useFakeTimers();
+    const bus = makeBus({ timeouts: { closeMs: 60_000 } });
+    let aborted = false;
+    let messageId = '';
+    const writer = bus.register('writer', {
+      handlers: {
+        work: (_p, ctx) => {
+          messageId = ctx.message.id;
+          return new Promise((resolve) =>
+            ctx.signal.addEventListener('abort', () => {
+              aborted = true;
+              resolve('too late');
+            }),
+          );
+        },
+      },
+    });
+    const asked = bus.register('research').ask('writer', 'work', {});
+    await settle();
+    await writer.reply(messageId, 'early');
+    await expect(asked).resolves.toBe('early');
+    let closed = false;
+    void bus.close().then(() => (closed = true));
+    await settle();
+    // No fake time advanced: close() finished because the handler was aborted, not timed out.
+    expect(aborted).toBe(true);
+    expect(closed).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
