@@ -1,18 +1,25 @@
-import type { AuditLog, AuditRecord } from './audit/types.js';
+import { isAsyncAuditLog, type AsyncAuditLog, type AuditLog, type AuditRecord } from './audit/types.js';
 import { BusError } from './errors.js';
 
 interface Entry {
-  /** Index one past this entry's last record. */
-  readonly end: number;
+  /** How many of the staged records are this entry's. */
+  readonly count: number;
   readonly onCommit: (() => void) | undefined;
   readonly onFail: ((error: BusError) => void) | undefined;
 }
+
+/** Batches a log with pipelined appends may have in flight before new records wait. */
+const MAX_IN_FLIGHT = 4;
 
 /**
  * Audit before delivery, without a write per message: the records staged during one tick
  * are written in one transaction (chunks of at most `maxBatch`), and only after a chunk
  * commits do its callbacks run, which is where messages are delivered. If a write fails,
  * that chunk's callbacks get AUDIT_UNAVAILABLE instead; the next tick tries again.
+ *
+ * With a log that appends on another thread ({@link AsyncAuditLog}), up to
+ * {@link MAX_IN_FLIGHT} chunks are in flight at once and records staged meanwhile form the
+ * next, larger chunk: the bus keeps working while the worker commits.
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
  * timers without anyone advancing them.
@@ -21,12 +28,16 @@ export class GroupCommit {
   private records: AuditRecord[] = [];
   private entries: Entry[] = [];
   private scheduled = false;
+  private inFlight = 0;
+  private readonly async: AsyncAuditLog | undefined;
 
   constructor(
     private log: AuditLog | undefined,
     private readonly maxBatch: number,
     private readonly onError: (error: Error, records: number) => void,
-  ) {}
+  ) {
+    this.async = log !== undefined && isAsyncAuditLog(log) ? log : undefined;
+  }
 
   /** Whether records are kept at all (false with `audit: false`: callers can skip building them). */
   get enabled(): boolean {
@@ -35,18 +46,35 @@ export class GroupCommit {
 
   /** Queues records (may be none) and what to do once they are committed or refused. */
   stage(records: AuditRecord | readonly AuditRecord[] | undefined, onCommit?: () => void, onFail?: (error: BusError) => void): void {
+    let count = 0;
     if (this.log !== undefined && records !== undefined) {
-      if (Array.isArray(records)) for (const r of records) this.records.push(r);
-      else this.records.push(records as AuditRecord);
+      if (Array.isArray(records)) {
+        for (const r of records) this.records.push(r);
+        count = records.length;
+      } else {
+        this.records.push(records as AuditRecord);
+        count = 1;
+      }
     }
-    if (onCommit !== undefined || onFail !== undefined || this.records.length > 0) {
-      this.entries.push({ end: this.records.length, onCommit, onFail });
-    }
+    if (onCommit !== undefined || onFail !== undefined || count > 0) this.entries.push({ count, onCommit, onFail });
     if (!this.scheduled) {
       this.scheduled = true;
-      queueMicrotask(this.flush);
+      queueMicrotask(this.flushSoon);
     }
   }
+
+  /** Writes everything staged now and waits for it, then runs the callbacks. Safe to call at any time. */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    while (this.entries.length > 0 || this.inFlight > 0) {
+      if (this.async !== undefined) {
+        this.send(Infinity);
+        this.async.drain();
+      } else {
+        this.writeAll();
+      }
+    }
+  };
 
   /** Writes what is staged, then stops recording: used by close() before the log is closed. */
   shutdown(): void {
@@ -54,52 +82,76 @@ export class GroupCommit {
     this.log = undefined;
   }
 
-  /** Writes everything staged now, then runs the callbacks. Safe to call at any time. */
-  readonly flush = (): void => {
+  private readonly flushSoon = (): void => {
     this.scheduled = false;
-    while (this.entries.length > 0) {
-      const records = this.records;
-      const entries = this.entries;
-      this.records = [];
-      this.entries = [];
-      this.commit(records, entries);
-    }
+    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
+    else this.writeAll();
   };
 
-  private commit(records: AuditRecord[], entries: Entry[]): void {
-    let start = 0; // first record of the chunk
-    let first = 0; // first entry of the chunk
-    for (let i = 0; i < entries.length; i++) {
-      const end = entries[i]!.end;
-      const last = i === entries.length - 1;
-      if (!last && end - start < this.maxBatch) continue;
-      const error = end > start ? this.write(records, start, end) : undefined;
-      for (let j = first; j <= i; j++) {
-        const entry = entries[j]!;
-        try {
-          if (error === undefined) entry.onCommit?.();
-          else entry.onFail?.(error);
-        } catch {
-          // A callback is bus code that must not throw; never let one strand the others.
-        }
-      }
-      start = end;
-      first = i + 1;
+  /** Takes the staged entries from the front, as many as fill one chunk. */
+  private nextChunk(): { records: AuditRecord[]; entries: Entry[] } {
+    let n = 0;
+    let count = 0;
+    while (n < this.entries.length && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
+    const entries = this.entries.splice(0, n);
+    const records = count === this.records.length ? this.records.splice(0) : this.records.splice(0, count);
+    return { records, entries };
+  }
+
+  private writeAll(): void {
+    while (this.entries.length > 0) {
+      const { records, entries } = this.nextChunk();
+      this.settle(entries, records.length > 0 ? this.write(records) : undefined);
     }
   }
 
-  private write(records: AuditRecord[], start: number, end: number): BusError | undefined {
-    const chunk = start === 0 && end === records.length ? records : records.slice(start, end);
+  /** Pipelined: hands chunks to the log's thread while fewer than `limit` are in flight. */
+  private send(limit: number): void {
+    const log = this.async!;
+    while (this.entries.length > 0 && this.inFlight < limit) {
+      const { records, entries } = this.nextChunk();
+      if (records.length === 0) {
+        this.settle(entries, undefined);
+        continue;
+      }
+      this.inFlight++;
+      log.appendAsync(records, (error) => {
+        this.inFlight--;
+        this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
+        if (this.entries.length > 0 && !this.scheduled) {
+          this.scheduled = true;
+          queueMicrotask(this.flushSoon);
+        }
+      });
+    }
+  }
+
+  private settle(entries: readonly Entry[], error: BusError | undefined): void {
+    for (const entry of entries) {
+      try {
+        if (error === undefined) entry.onCommit?.();
+        else entry.onFail?.(error);
+      } catch {
+        // A callback is bus code that must not throw; never let one strand the others.
+      }
+    }
+  }
+
+  private write(records: AuditRecord[]): BusError | undefined {
     try {
-      this.log!.append(chunk);
+      this.log!.append(records);
       return undefined;
     } catch (cause) {
-      const error =
-        cause instanceof BusError && cause.code === 'AUDIT_UNAVAILABLE'
-          ? cause
-          : new BusError('AUDIT_UNAVAILABLE', `audit log write failed, ${chunk.length} records refused: ${(cause as Error)?.message ?? cause}`, { cause });
-      this.onError(error, chunk.length);
-      return error;
+      return this.failure(cause, records.length);
     }
+  }
+
+  private failure(cause: unknown, records: number): BusError {
+    const error =
+      cause instanceof BusError && cause.code === 'AUDIT_UNAVAILABLE'
+        ? cause
+        : new BusError('AUDIT_UNAVAILABLE', `audit log write failed, ${records} records refused: ${(cause as Error)?.message ?? cause}`, { cause });
+    this.onError(error, records);
+    return error;
   }
 }

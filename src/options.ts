@@ -76,6 +76,12 @@ export interface AuditOptions {
   key?: string | Uint8Array;
   /** How long a write waits for a lock held by another connection before failing closed. @default 50 */
   busyTimeoutMs?: number;
+  /**
+   * Write a file log from a worker thread, so SQLite and the hash chain run on another
+   * core while the bus keeps this one (queries stay synchronous). `:memory:` logs always
+   * stay on this thread. @default true
+   */
+  worker?: boolean;
 }
 
 const positiveInt = z.number().int().positive();
@@ -105,6 +111,7 @@ const schema = z.strictObject({
         durability: z.enum(['normal', 'full']).optional(),
         key: z.union([z.string().min(1), z.instanceof(Uint8Array)]).optional(),
         busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
+        worker: z.boolean().optional(),
       }),
     ])
     .optional(),

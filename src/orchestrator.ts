@@ -4,6 +4,7 @@ import { Agent } from './agent.js';
 import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
+import { WorkerAuditLog } from './audit/worker-log.js';
 import type { AuditLog, MessageLogEntry, MessageLogQuery, VerifyResult } from './audit/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
@@ -295,13 +296,17 @@ function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();
   if (typeof (audit as AuditLog).append === 'function') return audit as AuditLog;
   const o = audit as Exclude<ResolvedOptions['audit'], false | AuditLog>;
+  const path = o.path ?? ':memory:';
+  const options = {
+    path,
+    ...(o.durability !== undefined ? { durability: o.durability } : {}),
+    ...(o.key !== undefined ? { key: o.key } : {}),
+    ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}),
+  };
   try {
-    return new SqliteAuditLog({
-      path: o.path ?? ':memory:',
-      ...(o.durability !== undefined ? { durability: o.durability } : {}),
-      ...(o.key !== undefined ? { key: o.key } : {}),
-      ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}),
-    });
+    // A file log writes from a worker thread unless told not to; :memory: stays here
+    // (a worker per bus would slow down test suites that make one bus per test).
+    return path !== ':memory:' && o.worker !== false ? new WorkerAuditLog(options) : new SqliteAuditLog(options);
   } catch (cause) {
     if (cause instanceof BusError) throw cause;
     throw new BusError('AUDIT_UNAVAILABLE', `cannot open the audit log at ${JSON.stringify(o.path ?? ':memory:')}: ${(cause as Error).message}`, { cause });

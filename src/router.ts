@@ -619,9 +619,8 @@ export class Router {
       hash: commit.enabled ? hashPayload(encoded) : '',
       decision: undefined,
     };
-    const records = commit.enabled
-      ? [this.attemptRecord(draft, 'allowed', undefined, 'delivered'), this.outcomeRecord(p.envelope, 'replied')]
-      : undefined;
+    // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
+    const records = commit.enabled ? this.attemptRecord(draft, 'allowed', undefined, 'delivered') : undefined;
     commit.stage(
       records,
       () => {

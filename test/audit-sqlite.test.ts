@@ -595,3 +595,25 @@ describe('NullAuditLog', () => {
     log.close();
   });
 });
+
+describe('SqliteAuditLog replies as outcomes', () => {
+  it("folds an allowed reply from the recipient into the ask's entry as outcome 'replied', ignoring late or foreign replies", () => {
+    const log = new SqliteAuditLog({ path: ':memory:' });
+    const base = { kind: 'attempt', ts: 1, payloadHash: 'h', payloadBytes: 2, policyVersion: 1, intent: 'q' } as const;
+    log.append([
+      { ...base, messageId: 'ask-1', from: 'a', to: 'b', type: 'ask', decision: 'allowed', outcome: 'delivered', conversationId: 'ask-1' },
+      { ...base, messageId: 'ask-2', from: 'a', to: 'b', type: 'ask', decision: 'allowed', outcome: 'delivered', conversationId: 'ask-2' },
+      // ask-1: answered by b.
+      { ...base, messageId: 'r-1', from: 'b', to: 'a', type: 'reply', decision: 'allowed', outcome: 'delivered', conversationId: 'ask-1', inReplyTo: 'ask-1' },
+      // ask-2: expired, then a late reply (denied) and a reply from someone else (not the addressee).
+      { kind: 'outcome', ts: 2, messageId: 'ask-2', to: 'b', outcome: 'expired', code: 'TIMEOUT' },
+      { ...base, messageId: 'r-2', from: 'b', to: 'a', type: 'reply', decision: 'denied', outcome: 'late-reply', conversationId: 'ask-2', inReplyTo: 'ask-2' },
+      { ...base, messageId: 'r-3', from: 'c', to: 'a', type: 'reply', decision: 'allowed', outcome: 'delivered', conversationId: 'ask-2', inReplyTo: 'ask-2' },
+    ]);
+    const byId = new Map(log.query({ type: 'ask' }).map((e) => [e.messageId, e]));
+    expect(byId.get('ask-1')).toMatchObject({ outcome: 'replied' });
+    expect(byId.get('ask-1')?.code).toBeUndefined();
+    expect(byId.get('ask-2')).toMatchObject({ outcome: 'expired', code: 'TIMEOUT' });
+    log.close();
+  });
+});

@@ -104,6 +104,12 @@ export interface Migration {
 /** Every schema step, in order; `MIGRATIONS[i].version === i + 1`. */
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, description: 'audit rows, chain metadata and query indexes', up: (db) => db.exec(SCHEMA_V1) },
+  {
+    version: 2,
+    description: 'index the replies that answered a message (a reply row records its outcome "replied")',
+    up: (db) =>
+      db.exec(`CREATE INDEX audit_reply ON audit (in_reply_to, sender) WHERE kind = 'attempt' AND type = 'reply' AND decision = 'allowed';`),
+  },
 ];
 
 /** The schema version this code writes and reads. */

@@ -96,17 +96,21 @@ const META_KEY_CHECK = 'key_check';
 const INSERT_SQL = `INSERT INTO audit (${ROW_COLUMNS.join(', ')}, hash) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')}, ?)`;
 const VERIFY_SQL = `SELECT ${ROW_COLUMNS.join(', ')}, hash FROM audit ORDER BY seq`;
 /**
- * An entry: the attempt row `a`, joined with its latest outcome row `o` and its latest
- * approval row `p` (the follow-up index finds both). The caller appends the page condition.
+ * An entry: the attempt row `a`, joined with its latest outcome row `o`, its latest
+ * approval row `p` (the follow-up index finds both) and the reply that answered it, `r`:
+ * an allowed reply row from the recipient is the record of the outcome 'replied' (the bus
+ * writes no separate outcome row for it). The caller appends the page condition.
  */
 const ENTRY_SELECT = `SELECT a.seq, a.ts, a.message_id, a.sender, a.recipient, a.type, a.intent, a.payload_hash,
   a.payload_bytes, a.decision, a.reason, a.rule, a.policy_version, a.code, a.outcome, a.conversation_id,
-  a.in_reply_to, o.outcome, o.code, p.approval, p.decided_by, a.causation_id
+  a.in_reply_to, o.outcome, o.code, p.approval, p.decided_by, a.causation_id, o.seq, r.seq
 FROM audit a
 LEFT JOIN audit o ON o.seq = (SELECT max(x.seq) FROM audit x WHERE x.message_id = a.message_id
   AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'outcome')
 LEFT JOIN audit p ON p.seq = (SELECT max(x.seq) FROM audit x WHERE x.message_id = a.message_id
-  AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'approval')`;
+  AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'approval')
+LEFT JOIN audit r ON r.seq = (SELECT max(x.seq) FROM audit x WHERE x.in_reply_to = a.message_id
+  AND x.sender = a.recipient AND x.kind = 'attempt' AND x.type = 'reply' AND x.decision = 'allowed')`;
 
 /** A row of ENTRY_SELECT, as better-sqlite3 returns it in raw mode. */
 type EntryRow = [
@@ -132,6 +136,8 @@ type EntryRow = [
   approval: ApprovalDecision | null,
   decidedBy: string | null,
   causationId: string | null,
+  lastOutcomeSeq: number | null,
+  replySeq: number | null,
 ];
 
 /**
@@ -373,8 +379,10 @@ export class SqliteAuditLog implements AuditLog {
 
 /** An entry from its joined row, with the interface's optional keys only when set. */
 function toEntry(r: EntryRow): MessageLogEntry {
-  const outcome = r[17] ?? r[14]; // the latest outcome row's, else the attempt's initial one
-  const code = r[18] ?? r[13]; // the latest outcome row's code, else the attempt's
+  // The latest of: the reply that answered it, its latest outcome row, its initial outcome.
+  const replied = r[23] !== null && (r[22] === null || r[23] > r[22]);
+  const outcome = replied ? 'replied' : (r[17] ?? r[14]);
+  const code = replied ? r[13] : (r[18] ?? r[13]);
   const approval = r[19];
   const decidedBy = r[20];
   // Built in the interface's key order, so JSON output reads the same way.

@@ -140,3 +140,19 @@ export interface AuditLog {
   /** Closes the underlying store. Idempotent. */
   close(): void;
 }
+
+/**
+ * An audit log that can also write without blocking: `appendAsync` calls `done` once the
+ * records are committed (or with AUDIT_UNAVAILABLE when they cannot be), in the order the
+ * appends were made. The bus delivers a batch's messages only in that callback.
+ */
+export interface AsyncAuditLog extends AuditLog {
+  appendAsync(records: readonly AuditRecord[], done: (error?: Error) => void): void;
+  /** Blocks until every append in flight is answered, running their callbacks. */
+  drain(): void;
+}
+
+/** True for a log that supports pipelined appends. */
+export function isAsyncAuditLog(log: AuditLog): log is AsyncAuditLog {
+  return typeof (log as Partial<AsyncAuditLog>).appendAsync === 'function' && typeof (log as Partial<AsyncAuditLog>).drain === 'function';
+}
