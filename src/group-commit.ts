@@ -9,7 +9,7 @@ interface Entry {
 }
 
 /** Batches a log with pipelined appends may have in flight before new records wait. */
-const MAX_IN_FLIGHT = 4;
+const MAX_IN_FLIGHT = 8;
 
 /**
  * Audit before delivery, without a write per message: the records staged during one tick

@@ -102,7 +102,7 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     this.#clock = o.clock ?? systemClock;
     this.#policy = new PolicyStore(o.policies);
     this.#audit = openAudit(o.audit);
-    this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 1000, (error, records) => {
+    this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 250, (error, records) => {
       if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
     });
     this.#router = new Router({
