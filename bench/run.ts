@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as tick } from 'node:timers/promises';
 import { Orchestrator, SqliteAuditLog, type AttemptRecord, type OrchestratorOptions } from '../src/index.js';
+import { costModel } from './cost-model.js';
 import { mittRequestReply } from './mitt-baseline.js';
 
 const args = new Set(process.argv.slice(2));
@@ -347,6 +348,14 @@ if (wants('query')) {
   say(`getMessageLog({ agentId, limit: 50 }) on ${fmt(rows)} rows (busiest agent in ${(q.busiestShare * 100).toFixed(0)}%)`);
   say(`  p50 ${q.p50Ms.toFixed(3)} ms, p99 ${q.p99Ms.toFixed(3)} ms   (file built in ${q.buildSeconds.toFixed(1)} s)`);
   results.logQuery = q;
+  say('');
+}
+
+if (wants('cost')) {
+  say('cost model: each step of an ask, timed alone (µs)');
+  const steps = await costModel(PAYLOAD);
+  for (const s of steps) say(`  ${s.step.padEnd(44)} ${s.microseconds.toFixed(3).padStart(8)}   ${s.note}`);
+  results.costModel = steps;
   say('');
 }
 

@@ -6,25 +6,27 @@ import { BusError } from './errors.js';
 export const MAX_PAYLOAD_DEPTH = 256;
 
 /**
- * A payload checked and serialized once: the bytes that are measured and hashed, and the
- * recipient's deep-frozen copy, which is exactly what those bytes parse to.
+ * A payload checked and measured once: the recipient's deep-frozen copy, its size in UTF-8
+ * bytes of JSON, and (built on first use, for hashing) the JSON itself.
  */
 export interface EncodedPayload {
+  /** The JSON bytes that are hashed; deep-equal parsing gives `copy`. Built on first read. */
   readonly json: string;
-  /** UTF-8 byte length of `json`. */
+  /** UTF-8 byte length of `json`, counted without building it. */
   readonly bytes: number;
   /** Deep-frozen, shares nothing with the sender, and deep-equals `JSON.parse(json)`. */
   readonly copy: unknown;
 }
 
 /**
- * Checks that `value` is plain JSON and serializes it once.
+ * Checks that `value` is plain JSON and measures it.
  *
- * One pass reads every value exactly once and builds a fresh, deep-frozen copy of it; the
- * copy is what gets serialized, measured, hashed and handed to the recipient. So what was
- * checked is what was hashed is what arrives (a getter cannot answer the check one thing
- * and the serializer another), and no parse is needed: the copy is, by construction, what
- * `JSON.parse(json)` would give (`-0` is written as `0` in both).
+ * One pass reads every value exactly once, builds a fresh, deep-frozen copy of it and
+ * counts the UTF-8 bytes its JSON takes. The copy is what gets serialized (only when
+ * something hashes it: with `audit: false` nothing does), measured and handed to the
+ * recipient. So what was checked is what was hashed is what arrives (a getter cannot
+ * answer the check one thing and the serializer another), and no parse is needed: the copy
+ * is, by construction, what `JSON.parse(json)` would give (`-0` is written as `0` in both).
  *
  * `undefined` at the top level (a handler that returns nothing) becomes `null`; object
  * properties whose value is `undefined` are omitted, as JSON does. Everything else that
@@ -35,19 +37,27 @@ export interface EncodedPayload {
  * @param maxBytes refuse with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
 export function encodePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
-  return serializePayload(copyPlainJson(value, maxBytes, what), maxBytes, what);
+  return checkSize(copyPlainJson(value, maxBytes, what), maxBytes, what);
+}
+
+/** A checked copy and the UTF-8 size of its JSON, before the size limit is applied. */
+export interface PlainCopy {
+  readonly copy: unknown;
+  readonly bytes: number;
 }
 
 /**
- * The checking half of {@link encodePayload}: a deep-frozen plain copy of `value`, or
- * INVALID_PAYLOAD (PAYLOAD_TOO_LARGE for a value with more nodes than fit in `maxBytes`).
+ * The checking half of {@link encodePayload}: a deep-frozen plain copy of `value` and its
+ * JSON size, or INVALID_PAYLOAD (PAYLOAD_TOO_LARGE for a value with more nodes than fit in
+ * `maxBytes`).
  */
-export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'): unknown {
+export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'): PlainCopy {
   // A node budget bounds the walk: every value serializes to at least one byte, so a
   // payload with more nodes than maxBytes is too large whatever it holds (stops DAG bombs).
-  const walk: Walk = { nodes: maxBytes + 1, path: [], what, maxBytes };
+  const walk: Walk = { nodes: maxBytes + 1, bytes: 0, path: [], what, maxBytes };
   try {
-    return copyPlain(value === undefined ? null : value, walk);
+    const copy = copyPlain(value === undefined ? null : value, walk);
+    return { copy, bytes: walk.bytes };
   } catch (error) {
     if (error instanceof BusError) throw error;
     // A getter or a Proxy trap threw while being read.
@@ -55,14 +65,23 @@ export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'
   }
 }
 
-/** The size half of {@link encodePayload}, for a copy made by {@link copyPlainJson}. */
-export function serializePayload(copy: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
-  const json = JSON.stringify(copy);
-  const bytes = Buffer.byteLength(json, 'utf8');
-  if (bytes > maxBytes) {
-    throw new BusError('PAYLOAD_TOO_LARGE', `${what} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
+/** The size half of {@link encodePayload}: PAYLOAD_TOO_LARGE past `maxBytes`. */
+export function checkSize(plain: PlainCopy, maxBytes: number, what = 'payload'): EncodedPayload {
+  if (plain.bytes > maxBytes) {
+    throw new BusError('PAYLOAD_TOO_LARGE', `${what} is ${plain.bytes} bytes, over the limit of ${maxBytes} bytes`);
   }
-  return { json, bytes, copy };
+  return new Encoded(plain.copy, plain.bytes);
+}
+
+class Encoded implements EncodedPayload {
+  private serialized: string | undefined;
+  constructor(
+    readonly copy: unknown,
+    readonly bytes: number,
+  ) {}
+  get json(): string {
+    return (this.serialized ??= JSON.stringify(this.copy));
+  }
 }
 
 /** Hex SHA-256 of the payload's UTF-8 JSON bytes. */
@@ -75,9 +94,19 @@ export function decodePayload(encoded: EncodedPayload): unknown {
   return encoded.copy;
 }
 
+// Printable ASCII except `"` and `\`: such a string's JSON is itself plus two quotes.
+const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/** UTF-8 bytes of `JSON.stringify(s)`. */
+function stringBytes(s: string): number {
+  return PLAIN_ASCII.test(s) ? s.length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8');
+}
+
 /** State of one validation walk; the key path is only formatted when something is refused. */
 interface Walk {
   nodes: number;
+  /** UTF-8 bytes of the JSON of what was copied so far. */
+  bytes: number;
   readonly path: (string | number)[];
   readonly what: string;
   readonly maxBytes: number;
@@ -94,11 +123,19 @@ function copyPlain(value: unknown, walk: Walk): unknown {
   }
   switch (typeof value) {
     case 'string':
+      walk.bytes += stringBytes(value);
+      return value;
     case 'boolean':
+      walk.bytes += value ? 4 : 5;
       return value;
     case 'number':
       if (!Number.isFinite(value)) refuse(walk, `${value} is not a finite number`);
-      return value === 0 ? 0 : value; // JSON writes -0 as 0
+      if (value === 0) {
+        walk.bytes += 1;
+        return 0; // JSON writes -0 as 0
+      }
+      walk.bytes += String(value).length; // JSON formats finite numbers as String() does, in ASCII
+      return value;
     case 'object':
       break;
     case 'undefined':
@@ -106,7 +143,10 @@ function copyPlain(value: unknown, walk: Walk): unknown {
     default:
       return refuse(walk, `a ${typeof value} is not a JSON value`);
   }
-  if (value === null) return null;
+  if (value === null) {
+    walk.bytes += 4;
+    return null;
+  }
   const path = walk.path;
   if (path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
   if (types.isProxy(value)) refuse(walk, 'a Proxy is not plain data');
@@ -114,6 +154,7 @@ function copyPlain(value: unknown, walk: Walk): unknown {
     const length = value.length;
     if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties (or holes) is not plain JSON');
     const out = new Array<unknown>(length);
+    walk.bytes += length === 0 ? 2 : length + 1; // brackets and commas
     for (let i = 0; i < length; i++) {
       path.push(i);
       out[i] = copyPlain(value[i], walk);
@@ -128,15 +169,19 @@ function copyPlain(value: unknown, walk: Walk): unknown {
   }
   if (Object.getOwnPropertySymbols(value).length > 0) refuse(walk, 'symbol keys are not JSON');
   const out: Record<string, unknown> = {};
+  let members = 0;
   for (const key in value) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
     if (key === 'toJSON') refuse(walk, 'a "toJSON" key would change what is serialized');
     const child = (value as Record<string, unknown>)[key]; // read once: getters run once
     // Undefined properties are omitted by JSON; that is how optional fields look in JS.
     if (child === undefined) continue;
+    members++;
+    walk.bytes += stringBytes(key) + 1; // "key":
     path.push(key);
     out[key] = copyPlain(child, walk);
     path.pop();
   }
+  walk.bytes += members === 0 ? 2 : members + 1; // braces and commas
   return Object.freeze(out);
 }

@@ -1,7 +1,7 @@
 import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, type PendingApproval, type RejectOptions } from './approvals.js';
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
-import { copyPlainJson, decodePayload, encodePayload, hashPayload, serializePayload, type EncodedPayload } from './codec.js';
+import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
 import { describeIssues, type ContractDef, type Contracts } from './contracts.js';
 import { DeadlineQueue } from './deadlines.js';
 import { PRIORITIES, type Envelope, type MessageType, type Priority, type RuleType } from './envelope.js';
@@ -329,9 +329,9 @@ export class Router {
   /** Plain JSON, then the contract, then size: serialize once, measure, hash only if it will be audited. */
   private encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.config.maxPayloadBytes;
-    const copy = copyPlainJson(payload, max);
-    this.checkContract(type, draft.intent, copy);
-    draft.encoded = serializePayload(copy, max);
+    const plain = copyPlainJson(payload, max);
+    this.checkContract(type, draft.intent, plain.copy);
+    draft.encoded = checkSize(plain, max);
     if (this.config.commit.enabled) draft.hash = hashPayload(draft.encoded);
   }
 

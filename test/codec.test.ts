@@ -115,6 +115,7 @@ describe('encodePayload()', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
         const json = JSON.stringify(value);
+        fc.pre(!/"(__proto__|toJSON)":/.test(json)); // refused on purpose, tested above
         const encoded = encodePayload(value, 1_000_000);
         return encoded.json === json && encoded.bytes === Buffer.byteLength(json, 'utf8');
       }),
@@ -252,5 +253,26 @@ describe('encodePayload() copy', () => {
     const encoded = encodePayload({ n: -0 }, 100);
     expect(encoded.json).toBe('{"n":0}');
     expect(Object.is((encoded.copy as { n: number }).n, 0)).toBe(true);
+  });
+});
+
+describe('encodePayload() size', () => {
+  it('counts exactly the UTF-8 bytes of the JSON, for any JSON value and any UTF-16 text (property)', () => {
+    const text = fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }), fc.constantFrom('"', '\\', '\n', '\u2028', '\u0000', 'é', '€', '😀', '\ud800'));
+    const numbers = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.constantFrom(-0, 1e21, 5e-324, 1e-7, 123456789012345680000));
+    const values = fc.letrec((tie) => ({
+      value: fc.oneof({ depthSize: 'small' }, text, numbers, fc.boolean(), fc.constant(null), tie('array'), tie('object')),
+      array: fc.array(tie('value'), { maxLength: 5 }),
+      object: fc.dictionary(text.filter((k) => k !== '__proto__' && k !== 'toJSON'), tie('value'), { maxKeys: 5 }),
+    })).value;
+    fc.assert(
+      fc.property(fc.oneof(values, fc.jsonValue()), (value) => {
+        fc.pre(!/"(__proto__|toJSON)":/.test(JSON.stringify(value)));
+        const encoded = encodePayload(value, 100_000_000);
+        expect(encoded.bytes).toBe(Buffer.byteLength(encoded.json, 'utf8'));
+        expect(encoded.json).toBe(JSON.stringify(value));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
