@@ -1,5 +1,8 @@
 import type { Clock } from './clock.js';
 
+/** The longest delay setTimeout honours (about 24.8 days). */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
 /** Something with a deadline that can sit in a {@link DeadlineQueue}. */
 export interface Expirable {
   /** Epoch ms (on the queue's clock) at which it expires. */
@@ -77,8 +80,9 @@ export class DeadlineQueue<T extends Expirable> {
     if (head === undefined) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.armedFor = head.deadline;
-    // At least 1 ms, so a clock that lags the timer cannot spin us in a tight loop.
-    this.timer = setTimeout(this.sweep, Math.max(1, head.deadline - this.clock.now()));
+    // At least 1 ms, so a clock that lags the timer cannot spin us in a tight loop; at most
+    // what setTimeout takes (beyond it Node fires after 1 ms): a later sweep re-arms.
+    this.timer = setTimeout(this.sweep, Math.min(MAX_TIMEOUT_MS, Math.max(1, head.deadline - this.clock.now())));
   }
 
   private disarm(): void {

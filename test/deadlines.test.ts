@@ -358,3 +358,20 @@ describe('cancellation', () => {
     expect(bus.getMessageLog({ limit: 10 }).find((e) => e.messageId === job.id)).toMatchObject({ outcome: 'replied' });
   });
 });
+
+describe('DeadlineQueue', () => {
+  it('arms its timer at most 2^31-1 ms ahead, so a far deadline neither overflows nor spins', async () => {
+    vi.useFakeTimers();
+    const { DeadlineQueue } = await import('../src/deadlines.js');
+    const expired: number[] = [];
+    const queue = new DeadlineQueue<{ deadline: number; heapIndex: number }>({ now: () => Date.now() }, (item) => expired.push(item.deadline));
+    const far = Date.now() + 3_000_000_000; // beyond what setTimeout takes
+    queue.add({ deadline: far, heapIndex: -1 });
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(expired).toEqual([]);
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(3_000_000_000);
+    expect(expired).toEqual([far]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

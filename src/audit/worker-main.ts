@@ -1,7 +1,7 @@
 // The audit worker: owns one SqliteAuditLog on its own thread (the second core) and answers
 // requests from WorkerAuditLog in order. After each answer it bumps a shared counter, so
 // the main thread can also wait for an answer synchronously (Atomics.wait).
-import { workerData, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
 import { SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AuditRecord, MessageLogQuery } from './types.js';
@@ -45,13 +45,37 @@ try {
   answer(failure(0, error));
 }
 
-port.on('message', (request: WorkerRequest) => {
+port.on('message', (first: WorkerRequest) => {
+  // Appends already waiting behind this one join its transaction: under load that turns
+  // many small commits into one. Each still gets its own answer, in order.
+  const appends: Extract<WorkerRequest, { op: 'append' }>[] = [];
+  let request: WorkerRequest | undefined = first;
+  while (request !== undefined && request.op === 'append') {
+    appends.push(request);
+    request = (receiveMessageOnPort(port)?.message as WorkerRequest | undefined) ?? undefined;
+  }
+  if (appends.length > 0) appendAll(appends);
+  if (request !== undefined) handle(request);
+});
+
+function appendAll(requests: Extract<WorkerRequest, { op: 'append' }>[]): void {
+  try {
+    if (log === undefined) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log could not be opened');
+    const records: AuditRecord[] = [];
+    for (const r of requests) for (const record of JSON.parse(r.records) as AuditRecord[]) records.push(record);
+    log.append(records);
+    for (const r of requests) answer({ id: r.id, ok: true });
+  } catch (error) {
+    for (const r of requests) answer(failure(r.id, error));
+  }
+}
+
+function handle(request: WorkerRequest): void {
   try {
     if (log === undefined) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log could not be opened');
     switch (request.op) {
       case 'append':
-        log.append(JSON.parse(request.records) as AuditRecord[]);
-        return answer({ id: request.id, ok: true });
+        return appendAll([request]);
       case 'query':
         return answer({ id: request.id, ok: true, result: log.query(request.filter) });
       case 'verify':
@@ -65,4 +89,4 @@ port.on('message', (request: WorkerRequest) => {
   } catch (error) {
     answer(failure(request.id, error));
   }
-});
+}
