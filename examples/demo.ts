@@ -49,7 +49,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   const t = new Transcript(out, makeStyle(options.color ?? false));
 
   const bus = new Orchestrator({ policies: POLICIES }); // audit: ':memory:' by default
-  const operatorName = options.operator ?? (auto && !options.interactive ? 'demo-operator' : process.env['USER'] || 'operator');
+  const operatorName = options.operator ?? (auto && !options.interactive ? 'demo-operator' : process.env['USER'] || 'you');
   // The console shows the bus's events itself; the transcript keeps the agents' own words.
   const ui: ConsoleHandle | undefined = options.interactive ? openConsole({ bus, operator: operatorName }) : undefined;
   if (ui === undefined) t.watch(bus.events);
