@@ -3,7 +3,8 @@ import { BusError } from './errors.js';
 import type { HandlerFor, NotifyOptions, NotifyReceipt, SendInput, Sender, SendOptions } from './handler.js';
 import type { AgentRecord, Handler } from './registry.js';
 import type { Job } from './request.js';
-import { describe, type Router } from './router.js';
+import { describe } from './describe.js';
+import type { Router } from './router.js';
 
 /** What the handle needs from the orchestrator beyond the router. */
 export interface AgentHooks {

@@ -21,7 +21,8 @@ import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
 import type { AgentInfo, AgentRecord, Handler } from './registry.js';
 import type { ApprovalResult } from './approvals.js';
-import { Router, describe } from './router.js';
+import { describe } from './describe.js';
+import { Router } from './router.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {

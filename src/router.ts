@@ -2,14 +2,16 @@ import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, typ
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
 import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
-import { describeIssues, type ContractDef, type Contracts } from './contracts.js';
+import { describeIssues, type Contracts } from './contracts.js';
 import { DeadlineQueue } from './deadlines.js';
-import { PRIORITIES, type Envelope, type MessageType, type Priority, type RuleType } from './envelope.js';
+import type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
 import { BusError, type BusErrorDetails, type ErrorCode } from './errors.js';
 import type { Attempt, BusEmitter } from './events.js';
-import type { HandlerContext, NotifyOptions, NotifyReceipt, SendOptions } from './handler.js';
-import { isAgentId } from './ids.js';
+import type { NotifyOptions, NotifyReceipt, SendOptions } from './handler.js';
 import { TokenBucket } from './limits.js';
+import { checkContract, checkDepth, checkIntent, checkNotifyRecipients, checkOptions, checkRecipient, checkSender, contractOf, MAX_INTENT_LENGTH, NOTIFY_OPTION_KEYS, SEND_OPTION_KEYS } from './checks.js';
+import { describe, errorText, isThenable, MAX_TEXT_LENGTH } from './describe.js';
+import { Context } from './handler-context.js';
 import type { PolicyDecision } from './policy.js';
 import type { PolicyStore } from './policy-store.js';
 import type { AgentRecord } from './registry.js';
@@ -60,10 +62,7 @@ interface Draft {
 }
 
 const RESOLVED = Promise.resolve();
-const SEND_OPTION_KEYS: ReadonlySet<string> = new Set(['timeoutMs', 'signal', 'priority']);
-const NOTIFY_OPTION_KEYS: ReadonlySet<string> = new Set(['to', 'priority']);
-const MAX_INTENT_LENGTH = 128; // as in policy rules, so every intent can be named by one
-const MAX_NOTE_LENGTH = 1000;
+const MAX_NOTE_LENGTH = MAX_TEXT_LENGTH;
 
 /**
  * The send pipeline. A send enters at a handle, passes the checks in the SPEC's fixed
@@ -132,12 +131,12 @@ export class Router {
     const draft = this.draft(id, now, type, sender, to, intent, parent);
     try {
       this.checkOpen();
-      this.checkSender(sender);
-      const recipient = this.checkRecipient(sender, to);
-      this.checkIntent(intent);
+      checkSender(sender);
+      const recipient = checkRecipient(this.config.registry, sender, to);
+      checkIntent(intent);
       const timeoutMs = options?.timeoutMs ?? (type === 'ask' ? this.config.askMs : this.config.delegateMs);
-      const priority = this.checkOptions(options, timeoutMs, SEND_OPTION_KEYS);
-      const depth = this.checkDepth(parent);
+      const priority = checkOptions(options, timeoutMs, SEND_OPTION_KEYS);
+      const depth = checkDepth(parent, this.config.maxDepth);
       this.encode(draft, payload, type);
       this.checkRate(sender, now);
       const decision = this.decide(draft, sender);
@@ -182,11 +181,11 @@ export class Router {
     const draft = this.draft(id, now, 'notify', sender, '*', intent, parent);
     try {
       this.checkOpen();
-      this.checkSender(sender);
-      const listed = this.checkNotifyRecipients(sender, options?.to);
-      this.checkIntent(intent);
-      const priority = this.checkOptions(options, undefined, NOTIFY_OPTION_KEYS);
-      const depth = this.checkDepth(parent);
+      checkSender(sender);
+      const listed = checkNotifyRecipients(sender, options?.to);
+      checkIntent(intent);
+      const priority = checkOptions(options, undefined, NOTIFY_OPTION_KEYS);
+      const depth = checkDepth(parent, this.config.maxDepth);
       this.encode(draft, payload, 'notify');
       this.checkRate(sender, now);
       return this.fanOut(draft, sender, listed, priority, depth, parent);
@@ -217,7 +216,7 @@ export class Router {
       };
       try {
         this.checkOpen();
-        this.checkSender(sender);
+        checkSender(sender);
         if (typeof inReplyTo !== 'string' || inReplyTo === '') {
           throw new BusError('INVALID_ARGUMENT', `reply(inReplyTo): expected a message id, got ${describe(inReplyTo)}`);
         }
@@ -244,93 +243,11 @@ export class Router {
     if (this.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
   }
 
-  private checkSender(sender: AgentRecord): void {
-    if (!sender.alive) throw new BusError('UNKNOWN_AGENT', `${sender.id}'s handle is dead: it was unregistered`, { agentId: sender.id });
-  }
-
-  private checkRecipient(sender: AgentRecord, to: unknown): AgentRecord {
-    if (!isAgentId(to)) throw new BusError('INVALID_ARGUMENT', `recipient must be an agent id, got ${describe(to)}`);
-    if (to === sender.id) throw new BusError('SELF_MESSAGE', `${sender.id} cannot message itself`, { agentId: to });
-    const recipient = this.config.registry.get(to);
-    if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `no agent "${to}" is registered`, { agentId: to });
-    return recipient;
-  }
-
-  private checkNotifyRecipients(sender: AgentRecord, to: unknown): string[] | undefined {
-    if (to === undefined) return undefined;
-    const list = typeof to === 'string' ? [to] : to;
-    if (!Array.isArray(list) || list.length === 0) {
-      throw new BusError('INVALID_ARGUMENT', `notify options.to must be a non-empty array of agent ids, got ${describe(to)}`);
-    }
-    const ids = new Set<string>();
-    for (const id of list) {
-      if (!isAgentId(id)) throw new BusError('INVALID_ARGUMENT', `notify options.to holds ${describe(id)}, which is not an agent id`);
-      if (id === sender.id) throw new BusError('SELF_MESSAGE', `${sender.id} cannot notify itself`, { agentId: id });
-      ids.add(id);
-    }
-    return [...ids];
-  }
-
-  private checkIntent(intent: unknown): void {
-    if (typeof intent !== 'string' || intent.length === 0 || intent.length > MAX_INTENT_LENGTH || intent === '*') {
-      throw new BusError('INVALID_ARGUMENT', `intent must be a non-empty string of at most ${MAX_INTENT_LENGTH} characters (not "*"), got ${describe(intent)}`);
-    }
-  }
-
-  private checkOptions(options: SendOptions | NotifyOptions | undefined, timeoutMs: number | undefined, known: ReadonlySet<string>): Priority {
-    if (options !== undefined) {
-      if (typeof options !== 'object' || options === null) throw new BusError('INVALID_ARGUMENT', `options must be an object, got ${describe(options)}`);
-      for (const key in options) {
-        if (!known.has(key)) throw new BusError('INVALID_ARGUMENT', `unknown option "${key}" (expected ${[...known].join(', ')})`);
-      }
-    }
-    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) {
-      throw new BusError('INVALID_ARGUMENT', `timeoutMs must be a positive number of ms (at most 2147483647), got ${describe(timeoutMs)}`);
-    }
-    const signal = (options as SendOptions | undefined)?.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new BusError('INVALID_ARGUMENT', `signal must be an AbortSignal, got ${describe(signal)}`);
-    }
-    if (signal?.aborted) throw new BusError('CANCELLED', 'the signal was already aborted', { reason: String(signal.reason) });
-    const priority = options?.priority ?? 'normal';
-    if (!PRIORITIES.includes(priority)) {
-      throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
-    }
-    return priority;
-  }
-
-  private checkDepth(parent: Delivery | undefined): number {
-    // A handler whose own message expired or was cancelled cannot start new work in its chain.
-    if (parent?.aborted) throw new BusError('CANCELLED', `the message ${parent.envelope.id} being handled was cancelled or expired; its chain is closed`);
-    const depth = parent === undefined ? 0 : parent.envelope.depth + 1;
-    if (depth > this.config.maxDepth) {
-      throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${this.config.maxDepth}`);
-    }
-    return depth;
-  }
-
-  private contract(intent: string): ContractDef | undefined {
-    const contracts = this.config.contracts;
-    return contracts !== undefined && Object.hasOwn(contracts, intent) ? contracts[intent] : undefined;
-  }
-
-  private checkContract(type: RuleType, intent: string, payload: unknown): void {
-    const contract = this.contract(intent);
-    if (contract === undefined) return;
-    if (contract.type !== type) {
-      throw new BusError('INVALID_ARGUMENT', `intent "${intent}" is ${article(contract.type)} by its contract, not ${article(type)}`);
-    }
-    const result = contract.input.safeParse(payload);
-    if (!result.success) {
-      throw new BusError('INVALID_PAYLOAD', `payload for "${intent}" does not match its contract: ${describeIssues(result.error)}`);
-    }
-  }
-
   /** Plain JSON, then the contract, then size: serialize once, measure, hash only if it will be audited. */
   private encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.config.maxPayloadBytes;
     const plain = copyPlainJson(payload, max);
-    this.checkContract(type, draft.intent, plain.copy);
+    checkContract(this.config.contracts, type, draft.intent, plain.copy);
     draft.encoded = checkSize(plain, max);
     if (this.config.commit.enabled) draft.hash = hashPayload(draft.encoded);
   }
@@ -464,14 +381,13 @@ export class Router {
   }
 
   private fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined): Promise<NotifyReceipt> {
-    const { registry, commit, events, policy } = this.config;
+    const { registry, commit, events } = this.config;
     const targets = listed ?? [...registry.keys()].filter((id) => id !== sender.id);
     const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
     const records: AuditRecord[] = [];
     const deliveries: Delivery[] = [];
     const holds: HeldMessage[] = [];
     const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
-    const current = policy.current;
 
     if (targets.length === 0 && commit.enabled) {
       records.push(this.attemptRecord({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
@@ -589,7 +505,7 @@ export class Router {
 
   /** Checks a reply against the contract and the codec. `who` decides the code of a refusal. */
   private encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
-    const output = this.contract(p.envelope.intent)?.output;
+    const output = contractOf(this.config.contracts, p.envelope.intent)?.output;
     if (output !== undefined) {
       const result = output.safeParse(value);
       if (!result.success) {
@@ -1041,42 +957,6 @@ export class Router {
   }
 }
 
-/** The `ctx` a handler gets: sends inside the chain, progress, signal. */
-class Context implements HandlerContext {
-  constructor(
-    private readonly router: Router,
-    private readonly delivery: Delivery,
-  ) {}
-
-  get message(): Envelope {
-    return this.delivery.envelope;
-  }
-
-  get agentId(): string {
-    return this.delivery.recipient.id;
-  }
-
-  get signal(): AbortSignal {
-    return this.delivery.signal;
-  }
-
-  progress(fraction: number, note?: string): void {
-    this.router.progress(this.delivery, fraction, note);
-  }
-
-  ask(to: string, intent: string, payload: unknown, options?: SendOptions): Promise<never> {
-    return this.router.request(this.delivery.recipient, 'ask', to, intent, payload, options, this.delivery) as unknown as Promise<never>;
-  }
-
-  delegate(to: string, intent: string, payload: unknown, options?: SendOptions): Job<never> {
-    return this.router.request(this.delivery.recipient, 'delegate', to, intent, payload, options, this.delivery) as unknown as Job<never>;
-  }
-
-  notify(intent: string, payload: unknown, options?: NotifyOptions): Promise<NotifyReceipt> {
-    return this.router.notify(this.delivery.recipient, intent, payload, options, this.delivery);
-  }
-}
-
 function closedError(p: PendingRequest): BusError {
   return new BusError('CLOSED', `the orchestrator closed before "${p.envelope.intent}" to ${p.envelope.to} was answered`, { messageId: p.envelope.id });
 }
@@ -1112,27 +992,6 @@ function asBusError(error: unknown, messageId?: string): BusError {
   return new BusError('INVALID_ARGUMENT', errorText(error), { cause: error, ...(messageId !== undefined ? { messageId } : {}) });
 }
 
-/** The message of a thrown value, never its stack: only the message crosses agents. */
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : typeof error === 'string' ? error : describe(error);
-  return text.length > MAX_NOTE_LENGTH ? `${text.slice(0, MAX_NOTE_LENGTH)}…` : text;
-}
 
-/** A short, safe description of a bad value for error messages. */
-export function describe(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
-  if (value === null || typeof value !== 'object') return typeof value === 'function' ? 'a function' : String(value);
-  try {
-    return Array.isArray(value) ? 'an array' : 'an object';
-  } catch {
-    return 'a revoked proxy';
-  }
-}
 
-function article(type: string): string {
-  return `${type === 'ask' ? 'an' : 'a'} ${type}`;
-}
 
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
-}
