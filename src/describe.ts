@@ -16,7 +16,12 @@ export function describe(value: unknown): string {
 
 /** The message of a thrown value, never its stack: only the message crosses agents. */
 export function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : typeof error === 'string' ? error : describe(error);
+  let text: string;
+  try {
+    text = error instanceof Error ? String(error.message) : typeof error === 'string' ? error : describe(error);
+  } catch {
+    text = 'a thrown value that could not be read'; // a getter or a revoked Proxy threw
+  }
   return text.length > MAX_TEXT_LENGTH ? `${text.slice(0, MAX_TEXT_LENGTH)}…` : text;
 }
 

@@ -30,6 +30,9 @@ export class GroupCommit {
   private scheduled = false;
   private inFlight = 0;
   private readonly async: AsyncAuditLog | undefined;
+  /** Chunks whose callbacks are waiting to run, in order; see settle(). */
+  private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
+  private settling = false;
 
   constructor(
     private log: AuditLog | undefined,
@@ -66,7 +69,8 @@ export class GroupCommit {
   /** Writes everything staged now and waits for it, then runs the callbacks. Safe to call at any time. */
   readonly flush = (): void => {
     this.scheduled = false;
-    while (this.entries.length > 0 || this.inFlight > 0) {
+    // Inside a callback (settling), only write: the outer loop runs what this commits.
+    while (this.entries.length > 0 || (this.inFlight > 0 && !this.settling)) {
       if (this.async !== undefined) {
         this.send(Infinity);
         this.async.drain();
@@ -126,14 +130,29 @@ export class GroupCommit {
     }
   }
 
+  /**
+   * Runs a committed (or refused) chunk's callbacks. A callback can start a handler that
+   * flushes again (getMessageLog does): that inner flush writes its records but leaves their
+   * callbacks to this loop, so messages are always delivered in the order they were staged.
+   */
   private settle(entries: readonly Entry[], error: BusError | undefined): void {
-    for (const entry of entries) {
-      try {
-        if (error === undefined) entry.onCommit?.();
-        else entry.onFail?.(error);
-      } catch {
-        // A callback is bus code that must not throw; never let one strand the others.
+    this.ready.push({ entries, error });
+    if (this.settling) return;
+    this.settling = true;
+    try {
+      for (let chunk = this.ready.shift(); chunk !== undefined; chunk = this.ready.shift()) {
+        for (const entry of chunk.entries) {
+          try {
+            if (chunk.error === undefined) entry.onCommit?.();
+            else entry.onFail?.(chunk.error);
+          } catch (e) {
+            // Bus code that must not throw; say so rather than hide it, and go on with the others.
+            process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
+          }
+        }
       }
+    } finally {
+      this.settling = false;
     }
   }
 

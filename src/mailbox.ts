@@ -90,7 +90,13 @@ export class Mailbox {
   private start(job: MailboxJob): void {
     job.started = true;
     this.active++;
-    job.run().then(this.finish, this.finish);
+    let done: Promise<void>;
+    try {
+      done = job.run();
+    } catch {
+      done = Promise.resolve(); // run() must not throw; if it does, its slot must still come back
+    }
+    done.then(this.finish, this.finish);
   }
 
   private readonly finish = (): void => {

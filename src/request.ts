@@ -55,6 +55,8 @@ export class PendingRequest implements Expirable {
  */
 export class Delivery implements MailboxJob {
   withdrawn = false;
+  /** Committed to the audit log and put in the recipient's mailbox. */
+  handedOver = false;
   started = false;
   finished = false;
   private controller: AbortController | undefined;

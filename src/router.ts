@@ -220,7 +220,7 @@ export class Router {
         if (typeof inReplyTo !== 'string' || inReplyTo === '') {
           throw new BusError('INVALID_ARGUMENT', `reply(inReplyTo): expected a message id, got ${describe(inReplyTo)}`);
         }
-        if (p === undefined || p.state !== 'pending') {
+        if (p === undefined || p.state !== 'pending' || p.delivery?.handedOver !== true) {
           throw new BusError('INVALID_REPLY', `no pending ask or delegate "${inReplyTo}" to reply to (unknown, not yet delivered, already answered or expired)`);
         }
         if (p.recipient !== sender) {
@@ -229,8 +229,8 @@ export class Router {
         const encoded = this.encodeReply(p, payload, 'replier');
         draft.encoded = encoded;
         p.repliedExplicitly = true;
-        this.answer(p, encoded);
-        resolve();
+        // The replier hears "sent" only once its reply's row is committed, like any sender.
+        this.answer(p, encoded, () => resolve(), (error) => reject(asBusError(error, id)));
       } catch (error) {
         this.refuse(draft, error, reject);
       }
@@ -344,6 +344,7 @@ export class Router {
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
   private handOver(delivery: Delivery): void {
     if (delivery.withdrawn) return;
+    delivery.handedOver = true;
     const { events } = this.config;
     if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
     const parent = delivery.parent;
@@ -431,6 +432,8 @@ export class Router {
               // Withdrawn in the same tick (unregister, close): it never reached the mailbox.
               receipt.delivered.splice(receipt.delivered.indexOf(delivery.recipient.id), 1);
               receipt.failed.push(delivery.recipient.id);
+              const code = this.closed ? 'CLOSED' : 'UNKNOWN_AGENT';
+              this.recordOutcome(delivery.envelope, 'failed', code, `${delivery.recipient.id} left before the notify reached it`);
               if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason: `${delivery.recipient.id} left before the notify reached it` });
             } else this.handOver(delivery);
           }
@@ -517,7 +520,7 @@ export class Router {
   }
 
   /** Settles a request with its reply: audit the reply, then resolve the asker. */
-  private answer(p: PendingRequest, encoded: EncodedPayload): void {
+  private answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void): void {
     this.settle(p);
     const { commit, events, clock } = this.config;
     const ask = p.envelope;
@@ -542,9 +545,13 @@ export class Router {
       () => {
         const payload = decodePayload(encoded);
         p.resolve(payload);
+        onCommit?.();
         if (events.has('message:replied')) events.emit('message:replied', { envelope: this.envelope(draft, ask.priority, ask.depth, undefined, payload) });
       },
-      (error) => p.reject(asBusError(error, ask.id)),
+      (error) => {
+        p.reject(asBusError(error, ask.id));
+        onFail?.(error);
+      },
     );
   }
 
@@ -558,10 +565,8 @@ export class Router {
       return;
     }
     if (p.repliedExplicitly || p.state === 'settled') return;
-    const failure =
-      error instanceof BusError && error.code === 'HANDLER_FAILED'
-        ? new BusError('HANDLER_FAILED', `${d.recipient.id} failed handling "${envelope.intent}": ${error.message}`, { messageId: envelope.id, agentId: d.recipient.id })
-        : new BusError(code, `${d.recipient.id} failed handling "${envelope.intent}": ${reason}`, { messageId: envelope.id, agentId: d.recipient.id });
+    // `reason` is read safely (errorText): a thrown value can be a revoked Proxy.
+    const failure = new BusError(code, `${d.recipient.id} failed handling "${envelope.intent}": ${reason}`, { messageId: envelope.id, agentId: d.recipient.id });
     this.fail(p, failure, 'failed');
   }
 
@@ -794,6 +799,11 @@ export class Router {
     const hold = this.approvals.take(id);
     if (hold === undefined) {
       throw new BusError('INVALID_ARGUMENT', `${verb}("${id}"): no message is held under that id (unknown, already decided or expired)`, { messageId: id });
+    }
+    if (hold.approval.expiresAt <= this.config.clock.now()) {
+      // Past its deadline, though the expiry timer has not run yet: it expired.
+      this.expireHold(hold);
+      throw new BusError('INVALID_ARGUMENT', `${verb}("${id}"): the held message expired before the decision`, { messageId: id });
     }
     return hold;
   }

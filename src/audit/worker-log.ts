@@ -6,8 +6,10 @@ import type { SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, MessageLogEntry, MessageLogQuery, VerifyResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-main.js';
 
-/** How long a synchronous call waits for the worker before failing closed. */
+/** How long a synchronous call waits for the worker before failing closed (plus lock waits). */
 const SYNC_TIMEOUT_MS = 10_000;
+/** How often a broken log tries a fresh worker. */
+const RETRY_MS = 1000;
 
 // The worker runs worker-main.{js,ts} beside this file. From TypeScript sources (tests,
 // tsx) the worker registers tsx first, so the same code runs unbuilt.
@@ -42,45 +44,74 @@ function tsxApi(): string | undefined {
  * synchronous, as the bus's API promises, by waiting on a shared counter the worker bumps
  * after every answer.
  *
+ * If the worker dies or stops answering, everything in flight fails with
+ * AUDIT_UNAVAILABLE (fail closed) and the next write starts a fresh worker (recovery).
+ *
  * Used by default for file logs; `audit: { worker: false }` keeps SQLite on the main thread.
  */
 export class WorkerAuditLog implements AsyncAuditLog {
-  private readonly worker: Worker;
-  private readonly port: MessagePort;
-  private readonly counter: Int32Array;
+  private worker!: Worker;
+  private port!: MessagePort;
+  private counter!: Int32Array;
   private readonly callbacks = new Map<number, (reply: WorkerReply) => void>();
   private nextId = 0;
+  /** The highest id answered so far: answers come in order, so every id up to it is done. */
+  private answered = 0;
   private inFlight = 0;
   private closed = false;
   private broken: BusError | undefined;
+  private retryAt = 0;
+  /** How long a synchronous call waits: past any lock wait the worker may be in, with room to spare. */
+  private readonly syncTimeoutMs: number;
 
-  constructor(options: SqliteAuditLogOptions) {
-    const { port1, port2 } = new MessageChannel();
-    const signal = new SharedArrayBuffer(4);
-    this.counter = new Int32Array(signal);
-    this.port = port1;
-    this.worker = new Worker(BOOT, {
-      eval: true,
-      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options },
-      transferList: [port2],
-    });
-    this.worker.on('error', (error) => this.breakDown(`the audit worker failed: ${error.message}`, error));
-    this.worker.on('exit', (code) => {
-      if (!this.closed) this.breakDown(`the audit worker exited (code ${code})`);
-    });
-    this.port.on('message', (reply: WorkerReply) => this.receive(reply));
-    // Idle, the log must not keep the process alive; it is ref'd while appends are in flight.
-    this.worker.unref();
-    this.port.unref();
-    const ready = this.wait(0);
-    if (!ready.ok) {
-      void this.worker.terminate();
+  constructor(private readonly options: SqliteAuditLogOptions) {
+    this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
+    this.start();
+    if (this.broken !== undefined) {
       this.closed = true;
-      throw new BusError('AUDIT_UNAVAILABLE', ready.error.message);
+      throw this.broken;
     }
   }
 
+  /** Starts a worker and waits (synchronously) until it has opened the database. */
+  private start(): void {
+    const { port1, port2 } = new MessageChannel();
+    const signal = new SharedArrayBuffer(4);
+    const worker = new Worker(BOOT, {
+      eval: true,
+      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options: this.options },
+      transferList: [port2],
+    });
+    this.worker = worker;
+    this.port = port1;
+    this.counter = new Int32Array(signal);
+    this.broken = undefined;
+    this.nextId = 0;
+    this.answered = -1;
+    // Events of a worker that has since been replaced concern nobody.
+    worker.on('error', (error) => worker === this.worker && this.breakDown(`the audit worker failed: ${error.message}`, error));
+    worker.on('exit', (code) => worker === this.worker && !this.closed && this.breakDown(`the audit worker exited (code ${code})`));
+    port1.on('message', (reply: WorkerReply) => port1 === this.port && this.receive(reply));
+    // Idle, the log must not keep the process alive; it is ref'd while appends are in flight.
+    worker.unref();
+    port1.unref();
+    let ready: WorkerReply | undefined;
+    this.callbacks.set(0, (reply) => (ready = reply));
+    this.wait(0);
+    if (ready !== undefined && !ready.ok) this.breakDown(ready.error.message);
+  }
+
+  /** A broken log tries a fresh worker before a write or query, at most once a second. */
+  private recover(): void {
+    if (this.broken === undefined || this.closed || Date.now() < this.retryAt) return;
+    this.retryAt = Date.now() + RETRY_MS;
+    void this.worker.terminate();
+    this.port.close();
+    this.start();
+  }
+
   appendAsync(records: readonly AuditRecord[], done: (error?: BusError) => void): void {
+    if (!this.closed) this.recover();
     if (this.broken !== undefined || this.closed) {
       // Fail closed at once: nothing is in flight, so nobody waits for an answer.
       done(this.broken ?? new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed'));
@@ -92,7 +123,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
       if (--this.inFlight === 0) this.port.unref();
       done(reply.ok ? undefined : toError(reply));
     });
-    this.post({ id, op: 'append', records: JSON.stringify(records) });
+    this.port.postMessage({ id, op: 'append', records: JSON.stringify(records) } satisfies WorkerRequest);
   }
 
   append(records: readonly AuditRecord[]): void {
@@ -104,7 +135,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
 
   /** Blocks until every append in flight is answered (their callbacks run here). */
   drain(): void {
-    while (this.inFlight > 0 && this.broken === undefined) this.wait(this.nextId);
+    if (this.inFlight > 0 && this.broken === undefined) this.wait(this.nextId);
   }
 
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
@@ -132,59 +163,56 @@ export class WorkerAuditLog implements AsyncAuditLog {
 
   private call(request: WorkerRequest): unknown {
     if (this.closed) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed');
+    this.recover();
     if (this.broken !== undefined) throw this.broken;
     const id = ++this.nextId;
     let reply: WorkerReply | undefined;
     this.callbacks.set(id, (r) => (reply = r));
-    this.post({ ...request, id });
+    this.port.postMessage({ ...request, id });
     this.wait(id);
     if (reply === undefined) throw this.broken ?? new BusError('AUDIT_UNAVAILABLE', 'the audit worker did not answer');
     if (!reply.ok) throw toError(reply);
     return reply.result;
   }
 
-  private post(request: WorkerRequest): void {
-    this.port.postMessage(request);
-  }
-
   /**
-   * Takes answers off the port synchronously until the one numbered `id` has been handled
-   * (answers come in order), sleeping on the shared counter in between.
+   * Takes answers off the port synchronously until answer `id` has been handled, sleeping on
+   * the shared counter in between. A callback run here may itself wait (a handler that reads
+   * the log): whoever takes an answer handles it, so each waiter only checks `answered`.
    */
-  private wait(id: number): WorkerReply {
-    let last: WorkerReply | undefined;
-    const deadline = Date.now() + SYNC_TIMEOUT_MS;
-    for (;;) {
+  private wait(id: number): void {
+    const deadline = Date.now() + this.syncTimeoutMs;
+    while (this.answered < id && this.broken === undefined) {
       const seen = Atomics.load(this.counter, 0);
       const received = receiveMessageOnPort(this.port);
       if (received !== undefined) {
-        last = received.message as WorkerReply;
-        this.receive(last);
-        if (last.id >= id) return last;
+        this.receive(received.message as WorkerReply);
         continue;
       }
       const left = deadline - Date.now();
       if (left <= 0 || Atomics.wait(this.counter, 0, seen, left) === 'timed-out') {
-        this.breakDown(`the audit worker did not answer within ${SYNC_TIMEOUT_MS}ms`);
-        return { id, ok: false, error: { message: this.broken!.message, code: 'AUDIT_UNAVAILABLE' } };
+        this.breakDown(`the audit worker did not answer within ${this.syncTimeoutMs}ms`);
       }
     }
   }
 
   private receive(reply: WorkerReply): void {
+    if (reply.id > this.answered) this.answered = reply.id;
     const callback = this.callbacks.get(reply.id);
     if (callback === undefined) return;
     this.callbacks.delete(reply.id);
     callback(reply);
   }
 
-  /** The worker is gone: fail what waits, and fail closed from now on. */
+  /** The worker is gone or stuck: stop it, and fail what waits (fail closed). */
   private breakDown(message: string, cause?: unknown): void {
     if (this.broken !== undefined) return;
     this.broken = new BusError('AUDIT_UNAVAILABLE', message, cause === undefined ? {} : { cause });
+    void this.worker.terminate();
     const failed: WorkerReply = { id: -1, ok: false, error: { message, code: 'AUDIT_UNAVAILABLE' } };
-    for (const callback of [...this.callbacks.values()]) callback(failed);
+    const waiting = [...this.callbacks.values()];
     this.callbacks.clear();
+    for (const callback of waiting) callback(failed);
   }
 }
 
