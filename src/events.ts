@@ -3,8 +3,7 @@ import mittModule, { type Emitter } from 'mitt';
 // mitt ships CommonJS-style typings beside its ES module: under NodeNext the types see the
 // module object, while at run time the default import is the function itself.
 const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as <T extends Record<string, unknown>>() => Emitter<T>;
-import type { MessageType } from './envelope.js';
-import type { Envelope } from './envelope.js';
+import type { Envelope, MessageType } from './envelope.js';
 import type { ErrorCode } from './errors.js';
 import type { ApprovalDecision } from './audit/types.js';
 import type { PendingApproval } from './approvals.js';

@@ -55,11 +55,6 @@ export class Mailbox {
     return true;
   }
 
-  /** Gives back a reservation whose job will never come (e.g. the audit write failed). */
-  release(): void {
-    this.waiting--;
-  }
-
   /**
    * Hands over a reserved job. `bypass` runs it at once whatever the concurrency: used
    * when the message's causal chain already passes through this (busy) agent.

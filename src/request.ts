@@ -42,8 +42,8 @@ export class PendingRequest implements Expirable {
     readonly timeoutMs: number,
     readonly resolve: (value: unknown) => void,
     readonly reject: (error: BusError) => void,
-    /** Captured where the call was made, so a TIMEOUT's stack points at the caller. */
-    readonly callSite: { stack?: string },
+    /** Where the call was made (with `diagnostics.callSites`), so a TIMEOUT's stack points at the caller. */
+    readonly callSite: { stack?: string } | undefined,
   ) {
     this.deadline = envelope.deadline!;
   }

@@ -82,11 +82,6 @@ export class Router {
     );
   }
 
-  /** Asks and delegates awaiting a reply (held ones included). */
-  get pendingCount(): number {
-    return this.pending.size;
-  }
-
   // ---- Sending ------------------------------------------------------------------------
 
   /** An ask or delegate. Never throws; refusals are rejected promises. */
@@ -147,8 +142,8 @@ export class Router {
       const envelope = this.envelope(draft, priority, depth, deadline);
       // Where the call was made, so a TIMEOUT's stack points at the caller. Costs ~2-4 µs, as
       // much as the rest of an ask, so only with `diagnostics.callSites`.
-      const callSite: { stack?: string } = {};
-      if (this.config.callSites) Error.captureStackTrace(callSite, this.request);
+      let callSite: { stack?: string } | undefined;
+      if (this.config.callSites) Error.captureStackTrace((callSite = {}), this.request);
       const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
       pendingRef = p;
 
@@ -644,7 +639,8 @@ export class Router {
       timeoutMs: p.timeoutMs,
       agentId: e.to,
     });
-    if (p.callSite.stack !== undefined) error.stack = `${error.name}: ${error.message}\n${p.callSite.stack.split('\n').slice(1).join('\n')}`;
+    const stack = p.callSite?.stack;
+    if (stack !== undefined) error.stack = `${error.name}: ${error.message}\n${stack.split('\n').slice(1).join('\n')}`;
     this.fail(p, error, 'expired');
   }
 
