@@ -202,10 +202,10 @@ export class Deliveries {
       return;
     }
     if (p.repliedExplicitly || p.state === 'settled') return;
+    // No `cause`: the thrown value is the recipient's object, and nothing of it but its text crosses to the sender.
     const failure = new BusError(code, `${d.recipient.id} failed handling "${envelope.intent}": ${reason}`, {
       messageId: envelope.id,
       agentId: d.recipient.id,
-      cause: error,
     });
     this.#ledger.fail(p, failure, 'failed');
   }
