@@ -82,7 +82,7 @@ export interface Hold extends Expirable {
 
 /**
  * The held messages: caps per sender and overall, expiry by one timer, insertion order
- * for `list()`. Deciding what a decision does is the router's business.
+ * for `list()`. Deciding what a decision does is the pipeline's (src/pipeline/approvals.ts).
  */
 export class ApprovalQueue<H extends Hold> {
   private readonly holds = new Map<string, H>();
