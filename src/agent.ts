@@ -1,15 +1,17 @@
 import type { AnyContracts, Contracts, InputOf, IntentsOf, OutputOf } from './contracts.js';
-import { BusError } from './errors.js';
-import type { HandlerFor, NotifyOptions, NotifyReceipt, SendInput, Sender, SendOptions } from './handler.js';
-import type { AgentRecord, Handler } from './registry.js';
-import type { Job } from './request.js';
-import { describe } from './describe.js';
-import type { Router } from './router.js';
+import { BusError, describe, toBusError } from './errors.js';
+import type { HandlerFor, Handler, Job, NotifyOptions, NotifyReceipt, SendInput, Sender, SendOptions } from './types.js';
+import type { AgentRecord } from './pipeline/records.js';
 
-/** What the handle needs from the orchestrator beyond the router. */
-export interface AgentHooks {
+/** What a handle may ask of the bus: its sends and discovery, always as its own record. @internal */
+export interface AgentPort {
+  request(sender: AgentRecord, type: 'ask' | 'delegate', to: unknown, intent: unknown, payload: unknown, options: unknown, parent: undefined): Job;
+  notify(sender: AgentRecord, intent: unknown, payload: unknown, options: unknown, parent: undefined): Promise<NotifyReceipt>;
+  reply(sender: AgentRecord, inReplyTo: unknown, payload: unknown): Promise<void>;
   discover(from: AgentRecord, capability: string): string[];
 }
+
+const SEND_KEYS: ReadonlySet<string> = new Set(['type', 'to', 'intent', 'payload', 'from', 'timeoutMs', 'signal', 'priority', 'inReplyTo']);
 
 /**
  * An agent's handle: the only way to send as that agent. `from` is always this handle's
@@ -22,14 +24,12 @@ export interface AgentHooks {
 export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
   // True private fields: an agent (or the LLM driving it) cannot reach the bus's internals.
   readonly #record: AgentRecord;
-  readonly #router: Router;
-  readonly #hooks: AgentHooks;
+  readonly #port: AgentPort;
 
   /** @internal Handles come from `Orchestrator#register()`. */
-  constructor(record: AgentRecord, router: Router, hooks: AgentHooks) {
+  constructor(record: AgentRecord, port: AgentPort) {
     this.#record = record;
-    this.#router = router;
-    this.#hooks = hooks;
+    this.#port = port;
   }
 
   /** This agent's id. */
@@ -43,57 +43,56 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
   }
 
   ask<K extends IntentsOf<C, 'ask'>>(to: string, intent: K, payload: InputOf<C, K>, options?: SendOptions): Promise<OutputOf<C, K>> {
-    return this.#router.request(this.#record, 'ask', to, intent, payload, options, undefined) as Promise<OutputOf<C, K>>;
+    return this.#port.request(this.#record, 'ask', to, intent, payload, options, undefined) as Promise<OutputOf<C, K>>;
   }
 
   delegate<K extends IntentsOf<C, 'delegate'>>(to: string, intent: K, payload: InputOf<C, K>, options?: SendOptions): Job<OutputOf<C, K>> {
-    return this.#router.request(this.#record, 'delegate', to, intent, payload, options, undefined) as Job<OutputOf<C, K>>;
+    return this.#port.request(this.#record, 'delegate', to, intent, payload, options, undefined) as Job<OutputOf<C, K>>;
   }
 
   notify<K extends IntentsOf<C, 'notify'>>(intent: K, payload: InputOf<C, K>, options?: NotifyOptions): Promise<NotifyReceipt> {
-    return this.#router.notify(this.#record, intent, payload, options, undefined);
+    return this.#port.notify(this.#record, intent, payload, options, undefined);
   }
 
   /**
-   * The generic form of every send. A `from` key is refused unless it is this agent's own
-   * id: the sender is always the handle.
+   * The generic form of every send. The message is read once (each own key, once) into a
+   * plain snapshot before anything is checked. A `from` key is refused unless it is this
+   * agent's own id: the sender is always the handle.
    */
   send(message: SendInput): Promise<unknown> {
-    if (typeof message !== 'object' || message === null) {
-      return Promise.reject(new BusError('INVALID_ARGUMENT', `send(message): expected an object, got ${describe(message)}`));
-    }
-    const m = message as SendInput & { from?: unknown };
+    let m: Record<string, unknown>;
     try {
-      if (m.from !== undefined && m.from !== this.#record.id) {
-        return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): "from" cannot be set; messages from this handle are always from ${this.#record.id}`));
-      }
-      return this.#dispatch(m);
+      m = readMessage(message);
     } catch (error) {
-      return Promise.reject(error instanceof BusError ? error : new BusError('INVALID_ARGUMENT', `send(): cannot read the message: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      return Promise.reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'send(): cannot read the message: '));
     }
-  }
-
-  #dispatch(m: SendInput): Promise<unknown> {
-    switch (m.type) {
+    if (m.from !== undefined && m.from !== this.#record.id) {
+      return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): "from" cannot be set; messages from this handle are always from ${this.#record.id}`));
+    }
+    const { type, to, intent, payload } = m;
+    switch (type) {
       case 'ask':
       case 'delegate': {
-        // `from` was checked above; the router refuses any other unknown key.
-        const { to, intent, payload, type, from: _from, ...options } = m as typeof m & { from?: unknown };
-        return this.#router.request(this.#record, type, to, intent, payload, options, undefined);
+        if (m.inReplyTo !== undefined) return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): inReplyTo is only for a reply`));
+        const options: Record<string, unknown> = {};
+        if ('timeoutMs' in m) options.timeoutMs = m.timeoutMs;
+        if ('signal' in m) options.signal = m.signal;
+        if ('priority' in m) options.priority = m.priority;
+        return this.#port.request(this.#record, type, to, intent, payload, options, undefined);
       }
       case 'notify': {
-        const to = m.to === undefined ? undefined : typeof m.to === 'string' ? [m.to] : m.to;
-        const options: NotifyOptions = {};
-        if (to !== undefined) options.to = to;
+        if (m.timeoutMs !== undefined || m.signal !== undefined || m.inReplyTo !== undefined) {
+          return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): a notify takes to, intent, payload and priority only`));
+        }
+        const options: Record<string, unknown> = {};
+        if (to !== undefined) options.to = typeof to === 'string' ? [to] : to;
         if (m.priority !== undefined) options.priority = m.priority;
-        return this.#router.notify(this.#record, m.intent, m.payload, options, undefined);
+        return this.#port.notify(this.#record, intent, payload, options, undefined);
       }
       case 'reply':
-        return this.#router.reply(this.#record, m.inReplyTo, m.payload);
+        return this.#port.reply(this.#record, m.inReplyTo, payload);
       default:
-        return Promise.reject(
-          new BusError('INVALID_ARGUMENT', `send(): type must be ask, delegate, notify or reply, got ${describe((m as { type?: unknown }).type)}`),
-        );
+        return Promise.reject(new BusError('INVALID_ARGUMENT', `send(): type must be ask, delegate, notify or reply, got ${describe(type)}`));
     }
   }
 
@@ -103,7 +102,7 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
    * for a message that is not this agent's to answer, unknown, settled or expired.
    */
   reply(inReplyTo: string, payload: unknown): Promise<void> {
-    return this.#router.reply(this.#record, inReplyTo, payload);
+    return this.#port.reply(this.#record, inReplyTo, payload);
   }
 
   /** Adds or replaces the handler of one intent; `'*'` takes every intent without its own. */
@@ -120,11 +119,24 @@ export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
     if (typeof capability !== 'string' || capability.length === 0) {
       throw new BusError('INVALID_ARGUMENT', `discover(capability): expected a non-empty string, got ${describe(capability)}`);
     }
-    return this.#hooks.discover(this.#record, capability);
+    return this.#port.discover(this.#record, capability);
   }
 
   /** Keeps `console.log(handle)` from listing anything but the id. */
   toJSON(): { id: string; alive: boolean } {
     return { id: this.id, alive: this.alive };
   }
+}
+
+/** A send's message, each own key read once into a null-prototype snapshot; unknown keys refused. */
+function readMessage(message: unknown): Record<string, unknown> {
+  if (typeof message !== 'object' || message === null) {
+    throw new BusError('INVALID_ARGUMENT', `send(message): expected an object, got ${describe(message)}`);
+  }
+  const m: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(message)) {
+    if (!SEND_KEYS.has(key)) throw new BusError('INVALID_ARGUMENT', `send(): unknown key "${key}" (expected ${[...SEND_KEYS].join(', ')})`);
+    m[key] = (message as Record<string, unknown>)[key];
+  }
+  return m;
 }

@@ -43,24 +43,34 @@ export interface Approvals {
   /** Held messages, oldest first. */
   list(): PendingApproval[];
   /**
-   * Delivers a held message after re-checking the policy in force and the payload hash.
+   * Approves a held message: re-checks the policy in force and the payload hash, then
+   * stages its delivery behind the audit commit and returns `{ staged: true }`. Staged is
+   * not delivered: the message reaches its recipient only once its row is committed, and
+   * the outcome is the sender's (a reply, or e.g. AUDIT_UNAVAILABLE when the log refuses
+   * the row) and the events' (`message:delivered`, `message:failed`).
+   * When the re-check or the reservation refuses it, returns
+   * `{ staged: false, delivered: false, code, reason }` and the sender gets that code.
    * Throws INVALID_ARGUMENT for an unknown, decided or expired id (and for bad options).
-   * The decision is recorded either way; when the re-check or the delivery fails, the
-   * result says so (`delivered: false` with the code) and the sender gets that code.
+   * The decision is recorded either way.
    */
   approve(id: string, options?: ApproveOptions): ApprovalResult;
   /** Refuses a held message: the sender gets APPROVAL_REJECTED with the reason. */
   reject(id: string, options?: RejectOptions): void;
 }
 
-/** What an approval did once decided. */
-export interface ApprovalResult {
-  /** True when the message was handed to its recipient. */
-  readonly delivered: boolean;
-  /** Why not, when it was not (the sender got the same code). */
-  readonly code?: ErrorCode;
-  readonly reason?: string;
-}
+/**
+ * What `approve()` did: staged for delivery behind the audit commit, or refused by the
+ * re-check (the sender got the same code). It never claims a delivery that has not happened.
+ */
+export type ApprovalResult =
+  | { readonly staged: true }
+  | {
+      readonly staged: false;
+      readonly delivered: false;
+      /** Why not (the sender got the same code). */
+      readonly code: ErrorCode;
+      readonly reason: string;
+    };
 
 /** A held message inside the queue. */
 export interface Hold extends Expirable {
@@ -72,7 +82,7 @@ export interface Hold extends Expirable {
 
 /**
  * The held messages: caps per sender and overall, expiry by one timer, insertion order
- * for `list()`. Deciding what a decision does is the router's business.
+ * for `list()`. Deciding what a decision does is the pipeline's (src/pipeline/approvals.ts).
  */
 export class ApprovalQueue<H extends Hold> {
   private readonly holds = new Map<string, H>();

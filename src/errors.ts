@@ -45,6 +45,8 @@ export const ErrorCode = {
   AUDIT_UNAVAILABLE: 'AUDIT_UNAVAILABLE',
   /** The orchestrator is closed (or closing). */
   CLOSED: 'CLOSED',
+  /** The transport cannot reach its broker: sends that need it fail at once (fail closed). */
+  TRANSPORT_UNAVAILABLE: 'TRANSPORT_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -106,4 +108,52 @@ export function isBusError(value: unknown): value is BusError {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as { name?: unknown; code?: unknown };
   return v.name === 'BusError' && typeof v.code === 'string' && codes.has(v.code);
+}
+
+/**
+ * The one normalizer of thrown values. A BusError passes through (re-made with `messageId`
+ * when it lacks one, every other own field and the stack kept as they are); anything else
+ * becomes a BusError of `fallback` (HANDLER_FAILED for a handler's throw, INVALID_ARGUMENT
+ * for a caller's value that could not be read) whose `cause` is the thrown value.
+ * @internal
+ */
+export function toBusError(error: unknown, fallback: ErrorCode, messageId?: string, prefix?: string): BusError {
+  if (error instanceof BusError) {
+    if (messageId === undefined || error.messageId !== undefined) return error;
+    const descriptors = Object.getOwnPropertyDescriptors(error) as PropertyDescriptorMap;
+    descriptors.messageId = { value: messageId, enumerable: true, writable: false, configurable: true };
+    return Object.create(Object.getPrototypeOf(error) as object, descriptors) as BusError;
+  }
+  const text = errorText(error);
+  return new BusError(fallback, prefix === undefined ? text : `${prefix}${text}`, { cause: error, ...(messageId !== undefined ? { messageId } : {}) });
+}
+
+/** Longest error or reason text that crosses between agents. @internal */
+export const MAX_TEXT_LENGTH = 1000;
+
+/** A short, safe description of a bad value for error messages (never throws, even on a revoked Proxy). @internal */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  if (value === null || typeof value !== 'object') return typeof value === 'function' ? 'a function' : String(value);
+  try {
+    return Array.isArray(value) ? 'an array' : 'an object';
+  } catch {
+    return 'a revoked proxy';
+  }
+}
+
+/** The message of a thrown value, never its stack: only the message crosses agents. @internal */
+export function errorText(error: unknown): string {
+  let text: string;
+  try {
+    text = error instanceof Error ? String(error.message) : typeof error === 'string' ? error : describe(error);
+  } catch {
+    text = 'a thrown value that could not be read'; // a getter or a revoked Proxy threw
+  }
+  return text.length > MAX_TEXT_LENGTH ? `${text.slice(0, MAX_TEXT_LENGTH)}…` : text;
+}
+
+/** "an ask", "a delegate", "a notify". @internal */
+export function article(type: string): string {
+  return `${type === 'ask' ? 'an' : 'a'} ${type}`;
 }

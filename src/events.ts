@@ -52,7 +52,8 @@ export type BusListener<K extends BusEventName> = (event: BusEvents[K]) => void;
 
 /** The public side of the bus's emitter: subscribe and unsubscribe. */
 export interface BusEventSource {
-  on<K extends BusEventName>(name: K, listener: BusListener<K>): void;
+  /** Subscribes `listener`; returns the function that unsubscribes it (like `off`). */
+  on<K extends BusEventName>(name: K, listener: BusListener<K>): () => void;
   off<K extends BusEventName>(name: K, listener: BusListener<K>): void;
 }
 
@@ -68,11 +69,12 @@ export class BusEmitter implements BusEventSource {
   private readonly emitter: Emitter<Record<BusEventName, unknown>> = mitt();
   private readonly wrappers = new Map<BusEventName, Map<Function, Wrapped>>();
 
-  on<K extends BusEventName>(name: K, listener: BusListener<K>): void {
+  on<K extends BusEventName>(name: K, listener: BusListener<K>): () => void {
     if (typeof listener !== 'function') throw new TypeError(`events.on("${name}"): listener must be a function`);
     let byListener = this.wrappers.get(name);
     if (byListener === undefined) this.wrappers.set(name, (byListener = new Map()));
-    if (byListener.has(listener)) return;
+    const unsubscribe = () => this.off(name, listener);
+    if (byListener.has(listener)) return unsubscribe;
     const wrapped: Wrapped = (event) => {
       try {
         listener(event as BusEvents[K]);
@@ -84,6 +86,7 @@ export class BusEmitter implements BusEventSource {
     };
     byListener.set(listener, wrapped);
     this.emitter.on(name, wrapped);
+    return unsubscribe;
   }
 
   off<K extends BusEventName>(name: K, listener: BusListener<K>): void {

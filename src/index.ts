@@ -3,9 +3,20 @@ export { Orchestrator, type RegisterOptions, type Explanation } from './orchestr
 export { Agent } from './agent.js';
 export type { OrchestratorOptions, AuditOptions } from './options.js';
 export type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
-export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender } from './handler.js';
-export type { Job, Progress } from './request.js';
-export type { AgentInfo, Handler } from './registry.js';
+export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender, Job, Progress, AgentInfo, Handler } from './types.js';
+export {
+  InProcessTransport,
+  type Transport,
+  type Location,
+  type RemoteAgent,
+  type OutboundMessage,
+  type OutboundSink,
+  type OutboundHandle,
+  type InboundMessage,
+  type InboundPort,
+  type InboundHandle,
+  type Responder,
+} from './pipeline/transport.js';
 export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';
 export type { Attempt, BusEventName, BusEvents, BusEventSource, BusListener } from './events.js';
 export { defineContracts, type ContractDef, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';

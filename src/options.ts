@@ -5,6 +5,8 @@ import type { Clock } from './clock.js';
 import type { Contracts } from './contracts.js';
 import type { PolicyRule } from './policy.js';
 import type { RateSpec } from './limits.js';
+import { AGENT_ID_PATTERN } from './ids.js';
+import { isTransport, type Transport } from './pipeline/transport.js';
 
 /** Options of `new Orchestrator(options)`. Every key is optional; a misspelled key is an error. */
 export interface OrchestratorOptions<C extends Contracts = Contracts> {
@@ -64,6 +66,13 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
   clock?: Clock;
   /** Message id generator; must return unique strings. @default a random prefix and a counter */
   ids?: () => string;
+  /** This process's node id (follows the agent id pattern). @default `node-` and a random suffix */
+  node?: string;
+  /**
+   * How messages reach agents of other nodes (e.g. `natsTransport()` from
+   * `agent-switchboard/nats`). @default in-process: one node, nothing to set up
+   */
+  transport?: Transport;
 }
 
 /** Options of the default SQLite audit log. */
@@ -121,6 +130,8 @@ const schema = z.strictObject({
   diagnostics: z.strictObject({ callSites: z.boolean().optional() }).optional(),
   clock: z.custom<Clock>((v) => typeof (v as Clock | null)?.now === 'function', 'a clock has a now() method').optional(),
   ids: z.custom<() => string>((v) => typeof v === 'function', 'ids must be a function returning a string').optional(),
+  node: z.string().regex(AGENT_ID_PATTERN, 'a node id follows the agent id pattern').optional(),
+  transport: z.custom<Transport>(isTransport, 'a transport implements the Transport interface (attach, locate, nodeOf, remoteAgents, claim, release, send, ready, close)').optional(),
 });
 
 function isAuditLog(value: unknown): value is AuditLog {
@@ -148,6 +159,8 @@ export interface ResolvedOptions {
   clock: Clock | undefined;
   ids: (() => string) | undefined;
   callSites: boolean;
+  node: string | undefined;
+  transport: Transport | undefined;
 }
 
 /** Validates the options once, strictly, and fills in the defaults. */
@@ -174,6 +187,8 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     clock: o.clock,
     ids: o.ids,
     callSites: o.diagnostics?.callSites ?? false,
+    node: o.node,
+    transport: o.transport,
   };
 }
 

@@ -1,6 +1,6 @@
 import { nanoid } from 'nanoid';
 import { z } from 'zod';
-import { Agent } from './agent.js';
+import { Agent, type AgentPort } from './agent.js';
 import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
@@ -9,20 +9,20 @@ import type { AuditLog, MessageLogEntry, MessageLogQuery, VerifyResult } from '.
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
-import { BusError } from './errors.js';
+import { BusError, describe, toBusError } from './errors.js';
 import { BusEmitter, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
-import type { HandlerMap } from './handler.js';
+import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
 import { Mailbox } from './mailbox.js';
 import { formatOptionIssues, resolveOptions, type OrchestratorOptions, type ResolvedOptions } from './options.js';
 import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
-import type { AgentInfo, AgentRecord, Handler } from './registry.js';
 import type { ApprovalResult } from './approvals.js';
-import { describe } from './describe.js';
-import { Router } from './router.js';
+import type { AgentRecord } from './pipeline/records.js';
+import { Pipeline } from './pipeline/send.js';
+import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -92,9 +92,15 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
   readonly #policy: PolicyStore;
   readonly #audit: AuditLog;
   readonly #commit: GroupCommit;
-  readonly #router: Router;
+  readonly #pipeline: Pipeline;
+  readonly #transport: Transport;
   readonly #clock: Clock;
+  /** Bus-wide id claims still in flight (with a transport); `ready()` waits for them. */
+  readonly #claims = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
+
+  /** This process's node id (`options.node`, default random). */
+  readonly node: string;
 
   constructor(options: OrchestratorOptions<C> = {}) {
     const o = resolveOptions(options);
@@ -106,7 +112,9 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 250, (error, records) => {
       if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
     });
-    this.#router = new Router({
+    this.node = o.node ?? `node-${nanoid(10)}`;
+    this.#transport = o.transport ?? new InProcessTransport();
+    this.#pipeline = new Pipeline({
       registry: this.#registry,
       policy: this.#policy,
       commit: this.#commit,
@@ -123,23 +131,32 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
       maxPendingPerSender: o.maxPendingPerSender,
       globalRate: o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now()),
       callSites: o.callSites,
+      transport: this.#transport,
     });
     this.events = this.#emitter;
-    const router = this.#router;
-    const policy = this.#policy;
+    const pipeline = this.#pipeline;
     this.approvals = Object.freeze({
-      list: (): PendingApproval[] => router.approvals.list(),
-      approve: (id: string, opts?: ApproveOptions): ApprovalResult => router.approve(id, opts, (envelope) => policy.allowExactly(envelope)),
-      reject: (id: string, opts?: RejectOptions): void => router.reject(id, opts),
+      list: (): PendingApproval[] => pipeline.listApprovals(),
+      approve: (id: string, opts?: ApproveOptions): ApprovalResult => pipeline.approve(id, opts),
+      reject: (id: string, opts?: RejectOptions): void => pipeline.reject(id, opts),
     });
+    this.#port = {
+      request: (sender, type, to, intent, payload, opts, parent) => pipeline.request(sender, type, to, intent, payload, opts, parent),
+      notify: (sender, intent, payload, opts, parent) => pipeline.notify(sender, intent, payload, opts, parent),
+      reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
+      discover: (from, capability) => this.#discover(from, capability),
+    };
+    this.#transport.attach(this.node, NO_INBOUND);
   }
+
+  readonly #port: AgentPort;
 
   /**
    * Registers an agent and returns its handle: the only way to send as it.
    * Throws INVALID_ARGUMENT for a bad id or options, DUPLICATE_AGENT for a taken id.
    */
   register(id: string, options: RegisterOptions<C> = {}): Agent<C> {
-    if (this.#router.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
+    if (this.#pipeline.closed) throw new BusError('CLOSED', 'the orchestrator is closed');
     checkAgentId(id);
     if (this.#registry.has(id)) throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered`, { agentId: id });
     if (this.#registry.size >= this.#options.maxAgents) {
@@ -162,8 +179,25 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
       incoming: new Set(),
       deliveries: new Set(),
     };
+    if (this.#transport.remoteAgents().some((a) => a.id === id)) {
+      throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node`, { agentId: id });
+    }
     this.#registry.set(id, record);
-    return new Agent<C>(record, this.#router, { discover: (from, capability) => this.#discover(from, capability) });
+    const handle = new Agent<C>(record, this.#port);
+    const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
+    if (claim !== undefined) {
+      // A bus-wide claim in flight: a DUPLICATE_AGENT kills the handle, and ready() rejects.
+      const settled = claim.then(
+        () => undefined,
+        (error: unknown) => {
+          if (this.#registry.get(id) === record) this.unregister(id);
+          throw toBusError(error, 'DUPLICATE_AGENT');
+        },
+      );
+      settled.catch(() => undefined);
+      this.#claims.add(settled);
+    }
+    return handle;
   }
 
   /**
@@ -174,13 +208,35 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     const record = this.#registry.get(id);
     if (record === undefined) return false;
     this.#registry.delete(id);
-    this.#router.unregister(record);
+    this.#pipeline.unregister(record);
+    this.#transport.release(id);
     return true;
   }
 
-  /** The registered agents (a snapshot). There is no way to get another agent's handle. */
+  /**
+   * The registered agents (a snapshot): this node's, then those other nodes serve (with
+   * `node`). There is no way to get another agent's handle.
+   */
   agents(): readonly AgentInfo[] {
-    return Object.freeze(Array.from(this.#registry.values(), (r) => Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust })));
+    const local: AgentInfo[] = Array.from(this.#registry.values(), (r) => Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust }));
+    for (const r of this.#transport.remoteAgents()) {
+      if (!this.#registry.has(r.id)) local.push(Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust, node: r.node }));
+    }
+    return Object.freeze(local);
+  }
+
+  /**
+   * Resolves when the bus can reach and be reached by every node of its transport, and
+   * every bus-wide id claim made so far is settled (at once with the in-process default).
+   * Rejects with DUPLICATE_AGENT when another node holds an id registered here.
+   */
+  async ready(): Promise<void> {
+    await this.#transport.ready();
+    while (this.#claims.size > 0) {
+      const pending = [...this.#claims];
+      this.#claims.clear();
+      await Promise.all(pending);
+    }
   }
 
   /** Replaces the rule set atomically (a bad set changes nothing). Returns the new version. */
@@ -259,7 +315,7 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
   }
 
   async #close(): Promise<void> {
-    this.#router.shutdown();
+    this.#pipeline.shutdown();
     this.#commit.flush();
     const running = [...this.#registry.values()].map((r) => r.mailbox.onIdle());
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -270,6 +326,8 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     this.#commit.flush();
     this.#commit.shutdown();
     this.#audit.close();
+    for (const id of this.#registry.keys()) this.#transport.release(id);
+    await this.#transport.close();
     this.#emitter.clear();
   }
 
@@ -282,16 +340,26 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     while (intents.has(unnamed)) unnamed += '_';
     intents.add(unnamed);
     const found: string[] = [];
-    for (const record of this.#registry.values()) {
-      if (record === from || !record.capabilities.includes(capability)) continue;
+    const consider = (id: string, capabilities: readonly string[]) => {
+      if (id === from.id || !capabilities.includes(capability)) return;
       const reachable = (['ask', 'delegate'] as const).some((type) =>
-        [...intents].some((intent) => set.evaluate({ from: from.id, to: record.id, type, intent, trust: from.trust }).decision !== 'deny'),
+        [...intents].some((intent) => set.evaluate({ from: from.id, to: id, type, intent, trust: from.trust }).decision !== 'deny'),
       );
-      if (reachable) found.push(record.id);
-    }
+      if (reachable) found.push(id);
+    };
+    for (const record of this.#registry.values()) consider(record.id, record.capabilities);
+    for (const remote of this.#transport.remoteAgents()) if (!this.#registry.has(remote.id)) consider(remote.id, remote.capabilities);
     return found;
   }
 }
+
+/** Inbound messages from other nodes: refused until the receiving side of the seam is built (see docs/architecture.md). */
+const NO_INBOUND: InboundPort = {
+  receive: (inbound, responder) => {
+    responder.error('TRANSPORT_UNAVAILABLE', `node cannot receive "${inbound.intent}" from another node yet`);
+    return { cancel: () => undefined };
+  },
+};
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();

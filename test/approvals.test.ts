@@ -187,7 +187,7 @@ describe('approvals.approve()', () => {
     await tick();
 
     const result: unknown = b.approvals.approve(job.id, { by: 'alice', note: 'within budget' });
-    expect(result).toEqual({ delivered: true });
+    expect(result).toEqual({ staged: true });
     expect(b.approvals.list()).toEqual([]);
     expect(await settled).toEqual({ value: { paid: 5 } });
     expect(pay).toHaveBeenCalledTimes(1);
@@ -209,7 +209,7 @@ describe('approvals.approve()', () => {
     const purchase = b.register('purchase');
     const receipt = await purchase.notify('audit', { n: 1 });
 
-    expect(b.approvals.approve(`${receipt.id}/ledger`, { by: 'ops' }) as unknown).toEqual({ delivered: true });
+    expect(b.approvals.approve(`${receipt.id}/ledger`, { by: 'ops' }) as unknown).toEqual({ staged: true });
     await b.onIdle();
     expect(got).toEqual(['ledger:ledger']);
     expect(b.approvals.list().map((a) => a.id)).toEqual([`${receipt.id}/payment`]);
@@ -262,7 +262,7 @@ describe('approvals.approve()', () => {
 
       b.setPolicies(RULES.filter((r) => r.requireApproval !== true));
       const result: unknown = b.approvals.approve(job.id, { by: 'alice' });
-      expect(result).toEqual({ delivered: false, code: 'POLICY_DENIED', reason: expect.stringContaining('now denies') });
+      expect(result).toEqual({ staged: false, delivered: false, code: 'POLICY_DENIED', reason: expect.stringContaining('now denies') });
 
       const s = await settled;
       expect('error' in s && s.error.code).toBe('POLICY_DENIED');
@@ -290,7 +290,7 @@ describe('approvals.approve()', () => {
       const job = purchase.delegate('payment', 'pay', { amount: 7 });
       await tick();
       b.setPolicies([{ from: 'purchase', to: '*', allow: ['delegate'] }]);
-      expect(b.approvals.approve(job.id) as unknown).toEqual({ delivered: true });
+      expect(b.approvals.approve(job.id) as unknown).toEqual({ staged: true });
       await expect(job).resolves.toEqual({ paid: 7 });
     });
 

@@ -90,7 +90,7 @@ describe('ApprovalConsole', () => {
 
     ui.stdin.write('a');
     await expect(job).resolves.toEqual({ paid: true, charged: { item: 'GPU hours', amount: 120 } });
-    const after = await frameWith(ui, '✓ approved purchase → payment delegate "pay" by alice: delivered');
+    const after = await frameWith(ui, '✓ approved purchase → payment delegate "pay" by alice: on its way');
     expect(after).toContain('nothing is waiting for you');
     expect(after).toMatch(/purchase → payment\s+delegate pay\s+✓ approved by alice/);
 

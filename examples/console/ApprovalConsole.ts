@@ -63,9 +63,10 @@ export function ApprovalConsole({ bus, operator, onExit, finished = false, feedL
         if (approve) {
           const result = bus.approvals.approve(item.id, { by: operator, note: 'approved in console' });
           setStatus(
-            result.delivered
-              ? { text: `✓ approved ${describeHeld(item)} by ${operator}: delivered`, color: 'green' }
-              : { text: `approved ${describeHeld(item)} by ${operator}, but not delivered: ${result.code ?? ''} ${result.reason ?? ''}`, color: 'yellow' },
+            // Staged, not yet delivered: the feed shows "delivered" once the audit row is committed.
+            result.staged
+              ? { text: `✓ approved ${describeHeld(item)} by ${operator}: on its way`, color: 'green' }
+              : { text: `approved ${describeHeld(item)} by ${operator}, but not delivered: ${result.code} ${result.reason}`, color: 'yellow' },
           );
         } else {
           bus.approvals.reject(item.id, { by: operator, reason: denyReason });

@@ -1,30 +1,33 @@
-import type { Expirable } from './deadlines.js';
-import type { Envelope } from './envelope.js';
-import type { BusError } from './errors.js';
-import type { MailboxJob } from './mailbox.js';
-import type { AgentRecord } from './registry.js';
+import type { Envelope } from '../envelope.js';
+import type { BusError } from '../errors.js';
+import type { Expirable } from '../deadlines.js';
+import type { TokenBucket } from '../limits.js';
+import type { Mailbox, MailboxJob } from '../mailbox.js';
+import type { Handler, Progress } from '../types.js';
 
-/** A progress report from a delegate's handler. */
-export interface Progress {
-  /** From 0 to 1. */
-  readonly fraction: number;
-  readonly note?: string;
-}
+// The pipeline's records: plain data the ledger and delivery keep. No behaviour beyond
+// what one record can answer about itself.
 
-/**
- * A delegate in flight: a promise of the handler's result that can also report progress
- * and be cancelled.
- */
-export interface Job<T = unknown> extends Promise<T> {
-  /** The delegate's message id. */
+/** Everything the bus keeps about one local agent. Never handed to any agent. */
+export interface AgentRecord {
   readonly id: string;
-  /** Calls `listener` on every progress report; returns the job for chaining. */
-  onProgress(listener: (progress: Progress) => void): Job<T>;
-  /** Rejects the job with CANCELLED and aborts the handler's `ctx.signal`. */
-  cancel(reason?: string): void;
+  readonly handlers: Map<string, Handler>;
+  readonly mailbox: Mailbox;
+  /** Undefined when the agent's rate limit is off. */
+  readonly bucket: TokenBucket | undefined;
+  readonly capabilities: readonly string[];
+  readonly trust: number;
+  /** False once unregistered: its handle is dead for good. */
+  alive: boolean;
+  /** Asks and delegates this agent sent that await a reply. */
+  readonly outgoing: Set<PendingRequest>;
+  /** Asks and delegates addressed to this agent that await its reply. */
+  readonly incoming: Set<PendingRequest>;
+  /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
+  readonly deliveries: Set<Delivery>;
 }
 
-/** What the router keeps for an ask or delegate until it is answered or given up. */
+/** An ask or delegate the ledger keeps until it is answered or given up. */
 export class PendingRequest implements Expirable {
   deadline: number;
   heapIndex = -1;
@@ -34,6 +37,8 @@ export class PendingRequest implements Expirable {
   repliedExplicitly = false;
   delivery: Delivery | undefined;
   progressListeners: ((progress: Progress) => void)[] | undefined;
+  /** Called once when settled (unlinks an AbortSignal listener). */
+  onSettle: (() => void) | undefined;
 
   constructor(
     readonly envelope: Envelope,
@@ -59,8 +64,8 @@ export class Delivery implements MailboxJob {
   handedOver = false;
   started = false;
   finished = false;
-  private controller: AbortController | undefined;
-  private abortReason: BusError | undefined;
+  #controller: AbortController | undefined;
+  #abortReason: BusError | undefined;
 
   constructor(
     readonly envelope: Envelope,
@@ -81,21 +86,33 @@ export class Delivery implements MailboxJob {
 
   /** The handler's signal, created on first use: most handlers never read it. */
   get signal(): AbortSignal {
-    if (this.controller === undefined) {
-      this.controller = new AbortController();
-      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#abortReason !== undefined) this.#controller.abort(this.#abortReason);
     }
-    return this.controller.signal;
+    return this.#controller.signal;
   }
 
   abort(reason: BusError): void {
-    if (this.abortReason !== undefined) return;
-    this.abortReason = reason;
-    this.controller?.abort(reason);
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#controller?.abort(reason);
   }
 
   get aborted(): boolean {
-    return this.abortReason !== undefined;
+    return this.#abortReason !== undefined;
+  }
+
+  /** Out of the mailbox and the recipient's index: it will not run (withdrawn before it started). */
+  drop(): void {
+    this.recipient.mailbox.withdraw(this);
+    this.recipient.deliveries.delete(this);
+  }
+
+  /** The handler is done (or never ran): nothing more to abort or wait for. */
+  finish(): void {
+    this.finished = true;
+    this.recipient.deliveries.delete(this);
   }
 
   /** True when this chain already runs a handler of `agentId` that is waiting on it. */

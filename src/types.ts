@@ -1,6 +1,39 @@
 import type { AnyContracts, Contracts, InputOf, IntentsOf, OutputOf, PayloadOf } from './contracts.js';
 import type { Envelope, Priority } from './envelope.js';
-import type { Job } from './request.js';
+
+// The public API types of sends, handlers and their ctx. Types only: no code lives here.
+
+/** A message handler: gets the payload and a context, returns the reply (ask, delegate). */
+export type Handler<In = unknown, Out = unknown> = (payload: In, ctx: HandlerContext) => Out | Promise<Out>;
+
+/** The public view of an agent: `bus.agents()`. */
+export interface AgentInfo {
+  readonly id: string;
+  readonly capabilities: readonly string[];
+  readonly trust: number;
+  /** The node serving it, when the bus has a transport and the agent is on another node. */
+  readonly node?: string;
+}
+
+/** A progress report from a delegate's handler. */
+export interface Progress {
+  /** From 0 to 1. */
+  readonly fraction: number;
+  readonly note?: string;
+}
+
+/**
+ * A delegate in flight: a promise of the handler's result that can also report progress
+ * and be cancelled.
+ */
+export interface Job<T = unknown> extends Promise<T> {
+  /** The delegate's message id. */
+  readonly id: string;
+  /** Calls `listener` on every progress report; returns the job for chaining. */
+  onProgress(listener: (progress: Progress) => void): Job<T>;
+  /** Rejects the job with CANCELLED and aborts the handler's `ctx.signal`. */
+  cancel(reason?: string): void;
+}
 
 /** Options of an ask or delegate. */
 export interface SendOptions {

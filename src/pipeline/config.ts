@@ -1,0 +1,32 @@
+import type { Clock } from '../clock.js';
+import type { Contracts } from '../contracts.js';
+import type { BusEmitter } from '../events.js';
+import type { GroupCommit } from '../group-commit.js';
+import type { TokenBucket } from '../limits.js';
+import type { PolicyStore } from '../policy-store.js';
+import type { AgentRecord } from './records.js';
+import type { Transport } from './transport.js';
+
+/** What the pipeline is given by the orchestrator; it never reaches back into it. */
+export interface PipelineConfig {
+  /** This node's local agents. */
+  readonly registry: ReadonlyMap<string, AgentRecord>;
+  readonly policy: PolicyStore;
+  readonly commit: GroupCommit;
+  readonly events: BusEmitter;
+  readonly clock: Clock;
+  readonly nextId: () => string;
+  readonly contracts: Contracts | undefined;
+  readonly maxPayloadBytes: number;
+  readonly maxDepth: number;
+  readonly askMs: number;
+  readonly delegateMs: number;
+  readonly approvalTtlMs: number;
+  readonly maxPending: number;
+  readonly maxPendingPerSender: number;
+  readonly globalRate: TokenBucket | undefined;
+  /** Capture each ask's call site for its TIMEOUT stack. */
+  readonly callSites: boolean;
+  /** How messages reach agents of other nodes (in-process: there are none). */
+  readonly transport: Transport;
+}

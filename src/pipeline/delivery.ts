@@ -1,0 +1,256 @@
+import type { AuditRecord } from '../audit/types.js';
+import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from '../codec.js';
+import { describeIssues } from '../contracts.js';
+import type { Envelope } from '../envelope.js';
+import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { Progress } from '../types.js';
+import { contractOf } from './checks.js';
+import type { PipelineConfig } from './config.js';
+import { Context, type ChainPort } from './context.js';
+import { envelopeOf, replyDraft } from './draft.js';
+import type { Journal } from './journal.js';
+import type { Ledger } from './ledger.js';
+import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
+
+const RESOLVED = Promise.resolve();
+
+/**
+ * From an admitted message to its handler and back: reserve a mailbox slot, hand over
+ * after the commit, run the handler, read its return value once, answer (after the
+ * reply's own commit), and record late replies as dead letters.
+ */
+export class Deliveries {
+  readonly #config: PipelineConfig;
+  readonly #journal: Journal;
+  readonly #ledger: Ledger;
+  readonly #port: ChainPort;
+  /** Set by the pipeline's shutdown: late replies are no longer recorded. */
+  closed = false;
+
+  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, port: ChainPort) {
+    this.#config = config;
+    this.#journal = journal;
+    this.#ledger = ledger;
+    this.#port = port;
+  }
+
+  /** A slot in the recipient's mailbox, or NO_HANDLER / MAILBOX_FULL. */
+  reserve(envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): Delivery {
+    if (!recipient.handlers.has(envelope.intent) && !recipient.handlers.has('*')) {
+      throw new BusError('NO_HANDLER', `${recipient.id} has no handler for "${envelope.intent}" and no "*" fallback`, { agentId: recipient.id });
+    }
+    // A message whose chain already passes through this busy agent is let in at once, full or not.
+    const reentrant = parent !== undefined && parent.chainPassesThrough(recipient.id);
+    if (!recipient.mailbox.reserve(reentrant)) {
+      const box = recipient.mailbox;
+      throw new BusError('MAILBOX_FULL', `${recipient.id}'s mailbox is full (${box.running} running, ${box.queued} waiting, maxQueue ${box.maxQueue})`, {
+        agentId: recipient.id,
+      });
+    }
+    const delivery = new Delivery(envelope, recipient, p, parent, this.#execute);
+    if (p !== undefined) p.delivery = delivery;
+    recipient.deliveries.add(delivery);
+    return delivery;
+  }
+
+  /**
+   * Reserves the recipient's mailbox, stages `record`, and hands the message over once the
+   * record is committed. Throws NO_HANDLER / MAILBOX_FULL.
+   */
+  deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+    const delivery = this.reserve(envelope, recipient, p, parent);
+    if (p !== undefined) this.#ledger.track(p);
+    this.#config.commit.stage(
+      record,
+      () => this.handOver(delivery),
+      (error) => {
+        delivery.drop();
+        if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+      },
+    );
+  }
+
+  /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
+  handOver(delivery: Delivery): void {
+    if (delivery.withdrawn) return;
+    delivery.handedOver = true;
+    const { events } = this.#config;
+    if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
+    const parent = delivery.parent;
+    delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
+  }
+
+  /** Withdraws what waits in the agent's mailbox and aborts the signals of what runs. */
+  abortAll(record: AgentRecord, reason: BusError): void {
+    for (const d of [...record.deliveries]) {
+      if (!d.started) d.drop();
+      d.abort(reason);
+    }
+  }
+
+  /** Runs a handler (the mailbox calls this when the job's turn comes). Never rejects. */
+  readonly #execute = (d: Delivery): Promise<void> => {
+    const p = d.pending;
+    if (p !== undefined && p.state === 'settled') {
+      d.finish();
+      return RESOLVED;
+    }
+    const handlers = d.recipient.handlers;
+    const handler = handlers.get(d.envelope.intent) ?? handlers.get('*');
+    if (handler === undefined) {
+      d.finish();
+      this.#failed(d, new BusError('NO_HANDLER', `${d.recipient.id} has no handler for "${d.envelope.intent}" any more`), 'NO_HANDLER');
+      return RESOLVED;
+    }
+    let out: unknown;
+    let thenable: boolean;
+    try {
+      out = handler(d.envelope.payload, new Context(this.#port, d));
+      // Reading `then` is reading the handler's value: a revoked Proxy or a throwing getter fails here.
+      thenable = typeof out === 'object' && out !== null && typeof (out as { then?: unknown }).then === 'function';
+    } catch (error) {
+      d.finish();
+      this.#failed(d, error, 'HANDLER_FAILED');
+      return RESOLVED;
+    }
+    if (thenable) {
+      return Promise.resolve(out).then(
+        (value) => {
+          d.finish();
+          this.#returned(d, value);
+        },
+        (error) => {
+          d.finish();
+          this.#failed(d, error, 'HANDLER_FAILED');
+        },
+      );
+    }
+    d.finish();
+    this.#returned(d, out);
+    return RESOLVED;
+  };
+
+  #returned(d: Delivery, value: unknown): void {
+    const p = d.pending;
+    if (p === undefined) return;
+    if (p.repliedExplicitly) return; // answered through reply(): the return value is ignored
+    if (p.state === 'settled') {
+      this.#deadLetter(d, value);
+      return;
+    }
+    let encoded: EncodedPayload;
+    try {
+      encoded = this.encodeReply(p, value, 'handler');
+    } catch (error) {
+      this.#failed(d, error, 'HANDLER_FAILED');
+      return;
+    }
+    this.answer(p, encoded);
+  }
+
+  /**
+   * Reads a reply once into a frozen plain copy, then checks that very copy against the
+   * output contract and the size limit: what is validated is what is delivered.
+   * `who` decides the code of a contract refusal.
+   */
+  encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
+    const max = this.#config.maxPayloadBytes;
+    const plain = copyPlainJson(value, max, 'reply');
+    const output = contractOf(this.#config.contracts, p.envelope.intent)?.output;
+    if (output !== undefined) {
+      const result = output.safeParse(plain.copy);
+      if (!result.success) {
+        const message = `reply to "${p.envelope.intent}" does not match its contract: ${describeIssues(result.error)}`;
+        throw new BusError(who === 'handler' ? 'HANDLER_FAILED' : 'INVALID_PAYLOAD', message);
+      }
+    }
+    return checkSize(plain, max, 'reply');
+  }
+
+  /** Settles a request with its reply: audit the reply, then resolve the asker. */
+  answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void): void {
+    this.#ledger.settle(p);
+    const { commit, events, clock } = this.#config;
+    const ask = p.envelope;
+    const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
+    // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
+    const record = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
+    commit.stage(
+      record,
+      () => {
+        const payload = decodePayload(encoded);
+        p.resolve(payload);
+        onCommit?.();
+        if (events.has('message:replied')) events.emit('message:replied', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload) });
+      },
+      (error) => {
+        const e = toBusError(error, 'AUDIT_UNAVAILABLE', ask.id);
+        p.reject(e);
+        onFail?.(e);
+      },
+    );
+  }
+
+  #failed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {
+    // `reason` is read safely (errorText): a thrown value can be a revoked Proxy.
+    const reason = errorText(error);
+    const p = d.pending;
+    const envelope = d.envelope;
+    if (p === undefined) {
+      this.#journal.recordOutcome(envelope, 'failed', code, reason);
+      if (this.#config.events.has('message:failed')) this.#config.events.emit('message:failed', { envelope, code, reason });
+      return;
+    }
+    if (p.repliedExplicitly || p.state === 'settled') return;
+    // No `cause`: the thrown value is the recipient's object, and nothing of it but its text crosses to the sender.
+    const failure = new BusError(code, `${d.recipient.id} failed handling "${envelope.intent}": ${reason}`, {
+      messageId: envelope.id,
+      agentId: d.recipient.id,
+    });
+    this.#ledger.fail(p, failure, 'failed');
+  }
+
+  /** A reply that came after its request was settled: dropped, audited, and emitted as dead. */
+  #deadLetter(d: Delivery, value: unknown): void {
+    if (this.closed) return;
+    const ask = d.envelope;
+    let encoded: EncodedPayload | undefined;
+    try {
+      encoded = encodePayload(value, this.#config.maxPayloadBytes, 'reply');
+    } catch {
+      encoded = undefined;
+    }
+    const { commit, events } = this.#config;
+    const draft = replyDraft(this.#config.nextId(), this.#config.clock.now(), d.recipient.id, ask, encoded, commit.enabled && encoded !== undefined ? hashPayload(encoded) : '');
+    const reason = `late reply to "${ask.id}": the request was already settled`;
+    if (commit.enabled) commit.stage(this.#journal.attempt(draft, 'denied', undefined, 'late-reply', reason));
+    if (events.has('message:dead')) {
+      const payload = encoded === undefined ? null : decodePayload(encoded);
+      events.emit('message:dead', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload), reason });
+    }
+  }
+
+  /** Reports progress from a handler to the delegator, asynchronously and only while pending. */
+  progress(d: Delivery, fraction: unknown, note: unknown): void {
+    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+      throw new BusError('INVALID_ARGUMENT', `progress(fraction): expected a number from 0 to 1, got ${describe(fraction)}`);
+    }
+    if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) {
+      throw new BusError('INVALID_ARGUMENT', `progress(fraction, note): note must be a string of at most ${MAX_TEXT_LENGTH} characters`);
+    }
+    const p = d.pending;
+    if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
+    const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note });
+    const listeners = p.progressListeners;
+    queueMicrotask(() => {
+      if (p.state !== 'pending') return;
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler.
+        }
+      }
+    });
+  }
+}

@@ -1,0 +1,131 @@
+import type { PendingApproval } from '../approvals.js';
+import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from '../audit/types.js';
+import type { Envelope } from '../envelope.js';
+import type { BusError, ErrorCode } from '../errors.js';
+import type { Attempt } from '../events.js';
+import type { PipelineConfig } from './config.js';
+import type { Draft } from './draft.js';
+
+/**
+ * Every audit row and every event of the pipeline: refused, sent, delivered, replied,
+ * failed, expired, decided. Rows are only built when the log is on, events only when
+ * someone listens.
+ */
+export class Journal {
+  readonly #config: PipelineConfig;
+
+  constructor(config: PipelineConfig) {
+    this.#config = config;
+  }
+
+  /** True when rows are written (audit on). */
+  get enabled(): boolean {
+    return this.#config.commit.enabled;
+  }
+
+  /** A refused send: its row (none for CLOSED: the log may be closing) and `message:denied`. */
+  refused(draft: Draft, e: BusError): void {
+    if (e.code !== 'CLOSED' && this.enabled) this.#config.commit.stage(this.refusal(draft, e));
+    this.denied(draft, e);
+  }
+
+  /** `message:denied` for one attempt. */
+  denied(draft: Draft, e: BusError): void {
+    const { events } = this.#config;
+    if (!events.has('message:denied')) return;
+    const attempt: Attempt = Object.freeze({ id: draft.id, type: draft.type, from: draft.from, to: draft.to, intent: draft.intent });
+    events.emit('message:denied', { attempt, code: e.code, reason: e.message, ...(e.rule !== undefined ? { rule: e.rule } : {}) });
+  }
+
+  /**
+   * A refused attempt: decision 'denied', except when the policy allowed it and only the
+   * delivery failed (NO_HANDLER, MAILBOX_FULL): then 'allowed' with outcome 'failed', so
+   * the log never blames the policy for a missing handler or a full mailbox.
+   */
+  refusal(draft: Draft, e: BusError): AttemptRecord {
+    if (draft.decision?.decision === 'allow' && (e.code === 'NO_HANDLER' || e.code === 'MAILBOX_FULL')) {
+      return this.attempt(draft, 'allowed', e, 'failed');
+    }
+    return this.attempt(draft, 'denied', e);
+  }
+
+  attempt(draft: Draft, decision: AuditDecision, error?: BusError, outcome?: AuditOutcome, reason?: string): AttemptRecord {
+    const d = draft.decision;
+    const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
+      kind: 'attempt',
+      ts: draft.ts,
+      messageId: draft.id,
+      from: draft.from,
+      to: draft.to,
+      type: draft.type,
+      intent: draft.intent,
+      payloadHash: draft.hash,
+      payloadBytes: draft.encoded?.bytes ?? 0,
+      decision,
+      policyVersion: d?.policyVersion ?? this.#config.policy.current.version,
+      conversationId: draft.conversationId,
+    };
+    const why = reason ?? error?.message ?? (d !== undefined && decision !== 'allowed' ? d.reason : undefined);
+    if (why !== undefined) record.reason = why;
+    const rule = error?.rule ?? d?.ruleLabel;
+    if (rule !== undefined) record.rule = rule;
+    if (error !== undefined) record.code = error.code;
+    if (outcome !== undefined) record.outcome = outcome;
+    if (draft.causationId !== undefined) record.causationId = draft.causationId;
+    if (draft.inReplyTo !== undefined) record.inReplyTo = draft.inReplyTo;
+    return record;
+  }
+
+  outcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
+    return {
+      kind: 'outcome',
+      ts: this.#config.clock.now(),
+      messageId: envelope.id,
+      to: envelope.to,
+      outcome,
+      ...(code !== undefined ? { code } : {}),
+      ...(reason !== undefined ? { reason } : {}),
+    };
+  }
+
+  /** Stages an outcome row (audit on). */
+  recordOutcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): void {
+    if (this.enabled) this.#config.commit.stage(this.outcome(envelope, outcome, code, reason));
+  }
+
+  /** A request ended badly: its outcome row and `message:expired` / `message:failed`. */
+  ended(envelope: Envelope, outcome: AuditOutcome, error: BusError): void {
+    this.recordOutcome(envelope, outcome, error.code, error.message);
+    const { events } = this.#config;
+    if (outcome === 'expired') {
+      if (events.has('message:expired')) events.emit('message:expired', { envelope, code: 'TIMEOUT' });
+    } else if (events.has('message:failed')) events.emit('message:failed', { envelope, code: error.code, reason: error.message });
+  }
+
+  /** A human (or automatic) decision: its row and `approval:decided`. */
+  decided(approval: PendingApproval, decision: ApprovalDecision, by: string | undefined, note: string | undefined, reason: string | undefined): void {
+    const { commit, events, clock, policy } = this.#config;
+    const envelope = approval.envelope;
+    if (commit.enabled) {
+      commit.stage({
+        kind: 'approval',
+        ts: clock.now(),
+        messageId: envelope.id,
+        to: envelope.to,
+        approval: decision,
+        ...(by !== undefined ? { decidedBy: by } : {}),
+        ...(note !== undefined ? { note } : {}),
+        policyVersion: policy.current.version,
+      });
+    }
+    if (events.has('approval:decided')) {
+      events.emit('approval:decided', {
+        approval,
+        decision,
+        ...(by !== undefined ? { by } : {}),
+        ...(note !== undefined ? { note } : {}),
+        ...(reason !== undefined ? { reason } : {}),
+      });
+    }
+  }
+}

@@ -1,0 +1,186 @@
+import type { Envelope } from '../envelope.js';
+import type { ErrorCode } from '../errors.js';
+
+// The seam between "decide and record" (the pipeline) and "carry the message" (a
+// transport). The pipeline never carries a message to another node itself, and a
+// transport never decides anything: it locates ids, claims them, and moves bytes.
+//
+// Who does what, for a message from node A's agent `a` to node B's agent `b`:
+//  1. A's pipeline finds `b` is not local and asks `locate('b')`: 'remote'.
+//  2. A runs its own checks (arguments, codec, contract, size, rate, policy), commits the
+//     attempt row, then calls `send(outbound, sink)`. TIMEOUT is decided at A.
+//  3. The transport carries `outbound` to B and calls B's `InboundPort.receive(inbound,
+//     responder)`. B re-runs its own checks (codec, size, contract, a rate bucket per
+//     sender, policy with trust from its own registry, depth, a repeated id), commits its
+//     receipt, delivers to `b`'s mailbox, and answers through `responder`.
+//  4. The transport carries the answer back and calls the matching method of A's `sink`.
+
+/** Where an agent id lives, as the transport knows it. */
+export type Location = 'remote' | 'unknown';
+
+/** An agent served by another node, for `agents()`, `discover()` and broadcast notify. */
+export interface RemoteAgent {
+  readonly id: string;
+  readonly node: string;
+  readonly capabilities: readonly string[];
+  readonly trust: number;
+}
+
+/**
+ * A message leaving this node. Built by the pipeline after its checks passed and the
+ * attempt row was committed. The transport only serializes and carries it.
+ */
+export interface OutboundMessage {
+  /**
+   * The frozen envelope as the sender's node recorded it: `id` (kept on both sides),
+   * `type`, `from`, `to`, `intent`, `ts`, `conversationId`, `causationId?`, `priority`,
+   * `depth`. Its `deadline` is this node's clock: send `budgetMs` instead.
+   */
+  readonly envelope: Envelope;
+  /** The payload as JSON text (UTF-8 when encoded; at most `maxPayloadBytes`). */
+  readonly payloadJson: string;
+  /** Ms left until the sender's deadline (ask, delegate); undefined for a notify. */
+  readonly budgetMs: number | undefined;
+  /** The node that serves `envelope.to` (as `locate` / `directory` told). */
+  readonly node: string;
+}
+
+/**
+ * How the answer to one outbound message comes back. The transport calls at most one of
+ * `reply` / `error`, at most once; `progress` and `dead` any number of times before that.
+ * Calls after the request settled locally (TIMEOUT, cancel) are ignored by the pipeline.
+ */
+export interface OutboundSink {
+  /** The recipient's reply payload as JSON text: the pipeline parses, checks and audits it. */
+  reply(payloadJson: string): void;
+  /**
+   * A refusal or failure from the receiving node (`POLICY_DENIED`, `HANDLER_FAILED`, …),
+   * or `TRANSPORT_UNAVAILABLE` when the broker cannot be reached. An unknown code is
+   * turned into `TRANSPORT_UNAVAILABLE`.
+   */
+  error(code: ErrorCode, message: string): void;
+  /** A delegate's progress report (fraction in 0..1). */
+  progress(fraction: number, note?: string): void;
+  /** A reply that arrived after the receiving side had settled (`message:dead`). */
+  dead(reason: string, payloadJson?: string): void;
+}
+
+/** What the sender keeps for one outbound message. */
+export interface OutboundHandle {
+  /** The sender cancelled (or its deadline passed): tell the receiver to abort `ctx.signal`. */
+  cancel(reason: string): void;
+}
+
+/** A message arriving from another node, untrusted: the receiving pipeline checks all of it. */
+export interface InboundMessage {
+  readonly id: string;
+  readonly type: 'ask' | 'delegate' | 'notify';
+  /** The sending agent; the transport vouches only that it belongs to `fromNode`. */
+  readonly from: string;
+  readonly fromNode: string;
+  readonly to: string;
+  readonly intent: string;
+  readonly payloadJson: string;
+  readonly conversationId: string;
+  readonly causationId?: string;
+  readonly priority: string;
+  readonly depth: number;
+  /** Ms left of the sender's deadline when it was sent; the receiver's signal aborts after it. */
+  readonly budgetMs?: number;
+}
+
+/** How the receiving node answers one inbound message (each method at most once, but progress). */
+export interface Responder {
+  reply(payloadJson: string): void;
+  error(code: ErrorCode, message: string): void;
+  progress(fraction: number, note?: string): void;
+}
+
+/** What the transport keeps for one inbound message. */
+export interface InboundHandle {
+  /** The sender cancelled: aborts the handler's `ctx.signal` (or withdraws it from the mailbox). */
+  cancel(reason: string): void;
+}
+
+/** The narrow port a transport calls on the receiving node. */
+export interface InboundPort {
+  receive(inbound: InboundMessage, responder: Responder): InboundHandle;
+}
+
+/**
+ * How messages reach agents on other nodes. One instance per orchestrator
+ * (`new Orchestrator({ node, transport })`). Every method but `send`, `attach`, `ready`
+ * and `close` is on the hot path and must be synchronous and allocation-free for ids it
+ * does not serve.
+ */
+export interface Transport {
+  /**
+   * Called once, by the orchestrator's constructor: this node's id and the port inbound
+   * messages go to. Connect here (or lazily); report the outcome through `ready()`.
+   */
+  attach(node: string, port: InboundPort): void;
+  /** Only asked for ids that are not registered on this node. */
+  locate(agentId: string): Location;
+  /** The node serving `agentId`, when `locate` says 'remote'. */
+  nodeOf(agentId: string): string | undefined;
+  /** Every agent served by another node (a snapshot; the same empty array when there are none). */
+  remoteAgents(): readonly RemoteAgent[];
+  /**
+   * Claims `agent.id` bus-wide for this node. Returns undefined when the claim is decided
+   * at once (in-process), else a promise that rejects with `DUPLICATE_AGENT` naming the
+   * holder; the orchestrator then kills the handle and `ready()` rejects.
+   */
+  claim(agent: RemoteAgent): Promise<void> | undefined;
+  /** Gives up the claim (unregister, close). */
+  release(agentId: string): void;
+  /**
+   * Carries one checked, committed message to `outbound.node`. Must not throw: a message
+   * that cannot leave is answered with `sink.error('TRANSPORT_UNAVAILABLE', …)`.
+   */
+  send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle;
+  /** Resolves when this node can reach and be reached by every node (claims settled). */
+  ready(): Promise<void>;
+  /** Disconnects; called by `bus.close()` after the pipeline shut down. */
+  close(): Promise<void>;
+}
+
+const NONE: readonly RemoteAgent[] = Object.freeze([]);
+const READY = Promise.resolve();
+
+/**
+ * The default transport: one process, no other nodes. Every id it is asked about is
+ * unknown, claims are decided by the local registry alone, and nothing is ever sent.
+ */
+export class InProcessTransport implements Transport {
+  attach(): void {}
+  locate(): Location {
+    return 'unknown';
+  }
+  nodeOf(): string | undefined {
+    return undefined;
+  }
+  remoteAgents(): readonly RemoteAgent[] {
+    return NONE;
+  }
+  claim(): undefined {
+    return undefined;
+  }
+  release(): void {}
+  send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
+    sink.error('TRANSPORT_UNAVAILABLE', `no transport carries messages to node "${outbound.node}"`);
+    return { cancel: () => undefined };
+  }
+  ready(): Promise<void> {
+    return READY;
+  }
+  close(): Promise<void> {
+    return READY;
+  }
+}
+
+/** True when `value` has every method of a Transport (for the options schema). */
+export function isTransport(value: unknown): value is Transport {
+  if (typeof value !== 'object' || value === null) return false;
+  const t = value as Record<string, unknown>;
+  return ['attach', 'locate', 'nodeOf', 'remoteAgents', 'claim', 'release', 'send', 'ready', 'close'].every((m) => typeof t[m] === 'function');
+}

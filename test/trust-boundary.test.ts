@@ -1,0 +1,251 @@
+// The trust boundary by construction: nothing an agent holds (its handle, a handler's ctx)
+// reaches the bus's internals, and nothing a caller's getter does can undo a check.
+import { afterEach, describe, expect, it } from 'vitest';
+import { defineContracts, type HandlerContext } from '../src/index.js';
+import { z } from 'zod';
+import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+
+afterEach(closeBuses);
+
+/** Values whose insides are the platform's, not the bus's: the walk stops at them. */
+function isPlatform(value: object): boolean {
+  return value === Object.prototype || value === Function.prototype || value === Array.prototype || value === Promise.prototype || value instanceof AbortSignal;
+}
+
+/**
+ * Everything reachable from `root` by reading properties (own, inherited, symbol and
+ * non-enumerable; getters are called), to `maxDepth`. Returns every object found.
+ */
+function reachable(root: object, maxDepth = 6): Set<object> {
+  const seen = new Set<object>();
+  const visit = (value: unknown, depth: number): void => {
+    if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return;
+    if (seen.has(value) || depth > maxDepth) return;
+    seen.add(value);
+    if (isPlatform(value)) return;
+    for (let o: object | null = value; o !== null && !isPlatform(o); o = Object.getPrototypeOf(o) as object | null) {
+      if (o !== value) visit(o, depth + 1);
+      for (const key of Reflect.ownKeys(o)) {
+        let v: unknown;
+        try {
+          v = Reflect.get(o, key, value);
+        } catch {
+          continue; // a getter that refuses to run on this receiver
+        }
+        visit(v, depth + 1);
+      }
+    }
+  };
+  visit(root, 0);
+  return seen;
+}
+
+/** True when `objects` holds something that looks like a bus internal. */
+function internals(objects: Set<object>): string[] {
+  const found: string[] = [];
+  for (const o of objects) {
+    if (o instanceof Map || o instanceof Set || o instanceof WeakMap) found.push(`a ${o.constructor.name}`);
+    const name = (o as { constructor?: { name?: unknown } }).constructor?.name;
+    if (typeof name === 'string' && /Pipeline|Router|Ledger|Journal|Deliveries|Approvals|PolicyStore|PolicySet|GroupCommit|Mailbox|PendingRequest|Delivery$|TokenBucket|Transport/.test(name) && o !== (o as { constructor?: { prototype?: unknown } }).constructor?.prototype) {
+      found.push(name);
+    }
+    for (const key of ['router', 'pipeline', 'delivery', 'pending', 'registry', 'config', 'policy', 'record', 'resolve', 'reject', 'mailbox']) {
+      if (Object.hasOwn(o, key)) found.push(`.${key}`);
+    }
+  }
+  return found;
+}
+
+describe('faces with nothing behind them', () => {
+  it('nothing reachable from a handler ctx leads to the bus internals', async () => {
+    const bus = makeBus();
+    let ctx: HandlerContext | undefined;
+    bus.register('vault', { handlers: { open: (_p, c) => ((ctx = c), c.signal, 'ok') } });
+    await bus.register('a').ask('vault', 'open', {});
+    expect(ctx).toBeDefined();
+    const found = reachable(ctx!);
+    expect(found.size).toBeGreaterThan(3); // the walk did walk: the envelope, its payload, the prototype
+    expect(internals(found)).toEqual([]);
+  });
+
+  it('nothing reachable from a handle (or a delegate job) leads to the bus internals', async () => {
+    const bus = makeBus();
+    bus.register('b', { handlers: { work: () => 1 } });
+    const a = bus.register('a');
+    const job = a.delegate('b', 'work', {});
+    expect(internals(reachable(a))).toEqual([]);
+    expect(internals(reachable(job))).toEqual([]);
+    await job;
+  });
+
+  it('a handler cannot send as another agent', async () => {
+    const bus = makeBus({
+      audit: { path: ':memory:' },
+      policies: [
+        { from: 'admin', to: 'vault', allow: ['ask'] },
+        { from: '*', to: 'mallory', allow: ['ask'] },
+      ],
+    });
+    let opened = false;
+    bus.register('admin');
+    bus.register('vault', { handlers: { open: () => ((opened = true), 'opened') } });
+    bus.register('mallory', {
+      handlers: {
+        attack: async (_p, ctx) => {
+          const c = ctx as unknown as Record<string, any>;
+          // The attack from the issue: the router behind ctx, the registry behind the router.
+          const router = c.router ?? c.pipeline ?? c.port;
+          expect(router).toBeUndefined();
+          // Asking as itself is refused by the policy.
+          return (await rejectionOf(ctx.ask('vault', 'open', {}))).code;
+        },
+      },
+    });
+    await expect(bus.register('x').ask('mallory', 'attack', {})).resolves.toBe('POLICY_DENIED');
+    expect(opened).toBe(false);
+    expect(bus.getMessageLog({ agentId: 'vault' }).filter((e) => e.from === 'admin')).toEqual([]);
+  });
+
+  it('a handler cannot answer an asker past the audit log and the codec', async () => {
+    const bus = makeBus();
+    bus.register('b', {
+      handlers: {
+        q: (_p, ctx) => {
+          const c = ctx as unknown as Record<string, any>;
+          expect(c.delivery).toBeUndefined();
+          return { through: 'the bus' };
+        },
+      },
+    });
+    await expect(bus.register('a').ask('b', 'q', {})).resolves.toEqual({ through: 'the bus' });
+  });
+
+  it('a handler cannot rewrite the policy', async () => {
+    const bus = makeBus({ policies: [{ from: 'a', to: 'b', allow: ['ask'] }] });
+    bus.register('b', {
+      handlers: {
+        q: (_p, ctx) => {
+          const found = reachable(ctx);
+          for (const o of found) expect(typeof (o as { replace?: unknown }).replace === 'function' && typeof (o as { current?: unknown }).current === 'object').toBe(false);
+          return 'ok';
+        },
+      },
+    });
+    await bus.register('a').ask('b', 'q', {});
+    expect(bus.policies()).toHaveLength(1);
+  });
+});
+
+describe('read once', () => {
+  it('a send() message whose type flips from ask to notify is read once: with notify-only rules it gets no reply', async () => {
+    const bus = makeBus({ policies: [{ from: 'a', to: 'b', allow: ['notify'] }] });
+    bus.register('b', { handlers: { q: () => 'secret' } });
+    const a = bus.register('a');
+    let reads = 0;
+    const message = { to: 'b', intent: 'q', payload: {}, get type() { return reads++ === 0 ? 'ask' : 'notify'; } };
+    const error = await rejectionOf(a.send(message as never));
+    expect(reads).toBe(1);
+    expect(error.code).toBe('POLICY_DENIED');
+  });
+
+  it('a payload getter that unregisters the recipient cannot get the message delivered', async () => {
+    const bus = makeBus();
+    let ran = false;
+    bus.register('b', { handlers: { q: () => ((ran = true), 1) } });
+    const a = bus.register('a');
+    const payload = { get x() { bus.unregister('b'); return 1; } };
+    expect((await rejectionOf(a.ask('b', 'q', payload))).code).toBe('UNKNOWN_AGENT');
+    await bus.onIdle();
+    expect(ran).toBe(false);
+  });
+
+  it('a payload getter that closes the bus cannot get the message delivered after close', async () => {
+    const bus = makeBus();
+    let ran = false;
+    bus.register('b', { handlers: { q: () => ((ran = true), 1) } });
+    const a = bus.register('a');
+    let closing: Promise<void> | undefined;
+    const payload = { get x() { closing = bus.close(); return 1; } };
+    expect((await rejectionOf(a.ask('b', 'q', payload))).code).toBe('CLOSED');
+    await closing;
+    expect(ran).toBe(false);
+  });
+
+  it('an options getter that closes the bus cannot get a notify delivered after close', async () => {
+    const bus = makeBus();
+    let ran = false;
+    bus.register('b', { handlers: { n: () => void (ran = true) } });
+    const a = bus.register('a');
+    let closing: Promise<void> | undefined;
+    const options = { get priority() { closing = bus.close(); return 'high' as const; } };
+    expect((await rejectionOf(a.notify('n', {}, options))).code).toBe('CLOSED');
+    await closing;
+    expect(ran).toBe(false);
+  });
+
+  it('an options object is read once: a timeoutMs getter is called one time', async () => {
+    const bus = makeBus();
+    bus.register('b', { handlers: { q: () => 1 } });
+    let reads = 0;
+    await bus.register('a').ask('b', 'q', {}, { get timeoutMs() { reads++; return 1000; } });
+    expect(reads).toBe(1);
+  });
+
+  it('the output contract validates the very copy that is delivered', async () => {
+    const contracts = defineContracts({ quote: { type: 'ask', input: z.object({}), output: z.object({ price: z.number().max(100) }) } });
+    const bus = makeBus({ contracts });
+    let reads = 0;
+    bus.register('b', { handlers: { quote: () => ({ get price() { return reads++ === 0 ? 5 : 1_000_000; } }) as { price: number } } });
+    const result = await bus.register('a').ask('b', 'quote', {});
+    expect(reads).toBe(1);
+    expect(result).toEqual({ price: 5 });
+  });
+});
+
+describe('unreadable return values', () => {
+  const revoked = () => {
+    const r = Proxy.revocable({}, {});
+    r.revoke();
+    return r.proxy;
+  };
+  const throwingThen = () => Object.defineProperty({}, 'then', { get() { throw new Error('no then for you'); } });
+
+  for (const [name, make] of [['a revoked Proxy', revoked], ['an object whose then getter throws', throwingThen]] as const) {
+    it(`a handler returning ${name} fails the ask with HANDLER_FAILED at once, leaving nothing tracked`, async () => {
+      const bus = makeBus();
+      const b = bus.register('b', { handlers: { q: () => make() } });
+      const a = bus.register('a');
+      const error = await rejectionOf(a.ask('b', 'q', {}, { timeoutMs: 60_000 }));
+      expect(error.code).toBe('HANDLER_FAILED');
+      await bus.onIdle();
+      // Nothing is left in flight: b can be asked again and answers.
+      b.handle('q', () => 'fine');
+      await expect(a.ask('b', 'q', {})).resolves.toBe('fine');
+    });
+  }
+});
+
+describe('approve() reports only what is true', () => {
+  it('approve() says staged, never delivered, when the log then refuses the row; the sender gets AUDIT_UNAVAILABLE', async () => {
+    let failing = false;
+    const rows: unknown[] = [];
+    const log = {
+      append(records: unknown[]) {
+        if (failing) throw new Error('disk full');
+        rows.push(...records);
+      },
+      query: () => [],
+      verify: () => ({ ok: true, checked: 0 }),
+      close: () => undefined,
+    };
+    const bus = makeBus({ audit: log as never, policies: [{ from: 'a', to: 'b', allow: ['ask'], requireApproval: true }] });
+    bus.register('b', { handlers: { q: () => 1 } });
+    const ask = bus.register('a').ask('b', 'q', {});
+    await bus.flush();
+    const [held] = bus.approvals.list();
+    failing = true;
+    const result = bus.approvals.approve(held!.id);
+    expect(result).toEqual({ staged: true });
+    expect((await rejectionOf(ask)).code).toBe('AUDIT_UNAVAILABLE');
+  });
+});
