@@ -2,7 +2,7 @@ import { ApprovalQueue, type ApprovalResult, type ApproveOptions, type Hold, typ
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from './audit/types.js';
 import type { Clock } from './clock.js';
 import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from './codec.js';
-import { describeIssues, type Contracts } from './contracts.js';
+import { describeIssues, validate, type Contracts } from './contracts.js';
 import { DeadlineQueue } from './deadlines.js';
 import type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
 import { BusError, type BusErrorDetails, type ErrorCode } from './errors.js';
@@ -505,7 +505,7 @@ export class Router {
   private encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
     const output = contractOf(this.config.contracts, p.envelope.intent)?.output;
     if (output !== undefined) {
-      const result = output.safeParse(value);
+      const result = validate(output, value, `the output of "${p.envelope.intent}"`);
       if (!result.success) {
         const message = `reply to "${p.envelope.intent}" does not match its contract: ${describeIssues(result.error)}`;
         throw new BusError(who === 'handler' ? 'HANDLER_FAILED' : 'INVALID_PAYLOAD', message);
