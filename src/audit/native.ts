@@ -12,15 +12,24 @@ import { BusError } from '../errors.js';
 export type DatabaseConstructor = typeof BetterSqlite3;
 
 const require = createRequire(import.meta.url);
-const defaultLoader = (): DatabaseConstructor => require('better-sqlite3') as DatabaseConstructor;
+/**
+ * better-sqlite3 13 loads its binary on the first `new Database()`, not on require, so the
+ * loader opens (and closes) one in-memory database: a missing binary fails here.
+ */
+const defaultLoader = (): DatabaseConstructor => {
+  const Database = require('better-sqlite3') as DatabaseConstructor;
+  new Database(':memory:').close();
+  return Database;
+};
 
 let loader: () => DatabaseConstructor = defaultLoader;
 let loaded: DatabaseConstructor | undefined;
 
 /** The message of the error thrown when better-sqlite3 cannot be loaded. */
 export const NATIVE_MISSING_MESSAGE =
-  'The SQLite audit log needs the native module better-sqlite3, which could not be loaded: run `npm rebuild better-sqlite3` ' +
-  '(with pnpm, `pnpm approve-builds` then `pnpm rebuild better-sqlite3`), or pass `audit: false` to run without an audit log';
+  'The SQLite audit log could not load the native module better-sqlite3: run `npm install better-sqlite3@13` in your app ' +
+  '(it ships binaries for Linux, macOS and Windows on x64 and arm64; elsewhere run `npx node-gyp rebuild` in node_modules/better-sqlite3), ' +
+  'or pass `audit: false` to run without an audit log';
 
 /**
  * The better-sqlite3 constructor, loaded on the first call.
