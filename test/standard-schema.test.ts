@@ -1,3 +1,4 @@
+import type { StandardSchemaV1 as SpecSchema } from '@standard-schema/spec';
 import { type } from 'arktype';
 import * as v from 'valibot';
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
@@ -55,6 +56,11 @@ describe('contracts accept any Standard Schema: types', () => {
     expectTypeOf(reply).toEqualTypeOf<{ total: number }>();
     // @ts-expect-error b must be a number
     await expect(typed.register('other').ask('calc', 'sum', { a: 1, b: '2' })).rejects.toThrow();
+  });
+
+  it('inlines the Standard Schema interface faithfully: the spec package and ours fit both ways', () => {
+    expectTypeOf<SpecSchema<{ a: 1 }, { b: 2 }>>().toExtend<StandardSchemaV1<{ a: 1 }, { b: 2 }>>();
+    expectTypeOf<StandardSchemaV1<{ a: 1 }, { b: 2 }>>().toExtend<SpecSchema<{ a: 1 }, { b: 2 }>>();
   });
 
   it('keeps zod transforms apart: input type for senders, output type for handlers', () => {
