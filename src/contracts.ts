@@ -71,10 +71,16 @@ export type ValidationResult = { readonly success: true; readonly data: unknown 
  * Validates `value` against a contract schema, synchronously. The bus decides delivery in
  * the sender's call, so a schema that answers with a promise (an async refinement) cannot
  * be used: that is refused with INVALID_ARGUMENT naming `what`, and the promise is
- * observed so its outcome cannot surface as an unhandled rejection.
+ * observed so its outcome cannot surface as an unhandled rejection. A schema that throws is
+ * refused the same way, with its error as `cause`.
  */
 export function validate(schema: StandardSchemaV1, value: unknown, what: string): ValidationResult {
-  const result = schema['~standard'].validate(value);
+  let result: ReturnType<StandardSchemaV1.Props['validate']>;
+  try {
+    result = schema['~standard'].validate(value);
+  } catch (cause) {
+    throw new BusError('INVALID_ARGUMENT', `the schema of ${what} threw instead of validating: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
   if (typeof (result as { then?: unknown }).then === 'function') {
     (result as Promise<unknown>).then(undefined, () => undefined);
     throw new BusError('INVALID_ARGUMENT', `the schema of ${what} validates asynchronously; contract schemas must validate synchronously (drop async refinements)`);

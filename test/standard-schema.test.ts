@@ -126,6 +126,28 @@ describe('schemas the synchronous pipeline cannot use', () => {
     expect((error as BusError).message).toMatch(/the output of "q" validates asynchronously/);
   });
 
+  it('refuses a payload with INVALID_ARGUMENT when the schema itself throws, delivering nothing', async () => {
+    const boom = new Error('boom');
+    const throwing: StandardSchemaV1 = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: () => {
+          throw boom;
+        },
+      },
+    };
+    bus = new Orchestrator({ contracts: defineContracts({ t: { type: 'notify', input: throwing } }), policies: everything, limits: { rate: false } });
+    const loose = bus as unknown as Orchestrator;
+    let delivered = 0;
+    loose.register('sink', { handlers: { t: () => void delivered++ } });
+    const error = await loose.register('src').notify('t', {}).catch((e: unknown) => e);
+    expect((error as BusError).code).toBe('INVALID_ARGUMENT');
+    expect((error as BusError).message).toBe('the schema of the input of "t" threw instead of validating: boom');
+    expect((error as BusError).cause).toBe(boom);
+    expect(delivered).toBe(0);
+  });
+
   it('refuses at defineContracts() a schema that is not a Standard Schema', () => {
     expect(() => defineContracts({ x: { type: 'notify', input: { safeParse: () => ({ success: true }) } as never } })).toThrow(
       /contracts\.x\.input must be a Standard Schema/,
