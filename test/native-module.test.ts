@@ -47,7 +47,7 @@ describe('better-sqlite3 is loaded only for SQLite logs', () => {
     expect(error).toBeInstanceOf(BusError);
     expect(error.code).toBe('AUDIT_UNAVAILABLE');
     expect(error.message).toBe(NATIVE_MISSING_MESSAGE);
-    expect(error.message).toMatch(/run `npm install better-sqlite3@13`/);
+    expect(error.message).toMatch(/run `npm rebuild better-sqlite3`/);
     expect(error.message).toMatch(/audit: false/);
     expect(error.message).not.toMatch(/better_sqlite3\.node|\n/);
     expect(error.cause).toBe(bindingsError);

@@ -27,9 +27,9 @@ let loaded: DatabaseConstructor | undefined;
 
 /** The message of the error thrown when better-sqlite3 cannot be loaded. */
 export const NATIVE_MISSING_MESSAGE =
-  'The SQLite audit log could not load the native module better-sqlite3: run `npm install better-sqlite3@13` in your app ' +
-  '(it ships binaries for Linux, macOS and Windows on x64 and arm64; elsewhere run `npx node-gyp rebuild` in node_modules/better-sqlite3), ' +
-  'or pass `audit: false` to run without an audit log';
+  'The SQLite audit log could not load the native module better-sqlite3: run `npm rebuild better-sqlite3` ' +
+  '(with pnpm, `pnpm approve-builds` then `pnpm rebuild better-sqlite3`; where no prebuilt binary ships it compiles one, ' +
+  'which needs python3, make and a C++ compiler), or pass `audit: false` to run without an audit log';
 
 /**
  * The better-sqlite3 constructor, loaded on the first call.
