@@ -1,21 +1,28 @@
-import type { z } from 'zod';
 import { BusError } from './errors.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
+import type { StandardSchemaV1 } from './standard-schema.js';
 
-/** One typed intent: which message type carries it, and the schemas of what crosses. */
+export type { StandardSchemaV1 } from './standard-schema.js';
+
+/**
+ * One typed intent: which message type carries it, and the schemas of what crosses.
+ * A schema is any Standard Schema (zod 4, valibot, arktype, ...) that validates
+ * synchronously.
+ */
 export interface ContractDef {
   readonly type: RuleType;
   /** Schema of the payload the sender sends. */
-  readonly input: z.ZodType;
+  readonly input: StandardSchemaV1;
   /** Schema of the reply (ask and delegate). Omitted: any plain JSON reply. */
-  readonly output?: z.ZodType;
+  readonly output?: StandardSchemaV1;
 }
 
 /** A map from intent to its contract. */
 export type Contracts = Readonly<Record<string, ContractDef>>;
 
 /**
- * Declares typed intents. Pass the result as `new Orchestrator({ contracts })`: intents,
+ * Declares typed intents. Schemas are any Standard Schema that validates synchronously:
+ * zod 4 (types inferred as zod infers them), valibot, arktype and others. Pass the result as `new Orchestrator({ contracts })`: intents,
  * payloads, handler arguments and results are then inferred, and checked at run time
  * (bad input is the sender's INVALID_PAYLOAD, bad output the handler's HANDLER_FAILED).
  *
@@ -39,8 +46,10 @@ export function defineContracts<const C extends Record<string, ContractDef>>(con
     if (!RULE_TYPES.includes(def.type)) {
       throw new BusError('INVALID_ARGUMENT', `contracts.${intent}.type must be one of ${RULE_TYPES.join(', ')}, got ${JSON.stringify(def.type)}`);
     }
-    if (!isSchema(def.input)) throw new BusError('INVALID_ARGUMENT', `contracts.${intent}.input must be a zod schema`);
-    if (def.output !== undefined && !isSchema(def.output)) throw new BusError('INVALID_ARGUMENT', `contracts.${intent}.output must be a zod schema`);
+    if (!isSchema(def.input)) throw new BusError('INVALID_ARGUMENT', `contracts.${intent}.input must be a Standard Schema (zod 4, valibot, arktype, ...)`);
+    if (def.output !== undefined && !isSchema(def.output)) {
+      throw new BusError('INVALID_ARGUMENT', `contracts.${intent}.output must be a Standard Schema (zod 4, valibot, arktype, ...)`);
+    }
     if (def.type === 'notify' && def.output !== undefined) {
       throw new BusError('INVALID_ARGUMENT', `contracts.${intent} is a notify: it has no reply, so no output schema`);
     }
@@ -48,16 +57,50 @@ export function defineContracts<const C extends Record<string, ContractDef>>(con
   return contracts;
 }
 
-function isSchema(value: unknown): value is z.ZodType {
-  return typeof value === 'object' && value !== null && typeof (value as { safeParse?: unknown }).safeParse === 'function';
+function isSchema(value: unknown): value is StandardSchemaV1 {
+  // Schema libraries make schemas callable (arktype) as well as plain objects.
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return false;
+  const props = (value as Partial<StandardSchemaV1>)['~standard'];
+  return typeof props === 'object' && props !== null && props.version === 1 && typeof props.validate === 'function';
 }
 
-/** Formats a zod failure as one line naming the paths. */
-export function describeIssues(error: z.ZodError): string {
+/** The outcome of {@link validate}: the shape of zod's `safeParse`, so callers read it the same way. */
+export type ValidationResult = { readonly success: true; readonly data: unknown } | { readonly success: false; readonly error: { readonly issues: readonly StandardSchemaV1.Issue[] } };
+
+/**
+ * Validates `value` against a contract schema, synchronously. The bus decides delivery in
+ * the sender's call, so a schema that answers with a promise (an async refinement) cannot
+ * be used: that is refused with INVALID_ARGUMENT naming `what`, and the promise is
+ * observed so its outcome cannot surface as an unhandled rejection. A schema that throws is
+ * refused the same way, with its error as `cause`.
+ */
+export function validate(schema: StandardSchemaV1, value: unknown, what: string): ValidationResult {
+  let result: ReturnType<StandardSchemaV1.Props['validate']>;
+  try {
+    result = schema['~standard'].validate(value);
+  } catch (cause) {
+    throw new BusError('INVALID_ARGUMENT', `the schema of ${what} threw instead of validating: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+  if (typeof (result as { then?: unknown }).then === 'function') {
+    (result as Promise<unknown>).then(undefined, () => undefined);
+    throw new BusError('INVALID_ARGUMENT', `the schema of ${what} validates asynchronously; contract schemas must validate synchronously (drop async refinements)`);
+  }
+  const r = result as StandardSchemaV1.Result<unknown>;
+  return r.issues ? { success: false, error: { issues: r.issues } } : { success: true, data: r.value };
+}
+
+/** Formats a validation failure (Standard Schema issues, or a zod error) as one line naming the paths. */
+export function describeIssues(error: { readonly issues: readonly StandardSchemaV1.Issue[] }): string {
   return error.issues
     .slice(0, 5)
-    .map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+    .map((issue) => `${pathOf(issue)}: ${issue.message}`)
     .join('; ');
+}
+
+function pathOf(issue: StandardSchemaV1.Issue): string {
+  const path = issue.path ?? [];
+  if (path.length === 0) return '(root)';
+  return path.map((segment) => String(typeof segment === 'object' && segment !== null ? segment.key : segment)).join('.');
 }
 
 // ---- Type-level helpers: what each intent accepts and returns -------------------------
@@ -71,19 +114,19 @@ export type IntentsOf<C extends Contracts, T extends RuleType> =
 
 /** What the sender passes for intent `K`. */
 export type InputOf<C extends Contracts, K> =
-  IsLoose<C> extends true ? unknown : K extends keyof C ? z.input<C[K]['input']> : unknown;
+  IsLoose<C> extends true ? unknown : K extends keyof C ? StandardSchemaV1.InferInput<C[K]['input']> : unknown;
 
 /** What the handler receives for intent `K`. */
 export type PayloadOf<C extends Contracts, K> =
-  IsLoose<C> extends true ? unknown : K extends keyof C ? z.output<C[K]['input']> : unknown;
+  IsLoose<C> extends true ? unknown : K extends keyof C ? StandardSchemaV1.InferOutput<C[K]['input']> : unknown;
 
 /** What the handler returns, and the sender receives, for intent `K`. */
 export type OutputOf<C extends Contracts, K> =
   IsLoose<C> extends true
     ? unknown
     : K extends keyof C
-      ? C[K]['output'] extends z.ZodType
-        ? z.output<C[K]['output']>
+      ? C[K]['output'] extends StandardSchemaV1
+        ? StandardSchemaV1.InferOutput<C[K]['output']>
         : C[K]['type'] extends 'notify'
           ? void
           : unknown

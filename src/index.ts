@@ -19,7 +19,7 @@ export {
 } from './pipeline/transport.js';
 export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';
 export type { Attempt, BusEventName, BusEvents, BusEventSource, BusListener } from './events.js';
-export { defineContracts, type ContractDef, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';
+export { defineContracts, type ContractDef, type StandardSchemaV1, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';
 export { parseRules, ruleLabel, lintRules, type PolicyRule, type PolicyDecision, type PolicyLint } from './policy.js';
 export type { RateSpec } from './limits.js';
 export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';

@@ -169,6 +169,11 @@ describe('switchboard (usage and safety)', () => {
     expect(run(['verify', '--help']).out[0]).toContain('SWITCHBOARD_AUDIT_KEY');
   });
 
+  it('prints the package version for --version and -v', () => {
+    const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-v']) expect(run([flag])).toEqual({ code: 0, out: [version], err: [] });
+  });
+
   it('exits 2 with a message for an unknown command, an unknown option or a missing argument', () => {
     expect(run([])).toMatchObject({ code: 2 });
     const cmd = run(['tail', db]);

@@ -135,7 +135,7 @@ describe('contracts at run time', () => {
 
   it('refuses a malformed contract set at definition', () => {
     expect(() => defineContracts({ x: { type: 'reply' as never, input: z.string() } })).toThrow(/type must be one of/);
-    expect(() => defineContracts({ x: { type: 'ask', input: 'nope' as never } })).toThrow(/zod schema/);
+    expect(() => defineContracts({ x: { type: 'ask', input: 'nope' as never } })).toThrow(/Standard Schema/);
     expect(() => defineContracts({ x: { type: 'notify', input: z.string(), output: z.string() } })).toThrow(/no reply/);
   });
 });

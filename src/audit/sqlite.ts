@@ -1,8 +1,9 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { createDigest, encodeRow, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
+import { loadSqlite } from './native.js';
 import { isBlank, migrate, newerError, ROW_COLUMNS, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type {
   ApprovalDecision,
@@ -178,9 +179,10 @@ export class SqliteAuditLog implements AuditLog {
     this.readonly = o.readonly ?? false;
     const key = o.key;
 
+    const Sqlite = loadSqlite();
     let db: Database.Database;
     try {
-      db = new Database(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? 50 });
+      db = new Sqlite(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? 50 });
     } catch (e) {
       throw unavailable(`cannot open audit database ${this.path}: ${messageOf(e)}`, e);
     }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
+import { loadSqlite } from './native.js';
 import type { SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, MessageLogEntry, MessageLogQuery, VerifyResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-main.js';
@@ -65,6 +66,8 @@ export class WorkerAuditLog implements AsyncAuditLog {
   private readonly syncTimeoutMs: number;
 
   constructor(private readonly options: SqliteAuditLogOptions) {
+    // A missing native module is reported here, in one clear sentence, before a worker starts.
+    loadSqlite();
     this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
     this.start();
     if (this.broken !== undefined) {

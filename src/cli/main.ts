@@ -7,7 +7,7 @@
  * Exit codes: 0 success; 1 the chain is broken, or the file cannot be read (missing, not an
  * audit log, too new, wrong key); 2 bad usage (unknown command or option, bad value).
  */
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
@@ -33,6 +33,7 @@ Commands:
 
 Options:
   -h, --help     Show help (also: switchboard <command> --help)
+  -v, --version  Show the version
 
 Exit codes: 0 ok, 1 broken chain or unreadable database, 2 bad usage.`;
 
@@ -62,6 +63,11 @@ Options:
 A truncated tail is not detected: keep the printed head (seq and hash) somewhere else and
 check later that the row with that seq still has that hash.`;
 
+/** The package's version, from its package.json (two levels up from src/cli and dist/cli alike). */
+function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 /** Thrown for bad usage; reported with exit code 2. */
 class UsageError extends Error {}
 
@@ -81,6 +87,10 @@ export function main(argv: readonly string[], io: CliIO): number {
     }
     if (command === '-h' || command === '--help' || command === 'help') {
       io.out(HELP);
+      return 0;
+    }
+    if (command === '-v' || command === '--version') {
+      io.out(version());
       return 0;
     }
     switch (command) {

@@ -1,5 +1,5 @@
 import { PRIORITIES, type Priority, type RuleType } from '../envelope.js';
-import { describeIssues, type ContractDef, type Contracts } from '../contracts.js';
+import { describeIssues, validate, type ContractDef, type Contracts } from '../contracts.js';
 import { article, BusError, describe, toBusError, type BusErrorDetails } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import type { TokenBucket } from '../limits.js';
@@ -122,7 +122,7 @@ export function checkContract(contracts: Contracts | undefined, type: RuleType, 
   if (contract.type !== type) {
     throw new BusError('INVALID_ARGUMENT', `intent "${intent}" is ${article(contract.type)} by its contract, not ${article(type)}`);
   }
-  const result = contract.input.safeParse(payload);
+  const result = validate(contract.input, payload, `the input of "${intent}"`);
   if (!result.success) {
     throw new BusError('INVALID_PAYLOAD', `payload for "${intent}" does not match its contract: ${describeIssues(result.error)}`);
   }

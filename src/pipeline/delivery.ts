@@ -1,6 +1,6 @@
 import type { AuditRecord } from '../audit/types.js';
 import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from '../codec.js';
-import { describeIssues } from '../contracts.js';
+import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { Progress } from '../types.js';
@@ -158,7 +158,7 @@ export class Deliveries {
     const plain = copyPlainJson(value, max, 'reply');
     const output = contractOf(this.#config.contracts, p.envelope.intent)?.output;
     if (output !== undefined) {
-      const result = output.safeParse(plain.copy);
+      const result = validate(output, plain.copy, `the output of "${p.envelope.intent}"`);
       if (!result.success) {
         const message = `reply to "${p.envelope.intent}" does not match its contract: ${describeIssues(result.error)}`;
         throw new BusError(who === 'handler' ? 'HANDLER_FAILED' : 'INVALID_PAYLOAD', message);

@@ -1,0 +1,93 @@
+// The package as a user installs it: `npm pack` (which builds dist through prepack), the
+// tarball installed into a fresh project, both entry points imported with `import` and
+// `require`, one ask, and the CLI through npx. Nothing is written to this checkout: the pack
+// runs in a temporary copy of the sources, and the install prefers npm's cache.
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+
+let work: string;
+let app: string;
+let tarball: string;
+
+function sh(cmd: string, args: string[], cwd: string): string {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' } });
+}
+const node = (args: string[]) => sh(process.execPath, args, app).trim();
+
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'switchboard-pack-'));
+  const src = join(work, 'src-copy');
+  mkdirSync(src);
+  for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs']) {
+    cpSync(join(root, f), join(src, f), { recursive: true });
+  }
+  symlinkSync(join(root, 'node_modules'), join(src, 'node_modules'), 'dir');
+  sh('npm', ['pack', '--pack-destination', work], src);
+  tarball = join(work, `agent-switchboard-${version}.tgz`);
+
+  app = join(work, 'app');
+  mkdirSync(app);
+  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, version: '1.0.0' }));
+  sh('npm', ['install', '--prefer-offline', '--no-package-lock', tarball], app);
+}, 120_000);
+
+afterAll(() => {
+  if (work !== undefined) rmSync(work, { recursive: true, force: true });
+});
+
+describe('the packed tarball', () => {
+  it('ships dist, the docs, README and LICENSE, with no source maps and no prepare script', () => {
+    const files = sh('tar', ['tzf', tarball], work).split('\n').filter(Boolean);
+    expect(files).toContain('package/LICENSE');
+    expect(files).toContain('package/dist/index.js');
+    expect(files).toContain('package/dist/index.d.ts');
+    expect(files).toContain('package/dist/testing/index.js');
+    expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
+    expect(files.filter((f) => f.startsWith('package/src/') || f.startsWith('package/test/'))).toEqual([]);
+    const manifest = JSON.parse(readFileSync(join(app, 'node_modules/agent-switchboard/package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(manifest.scripts.prepare).toBeUndefined();
+  });
+
+  it('imports both entry points with import', () => {
+    const out = node([
+      '--input-type=module',
+      '-e',
+      "const m = await import('agent-switchboard'); const t = await import('agent-switchboard/testing'); console.log(typeof m.Orchestrator, typeof m.defineContracts, typeof t.createTestBus)",
+    ]);
+    expect(out).toBe('function function function');
+  });
+
+  it('requires both entry points with require() on this Node', () => {
+    const out = node([
+      '--no-warnings',
+      '-e',
+      "const m = require('agent-switchboard'); const t = require('agent-switchboard/testing'); console.log(typeof m.Orchestrator, typeof m.BusError, typeof t.createTestBus)",
+    ]);
+    expect(out).toBe('function function function');
+  });
+
+  it('runs a one-ask app against the installed package, audit log included', () => {
+    writeFileSync(
+      join(app, 'ask.mjs'),
+      `import { Orchestrator } from 'agent-switchboard';
+const bus = new Orchestrator({ policies: [{ from: 'user', to: 'calc', allow: ['ask'] }] });
+bus.register('calc', { handlers: { add: ({ a, b }) => a + b } });
+const sum = await bus.register('user').ask('calc', 'add', { a: 2, b: 3 });
+console.log(JSON.stringify({ sum, verified: bus.verifyAuditLog().ok }));
+await bus.close();
+`,
+    );
+    expect(JSON.parse(node(['ask.mjs']))).toEqual({ sum: 5, verified: true });
+  });
+
+  it('runs the switchboard CLI through npx', () => {
+    expect(sh('npx', ['--no-install', 'switchboard', '--version'], app).trim()).toBe(version);
+  });
+});
