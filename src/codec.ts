@@ -68,9 +68,18 @@ export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'
     const copy = copyPlain(value === undefined ? null : value, walk);
     return { copy, bytes: walk.bytes };
   } catch (error) {
-    if (error instanceof BusError) throw error;
+    if (isOurs(error)) throw error;
     // A getter or a Proxy trap threw while being read (the thrown value may itself be a revoked Proxy).
     throw new BusError('INVALID_PAYLOAD', `${what}${pathText(walk)} could not be read: ${errorText(error)}`, { cause: error });
+  }
+}
+
+/** Whether the walk itself threw `error` (a thrown revoked Proxy fails even `instanceof`). */
+function isOurs(error: unknown): error is BusError {
+  try {
+    return error instanceof BusError;
+  } catch {
+    return false;
   }
 }
 
@@ -108,8 +117,13 @@ const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 /** Strings at least this long have their size remembered for the walk: a shared one is measured once. */
 const CACHED_STRING_LENGTH = 256;
-/** At most this many strings are remembered per walk (bounds the cache and the cost of a lookup). */
-const MAX_CACHED_STRINGS = 256;
+/**
+ * At most this many strings are remembered per walk. Small on purpose: V8 hashes a string
+ * past 16,383 characters by its length alone, so distinct strings of one length all
+ * collide, and a lookup compares against each one remembered (at most 16 times the bytes
+ * the string is charged).
+ */
+const MAX_CACHED_STRINGS = 16;
 /**
  * Past this many objects and arrays in one walk, each is remembered, so one referenced
  * again is charged its bytes without being read or copied again. Small payloads (most of
@@ -229,16 +243,17 @@ function copyComposite(value: object, walk: Walk): unknown {
   add(walk, 2); // braces
   for (const key of keys) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
+    path.push(key);
     const child = (value as Record<string, unknown>)[key]; // read once: getters run once
     // Undefined properties are omitted by JSON; that is how optional fields look in JS.
     if (child === undefined) {
+      path.pop();
       if (++walk.skipped > walk.maxBytes) {
         throw new BusError('PAYLOAD_TOO_LARGE', `${walk.what} has more than ${walk.maxBytes} properties whose value is undefined (the limit is ${walk.maxBytes} bytes)`);
       }
       continue;
     }
     if (members++ > 0) add(walk, 1); // comma
-    path.push(key);
     addString(walk, key);
     add(walk, 1); // colon
     out[key] = copyPlain(child, walk);
@@ -258,14 +273,18 @@ function copyArray(value: unknown[], walk: Walk): unknown {
   const length = value.length;
   // Each element takes at least a byte and a comma: refuse a long array before touching its keys.
   if (length > 0 && 2 * length + 1 > walk.maxBytes - walk.bytes) tooLarge(walk, walk.bytes + 2 * length + 1);
-  if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties (or holes) is not plain JSON');
   add(walk, length === 0 ? 2 : length + 1); // brackets and commas
   const path = walk.path;
   const out = new Array<unknown>(length);
   for (let i = 0; i < length; i++) {
     path.push(i);
-    out[i] = copyPlain(value[i], walk);
+    const element = value[i]; // read once: an index getter runs once
+    if (element === undefined) refuse(walk, Object.hasOwn(value, i) ? 'undefined is not a JSON value' : 'a hole in an array is not plain JSON');
+    out[i] = copyPlain(element, walk);
     path.pop();
   }
+  // Named properties: JSON would drop them. Checked last, once the length is known to fit
+  // (Object.keys builds a string per index, the costliest step of a long array).
+  if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties is not plain JSON');
   return Object.freeze(out);
 }

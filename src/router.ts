@@ -9,7 +9,7 @@ import { BusError, type BusErrorDetails, type ErrorCode } from './errors.js';
 import type { Attempt, BusEmitter } from './events.js';
 import type { NotifyOptions, NotifyReceipt, SendOptions } from './handler.js';
 import { TokenBucket } from './limits.js';
-import { checkContract, checkDepth, checkIntent, checkNotifyRecipients, checkOptions, checkRecipient, checkSender, contractOf, MAX_INTENT_LENGTH, NOTIFY_OPTION_KEYS, SEND_OPTION_KEYS } from './checks.js';
+import { checkContract, checkDepth, checkIntent, checkNotifyRecipients, checkOptions, checkRecipient, checkSender, checkWellFormed, contractOf, MAX_INTENT_LENGTH, NOTIFY_OPTION_KEYS, recordedText, SEND_OPTION_KEYS } from './checks.js';
 import { describe, errorText, isThenable, MAX_TEXT_LENGTH } from './describe.js';
 import { Context } from './handler-context.js';
 import type { PolicyDecision } from './policy.js';
@@ -282,8 +282,8 @@ export class Router {
       ts,
       type,
       from: sender.id,
-      to: typeof to === 'string' ? to.slice(0, 256) : describe(to),
-      intent: typeof intent === 'string' ? intent.slice(0, MAX_INTENT_LENGTH) : describe(intent),
+      to: recordedText(to, 256),
+      intent: recordedText(intent, MAX_INTENT_LENGTH),
       conversationId: parent?.envelope.conversationId ?? id,
       causationId: parent?.envelope.id,
       encoded: undefined,
@@ -682,6 +682,7 @@ export class Router {
     if (note !== undefined && (typeof note !== 'string' || note.length > MAX_NOTE_LENGTH)) {
       throw new BusError('INVALID_ARGUMENT', `progress(fraction, note): note must be a string of at most ${MAX_NOTE_LENGTH} characters`);
     }
+    if (note !== undefined) checkWellFormed(note, 'progress(fraction, note): note');
     const p = d.pending;
     if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
     const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note });
@@ -976,6 +977,7 @@ function checkDecisionText(value: unknown, key: string, max: number): string | u
   if (typeof value !== 'string' || value.length > max) {
     throw new BusError('INVALID_ARGUMENT', `${key} must be a string of at most ${max} characters, got ${describe(value)}`);
   }
+  checkWellFormed(value, key);
   return value;
 }
 
