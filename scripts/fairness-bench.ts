@@ -1,7 +1,7 @@
 // How late a 50 ms deadline fires beside a sender that loops (`npm run fairness-bench`).
 // A measurement script, not a test. For each audit mode and each kind of loop: one agent
 // asks a silent agent with timeoutMs 50 while another loop runs flat out; the figure is
-// the time from that ask to its TIMEOUT, over 5 runs (best, median, worst), and how many
+// the time from that ask to its TIMEOUT, over RUNS runs (default 5: best, median, worst), and how many
 // messages the loop got through meanwhile. A loop that starves timers is stopped after 10 s.
 //
 // SWITCHBOARD_SRC=/path/to/other/checkout/src runs the same against another version
@@ -16,6 +16,7 @@ const { Orchestrator } = mod;
 type Options = import('../src/index.js').OrchestratorOptions;
 
 const CAP_MS = 10_000;
+const RUNS = Number(process.env.RUNS ?? 5);
 const DEADLINE_MS = 50;
 
 async function once(audit: Options['audit'], loop: 'ask' | 'notify'): Promise<{ late: number; messages: number }> {
@@ -65,9 +66,10 @@ console.log(`source: ${src ?? 'this checkout'}`);
 for (const [name, audit] of modes) {
   for (const loop of ['ask', 'notify'] as const) {
     const runs: { late: number; messages: number }[] = [];
-    for (let i = 0; i < 5; i++) runs.push(await once(audit, loop));
+    for (let i = 0; i < RUNS; i++) runs.push(await once(audit, loop));
     runs.sort((x, y) => x.late - y.late);
     const f = (n: number) => n.toFixed(0);
-    console.log(`| ${name}, ${loop} ping-pong | 50 ms deadline fired after ${f(runs[0]!.late)} / ${f(runs[2]!.late)} / ${f(runs[4]!.late)} ms (best / median / worst of 5); ${runs[2]!.messages} loop messages meanwhile |`);
+    const mid = runs[runs.length >> 1]!;
+    console.log(`| ${name}, ${loop} ping-pong | 50 ms deadline fired after ${f(runs[0]!.late)} / ${f(mid.late)} / ${f(runs.at(-1)!.late)} ms (best / median / worst of ${RUNS}); ${mid.messages} loop messages meanwhile |`);
   }
 }
