@@ -1,6 +1,6 @@
 import { hash } from 'node:crypto';
 import { types } from 'node:util';
-import { BusError } from './errors.js';
+import { BusError, errorText } from './errors.js';
 
 /** Nesting deeper than this is refused: real payloads are shallow, and it bounds recursion. */
 export const MAX_PAYLOAD_DEPTH = 256;
@@ -48,20 +48,37 @@ export interface PlainCopy {
 
 /**
  * The checking half of {@link encodePayload}: a deep-frozen plain copy of `value` and its
- * JSON size, or INVALID_PAYLOAD (PAYLOAD_TOO_LARGE for a value with more nodes than fit in
- * `maxBytes`).
+ * JSON size, or INVALID_PAYLOAD.
+ *
+ * The walk is bounded by `maxBytes`: it counts the JSON's bytes as it goes and throws
+ * PAYLOAD_TOO_LARGE at the first byte past the limit, so its work is O(`maxBytes`)
+ * whatever the value shares (a string or an object referenced many times is counted at
+ * every reference, as JSON writes it, but measured or copied once). A string longer than
+ * what is left is refused before it is read, and so is an array whose length alone (two
+ * bytes an element) would pass the limit. When this returns, `bytes <= maxBytes`, so
+ * {@link checkSize} with the same limit always passes; it stays for callers that check
+ * against a smaller limit.
+ *
+ * @param maxBytes the walk stops with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
 export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'): PlainCopy {
-  // A node budget bounds the walk: every value serializes to at least one byte, so a
-  // payload with more nodes than maxBytes is too large whatever it holds (stops DAG bombs).
-  const walk: Walk = { nodes: maxBytes + 1, bytes: 0, path: [], what, maxBytes };
+  const walk: Walk = { bytes: 0, skipped: 0, objects: 0, path: [], what, maxBytes, strings: undefined, seen: undefined };
   try {
     const copy = copyPlain(value === undefined ? null : value, walk);
     return { copy, bytes: walk.bytes };
   } catch (error) {
-    if (error instanceof BusError) throw error;
-    // A getter or a Proxy trap threw while being read.
-    throw new BusError('INVALID_PAYLOAD', `${what} could not be read: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    if (isOurs(error)) throw error;
+    // A getter or a Proxy trap threw while being read (the thrown value may itself be a revoked Proxy).
+    throw new BusError('INVALID_PAYLOAD', `${what}${pathText(walk)} could not be read: ${errorText(error)}`, { cause: error });
+  }
+}
+
+/** Whether the walk itself threw `error` (a thrown revoked Proxy fails even `instanceof`). */
+function isOurs(error: unknown): error is BusError {
+  try {
+    return error instanceof BusError;
+  } catch {
+    return false;
   }
 }
 
@@ -97,44 +114,90 @@ export function decodePayload(encoded: EncodedPayload): unknown {
 // Printable ASCII except `"` and `\`: such a string's JSON is itself plus two quotes.
 const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
-/** UTF-8 bytes of `JSON.stringify(s)`. */
-function stringBytes(s: string): number {
-  return PLAIN_ASCII.test(s) ? s.length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8');
-}
+/** Strings at least this long have their size remembered for the walk: a shared one is measured once. */
+const CACHED_STRING_LENGTH = 256;
+/**
+ * At most this many strings are remembered per walk. Small on purpose: V8 hashes a string
+ * past 16,383 characters by its length alone, so distinct strings of one length all
+ * collide, and a lookup compares against each one remembered (at most 16 times the bytes
+ * the string is charged).
+ */
+const MAX_CACHED_STRINGS = 16;
+/**
+ * Past this many objects and arrays in one walk, each is remembered, so one referenced
+ * again is charged its bytes without being read or copied again. Small payloads (most of
+ * them) never pay for the map.
+ */
+const UNREMEMBERED_OBJECTS = 8;
 
 /** State of one validation walk; the key path is only formatted when something is refused. */
 interface Walk {
-  nodes: number;
-  /** UTF-8 bytes of the JSON of what was copied so far. */
+  /** UTF-8 bytes of the JSON of what was copied so far; never past `maxBytes`. */
   bytes: number;
+  /** Properties passed over because their value is undefined (they cost no byte but are work). */
+  skipped: number;
+  /** Objects and arrays entered so far. */
+  objects: number;
   readonly path: (string | number)[];
   readonly what: string;
   readonly maxBytes: number;
+  strings: Map<string, number> | undefined;
+  seen: Map<object, { readonly copy: unknown; readonly bytes: number }> | undefined;
+}
+
+function pathText(walk: Walk): string {
+  return walk.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k.length > 64 ? `${k.slice(0, 64)}…` : k}`)).join('');
 }
 
 function refuse(walk: Walk, why: string): never {
-  const at = walk.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
-  throw new BusError('INVALID_PAYLOAD', `${walk.what}${at} is not plain JSON: ${why}`);
+  throw new BusError('INVALID_PAYLOAD', `${walk.what}${pathText(walk)} is not plain JSON: ${why}`);
+}
+
+/** PAYLOAD_TOO_LARGE, naming the limit and where the walk passed it. */
+function tooLarge(walk: Walk, atLeast: number): never {
+  const at = pathText(walk);
+  throw new BusError('PAYLOAD_TOO_LARGE', `${walk.what} is over the limit of ${walk.maxBytes} bytes: at least ${atLeast} bytes${at === '' ? '' : ` by ${walk.what}${at}`}`);
+}
+
+function add(walk: Walk, bytes: number): void {
+  const total = walk.bytes + bytes;
+  if (total > walk.maxBytes) tooLarge(walk, total);
+  walk.bytes = total;
+}
+
+/** UTF-8 bytes of `JSON.stringify(s)`, reading `s` only if it can fit in what is left. */
+function addString(walk: Walk, s: string): void {
+  const length = s.length;
+  // Every UTF-16 unit takes at least one byte of JSON: a string longer than what is left is refused unread.
+  if (length + 2 > walk.maxBytes - walk.bytes) tooLarge(walk, walk.bytes + length + 2);
+  if (length < CACHED_STRING_LENGTH) {
+    add(walk, PLAIN_ASCII.test(s) ? length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8'));
+    return;
+  }
+  const strings = (walk.strings ??= new Map());
+  let bytes = strings.get(s);
+  if (bytes === undefined) {
+    bytes = PLAIN_ASCII.test(s) ? length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8');
+    if (strings.size < MAX_CACHED_STRINGS) strings.set(s, bytes);
+  }
+  add(walk, bytes);
 }
 
 function copyPlain(value: unknown, walk: Walk): unknown {
-  if (--walk.nodes < 0) {
-    throw new BusError('PAYLOAD_TOO_LARGE', `${walk.what} has more values than fit in ${walk.maxBytes} bytes`);
-  }
   switch (typeof value) {
     case 'string':
-      walk.bytes += stringBytes(value);
+      addString(walk, value);
       return value;
     case 'boolean':
-      walk.bytes += value ? 4 : 5;
+      add(walk, value ? 4 : 5);
       return value;
     case 'number':
       if (!Number.isFinite(value)) refuse(walk, `${value} is not a finite number`);
       if (value === 0) {
-        walk.bytes += 1;
+        add(walk, 1);
         return 0; // JSON writes -0 as 0
       }
-      walk.bytes += String(value).length; // JSON formats finite numbers as String() does, in ASCII
+      add(walk, String(value).length); // JSON formats finite numbers as String() does, in ASCII
       return value;
     case 'object':
       break;
@@ -144,44 +207,83 @@ function copyPlain(value: unknown, walk: Walk): unknown {
       return refuse(walk, `a ${typeof value} is not a JSON value`);
   }
   if (value === null) {
-    walk.bytes += 4;
+    add(walk, 4);
     return null;
   }
-  const path = walk.path;
-  if (path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
+  if (walk.path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
   if (types.isProxy(value)) refuse(walk, 'a Proxy is not plain data');
-  if (Array.isArray(value)) {
-    const length = value.length;
-    if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties (or holes) is not plain JSON');
-    const out = new Array<unknown>(length);
-    walk.bytes += length === 0 ? 2 : length + 1; // brackets and commas
-    for (let i = 0; i < length; i++) {
-      path.push(i);
-      out[i] = copyPlain(value[i], walk);
-      path.pop();
-    }
-    return Object.freeze(out);
+  if (++walk.objects <= UNREMEMBERED_OBJECTS) return copyComposite(value, walk);
+  const seen = (walk.seen ??= new Map());
+  const known = seen.get(value);
+  if (known !== undefined) {
+    add(walk, known.bytes);
+    return known.copy;
   }
+  const before = walk.bytes;
+  const copy = copyComposite(value, walk);
+  seen.set(value, { copy, bytes: walk.bytes - before });
+  return copy;
+}
+
+function copyComposite(value: object, walk: Walk): unknown {
+  if (Array.isArray(value)) return copyArray(value, walk);
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) {
     const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? 'unknown';
     refuse(walk, `an instance of ${name} is not a plain object`);
   }
+  // Own or inherited, enumerable or not: JSON.stringify would call it.
+  if ('toJSON' in value) refuse(walk, 'a "toJSON" property would change what is serialized');
+  const keys = Object.keys(value); // own enumerable keys, in JSON's order
   if (Object.getOwnPropertySymbols(value).length > 0) refuse(walk, 'symbol keys are not JSON');
+  const path = walk.path;
   const out: Record<string, unknown> = {};
   let members = 0;
-  for (const key in value) {
+  add(walk, 2); // braces
+  for (const key of keys) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
-    if (key === 'toJSON') refuse(walk, 'a "toJSON" key would change what is serialized');
+    path.push(key);
     const child = (value as Record<string, unknown>)[key]; // read once: getters run once
     // Undefined properties are omitted by JSON; that is how optional fields look in JS.
-    if (child === undefined) continue;
-    members++;
-    walk.bytes += stringBytes(key) + 1; // "key":
-    path.push(key);
+    if (child === undefined) {
+      path.pop();
+      if (++walk.skipped > walk.maxBytes) {
+        throw new BusError('PAYLOAD_TOO_LARGE', `${walk.what} has more than ${walk.maxBytes} properties whose value is undefined (the limit is ${walk.maxBytes} bytes)`);
+      }
+      continue;
+    }
+    if (members++ > 0) add(walk, 1); // comma
+    addString(walk, key);
+    add(walk, 1); // colon
     out[key] = copyPlain(child, walk);
     path.pop();
   }
-  walk.bytes += members === 0 ? 2 : members + 1; // braces and commas
+  return Object.freeze(out);
+}
+
+function copyArray(value: unknown[], walk: Walk): unknown {
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Array.prototype) {
+    const name = (proto as { constructor?: { name?: string } } | null)?.constructor?.name ?? 'none';
+    refuse(walk, `an array whose prototype is not Array.prototype (a subclass or another realm's array: ${name}) is not plain JSON`);
+  }
+  // Own or inherited (a patched Array.prototype): JSON.stringify would call it.
+  if ('toJSON' in value) refuse(walk, 'an array with a "toJSON" property would serialize as something else');
+  const length = value.length;
+  // Each element takes at least a byte and a comma: refuse a long array before touching its keys.
+  if (length > 0 && 2 * length + 1 > walk.maxBytes - walk.bytes) tooLarge(walk, walk.bytes + 2 * length + 1);
+  add(walk, length === 0 ? 2 : length + 1); // brackets and commas
+  const path = walk.path;
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) {
+    path.push(i);
+    const element = value[i]; // read once: an index getter runs once
+    if (element === undefined) refuse(walk, Object.hasOwn(value, i) ? 'undefined is not a JSON value' : 'a hole in an array is not plain JSON');
+    out[i] = copyPlain(element, walk);
+    path.pop();
+  }
+  // Named properties: JSON would drop them. Checked last, once the length is known to fit
+  // (Object.keys builds a string per index, the costliest step of a long array).
+  if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties is not plain JSON');
   return Object.freeze(out);
 }

@@ -1,5 +1,6 @@
 import { isAsyncAuditLog, type AsyncAuditLog, type AuditLog, type AuditRecord } from './audit/types.js';
 import { BusError } from './errors.js';
+import { FairYield } from './fair-yield.js';
 
 interface Entry {
   /** How many of the staged records are this entry's. */
@@ -22,7 +23,9 @@ const MAX_IN_FLIGHT = 8;
  * next, larger chunk: the bus keeps working while the worker commits.
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
- * timers without anyone advancing them.
+ * timers without anyone advancing them. After a slice of continuous work in one macrotask
+ * (see {@link FairYield}), the flush waits for the next macrotask instead, so a sender that
+ * loops cannot starve timers (deadlines, approval expiry) with a synchronous log or none.
  */
 export class GroupCommit {
   private records: AuditRecord[] = [];
@@ -38,6 +41,8 @@ export class GroupCommit {
     private log: AuditLog | undefined,
     private readonly maxBatch: number,
     private readonly onError: (error: Error, records: number) => void,
+    /** Moves the flush to the next macrotask after a slice of continuous work: timers fire under load. */
+    private readonly fair: FairYield = new FairYield(),
   ) {
     this.async = log !== undefined && isAsyncAuditLog(log) ? log : undefined;
   }
@@ -62,7 +67,9 @@ export class GroupCommit {
     if (onCommit !== undefined || onFail !== undefined || count > 0) this.entries.push({ count, onCommit, onFail });
     if (!this.scheduled) {
       this.scheduled = true;
-      queueMicrotask(this.flushSoon);
+      this.fair.schedule(this.flushSoon);
+    } else if (this.entries.length === this.maxBatch) {
+      queueMicrotask(this.flushSoon); // a yielded flush must not let a sender that never waits pile up records
     }
   }
 
@@ -124,7 +131,7 @@ export class GroupCommit {
         this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
         if (this.entries.length > 0 && !this.scheduled) {
           this.scheduled = true;
-          queueMicrotask(this.flushSoon);
+          this.fair.schedule(this.flushSoon);
         }
       });
     }

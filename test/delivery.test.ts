@@ -302,12 +302,14 @@ describe('order of checks for a send', () => {
     expect((await rejectionOf(research.ask('nobody', 'x', 'x'.repeat(100)))).code).toBe('UNKNOWN_AGENT');
   });
 
-  it('checks the intent before size, and plain JSON before size', async () => {
+  it('checks the intent before size, and plain JSON and size in one walk that stops at the limit', async () => {
     const bus = makeBus({ limits: { maxPayloadBytes: 10 } });
     bus.register('writer', { handlers: { x: () => 1 } });
     const research = bus.register('research');
     expect((await rejectionOf(research.ask('writer', '', 'x'.repeat(100)))).code).toBe('INVALID_ARGUMENT');
-    expect((await rejectionOf(research.ask('writer', 'x', { big: 'x'.repeat(100), fn: () => 1 }))).code).toBe('INVALID_PAYLOAD');
+    // What the walk reads before the limit is checked for plain JSON; nothing past it is read.
+    expect((await rejectionOf(research.ask('writer', 'x', { fn: () => 1, big: 'x'.repeat(100) }))).code).toBe('INVALID_PAYLOAD');
+    expect((await rejectionOf(research.ask('writer', 'x', { big: 'x'.repeat(100), fn: () => 1 }))).code).toBe('PAYLOAD_TOO_LARGE');
     expect((await rejectionOf(research.ask('writer', 'x', { big: 'x'.repeat(100) }))).code).toBe('PAYLOAD_TOO_LARGE');
   });
 

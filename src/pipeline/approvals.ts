@@ -8,7 +8,7 @@ import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
-import { withRule } from './checks.js';
+import { checkWellFormed, withRule } from './checks.js';
 
 /**
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
@@ -205,5 +205,6 @@ function checkDecisionText(value: unknown, key: string, max: number): string | u
   if (typeof value !== 'string' || value.length > max) {
     throw new BusError('INVALID_ARGUMENT', `${key} must be a string of at most ${max} characters, got ${describe(value)}`);
   }
+  checkWellFormed(value, key);
   return value;
 }

@@ -76,6 +76,34 @@ export function checkIntent(intent: unknown): asserts intent is string {
   if (typeof intent !== 'string' || intent.length === 0 || intent.length > MAX_INTENT_LENGTH || intent === '*') {
     throw new BusError('INVALID_ARGUMENT', `intent must be a non-empty string of at most ${MAX_INTENT_LENGTH} characters (not "*"), got ${describe(intent)}`);
   }
+  checkWellFormed(intent, 'intent');
+}
+
+// A lone surrogate (half of a UTF-16 pair) is not a Unicode character: the log's UTF-8 would
+// write U+FFFD for it, so two different strings would be recorded alike.
+const LONE_SURROGATE = /\p{Cs}/u;
+
+/**
+ * How a caller-supplied string (an intent, a recipient) is recorded when the send may be
+ * refused: its first `max` units, as given when they are well-formed, else as their JSON,
+ * whose escapes keep a lone surrogate distinct (never U+FFFD). Anything else is described.
+ */
+export function recordedText(value: unknown, max: number): string {
+  if (typeof value !== 'string') return describe(value);
+  const cut = value.length <= max ? value : value.slice(0, max);
+  return LONE_SURROGATE.test(cut) ? JSON.stringify(cut) : cut;
+}
+
+/**
+ * Refuses a string with a lone surrogate (INVALID_ARGUMENT, naming `what` and where): every
+ * text the log records (intents, notes, reasons) must be well-formed Unicode.
+ */
+export function checkWellFormed(value: string, what: string): void {
+  const match = LONE_SURROGATE.exec(value);
+  if (match !== null) {
+    const unit = value.charCodeAt(match.index).toString(16).toUpperCase();
+    throw new BusError('INVALID_ARGUMENT', `${what} must be well-formed Unicode: it holds a lone surrogate (U+${unit}) at index ${match.index}`);
+  }
 }
 
 export function checkTimeout(timeoutMs: unknown): number {

@@ -4,7 +4,7 @@ import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { Progress } from '../types.js';
-import { contractOf } from './checks.js';
+import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import { Context, type ChainPort } from './context.js';
 import { envelopeOf, replyDraft } from './draft.js';
@@ -238,6 +238,7 @@ export class Deliveries {
     if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) {
       throw new BusError('INVALID_ARGUMENT', `progress(fraction, note): note must be a string of at most ${MAX_TEXT_LENGTH} characters`);
     }
+    if (note !== undefined) checkWellFormed(note, 'progress(fraction, note): note');
     const p = d.pending;
     if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
     const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note });

@@ -1,8 +1,8 @@
 import { decodePayload, type EncodedPayload } from '../codec.js';
 import type { Envelope, MessageType, Priority } from '../envelope.js';
-import { describe } from '../errors.js';
+
 import type { PolicyDecision } from '../policy.js';
-import { MAX_INTENT_LENGTH } from './checks.js';
+import { MAX_INTENT_LENGTH, recordedText } from './checks.js';
 
 /** What a send is known to be while it is checked: enough to audit a refusal at any step. */
 export interface Draft {
@@ -32,8 +32,8 @@ export function makeDraft(id: string, ts: number, type: MessageType, from: strin
     ts,
     type,
     from,
-    to: typeof to === 'string' ? to.slice(0, 256) : describe(to),
-    intent: typeof intent === 'string' ? intent.slice(0, MAX_INTENT_LENGTH) : describe(intent),
+    to: recordedText(to, 256),
+    intent: recordedText(intent, MAX_INTENT_LENGTH),
     conversationId: parent?.envelope.conversationId ?? id,
     causationId: parent?.envelope.id,
     encoded: undefined,
