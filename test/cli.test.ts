@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { tamper } from './audit-tamper.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import type { AttemptRecord, MessageLogEntry } from '../src/audit/index.js';
@@ -132,9 +133,7 @@ describe('switchboard verify', () => {
   });
 
   it('exits 1 naming the first bad row', () => {
-    const tamper = new Database(db);
-    tamper.prepare("UPDATE audit SET decision = 'allowed' WHERE seq = 2").run();
-    tamper.close();
+    tamper(db, (r) => (r[1]!.line = r[1]!.line.replace(/"(denied|pending)"/, '"allowed"').replace('"delivered"', '"failed"')));
     const r = run(['verify', db]);
     expect(r.code).toBe(1);
     expect(r.out[0]).toMatch(/^bad: row 2 does not match its hash/);

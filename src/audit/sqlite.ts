@@ -184,12 +184,18 @@ export class SqliteAuditLog implements AuditLog {
         }
         db.pragma(`synchronous = ${o.durability === 'full' ? 'FULL' : 'NORMAL'}`);
         // Take the write lock now: a file that cannot be written fails here, not at the first send.
-        db.transaction(() => {
-          migrate(db, this.path);
-          const insertMeta = db.prepare('INSERT OR IGNORE INTO audit_meta (key, value) VALUES (?, ?)');
-          insertMeta.run(META_CHAIN, key === undefined ? 'sha256' : 'hmac-sha256');
-          if (key !== undefined) insertMeta.run(META_KEY_CHECK, keyCheck(key));
-        }).immediate();
+        try {
+          db.transaction(() => {
+            migrate(db, this.path);
+            const insertMeta = db.prepare('INSERT OR IGNORE INTO audit_meta (key, value) VALUES (?, ?)');
+            insertMeta.run(META_CHAIN, key === undefined ? 'sha256' : 'hmac-sha256');
+            if (key !== undefined) insertMeta.run(META_KEY_CHECK, keyCheck(key));
+          }).immediate();
+        } catch (e) {
+          // Another writer holding the lock is no reason to refuse a current log: it only reads here.
+          const busy = (e as { code?: unknown } | null)?.code === 'SQLITE_BUSY';
+          if (!busy || userVersion(db) !== SCHEMA_VERSION || db.prepare('SELECT 1 FROM audit_meta WHERE key = ?').get(META_CHAIN) === undefined) throw e;
+        }
       }
       chain = checkKey(db, this.path, key, this.readonly);
     } catch (e) {
