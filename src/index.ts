@@ -27,4 +27,6 @@ export type {
   MessageLogEntry,
   MessageLogQuery,
   VerifyResult,
+  VerifyOptions,
+  ChainHead,
 } from './audit/types.js';
