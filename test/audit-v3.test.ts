@@ -1,3 +1,4 @@
+import { tamper } from './audit-tamper.js';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,6 +35,151 @@ describe('schema v3 migration', () => {
     expect(db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'audit'").pluck().get()).toBe(0);
     expect(db.prepare('SELECT count(*) FROM audit_records').pluck().get()).toBe(expected.head.seq);
     expect(db.prepare('SELECT hash FROM audit_records WHERE seq = ?').pluck().get(expected.head.seq)).toBe(expected.head.hash);
+    db.close();
+  });
+});
+
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { Orchestrator } from '../src/index.js';
+import { STRING_CAP } from '../src/audit/index.js';
+import type { AttemptRecord } from '../src/audit/index.js';
+
+let n = 0;
+const attempt = (over: Partial<AttemptRecord> = {}): AttemptRecord => ({
+  kind: 'attempt',
+  ts: 1_700_000_000_000,
+  messageId: `m${++n}`,
+  from: 'a',
+  to: 'b',
+  type: 'notify',
+  intent: 'ping',
+  payloadHash: '00'.repeat(32),
+  payloadBytes: 2,
+  decision: 'allowed',
+  policyVersion: 1,
+  outcome: 'delivered',
+  conversationId: `c${n}`,
+  ...over,
+});
+
+describe('lossless paging by seq', () => {
+  it('reaches every one of 300 entries written in the same millisecond, newest first with beforeSeq and oldest first with afterSeq', () => {
+    const log = new SqliteAuditLog();
+    for (let i = 0; i < 3; i++) log.append(Array.from({ length: 100 }, () => attempt()));
+    const down: number[] = [];
+    for (let page = log.query({ limit: 7 }); page.length > 0; page = log.query({ limit: 7, beforeSeq: page.at(-1)!.seq })) down.push(...page.map((e) => e.seq));
+    expect(down).toEqual(Array.from({ length: 300 }, (_, i) => 300 - i));
+    const up: number[] = [];
+    for (let page = log.query({ limit: 11, afterSeq: 0 }); page.length > 0; page = log.query({ limit: 11, afterSeq: page.at(-1)!.seq })) up.push(...page.map((e) => e.seq));
+    expect(up).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(log.query({ agentId: 'a', afterSeq: 295 }).map((e) => e.seq)).toEqual([296, 297, 298, 299, 300]);
+  });
+});
+
+describe('retention (maxRows)', () => {
+  it('drops the oldest records beyond maxRows and verifies from the kept anchor', () => {
+    const log = new SqliteAuditLog({ maxRows: 50 });
+    for (let i = 0; i < 20; i++) log.append(Array.from({ length: 10 }, () => attempt()));
+    const result = log.verify();
+    expect(result.ok).toBe(true);
+    expect(result.checked).toBeLessThanOrEqual(50);
+    expect(result.anchor?.seq).toBe(200 - result.checked);
+    expect(log.query({ limit: 10_000 })).toHaveLength(result.checked);
+    expect(log.head().seq).toBe(200);
+  });
+
+  it('notices the oldest kept records deleted past the anchor', () => {
+    const path = join(dir, 'r.db');
+    const log = new SqliteAuditLog({ path, maxRows: 20 });
+    for (let i = 0; i < 5; i++) log.append(Array.from({ length: 10 }, () => attempt()));
+    const db = new Database(path);
+    db.prepare('DELETE FROM audit_batch WHERE first_seq = (SELECT min(first_seq) FROM audit_batch)').run();
+    db.close();
+    expect(log.verify()).toMatchObject({ ok: false, reason: expect.stringMatching(/rows were removed from its start/) });
+    log.close();
+  });
+});
+
+describe('capped strings', () => {
+  it('stores at most STRING_CAP characters of any string and records the original length', () => {
+    const log = new SqliteAuditLog();
+    const huge = 'x'.repeat(1_000_000);
+    log.append([attempt({ decision: 'denied', reason: huge, causationId: huge, inReplyTo: huge, outcome: undefined as never, code: 'INVALID_ARGUMENT' })]);
+    const [e] = log.query();
+    expect(e?.reason).toHaveLength(STRING_CAP);
+    expect(e?.inReplyTo).toHaveLength(STRING_CAP);
+    expect(e?.truncated).toEqual({ reason: 1_000_000, causationId: 1_000_000, inReplyTo: 1_000_000 });
+    expect(log.verify().ok).toBe(true);
+  });
+});
+
+describe('anchors through the bus', () => {
+  it('auditHead() names the last record and verifyAuditLog({ head }) fails once the tail is cut', async () => {
+    const path = join(dir, 'bus.db');
+    const heads: { seq: number; hash: string }[] = [];
+    const bus = new Orchestrator({ audit: { path, worker: false, onCommit: (h) => heads.push(h) }, policies: [{ from: '*', to: '*', allow: ['notify'] }] });
+    bus.register('b', { handlers: { ping: () => undefined } });
+    const a = bus.register('a');
+    await a.notify('b', 'ping', {});
+    await a.notify('b', 'ping', {});
+    const head = bus.auditHead();
+    expect(head.seq).toBeGreaterThanOrEqual(2);
+    expect(heads.at(-1)).toEqual(head);
+    expect(bus.verifyAuditLog({ head }).ok).toBe(true);
+    await bus.close();
+    tamper(path, (r) => r.splice(-1));
+    const reopened = new SqliteAuditLog({ path, readonly: true });
+    expect(reopened.verify()).toMatchObject({ ok: true });
+    expect(reopened.verify({ head })).toMatchObject({ ok: false, reason: expect.stringMatching(/rows were removed from its end/) });
+    reopened.close();
+  });
+});
+
+describe('storage identity', () => {
+  for (const how of ['deleted', 'renamed over'] as const) {
+    it(`fails closed with AUDIT_UNAVAILABLE and audit:error when the file is ${how}, then writes the file at the path with the break recorded`, async () => {
+      const path = join(dir, `id-${how.replace(' ', '-')}.db`);
+      const bus = new Orchestrator({ audit: { path, worker: false }, policies: [{ from: '*', to: '*', allow: ['notify'] }] });
+      const errors: Error[] = [];
+      bus.events.on('audit:error', ({ error }) => errors.push(error));
+      bus.register('b', { handlers: { ping: () => undefined } });
+      const a = bus.register('a');
+      await a.notify('b', 'ping', {});
+      const lost = bus.auditHead();
+      if (how === 'deleted') {
+        unlinkSync(path);
+      } else {
+        const other = join(dir, 'other.db');
+        writeFileSync(other, '');
+        renameSync(other, path);
+      }
+      await expect(a.notify('b', 'ping', {})).rejects.toMatchObject({ code: 'AUDIT_UNAVAILABLE' });
+      expect(errors[0]?.message).toMatch(/was (deleted|replaced)/);
+      await a.notify('b', 'ping', {});
+      expect(bus.auditHead().seq).toBe(lost.seq + 1);
+      expect(bus.verifyAuditLog()).toMatchObject({ ok: true, checked: 1, anchor: lost });
+      await bus.close();
+      const db = new Database(path, { readonly: true });
+      const breaks = JSON.parse(db.prepare("SELECT value FROM audit_meta WHERE key = 'breaks'").pluck().get() as string);
+      expect(breaks).toMatchObject([{ lostSeq: lost.seq, lostHash: lost.hash }]);
+      db.close();
+    });
+  }
+});
+
+describe('the audit_records view', () => {
+  it('shows one row per record with the v2 column names and the stored hash', () => {
+    const path = join(dir, 'view.db');
+    const log = new SqliteAuditLog({ path });
+    log.append([attempt({ messageId: 'v1' }), { kind: 'outcome', ts: 1, messageId: 'v1', to: 'b', from: 'a', conversationId: 'c', outcome: 'failed', code: 'HANDLER_FAILED' }]);
+    const head = log.head();
+    log.close();
+    const db = new Database(path, { readonly: true });
+    const rows = db.prepare('SELECT seq, kind, message_id, sender, recipient, outcome, code, hash FROM audit_records ORDER BY seq').all();
+    expect(rows).toEqual([
+      { seq: 1, kind: 'attempt', message_id: 'v1', sender: 'a', recipient: 'b', outcome: 'delivered', code: null, hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
+      { seq: 2, kind: 'outcome', message_id: 'v1', sender: 'a', recipient: 'b', outcome: 'failed', code: 'HANDLER_FAILED', hash: head.hash },
+    ]);
     db.close();
   });
 });

@@ -315,6 +315,15 @@ export class SqliteAuditLog implements AuditLog {
     }
     const want = options.head === undefined ? undefined : checkHead(options.head);
     const anchor = this.anchor();
+    const recorded = this.recordedAnchor();
+    if (this.stmts.firstAnchor.get() !== undefined && (anchor.seq !== recorded.seq || anchor.hash !== recorded.hash)) {
+      return {
+        ok: false,
+        checked: 0,
+        firstBad: recorded.seq + 1,
+        reason: `the log should start after row ${recorded.seq}, but its oldest kept row is ${anchor.seq + 1}: rows were removed from its start`,
+      };
+    }
     let expected = anchor.seq + 1;
     let prev = anchor.hash;
     let checked = 0;
@@ -380,6 +389,12 @@ export class SqliteAuditLog implements AuditLog {
     } catch {
       // A busy checkpoint is retried next time.
     }
+  }
+
+  /** Where the chain is recorded to start: the retention anchor, or the lost head a new file continues, else genesis. */
+  private recordedAnchor(): ChainHead {
+    const stored = this.stmts.meta.get(META_ANCHOR) as string | undefined;
+    return stored === undefined ? { seq: 0, hash: GENESIS } : (JSON.parse(stored) as ChainHead);
   }
 
   /** Where the kept chain starts: the record before the oldest kept one. */
