@@ -183,3 +183,26 @@ describe('the audit_records view', () => {
     db.close();
   });
 });
+
+describe('opening a file that cannot be written', () => {
+  it('throws AUDIT_UNAVAILABLE at construction, saying the file is read-only', async () => {
+    const { chmodSync } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const path = join(dir, 'ro.db');
+    new SqliteAuditLog({ path }).close();
+    // chmod binds everyone but root; root needs the immutable attribute.
+    let undo = () => chmodSync(path, 0o644);
+    if (process.getuid?.() === 0) {
+      execFileSync('chattr', ['+i', path]);
+      undo = () => execFileSync('chattr', ['-i', path]);
+    } else {
+      chmodSync(path, 0o444);
+    }
+    try {
+      expect(() => new SqliteAuditLog({ path })).toThrow(expect.objectContaining({ code: 'AUDIT_UNAVAILABLE', message: expect.stringMatching(/cannot be written \(read-only\)/) }));
+      expect(() => new Orchestrator({ audit: { path } })).toThrow(expect.objectContaining({ code: 'AUDIT_UNAVAILABLE' }));
+    } finally {
+      undo();
+    }
+  });
+});
