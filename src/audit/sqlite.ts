@@ -4,6 +4,7 @@ import { BusError } from '../errors.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { runQuery } from './batch-query.js';
+import { Checkpointer } from './checkpointer.js';
 import { createDigest, encodeRow, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { BATCH_RECORDS, COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import { toRow } from './records.js';
@@ -53,6 +54,13 @@ export interface SqliteAuditLogOptions {
    * @default 1_000_000 for ':memory:', unbounded for a file
    */
   maxRows?: number;
+  /**
+   * Where a file log's WAL checkpoints run: `'thread'` on a thread of their own with their
+   * own connection (the worker log uses this), `'inline'` on this connection after the
+   * commit's turn of the event loop. Never inside a commit (`wal_autocheckpoint = 0`).
+   * @default 'inline'
+   */
+  checkpoints?: 'inline' | 'thread';
   /** Called (on the writing thread) after every commit with the new head; an exception is reported as a warning. */
   onCommit?: (head: ChainHead) => void;
 }
@@ -72,6 +80,7 @@ const optionsSchema = z.strictObject({
   busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
   readonly: z.boolean().optional(),
   maxRows: z.number().int().positive().optional(),
+  checkpoints: z.enum(['inline', 'thread']).optional(),
   onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
 });
 
@@ -148,6 +157,7 @@ export class SqliteAuditLog implements AuditLog {
   private closed = false;
   private uncheckpointed = 0;
   private checkpointScheduled = false;
+  private checkpointer: Checkpointer | undefined;
 
   constructor(options: SqliteAuditLogOptions = {}) {
     const parsed = optionsSchema.safeParse(options);
@@ -207,6 +217,8 @@ export class SqliteAuditLog implements AuditLog {
     }
     this.db = db;
     this.identity = this.readonly || db.memory ? undefined : identityOf(this.path);
+    this.checkpointer?.stop();
+    this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
     this.stmts = prepare(db);
     this.queryStmts.clear();
     this.appendTx = db.transaction((records: readonly AuditRecord[]) => this.writeBatch(records));
@@ -233,7 +245,10 @@ export class SqliteAuditLog implements AuditLog {
     } catch (e) {
       throw this.appendError(e, records.length);
     }
-    if ((this.uncheckpointed += records.length) >= CHECKPOINT_RECORDS && !this.checkpointScheduled && this.identity !== undefined) {
+    if ((this.uncheckpointed += records.length) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
+      this.uncheckpointed = 0;
+      this.checkpointer.request();
+    } else if (this.uncheckpointed >= CHECKPOINT_RECORDS && !this.checkpointScheduled && this.identity !== undefined) {
       // After this turn of the event loop, not inside the commit (the writer has wal_autocheckpoint = 0).
       this.checkpointScheduled = true;
       setImmediate(() => {
@@ -374,6 +389,7 @@ export class SqliteAuditLog implements AuditLog {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.checkpointer?.stop();
     this.db.close();
   }
 
@@ -482,6 +498,8 @@ export class SqliteAuditLog implements AuditLog {
         head = { seq: 0, hash: GENESIS };
       }
       this.lost = { head, why };
+      this.checkpointer?.stop();
+      this.checkpointer = undefined;
       try {
         this.db.close();
       } catch {

@@ -70,7 +70,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
 
   constructor(options: SqliteAuditLogOptions) {
     const { onCommit, ...rest } = options;
-    this.options = rest;
+    this.options = { checkpoints: 'thread', ...rest };
     this.onCommit = onCommit;
     this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
     this.start();
