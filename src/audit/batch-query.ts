@@ -26,7 +26,8 @@ export interface BatchFilter {
 export interface BatchStatements {
   readonly records: Database.Statement; // (first_seq) -> records
   readonly containing: Database.Statement; // (seq) -> first_seq of the batch holding it
-  readonly followUps: Database.Statement; // (conversation, from, message, from) -> first_seq ASC
+  /** (conversations as a JSON array, from, messages as a JSON array, from) -> [key, first_seq], keys prefixed c: / m:. */
+  readonly followUps: Database.Statement;
 }
 
 type Row = unknown[];
@@ -50,17 +51,30 @@ class Batch {
     return (this.parsed[i] ??= JSON.parse(this.lines[i] as string) as Row);
   }
 
-  /** Indexes of the follow-up records of message `id` (outcomes, approvals, replies to it). */
+  /**
+   * Indexes of the follow-up records of message `id` (outcomes, approvals, replies to it).
+   * Built once per batch without parsing most lines: an outcome or approval line names its
+   * message fourth; only lines that may be replies are parsed.
+   */
   followUps(id: string): readonly number[] {
     if (this.follow === undefined) {
       const m = new Map<string, number[]>();
-      for (let i = 0; i < this.lines.length; i++) {
-        const r = this.row(i);
-        const key = r[COL.kind] === 'attempt' ? (r[COL.type] === 'reply' ? r[COL.in_reply_to] : undefined) : r[COL.message_id];
-        if (typeof key !== 'string') continue;
+      const add = (key: unknown, i: number) => {
+        if (typeof key !== 'string') return;
         const list = m.get(key);
         if (list === undefined) m.set(key, [i]);
         else list.push(i);
+      };
+      for (let i = 0; i < this.lines.length; i++) {
+        const line = this.lines[i] as string;
+        const k = line.indexOf(',') + 2; // first letter of the kind
+        const c = line.charCodeAt(k);
+        if (c === 111 /* o */ || line.startsWith('approval"', k)) {
+          add(messageIdOf(line, k) ?? this.row(i)[COL.message_id], i);
+        } else if (line.includes('"reply"')) {
+          const r = this.row(i);
+          if (r[COL.kind] === 'attempt' && r[COL.type] === 'reply') add(r[COL.in_reply_to], i);
+        }
       }
       this.follow = m;
     }
@@ -84,6 +98,8 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
   const ascending = f.afterSeq !== undefined;
   const found: { row: Row; batch: number }[] = [];
   const agent = f.agentId;
+  // A line that does not contain the value as a JSON string cannot match: skip its parse.
+  const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : undefined;
   outer: for (const first of candidates) {
     const b = load(first);
     if (b === undefined) continue;
@@ -96,6 +112,7 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
       const line = b.lines[i] as string;
       // Cheap checks on the text before parsing: attempts only.
       if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
+      if (needle !== undefined && !line.includes(needle)) continue;
       const r = b.row(i);
       if (r[COL.kind] !== 'attempt') continue;
       if (agent !== undefined && r[COL.sender] !== agent && r[COL.recipient] !== agent) continue;
@@ -109,10 +126,40 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
       if (found.length >= f.limit) break outer;
     }
   }
-  return found.map(({ row, batch }) => fold(stmts, load, row, batch));
+  if (found.length === 0) return [];
+  // Where the page's follow-ups are: one index lookup for the whole page.
+  let from = Infinity;
+  const conversations = new Set<string>();
+  const messages = new Set<string>();
+  for (const { row, batch } of found) {
+    if (batch < from) from = batch;
+    conversations.add(row[COL.conversation_id] as string);
+    messages.add(row[COL.message_id] as string);
+  }
+  const where = new Map<string, number[]>();
+  for (const [key, first] of stmts.followUps.all(JSON.stringify([...conversations]), from, JSON.stringify([...messages]), from) as [string, number][]) {
+    const list = where.get(key);
+    if (list === undefined) where.set(key, [first]);
+    else list.push(first);
+  }
+  return found.map(({ row, batch }) => {
+    const firsts = new Set<number>();
+    for (const first of where.get(`c:${row[COL.conversation_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
+    for (const first of where.get(`m:${row[COL.message_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
+    return fold(load, row, firsts);
+  });
 }
 
-function fold(stmts: BatchStatements, load: (first: number) => Batch | undefined, a: Row, batch: number): MessageLogEntry {
+/** The message id of an outcome or approval line (`[seq,"kind",ts,"id",…`), or undefined when it needs a real parse. */
+function messageIdOf(line: string, kindAt: number): string | undefined {
+  const open = line.indexOf('"', line.indexOf(',', line.indexOf(',', kindAt) + 1) + 1);
+  const close = line.indexOf('"', open + 1);
+  if (open < 0 || close < 0) return undefined;
+  const id = line.slice(open + 1, close);
+  return id.includes('\\') ? undefined : id;
+}
+
+function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterable<number>): MessageLogEntry {
   const seq = a[COL.seq] as number;
   const id = a[COL.message_id] as string;
   const to = a[COL.recipient] as string;
@@ -121,7 +168,6 @@ function fold(stmts: BatchStatements, load: (first: number) => Batch | undefined
   let approvalSeq = -1;
   let approval: Row | undefined;
   let replySeq = -1;
-  const firsts = stmts.followUps.all(a[COL.conversation_id], batch, id, batch) as number[];
   for (const first of firsts) {
     const b = load(first);
     if (b === undefined) continue;

@@ -574,9 +574,10 @@ function prepare(db: Database.Database) {
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
     followUps: db
       .prepare(
-        'SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq >= ? UNION SELECT first_seq FROM audit_message WHERE message_id = ? AND first_seq >= ? ORDER BY 1',
+        `SELECT 'c:' || conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?
+         UNION ALL SELECT 'm:' || message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?`,
       )
-      .pluck(),
+      .raw(),
   };
   return stmts;
 }
