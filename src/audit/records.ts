@@ -23,6 +23,8 @@ const FIELD_NAMES: Record<number, string> = {
   21: 'inReplyTo',
 };
 
+const CAPPED = Object.keys(FIELD_NAMES).map(Number);
+
 /** A record as a row array in ROW_COLUMNS order (absent fields stay undefined, i.e. null in JSON). */
 export function toRow(r: AuditRecord, seq: number): unknown[] {
   let row: unknown[];
@@ -41,11 +43,11 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
   }
   checkRow(row);
   let truncated: Record<string, number> | undefined;
-  for (const i in FIELD_NAMES) {
-    const v = row[i as unknown as number];
+  for (const i of CAPPED) {
+    const v = row[i];
     if (typeof v === 'string' && v.length > STRING_CAP) {
-      (truncated ??= {})[FIELD_NAMES[i as unknown as number] as string] = v.length;
-      row[i as unknown as number] = v.slice(0, STRING_CAP);
+      (truncated ??= {})[FIELD_NAMES[i] as string] = v.length;
+      row[i] = v.slice(0, STRING_CAP);
     }
   }
   if (truncated !== undefined) row.push(truncated);
