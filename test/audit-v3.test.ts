@@ -135,6 +135,23 @@ describe('anchors through the bus', () => {
   });
 });
 
+describe('anchors through the worker log', () => {
+  it('calls onCommit on the main thread with the head the worker committed', async () => {
+    const path = join(dir, 'worker.db');
+    const heads: { seq: number; hash: string }[] = [];
+    const bus = new Orchestrator({ audit: { path, onCommit: (h) => heads.push(h) }, policies: [{ from: '*', to: '*', allow: ['notify'] }] });
+    bus.register('b', { handlers: { ping: () => undefined } });
+    const a = bus.register('a');
+    await a.notify('b', 'ping', {});
+    const head = bus.auditHead();
+    expect(head.seq).toBeGreaterThan(0);
+    expect(heads.at(-1)).toEqual(head);
+    expect(bus.verifyAuditLog({ head })).toMatchObject({ ok: true });
+    expect(bus.verifyAuditLog({ head: { seq: head.seq + 5, hash: head.hash } })).toMatchObject({ ok: false });
+    await bus.close();
+  });
+});
+
 describe('storage identity', () => {
   for (const how of ['deleted', 'renamed over'] as const) {
     it(`fails closed with AUDIT_UNAVAILABLE and audit:error when the file is ${how}, then writes the file at the path with the break recorded`, async () => {
