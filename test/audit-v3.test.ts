@@ -223,3 +223,40 @@ describe('opening a file that cannot be written', () => {
     }
   });
 });
+
+describe('schema v3 migration of a larger v2 file', () => {
+  it('moves more rows than one batch holds (built with raw SQL mirroring v2), still verifying, follow-ups folded', async () => {
+    const { MIGRATIONS } = await import('../src/audit/migrations.js');
+    const { createDigest, encodeRow, GENESIS } = await import('../src/audit/hash-chain.js');
+    const path = join(dir, 'v2-big.db');
+    const db = new Database(path);
+    for (const m of MIGRATIONS.slice(0, 2)) m.up(db);
+    db.pragma('user_version = 2');
+    db.prepare("INSERT INTO audit_meta (key, value) VALUES ('chain', 'sha256')").run();
+    const cols = 'seq, kind, ts, message_id, recipient, sender, type, intent, payload_hash, payload_bytes, decision, reason, rule, policy_version, code, outcome, approval, decided_by, note, conversation_id, causation_id, in_reply_to';
+    const insert = db.prepare(`INSERT INTO audit (${cols}, hash) VALUES (${cols.split(',').map(() => '?').join(', ')}, ?)`);
+    const digest = createDigest();
+    let prev = GENESIS;
+    let seq = 0;
+    db.transaction(() => {
+      for (let i = 0; i < 700; i++) {
+        const a = [++seq, 'attempt', i, `m${i}`, 'b', 'a', 'ask', 'x', 'ab'.repeat(32), 1, 'allowed', null, null, 1, null, 'delivered', null, null, null, `c${i}`, null, null];
+        prev = digest(prev, encodeRow(a));
+        insert.run([...a, prev]);
+        if (i % 2 === 0) {
+          const o = [++seq, 'outcome', i, `m${i}`, 'b', null, null, null, null, null, null, 'boom', null, null, 'HANDLER_FAILED', 'failed', null, null, null, null, null, null];
+          prev = digest(prev, encodeRow(o));
+          insert.run([...o, prev]);
+        }
+      }
+    })();
+    db.close();
+    const log = new SqliteAuditLog({ path });
+    expect(log.verify()).toEqual({ ok: true, checked: seq });
+    expect(log.head()).toEqual({ seq, hash: prev });
+    expect(log.query({ conversationId: 'c2' })[0]).toMatchObject({ messageId: 'm2', outcome: 'failed', code: 'HANDLER_FAILED' });
+    expect(log.query({ conversationId: 'c3' })[0]).toMatchObject({ messageId: 'm3', outcome: 'delivered' });
+    expect(log.query({ limit: 10_000 })).toHaveLength(700);
+    log.close();
+  });
+});

@@ -133,15 +133,27 @@ export const BATCH_RECORDS = 256;
 function migrateV2Rows(db: Database.Database): void {
   const hasV2 = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'audit'").get() !== undefined;
   if (!hasV2) return;
-  // A follow-up's conversation comes from its attempt (the index is derived, not hashed).
-  const rows = db
+  // A follow-up's conversation comes from its attempt (the index is derived, not hashed);
+  // this index makes that lookup a seek (it goes with the v2 table at the end).
+  db.exec("CREATE INDEX audit_v3_attempt_message ON audit (message_id) WHERE kind = 'attempt'");
+  // Read in pages (better-sqlite3 cannot write while a statement iterates), constant memory.
+  const page = db
     .prepare(
       `SELECT ${V2_COLUMNS.map((c) => `x.${c}`).join(', ')}, x.hash,
         coalesce(x.conversation_id, (SELECT a.conversation_id FROM audit a WHERE a.message_id = x.message_id AND a.kind = 'attempt' ORDER BY a.seq LIMIT 1))
-       FROM audit x ORDER BY x.seq`,
+       FROM audit x WHERE x.seq > ? ORDER BY x.seq LIMIT 4096`,
     )
-    .raw()
-    .iterate() as IterableIterator<unknown[]>;
+    .raw();
+  function* rowsOf(): Generator<unknown[]> {
+    let after = -Infinity;
+    for (;;) {
+      const rows = page.all(after) as unknown[][];
+      if (rows.length === 0) return;
+      after = (rows[rows.length - 1] as unknown[])[0] as number;
+      yield* rows;
+    }
+  }
+  const rows = rowsOf();
   const insertBatch = db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)');
   const insertSlice = db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) VALUES (?, ?)');
   const insertConv = db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) VALUES (?, ?)');
