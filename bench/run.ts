@@ -6,7 +6,7 @@
 //   npm run bench -- --quick      smaller counts, for a smoke run
 //   npm run bench -- --only=throughput,latency
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -204,7 +204,7 @@ async function timersAfterTimeouts(count: number): Promise<{ timedOut: number; t
 }
 
 /** getMessageLog({ agentId, limit: 50 }) on a file of `rows` rows, for the busiest agent. */
-function logQuery(rows: number): { rows: number; buildSeconds: number; p50Ms: number; p99Ms: number; busiestShare: number } {
+function logQuery(rows: number): { rows: number; buildSeconds: number; verifySeconds: number; bytesPerRecord: number; p50Ms: number; p99Ms: number; busiestShare: number } {
   const path = join(dir, 'query.db');
   const log = new SqliteAuditLog({ path });
   const agents = Array.from({ length: 20 }, (_, i) => `agent-${i}`);
@@ -235,7 +235,12 @@ function logQuery(rows: number): { rows: number; buildSeconds: number; p50Ms: nu
   }
   if (batch.length > 0) log.append(batch.splice(0));
   const buildSeconds = (performance.now() - started) / 1000;
+  const v0 = performance.now();
+  const verified = log.verify();
+  const verifySeconds = (performance.now() - v0) / 1000;
+  if (!verified.ok || verified.checked !== rows) throw new Error('verify failed on the bench log');
   log.close();
+  const bytesPerRecord = statSync(path).size / rows;
   const bus = new Orchestrator({ audit: { path } });
   for (let i = 0; i < 50; i++) bus.getMessageLog({ agentId: 'agent-0', limit: 50 });
   const times = new Float64Array(500);
@@ -247,7 +252,7 @@ function logQuery(rows: number): { rows: number; buildSeconds: number; p50Ms: nu
   }
   void bus.close();
   times.sort();
-  return { rows, buildSeconds, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), busiestShare: busiest / rows };
+  return { rows, buildSeconds, verifySeconds, bytesPerRecord, p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), busiestShare: busiest / rows };
 }
 
 // ---- Run and report -------------------------------------------------------------------------
@@ -347,6 +352,7 @@ if (wants('query')) {
   const q = logQuery(rows);
   say(`getMessageLog({ agentId, limit: 50 }) on ${fmt(rows)} rows (busiest agent in ${(q.busiestShare * 100).toFixed(0)}%)`);
   say(`  p50 ${q.p50Ms.toFixed(3)} ms, p99 ${q.p99Ms.toFixed(3)} ms   (file built in ${q.buildSeconds.toFixed(1)} s)`);
+  say(`  verify ${q.verifySeconds.toFixed(2)} s, ${q.bytesPerRecord.toFixed(0)} bytes per record on disk`);
   results.logQuery = q;
   say('');
 }

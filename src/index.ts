@@ -38,4 +38,6 @@ export type {
   MessageLogEntry,
   MessageLogQuery,
   VerifyResult,
+  VerifyOptions,
+  ChainHead,
 } from './audit/types.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { BusError } from './errors.js';
-import type { AuditLog } from './audit/types.js';
+import type { AuditLog, ChainHead } from './audit/types.js';
 import type { Clock } from './clock.js';
 import type { Contracts } from './contracts.js';
 import type { PolicyRule } from './policy.js';
@@ -91,6 +91,13 @@ export interface AuditOptions {
    * stay on this thread. @default true
    */
   worker?: boolean;
+  /**
+   * Keep at most this many records: the oldest go first, and verification starts at the
+   * oldest kept one. @default 1_000_000 for ':memory:', unbounded for a file
+   */
+  maxRows?: number;
+  /** Called after every audit commit with the new head `{ seq, hash }`, e.g. to ship it elsewhere. */
+  onCommit?: (head: ChainHead) => void;
 }
 
 const positiveInt = z.number().int().positive();
@@ -121,6 +128,8 @@ const schema = z.strictObject({
         key: z.union([z.string().min(1), z.instanceof(Uint8Array)]).optional(),
         busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
         worker: z.boolean().optional(),
+        maxRows: positiveInt.optional(),
+        onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
       }),
     ])
     .optional(),

@@ -5,7 +5,7 @@ import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from '
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
-import type { AuditLog, MessageLogEntry, MessageLogQuery, VerifyResult } from './audit/types.js';
+import type { AuditLog, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './audit/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
@@ -275,10 +275,16 @@ export class Orchestrator<C extends Contracts = AnyContracts> {
     return this.#audit.query(query);
   }
 
-  /** Checks the audit log's hash chain end to end. */
-  verifyAuditLog(): VerifyResult {
+  /** Checks the audit log's hash chain end to end; given `head` (from {@link auditHead}), also that the log still holds it. */
+  verifyAuditLog(options?: VerifyOptions): VerifyResult {
     this.#commit.flush();
-    return this.#audit.verify();
+    return this.#audit.verify(options);
+  }
+
+  /** The audit log's last committed record `{ seq, hash }`: keep it elsewhere to detect a truncated tail later. */
+  auditHead(): ChainHead {
+    this.#commit.flush();
+    return this.#audit.head?.() ?? { seq: 0, hash: '0'.repeat(64) };
   }
 
   /** Writes every staged audit row now (they are otherwise written at the end of the tick). */
@@ -371,6 +377,8 @@ function openAudit(audit: ResolvedOptions['audit']): AuditLog {
     ...(o.durability !== undefined ? { durability: o.durability } : {}),
     ...(o.key !== undefined ? { key: o.key } : {}),
     ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}),
+    ...(o.maxRows !== undefined ? { maxRows: o.maxRows } : {}),
+    ...(o.onCommit !== undefined ? { onCommit: o.onCommit } : {}),
   };
   try {
     // A file log writes from a worker thread unless told not to; :memory: stays here

@@ -57,7 +57,7 @@ describe('audit before delivery', () => {
     bus.register('writer', {
       handlers: {
         clarify: (_p, ctx) => {
-          rowsSeenByHandler = (reader.prepare('SELECT count(*) AS n FROM audit WHERE message_id = ?').get(ctx.message.id) as { n: number }).n;
+          rowsSeenByHandler = (reader.prepare('SELECT count(*) AS n FROM audit_records WHERE message_id = ?').get(ctx.message.id) as { n: number }).n;
           return 'ok';
         },
       },

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NullAuditLog, SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
-import { createDigest, encodeRow } from '../src/audit/hash-chain.js';
-import { ROW_COLUMNS } from '../src/audit/migrations.js';
+import { createDigest } from '../src/audit/hash-chain.js';
+import { tamper } from './audit-tamper.js';
 import type { ApprovalRecord, AttemptRecord, AuditRecord, OutcomeRecord } from '../src/audit/index.js';
 import { isBusError } from '../src/errors.js';
 
@@ -120,6 +120,7 @@ describe('SqliteAuditLog#append() and #query()', () => {
     log.append([denied]);
     expect(log.query()).toEqual([
       {
+        seq: 1,
         messageId: 'msg_01',
         ts: 1_712_345_678_901,
         from: 'purchase',
@@ -146,7 +147,7 @@ describe('SqliteAuditLog#append() and #query()', () => {
     const { rule: _r, outcome: _o, ...bare } = attempt({ messageId: 'bare' });
     log.append([bare]);
     expect(Object.keys(log.query()[0] ?? {}).sort()).toEqual(
-      ['conversationId', 'decision', 'from', 'intent', 'messageId', 'payloadBytes', 'payloadHash', 'policyVersion', 'to', 'ts', 'type'].sort(),
+      ['seq', 'conversationId', 'decision', 'from', 'intent', 'messageId', 'payloadBytes', 'payloadHash', 'policyVersion', 'to', 'ts', 'type'].sort(),
     );
   });
 
@@ -296,7 +297,7 @@ describe('SqliteAuditLog#append() and #query()', () => {
   it('accepts an empty batch as a no-op', () => {
     const log = open();
     log.append([]);
-    expect(log.head()).toBeUndefined();
+    expect(log.head()).toEqual({ seq: 0, hash: '0'.repeat(64) });
     expect(log.verify()).toEqual({ ok: true, checked: 0 });
   });
 
@@ -341,57 +342,55 @@ describe('SqliteAuditLog hash chain', () => {
   it('names the seq of an edited row', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path);
-    other(path).prepare("UPDATE audit SET intent = 'transfer_funds' WHERE seq = 3").run();
+    tamper(path, (r) => (r[2]!.line = r[2]!.line.replace('"summarize"', '"transfer_funds"')));
     expect(log.verify()).toMatchObject({ ok: false, checked: 2, firstBad: 3 });
   });
 
   it('names the seq of a deleted row', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path);
-    other(path).prepare('DELETE FROM audit WHERE seq = 3').run();
+    tamper(path, (r) => r.splice(2, 1));
     expect(log.verify()).toMatchObject({ ok: false, checked: 2, firstBad: 3, reason: expect.stringMatching(/row 3 is missing/) });
   });
 
   it('names the seq of a deleted row even when the rows after it are renumbered', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path);
-    const db = other(path);
-    db.prepare('DELETE FROM audit WHERE seq = 3').run();
-    db.exec('UPDATE audit SET seq = -seq WHERE seq > 3; UPDATE audit SET seq = -seq - 1 WHERE seq < 0;');
+    tamper(path, (r) => {
+      r.splice(2, 1);
+      for (const x of r) if (x.seq > 3) x.seq--;
+    });
     expect(log.verify()).toMatchObject({ ok: false, checked: 2, firstBad: 3 });
   });
 
   it('names the seq of an inserted row', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path);
-    const db = other(path);
-    db.exec('UPDATE audit SET seq = -seq WHERE seq >= 3; UPDATE audit SET seq = -seq + 1 WHERE seq < 0;');
-    const cols = ROW_COLUMNS.filter((c) => c !== 'seq').join(', ');
-    // A plausible row: a copy of row 2 (hash included) under the free seq 3.
-    db.prepare(`INSERT INTO audit (seq, ${cols}, hash) SELECT 3, ${cols}, hash FROM audit WHERE seq = 2`).run();
+    // A plausible row: a copy of row 2 (hash included) under seq 3, the rows after it renumbered.
+    tamper(path, (r) => {
+      for (const x of r) if (x.seq >= 3) x.seq++;
+      r.splice(2, 0, { ...r[1]!, seq: 3, line: r[1]!.line.replace(/^\[2,/, '[3,') });
+    });
     expect(log.verify()).toMatchObject({ ok: false, checked: 2, firstBad: 3 });
   });
 
   it('names a forged row appended at the end', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path, {}, 2);
-    const cols = ROW_COLUMNS.filter((c) => c !== 'seq').join(', ');
-    other(path).prepare(`INSERT INTO audit (seq, ${cols}, hash) SELECT 3, ${cols}, hash FROM audit WHERE seq = 2`).run();
+    tamper(path, (r) => r.push({ ...r[1]!, seq: 3, line: r[1]!.line.replace(/^\[2,/, '[3,') }));
     expect(log.verify()).toMatchObject({ ok: false, checked: 2, firstBad: 3 });
   });
 
   /** Edits row `seq` and re-hashes it and every later row with plain SHA-256. */
   function rehashAttack(path: string, seq: number): void {
-    const db = other(path);
-    db.prepare("UPDATE audit SET intent = 'transfer_funds' WHERE seq = ?").run(seq);
     const sha = createDigest();
-    let prev = db.prepare('SELECT hash FROM audit WHERE seq = ?').pluck().get(seq - 1) as string;
-    const rows = db.prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM audit WHERE seq >= ? ORDER BY seq`).raw().all(seq) as unknown[][];
-    const update = db.prepare('UPDATE audit SET hash = ? WHERE seq = ?');
-    for (const row of rows) {
-      prev = sha(prev, encodeRow(row));
-      update.run(prev, row[0]);
-    }
+    tamper(path, (records) => {
+      let prev = records[seq - 2]!.hash;
+      for (const r of records.slice(seq - 1)) {
+        if (r.seq === seq) r.line = r.line.replace('"summarize"', '"transfer_funds"');
+        prev = r.hash = sha(prev, r.line);
+      }
+    });
   }
 
   it('without a key, cannot catch a writer who re-hashes the chain (the documented limit)', () => {
@@ -431,13 +430,23 @@ describe('SqliteAuditLog hash chain', () => {
     expect(errorOf(() => reader.verify()).message).toMatch(/key is needed/);
   });
 
-  it('does not catch a truncated tail by itself: compare head() with a copy kept elsewhere', () => {
+  it('catches a truncated tail given a head kept elsewhere (and not without one)', () => {
     const path = join(dir, 'audit.db');
     const log = seeded(path);
     const kept = log.head();
-    other(path).prepare('DELETE FROM audit WHERE seq > 3').run();
+    tamper(path, (r) => r.splice(3));
     expect(log.verify()).toEqual({ ok: true, checked: 3 });
-    expect(log.head()).not.toEqual(kept);
+    expect(log.verify({ head: kept })).toMatchObject({ ok: false, reason: expect.stringMatching(/ends at row 3 but the head given is row 5/) });
+  });
+
+  it('catches a tail rewritten after the head kept elsewhere', () => {
+    const path = join(dir, 'audit.db');
+    const log = seeded(path, {}, 3);
+    const kept = log.head();
+    tamper(path, (r) => r.splice(2));
+    log.append([attempt({ messageId: 'other3' })]);
+    expect(log.verify().ok).toBe(true);
+    expect(log.verify({ head: kept })).toMatchObject({ ok: false, firstBad: 3, reason: expect.stringMatching(/another hash than the head given/) });
   });
 });
 

@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { tamper } from './audit-tamper.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import type { AttemptRecord, MessageLogEntry } from '../src/audit/index.js';
@@ -132,9 +133,7 @@ describe('switchboard verify', () => {
   });
 
   it('exits 1 naming the first bad row', () => {
-    const tamper = new Database(db);
-    tamper.prepare("UPDATE audit SET decision = 'allowed' WHERE seq = 2").run();
-    tamper.close();
+    tamper(db, (r) => (r[1]!.line = r[1]!.line.replace(/"(denied|pending)"/, '"allowed"').replace('"delivered"', '"failed"')));
     const r = run(['verify', db]);
     expect(r.code).toBe(1);
     expect(r.out[0]).toMatch(/^bad: row 2 does not match its hash/);
@@ -224,5 +223,84 @@ describe('switchboard (usage and safety)', () => {
   it('runs as an executable script', () => {
     const out = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli/main.ts'), 'verify', db], { encoding: 'utf8' });
     expect(out).toMatch(/^ok: 5 rows verified\n/);
+  });
+});
+
+describe('switchboard export', () => {
+  it('streams every entry oldest first across pages, as JSON Lines', () => {
+    const path = join(dir, 'big.db');
+    const log = new SqliteAuditLog({ path });
+    for (let i = 0; i < 3; i++) log.append(Array.from({ length: 7_000 }, () => attempt({ ts: 1_000 })));
+    log.close();
+    const r = run(['export', path]);
+    expect(r.code).toBe(0);
+    expect(r.out).toHaveLength(21_000);
+    expect(r.out.map((l) => (JSON.parse(l) as MessageLogEntry).seq)).toEqual(Array.from({ length: 21_000 }, (_, i) => i + 1));
+  });
+
+  it('writes CSV with a header, quoting what needs it and neutralising formulas, and honours --since', () => {
+    const path = join(dir, 'csv.db');
+    const log = new SqliteAuditLog({ path });
+    log.append([attempt({ ts: 10, messageId: 'old' }), attempt({ ts: 20, messageId: 'new', decision: 'denied', reason: '=HYPERLINK("x"), a', outcome: undefined as never })]);
+    log.close();
+    const r = run(['export', path, '--format', 'csv', '--since', '15']);
+    expect(r.code).toBe(0);
+    expect(r.out[0]).toMatch(/^seq,messageId,ts,from,to,/);
+    expect(r.out).toHaveLength(2);
+    expect(r.out[1]).toContain(`"'=HYPERLINK(""x""), a"`);
+    expect(r.out[1]?.startsWith('2,new,20,')).toBe(true);
+  });
+
+  it('refuses an unknown format in its own words (exit 2)', () => {
+    const r = run(['export', db, '--format', 'xml']);
+    expect(r.code).toBe(2);
+    expect(r.err[0]).toBe('switchboard: --format must be one of jsonl, csv, got "xml"');
+  });
+});
+
+describe('switchboard log filters', () => {
+  it('filters by type, decision, conversation and pages by seq', () => {
+    const all = run(['log', db, '--json', '--limit', '100']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    const denied = run(['log', db, '--json', '--decision', 'denied']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    expect(denied.map((e) => e.messageId)).toEqual(all.filter((e) => e.decision === 'denied').map((e) => e.messageId));
+    const notify = run(['log', db, '--json', '--type', 'notify']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    expect(notify.every((e) => e.type === 'notify') && notify.length > 0).toBe(true);
+    const second = all[1]!;
+    const page = run(['log', db, '--json', '--before-seq', String(all[0]!.seq), '--limit', '1']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    expect(page.map((e) => e.seq)).toEqual([second.seq]);
+    const up = run(['log', db, '--json', '--after-seq', '0', '--limit', '1']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    expect(up.map((e) => e.seq)).toEqual([all.at(-1)!.seq]);
+    const conv = run(['log', db, '--json', '--conversation', 'conv-1', '--limit', '100']).out.map((l) => JSON.parse(l) as MessageLogEntry);
+    expect(conv.map((e) => e.seq)).toEqual(all.filter((e) => e.conversationId === 'conv-1').map((e) => e.seq));
+  });
+
+  it('says what is wrong with a bad time or seq (exit 2)', () => {
+    expect(run(['log', db, '--since', 'yesterday']).err[0]).toMatch(/--since must be a date .* got "yesterday"/);
+    expect(run(['log', db, '--before-seq', '-3']).code).toBe(2);
+    expect(run(['log', db, '--decision', 'maybe']).err[0]).toBe('switchboard: --decision must be one of allowed, denied, pending, got "maybe"');
+  });
+
+  it('prints its version', () => {
+    const r = run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.out[0]).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('switchboard verify --head', () => {
+  it('passes while the log holds the head and fails once the tail is cut', () => {
+    const ok = run(['verify', db]);
+    const [, seq, hash] = /^head: seq (\d+) hash ([0-9a-f]{64})$/.exec(ok.out[1]!)!;
+    expect(run(['verify', db, '--head', `${seq}:${hash}`]).code).toBe(0);
+    tamper(db, (r) => r.splice(-1));
+    const cut = run(['verify', db, '--head', `${seq}:${hash}`]);
+    expect(cut.code).toBe(1);
+    expect(cut.out[0]).toMatch(/^bad: the log ends at row \d+ but the head given is row \d+/);
+  });
+
+  it('refuses a malformed head (exit 2)', () => {
+    const r = run(['verify', db, '--head', '5:nothex']);
+    expect(r.code).toBe(2);
+    expect(r.err[0]).toMatch(/--head must be SEQ:HASH/);
   });
 });

@@ -36,7 +36,7 @@ function runAndKill(db: string, killAfterMs: number): Promise<string[]> {
 function committedIds(db: string): Set<string> {
   const conn = new Database(db, { readonly: true });
   try {
-    const rows = conn.prepare(`SELECT message_id AS id FROM audit WHERE kind = 'attempt'`).all() as { id: string }[];
+    const rows = conn.prepare(`SELECT message_id AS id FROM audit_records WHERE kind = 'attempt'`).all() as { id: string }[];
     return new Set(rows.map((r) => r.id));
   } finally {
     conn.close();

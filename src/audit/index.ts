@@ -10,9 +10,11 @@ export type {
   MessageLogEntry,
   MessageLogQuery,
   OutcomeRecord,
+  VerifyOptions,
   VerifyResult,
 } from './types.js';
-export { SqliteAuditLog, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT } from './sqlite.js';
+export { SqliteAuditLog, DEFAULT_QUERY_LIMIT, MAX_QUERY_LIMIT, DEFAULT_MEMORY_MAX_ROWS } from './sqlite.js';
+export { STRING_CAP } from './records.js';
 export type { ChainHead, SqliteAuditLogOptions, SqliteVerifyResult } from './sqlite.js';
 export { NullAuditLog } from './null.js';
 export { SCHEMA_VERSION } from './migrations.js';

@@ -40,7 +40,15 @@ export const ROW_COLUMNS = [
   'conversation_id',
   'causation_id',
   'in_reply_to',
+  // v3: `{"field": originalLength, …}` for the strings that were capped; encoded only when set.
+  'truncated',
 ] as const;
+
+/** Index of each column in a stored record line (the JSON array of {@link ROW_COLUMNS}). */
+export const COL = Object.fromEntries(ROW_COLUMNS.map((c, i) => [c, i])) as { readonly [K in (typeof ROW_COLUMNS)[number]]: number };
+
+/** The columns every v1/v2 row had: the hash of an old row is over exactly these. */
+const V2_COLUMNS = ROW_COLUMNS.slice(0, 22);
 
 const SCHEMA_V1 = `
 CREATE TABLE audit_meta (
@@ -93,6 +101,103 @@ CREATE INDEX audit_attempt_conversation ON audit (conversation_id) WHERE kind = 
 CREATE INDEX audit_followup ON audit (message_id, recipient) WHERE kind <> 'attempt';
 `;
 
+/**
+ * Schema v3: records are stored per batch. `audit_batch` holds one row per group of
+ * consecutive records: their canonical encodings as one JSON array with a record per line,
+ * the hash before the first, and the 32-byte hashes of every record. `audit_slice` says which
+ * batches hold records of an agent, `audit_conversation` which hold records of a
+ * conversation (follow-ups without a conversation are found by `audit_message`). The view
+ * `audit_records` shows one row per record with the v2 column names.
+ */
+const SCHEMA_V3 = `
+CREATE TABLE audit_batch (
+  first_seq INTEGER PRIMARY KEY,
+  count     INTEGER NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hashes    BLOB NOT NULL,
+  records   TEXT NOT NULL
+);
+CREATE TABLE audit_slice (agent TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (agent, first_seq)) WITHOUT ROWID;
+CREATE TABLE audit_conversation (conversation_id TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (conversation_id, first_seq)) WITHOUT ROWID;
+CREATE TABLE audit_message (message_id TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (message_id, first_seq)) WITHOUT ROWID;
+CREATE VIEW audit_records AS SELECT
+${ROW_COLUMNS.map((c, i) => `  json_extract(r.value, '$[${i}]') AS ${c}`).join(',\n')},
+  lower(hex(substr(b.hashes, r.key * 32 + 1, 32))) AS hash
+FROM audit_batch b, json_each(b.records) r;
+`;
+
+/** Records per stored batch row: bounds what a query reads to find a handful of records. */
+export const BATCH_RECORDS = 256;
+
+/** Moves v2 rows into batches, unchanged: each record's line is its v2 encoding, so every hash still matches. */
+function migrateV2Rows(db: Database.Database): void {
+  const hasV2 = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'audit'").get() !== undefined;
+  if (!hasV2) return;
+  // A follow-up's conversation comes from its attempt (the index is derived, not hashed);
+  // this index makes that lookup a seek (it goes with the v2 table at the end).
+  db.exec("CREATE INDEX audit_v3_attempt_message ON audit (message_id) WHERE kind = 'attempt'");
+  // Read in pages (better-sqlite3 cannot write while a statement iterates), constant memory.
+  const page = db
+    .prepare(
+      `SELECT ${V2_COLUMNS.map((c) => `x.${c}`).join(', ')}, x.hash,
+        coalesce(x.conversation_id, (SELECT a.conversation_id FROM audit a WHERE a.message_id = x.message_id AND a.kind = 'attempt' ORDER BY a.seq LIMIT 1))
+       FROM audit x WHERE x.seq > ? ORDER BY x.seq LIMIT 4096`,
+    )
+    .raw();
+  function* rowsOf(): Generator<unknown[]> {
+    let after = -Infinity;
+    for (;;) {
+      const rows = page.all(after) as unknown[][];
+      if (rows.length === 0) return;
+      after = (rows[rows.length - 1] as unknown[])[0] as number;
+      yield* rows;
+    }
+  }
+  const rows = rowsOf();
+  const insertBatch = db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)');
+  const insertSlice = db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) VALUES (?, ?)');
+  const insertConv = db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) VALUES (?, ?)');
+  let lines: string[] = [];
+  let hashes: Buffer[] = [];
+  let first = 0;
+  let prev = '0'.repeat(64);
+  let batchPrev = prev;
+  const agents = new Set<string>();
+  const conversations = new Set<string>();
+  const flush = () => {
+    if (lines.length === 0) return;
+    insertBatch.run(first, lines.length, batchPrev, Buffer.concat(hashes), `[\n${lines.join(',\n')}\n]`);
+    for (const a of agents) insertSlice.run(a, first);
+    for (const c of conversations) insertConv.run(c, first);
+    lines = [];
+    hashes = [];
+    agents.clear();
+    conversations.clear();
+    batchPrev = prev;
+  };
+  let expected = 0;
+  for (const row of rows) {
+    const conversation = row.pop() as string | null;
+    const hash = row.pop() as string;
+    const seq = row[0] as number;
+    // A gap in the v2 seqs is kept as a batch boundary, so verify still reports it.
+    if (lines.length >= BATCH_RECORDS || (lines.length > 0 && seq !== expected)) flush();
+    if (lines.length === 0) {
+      first = seq;
+      batchPrev = prev;
+    }
+    expected = seq + 1;
+    lines.push(JSON.stringify(row));
+    hashes.push(/^[0-9a-f]{64}$/.test(hash) ? Buffer.from(hash, 'hex') : Buffer.alloc(32));
+    if (typeof row[4] === 'string') agents.add(row[4]);
+    if (typeof row[5] === 'string') agents.add(row[5]);
+    if (conversation !== null) conversations.add(conversation);
+    prev = hash;
+  }
+  flush();
+  db.exec('DROP TABLE audit');
+}
+
 /** One step of the schema. `up` runs inside the migration transaction. */
 export interface Migration {
   /** The `user_version` after this step. */
@@ -109,6 +214,14 @@ export const MIGRATIONS: readonly Migration[] = [
     description: 'index the replies that answered a message (a reply row records its outcome "replied")',
     up: (db) =>
       db.exec(`CREATE INDEX audit_reply ON audit (in_reply_to, sender) WHERE kind = 'attempt' AND type = 'reply' AND decision = 'allowed';`),
+  },
+  {
+    version: 3,
+    description: 'records stored per batch, with agent, conversation and message indexes and the audit_records view; v2 rows moved unchanged',
+    up: (db) => {
+      db.exec(SCHEMA_V3);
+      migrateV2Rows(db);
+    },
   },
 ];
 

@@ -1,4 +1,4 @@
-import type { AuditLog, AuditRecord, MessageLogEntry, MessageLogQuery, VerifyResult } from './types.js';
+import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyResult } from './types.js';
 
 /**
  * The {@link AuditLog} for `audit: false`: records nothing, finds nothing, and its (empty)
@@ -17,6 +17,11 @@ export class NullAuditLog implements AuditLog {
   /** Always `{ ok: true, checked: 0 }`. */
   verify(): VerifyResult {
     return { ok: true, checked: 0 };
+  }
+
+  /** Always the empty chain's head, `{ seq: 0, hash: '0' × 64 }`. */
+  head(): ChainHead {
+    return { seq: 0, hash: '0'.repeat(64) };
   }
 
   close(): void {}

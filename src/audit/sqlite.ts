@@ -2,20 +2,14 @@ import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
 import { MESSAGE_TYPES } from '../envelope.js';
+import { statSync } from 'node:fs';
+import { runQuery } from './batch-query.js';
+import { Checkpointer } from './checkpointer.js';
 import { createDigest, encodeRow, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
-import { isBlank, migrate, newerError, ROW_COLUMNS, SCHEMA_VERSION, userVersion } from './migrations.js';
-import type {
-  ApprovalDecision,
-  AuditDecision,
-  AuditLog,
-  AuditOutcome,
-  AuditRecord,
-  MessageLogEntry,
-  MessageLogQuery,
-  VerifyResult,
-} from './types.js';
-import type { ErrorCode } from '../errors.js';
+import { BATCH_RECORDS, COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
+import { toRow } from './records.js';
+import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
 import type { MessageType } from '../envelope.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
@@ -55,13 +49,24 @@ export interface SqliteAuditLogOptions {
    * @default false
    */
   readonly?: boolean;
+  /**
+   * Keep at most this many records: the oldest batches go first, and verification starts at
+   * the oldest kept record, whose predecessor's hash is kept as the anchor.
+   * @default 1_000_000 for ':memory:', unbounded for a file
+   */
+  maxRows?: number;
+  /**
+   * Where a file log's WAL checkpoints run: `'thread'` on a thread of their own with their
+   * own connection (the worker log uses this), `'inline'` on this connection after the
+   * commit's turn of the event loop. Never inside a commit (`wal_autocheckpoint = 0`).
+   * @default 'inline'
+   */
+  checkpoints?: 'inline' | 'thread';
+  /** Called (on the writing thread) after every commit with the new head; an exception is reported as a warning. */
+  onCommit?: (head: ChainHead) => void;
 }
 
-/** The last row of the chain. Keep it somewhere else to detect a truncated tail later. */
-export interface ChainHead {
-  seq: number;
-  hash: string;
-}
+export type { ChainHead } from './types.js';
 
 /** {@link VerifyResult} with a human-readable reason when the chain is broken. */
 export interface SqliteVerifyResult extends VerifyResult {
@@ -75,6 +80,9 @@ const optionsSchema = z.strictObject({
   key: z.union([z.string().min(1), z.instanceof(Uint8Array).refine((k) => k.length > 0, 'expected a non-empty key')]).optional(),
   busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
   readonly: z.boolean().optional(),
+  maxRows: z.number().int().positive().optional(),
+  checkpoints: z.enum(['inline', 'thread']).optional(),
+  onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
 });
 
 const filterSchema = z.strictObject({
@@ -85,6 +93,8 @@ const filterSchema = z.strictObject({
   type: z.enum(MESSAGE_TYPES as [MessageType, ...MessageType[]]).optional(),
   decision: z.enum(['allowed', 'denied', 'pending']).optional(),
   conversationId: z.string().min(1).optional(),
+  beforeSeq: z.number().int().optional(),
+  afterSeq: z.number().int().optional(),
 });
 
 /** Default and maximum of {@link MessageLogQuery.limit}. */
@@ -93,56 +103,26 @@ export const MAX_QUERY_LIMIT = 10_000;
 
 const META_CHAIN = 'chain';
 const META_KEY_CHECK = 'key_check';
+/** Where the kept chain starts when older records were dropped: `{"seq":N,"hash":"…"}`. */
+const META_ANCHOR = 'anchor';
+/** Every time the file at the path stopped being the file written (JSON list). */
+const META_BREAKS = 'breaks';
 
-const INSERT_SQL = `INSERT INTO audit (${ROW_COLUMNS.join(', ')}, hash) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')}, ?)`;
-const VERIFY_SQL = `SELECT ${ROW_COLUMNS.join(', ')}, hash FROM audit ORDER BY seq`;
-/**
- * An entry: the attempt row `a`, joined with its latest outcome row `o`, its latest
- * approval row `p` (the follow-up index finds both) and the reply that answered it, `r`:
- * an allowed reply row from the recipient is the record of the outcome 'replied' (the bus
- * writes no separate outcome row for it). The caller appends the page condition.
- */
-const ENTRY_SELECT = `SELECT a.seq, a.ts, a.message_id, a.sender, a.recipient, a.type, a.intent, a.payload_hash,
-  a.payload_bytes, a.decision, a.reason, a.rule, a.policy_version, a.code, a.outcome, a.conversation_id,
-  a.in_reply_to, o.outcome, o.code, p.approval, p.decided_by, a.causation_id, o.seq, r.seq
-FROM audit a
-LEFT JOIN audit o ON o.seq = (SELECT max(x.seq) FROM audit x WHERE x.message_id = a.message_id
-  AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'outcome')
-LEFT JOIN audit p ON p.seq = (SELECT max(x.seq) FROM audit x WHERE x.message_id = a.message_id
-  AND x.recipient = a.recipient AND x.kind <> 'attempt' AND x.kind = 'approval')
-LEFT JOIN audit r ON r.seq = (SELECT max(x.seq) FROM audit x WHERE x.in_reply_to = a.message_id
-  AND x.sender = a.recipient AND x.kind = 'attempt' AND x.type = 'reply' AND x.decision = 'allowed')`;
+/** Records committed to a file log before a checkpoint is scheduled (off the commit path). */
+const CHECKPOINT_RECORDS = 4096;
 
-/** A row of ENTRY_SELECT, as better-sqlite3 returns it in raw mode. */
-type EntryRow = [
-  seq: number,
-  ts: number,
-  messageId: string,
-  from: string,
-  to: string,
-  type: MessageType,
-  intent: string,
-  payloadHash: string,
-  payloadBytes: number,
-  decision: AuditDecision,
-  reason: string | null,
-  rule: string | null,
-  policyVersion: number,
-  code: ErrorCode | null,
-  outcome: AuditOutcome | null,
-  conversationId: string,
-  inReplyTo: string | null,
-  lastOutcome: AuditOutcome | null,
-  lastOutcomeCode: ErrorCode | null,
-  approval: ApprovalDecision | null,
-  decidedBy: string | null,
-  causationId: string | null,
-  lastOutcomeSeq: number | null,
-  replySeq: number | null,
-];
+/** Default {@link SqliteAuditLogOptions.maxRows} of a `:memory:` log. */
+export const DEFAULT_MEMORY_MAX_ROWS = 1_000_000;
+
+const HEAD_SQL = 'SELECT first_seq + count - 1, lower(hex(substr(hashes, -32))) FROM audit_batch ORDER BY first_seq DESC LIMIT 1';
+
+interface Identity {
+  dev: number;
+  ino: number;
+}
 
 /**
- * The default {@link AuditLog}: one SQLite table of hash-chained rows, through
+ * The default {@link AuditLog}: hash-chained records stored per batch in SQLite, through
  * better-sqlite3 (synchronous). See `docs/audit.md` for the schema and guarantees.
  *
  * @example
@@ -160,25 +140,43 @@ export class SqliteAuditLog implements AuditLog {
   /** True when opened with `readonly: true`. */
   readonly readonly: boolean;
   // Not `#private`: the tests reach the connection to simulate faults.
-  private readonly db: Database.Database;
+  private db!: Database.Database;
   /** Undefined only for a keyed log opened read-only without its key. */
   private readonly digest: Digest | undefined;
-  private readonly headStmt: Database.Statement;
-  private readonly insertStmt: Database.Statement;
+  private readonly options: z.infer<typeof optionsSchema>;
+  private readonly maxRows: number;
+  private readonly onCommit: ((head: ChainHead) => void) | undefined;
+  private stmts!: ReturnType<typeof prepare>;
   private readonly queryStmts = new Map<string, Database.Statement>();
-  private readonly appendTx: Database.Transaction<(records: readonly AuditRecord[]) => void>;
+  private appendTx!: Database.Transaction<(records: readonly AuditRecord[]) => ChainHead>;
+  /** The file written, to notice when the path no longer leads to it (file logs only). */
+  private identity: Identity | undefined;
+  /** Set when the file at the path was lost: the head it had, kept for the next file. */
+  private lost: { head: ChainHead; why: string } | undefined;
   /** Index of the record being written, so a failure can name it. */
   private at = 0;
   private closed = false;
+  private uncheckpointed = 0;
+  private checkpointScheduled = false;
+  private checkpointer: Checkpointer | undefined;
 
   constructor(options: SqliteAuditLogOptions = {}) {
     const parsed = optionsSchema.safeParse(options);
     if (!parsed.success) throw zodError('audit option', parsed.error);
     const o = parsed.data;
+    this.options = o;
     this.path = o.path ?? ':memory:';
     this.readonly = o.readonly ?? false;
-    const key = o.key;
+    this.maxRows = o.maxRows ?? (this.path === ':memory:' ? DEFAULT_MEMORY_MAX_ROWS : Infinity);
+    this.onCommit = o.onCommit;
+    this.chain = this.open();
+    this.digest = this.chain === 'sha256' ? createDigest() : o.key === undefined ? undefined : createDigest(o.key);
+  }
 
+  /** Opens (and when needed creates or migrates) the database at the path; returns its chain. */
+  private open(): ChainAlgorithm {
+    const o = this.options;
+    const key = o.key;
     const Sqlite = loadSqlite();
     let db: Database.Database;
     try {
@@ -186,180 +184,358 @@ export class SqliteAuditLog implements AuditLog {
     } catch (e) {
       throw unavailable(`cannot open audit database ${this.path}: ${messageOf(e)}`, e);
     }
+    let chain: ChainAlgorithm;
     try {
       if (this.readonly) {
         checkReadableVersion(db, this.path);
       } else {
-        if (!db.memory) db.pragma('journal_mode = WAL');
+        if (!db.memory) {
+          db.pragma('journal_mode = WAL');
+          // Checkpoints run when the log is idle or closed, never inside a commit (see checkpoint()).
+          db.pragma('wal_autocheckpoint = 0');
+        }
         db.pragma(`synchronous = ${o.durability === 'full' ? 'FULL' : 'NORMAL'}`);
-        // Only a new or old database needs the write lock at open; a current one is just read.
-        if (userVersion(db) !== SCHEMA_VERSION || !hasChainMeta(db)) {
+        // Take the write lock now: a file that cannot be written fails here, not at the first send.
+        try {
           db.transaction(() => {
             migrate(db, this.path);
             const insertMeta = db.prepare('INSERT OR IGNORE INTO audit_meta (key, value) VALUES (?, ?)');
             insertMeta.run(META_CHAIN, key === undefined ? 'sha256' : 'hmac-sha256');
             if (key !== undefined) insertMeta.run(META_KEY_CHECK, keyCheck(key));
           }).immediate();
+        } catch (e) {
+          // Another writer holding the lock is no reason to refuse a current log: it only reads here.
+          const busy = (e as { code?: unknown } | null)?.code === 'SQLITE_BUSY';
+          if (!busy || userVersion(db) !== SCHEMA_VERSION || db.prepare('SELECT 1 FROM audit_meta WHERE key = ?').get(META_CHAIN) === undefined) throw e;
         }
       }
-      this.chain = checkKey(db, this.path, key, this.readonly);
+      chain = checkKey(db, this.path, key, this.readonly);
     } catch (e) {
       db.close();
       if (e instanceof BusError) throw e;
-      throw unavailable(`cannot open audit database ${this.path}: ${messageOf(e)}`, e);
+      const code = (e as { code?: unknown } | null)?.code;
+      const why = typeof code === 'string' && code.startsWith('SQLITE_READONLY') ? 'the file cannot be written (read-only)' : messageOf(e);
+      throw unavailable(`cannot open audit database ${this.path}: ${why}`, e);
     }
     this.db = db;
-    this.digest = this.chain === 'sha256' ? createDigest() : key === undefined ? undefined : createDigest(key);
-    this.headStmt = db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').raw();
-    this.insertStmt = db.prepare(INSERT_SQL);
+    this.identity = this.readonly || db.memory ? undefined : identityOf(this.path);
+    this.checkpointer?.stop();
+    this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
+    this.stmts = prepare(db);
+    this.queryStmts.clear();
     this.appendTx = db.transaction((records: readonly AuditRecord[]) => this.writeBatch(records));
+    return chain;
   }
 
   /**
-   * Writes the records in one transaction, chained after the last row on disk.
+   * Writes the records in one transaction, chained after the last record on disk.
    *
    * @throws BusError `AUDIT_UNAVAILABLE` when they cannot all be written (a lock held too
-   *   long, a full disk, a read-only file, an I/O error, or an invalid record); nothing of
-   *   the batch is then written, and the next append works once the fault clears.
+   *   long, a full disk, a read-only file, an I/O error, the file deleted or replaced under
+   *   the log, or an invalid record); nothing of the batch is then written, and the next
+   *   append works once the fault clears.
    */
   append(records: readonly AuditRecord[]): void {
     this.assertOpen();
     if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
     if (records.length === 0) return;
+    this.checkIdentity();
+    let head: ChainHead;
     try {
       // IMMEDIATE: take the write lock first, so the head we read cannot go stale.
-      this.appendTx.immediate(records);
+      head = this.appendTx.immediate(records);
     } catch (e) {
       throw this.appendError(e, records.length);
     }
+    if ((this.uncheckpointed += records.length) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
+      this.uncheckpointed = 0;
+      this.checkpointer.request();
+    } else if (this.uncheckpointed >= CHECKPOINT_RECORDS && !this.checkpointScheduled && this.identity !== undefined) {
+      // After this turn of the event loop, not inside the commit (the writer has wal_autocheckpoint = 0).
+      this.checkpointScheduled = true;
+      setImmediate(() => {
+        this.checkpointScheduled = false;
+        this.checkpoint();
+      }).unref();
+    }
+    if (this.onCommit !== undefined) {
+      try {
+        this.onCommit(head);
+      } catch (e) {
+        process.emitWarning(`agent-switchboard: audit.onCommit threw: ${messageOf(e)}`, { code: 'SWITCHBOARD_ON_COMMIT' });
+      }
+    }
   }
 
-  /** Entries newest first (by insertion order), one per message and recipient. */
+  /**
+   * Entries (one per message and recipient, with its latest state): newest first, or oldest
+   * first with `afterSeq`. Paging by `beforeSeq` / `afterSeq` reaches every entry exactly once.
+   */
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
     this.assertOpen();
     const parsed = filterSchema.safeParse(filter);
     if (!parsed.success) throw zodError('query filter', parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
-
-    // Filters other than agentId and conversationId are checked row by row during the
-    // index-ordered scan (no index of their own), which stops at `limit` matches.
-    let cond = '';
-    const params: (string | number)[] = [];
-    const where = (sql: string, value: string | number | undefined) => {
-      if (value === undefined) return;
-      cond += ` AND ${sql}`;
-      params.push(value);
-    };
-    where('ts < ?', f.before);
-    where('ts >= ?', f.since);
-    where('type = ?', f.type);
-    where('decision = ?', f.decision);
-    where('conversation_id = ?', f.conversationId);
-
-    // The limit is inlined (a validated integer): SQLite re-prepares a statement on every
-    // run when LIMIT is a bound parameter (~6–90 µs here), since the planner uses its value.
-    let page: string;
-    let args: (string | number)[];
-    if (f.agentId === undefined) {
-      page = `SELECT seq FROM audit WHERE kind = 'attempt'${cond} ORDER BY seq DESC LIMIT ${limit}`;
-      args = params;
-    } else {
-      // Two index-ordered scans, each limited, merged: far cheaper than `sender = ? OR recipient = ?`.
-      page =
-        `SELECT seq FROM (SELECT seq FROM audit WHERE sender = ? AND kind = 'attempt'${cond} ORDER BY seq DESC LIMIT ${limit}) ` +
-        `UNION ALL ` +
-        `SELECT seq FROM (SELECT seq FROM audit WHERE recipient = ? AND kind = 'attempt'${cond} ORDER BY seq DESC LIMIT ${limit})`;
-      args = [f.agentId, ...params, f.agentId, ...params];
-    }
-    const sql = `${ENTRY_SELECT} WHERE a.seq IN (${page}) ORDER BY a.seq DESC LIMIT ${limit}`;
-
+    const ascending = f.afterSeq !== undefined;
     try {
-      const rows = this.statement(sql).all(args) as EntryRow[];
-      return rows.map(toEntry);
+      // Candidate batches, in page order, from the narrowest index the filter allows.
+      let sql: string;
+      const args: (string | number)[] = [];
+      let range = '';
+      if (f.beforeSeq !== undefined) {
+        range += ' AND first_seq < ?';
+        args.push(f.beforeSeq);
+      }
+      if (f.afterSeq !== undefined) {
+        // The batch holding afterSeq + 1 starts at or before it.
+        const from = (this.stmts.containing.get(f.afterSeq + 1) as number | undefined) ?? f.afterSeq + 1;
+        range += ' AND first_seq >= ?';
+        args.push(from);
+      }
+      const order = ascending ? 'ASC' : 'DESC';
+      if (f.conversationId !== undefined) {
+        sql = `SELECT first_seq FROM audit_conversation WHERE conversation_id = ?${range} ORDER BY first_seq ${order}`;
+        args.unshift(f.conversationId);
+      } else if (f.agentId !== undefined) {
+        sql = `SELECT first_seq FROM audit_slice WHERE agent = ?${range} ORDER BY first_seq ${order}`;
+        args.unshift(f.agentId);
+      } else {
+        sql = `SELECT first_seq FROM audit_batch WHERE 1${range} ORDER BY first_seq ${order}`;
+      }
+      const candidates = this.statement(sql).pluck().iterate(args) as IterableIterator<number>;
+      try {
+        return runQuery(this.stmts, candidates, { ...f, limit });
+      } finally {
+        candidates.return?.();
+      }
     } catch (e) {
+      if (e instanceof BusError) throw e;
       throw unavailable(`cannot read audit database ${this.path}: ${messageOf(e)}`, e);
     }
   }
 
   /**
-   * Recomputes the hash chain from the first row to the last. Catches an edited, deleted
-   * or inserted row (naming the first bad seq), not a truncated tail: compare {@link head}
-   * with a copy kept elsewhere for that. `checked` counts the rows that matched (before
-   * the first bad one). Synchronous, and it blocks: roughly 5–15 µs per row.
+   * Recomputes the hash chain from the oldest kept record to the last. Catches an edited,
+   * deleted, inserted or reordered record (naming the first bad seq) and, given `head`, a
+   * truncated tail: the log must still hold that seq with that hash. `checked` counts the
+   * records that matched (before the first bad one). Synchronous, and it blocks: about
+   * 1–2 µs per record.
    *
    * @throws BusError `AUDIT_UNAVAILABLE` for a keyed log opened without its key.
    */
-  verify(): SqliteVerifyResult {
+  verify(options: VerifyOptions = {}): VerifyResult {
     this.assertOpen();
     const digest = this.digest;
     if (digest === undefined) {
       throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} is keyed (HMAC-SHA-256): its key is needed to verify it`);
     }
-    let expected = 1;
-    let prev = GENESIS;
-    let checked = 0;
-    const rows = this.statement(VERIFY_SQL).iterate() as IterableIterator<unknown[]>;
-    for (const row of rows) {
-      const stored = row.pop();
-      const seq = row[0] as number;
-      if (seq !== expected) {
-        const firstBad = Math.min(seq, expected);
-        const reason =
-          seq > expected
-            ? `row ${expected} is missing (the next row is ${seq})`
-            : `row ${seq} is out of sequence (expected row ${expected})`;
-        return { ok: false, checked, firstBad, reason };
-      }
-      if (digest(prev, encodeRow(row)) !== stored) {
-        return {
-          ok: false,
-          checked,
-          firstBad: seq,
-          reason: `row ${seq} does not match its hash: it was changed, or a row was inserted before it`,
-        };
-      }
-      prev = stored as string;
-      expected++;
-      checked++;
+    const want = options.head === undefined ? undefined : checkHead(options.head);
+    const anchor = this.anchor();
+    const recorded = this.recordedAnchor();
+    if (this.stmts.firstAnchor.get() !== undefined && (anchor.seq !== recorded.seq || anchor.hash !== recorded.hash)) {
+      return {
+        ok: false,
+        checked: 0,
+        firstBad: recorded.seq + 1,
+        reason: `the log should start after row ${recorded.seq}, but its oldest kept row is ${anchor.seq + 1}: rows were removed from its start`,
+      };
     }
-    return { ok: true, checked };
+    let expected = anchor.seq + 1;
+    let prev = anchor.hash;
+    let checked = 0;
+    // A head older than the anchor was dropped by retention: the log is longer, not truncated.
+    let headSeen = want === undefined || want.seq < anchor.seq || (want.seq === anchor.seq && want.hash === anchor.hash);
+    const bad = (firstBad: number, reason: string): VerifyResult => ({ ok: false, checked, firstBad, reason, ...(anchor.seq > 0 ? { anchor } : {}) });
+    for (const [first, count, prevHash, hashes, text] of this.stmts.verify.iterate() as IterableIterator<[number, number, string, Buffer, string]>) {
+      if (first !== expected) {
+        return first > expected
+          ? bad(expected, `row ${expected} is missing (the next row is ${first})`)
+          : bad(first, `row ${first} is out of sequence (expected row ${expected})`);
+      }
+      if (prevHash !== prev) return bad(first, `row ${first} does not continue the chain: its batch names another predecessor`);
+      const lines = text.split('\n');
+      if (lines.length !== count + 2 || hashes.length !== count * 32) return bad(first, `the batch starting at row ${first} is malformed`);
+      for (let i = 0; i < count; i++) {
+        const seq = first + i;
+        let line = lines[i + 1] as string;
+        if (line.endsWith(',')) line = line.slice(0, -1);
+        if (!line.startsWith(`[${seq},`)) return bad(seq, `row ${seq} is out of sequence or malformed`);
+        const hash = digest(prev, line);
+        if (hash !== hashes.toString('hex', i * 32, i * 32 + 32)) {
+          return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`);
+        }
+        if (want !== undefined && seq === want.seq) {
+          if (hash !== want.hash) return bad(seq, `row ${seq} has another hash than the head given: the log was rewritten after it`);
+          headSeen = true;
+        }
+        prev = hash;
+        expected++;
+        checked++;
+      }
+    }
+    if (!headSeen && want !== undefined) {
+      return bad(Math.min(expected, want.seq), `the log ends at row ${expected - 1} but the head given is row ${want.seq}: rows were removed from its end (or the head is not from this log)`);
+    }
+    return { ok: true, checked, ...(anchor.seq > 0 ? { anchor } : {}) };
   }
 
-  /** The last row's seq and hash, or undefined for an empty log. */
-  head(): ChainHead | undefined {
+  /** The last record's seq and hash; `{ seq: 0, hash: GENESIS }` for an empty log. */
+  head(): ChainHead {
     this.assertOpen();
-    const row = this.headStmt.get() as [number, string] | undefined;
-    return row === undefined ? undefined : { seq: row[0], hash: row[1] };
+    const row = this.stmts.head.get() as [number, string] | undefined;
+    return row === undefined ? this.anchor() : { seq: row[0], hash: row[1] };
   }
 
   /** Closes the database (checkpointing the WAL). Idempotent; later calls to anything else throw. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.checkpointer?.stop();
     this.db.close();
   }
 
-  private writeBatch(records: readonly AuditRecord[]): void {
-    const head = this.headStmt.get() as [number, string] | undefined;
-    let seq = head === undefined ? 0 : head[0];
-    let prev = head === undefined ? GENESIS : head[1];
-    const digest = this.digest as Digest; // a writer always has one (checked at open)
-    const insert = this.insertStmt;
-    for (let i = 0; i < records.length; i++) {
-      this.at = i;
-      const row = toRow(records[i] as AuditRecord, ++seq);
-      prev = digest(prev, encodeRow(row));
-      row.push(prev);
-      insert.run(row);
+  /**
+   * Moves the WAL into the database without waiting for readers (PASSIVE). The writer never
+   * checkpoints inside a commit (`wal_autocheckpoint = 0`); the worker calls this when idle.
+   */
+  checkpoint(): void {
+    if (this.closed || this.readonly || this.db.memory || this.lost !== undefined) return;
+    this.uncheckpointed = 0;
+    try {
+      this.db.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // A busy checkpoint is retried next time.
     }
+  }
+
+  /** Where the chain is recorded to start: the retention anchor, or the lost head a new file continues, else genesis. */
+  private recordedAnchor(): ChainHead {
+    const stored = this.stmts.meta.get(META_ANCHOR) as string | undefined;
+    return stored === undefined ? { seq: 0, hash: GENESIS } : (JSON.parse(stored) as ChainHead);
+  }
+
+  /** Where the kept chain starts: the record before the oldest kept one. */
+  private anchor(): ChainHead {
+    const first = this.stmts.firstAnchor.get() as [number, string] | undefined;
+    if (first !== undefined) return { seq: first[0] - 1, hash: first[1] };
+    const stored = this.stmts.meta.get(META_ANCHOR) as string | undefined;
+    return stored === undefined ? { seq: 0, hash: GENESIS } : (JSON.parse(stored) as ChainHead);
+  }
+
+  private writeBatch(records: readonly AuditRecord[]): ChainHead {
+    const { seq: headSeq, hash: headHash } = this.head();
+    let seq = headSeq;
+    let prev = headHash;
+    const digest = this.digest as Digest; // a writer always has one (checked at open)
+    const { insertBatch, insertSlice, insertConversation, insertMessage } = this.stmts;
+    for (let start = 0; start < records.length; start += BATCH_RECORDS) {
+      const end = Math.min(records.length, start + BATCH_RECORDS);
+      const first = seq + 1;
+      const batchPrev = prev;
+      const lines: string[] = [];
+      const hashes = Buffer.allocUnsafe((end - start) * 32);
+      const agents = new Set<string>();
+      const conversations = new Set<string>();
+      const messages = new Set<string>();
+      for (let i = start; i < end; i++) {
+        this.at = i;
+        const row = toRow(records[i] as AuditRecord, ++seq);
+        const line = encodeRow(row);
+        prev = digest(prev, line);
+        lines.push(line);
+        hashes.write(prev, (i - start) * 32, 'hex');
+        agents.add(row[COL.recipient] as string);
+        if (typeof row[COL.sender] === 'string') agents.add(row[COL.sender] as string);
+        const conversation = row[COL.conversation_id];
+        if (typeof conversation === 'string') conversations.add(conversation);
+        else messages.add(row[COL.message_id] as string);
+      }
+      insertBatch.run(first, end - start, batchPrev, hashes, `[\n${lines.join(',\n')}\n]`);
+      for (const a of agents) insertSlice.run(a, first);
+      for (const c of conversations) insertConversation.run(c, first);
+      for (const m of messages) insertMessage.run(m, first);
+    }
+    if (this.maxRows !== Infinity && seq - this.anchor().seq > this.maxRows) this.trim(seq);
+    return { seq, hash: prev };
+  }
+
+  /** Drops the oldest batches until at most maxRows records are kept; the new oldest's predecessor becomes the anchor. */
+  private trim(headSeq: number): void {
+    const { first, dropBatch, dropSlice, dropConversation, dropMessage, setMeta } = this.stmts;
+    for (;;) {
+      const oldest = first.get() as [number, string, number, string] | undefined;
+      if (oldest === undefined) return;
+      const [firstSeq, , count, text] = oldest;
+      if (headSeq - (firstSeq - 1) <= this.maxRows || firstSeq + count - 1 >= headSeq) return;
+      for (const line of text.split('\n').slice(1, -1)) {
+        const r = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
+        dropSlice.run(r[COL.recipient], firstSeq);
+        if (typeof r[COL.sender] === 'string') dropSlice.run(r[COL.sender], firstSeq);
+        if (typeof r[COL.conversation_id] === 'string') dropConversation.run(r[COL.conversation_id], firstSeq);
+        else dropMessage.run(r[COL.message_id], firstSeq);
+      }
+      dropBatch.run(firstSeq);
+      const next = this.stmts.firstAnchor.get() as [number, string] | undefined;
+      if (next !== undefined) setMeta.run(META_ANCHOR, JSON.stringify({ seq: next[0] - 1, hash: next[1] }));
+    }
+  }
+
+  /**
+   * A file log checks, before each commit, that the path still leads to the file it writes
+   * (same device and inode). If the file was deleted, renamed or replaced, it fails closed
+   * and, on the next append, opens the file now at the path (creating it if there is none)
+   * and records the break there: the new file's chain starts at the lost head.
+   */
+  private checkIdentity(): void {
+    if (this.identity === undefined && this.lost === undefined) return;
+    if (this.lost === undefined) {
+      const now = identityOf(this.path);
+      if (now !== undefined && now.dev === (this.identity as Identity).dev && now.ino === (this.identity as Identity).ino) return;
+      const why = now === undefined ? 'was deleted or renamed' : 'was replaced by another file';
+      let head: ChainHead;
+      try {
+        head = this.head();
+      } catch {
+        head = { seq: 0, hash: GENESIS };
+      }
+      this.lost = { head, why };
+      this.checkpointer?.stop();
+      this.checkpointer = undefined;
+      try {
+        this.db.close();
+      } catch {
+        // It is gone either way.
+      }
+      throw new BusError('AUDIT_UNAVAILABLE', `audit file ${this.path} ${why} while the bus was writing it; refusing until it can write to the file at that path`);
+    }
+    const lost = this.lost;
+    try {
+      this.open();
+    } catch (e) {
+      throw new BusError('AUDIT_UNAVAILABLE', `audit file ${this.path} ${lost.why}, and the file at that path cannot be opened: ${messageOf(e)}`, { cause: e });
+    }
+    this.lost = undefined;
+    this.recordBreak(lost);
+  }
+
+  /** Notes a lost file in the new file's metadata; an empty new file continues the lost chain. */
+  private recordBreak(lost: { head: ChainHead; why: string }): void {
+    const { setMeta, meta } = this.stmts;
+    this.db.transaction(() => {
+      const empty = this.stmts.head.get() === undefined && meta.get(META_ANCHOR) === undefined;
+      if (empty) setMeta.run(META_ANCHOR, JSON.stringify(lost.head));
+      const breaks = JSON.parse((meta.get(META_BREAKS) as string | undefined) ?? '[]') as unknown[];
+      breaks.push({ at: Date.now(), lostSeq: lost.head.seq, lostHash: lost.head.hash, why: lost.why, continued: empty });
+      setMeta.run(META_BREAKS, JSON.stringify(breaks.slice(-100)));
+    }).immediate();
   }
 
   private statement(sql: string): Database.Statement {
     let stmt = this.queryStmts.get(sql);
     if (stmt === undefined) {
-      if (this.queryStmts.size >= 64) this.queryStmts.clear(); // filter shapes × limits: keep it bounded
-      stmt = this.db.prepare(sql).raw();
+      if (this.queryStmts.size >= 64) this.queryStmts.clear(); // filter shapes: keep it bounded
+      stmt = this.db.prepare(sql);
       this.queryStmts.set(sql, stmt);
     }
     return stmt;
@@ -379,41 +555,52 @@ export class SqliteAuditLog implements AuditLog {
   }
 }
 
-/** An entry from its joined row, with the interface's optional keys only when set. */
-function toEntry(r: EntryRow): MessageLogEntry {
-  // The latest of: the reply that answered it, its latest outcome row, its initial outcome.
-  const replied = r[23] !== null && (r[22] === null || r[23] > r[22]);
-  const outcome = replied ? 'replied' : (r[17] ?? r[14]);
-  const code = replied ? r[13] : (r[18] ?? r[13]);
-  const approval = r[19];
-  const decidedBy = r[20];
-  // Built in the interface's key order, so JSON output reads the same way.
-  const e = { messageId: r[2], ts: r[1], from: r[3], to: r[4], type: r[5], intent: r[6], payloadHash: r[7], payloadBytes: r[8], decision: r[9] } as MessageLogEntry;
-  if (r[10] !== null) e.reason = r[10];
-  if (r[11] !== null) e.rule = r[11];
-  e.policyVersion = r[12];
-  if (code !== null) e.code = code;
-  if (approval !== null) e.approval = approval;
-  if (decidedBy !== null) e.decidedBy = decidedBy;
-  if (outcome !== null) e.outcome = outcome;
-  e.conversationId = r[15];
-  if (r[16] !== null) e.inReplyTo = r[16];
-  if (r[21] !== null) e.causationId = r[21];
-  return e;
+/** Every statement the log runs more than once. */
+function prepare(db: Database.Database) {
+  const stmts = {
+    head: db.prepare(HEAD_SQL).raw(),
+    firstAnchor: db.prepare('SELECT first_seq, prev_hash FROM audit_batch ORDER BY first_seq LIMIT 1').raw(),
+    first: db.prepare('SELECT first_seq, prev_hash, count, records FROM audit_batch ORDER BY first_seq LIMIT 1').raw(),
+    meta: db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck(),
+    setMeta: db.prepare('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
+    verify: db.prepare('SELECT first_seq, count, prev_hash, hashes, records FROM audit_batch ORDER BY first_seq').raw(),
+    insertBatch: db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)'),
+    insertSlice: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) VALUES (?, ?)'),
+    insertConversation: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) VALUES (?, ?)'),
+    insertMessage: db.prepare('INSERT OR IGNORE INTO audit_message (message_id, first_seq) VALUES (?, ?)'),
+    dropBatch: db.prepare('DELETE FROM audit_batch WHERE first_seq = ?'),
+    dropSlice: db.prepare('DELETE FROM audit_slice WHERE agent = ? AND first_seq = ?'),
+    dropConversation: db.prepare('DELETE FROM audit_conversation WHERE conversation_id = ? AND first_seq = ?'),
+    dropMessage: db.prepare('DELETE FROM audit_message WHERE message_id = ? AND first_seq = ?'),
+    records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
+    containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
+    followUps: db
+      .prepare(
+        `SELECT 'c:' || conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?
+         UNION ALL SELECT 'm:' || message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?`,
+      )
+      .raw(),
+  };
+  return stmts;
 }
 
-/** A record as a row array in {@link ROW_COLUMNS} order (absent fields stay undefined, i.e. NULL). */
-function toRow(r: AuditRecord, seq: number): unknown[] {
-  switch (r.kind) {
-    case 'attempt':
-      return [seq, 'attempt', r.ts, r.messageId, r.to, r.from, r.type, r.intent, r.payloadHash, r.payloadBytes, r.decision, r.reason, r.rule, r.policyVersion, r.code, r.outcome, null, null, null, r.conversationId, r.causationId, r.inReplyTo];
-    case 'outcome':
-      return [seq, 'outcome', r.ts, r.messageId, r.to, null, null, null, null, null, null, r.reason, null, null, r.code, r.outcome, null, null, null, null, null, null];
-    case 'approval':
-      return [seq, 'approval', r.ts, r.messageId, r.to, null, null, null, null, null, null, null, null, r.policyVersion, null, null, r.approval, r.decidedBy, r.note, null, null, null];
-    default:
-      throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
+function identityOf(path: string): Identity | undefined {
+  const s = statSync(path, { throwIfNoEntry: false });
+  return s === undefined ? undefined : { dev: s.dev, ino: s.ino };
+}
+
+function checkHead(head: ChainHead): ChainHead {
+  if (
+    typeof head !== 'object' ||
+    head === null ||
+    !Number.isSafeInteger(head.seq) ||
+    head.seq < 0 ||
+    typeof head.hash !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(head.hash)
+  ) {
+    throw new BusError('INVALID_ARGUMENT', `invalid head: expected { seq: a non-negative integer, hash: 64 lowercase hex characters }`);
   }
+  return { seq: head.seq, hash: head.hash };
 }
 
 /** A read-only opener never migrates: it only accepts the current schema. */
@@ -428,10 +615,6 @@ function checkReadableVersion(db: Database.Database, path: string): void {
     'AUDIT_UNAVAILABLE',
     `audit database ${path} has schema version ${version} and needs migrating to ${SCHEMA_VERSION}; open it once read-write with agent-switchboard (it is never migrated read-only)`,
   );
-}
-
-function hasChainMeta(db: Database.Database): boolean {
-  return db.prepare('SELECT 1 FROM audit_meta WHERE key = ?').pluck().get(META_CHAIN) !== undefined;
 }
 
 /** Checks the key given against the chain recorded at creation; returns that chain. */

@@ -55,6 +55,10 @@ export interface OutcomeRecord {
   readonly outcome: AuditOutcome;
   readonly code?: ErrorCode;
   readonly reason?: string;
+  /** The message's sender, so the record is found among both parties' records (schema v3). */
+  readonly from?: string;
+  /** The message's conversation: follow-ups are found through it (schema v3; without it, by message id). */
+  readonly conversationId?: string;
 }
 
 /** A human decision on a held message. */
@@ -68,12 +72,18 @@ export interface ApprovalRecord {
   readonly note?: string;
   /** The policy version the decision was checked against. */
   readonly policyVersion: number;
+  /** The message's sender (schema v3). */
+  readonly from?: string;
+  /** The message's conversation (schema v3). */
+  readonly conversationId?: string;
 }
 
 export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
 
 /** One entry of {@link AuditLog.query}: a message and recipient, with its latest state. */
 export interface MessageLogEntry {
+  /** The attempt's place in the log: unique, increasing, never reused. Page with `beforeSeq` / `afterSeq`. */
+  seq: number;
   messageId: string;
   ts: number;
   from: string;
@@ -95,6 +105,8 @@ export interface MessageLogEntry {
   /** The message whose handler sent this one, inside a chain. */
   causationId?: string;
   inReplyTo?: string;
+  /** Strings that were stored capped, with their original lengths (e.g. `{ reason: 500000 }`). */
+  truncated?: Record<string, number>;
 }
 
 /** Filters for {@link AuditLog.query}. */
@@ -107,6 +119,10 @@ export interface MessageLogQuery {
   before?: number;
   /** Only entries at or after this epoch-ms time. */
   since?: number;
+  /** Only entries with a smaller `seq` (newest first): pass the last `seq` of a page to get the next. */
+  beforeSeq?: number;
+  /** Only entries with a larger `seq`, oldest first: pass the last `seq` of a page to get the next. */
+  afterSeq?: number;
   type?: MessageType;
   decision?: AuditDecision;
   conversationId?: string;
@@ -121,6 +137,20 @@ export interface VerifyResult {
   firstBad?: number;
   /** What is wrong with that row, when the log can tell. */
   reason?: string;
+  /** Where verification started when older rows were dropped by retention (or lost with a replaced file). */
+  anchor?: ChainHead;
+}
+
+/** A point of the chain: a record's seq and hash. `{ seq: 0, hash: '0'.repeat(64) }` for an empty log. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/** Options of {@link AuditLog.verify}. */
+export interface VerifyOptions {
+  /** A head kept elsewhere: verification fails when the log no longer holds it (a truncated tail). */
+  head?: ChainHead;
 }
 
 /**
@@ -135,8 +165,10 @@ export interface AuditLog {
   append(records: readonly AuditRecord[]): void;
   /** Entries newest first. */
   query(filter?: MessageLogQuery): MessageLogEntry[];
-  /** Checks the hash chain end to end. */
-  verify(): VerifyResult;
+  /** Checks the hash chain end to end (and, given `head`, that the log still holds it). */
+  verify(options?: VerifyOptions): VerifyResult;
+  /** The last committed record's seq and hash (optional for custom logs). */
+  head?(): ChainHead;
   /** Closes the underlying store. Idempotent. */
   close(): void;
 }

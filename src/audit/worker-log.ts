@@ -4,7 +4,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { BusError } from '../errors.js';
 import { loadSqlite } from './native.js';
 import type { SqliteAuditLogOptions } from './sqlite.js';
-import type { AsyncAuditLog, AuditRecord, MessageLogEntry, MessageLogQuery, VerifyResult } from './types.js';
+import type { AsyncAuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-main.js';
 
 /** How long a synchronous call waits for the worker before failing closed (plus lock waits). */
@@ -65,7 +65,14 @@ export class WorkerAuditLog implements AsyncAuditLog {
   /** How long a synchronous call waits: past any lock wait the worker may be in, with room to spare. */
   private readonly syncTimeoutMs: number;
 
-  constructor(private readonly options: SqliteAuditLogOptions) {
+  /** Runs on this thread: a function cannot cross to the worker. */
+  private readonly onCommit: ((head: ChainHead) => void) | undefined;
+  private readonly options: SqliteAuditLogOptions;
+
+  constructor(options: SqliteAuditLogOptions) {
+    const { onCommit, ...rest } = options;
+    this.options = { checkpoints: 'thread', ...rest };
+    this.onCommit = onCommit;
     // A missing native module is reported here, in one clear sentence, before a worker starts.
     loadSqlite();
     this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
@@ -124,9 +131,16 @@ export class WorkerAuditLog implements AsyncAuditLog {
     if (this.inFlight++ === 0) this.port.ref();
     this.callbacks.set(id, (reply) => {
       if (--this.inFlight === 0) this.port.unref();
+      if (reply.ok && this.onCommit !== undefined && reply.result !== undefined) {
+        try {
+          this.onCommit(reply.result as ChainHead);
+        } catch (e) {
+          process.emitWarning(`agent-switchboard: audit.onCommit threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_ON_COMMIT' });
+        }
+      }
       done(reply.ok ? undefined : toError(reply));
     });
-    this.port.postMessage({ id, op: 'append', records: JSON.stringify(records) } satisfies WorkerRequest);
+    this.port.postMessage({ id, op: 'append', records: JSON.stringify(records), count: records.length } satisfies WorkerRequest);
   }
 
   append(records: readonly AuditRecord[]): void {
@@ -145,8 +159,15 @@ export class WorkerAuditLog implements AsyncAuditLog {
     return this.call({ id: 0, op: 'query', filter }) as MessageLogEntry[];
   }
 
-  verify(): VerifyResult {
-    return this.call({ id: 0, op: 'verify' }) as VerifyResult;
+  verify(options: VerifyOptions = {}): VerifyResult {
+    const head = options.head;
+    return this.call(head === undefined ? { id: 0, op: 'verify' } : { id: 0, op: 'verify', head: { seq: head.seq, hash: head.hash } }) as VerifyResult;
+  }
+
+  /** The last committed record's `{ seq, hash }`. */
+  head(): ChainHead {
+    this.drain();
+    return this.call({ id: 0, op: 'head' }) as ChainHead;
   }
 
   close(): void {

@@ -8,9 +8,10 @@ import type { AuditRecord, MessageLogQuery } from './types.js';
 
 /** What the main thread asks. `records` travel as one JSON string: far cheaper than cloning objects. */
 export type WorkerRequest =
-  | { id: number; op: 'append'; records: string }
+  | { id: number; op: 'append'; records: string; count: number }
   | { id: number; op: 'query'; filter: MessageLogQuery }
-  | { id: number; op: 'verify' }
+  | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
+  | { id: number; op: 'head' }
   | { id: number; op: 'close' };
 
 export type WorkerReply =
@@ -22,6 +23,11 @@ export interface WorkerInit {
   readonly signal: SharedArrayBuffer;
   readonly options: SqliteAuditLogOptions;
 }
+
+/** At most this many records in one transaction (more waits for the next). */
+const MAX_FOLD_RECORDS = 8192;
+/** At most this long spent gathering one transaction's requests. */
+const MAX_FOLD_MS = 20;
 
 const { port, signal, options } = workerData as WorkerInit;
 const counter = new Int32Array(signal);
@@ -50,8 +56,12 @@ port.on('message', (first: WorkerRequest) => {
   // many small commits into one. Each still gets its own answer, in order.
   const appends: Extract<WorkerRequest, { op: 'append' }>[] = [];
   let request: WorkerRequest | undefined = first;
-  while (request !== undefined && request.op === 'append') {
+  let records = 0;
+  const started = performance.now();
+  // One transaction at a time; everything queued meanwhile joins the next, capped by records and by time of work.
+  while (request !== undefined && request.op === 'append' && records < MAX_FOLD_RECORDS && performance.now() - started < MAX_FOLD_MS) {
     appends.push(request);
+    records += request.count;
     request = (receiveMessageOnPort(port)?.message as WorkerRequest | undefined) ?? undefined;
   }
   if (appends.length > 0) appendAll(appends);
@@ -64,7 +74,9 @@ function appendAll(requests: Extract<WorkerRequest, { op: 'append' }>[]): void {
     const records: AuditRecord[] = [];
     for (const r of requests) for (const record of JSON.parse(r.records) as AuditRecord[]) records.push(record);
     log.append(records);
-    for (const r of requests) answer({ id: r.id, ok: true });
+    // The last answer carries the new head (for audit.onCommit on the main thread).
+    const head = log.head();
+    for (const r of requests) answer({ id: r.id, ok: true, ...(r === requests[requests.length - 1] ? { result: head } : {}) });
   } catch (error) {
     for (const r of requests) answer(failure(r.id, error));
   }
@@ -79,7 +91,9 @@ function handle(request: WorkerRequest): void {
       case 'query':
         return answer({ id: request.id, ok: true, result: log.query(request.filter) });
       case 'verify':
-        return answer({ id: request.id, ok: true, result: log.verify() });
+        return answer({ id: request.id, ok: true, result: log.verify(request.head === undefined ? {} : { head: request.head }) });
+      case 'head':
+        return answer({ id: request.id, ok: true, result: log.head() });
       case 'close':
         log.close();
         answer({ id: request.id, ok: true });

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
-import type { MessageLogEntry } from '../audit/types.js';
+import type { ChainHead, MessageLogEntry, MessageLogQuery } from '../audit/types.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
 export interface CliIO {
@@ -29,6 +29,7 @@ Read and check an agent-switchboard audit database. Never modifies it.
 
 Commands:
   log <db>       Show the message log, newest first
+  export <db>    Write every entry, oldest first, as JSON Lines or CSV
   verify <db>    Check the hash chain end to end
 
 Options:
@@ -37,31 +38,48 @@ Options:
 
 Exit codes: 0 ok, 1 broken chain or unreadable database, 2 bad usage.`;
 
-const LOG_HELP = `Usage: switchboard log <db> [--agent ID] [--limit N] [--json]
+const LOG_HELP = `Usage: switchboard log <db> [--agent ID] [--limit N] [--json] [filters]
 
 Show one entry per message and recipient, newest first, with its latest outcome.
 
 Options:
-  --agent ID     Only entries sent or received by ID
-  --limit N      At most N entries, 1..${MAX_QUERY_LIMIT} (default 50)
-  --json         One JSON object per line (JSON Lines) instead of a table
-  -h, --help     Show this help
+  --agent ID            Only entries sent or received by ID
+  --type T              Only ask, delegate, reply or notify
+  --decision D          Only allowed, denied or pending
+  --conversation ID     Only entries of that conversation
+  --since TIME          Only entries at or after TIME (ISO date or epoch ms)
+  --before TIME         Only entries before TIME
+  --before-seq N        Only entries with seq below N (the next page: the last seq shown)
+  --after-seq N         Only entries with seq above N, oldest first
+  --limit N             At most N entries, 1..${MAX_QUERY_LIMIT} (default 50)
+  --json                One JSON object per line (JSON Lines) instead of a table
+  -h, --help            Show this help
 
 Example:
   switchboard log audit.db --agent writer --limit 20`;
 
-const VERIFY_HELP = `Usage: switchboard verify <db> [--key KEY]
+const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY]
 
-Recompute the hash chain from the first row to the last. Prints "ok: N rows verified"
+Recompute the hash chain from the oldest kept row to the last. Prints "ok: N rows verified"
 and the chain head (exit 0), or names the first bad row (exit 1).
 
 Options:
-  --key KEY      HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
-                 a command-line argument is visible to other users of the machine)
-  -h, --help     Show this help
+  --head SEQ:HASH  A head printed earlier (or from bus.auditHead()): fail unless the log
+                   still holds that row with that hash (catches a truncated tail)
+  --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
+                   a command-line argument is visible to other users of the machine)
+  -h, --help       Show this help
 
-A truncated tail is not detected: keep the printed head (seq and hash) somewhere else and
-check later that the row with that seq still has that hash.`;
+Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
+
+const EXPORT_HELP = `Usage: switchboard export <db> [--since TIME] [--format jsonl|csv]
+
+Write every entry of the log, oldest first, at constant memory (it pages by seq).
+
+Options:
+  --since TIME     Only entries at or after TIME (ISO date or epoch ms)
+  --format F       jsonl (default): one JSON object per line; csv: a header and one row per entry
+  -h, --help       Show this help`;
 
 /** The package's version, from its package.json (two levels up from src/cli and dist/cli alike). */
 function version(): string {
@@ -96,6 +114,8 @@ export function main(argv: readonly string[], io: CliIO): number {
     switch (command) {
       case 'log':
         return runLog(rest, io);
+      case 'export':
+        return runExport(rest, io);
       case 'verify':
         return runVerify(rest, io);
       default:
@@ -121,6 +141,13 @@ function runLog(args: string[], io: CliIO): number {
       agent: { type: 'string' },
       limit: { type: 'string' },
       json: { type: 'boolean' },
+      type: { type: 'string' },
+      decision: { type: 'string' },
+      conversation: { type: 'string' },
+      since: { type: 'string' },
+      before: { type: 'string' },
+      'before-seq': { type: 'string' },
+      'after-seq': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -128,6 +155,17 @@ function runLog(args: string[], io: CliIO): number {
     io.out(LOG_HELP);
     return 0;
   }
+  const filter: MessageLogQuery = {};
+  if (values.type !== undefined) filter.type = oneOf('--type', values.type, ['ask', 'delegate', 'reply', 'notify'] as const);
+  if (values.decision !== undefined) filter.decision = oneOf('--decision', values.decision, ['allowed', 'denied', 'pending'] as const);
+  if (values.conversation !== undefined) {
+    if (values.conversation === '') throw new UsageError('--conversation needs a conversation id');
+    filter.conversationId = values.conversation;
+  }
+  if (values.since !== undefined) filter.since = time('--since', values.since);
+  if (values.before !== undefined) filter.before = time('--before', values.before);
+  if (values['before-seq'] !== undefined) filter.beforeSeq = seqArg('--before-seq', values['before-seq']);
+  if (values['after-seq'] !== undefined) filter.afterSeq = seqArg('--after-seq', values['after-seq']);
   const path = onePath(positionals, 'log');
   let limit = 50;
   if (values.limit !== undefined) {
@@ -140,7 +178,7 @@ function runLog(args: string[], io: CliIO): number {
   const log = openLog(path);
   if (log === undefined) return notFound(path, io);
   try {
-    const entries = log.query(values.agent === undefined ? { limit } : { agentId: values.agent, limit });
+    const entries = log.query(values.agent === undefined ? { ...filter, limit } : { ...filter, agentId: values.agent, limit });
     if (values.json === true) for (const e of entries) io.out(JSON.stringify(e));
     else for (const line of table(entries)) io.out(line);
     return 0;
@@ -156,6 +194,7 @@ function runVerify(args: string[], io: CliIO): number {
     strict: true,
     options: {
       key: { type: 'string' },
+      head: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -163,6 +202,7 @@ function runVerify(args: string[], io: CliIO): number {
     io.out(VERIFY_HELP);
     return 0;
   }
+  const wanted = values.head === undefined ? undefined : headArg(values.head);
   const path = onePath(positionals, 'verify');
   const key = values.key ?? nonEmpty((io.env ?? process.env)[KEY_ENV]);
   if (values.key === '') throw new UsageError('--key needs a value');
@@ -174,11 +214,13 @@ function runVerify(args: string[], io: CliIO): number {
       io.err(`switchboard: ${path} is a keyed (HMAC) log: pass --key or set ${KEY_ENV} to verify it`);
       return 1;
     }
-    const result = log.verify();
+    const result = log.verify(wanted === undefined ? {} : { head: wanted });
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
-      if (head !== undefined) io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      if (result.anchor !== undefined) io.out(`from: seq ${result.anchor.seq} hash ${result.anchor.hash} (older rows were dropped)`);
+      io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      if (wanted !== undefined) io.out(`holds: seq ${wanted.seq}`);
       return 0;
     }
     io.out(`bad: ${result.reason ?? `row ${result.firstBad} does not match the chain`}`);
@@ -188,6 +230,79 @@ function runVerify(args: string[], io: CliIO): number {
     log.close();
   }
 }
+
+function runExport(args: string[], io: CliIO): number {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      since: { type: 'string' },
+      format: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help === true) {
+    io.out(EXPORT_HELP);
+    return 0;
+  }
+  const path = onePath(positionals, 'export');
+  const format = values.format === undefined ? 'jsonl' : oneOf('--format', values.format, ['jsonl', 'csv'] as const);
+  const since = values.since === undefined ? undefined : time('--since', values.since);
+  const log = openLog(path);
+  if (log === undefined) return notFound(path, io);
+  try {
+    if (format === 'csv') io.out(CSV_FIELDS.join(','));
+    // One page in memory at a time, in seq order: every entry exactly once, whatever the log's size.
+    let after = 0;
+    for (;;) {
+      const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT, ...(since !== undefined ? { since } : {}) });
+      if (page.length === 0) return 0;
+      for (const e of page) io.out(format === 'csv' ? csvLine(e) : JSON.stringify(e));
+      after = (page[page.length - 1] as MessageLogEntry).seq;
+    }
+  } finally {
+    log.close();
+  }
+}
+
+const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated'] as const;
+
+/** RFC 4180: every field quoted when it holds a comma, quote or line break; a leading formula character is neutralised. */
+function csvLine(e: MessageLogEntry): string {
+  return CSV_FIELDS.map((k) => {
+    const v = (e as unknown as Record<string, unknown>)[k];
+    if (v === undefined) return '';
+    let s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`;
+    return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  }).join(',');
+}
+
+function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new UsageError(`${option} must be one of ${allowed.join(', ')}, got "${value}"`);
+}
+
+/** A time: epoch milliseconds, or a date the Date parser reads (ISO 8601). */
+function time(option: string, value: string): number {
+  const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(ms)) throw new UsageError(`${option} must be a date (e.g. 2025-01-31T12:00:00Z) or epoch milliseconds, got "${value}"`);
+  return ms;
+}
+
+function seqArg(option: string, value: string): number {
+  const n = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${option} must be a row number (a non-negative integer), got "${value}"`);
+  return n;
+}
+
+function headArg(value: string): ChainHead {
+  const m = /^(\d{1,15}):([0-9a-fA-F]{64})$/.exec(value);
+  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters, as "switchboard verify" prints), got "${value}"`);
+  return { seq: Number(m[1]), hash: (m[2] as string).toLowerCase() };
+}
+
 
 function onePath(positionals: string[], command: string): string {
   if (positionals.length === 0) throw new UsageError(`${command}: missing <db>`);

@@ -1,0 +1,86 @@
+/**
+ * How a record becomes a stored row: the column values in {@link ROW_COLUMNS} order, every
+ * caller-influenced string capped at {@link STRING_CAP} characters with its original length
+ * kept in the `truncated` column, so no single record can make an unbounded row.
+ */
+import { ROW_COLUMNS } from './migrations.js';
+import type { AuditRecord } from './types.js';
+
+/** The most characters any stored string keeps (a longer one is cut, and its length recorded). */
+export const STRING_CAP = 1024;
+
+const FIELD_NAMES: Record<number, string> = {
+  3: 'messageId',
+  4: 'to',
+  5: 'from',
+  7: 'intent',
+  11: 'reason',
+  12: 'rule',
+  17: 'decidedBy',
+  18: 'note',
+  19: 'conversationId',
+  20: 'causationId',
+  21: 'inReplyTo',
+};
+
+const CAPPED = Object.keys(FIELD_NAMES).map(Number);
+
+/** A record as a row array in ROW_COLUMNS order (absent fields stay undefined, i.e. null in JSON). */
+export function toRow(r: AuditRecord, seq: number): unknown[] {
+  let row: unknown[];
+  switch (r.kind) {
+    case 'attempt':
+      row = [seq, 'attempt', r.ts, r.messageId, r.to, r.from, r.type, r.intent, r.payloadHash, r.payloadBytes, r.decision, r.reason, r.rule, r.policyVersion, r.code, r.outcome, null, null, null, r.conversationId, r.causationId, r.inReplyTo];
+      break;
+    case 'outcome':
+      row = [seq, 'outcome', r.ts, r.messageId, r.to, r.from, null, null, null, null, null, r.reason, null, null, r.code, r.outcome, null, null, null, r.conversationId, null, null];
+      break;
+    case 'approval':
+      row = [seq, 'approval', r.ts, r.messageId, r.to, r.from, null, null, null, null, null, null, null, r.policyVersion, null, null, r.approval, r.decidedBy, r.note, r.conversationId, null, null];
+      break;
+    default:
+      throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
+  }
+  checkRow(row);
+  let truncated: Record<string, number> | undefined;
+  for (const i of CAPPED) {
+    const v = row[i];
+    if (typeof v === 'string' && v.length > STRING_CAP) {
+      (truncated ??= {})[FIELD_NAMES[i] as string] = v.length;
+      row[i] = v.slice(0, STRING_CAP);
+    }
+  }
+  if (truncated !== undefined) row.push(truncated);
+  return row;
+}
+
+const ENUMS: [number, ReadonlySet<string>][] = [
+  [6, new Set(['ask', 'delegate', 'reply', 'notify'])],
+  [10, new Set(['allowed', 'denied', 'pending'])],
+  [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply'])],
+  [16, new Set(['approved', 'rejected', 'expired', 'cancelled'])],
+];
+
+const REQUIRED: Record<string, readonly number[]> = {
+  attempt: [2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 19],
+  outcome: [2, 3, 4, 15],
+  approval: [2, 3, 4, 13, 16],
+};
+
+/** The v2 table's NOT NULL and type checks, so a bad record fails its batch instead of being stored. */
+function checkRow(row: unknown[]): void {
+  for (const i of REQUIRED[row[1] as string] ?? []) {
+    const v = row[i];
+    if (v === undefined || v === null) throw new TypeError(`${row[1]} record has no ${FIELD_NAMES[i] ?? ROW_COLUMNS[i]}`);
+  }
+  for (const [i, allowed] of ENUMS) {
+    const v = row[i];
+    if (v !== undefined && v !== null && !allowed.has(v as string)) throw new TypeError(`${row[1]} record has an invalid ${ROW_COLUMNS[i]} ${JSON.stringify(v)}`);
+  }
+  for (let i = 2; i < row.length; i++) {
+    const v = row[i];
+    if (v !== undefined && v !== null && typeof v !== 'string' && !(typeof v === 'number' && Number.isFinite(v))) {
+      throw new TypeError(`${row[1]} record has a ${typeof v} where a string or number belongs (column ${i})`);
+    }
+  }
+}
