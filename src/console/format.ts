@@ -1,5 +1,6 @@
 // Pure helpers: what the console says about bus events and held messages.
-import type { BusEvents, PendingApproval } from '../../src/index.js';
+import type { BusEvents } from '../events.js';
+import type { PendingApproval } from '../approvals.js';
 
 /** How a feed line is coloured. */
 export type Tone = 'plain' | 'dim' | 'green' | 'red' | 'yellow';
@@ -8,6 +9,8 @@ export type Tone = 'plain' | 'dim' | 'green' | 'red' | 'yellow';
 export interface FeedLine {
   readonly key: number;
   readonly time: string;
+  /** The agents the line is about (sender and recipient), for the agent filter. */
+  readonly agents: readonly string[];
   readonly route: string;
   readonly what: string;
   readonly status: string;
@@ -22,14 +25,18 @@ export function clockTime(ms: number): string {
   return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
 }
 
+/** A value as JSON (indented when `indent` is given); never throws. */
+export function toJson(value: unknown, indent?: number): string {
+  try {
+    return JSON.stringify(value, null, indent) ?? 'undefined';
+  } catch {
+    return String(value);
+  }
+}
+
 /** A payload as one short line of JSON. */
 export function summarize(payload: unknown, max = 60): string {
-  let text: string;
-  try {
-    text = JSON.stringify(payload) ?? 'undefined';
-  } catch {
-    text = String(payload);
-  }
+  const text = toJson(payload);
   return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
@@ -51,37 +58,58 @@ export function pendingCount(n: number): string {
   return `${n} pending approval${n === 1 ? '' : 's'}`;
 }
 
+/**
+ * Splits text into lines of at most `width` characters: at newlines, then hard wraps (a
+ * payload is data, so it is cut where it must be rather than at words).
+ */
+export function wrapLines(text: string, width: number): string[] {
+  const w = Math.max(1, width);
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.length === 0) out.push('');
+    for (let at = 0; at < line.length; at += w) out.push(line.slice(at, at + w));
+  }
+  return out;
+}
+
+/** True when the agent filter lets `agents` through (no filter lets everything through). */
+export function matchesAgent(agents: readonly string[], filter: string | undefined): boolean {
+  return filter === undefined || agents.includes(filter);
+}
+
 type Line = Omit<FeedLine, 'key' | 'time'>;
+
+const about = (a: { from: string; to: string }) => ({ agents: [a.from, a.to], route: routeOf(a) });
 
 /** The feed line for each event the console shows (`message:sent` is left out: `delivered` or `held` follows it). */
 export const describeEvent: { [K in keyof BusEvents]?: (event: BusEvents[K]) => Line } = {
-  'message:delivered': ({ envelope: e }) => ({ route: routeOf(e), what: `${e.type} ${e.intent}`, status: '✓ delivered', tone: 'green' }),
-  'message:replied': ({ envelope: e }) => ({ route: routeOf(e), what: `${e.type} ${e.intent}`, status: '↩ replied', tone: 'green' }),
+  'message:delivered': ({ envelope: e }) => ({ ...about(e), what: `${e.type} ${e.intent}`, status: '✓ delivered', tone: 'green' }),
+  'message:replied': ({ envelope: e }) => ({ ...about(e), what: `${e.type} ${e.intent}`, status: '↩ replied', tone: 'green' }),
   'message:denied': ({ attempt: a, code, reason, rule }) => ({
-    route: routeOf(a),
+    ...about(a),
     what: `${a.type} ${a.intent}`,
     status: `✗ refused ${code}`,
     tone: 'red',
     detail: rule !== undefined ? `rule '${rule}'` : reason,
   }),
-  'message:expired': ({ envelope: e, code }) => ({ route: routeOf(e), what: `${e.type} ${e.intent}`, status: `⌛ expired ${code}`, tone: 'yellow' }),
-  'message:failed': ({ envelope: e, code, reason }) => ({ route: routeOf(e), what: `${e.type} ${e.intent}`, status: `✗ failed ${code}`, tone: 'red', detail: reason }),
-  'message:dead': ({ envelope: e, reason }) => ({ route: routeOf(e), what: `${e.type} ${e.intent}`, status: '☠ dead', tone: 'red', detail: reason }),
+  'message:expired': ({ envelope: e, code }) => ({ ...about(e), what: `${e.type} ${e.intent}`, status: `⌛ expired ${code}`, tone: 'yellow' }),
+  'message:failed': ({ envelope: e, code, reason }) => ({ ...about(e), what: `${e.type} ${e.intent}`, status: `✗ failed ${code}`, tone: 'red', detail: reason }),
+  'message:dead': ({ envelope: e, reason }) => ({ ...about(e), what: `${e.type} ${e.intent}`, status: '☠ dead', tone: 'red', detail: reason }),
   'approval:requested': ({ approval: { envelope: e, rule } }) => ({
-    route: routeOf(e),
+    ...about(e),
     what: `${e.type} ${e.intent}`,
     status: '⏸ held for approval',
     tone: 'yellow',
     ...(rule !== undefined ? { detail: `rule '${rule}'` } : {}),
   }),
   'approval:decided': ({ approval: { envelope: e }, decision, by, reason }) => ({
-    route: routeOf(e),
+    ...about(e),
     what: `${e.type} ${e.intent}`,
     status: `${decision === 'approved' ? '✓' : '✗'} ${decision}${by !== undefined ? ` by ${by}` : ''}`,
     tone: decision === 'approved' ? 'green' : decision === 'rejected' ? 'red' : 'yellow',
     ...(reason !== undefined ? { detail: reason } : {}),
   }),
-  'audit:error': ({ error, records }) => ({ route: 'audit log', what: `${records} records`, status: '✗ not written', tone: 'red', detail: error.message }),
+  'audit:error': ({ error, records }) => ({ agents: [], route: 'audit log', what: `${records} records`, status: '✗ not written', tone: 'red', detail: error.message }),
 };
 
 /** One line describing a held message (for status lines). */
