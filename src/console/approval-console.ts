@@ -294,13 +294,14 @@ function goneText(recent: readonly { id: string; decision: string; by?: string }
   return found !== undefined ? outcomeText(found as Parameters<typeof outcomeText>[0]) : 'no longer held';
 }
 
-/** The status line for a desk answer. */
+/** The status line for a desk answer: what happened first, then which message. */
 function describeAnswer(answer: DeskAnswer, what: string, operator: string, request: { approve: boolean; reason?: string; always?: boolean }): [string, Color] {
   if (answer.status === 'decided') {
-    if (answer.decision === 'rejected') return [`✗ denied ${what} by ${operator} (${request.reason ?? ''})`, 'red'];
-    const always = request.always === true ? ' · always allowed from now on' : '';
-    if (answer.delivered === false) return [`approved ${what} by ${operator}, but not delivered: ${answer.code ?? ''} ${answer.reason ?? ''}`, 'yellow'];
-    return [`✓ approved ${what} by ${operator}: ${answer.delivered === true ? 'delivered' : answer.staged === true ? 'recorded, delivery follows' : 'recorded'}${always}`, 'green'];
+    if (answer.decision === 'rejected') return [`✗ denied by ${operator} (${request.reason ?? ''}) · ${what}`, 'red'];
+    if (answer.delivered === false) return [`approved by ${operator}, but not delivered: ${answer.code ?? ''} ${answer.reason ?? ''} · ${what}`, 'yellow'];
+    const always = request.always === true ? ', always allowed from now on' : '';
+    const how = answer.delivered === true ? 'delivered' : answer.staged === true ? 'recorded, delivery follows' : 'recorded';
+    return [`✓ approved by ${operator}${always}: ${how} · ${what}`, 'green'];
   }
-  return [`could not decide ${what}: ${answerText(answer)}`, 'red'];
+  return [`could not decide: ${answerText(answer)} · ${what}`, 'red'];
 }

@@ -24,8 +24,8 @@ export interface FeedProps {
 /** The feed window: `height` rows, the last of them a scroll marker when scrolled back. */
 export function Feed({ lines, height, width, offset, filter }: FeedProps): ReactElement {
   const wide = width >= 70;
-  const routeWidth = wide ? 22 : 18;
-  const whatWidth = wide ? 19 : 14;
+  const routeWidth = wide ? 20 : 18;
+  const whatWidth = wide ? 17 : 14;
   const room = offset > 0 ? height - 1 : height;
   const end = lines.length - offset;
   const shown = lines.slice(Math.max(0, end - room), end);

@@ -18,11 +18,12 @@ export interface FeedLine {
   readonly detail?: string;
 }
 
-/** `12:00:00.123`, local time. */
-export function clockTime(ms: number): string {
+/** `12:00:00.123` (or `12:00:00` without `millis`), local time. */
+export function clockTime(ms: number, millis = true): string {
   const d = new Date(ms);
   const two = (n: number) => String(n).padStart(2, '0');
-  return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const time = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
+  return millis ? `${time}.${String(d.getMilliseconds()).padStart(3, '0')}` : time;
 }
 
 /** A value as JSON (indented when `indent` is given); never throws. */

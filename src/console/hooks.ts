@@ -13,7 +13,7 @@ export function useFeed(events: BusEventSource, max: number): FeedLine[] {
     const subscriptions = (Object.keys(describeEvent) as BusEventName[]).map((name) => {
       const describe = describeEvent[name] as (event: unknown) => Omit<FeedLine, 'key' | 'time'>;
       const listener: BusListener<typeof name> = (event) => {
-        const line: FeedLine = { key: next.current++, time: clockTime(Date.now()), ...describe(event) };
+        const line: FeedLine = { key: next.current++, time: clockTime(Date.now(), false), ...describe(event) };
         setLines((old) => [...old, line].slice(-max));
       };
       events.on(name, listener);

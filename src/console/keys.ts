@@ -22,7 +22,7 @@ export function hints(width: number): string {
   const short = ['?', 'm', 'a', 'd', 'f', 'q'];
   const full = all.join(' · ');
   if (full.length <= width) return full;
-  const mid = ['? help', 'm queue', 'a approve', 'd deny', 'f filter', 'q quit'].join(' · ');
+  const mid = ['? help', 'm queue', 'a approve', 'd deny', 'q quit'].join(' · ');
   return mid.length <= width ? mid : `keys: ${short.join(' ')} (? explains)`;
 }
 
