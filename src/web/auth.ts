@@ -3,8 +3,10 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
-/** The cookie that carries the token once the page was opened with `?token=`. */
-export const TOKEN_COOKIE = 'switchboard_token';
+/** The cookie that carries the token once the page was opened with `?token=` (one per port: cookies ignore ports). */
+export function tokenCookie(port: number): string {
+  return `switchboard_token_${port}`;
+}
 /** The header a POST must carry with the page's CSRF token. */
 export const CSRF_HEADER = 'x-switchboard-csrf';
 
@@ -26,13 +28,13 @@ export function csrfFor(token: string): string {
   return createHmac('sha256', token).update('agent-switchboard csrf v1').digest('hex');
 }
 
-/** The token a request presents: `Authorization: Bearer`, the cookie, or `?token=` (in that order). */
-export function presentedToken(req: IncomingMessage, url: URL): string | undefined {
+/** The token a request presents: `Authorization: Bearer`, `?token=` (a sign-in), or the cookie (in that order). */
+export function presentedToken(req: IncomingMessage, url: URL, cookieName: string): string | undefined {
   const auth = req.headers.authorization;
   if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7).trim();
-  const cookie = readCookie(req.headers.cookie, TOKEN_COOKIE);
-  if (cookie !== undefined) return cookie;
-  return url.searchParams.get('token') ?? undefined;
+  const query = url.searchParams.get('token');
+  if (query !== null) return query;
+  return readCookie(req.headers.cookie, cookieName);
 }
 
 function readCookie(header: string | undefined, name: string): string | undefined {

@@ -9,7 +9,7 @@ import { BusError } from '../errors.js';
 import type { BusEventName } from '../events.js';
 import type { MessageLogEntry, MessageLogQuery } from '../audit/types.js';
 import { answerText, ApprovalDesk, type DeskAnswer, type OperatorBus } from '../operator.js';
-import { csrfFor, csrfRefusal, newToken, presentedToken, TOKEN_COOKIE, tokenMatches } from './auth.js';
+import { csrfFor, csrfRefusal, newToken, presentedToken, tokenCookie, tokenMatches } from './auth.js';
 import { APP_JS, CSP, CSS, pageHtml } from './page.js';
 
 /** What the web page needs of an `Orchestrator`: events, approvals and (optionally) the audit log. */
@@ -160,14 +160,14 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     } catch {
       return send(res, 400, { error: 'bad request target' });
     }
-    const given = presentedToken(req, url);
+    const given = presentedToken(req, url, tokenCookie(port));
     if (!tokenMatches(given, token)) {
       return send(res, 401, { error: 'token required: open the URL printed with the token, or send Authorization: Bearer <token>' });
     }
     const route = `${req.method} ${url.pathname}`;
     if (url.searchParams.has('token')) {
       // Trade the token in the address for a cookie the page's requests carry.
-      res.setHeader('Set-Cookie', `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
+      res.setHeader('Set-Cookie', `${tokenCookie(port)}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
       res.setHeader('Location', '/');
       return send(res, 303, { error: 'signed in' });
     }
@@ -178,6 +178,9 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
         return sendText(res, 200, 'text/javascript; charset=utf-8', APP_JS);
       case 'GET /app.css':
         return sendText(res, 200, 'text/css; charset=utf-8', CSS);
+      case 'GET /favicon.ico':
+        res.writeHead(204);
+        return void res.end();
       case 'GET /api/state':
         return send(res, 200, state());
       case 'GET /api/events': {
