@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule } from '../src/index.js';
 import { openApprovalConsole, type ApprovalConsoleHandle } from '../src/console/index.js';
+import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { promptOperator, scriptedOperator } from './demo/operator.js';
 import { makeStyle, Transcript } from './demo/transcript.js';
 
@@ -44,6 +45,16 @@ export interface DemoOptions {
   interactive?: boolean;
   /** Who decides (recorded as `decidedBy`). @default 'demo-operator' when scripted, else $USER */
   operator?: string;
+  /**
+   * Serve the approval web page (agent-switchboard/web) and let a person decide there:
+   * `onWeb` gets its handle (print `loginUrl`); purchase sends two payments and the tour
+   * goes on once both are settled. @default false
+   */
+  web?: boolean;
+  /** Port of the web page. @default 0 (a free one) */
+  webPort?: number;
+  /** Called with the web page's handle once it listens. */
+  onWeb?: (server: ApprovalServerHandle) => void;
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
@@ -54,10 +65,13 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   // table can show what closing did to payments left undecided.
   const log = new SqliteAuditLog();
   const bus = new Orchestrator({ policies: POLICIES, audit: keptOpen(log) });
-  const operatorName = options.operator ?? (auto && !options.interactive ? 'demo-operator' : process.env['USER'] || 'you');
+  const person = options.interactive === true || options.web === true;
+  const operatorName = options.operator ?? (auto && !person ? 'demo-operator' : process.env['USER'] || 'you');
   // The console shows the bus's events itself; the transcript keeps the agents' own words.
   const ui: ApprovalConsoleHandle | undefined = options.interactive ? openApprovalConsole(bus, { operator: operatorName }) : undefined;
   if (ui === undefined) t.watch(bus.events);
+  const web = options.web === true ? await approvalServer(bus, { operator: operatorName, port: options.webPort ?? 0 }) : undefined;
+  if (web !== undefined) options.onWeb?.(web);
   let undecided: Promise<unknown> | undefined;
   let busClosed = false;
 
@@ -173,7 +187,16 @@ export async function runDemo(options: DemoOptions): Promise<void> {
           t.say('purchase', `${e.code}: ${e.message}`);
         },
       );
-    if (ui !== undefined) {
+    if (web !== undefined) {
+      // A person decides on the web page; the tour goes on once both payments are settled.
+      const jobs = [
+        purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 300_000 }),
+        purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 300_000 }),
+      ];
+      t.say('operator', `${operatorName}: two payments wait for you on ${web.url} (5 minutes before they expire)`);
+      undecided = Promise.all(jobs.map(report));
+      await undecided;
+    } else if (ui !== undefined) {
       // A person decides in the console; the tour goes on once both payments are settled
       // (approved, denied or expired) or the console is closed (q, Ctrl-C).
       const jobs = [
@@ -211,6 +234,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     t.plain(`verifyAuditLog(): { ok: ${verified.ok}, checked: ${verified.checked}${verified.firstBad !== undefined ? `, firstBad: ${verified.firstBad}` : ''} }`);
   } finally {
     ui?.close();
+    await web?.close();
     await bus.close();
     await undecided; // payments left undecided end with CLOSED when the bus closes
     log.close();
@@ -245,9 +269,21 @@ if (isMain()) {
     console.error('--operator needs a name, e.g. --operator alice');
     process.exit(2);
   }
-  const auto = !interactive && (args.includes('--auto') || !terminal);
+  const webMode = args.includes('--web');
+  const portAt = args.indexOf('--port');
+  const webPort = portAt >= 0 ? Number(args[portAt + 1]) : 0;
+  if (portAt >= 0 && !(Number.isInteger(webPort) && webPort >= 0 && webPort <= 65535)) {
+    console.error('--port needs a port number, e.g. --port 8080');
+    process.exit(2);
+  }
+  const auto = !interactive && !webMode && (args.includes('--auto') || !terminal);
+  const onWeb = (server: ApprovalServerHandle) => {
+    console.log(`approval page: ${server.url}`);
+    console.log(`token:         ${server.token}`);
+    console.log(`open (signs you in): ${server.loginUrl}`);
+  };
   const color = process.stdout.isTTY === true && !process.env['NO_COLOR'];
-  runDemo({ out: (line) => console.log(line), auto, color, interactive, ...(operator !== undefined ? { operator } : {}) }).catch((error: unknown) => {
+  runDemo({ out: (line) => console.log(line), auto, color, interactive: interactive && !webMode, web: webMode, webPort, onWeb, ...(operator !== undefined ? { operator } : {}) }).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });
