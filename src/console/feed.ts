@@ -1,7 +1,7 @@
 // The live feed: what happened on the bus, newest last, scrolled back by `offset` lines.
 import { createElement as h, type ReactElement } from 'react';
 import { Box, Text } from 'ink';
-import type { FeedLine, Tone } from './format.js';
+import { cell, type FeedLine, type Tone } from './format.js';
 
 /** Ink text props for a tone. */
 export function toneProps(tone: Tone): { color?: string; dimColor?: boolean } {
@@ -34,7 +34,7 @@ export function Feed({ lines, height, width, offset, filter }: FeedProps): React
       Text,
       { key: line.key, wrap: 'truncate-end' },
       wide ? h(Text, { dimColor: true }, `${line.time}  `) : null,
-      `${line.route.padEnd(routeWidth)} ${line.what.padEnd(whatWidth)} `,
+      `${cell(line.route, routeWidth)} ${cell(line.what, whatWidth)} `,
       h(Text, toneProps(line.tone), line.status),
       line.detail !== undefined ? h(Text, { dimColor: true }, `  ${line.detail}`) : null,
     ),

@@ -49,6 +49,11 @@ export function expiresIn(expiresAt: number, now: number): string {
   return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
 }
 
+/** `text` padded or cut (with `…`) to exactly `width` characters, so columns line up. */
+export function cell(text: string, width: number): string {
+  return text.length > width ? `${text.slice(0, width - 1)}…` : text.padEnd(width);
+}
+
 /** `purchase → payment`. */
 export function routeOf(a: { from: string; to: string }): string {
   return `${a.from} → ${a.to}`;

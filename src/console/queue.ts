@@ -3,7 +3,7 @@
 import { createElement as h, type ReactElement } from 'react';
 import { Box, Text } from 'ink';
 import type { PendingApproval } from '../approvals.js';
-import { expiresIn, pendingCount, routeOf, summarize } from './format.js';
+import { cell, expiresIn, pendingCount, routeOf, summarize } from './format.js';
 
 export interface QueueProps {
   readonly pending: readonly PendingApproval[];
@@ -37,7 +37,7 @@ export function Queue({ pending, selected, now, height, width, filter }: QueuePr
       h(
         Text,
         { wrap: 'truncate-end', inverse: mark },
-        `${mark ? '›' : ' '} ${routeOf(e).padEnd(wide ? 22 : 18)} ${`${e.type} ${e.intent}`.padEnd(wide ? 19 : 14)} `,
+        `${mark ? '›' : ' '} ${cell(routeOf(e), wide ? 22 : 18)} ${cell(`${e.type} ${e.intent}`, wide ? 19 : 14)} `,
         h(Text, { color: 'yellow' }, `expires in ${expiresIn(a.expiresAt, now)}`),
       ),
       h(Text, { wrap: 'truncate-end', dimColor: !mark }, `    ${summarize(e.payload, Math.max(20, width - 4))}`),
