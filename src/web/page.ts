@@ -78,7 +78,8 @@ button.approve { background: var(--ok); color: #fff; border-color: var(--ok); }
 button.reject { background: var(--bad); color: #fff; border-color: var(--bad); }
 .rows { padding-left: 1.25rem; margin: 0; } .rows li { margin: .15rem 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; font-size: 12px; }
-th, td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+th, td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+#log { display: block; overflow-x: auto; }
 `;
 
 /** The page's script: state over server-sent events, decisions by POST with the CSRF header. */
