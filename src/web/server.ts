@@ -69,7 +69,9 @@ const decideSchema = z.discriminatedUnion('decision', [
 ]);
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-/** Events after which the page's state is sent again (coalesced per tick). */
+/** How often, at most, the page's state is sent again while the bus is busy. */
+const BROADCAST_MS = 100;
+/** Events after which the page's state is sent again (coalesced, see BROADCAST_MS). */
 const STATE_EVENTS: readonly BusEventName[] = ['approval:requested', 'approval:decided', 'message:delivered', 'message:replied', 'message:denied', 'message:expired', 'message:failed'];
 
 /**
@@ -131,15 +133,16 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     };
   };
 
-  let queued = false;
+  // At most one state per BROADCAST_MS, however busy the bus: each reads the audit log tail.
+  let queued: ReturnType<typeof setTimeout> | undefined;
   const broadcast = () => {
-    if (queued || clients.size === 0) return;
-    queued = true;
-    setImmediate(() => {
-      queued = false;
+    if (queued !== undefined || clients.size === 0) return;
+    queued = setTimeout(() => {
+      queued = undefined;
       const frame = `event: state\ndata: ${JSON.stringify(state())}\n\n`;
       for (const res of clients) res.write(frame);
-    });
+    }, BROADCAST_MS);
+    queued.unref();
   };
   for (const name of STATE_EVENTS) bus.events.on(name, broadcast);
   const heartbeat = setInterval(() => {
@@ -257,6 +260,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(heartbeat);
+        if (queued !== undefined) clearTimeout(queued);
         for (const name of STATE_EVENTS) bus.events.off(name, broadcast);
         desk.close();
         for (const res of clients) res.end();
