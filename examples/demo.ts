@@ -1,5 +1,7 @@
-// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question, or
-// `--interactive [--operator NAME]` to decide in the approval console: examples/console/).
+// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question,
+// `--interactive [--operator NAME]` to decide in the terminal approval console
+// (agent-switchboard/console), or `--web` to decide on the approval web page
+// (agent-switchboard/web)).
 //
 // research delegates a summary to writer; writer asks research to clarify and asks
 // reviewer to review, reporting progress; research broadcasts what it found; supervisor
@@ -10,8 +12,9 @@
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Orchestrator, isBusError, type PendingApproval, type PolicyRule } from '../src/index.js';
-import { openConsole, type ConsoleHandle } from './console/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule } from '../src/index.js';
+import { openApprovalConsole, type ApprovalConsoleHandle } from '../src/console/index.js';
+import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { promptOperator, scriptedOperator } from './demo/operator.js';
 import { makeStyle, Transcript } from './demo/transcript.js';
 
@@ -42,18 +45,35 @@ export interface DemoOptions {
   interactive?: boolean;
   /** Who decides (recorded as `decidedBy`). @default 'demo-operator' when scripted, else $USER */
   operator?: string;
+  /**
+   * Serve the approval web page (agent-switchboard/web) and let a person decide there:
+   * `onWeb` gets its handle (print `loginUrl`); purchase sends two payments and the tour
+   * goes on once both are settled. @default false
+   */
+  web?: boolean;
+  /** Port of the web page. @default 0 (a free one) */
+  webPort?: number;
+  /** Called with the web page's handle once it listens. */
+  onWeb?: (server: ApprovalServerHandle) => void;
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
   const { out, auto } = options;
   const t = new Transcript(out, makeStyle(options.color ?? false));
 
-  const bus = new Orchestrator({ policies: POLICIES }); // audit: ':memory:' by default
-  const operatorName = options.operator ?? (auto && !options.interactive ? 'demo-operator' : process.env['USER'] || 'you');
+  // The default audit log (SQLite in memory), kept readable after bus.close() so that the
+  // table can show what closing did to payments left undecided.
+  const log = new SqliteAuditLog();
+  const bus = new Orchestrator({ policies: POLICIES, audit: keptOpen(log) });
+  const person = options.interactive === true || options.web === true;
+  const operatorName = options.operator ?? (auto && !person ? 'demo-operator' : process.env['USER'] || 'you');
   // The console shows the bus's events itself; the transcript keeps the agents' own words.
-  const ui: ConsoleHandle | undefined = options.interactive ? openConsole({ bus, operator: operatorName }) : undefined;
+  const ui: ApprovalConsoleHandle | undefined = options.interactive ? openApprovalConsole(bus, { operator: operatorName }) : undefined;
   if (ui === undefined) t.watch(bus.events);
+  const web = options.web === true ? await approvalServer(bus, { operator: operatorName, port: options.webPort ?? 0 }) : undefined;
+  if (web !== undefined) options.onWeb?.(web);
   let undecided: Promise<unknown> | undefined;
+  let busClosed = false;
 
   // The approval queue: the operator is told about held messages through an event.
   const held: PendingApproval[] = [];
@@ -167,19 +187,34 @@ export async function runDemo(options: DemoOptions): Promise<void> {
           t.say('purchase', `${e.code}: ${e.message}`);
         },
       );
-    if (ui !== undefined) {
+    if (web !== undefined) {
+      // A person decides on the web page; the tour goes on once both payments are settled.
+      const jobs = [
+        purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 300_000 }),
+        purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 300_000 }),
+      ];
+      t.say('operator', `${operatorName}: two payments wait for you on ${web.url} (5 minutes before they expire)`);
+      undecided = Promise.all(jobs.map(report));
+      await undecided;
+    } else if (ui !== undefined) {
       // A person decides in the console; the tour goes on once both payments are settled
       // (approved, denied or expired) or the console is closed (q, Ctrl-C).
       const jobs = [
         purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 120_000 }),
         purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 120_000 }),
       ];
-      t.say('operator', `${operatorName}: two payments wait for you. Press m to open the message queue, j/k or arrows to choose, a to approve, d to deny (q leaves them undecided)`);
+      t.say('operator', `${operatorName}: two payments wait for you. a approves (after showing it in full), d denies with a reason, m opens the queue, ? lists the keys (q leaves them undecided)`);
       undecided = Promise.all(jobs.map(report));
       const how = await Promise.race([undecided.then(() => 'settled' as const), ui.exited]);
-      if (how === 'quit') t.say('operator', 'console closed with payments undecided: closing the bus cancels them');
       ui.finish();
       await ui.exited;
+      if (how === 'quit' && bus.approvals.list().length > 0) {
+        // Their outcomes come before the audit table, which then records them.
+        t.say('operator', 'console closed with payments undecided: closing the bus cancels them');
+        await bus.close();
+        busClosed = true;
+        await undecided;
+      }
     } else {
       const payment = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 60_000 });
       const approval = await nextApproval();
@@ -193,15 +228,22 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
     // ---- The audit log: one entry per message and recipient, with its latest outcome. ----
     t.heading('audit log (bus.getMessageLog, oldest first)');
-    t.table(bus.getMessageLog({ limit: 50 }).reverse());
-    const verified = bus.verifyAuditLog();
+    t.table((busClosed ? log.query({ limit: 50 }) : bus.getMessageLog({ limit: 50 })).reverse());
+    const verified = busClosed ? log.verify() : bus.verifyAuditLog();
     t.plain();
     t.plain(`verifyAuditLog(): { ok: ${verified.ok}, checked: ${verified.checked}${verified.firstBad !== undefined ? `, firstBad: ${verified.firstBad}` : ''} }`);
   } finally {
     ui?.close();
+    await web?.close();
     await bus.close();
     await undecided; // payments left undecided end with CLOSED when the bus closes
+    log.close();
   }
+}
+
+/** The log as the bus sees it, except that bus.close() leaves it open (the demo closes it last). */
+function keptOpen(log: AuditLog): AuditLog {
+  return { append: (records) => log.append(records), query: (filter) => log.query(filter), verify: () => log.verify(), close: () => undefined };
 }
 
 function isMain(): boolean {
@@ -227,9 +269,21 @@ if (isMain()) {
     console.error('--operator needs a name, e.g. --operator alice');
     process.exit(2);
   }
-  const auto = !interactive && (args.includes('--auto') || !terminal);
+  const webMode = args.includes('--web');
+  const portAt = args.indexOf('--port');
+  const webPort = portAt >= 0 ? Number(args[portAt + 1]) : 0;
+  if (portAt >= 0 && !(Number.isInteger(webPort) && webPort >= 0 && webPort <= 65535)) {
+    console.error('--port needs a port number, e.g. --port 8080');
+    process.exit(2);
+  }
+  const auto = !interactive && !webMode && (args.includes('--auto') || !terminal);
+  const onWeb = (server: ApprovalServerHandle) => {
+    console.log(`approval page: ${server.url}`);
+    console.log(`token:         ${server.token}`);
+    console.log(`open (signs you in): ${server.loginUrl}`);
+  };
   const color = process.stdout.isTTY === true && !process.env['NO_COLOR'];
-  runDemo({ out: (line) => console.log(line), auto, color, interactive, ...(operator !== undefined ? { operator } : {}) }).catch((error: unknown) => {
+  runDemo({ out: (line) => console.log(line), auto, color, interactive: interactive && !webMode, web: webMode, webPort, onWeb, ...(operator !== undefined ? { operator } : {}) }).catch((error: unknown) => {
     console.error(error);
     process.exitCode = 1;
   });

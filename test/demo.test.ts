@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { runDemo } from '../examples/demo.js';
 
 describe('examples/demo.ts runDemo()', () => {
@@ -33,4 +33,36 @@ describe('examples/demo.ts runDemo()', () => {
     // No colours when not asked for.
     expect(transcript).not.toContain('\x1b[');
   });
+});
+
+describe('examples/demo.ts runDemo({ web: true })', () => {
+  it('serves the approval page; payments approved and rejected there settle the tour, and the audit table names the operator', async () => {
+    const { csrfFor } = await import('../src/web/auth.js');
+    const lines: string[] = [];
+    let ready!: (server: import('../src/web/index.js').ApprovalServerHandle) => void;
+    const served = new Promise<import('../src/web/index.js').ApprovalServerHandle>((resolve) => (ready = resolve));
+    const tour = runDemo({ out: (line) => lines.push(line), auto: false, web: true, operator: 'carol', onWeb: (server) => ready(server) });
+    const server = await served;
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const headers = { authorization: `Bearer ${server.token}`, 'content-type': 'application/json', 'x-switchboard-csrf': csrfFor(server.token) };
+    let pending: { id: string; envelope: { payload: { amount: number } } }[] = [];
+    await vi.waitFor(
+      async () => {
+        pending = ((await (await fetch(new URL('/api/state', server.url), { headers })).json()) as { pending: typeof pending }).pending;
+        expect(pending).toHaveLength(2);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    const [small, big] = pending;
+    const decide = (body: unknown) => fetch(new URL('/api/decide', server.url), { method: 'POST', headers, body: JSON.stringify(body) });
+    expect((await decide({ id: small!.id, decision: 'approve', by: 'carol' })).status).toBe(200);
+    expect((await decide({ id: big!.id, decision: 'reject', by: 'carol', reason: 'too expensive' })).status).toBe(200);
+    await tour;
+    const transcript = lines.join('\n');
+    expect(transcript).toMatch(/purchase: paid: \{"paid":true/);
+    expect(transcript).toContain('APPROVAL_REJECTED');
+    expect(transcript).toContain('too expensive');
+    expect(transcript).toMatch(/purchase\s+payment\s+delegate\s+pay\s+pending\s+replied\s+approved by carol/);
+    expect(transcript).toMatch(/verifyAuditLog\(\): \{ ok: true/);
+  }, 30_000);
 });

@@ -1,13 +1,9 @@
 // The console's subscriptions to the bus, through its public API only.
 import { useCallback, useEffect, useRef, useState } from 'react';
-import type { Approvals, BusEventName, BusEventSource, BusListener, PendingApproval } from '../../src/index.js';
+import type { PendingApproval } from '../approvals.js';
+import { ApprovalDesk, type OperatorBus } from '../operator.js';
+import type { BusEventName, BusEventSource, BusListener } from '../events.js';
 import { clockTime, describeEvent, type FeedLine } from './format.js';
-
-/** What the console needs of an `Orchestrator`: its events and its approval queue. */
-export interface ConsoleBus {
-  readonly events: BusEventSource;
-  readonly approvals: Approvals;
-}
 
 /** The last `max` feed lines, from bus events, newest last. */
 export function useFeed(events: BusEventSource, max: number): FeedLine[] {
@@ -17,7 +13,7 @@ export function useFeed(events: BusEventSource, max: number): FeedLine[] {
     const subscriptions = (Object.keys(describeEvent) as BusEventName[]).map((name) => {
       const describe = describeEvent[name] as (event: unknown) => Omit<FeedLine, 'key' | 'time'>;
       const listener: BusListener<typeof name> = (event) => {
-        const line: FeedLine = { key: next.current++, time: clockTime(Date.now()), ...describe(event) };
+        const line: FeedLine = { key: next.current++, time: clockTime(Date.now(), false), ...describe(event) };
         setLines((old) => [...old, line].slice(-max));
       };
       events.on(name, listener);
@@ -29,8 +25,8 @@ export function useFeed(events: BusEventSource, max: number): FeedLine[] {
 }
 
 /** The approval queue as `approvals.list()` shows it, refreshed on every approval event. */
-export function usePending(bus: ConsoleBus): [PendingApproval[], () => void] {
-  const [pending, setPending] = useState<PendingApproval[]>(() => bus.approvals.list());
+export function usePending(bus: OperatorBus): [readonly PendingApproval[], () => void] {
+  const [pending, setPending] = useState<readonly PendingApproval[]>(() => bus.approvals.list());
   const refresh = useCallback(() => setPending(bus.approvals.list()), [bus]);
   useEffect(() => {
     bus.events.on('approval:requested', refresh);
@@ -42,6 +38,13 @@ export function usePending(bus: ConsoleBus): [PendingApproval[], () => void] {
     };
   }, [bus, refresh]);
   return [pending, refresh];
+}
+
+/** An ApprovalDesk over the bus for as long as the component is mounted. */
+export function useDesk(bus: OperatorBus): ApprovalDesk {
+  const [desk] = useState(() => new ApprovalDesk(bus));
+  useEffect(() => () => desk.close(), [desk]);
+  return desk;
 }
 
 /** `Date.now()`, re-read every `everyMs` while `active` (for "expires in" countdowns). */

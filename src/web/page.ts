@@ -1,0 +1,183 @@
+// The approval page's static parts. The HTML carries no script and no data besides the
+// CSRF token (hex); app.js builds everything with textContent, so agent-written text is
+// never parsed as markup, and the CSP forbids inline script anyway.
+
+/** The Content-Security-Policy of every response. */
+export const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/** The page, with the CSRF token (hex only: checked by the caller). */
+export function pageHtml(csrf: string): string {
+  if (!/^[0-9a-f]+$/.test(csrf)) throw new Error('csrf token must be hex');
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="switchboard-csrf" content="${csrf}">
+<title>agent-switchboard · approvals</title>
+<link rel="stylesheet" href="/app.css">
+<script src="/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>agent-switchboard · approvals</h1>
+  <label>operator <input id="operator" maxlength="256" autocomplete="username" placeholder="your name"></label>
+  <span id="connection" class="muted">connecting…</span>
+</header>
+<p id="status" role="status" aria-live="polite"></p>
+<main>
+  <section>
+    <h2>held messages <span id="count" class="badge">0</span></h2>
+    <div id="pending"><p class="muted">nothing is waiting for you</p></div>
+  </section>
+  <section>
+    <h2>recent decisions</h2>
+    <ol id="decisions" class="rows"></ol>
+    <h2>audit log (newest first)</h2>
+    <table id="log"><thead><tr><th>time</th><th>from</th><th>to</th><th>type</th><th>intent</th><th>decision</th><th>outcome</th><th>approval</th></tr></thead><tbody></tbody></table>
+  </section>
+</main>
+</body>
+</html>
+`;
+}
+
+export const CSS = `
+:root { color-scheme: light dark; --fg: #1d1f21; --bg: #fafafa; --muted: #6a6f75; --card: #fff; --line: #d8dadd; --warn: #9a6700; --ok: #1a7f37; --bad: #cf222e; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e6e6e6; --bg: #16181b; --muted: #9aa0a6; --card: #1f2226; --line: #33373c; --warn: #d29922; --ok: #3fb950; --bad: #f85149; } }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
+header { display: flex; gap: 1.5rem; align-items: center; padding: .75rem 1.25rem; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
+h1 { font-size: 1.1rem; margin: 0; }
+h2 { font-size: 1rem; margin: 1rem 0 .5rem; }
+main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1.25rem; padding: 0 1.25rem 1.25rem; }
+@media (max-width: 900px) { main { grid-template-columns: 1fr; } }
+.muted { color: var(--muted); }
+.badge { display: inline-block; min-width: 1.5em; padding: 0 .4em; border-radius: 1em; background: var(--warn); color: #fff; text-align: center; }
+#status { margin: .5rem 1.25rem 0; min-height: 1.4em; }
+#status.ok { color: var(--ok); } #status.bad { color: var(--bad); }
+.card { background: var(--card); border: 1px solid var(--line); border-left: 4px solid var(--warn); border-radius: 6px; padding: .75rem 1rem; margin-bottom: .75rem; }
+.card h3 { margin: 0 0 .25rem; font-size: 1rem; }
+.card dl { display: grid; grid-template-columns: max-content 1fr; gap: .1rem .75rem; margin: .25rem 0 .5rem; }
+.card dt { color: var(--muted); } .card dd { margin: 0; overflow-wrap: anywhere; }
+.left { color: var(--warn); font-weight: 600; }
+pre { margin: 0 0 .5rem; padding: .5rem; background: var(--bg); border: 1px solid var(--line); border-radius: 4px; max-height: 16rem; overflow: auto; white-space: pre-wrap; overflow-wrap: anywhere; }
+.actions { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; }
+.actions input[type=text] { flex: 1 1 14rem; padding: .3rem .4rem; }
+button { padding: .3rem .8rem; border-radius: 4px; border: 1px solid var(--line); cursor: pointer; font: inherit; }
+button.approve { background: var(--ok); color: #fff; border-color: var(--ok); }
+button.reject { background: var(--bad); color: #fff; border-color: var(--bad); }
+.rows { padding-left: 1.25rem; margin: 0; } .rows li { margin: .15rem 0; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; font-size: 12px; }
+th, td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+#log { display: block; overflow-x: auto; }
+`;
+
+/** The page's script: state over server-sent events, decisions by POST with the CSRF header. */
+export const APP_JS = `'use strict';
+(() => {
+  const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, props, ...children) => {
+    const node = document.createElement(tag);
+    if (props) for (const [k, v] of Object.entries(props)) {
+      if (k === 'text') node.textContent = v; else if (k === 'class') node.className = v; else node.setAttribute(k, v);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  };
+  const operator = $('operator');
+  operator.value = localStorage.getItem('switchboard-operator') || '';
+  operator.addEventListener('change', () => localStorage.setItem('switchboard-operator', operator.value.trim()));
+  let skew = 0; // server clock minus ours
+  let state = { pending: [], recent: [], log: [] };
+  const drafts = new Map(); // reason typed per item, kept across re-renders
+
+  const say = (text, tone) => { const s = $('status'); s.textContent = text; s.className = tone || ''; };
+  const clock = (ms) => new Date(ms).toLocaleTimeString();
+  const left = (expiresAt) => {
+    const s = Math.ceil((expiresAt - (Date.now() + skew)) / 1000);
+    if (s <= 0) return 'expired';
+    return s < 60 ? s + ' s left' : Math.floor(s / 60) + ' min ' + String(s % 60).padStart(2, '0') + ' s left';
+  };
+
+  async function decide(item, approve, card) {
+    const by = operator.value.trim() || (state.operator || '');
+    if (!by) { say('type your name in "operator" first: it is recorded with the decision', 'bad'); operator.focus(); return; }
+    const reason = card.querySelector('input.reason').value.trim();
+    const always = card.querySelector('input.always').checked;
+    const body = approve ? { id: item.id, decision: 'approve', by, always, ...(reason ? { note: reason } : {}) } : { id: item.id, decision: 'reject', by, ...(reason ? { reason } : {}) };
+    for (const b of card.querySelectorAll('button')) b.disabled = true;
+    try {
+      const res = await fetch('/api/decide', { method: 'POST', headers: { 'content-type': 'application/json', 'x-switchboard-csrf': csrf }, body: JSON.stringify(body), credentials: 'same-origin' });
+      const answer = await res.json().catch(() => ({}));
+      const what = item.envelope.from + ' → ' + item.envelope.to + ' ' + item.envelope.type + ' "' + item.envelope.intent + '"';
+      if (res.ok) say((approve ? '✓ approved ' : '✗ rejected ') + what + ' as ' + by + ': ' + (answer.text || ''), approve ? 'ok' : 'bad');
+      else say((res.status === 409 ? 'already decided: ' : 'refused (' + res.status + '): ') + (answer.text || answer.error || '') + ' · ' + what, 'bad');
+    } catch (e) {
+      say('could not reach the server: ' + e.message, 'bad');
+    } finally {
+      for (const b of card.querySelectorAll('button')) b.disabled = false;
+    }
+  }
+
+  function card(item) {
+    const e = item.envelope;
+    const reason = el('input', { type: 'text', class: 'reason', maxlength: '1000', placeholder: 'reason (recorded; sent to the sender on reject)', 'aria-label': 'reason' });
+    reason.value = drafts.get(item.id) || '';
+    reason.addEventListener('input', () => drafts.set(item.id, reason.value));
+    const always = el('input', { type: 'checkbox', class: 'always' });
+    const node = el('article', { class: 'card', 'data-id': item.id },
+      el('h3', { text: e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' }),
+      el('dl', null,
+        el('dt', { text: 'time left' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: left(item.expiresAt) }),
+        el('dt', { text: 'rule' }), el('dd', { text: item.rule || '(none)' }),
+        el('dt', { text: 'deadline' }), el('dd', { text: clock(e.deadline || item.expiresAt) + ' (held since ' + clock(item.requestedAt) + ')' }),
+        el('dt', { text: 'envelope' }), el('dd', { text: 'id ' + e.id + ' · priority ' + e.priority + ' · depth ' + e.depth + ' · conversation ' + e.conversationId }),
+        el('dt', { text: 'payload' }), el('dd', { text: item.payloadBytes + ' bytes · sha256 ' + item.payloadHash })),
+      el('pre', { class: 'payload', text: JSON.stringify(e.payload, null, 2) }),
+      el('div', { class: 'actions' }, reason,
+        el('label', null, always, document.createTextNode(' always allow')),
+        el('button', { class: 'approve', type: 'button', text: 'Approve' }),
+        el('button', { class: 'reject', type: 'button', text: 'Reject' })));
+    node.querySelector('button.approve').addEventListener('click', () => decide(item, true, node));
+    node.querySelector('button.reject').addEventListener('click', () => decide(item, false, node));
+    return node;
+  }
+
+  function render() {
+    const list = $('pending');
+    const shown = new Set(state.pending.map((a) => a.id));
+    for (const id of drafts.keys()) if (!shown.has(id)) drafts.delete(id);
+    const existing = new Map([...list.querySelectorAll('article.card')].map((n) => [n.dataset.id, n]));
+    list.replaceChildren(...state.pending.map((a) => existing.get(a.id) || card(a)));
+    if (state.pending.length === 0) list.append(el('p', { class: 'muted', text: 'nothing is waiting for you' }));
+    if (state.more > 0) list.append(el('p', { class: 'muted', text: '… and ' + state.more + ' more (oldest shown first)' }));
+    $('count').textContent = String(state.pending.length + (state.more || 0));
+    $('decisions').replaceChildren(...state.recent.slice().reverse().map((d) =>
+      el('li', { text: clock(d.at) + ' ' + d.decision + (d.by ? ' by ' + d.by : '') + ' · ' + d.from + ' → ' + d.to + ' ' + d.type + ' "' + d.intent + '"' + (d.reason ? ' · ' + d.reason : '') })));
+    $('log').tBodies[0].replaceChildren(...state.log.map((r) => el('tr', null,
+      ...[clock(r.ts), r.from, r.to, r.type, r.intent, r.decision + (r.code ? ' ' + r.code : ''), r.outcome || '', r.approval ? r.approval + (r.decidedBy ? ' by ' + r.decidedBy : '') : ''].map((t) => el('td', { text: t })))));
+    if (!operator.value && state.operator) operator.value = state.operator;
+  }
+
+  setInterval(() => { for (const n of document.querySelectorAll('[data-expires]')) n.textContent = left(Number(n.dataset.expires)); }, 1000);
+  const events = new EventSource('/api/events');
+  events.addEventListener('state', (m) => {
+    state = JSON.parse(m.data);
+    skew = state.now - Date.now();
+    $('connection').textContent = 'live';
+    render();
+  });
+  events.addEventListener('error', () => { $('connection').textContent = 'reconnecting…'; });
+})();
+`;
