@@ -1,7 +1,8 @@
-// Runs the LLM tool examples end to end (mock model, in-memory MCP client): no network, no key.
+// Runs the adapter examples end to end (mock model, in-memory MCP client, in-memory span exporter): no network, no key.
 import { describe, expect, it } from 'vitest';
 import { run as aiToolsExample } from '../examples/ai-tools.js';
 import { run as mcpExample } from '../examples/mcp.js';
+import { run as otelExample } from '../examples/otel.js';
 
 async function collect<R>(run: (out: (line: string) => void) => Promise<R>): Promise<{ result: R; transcript: string }> {
   const lines: string[] = [];
@@ -9,7 +10,7 @@ async function collect<R>(run: (out: (line: string) => void) => Promise<R>): Pro
   return { result, transcript: lines.join('\n') };
 }
 
-describe('LLM tool examples', () => {
+describe('adapter examples', () => {
   it('ai-tools: the model calls the calculator, and the rejected refund reaches it as a tool error', async () => {
     const { result, transcript } = await collect(aiToolsExample);
     expect(result.tools).toEqual(['ask_calculator_calculate', 'delegate_payments_refund']);
@@ -30,5 +31,12 @@ describe('LLM tool examples', () => {
     expect(result.internRefused).toBe('POLICY_DENIED');
     expect(transcript).toContain('analyst → files ask read_file: allowed, replied');
     expect(transcript).toContain('intern → files ask read_file: denied (POLICY_DENIED)');
+  });
+
+  it('otel: prints the chain research→writer→editor as one trace, and the refused send with its code', async () => {
+    const { result, transcript } = await collect(otelExample);
+    expect(result).toHaveLength(5);
+    expect(transcript).toContain('        process editor [CONSUMER] writer→editor review');
+    expect(transcript).toMatch(/ask editor \[PRODUCER\] research→editor review ERROR POLICY_DENIED/);
   });
 });
