@@ -45,6 +45,8 @@ export const ErrorCode = {
   AUDIT_UNAVAILABLE: 'AUDIT_UNAVAILABLE',
   /** The orchestrator is closed (or closing). */
   CLOSED: 'CLOSED',
+  /** The message must cross nodes and the broker cannot be reached right now (never buffered). */
+  TRANSPORT_UNAVAILABLE: 'TRANSPORT_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
