@@ -22,7 +22,7 @@ export const IN_KINDS: readonly InKind[] = ['ask', 'delegate', 'notify', 'cancel
 
 const PLAIN = /^[A-Za-z0-9-]$/;
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Escapes `id` into one subject token: letters, digits and `-` stay; every other UTF-8 byte
