@@ -23,7 +23,7 @@ describe('escapeToken()', () => {
   });
 
   it('round-trips through unescapeToken for any string', () => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', minLength: 1 }), (s) => expect(unescapeToken(escapeToken(s))).toBe(s)));
+    fc.assert(fc.property(fc.string({ unit: 'grapheme', minLength: 1 }), (s) => { expect(unescapeToken(escapeToken(s))).toBe(s); }));
   });
 
   it('refuses a lone surrogate, which UTF-8 cannot carry', () => {
