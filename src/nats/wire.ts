@@ -208,7 +208,8 @@ function bad(message: string): BusError {
 
 function checkHeaders(headers: MsgHdrs | undefined): MsgHdrs {
   if (headers === undefined) throw bad('no headers');
-  if (headers.size() > 32) throw bad(`${headers.size()} headers (at most 32)`);
+  const count = headers.keys().length;
+  if (count > 32) throw bad(`${count} headers (at most 32)`);
   const version = one(headers, H.version, 8);
   if (version !== WIRE_VERSION) throw bad(`wire version ${JSON.stringify(version)} (this node speaks ${WIRE_VERSION})`);
   return headers;
