@@ -4,7 +4,7 @@
  * once with `TRANSPORT_UNAVAILABLE` (never buffered by the client, never left to time out).
  */
 import { connect } from '@nats-io/transport-node';
-import { nkeyAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { nkeyAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
 import { BusError } from '../errors.js';
 
 /** How to reach the broker. */
@@ -21,11 +21,19 @@ export interface ConnectionOptions {
   connectTimeoutMs?: number;
 }
 
+/** A publish or subscription the broker refused for lack of permission. */
+export interface Refusal {
+  readonly operation: 'publish' | 'subscription';
+  readonly subject: string;
+  readonly queue?: string;
+}
+
 /** A connection and its health, as the link and the claims use it. */
 export class NodeConnection {
   readonly nc: NatsConnection;
   #up = true;
   #listeners = new Set<(up: boolean) => void>();
+  #refusals = new Set<(refusal: Refusal) => void>();
 
   private constructor(nc: NatsConnection) {
     this.nc = nc;
@@ -82,6 +90,12 @@ export class NodeConnection {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Calls `listener` for each publish or subscription the broker refused (permissions). */
+  onRefused(listener: (refusal: Refusal) => void): () => void {
+    this.#refusals.add(listener);
+    return () => this.#refusals.delete(listener);
+  }
+
   /** Drains subscriptions and closes. */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
@@ -97,6 +111,10 @@ export class NodeConnection {
       if (s.type === 'disconnect' || s.type === 'reconnecting' || s.type === 'staleConnection') this.#set(false);
       else if (s.type === 'reconnect') this.#set(true);
       else if (s.type === 'close') this.#set(false);
+      else if (s.type === 'error' && s.error instanceof PermissionViolationError) {
+        const refusal: Refusal = { operation: s.error.operation, subject: s.error.subject, ...(s.error.queue === undefined ? {} : { queue: s.error.queue }) };
+        for (const l of this.#refusals) l(refusal);
+      }
     }
   }
 
