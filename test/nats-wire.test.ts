@@ -1,4 +1,4 @@
-import { headers } from '@nats-io/nats-core';
+import { headers } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { decodeAbout, decodeAnswer, decodeMessage, encodeAbout, encodeError, encodeMessage, encodeReply, type WireMeta } from '../src/nats/wire.js';
 

@@ -3,8 +3,7 @@
  * for ever, and tracks whether it is up so that a cross-node send while it is down fails at
  * once with `TRANSPORT_UNAVAILABLE` (never buffered by the client, never left to time out).
  */
-import { connect } from '@nats-io/transport-node';
-import { nkeyAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/nats-core';
+import { connect, nkeyAuthenticator, PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { BusError } from '../errors.js';
 
 /** How to reach the broker. */

@@ -14,7 +14,7 @@
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
  */
-import type { Msg, MsgHdrs, Subscription } from '@nats-io/nats-core';
+import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
 import { BusError, type ErrorCode } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';

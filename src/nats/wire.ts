@@ -7,7 +7,7 @@
  * bound and match its pattern; the payload must fit the receiver's own size limit and parse
  * as JSON; errors cross as `{ code, message }` only (never a stack, never a `cause`).
  */
-import { headers as natsHeaders, type MsgHdrs } from '@nats-io/nats-core';
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { BusError, ErrorCode } from '../errors.js';
 import { PRIORITIES, type Priority } from '../envelope.js';
 
