@@ -26,6 +26,7 @@ import {
   encodeError,
   encodeMessage,
   encodeReply,
+  MAX_BUDGET_MS,
   type DecodedMessage,
   type WireError,
   type WireMeta,
@@ -63,7 +64,11 @@ export interface Inbound extends DecodedMessage {
   readonly signal: AbortSignal;
 }
 
-/** How a receiver answers one inbound. Every method is a no-op returning false once settled. */
+/**
+ * How a receiver answers one inbound. Every method is a no-op returning false once settled.
+ * While the connection is down they throw `TRANSPORT_UNAVAILABLE`: the answer is lost and
+ * the sender ends with `TIMEOUT` (at most once).
+ */
 export interface Responder {
   /** Sends the reply (asks and delegates). */
   reply(payloadJson: string): boolean;
@@ -165,6 +170,7 @@ export class Link {
     const { id, from, to, type } = message;
     if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
     const budgetMs = message.budgetMs;
+    if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
     const timer = setTimeout(() => {
       if (this.#finish(id)) callbacks.error(new BusError('TIMEOUT', `${type} ${id} to "${to}" got no reply within ${budgetMs} ms`, { messageId: id, timeoutMs: budgetMs, agentId: to }));
     }, budgetMs);
