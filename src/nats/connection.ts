@@ -72,12 +72,6 @@ export class NodeConnection {
     return this.#up && !this.nc.isClosed();
   }
 
-  /** The server's version as [major, minor, patch]. */
-  serverVersion(): [number, number, number] {
-    const m = /^(\d+)\.(\d+)\.(\d+)/.exec(this.nc.info?.version ?? '');
-    return m === null ? [0, 0, 0] : [Number(m[1]), Number(m[2]), Number(m[3])];
-  }
-
   /** Throws `TRANSPORT_UNAVAILABLE` unless the connection is up. `what` names the send. */
   assertUp(what: string): void {
     if (!this.up) throw new BusError('TRANSPORT_UNAVAILABLE', `${what}: the NATS connection is down (reconnecting); cross-node sends fail until it is back`);
