@@ -1,5 +1,7 @@
 import { headers } from '@nats-io/transport-node';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { BusError } from '../src/errors.js';
 import { decodeAbout, decodeAnswer, decodeMessage, encodeAbout, encodeError, encodeMessage, encodeReply, type WireMeta } from '../src/nats/wire.js';
 
 const meta: WireMeta = {
@@ -105,5 +107,32 @@ describe('encodeAbout() / decodeAbout()', () => {
   it('round-trips a progress report', () => {
     const f = encodeAbout('m9', '{"pct":50}');
     expect(decodeAbout(f.headers, f.data, 100)).toEqual({ id: 'm9', payload: { pct: 50 } });
+  });
+});
+
+describe('decoding hostile input', () => {
+  const value = fc.oneof(fc.string({ maxLength: 200 }), fc.integer().map(String), fc.constantFrom('1', '0', 'high', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'));
+  const keys = ['Sb-V', 'Sb-Id', 'Sb-Intent', 'Sb-Ts', 'Sb-Conv', 'Sb-Cause', 'Sb-Depth', 'Sb-Prio', 'Sb-Budget', 'Sb-Kind', 'traceparent'];
+
+  it('either decodes or throws a BusError, for any headers and bytes', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...keys), value), fc.uint8Array({ maxLength: 300 }), (record, data) => {
+        const h = headers();
+        for (const [k, v] of Object.entries(record)) {
+          try {
+            h.set(k, v);
+          } catch {
+            return; // the client itself refuses the value (CR/LF): it never reaches the wire
+          }
+        }
+        for (const decode of [() => decodeMessage(h, data, 256, true), () => decodeAnswer(h, data, 256), () => decodeAbout(h, data, 256)]) {
+          try {
+            decode();
+          } catch (e) {
+            expect(e).toBeInstanceOf(BusError);
+          }
+        }
+      }),
+    );
   });
 });

@@ -3,7 +3,7 @@ import { BusError } from '../../src/errors.js';
 import { NodeConnection } from '../../src/nats/connection.js';
 import { Link, type DeadAnswer, type Inbound, type RejectedInbound, type Responder } from '../../src/nats/link.js';
 import { Subjects } from '../../src/nats/subjects.js';
-import { encodeMessage } from '../../src/nats/wire.js';
+import { decodeAnswer, encodeAbout, encodeMessage } from '../../src/nats/wire.js';
 import { natsBin, natsUrl, skip } from './context.js';
 import { startNatsServer, type NatsServer } from './server.js';
 
@@ -189,6 +189,32 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     a.link.request(msg('client:1', 'worker.1', 'ask', 'x'.repeat(2000)), o.callbacks);
     expect((await o.done).error).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
     expect(inbox).toHaveLength(0);
+  });
+
+  it('answers a malformed request with an error instead of leaving its sender to time out', async () => {
+    const m = msg('client:1', 'worker.1', 'ask');
+    const frame = encodeMessage(m, m.payloadJson);
+    frame.headers.set('Sb-Depth', '-5');
+    const answer = await a.conn.nc.request(subjects.inbound('worker.1', 'client:1', 'ask'), frame.data, { headers: frame.headers, timeout: 5000 });
+    expect(decodeAnswer(answer.headers, answer.data, 1024)).toMatchObject({ kind: 'error', id: m.id, error: { code: 'INVALID_ARGUMENT', message: expect.stringContaining('Sb-Depth') } });
+    expect(inbox).toHaveLength(0);
+    expect(b.rejected.at(-1)?.error.code).toBe('INVALID_ARGUMENT');
+  });
+
+  it('ignores progress for a delegate from anyone but its recipient', async () => {
+    const got = received();
+    const o = outcome();
+    const m = msg('client:1', 'worker.1', 'delegate');
+    a.link.request(m, o.callbacks);
+    const { responder } = await got;
+    // Another agent (served on node b's connection, which here is unrestricted) claims to report progress.
+    const forged = encodeAbout(m.id, '{"pct":99}');
+    b.conn.nc.publish(subjects.inbound('client:1', 'someone-else', 'progress'), forged.data, { headers: forged.headers });
+    responder.progress('{"pct":1}');
+    await o.progressCount(1);
+    responder.reply('null');
+    await o.done;
+    expect(o.progress).toEqual([{ pct: 1 }]);
   });
 
   it('refuses a send after close with CLOSED and fails what was in flight', async () => {
