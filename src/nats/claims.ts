@@ -11,7 +11,7 @@
  * clocks must agree with the server's within a fraction of the lease (NTP), since the age of
  * an entry is judged against the local clock.
  */
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import { BusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import type { NodeConnection } from './connection.js';
@@ -38,6 +38,13 @@ export interface ClaimsOptions {
   onLost?(agent: string, holder: string): void;
 }
 
+/** What this node last saw of one key: newer revisions replace older ones. */
+interface Seen {
+  revision: number;
+  claim: (ClaimRecord & { leaseMs: number }) | undefined;
+  created: number;
+}
+
 interface Held {
   revision: number;
   value: Uint8Array;
@@ -55,6 +62,10 @@ export class Claims {
   readonly #now: () => number;
   readonly #onLost: ((agent: string, holder: string) => void) | undefined;
   readonly #held = new Map<string, Held>();
+  readonly #seen = new Map<string, Seen>();
+  #watching: Promise<void> | undefined;
+  #watcher: { stop(): void } | undefined;
+  readonly #changes = new Set<() => void>();
   readonly #timer: NodeJS.Timeout;
   #closed = false;
 
@@ -154,9 +165,50 @@ export class Claims {
     );
   }
 
-  /** Every live claim on the bus, sorted by agent id. Entries that do not parse are skipped. */
+  /** Every live claim on the bus, read now, sorted by agent id. Entries that do not parse are skipped. */
   async list(): Promise<ClaimRecord[]> {
     this.#assertOpen();
+    const seen = new Map<string, Seen>();
+    await this.#readAll(seen);
+    return this.#liveIn(seen);
+  }
+
+  /**
+   * Starts following the bucket so that {@link snapshot} answers synchronously; resolves once
+   * the current claims are loaded. Idempotent.
+   */
+  watch(): Promise<void> {
+    this.#assertOpen();
+    this.#watching ??= (async () => {
+      try {
+        const updates = await this.#kv.watch({ include: KvWatchInclude.UpdatesOnly });
+        this.#watcher = updates;
+        void (async () => {
+          for await (const e of updates) {
+            this.#apply(this.#seen, e);
+            for (const l of this.#changes) l();
+          }
+        })().catch(() => {});
+        await this.#readAll(this.#seen);
+      } catch (e) {
+        throw unavailable('watch agents', e);
+      }
+    })();
+    return this.#watching;
+  }
+
+  /** The live claims as last seen by {@link watch} (empty before it resolved), sorted by agent id. */
+  snapshot(): ClaimRecord[] {
+    return this.#liveIn(this.#seen);
+  }
+
+  /** Calls `listener` after each change {@link watch} sees; returns the function that stops it. */
+  onChange(listener: () => void): () => void {
+    this.#changes.add(listener);
+    return () => this.#changes.delete(listener);
+  }
+
+  async #readAll(into: Map<string, Seen>): Promise<void> {
     const keys: string[] = [];
     try {
       for await (const k of await this.#kv.keys()) keys.push(k);
@@ -164,17 +216,28 @@ export class Claims {
       throw unavailable('list agents', e);
     }
     const entries = await Promise.all(keys.map((k) => this.#kv.get(k).catch(() => null)));
+    for (const entry of entries) if (entry !== null) this.#apply(into, entry);
+  }
+
+  /** Records `entry` unless a newer revision of its key is already known. */
+  #apply(into: Map<string, Seen>, entry: KvEntry): void {
+    let agent: string;
+    try {
+      agent = unescapeToken(entry.key);
+    } catch {
+      return;
+    }
+    const known = into.get(agent);
+    if (known !== undefined && known.revision >= entry.revision) return;
+    const claim = entry.operation === 'PUT' ? readClaim(agent, entry) : undefined;
+    into.set(agent, { revision: entry.revision, claim, created: entry.created.getTime() });
+  }
+
+  #liveIn(seen: Map<string, Seen>): ClaimRecord[] {
+    const now = this.#now();
     const out: ClaimRecord[] = [];
-    for (const [i, entry] of entries.entries()) {
-      if (entry === null || entry.operation !== 'PUT') continue;
-      let agent: string;
-      try {
-        agent = unescapeToken(keys[i]!);
-      } catch {
-        continue;
-      }
-      const claim = readClaim(agent, entry);
-      if (claim !== undefined && this.#live(entry, claim.leaseMs)) out.push({ agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
+    for (const { claim, created } of seen.values()) {
+      if (claim !== undefined && created + claim.leaseMs > now) out.push({ agent: claim.agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
     }
     return out.sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
   }
@@ -183,6 +246,7 @@ export class Claims {
   async close(): Promise<void> {
     if (this.#closed) return;
     clearInterval(this.#timer);
+    this.#watcher?.stop();
     await Promise.allSettled([...this.#held.keys()].map((a) => this.release(a)));
     this.#closed = true;
   }
@@ -190,6 +254,7 @@ export class Claims {
   /** Stops renewing without releasing (what a crash looks like to the others; for tests). */
   abandon(): void {
     clearInterval(this.#timer);
+    this.#watcher?.stop();
     this.#held.clear();
     this.#closed = true;
   }

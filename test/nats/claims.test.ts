@@ -88,6 +88,30 @@ describe.skipIf(skip !== '')(`Claims (nats-server ${natsVersion})`, () => {
     expect(slow.holds('a')).toBe(false);
   });
 
+  it('keeps a synchronous snapshot that follows other nodes claiming and releasing', async () => {
+    const subjects = new Subjects(`c${process.pid}x${seq++}`);
+    const one = await node(subjects, 'node-1');
+    const two = await node(subjects, 'node-2');
+    await one.claim('early', { capabilities: ['x'], trust: 1 });
+    expect(one.snapshot()).toEqual([]);
+    await two.watch();
+    expect(two.snapshot()).toEqual([{ agent: 'early', node: 'node-1', capabilities: ['x'], trust: 1 }]);
+    const changed = () => new Promise<void>((r) => {
+      const stop = two.onChange(() => {
+        stop();
+        r();
+      });
+    });
+    let next = changed();
+    await one.claim('late');
+    await next;
+    expect(two.snapshot().map((c) => c.agent)).toEqual(['early', 'late']);
+    next = changed();
+    await one.release('early');
+    await next;
+    expect(two.snapshot().map((c) => c.agent)).toEqual(['late']);
+  });
+
   it('rejects a bad lease with INVALID_ARGUMENT', async () => {
     const subjects = new Subjects(`c${process.pid}x${seq++}`);
     await expect(node(subjects, 'n', { leaseMs: 10 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

@@ -90,6 +90,8 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
     await c1.claim('alice');
     await c2.claim('bob.x');
     expect((await c1.list()).map((c) => [c.agent, c.node])).toEqual([['alice', 'n1'], ['bob.x', 'n2']]);
+    await c2.watch();
+    expect(c2.snapshot().map((c) => c.agent)).toEqual(['alice', 'bob.x']);
     const l1 = new Link({ connection: n1, subjects, node: 'n1', maxPayloadBytes: 1024 });
     const l2 = new Link({ connection: n2, subjects, node: 'n2', maxPayloadBytes: 1024 });
     await l2.serve('bob.x', (inbound, responder) => responder.reply(JSON.stringify({ echo: inbound.payload })));
