@@ -103,6 +103,8 @@ export interface LinkOptions {
   dedupeWindow?: number;
   /** How many ended requests the sender remembers to recognise a late reply. @default 10000 */
   deadWindow?: number;
+  /** How many inbound asks and delegates may be unanswered at once; more get `MAILBOX_FULL`. @default 10000 */
+  maxInbound?: number;
   onDead?(dead: DeadAnswer): void;
   onRejected?(rejected: RejectedInbound): void;
 }
@@ -131,6 +133,7 @@ export class Link {
   readonly #maxBytes: number;
   readonly #dedupeWindow: number;
   readonly #deadWindow: number;
+  readonly #maxInbound: number;
   readonly #onDead: ((dead: DeadAnswer) => void) | undefined;
   readonly #onRejected: ((r: RejectedInbound) => void) | undefined;
   readonly #pending = new Map<string, Pending>();
@@ -151,6 +154,7 @@ export class Link {
     this.#maxBytes = options.maxPayloadBytes;
     this.#dedupeWindow = options.dedupeWindow ?? 10_000;
     this.#deadWindow = options.deadWindow ?? 10_000;
+    this.#maxInbound = options.maxInbound ?? 10_000;
     this.#onDead = options.onDead;
     this.#onRejected = options.onRejected;
     this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
@@ -314,6 +318,13 @@ export class Link {
       return;
     }
     const key = `${to}\0${from}\0${decoded.id}`;
+    if (kind !== 'notify' && this.#running.size >= this.#maxInbound) {
+      const error = new BusError('MAILBOX_FULL', `node is handling ${this.#running.size} requests already (maxInbound); ${kind} ${decoded.id} from "${from}" refused`, { messageId: decoded.id, agentId: to });
+      this.#onRejected?.({ subject: msg.subject, error });
+      const f = encodeError(decoded.id, { code: error.code, message: error.message });
+      if (msg.reply !== undefined) msg.respond(f.data, { headers: f.headers });
+      return;
+    }
     if (this.#seen.has(key)) {
       this.#onRejected?.({ subject: msg.subject, error: new BusError('INVALID_ARGUMENT', `repeated message id ${decoded.id} from "${from}" dropped`, { messageId: decoded.id }) });
       return;

@@ -217,6 +217,24 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     expect(o.progress).toEqual([{ pct: 1 }]);
   });
 
+  it('refuses requests past maxInbound unanswered ones with MAILBOX_FULL', async () => {
+    const c = await node(natsUrl, subjects, 'node-c');
+    const d = await node(natsUrl, subjects, 'node-d');
+    const small = new Link({ connection: d.conn, subjects, node: 'node-d2', maxPayloadBytes: 1024, maxInbound: 1 });
+    let first!: () => void;
+    const arrived = new Promise<void>((r) => (first = r));
+    await small.serve('busy', () => first());
+    c.link.request(msg('client:4', 'busy', 'ask'), outcome().callbacks);
+    await arrived;
+    const o = outcome();
+    c.link.request(msg('client:4', 'busy', 'ask'), o.callbacks);
+    expect((await o.done).error).toMatchObject({ code: 'MAILBOX_FULL' });
+    for (const x of [c, d]) x.link.close();
+    small.close();
+    await c.conn.close();
+    await d.conn.close();
+  });
+
   it('refuses a send after close with CLOSED and fails what was in flight', async () => {
     const c = await node(natsUrl, subjects, 'node-c');
     const o = outcome();
