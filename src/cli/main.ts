@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery } from '../audit/types.js';
+import { runNatsConfig } from './nats-config.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
 export interface CliIO {
@@ -31,6 +32,8 @@ Commands:
   log <db>       Show the message log, newest first
   export <db>    Write every entry, oldest first, as JSON Lines or CSV
   verify <db>    Check the hash chain end to end
+  nats-config <topology.json>
+                 Write nats-server permissions and node credentials (see docs/nodes.md)
 
 Options:
   -h, --help     Show help (also: switchboard <command> --help)
@@ -118,6 +121,8 @@ export function main(argv: readonly string[], io: CliIO): number {
         return runExport(rest, io);
       case 'verify':
         return runVerify(rest, io);
+      case 'nats-config':
+        return runNatsConfig(rest, io);
       default:
         throw new UsageError(command.startsWith('-') ? `unknown option ${command}` : `unknown command "${command}"`);
     }

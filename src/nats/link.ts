@@ -1,0 +1,409 @@
+/**
+ * The carriage of messages between nodes, independent of the orchestrator.
+ *
+ * Sending: {@link Link.request} publishes an ask or delegate on `<bus>.in.<to>.<from>.<type>`
+ * with a reply subject under the node's private inbox, and reports back once through its
+ * callbacks: the reply, or an error (the peer's `{ code, message }`, `TIMEOUT` when the
+ * budget runs out here at the sender, `UNKNOWN_AGENT` when NATS says nobody serves the
+ * subject). Progress of a delegate arrives on the sender's own inbound subject. A reply that
+ * arrives after its request ended is a dead letter ({@link LinkOptions.onDead}).
+ *
+ * Receiving: {@link Link.serve} subscribes to one local agent's inbound subject and hands each
+ * decoded, validated message to a callback with a {@link Responder}. It drops a repeated
+ * message id (a bounded window), aborts the inbound's `signal` at its own deadline or on the
+ * sender's cancel, and answers a malformed request with an error instead of leaving its
+ * sender to time out.
+ */
+import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import { BusError, type ErrorCode } from '../errors.js';
+import type { NodeConnection } from './connection.js';
+import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
+import {
+  decodeAbout,
+  decodeAnswer,
+  decodeMessage,
+  encodeAbout,
+  encodeError,
+  encodeMessage,
+  encodeReply,
+  MAX_BUDGET_MS,
+  type DecodedMessage,
+  type WireError,
+  type WireMeta,
+} from './wire.js';
+
+/** An ask or delegate (or notify) leaving this node. */
+export interface Outbound extends WireMeta {
+  readonly type: 'ask' | 'delegate' | 'notify';
+  readonly from: string;
+  readonly to: string;
+  /** The payload, already serialized by the sender's codec. */
+  readonly payloadJson: string;
+}
+
+/** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
+export interface RequestCallbacks {
+  reply(payload: unknown, payloadBytes: number): void;
+  error(error: BusError): void;
+  /** A delegate's progress report. */
+  progress?(payload: unknown): void;
+}
+
+/** Cancels a request in flight: the peer's `signal` aborts; a later reply is a dead letter. */
+export interface RequestHandle {
+  cancel(reason?: string): void;
+}
+
+/** A message that arrived for a local agent, decoded and validated. */
+export interface Inbound extends DecodedMessage {
+  readonly type: 'ask' | 'delegate' | 'notify';
+  /** From the subject, which the broker pins to the sender's credentials. */
+  readonly from: string;
+  readonly to: string;
+  /** Aborts at the receiver's own deadline (reason `TIMEOUT`) or on the sender's cancel (`CANCELLED`). */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * How a receiver answers one inbound. Every method is a no-op returning false once settled.
+ * While the connection is down they throw `TRANSPORT_UNAVAILABLE`: the answer is lost and
+ * the sender ends with `TIMEOUT` (at most once).
+ */
+export interface Responder {
+  /** Sends the reply (asks and delegates). */
+  reply(payloadJson: string): boolean;
+  /** Sends an error: only its code and message cross. */
+  error(error: WireError): boolean;
+  /** Reports progress to the sender of a delegate. */
+  progress(payloadJson: string): boolean;
+}
+
+/** An answer that arrived for a request that had already ended. */
+export interface DeadAnswer {
+  readonly id: string;
+  readonly from: string;
+  readonly to: string;
+  readonly answer: { kind: 'reply'; payload: unknown } | { kind: 'error'; error: WireError };
+}
+
+/** Something a peer sent that was refused before delivery. */
+export interface RejectedInbound {
+  readonly subject: string;
+  readonly error: BusError;
+}
+
+export interface LinkOptions {
+  connection: NodeConnection;
+  subjects: Subjects;
+  /** This node's id: its inbox prefix is derived from it. */
+  node: string;
+  /** The largest payload (or reply) this node accepts from a peer, in bytes. */
+  maxPayloadBytes: number;
+  /** How many recent message ids the receiver remembers to drop repeats. @default 10000 */
+  dedupeWindow?: number;
+  /** How many ended requests the sender remembers to recognise a late reply. @default 10000 */
+  deadWindow?: number;
+  /** How many inbound asks and delegates may be unanswered at once; more get `MAILBOX_FULL`. @default 10000 */
+  maxInbound?: number;
+  onDead?(dead: DeadAnswer): void;
+  onRejected?(rejected: RejectedInbound): void;
+}
+
+/** Receives what arrives for one served agent. */
+export type Receiver = (inbound: Inbound, responder: Responder) => void;
+
+interface Pending {
+  readonly from: string;
+  readonly to: string;
+  readonly type: 'ask' | 'delegate';
+  readonly callbacks: RequestCallbacks;
+  readonly timer: NodeJS.Timeout;
+}
+
+interface Running {
+  readonly controller: AbortController;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** One node's side of the carriage. Create after the connection; {@link close} ends it. */
+export class Link {
+  readonly #conn: NodeConnection;
+  readonly #subjects: Subjects;
+  readonly #inbox: string;
+  readonly #maxBytes: number;
+  readonly #dedupeWindow: number;
+  readonly #deadWindow: number;
+  readonly #maxInbound: number;
+  readonly #onDead: ((dead: DeadAnswer) => void) | undefined;
+  readonly #onRejected: ((r: RejectedInbound) => void) | undefined;
+  readonly #pending = new Map<string, Pending>();
+  /** Requests that ended (timed out, cancelled): id → route, oldest first. */
+  readonly #ended = new Map<string, { from: string; to: string }>();
+  /** Recently received: `to \0 from \0 id`, oldest first. */
+  readonly #seen = new Set<string>();
+  /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
+  readonly #running = new Map<string, Running>();
+  readonly #served = new Map<string, Subscription>();
+  readonly #inboxSub: Subscription;
+  #closed = false;
+
+  constructor(options: LinkOptions) {
+    this.#conn = options.connection;
+    this.#subjects = options.subjects;
+    this.#inbox = options.subjects.inboxPrefix(options.node);
+    this.#maxBytes = options.maxPayloadBytes;
+    this.#dedupeWindow = options.dedupeWindow ?? 10_000;
+    this.#deadWindow = options.deadWindow ?? 10_000;
+    this.#maxInbound = options.maxInbound ?? 10_000;
+    this.#onDead = options.onDead;
+    this.#onRejected = options.onRejected;
+    this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
+  }
+
+  /** Requests in flight (for tests and diagnostics). */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Sends an ask or delegate. Throws `TRANSPORT_UNAVAILABLE` at once while the connection is
+   * down (nothing is buffered), `CLOSED` after {@link close}. `budgetMs` is required.
+   */
+  request(message: Outbound & { type: 'ask' | 'delegate'; budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
+    this.#assertOpen(`${message.type} ${message.id} to "${message.to}"`);
+    const { id, from, to, type } = message;
+    if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
+    const budgetMs = message.budgetMs;
+    if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
+    const timer = setTimeout(() => {
+      if (this.#finish(id)) callbacks.error(new BusError('TIMEOUT', `${type} ${id} to "${to}" got no reply within ${budgetMs} ms`, { messageId: id, timeoutMs: budgetMs, agentId: to }));
+    }, budgetMs);
+    this.#pending.set(id, { from, to, type, callbacks, timer });
+    const frame = encodeMessage(message, message.payloadJson);
+    try {
+      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), frame.data, { headers: frame.headers, reply: `${this.#inbox}.${escapeToken(id)}` });
+    } catch (cause) {
+      this.#finish(id);
+      throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
+    }
+    return {
+      cancel: (reason) => {
+        if (!this.#finish(id) || !this.#conn.up) return;
+        const about = encodeAbout(id, JSON.stringify(reason ?? null));
+        this.#conn.nc.publish(this.#subjects.inbound(to, from, 'cancel'), about.data, { headers: about.headers });
+      },
+    };
+  }
+
+  /** Sends a notify to one remote agent (at most once, no answer). Throws like {@link request}. */
+  notify(message: Outbound & { type: 'notify' }): void {
+    this.#assertOpen(`notify ${message.id} to "${message.to}"`);
+    const frame = encodeMessage(message, message.payloadJson);
+    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), frame.data, { headers: frame.headers });
+  }
+
+  /**
+   * Subscribes to what is addressed to local agent `agent`; resolves once the server has the
+   * subscription. The returned function unsubscribes.
+   */
+  async serve(agent: string, receiver: Receiver): Promise<() => void> {
+    this.#assertOpen(`serve "${agent}"`);
+    if (this.#served.has(agent)) throw new BusError('DUPLICATE_AGENT', `"${agent}" is already served by this link`, { agentId: agent });
+    const sub = this.#conn.nc.subscribe(this.#subjects.inboundFor(agent), { callback: (_err, msg) => this.#onInbound(msg, receiver) });
+    this.#served.set(agent, sub);
+    await this.#conn.nc.flush();
+    return () => {
+      if (this.#served.get(agent) === sub) this.#served.delete(agent);
+      sub.unsubscribe();
+    };
+  }
+
+  /** Fails every request in flight with `CLOSED`, aborts every inbound, unsubscribes. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const [id, p] of [...this.#pending]) {
+      this.#finish(id);
+      p.callbacks.error(new BusError('CLOSED', `${p.type} ${id} to "${p.to}" ended: the link closed`, { messageId: id }));
+    }
+    for (const r of this.#running.values()) {
+      clearTimeout(r.timer);
+      r.controller.abort(new BusError('CLOSED', 'the link closed'));
+    }
+    this.#running.clear();
+    for (const sub of this.#served.values()) sub.unsubscribe();
+    this.#served.clear();
+    this.#inboxSub.unsubscribe();
+  }
+
+  #assertOpen(what: string): void {
+    if (this.#closed) throw new BusError('CLOSED', `${what}: the link is closed`);
+    this.#conn.assertUp(what);
+  }
+
+  /** Ends request `id` if pending; remembers it to recognise a late answer. */
+  #finish(id: string): Pending | undefined {
+    const p = this.#pending.get(id);
+    if (p === undefined) return undefined;
+    clearTimeout(p.timer);
+    this.#pending.delete(id);
+    this.#ended.set(id, { from: p.from, to: p.to });
+    if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
+    return p;
+  }
+
+  #onAnswer(msg: Msg): void {
+    const token = msg.subject.slice(this.#inbox.length + 1);
+    if (msg.headers?.code === 503) {
+      // No responders: nobody serves the recipient's subject.
+      const id = safeUnescape(token);
+      const p = id === undefined ? undefined : this.#pending.get(id);
+      if (id !== undefined && p !== undefined && this.#finish(id)) {
+        p.callbacks.error(new BusError('UNKNOWN_AGENT', `no node serves agent "${p.to}" (${p.type} ${id})`, { messageId: id, agentId: p.to }));
+      }
+      return;
+    }
+    let answer;
+    try {
+      answer = decodeAnswer(msg.headers, msg.data, this.#maxBytes);
+      if (escapeToken(answer.id) !== token) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
+    } catch (e) {
+      const id = safeUnescape(token);
+      const p = id === undefined ? undefined : this.#pending.get(id);
+      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(asBusError(e, 'INVALID_REPLY'));
+      else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
+      return;
+    }
+    const p = this.#finish(answer.id);
+    if (p !== undefined) {
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes);
+      else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
+      return;
+    }
+    const ended = this.#ended.get(answer.id);
+    if (ended !== undefined) {
+      this.#ended.delete(answer.id);
+      this.#onDead?.({
+        id: answer.id,
+        ...ended,
+        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload } : { kind: 'error', error: answer.error },
+      });
+    }
+  }
+
+  #onInbound(msg: Msg, receiver: Receiver): void {
+    let route;
+    try {
+      route = this.#subjects.parseInbound(msg.subject);
+    } catch (e) {
+      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      return;
+    }
+    const { to, from, kind } = route;
+    if (kind === 'progress' || kind === 'cancel') {
+      this.#onAbout(msg, kind, to, from);
+      return;
+    }
+    let decoded: DecodedMessage;
+    try {
+      decoded = decodeMessage(msg.headers, msg.data, this.#maxBytes, kind !== 'notify');
+    } catch (e) {
+      const error = asBusError(e, 'INVALID_ARGUMENT');
+      this.#onRejected?.({ subject: msg.subject, error });
+      const id = msg.headers?.get('Sb-Id') ?? '';
+      if (kind !== 'notify' && msg.reply !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id)) {
+        const f = encodeError(id, { code: error.code, message: error.message });
+        msg.respond(f.data, { headers: f.headers });
+      }
+      return;
+    }
+    const key = `${to}\0${from}\0${decoded.id}`;
+    if (kind !== 'notify' && this.#running.size >= this.#maxInbound) {
+      const error = new BusError('MAILBOX_FULL', `node is handling ${this.#running.size} requests already (maxInbound); ${kind} ${decoded.id} from "${from}" refused`, { messageId: decoded.id, agentId: to });
+      this.#onRejected?.({ subject: msg.subject, error });
+      const f = encodeError(decoded.id, { code: error.code, message: error.message });
+      if (msg.reply !== undefined) msg.respond(f.data, { headers: f.headers });
+      return;
+    }
+    if (this.#seen.has(key)) {
+      this.#onRejected?.({ subject: msg.subject, error: new BusError('INVALID_ARGUMENT', `repeated message id ${decoded.id} from "${from}" dropped`, { messageId: decoded.id }) });
+      return;
+    }
+    this.#seen.add(key);
+    if (this.#seen.size > this.#dedupeWindow) this.#seen.delete(this.#seen.values().next().value!);
+
+    const controller = new AbortController();
+    let settled = kind === 'notify';
+    if (kind !== 'notify') {
+      const budget = decoded.budgetMs!;
+      const timer = setTimeout(() => {
+        this.#running.delete(key);
+        controller.abort(new BusError('TIMEOUT', `${kind} ${decoded.id} from "${from}" passed its deadline (${budget} ms) at the receiver`, { messageId: decoded.id, timeoutMs: budget }));
+      }, budget);
+      this.#running.set(key, { controller, timer });
+    }
+    const end = () => {
+      settled = true;
+      const r = this.#running.get(key);
+      if (r !== undefined) {
+        clearTimeout(r.timer);
+        this.#running.delete(key);
+      }
+    };
+    const answer = (frame: { data: Uint8Array; headers: MsgHdrs }): boolean => {
+      if (settled || msg.reply === undefined) return false;
+      end();
+      this.#conn.assertUp(`answer to ${decoded.id}`);
+      return msg.respond(frame.data, { headers: frame.headers });
+    };
+    const responder: Responder = {
+      reply: (json) => answer(encodeReply(decoded.id, json)),
+      error: (e) => answer(encodeError(decoded.id, e)),
+      progress: (json) => {
+        if (settled || kind !== 'delegate') return false;
+        this.#conn.assertUp(`progress of ${decoded.id}`);
+        const f = encodeAbout(decoded.id, json);
+        this.#conn.nc.publish(this.#subjects.inbound(from, to, 'progress'), f.data, { headers: f.headers });
+        return true;
+      },
+    };
+    receiver({ ...decoded, type: kind, from, to, signal: controller.signal }, responder);
+  }
+
+  #onAbout(msg: Msg, kind: 'progress' | 'cancel', to: string, from: string): void {
+    let about;
+    try {
+      about = decodeAbout(msg.headers, msg.data, this.#maxBytes);
+    } catch (e) {
+      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      return;
+    }
+    if (kind === 'cancel') {
+      const key = `${to}\0${from}\0${about.id}`;
+      const r = this.#running.get(key);
+      if (r === undefined) return;
+      clearTimeout(r.timer);
+      this.#running.delete(key);
+      const reason = typeof about.payload === 'string' ? about.payload.slice(0, 512) : undefined;
+      r.controller.abort(new BusError('CANCELLED', `${about.id} was cancelled by its sender "${from}"${reason === undefined ? '' : `: ${reason}`}`, { messageId: about.id, ...(reason === undefined ? {} : { reason }) }));
+      return;
+    }
+    // Progress: only from the delegate's recipient, to its sender.
+    const p = this.#pending.get(about.id);
+    if (p === undefined || p.type !== 'delegate' || p.from !== to || p.to !== from) return;
+    p.callbacks.progress?.(about.payload);
+  }
+}
+
+function safeUnescape(token: string): string | undefined {
+  try {
+    return unescapeToken(token);
+  } catch {
+    return undefined;
+  }
+}
+
+function asBusError(e: unknown, fallback: ErrorCode): BusError {
+  if (e instanceof BusError) return e;
+  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
+}
