@@ -193,9 +193,23 @@ export class Pipeline implements ChainPort {
         this.#deliveries.answer(p, encoded, () => resolve(), (error) => reject(toBusError(error, 'AUDIT_UNAVAILABLE', id)));
       } catch (error) {
         if (draft === undefined) reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'the id generator failed: '));
-        else this.#refuse(draft, error, reject);
+        else this.#refuse(draft, this.#chargeRefusedReply(sender, error), reject);
       }
     });
+  }
+
+  /**
+   * A refused reply spends a token from the replier's bucket like any refused send (a valid
+   * reply spends none), so an agent cannot flood the log with free refusals: once its bucket
+   * is empty, its refused replies are RATE_LIMITED. A refusal never drives a bucket below empty.
+   */
+  #chargeRefusedReply(sender: AgentRecord, error: unknown): unknown {
+    const code = (error as { code?: unknown } | null)?.code;
+    if ((code !== 'INVALID_REPLY' && code !== 'INVALID_ARGUMENT') || !sender.alive || sender.bucket === undefined) return error;
+    const wait = sender.bucket.take(this.#config.clock.now());
+    if (wait <= 0) return error;
+    const retryAfterMs = Math.ceil(wait);
+    return new BusError('RATE_LIMITED', `${sender.id} is sending too fast (refused replies spend tokens too: limit ${sender.bucket.spec.perSecond}/s, burst ${sender.bucket.spec.burst}); retry in ${retryAfterMs}ms`, { retryAfterMs });
   }
 
   /** Progress from a handler to its delegator (ctx.progress). */
