@@ -1,4 +1,4 @@
-import type { AnyContracts, Contracts, InputOf, IntentsOf, OutputOf } from './contracts.js';
+import type { Contracts, InputOf, IntentsOf, OutputOf } from './contracts.js';
 import { BusError, describe, toBusError } from './errors.js';
 import type { HandlerFor, Handler, Job, NotifyOptions, NotifyReceipt, SendInput, Sender, SendOptions } from './types.js';
 import type { AgentRecord } from './pipeline/records.js';
@@ -21,7 +21,8 @@ const SEND_KEYS: ReadonlySet<string> = new Set(['type', 'to', 'intent', 'payload
  * const research = bus.register('research');
  * const answer = await research.ask('writer', 'clarify', { q: 'Which audience?' });
  */
-export class Agent<C extends Contracts = AnyContracts> implements Sender<C> {
+// `any` as the default so a typed handle fits where `Agent` is expected (see Orchestrator).
+export class Agent<C extends Contracts = any> implements Sender<C> {
   // True private fields: an agent (or the LLM driving it) cannot reach the bus's internals.
   readonly #record: AgentRecord;
   readonly #port: AgentPort;

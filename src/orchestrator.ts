@@ -80,7 +80,10 @@ const explainSchema = z.strictObject({
  * await research.ask('writer', 'clarify', { q: 'Audience?' }); // { answer: 'for engineers' }
  * await bus.close();
  */
-export class Orchestrator<C extends Contracts = AnyContracts> {
+// The default is `any`, not `AnyContracts`: `Orchestrator` written without a type argument is
+// the untyped face, and a bus built with contracts must fit where it is expected (a helper
+// taking `bus: Orchestrator`). Replies of an untyped bus still come out as `unknown`.
+export class Orchestrator<C extends Contracts = any> {
   /** Subscribe to what happens on the bus. A listener that throws never breaks it. */
   readonly events: BusEventSource;
   /** The human approval queue. */

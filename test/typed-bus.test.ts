@@ -1,6 +1,7 @@
 // A function written for the untyped bus or handle accepts one built with contracts.
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
-import { Orchestrator, type PendingApproval } from '../src/index.js';
+import { z } from 'zod';
+import { defineContracts, Orchestrator, type Agent, type PendingApproval } from '../src/index.js';
 import { closeBuses } from './helpers.js';
 
 afterEach(closeBuses);
@@ -18,12 +19,40 @@ function escalate(bus: Orchestrator, afterMs: number, page: (a: PendingApproval)
   };
 }
 
+const app = defineContracts({ clarify: { type: 'ask', input: z.object({ q: z.string() }), output: z.string() } });
+
 describe('typed buses and handles', () => {
-  // Not done yet (issue 11): Orchestrator<App> is not assignable to Orchestrator (HandlerContext<C> is invariant in C).
-  it('the docs/approvals.md escalate helper compiles and unsubscribes with what events.on returns', async () => {
-    const bus = new Orchestrator({ audit: false });
+  it('the docs/approvals.md escalate helper compiles with a typed bus and unsubscribes with what events.on returns', async () => {
+    const bus = new Orchestrator({ audit: false, contracts: app });
     const stop = escalate(bus, 1000, () => undefined);
     stop();
+    await bus.close();
+  });
+
+  it('a function taking Orchestrator or Agent accepts a bus and a handle built with contracts', async () => {
+    const bus = new Orchestrator({ audit: false, contracts: app, policies: [{ from: 'a', to: 'b', allow: ['ask'] }] });
+    const names = (any: Orchestrator): string[] => any.agents().map((x) => x.id);
+    const idOf = (agent: Agent): string => agent.id;
+    bus.register('b', { handlers: { clarify: ({ q }) => `re: ${q}` } });
+    const a = bus.register('a');
+    expect(names(bus)).toEqual(['b', 'a']);
+    expect(idOf(a)).toBe('a');
+    expectTypeOf(bus).toExtend<Orchestrator>();
+    expectTypeOf(a).toExtend<Agent>();
+    // The typed handle keeps its types: intents, payloads and replies are still checked.
+    const reply = a.ask('b', 'clarify', { q: 'x' });
+    expectTypeOf(reply).resolves.toEqualTypeOf<string>();
+    await expect(reply).resolves.toBe('re: x');
+    // @ts-expect-error an intent the contracts do not name
+    void a.ask('b', 'nope', { q: 'x' }).catch(() => undefined);
+    // @ts-expect-error a payload that does not match the contract
+    void a.ask('b', 'clarify', { q: 1 }).catch(() => undefined);
+    // An untyped bus's replies stay unknown, not any.
+    const plain = new Orchestrator({ audit: false });
+    const untyped = plain.register('x').ask('y', 'anything', {});
+    await expect(untyped).rejects.toMatchObject({ code: 'UNKNOWN_AGENT' });
+    expectTypeOf(untyped).resolves.toEqualTypeOf<unknown>();
+    await plain.close();
     await bus.close();
   });
 
