@@ -13,6 +13,7 @@ import {
   checkPolicy,
   checkPriority,
   checkRate,
+  recordedText,
   checkRecipientId,
   checkSender,
   checkSignal,
@@ -170,7 +171,7 @@ export class Pipeline implements ChainPort {
           ...replyDraft(id, this.#config.clock.now(), sender.id, p?.envelope ?? UNKNOWN_ASK, undefined, ''),
           conversationId: p?.envelope.conversationId ?? id,
           causationId: typeof inReplyTo === 'string' ? inReplyTo : undefined,
-          inReplyTo: typeof inReplyTo === 'string' ? inReplyTo.slice(0, 256) : describe(inReplyTo),
+          inReplyTo: recordedText(inReplyTo, 256),
         };
         this.#checkOpen();
         checkSender(sender);
@@ -205,11 +206,14 @@ export class Pipeline implements ChainPort {
    */
   #chargeRefusedReply(sender: AgentRecord, error: unknown): unknown {
     const code = (error as { code?: unknown } | null)?.code;
-    if ((code !== 'INVALID_REPLY' && code !== 'INVALID_ARGUMENT') || !sender.alive || sender.bucket === undefined) return error;
-    const wait = sender.bucket.take(this.#config.clock.now());
-    if (wait <= 0) return error;
-    const retryAfterMs = Math.ceil(wait);
-    return new BusError('RATE_LIMITED', `${sender.id} is sending too fast (refused replies spend tokens too: limit ${sender.bucket.spec.perSecond}/s, burst ${sender.bucket.spec.burst}); retry in ${retryAfterMs}ms`, { retryAfterMs });
+    if ((code !== 'INVALID_REPLY' && code !== 'INVALID_ARGUMENT') || !sender.alive) return error;
+    try {
+      // The sender's own bucket only: the global one meters sends, and a reply is not one.
+      checkRate(sender, undefined, this.#config.clock.now());
+      return error;
+    } catch (rateLimited) {
+      return rateLimited;
+    }
   }
 
   /** Progress from a handler to its delegator (ctx.progress). */
