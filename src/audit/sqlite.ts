@@ -368,13 +368,17 @@ export class SqliteAuditLog implements AuditLog {
       if (prevHash !== prev) return bad(first, `row ${first} does not continue the chain: its batch names another predecessor`);
       const lines = text.split('\n');
       if (lines.length !== count + 2 || hashes.length !== count * 32) return bad(first, `the batch starting at row ${first} is malformed`);
+      const stored = hashes.toString('hex'); // once per batch: each record's hash is compared in place
       for (let i = 0; i < count; i++) {
         const seq = first + i;
         let line = lines[i + 1] as string;
-        if (line.endsWith(',')) line = line.slice(0, -1);
-        if (!line.startsWith(`[${seq},`)) return bad(seq, `row ${seq} is out of sequence or malformed`);
+        if (i < count - 1) line = line.slice(0, -1); // the separating comma (a missing one fails the hash)
+        const digits = String(seq);
+        if (line.charCodeAt(0) !== 91 || !line.startsWith(digits, 1) || line.charCodeAt(digits.length + 1) !== 44) {
+          return bad(seq, `row ${seq} is out of sequence or malformed`);
+        }
         const hash = digest(prev, line);
-        if (hash !== hashes.toString('hex', i * 32, i * 32 + 32)) {
+        if (!stored.startsWith(hash, i * 64)) {
           return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`);
         }
         if (want !== undefined && seq === want.seq) {
@@ -583,12 +587,9 @@ function prepare(db: Database.Database) {
     dropMessage: db.prepare('DELETE FROM audit_message WHERE message_id = ? AND first_seq = ?'),
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
-    followUps: db
-      .prepare(
-        `SELECT 'c:' || conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?
-         UNION ALL SELECT 'm:' || message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?`,
-      )
-      .raw(),
+    followConversations: db.prepare('SELECT conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
+    followMessages: db.prepare('SELECT message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
+    anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
   };
   return stmts;
 }
