@@ -384,8 +384,8 @@ function openAudit(audit: ResolvedOptions['audit']): AuditLog {
     ...(o.onCommit !== undefined ? { onCommit: o.onCommit } : {}),
   };
   try {
-    // A file log writes from a worker thread unless told not to; :memory: stays here
-    // (a worker per bus would slow down test suites that make one bus per test).
+    // A file log writes from a worker thread unless told not to; :memory: stays here unless
+    // told to go (a worker per bus would slow down test suites that make one bus per test).
     return (path !== ':memory:' && o.worker !== false) || o.worker === true ? new WorkerAuditLog(options) : new SqliteAuditLog(options);
   } catch (cause) {
     if (cause instanceof BusError) throw cause;
