@@ -43,7 +43,7 @@ export interface Outbound extends WireMeta {
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
-  reply(payload: unknown, payloadBytes: number): void;
+  reply(payload: unknown, payloadBytes: number, payloadJson: string): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -83,7 +83,7 @@ export interface DeadAnswer {
   readonly id: string;
   readonly from: string;
   readonly to: string;
-  readonly answer: { kind: 'reply'; payload: unknown } | { kind: 'error'; error: WireError };
+  readonly answer: { kind: 'reply'; payload: unknown; payloadJson: string } | { kind: 'error'; error: WireError };
 }
 
 /** Something a peer sent that was refused before delivery. */
@@ -276,7 +276,7 @@ export class Link {
     }
     const p = this.#finish(answer.id);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes, answer.payloadJson);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
@@ -286,7 +286,7 @@ export class Link {
       this.#onDead?.({
         id: answer.id,
         ...ended,
-        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload } : { kind: 'error', error: answer.error },
+        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload, payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
       });
     }
   }
