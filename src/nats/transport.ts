@@ -131,8 +131,14 @@ class NatsTransport implements Transport {
   }
 
   claim(agent: RemoteAgent): Promise<void> {
-    const id = agent.id;
-    const info = { capabilities: [...agent.capabilities], trust: agent.trust };
+    let id: string;
+    let info: { capabilities: string[]; trust: number };
+    try {
+      id = String(agent.id);
+      info = { capabilities: [...agent.capabilities].map(String), trust: Number(agent.trust) };
+    } catch (e) {
+      return Promise.reject(new BusError('INVALID_ARGUMENT', `claim needs { id, capabilities, trust }: ${(e as Error).message}`));
+    }
     if (this.#closing !== undefined) return Promise.reject(new BusError('CLOSED', `cannot claim "${id}": the NATS transport is closed`, { agentId: id }));
     if (this.#started === undefined) return Promise.reject(new BusError('INVALID_ARGUMENT', `cannot claim "${id}": the NATS transport is not attached to an orchestrator`, { agentId: id }));
     if (this.#held.has(id)) return Promise.reject(new BusError('DUPLICATE_AGENT', `agent id "${id}" is already claimed by this node "${this.#node}"`, { agentId: id }));
@@ -319,7 +325,8 @@ class NatsTransport implements Transport {
   #receive(parts: Parts, inbound: Inbound, responder: LinkResponder): void {
     const refuse = (code: ErrorCode, message: string) => guard(() => responder.error({ code, message }));
     const { to, from, id } = inbound;
-    if (this.#held.get(to)?.unserve === undefined || !parts.claims.holds(to)) {
+    const held = this.#held.get(to);
+    if (held === undefined || held.released || !parts.claims.holds(to)) {
       refuse('UNKNOWN_AGENT', `node "${this.#node}" does not serve agent "${to}" (${inbound.type} ${id})`);
       return;
     }
@@ -330,7 +337,7 @@ class NatsTransport implements Transport {
         refuse('POLICY_DENIED', `${inbound.type} ${id} says it comes from "${from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${from}" is claimed by ${holder}: refused`);
         return;
       }
-      if (inbound.signal.aborted) return;
+      if (inbound.signal.aborted || this.#closing !== undefined) return;
       this.#deliver(inbound, responder, owner.node);
     };
     const known = parts.directory.get(from);

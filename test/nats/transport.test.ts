@@ -167,6 +167,43 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
     await peer.transport.ready();
   });
 
+  it('stops receiving for a released id: a send to it is UNKNOWN_AGENT at once', async () => {
+    const bus = newBus();
+    const one = await startNode(bus, 'node-1', ['client']);
+    const two = await startNode(bus, 'node-2', ['gone']);
+    two.transport.release('gone');
+    await vi.waitFor(() => expect(one.transport.locate('gone')).toBe('unknown'), { timeout: 5000, interval: 10 });
+    const s = sink();
+    one.transport.send(out('client', 'gone', 'node-2', 'ask', { budgetMs: 60_000 }), s.sink);
+    expect((await s.done).error?.code).toBe('UNKNOWN_AGENT');
+    expect(two.received).toEqual([]);
+  });
+
+  it("close() fails what is in flight with CLOSED and deletes the node's claims at once", async () => {
+    const bus = newBus();
+    const one = await startNode(bus, 'node-1', ['client']);
+    const two = await startNode(bus, 'node-2', ['worker']);
+    const got = two.next();
+    const s = sink();
+    one.transport.send(out('client', 'worker', 'node-2', 'ask', { budgetMs: 60_000 }), s.sink);
+    await got;
+    await one.transport.close();
+    expect((await s.done).error?.code).toBe('CLOSED');
+    await vi.waitFor(() => expect(two.transport.locate('client')).toBe('unknown'), { timeout: 5000, interval: 10 });
+    const after = sink();
+    one.transport.send(out('client', 'worker', 'node-2'), after.sink);
+    expect(after.calls).toEqual([['error', 'CLOSED', expect.stringContaining('closed')]]);
+    await expect(one.transport.ready()).rejects.toMatchObject({ code: 'CLOSED' });
+  });
+
+  it('answers a send before attach with TRANSPORT_UNAVAILABLE, inside send()', async () => {
+    const t = await natsTransport({ servers: natsUrl, bus: newBus() });
+    opened.push(t);
+    const s = sink();
+    t.send(out('a', 'b', 'n2'), s.sink);
+    expect(s.calls).toEqual([['error', 'TRANSPORT_UNAVAILABLE', expect.stringContaining('not connected')]]);
+  });
+
   it('refuses a bad node id, a second attach, and ready() before attach', async () => {
     const t = await natsTransport({ servers: natsUrl, bus: newBus() });
     opened.push(t);
@@ -362,6 +399,9 @@ describe.skipIf(skip !== '')('natsTransport when the broker stops', () => {
       },
       { timeout: 15_000, interval: 50 },
     );
+    // The claims watch resumed too: a claim made now reaches the peer's directory.
+    await a.transport.claim({ id: 'after-restart', node: 'na', capabilities: [], trust: 0 });
+    await vi.waitFor(() => expect(b.transport.nodeOf('after-restart')).toBe('na'), { timeout: 10_000, interval: 20 });
   });
 });
 
