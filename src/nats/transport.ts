@@ -28,7 +28,7 @@ import type {
   Transport,
 } from '../pipeline/transport.js';
 import { Claims } from './claims.js';
-import { NodeConnection } from './connection.js';
+import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
 import { Link, type DeadAnswer, type Inbound, type Responder as LinkResponder } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
@@ -49,6 +49,17 @@ interface Parts {
   readonly claims: Claims;
   readonly directory: Directory;
   readonly link: Link;
+}
+
+/** One ask or delegate this node sent, kept after a TIMEOUT or cancel for a late reply. */
+interface Sent {
+  readonly sink: OutboundSink;
+  readonly from: string;
+  readonly to: string;
+  readonly type: 'ask' | 'delegate';
+  /** Still waiting for its answer. */
+  live: boolean;
+  handle: { cancel(reason?: string): void } | undefined;
 }
 
 /** One agent this node claims. */
@@ -100,7 +111,7 @@ class NatsTransport implements Transport {
   /** Claims that failed (DUPLICATE_AGENT, a lost lease, …): `ready()` rejects with the first. */
   readonly #failures = new Map<string, BusError>();
   /** Outbound asks/delegates by message id, kept after a TIMEOUT or cancel for a late reply. */
-  readonly #sinks = new Map<string, OutboundSink>();
+  readonly #sent = new Map<string, Sent>();
   #closing: Promise<void> | undefined;
 
   constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
@@ -237,6 +248,7 @@ class NatsTransport implements Transport {
       const maxPayloadBytes = conn.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
       const link = new Link({ connection: conn, subjects: this.#subjects, node, maxPayloadBytes, onDead: (d) => this.#dead(d) });
       const parts: Parts = { conn, claims, directory, link };
+      conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {
         link.close();
         await claims.close();
@@ -276,16 +288,21 @@ class NatsTransport implements Transport {
     if (type !== 'ask' && type !== 'delegate') throw new BusError('INVALID_ARGUMENT', `${what}: only ask, delegate and notify cross nodes`, { messageId: id });
     if (typeof budgetMs !== 'number' || Number.isNaN(budgetMs)) throw new BusError('INVALID_ARGUMENT', `${what}: an ask or delegate needs budgetMs`, { messageId: id });
     if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
+    const sent: Sent = { sink, from, to, type, live: true, handle: undefined };
     const handle = parts.link.request(
       { ...meta, type, from, to, payloadJson, budgetMs },
       {
         reply: (_payload, _bytes, json) => {
-          this.#sinks.delete(id);
+          this.#sent.delete(id);
+          if (!sent.live) return;
+          sent.live = false;
           guard(() => sink.reply(json));
         },
         error: (e) => {
           // After a TIMEOUT at this end, a reply may still come: keep the sink for it.
-          if (e.code !== 'TIMEOUT') this.#sinks.delete(id);
+          if (e.code !== 'TIMEOUT') this.#sent.delete(id);
+          if (!sent.live) return;
+          sent.live = false;
           guard(() => sink.error(e.code, e.message));
         },
         progress: (payload) => {
@@ -294,11 +311,13 @@ class NatsTransport implements Transport {
         },
       },
     );
-    this.#sinks.delete(id);
-    this.#sinks.set(id, sink);
-    if (this.#sinks.size > DEAD_WINDOW) this.#sinks.delete(this.#sinks.keys().next().value!);
+    sent.handle = handle;
+    this.#sent.delete(id);
+    this.#sent.set(id, sent);
+    if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
     return {
       cancel: (reason) => {
+        sent.live = false;
         try {
           handle.cancel(typeof reason === 'string' ? reason.slice(0, 512) : undefined);
         } catch {
@@ -308,10 +327,33 @@ class NatsTransport implements Transport {
     };
   }
 
+  /**
+   * The broker refused a publish (nats-config permissions: this node may publish only as its
+   * own agents). Ends the asks and delegates sent on that subject at once instead of at
+   * their deadline. Rare, so a scan is fine.
+   */
+  #refused(refusal: Refusal): void {
+    if (refusal.operation !== 'publish') return;
+    let route;
+    try {
+      route = this.#subjects.parseInbound(refusal.subject);
+    } catch {
+      return;
+    }
+    const { to, from, kind } = route;
+    for (const [id, sent] of this.#sent) {
+      if (!sent.live || sent.to !== to || sent.from !== from || sent.type !== kind) continue;
+      sent.live = false;
+      this.#sent.delete(id);
+      guard(() => sent.handle?.cancel('refused by the broker'));
+      guard(() => sent.sink.error('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`));
+    }
+  }
+
   #dead(dead: DeadAnswer): void {
-    const sink = this.#sinks.get(dead.id);
+    const sink = this.#sent.get(dead.id)?.sink;
     if (sink === undefined) return;
-    this.#sinks.delete(dead.id);
+    this.#sent.delete(dead.id);
     if (dead.answer.kind === 'reply') {
       const json = dead.answer.payloadJson;
       guard(() => sink.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, json));
