@@ -143,7 +143,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
     await expect(two.transport.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', agentId: 'payment' });
   });
 
-  it("frees a SIGKILLed node's ids after its lease: peers stop locating them and can claim them", async () => {
+  it("survives a SIGKILLed node: its pending ask ends by the deadline, new ones are UNKNOWN_AGENT, its ids free up after the lease", async () => {
     const bus = newBus();
     const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'nats-transport-child.ts'), natsUrl, bus, '300', 'worker'], {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -156,12 +156,22 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
       });
       child.once('exit', (code) => reject(new Error(`child exited (${code}): ${log}`)));
     });
-    const peer = await startNode(bus, 'peer', [], { leaseMs: 300 });
+    const peer = await startNode(bus, 'peer', ['asker'], { leaseMs: 300 });
     expect(peer.transport.nodeOf('worker')).toBe('child');
     await expect(peer.transport.claim({ id: 'worker', node: 'peer', capabilities: [], trust: 0 })).rejects.toMatchObject({ code: 'DUPLICATE_AGENT' });
+    // An ask in flight when the child dies ends by its deadline; the next one fails at once.
+    const pending = sink();
+    const msg = out('asker', 'worker', 'child', 'ask', { budgetMs: 1500 });
+    const delivered = new Promise<void>((r) => child.stdout!.on('data', () => log.includes(`got ${msg.envelope.id}`) && r()));
+    peer.transport.send(msg, pending.sink);
+    await delivered;
     const exited = new Promise((r) => child.once('exit', r));
     process.kill(child.pid!, 'SIGKILL');
     await exited;
+    expect((await pending.done).error?.code).toBe('TIMEOUT');
+    const after = sink();
+    peer.transport.send(out('asker', 'worker', 'child', 'ask', { budgetMs: 60_000 }), after.sink);
+    expect((await after.done).error?.code).toBe('UNKNOWN_AGENT');
     await vi.waitFor(() => expect(peer.transport.locate('worker')).toBe('unknown'), { timeout: 5000, interval: 20 });
     await peer.transport.claim({ id: 'worker', node: 'peer', capabilities: [], trust: 0 });
     await peer.transport.ready();
