@@ -40,6 +40,8 @@ const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
 const DEAD_WINDOW = 10_000;
 /** The longest progress note that crosses (longer ones are cut by the sender). */
 const MAX_NOTE = 1_024;
+/** How many claim look-ups (for senders the watch has not shown yet) may be in flight at once. */
+const MAX_LOOKUPS = 256;
 /** The payload bound when the server does not say its `max_payload`. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
@@ -113,6 +115,7 @@ class NatsTransport implements Transport {
   /** Outbound asks/delegates by message id, kept after a TIMEOUT or cancel for a late reply. */
   readonly #sent = new Map<string, Sent>();
   #closing: Promise<void> | undefined;
+  #lookups = 0;
 
   constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
     this.#options = options;
@@ -387,11 +390,20 @@ class NatsTransport implements Transport {
       check(known);
       return;
     }
-    // A claim made just now may not have reached this node's watch yet: read it.
-    parts.claims.lookup(from).then(
-      (found) => check(found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
-      (e: unknown) => refuse('TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
-    );
+    // A claim made just now may not have reached this node's watch yet: read it, a bounded
+    // number at a time (senders with made-up ids must not turn into unbounded bucket reads).
+    if (this.#lookups >= MAX_LOOKUPS) {
+      refuse('MAILBOX_FULL', `node "${this.#node}" is checking ${this.#lookups} unknown senders already; ${inbound.type} ${id} from "${from}" refused`);
+      return;
+    }
+    this.#lookups++;
+    parts.claims
+      .lookup(from)
+      .then(
+        (found) => check(found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
+        (e: unknown) => refuse('TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
+      )
+      .finally(() => this.#lookups--);
   }
 
   #deliver(inbound: Inbound, responder: LinkResponder, fromNode: string): void {
