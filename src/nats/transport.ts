@@ -162,7 +162,8 @@ class NatsTransport implements Transport {
       const parts = await started;
       await parts.claims.claim(id, info);
       if (held.released || this.#closing !== undefined) {
-        await parts.claims.release(id).catch(() => undefined);
+        // Released while claiming: give the id back, unless a newer claim of it took over.
+        if (!this.#held.has(id)) await parts.claims.release(id).catch(() => undefined);
         return;
       }
       const unserve = await parts.link.serve(id, (inbound, responder) => this.#receive(parts, inbound, responder));
