@@ -115,7 +115,7 @@ export type Receiver = (inbound: Inbound, responder: Responder) => void;
 interface Pending {
   readonly from: string;
   readonly to: string;
-  readonly type: 'ask' | 'delegate';
+  readonly type: 'ask' | 'delegate' | 'notify';
   readonly callbacks: RequestCallbacks;
   readonly timer: NodeJS.Timeout;
 }
@@ -166,10 +166,12 @@ export class Link {
   }
 
   /**
-   * Sends an ask or delegate. Throws `TRANSPORT_UNAVAILABLE` at once while the connection is
-   * down (nothing is buffered), `CLOSED` after {@link close}. `budgetMs` is required.
+   * Sends an ask or delegate, or a notify whose receipt the receiver acknowledges with one
+   * answer. Throws `TRANSPORT_UNAVAILABLE` at once while the connection is down (nothing is
+   * buffered), `CLOSED` after {@link close}. `budgetMs` is required: how long this end waits
+   * (a notify does not carry it, so the receiver sets no deadline for it).
    */
-  request(message: Outbound & { type: 'ask' | 'delegate'; budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
+  request(message: Outbound & { budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
     this.#assertOpen(`${message.type} ${message.id} to "${message.to}"`);
     const { id, from, to, type } = message;
     if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
@@ -179,7 +181,8 @@ export class Link {
       if (this.#finish(id)) callbacks.error(new BusError('TIMEOUT', `${type} ${id} to "${to}" got no reply within ${budgetMs} ms`, { messageId: id, timeoutMs: budgetMs, agentId: to }));
     }, budgetMs);
     this.#pending.set(id, { from, to, type, callbacks, timer });
-    const frame = encodeMessage(message, message.payloadJson);
+    const { budgetMs: _wait, ...unbudgeted } = message;
+    const frame = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
     try {
       this.#conn.nc.publish(this.#subjects.inbound(to, from, type), frame.data, { headers: frame.headers, reply: `${this.#inbox}.${escapeToken(id)}` });
     } catch (cause) {
@@ -333,7 +336,8 @@ export class Link {
     if (this.#seen.size > this.#dedupeWindow) this.#seen.delete(this.#seen.values().next().value!);
 
     const controller = new AbortController();
-    let settled = kind === 'notify';
+    // A notify is answered (acknowledged) once when its sender asked for an answer.
+    let settled = kind === 'notify' && msg.reply === undefined;
     if (kind !== 'notify') {
       const budget = decoded.budgetMs!;
       const timer = setTimeout(() => {

@@ -38,6 +38,11 @@ const NONE: readonly RemoteAgent[] = Object.freeze([]);
 const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
 /** How many ended requests keep their sink, to report a late reply as dead. */
 const DEAD_WINDOW = 10_000;
+/**
+ * How long the transport keeps waiting for a notify's acknowledgement when the outbound
+ * carries no budget (the pipeline's own timer decides first and cancels).
+ */
+const NOTIFY_WAIT_MS = 10 * 60_000;
 /** The longest progress note that crosses (longer ones are cut by the sender). */
 const MAX_NOTE = 1_024;
 /** How many claim look-ups (for senders the watch has not shown yet) may be in flight at once. */
@@ -58,7 +63,7 @@ interface Sent {
   readonly sink: OutboundSink;
   readonly from: string;
   readonly to: string;
-  readonly type: 'ask' | 'delegate';
+  readonly type: 'ask' | 'delegate' | 'notify';
   /** Still waiting for its answer. */
   live: boolean;
   handle: { cancel(reason?: string): void } | undefined;
@@ -285,16 +290,15 @@ class NatsTransport implements Transport {
       node: this.#node!,
       ...(traceparent === undefined ? {} : { traceparent }),
     };
-    if (type === 'notify') {
-      parts.link.notify({ ...meta, type, from, to, payloadJson });
-      return NOOP;
-    }
-    if (type !== 'ask' && type !== 'delegate') throw new BusError('INVALID_ARGUMENT', `${what}: only ask, delegate and notify cross nodes`, { messageId: id });
-    if (typeof budgetMs !== 'number' || Number.isNaN(budgetMs)) throw new BusError('INVALID_ARGUMENT', `${what}: an ask or delegate needs budgetMs`, { messageId: id });
-    if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
+    if (type !== 'ask' && type !== 'delegate' && type !== 'notify') throw new BusError('INVALID_ARGUMENT', `${what}: only ask, delegate and notify cross nodes`, { messageId: id });
+    let wait: number;
+    if (type === 'notify' && budgetMs === undefined) wait = NOTIFY_WAIT_MS;
+    else if (typeof budgetMs !== 'number' || Number.isNaN(budgetMs)) throw new BusError('INVALID_ARGUMENT', `${what}: an ask or delegate needs budgetMs`, { messageId: id });
+    else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
+    else wait = budgetMs;
     const sent: Sent = { sink, from, to, type, live: true, handle: undefined };
     const handle = parts.link.request(
-      { ...meta, type, from, to, payloadJson, budgetMs },
+      { ...meta, type, from, to, payloadJson, budgetMs: wait },
       {
         reply: (_payload, _bytes, json) => {
           this.#sent.delete(id);

@@ -314,15 +314,25 @@ describe.skipIf(skip !== '')('natsTransport: messages between two nodes', () => 
     expect(dead).toMatchObject({ payloadJson: '"too late"', reason: expect.stringContaining('after the request ended') });
   });
 
-  it('carries a notify and calls nothing on the sink', async () => {
+  it("carries a notify without a budget and brings back the receiver's one acknowledgement", async () => {
     const got = two.next();
     const s = sink();
     const msg = out('client', 'worker.1', 'node-2', 'notify');
     one.transport.send(msg, s.sink);
-    const { inbound } = await got;
+    const { inbound, responder } = await got;
     expect(inbound).toMatchObject({ id: msg.envelope.id, type: 'notify', fromNode: 'node-1', payloadJson: '{"q":"hi"}' });
     expect(inbound.budgetMs).toBeUndefined();
     expect(s.calls).toEqual([]);
+    responder.reply('{"notify":"delivered"}');
+    responder.error('HANDLER_FAILED', 'a second answer');
+    expect(await s.done).toEqual({ reply: '{"notify":"delivered"}' });
+    expect(s.calls).toEqual([['reply', '{"notify":"delivered"}']]);
+  });
+
+  it('fails a notify to an id no node serves with UNKNOWN_AGENT at once', async () => {
+    const s = sink();
+    one.transport.send(out('client', 'ghost', 'node-2', 'notify'), s.sink);
+    expect((await s.done).error?.code).toBe('UNKNOWN_AGENT');
   });
 
   it('fails an ask to an id no node serves with UNKNOWN_AGENT from NATS no-responders, not at its deadline', async () => {
