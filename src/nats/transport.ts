@@ -121,6 +121,8 @@ class NatsTransport implements Transport {
   readonly #sent = new Map<string, Sent>();
   #closing: Promise<void> | undefined;
   #lookups = 0;
+  /** Releases in flight: `close()` waits for them before draining. */
+  readonly #releasing = new Set<Promise<void>>();
 
   constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
     this.#options = options;
@@ -192,7 +194,10 @@ class NatsTransport implements Transport {
     held.released = true;
     held.unserve?.();
     const claims = this.#parts?.claims;
-    if (claims?.holds(agentId) === true) void claims.release(agentId).catch(() => undefined);
+    if (claims?.holds(agentId) !== true) return;
+    const releasing = claims.release(agentId).catch(() => undefined);
+    this.#releasing.add(releasing);
+    void releasing.finally(() => this.#releasing.delete(releasing));
   }
 
   send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
@@ -468,6 +473,7 @@ class NatsTransport implements Transport {
     this.#parts = undefined;
     if (parts === undefined) return;
     parts.link.close();
+    await Promise.allSettled([...this.#releasing]);
     await parts.claims.close();
     await parts.conn.close();
   }
