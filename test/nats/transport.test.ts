@@ -351,6 +351,25 @@ describe.skipIf(skip !== '')('natsTransport: messages between two nodes', () => 
     expect(t.calls).toEqual([['error', 'TIMEOUT', expect.any(String)]]);
   });
 
+  it('reads each field of the outbound message once', async () => {
+    const got = two.next();
+    const s = sink();
+    const base = out('client', 'worker.1', 'node-2');
+    const reads = new Map<string, number>();
+    const counted = <T extends object>(o: T): T =>
+      new Proxy(o, {
+        get(target, key, receiver) {
+          if (typeof key === 'string') reads.set(key, (reads.get(key) ?? 0) + 1);
+          return Reflect.get(target, key, receiver) as unknown;
+        },
+      });
+    one.transport.send(counted({ ...base, envelope: counted(base.envelope) }), s.sink);
+    (await got).responder.reply('1');
+    expect(await s.done).toEqual({ reply: '1' });
+    expect([...reads.values()].every((count) => count === 1)).toBe(true);
+    expect(reads.get('envelope')).toBe(1);
+  });
+
   it('refuses a hand-published message whose from is not claimed by the node its header names, before delivery', async () => {
     const subjects = new Subjects(bus);
     const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: subjects.inboxPrefix('mallory') });
