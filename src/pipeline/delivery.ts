@@ -173,6 +173,8 @@ export class Deliveries {
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
     const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
+    const peer = this.#journal.peerOf(ask);
+    if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
     const record = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
     commit.stage(

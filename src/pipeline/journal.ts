@@ -13,9 +13,21 @@ import type { Draft } from './draft.js';
  */
 export class Journal {
   readonly #config: PipelineConfig;
+  /** The peer node of each envelope that crossed nodes, so its later rows name both nodes. */
+  readonly #peers = new WeakMap<Envelope, string>();
 
   constructor(config: PipelineConfig) {
     this.#config = config;
+  }
+
+  /** Marks `envelope` as crossing to or from `peerNode`: its outcome and approval rows name both nodes. */
+  markRemote(envelope: Envelope, peerNode: string): void {
+    this.#peers.set(envelope, peerNode);
+  }
+
+  /** The peer node of an envelope marked by {@link markRemote}. */
+  peerOf(envelope: Envelope): string | undefined {
+    return this.#peers.get(envelope);
   }
 
   /** True when rows are written (audit on). */
@@ -73,10 +85,15 @@ export class Journal {
     if (outcome !== undefined) record.outcome = outcome;
     if (draft.causationId !== undefined) record.causationId = draft.causationId;
     if (draft.inReplyTo !== undefined) record.inReplyTo = draft.inReplyTo;
+    if (draft.peerNode !== undefined) {
+      record.node = this.#config.node;
+      record.peerNode = draft.peerNode;
+    }
     return record;
   }
 
   outcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
+    const peer = this.#peers.get(envelope);
     return {
       kind: 'outcome',
       ts: this.#config.clock.now(),
@@ -87,6 +104,7 @@ export class Journal {
       outcome,
       ...(code !== undefined ? { code } : {}),
       ...(reason !== undefined ? { reason } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
     };
   }
 
@@ -120,6 +138,7 @@ export class Journal {
         ...(by !== undefined ? { decidedBy: by } : {}),
         ...(note !== undefined ? { note } : {}),
         policyVersion: policy.current.version,
+        ...(this.#peers.has(envelope) ? { node: this.#config.node, peerNode: this.#peers.get(envelope)! } : {}),
       });
     }
     if (events.has('approval:decided')) {

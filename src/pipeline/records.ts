@@ -25,6 +25,8 @@ export interface AgentRecord {
   readonly incoming: Set<PendingRequest>;
   /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
   readonly deliveries: Set<Delivery>;
+  /** Set only on the stand-in of an agent another node serves: that node (see remote.ts). */
+  readonly node?: string;
 }
 
 /** An ask or delegate the ledger keeps until it is answered or given up. */
