@@ -15,7 +15,7 @@ import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import type { InboundHandle, InboundMessage, InboundPort, Responder } from './transport.js';
 
-/** Inbound message ids remembered per node, to drop a repeated one. */
+/** Inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
 /** Remote senders with a rate bucket of their own at most (the least recently seen is forgotten). */
 export const REMOTE_BUCKETS = 10_000;
@@ -91,7 +91,8 @@ export class Inbound implements InboundPort {
       const fromNode = checkNodeId(f.fromNode);
       draft.peerNode = fromNode;
       const id = checkText(f.id, 'id');
-      if (this.#repeated(`${fromNode}\u0000${id}`)) {
+      // A notify keeps one id for all its recipients: a repeat is the same id to the same agent.
+      if (this.#repeated(`${fromNode}\u0000${id}\u0000${typeof f.to === 'string' ? f.to : ''}`)) {
         this.#dropRepeat(draft, f);
         return NO_HANDLE;
       }
