@@ -2,9 +2,9 @@
 // nodes of one bus. What crosses, what each node checks, records and decides.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
-import type { InboundMessage } from '../src/pipeline/transport.js';
+import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink } from '../src/pipeline/transport.js';
 import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
-import { LoopbackNetwork, recordingResponder, type LoopbackTransport } from './support/loopback.js';
+import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 afterEach(closeBuses);
 
@@ -301,7 +301,7 @@ describe('the receiving node', () => {
   });
 
   it('refuses a message whose payload fails the receiver’s contract', async () => {
-    const { n2, t1, calls } = receiver({
+    const { t1, calls } = receiver({
       contracts: { echo: { type: 'ask', input: { '~standard': { version: 1, vendor: 't', validate: (v: unknown) => (typeof v === 'object' && v !== null && 'y' in v ? { value: v } : { issues: [{ message: 'y is required' }] }) } } } },
     } as OrchestratorOptions);
     const r = recordingResponder();
@@ -389,5 +389,119 @@ describe('approvals and audit across nodes', () => {
     const row = bus.getMessageLog({ agentId: 'b' })[0]!;
     expect(row.node).toBeUndefined();
     expect(row.peerNode).toBeUndefined();
+  });
+});
+
+describe('what comes back to the sender', () => {
+  /** Two nodes whose n1 → n2 carriage is held by the test: it gets the sink and answers itself. */
+  function heldCarriage(o1: OrchestratorOptions = {}) {
+    const nodes = twoNodes(o1);
+    const carried: { outbound: OutboundMessage; sink: OutboundSink; cancelled: string[] }[] = [];
+    nodes.t1.send = (outbound: OutboundMessage, sink: OutboundSink): OutboundHandle => {
+      const entry = { outbound, sink, cancelled: [] as string[] };
+      carried.push(entry);
+      return { cancel: (reason) => void entry.cancelled.push(reason) };
+    };
+    nodes.n2.register('b');
+    const a = nodes.n1.register('a');
+    return { ...nodes, a, carried };
+  }
+
+  it('turns a reply after TIMEOUT into message:dead, audited, and cancels the carriage', async () => {
+    vi.useFakeTimers();
+    const { n1, a, carried } = heldCarriage();
+    const dead: string[] = [];
+    n1.events.on('message:dead', (e) => dead.push(e.reason));
+    const answer = rejectionOf(a.ask('b', 'slow', {}, { timeoutMs: 100 }));
+    await vi.advanceTimersByTimeAsync(100);
+    expect((await answer).code).toBe('TIMEOUT');
+    expect(carried[0]!.cancelled).toHaveLength(1);
+    carried[0]!.sink.reply('"too late"');
+    carried[0]!.sink.dead('the receiver settled first', '"later still"');
+    expect(dead).toHaveLength(2);
+    expect(n1.getMessageLog({ type: 'reply' }).map((e) => e.outcome)).toEqual(['late-reply', 'late-reply']);
+  });
+
+  it('ignores an error after the request settled, and maps an unknown code to TRANSPORT_UNAVAILABLE', async () => {
+    const { a, carried } = heldCarriage();
+    const answer = rejectionOf(a.ask('b', 'x', {}));
+    await hops();
+    carried[0]!.sink.error('NOT_A_CODE' as never, 'weird');
+    carried[0]!.sink.error('POLICY_DENIED', 'second answer');
+    const e = await answer;
+    expect(e.code).toBe('TRANSPORT_UNAVAILABLE');
+    expect(e.message).toContain('weird');
+  });
+
+  it('refuses a remote reply that is not JSON or over the size limit with HANDLER_FAILED', async () => {
+    const { a, carried } = heldCarriage({ limits: { maxPayloadBytes: 1000 } });
+    const first = rejectionOf(a.ask('b', 'x', {}));
+    const second = rejectionOf(a.ask('b', 'x', {}));
+    await hops();
+    carried[0]!.sink.reply('{nope');
+    carried[1]!.sink.reply(`"${'x'.repeat(2000)}"`);
+    expect((await first).code).toBe('HANDLER_FAILED');
+    expect((await second).code).toBe('HANDLER_FAILED');
+  });
+
+  it('hands a remote reply over as a frozen copy, and checks progress before it reaches listeners', async () => {
+    const { a, carried } = heldCarriage();
+    const job = a.delegate('b', 'x', {});
+    const reports: unknown[] = [];
+    job.onProgress((r) => reports.push(r));
+    await hops();
+    carried[0]!.sink.progress(2, 'out of range');
+    carried[0]!.sink.progress(0.25);
+    await hops();
+    carried[0]!.sink.reply('{"deep":{"v":1}}');
+    const value = (await job) as { deep: { v: number } };
+    expect(value).toEqual({ deep: { v: 1 } });
+    expect(Object.isFrozen(value.deep)).toBe(true);
+    expect(reports).toEqual([{ fraction: 0.25 }]);
+  });
+
+  it('sends the remaining budget, not the deadline, and fails pending notifies with CLOSED on close', async () => {
+    const { n1, a, carried } = heldCarriage();
+    void a.ask('b', 'x', {}, { timeoutMs: 5000 }).catch(() => undefined);
+    const receipt = a.notify('news', {}, { to: ['b'] });
+    await hops();
+    expect(carried[0]!.outbound.budgetMs).toBeGreaterThan(4000);
+    expect(carried[0]!.outbound.budgetMs).toBeLessThanOrEqual(5000);
+    expect(carried[1]!.outbound.budgetMs).toBeUndefined();
+    await n1.close();
+    await expect(receipt).resolves.toMatchObject({ failed: ['b'] });
+    expect(carried[0]!.cancelled).toHaveLength(1);
+  });
+});
+
+describe('the receiving node fails closed', () => {
+  it('answers AUDIT_UNAVAILABLE and delivers nothing when its receipt cannot be committed', async () => {
+    const broken = {
+      append: () => {
+        throw new Error('disk full');
+      },
+      query: () => [],
+      verify: () => ({ ok: true, checked: 0 }),
+      close: () => undefined,
+    };
+    const { t1, n2 } = twoNodes({}, { audit: broken });
+    const calls: unknown[] = [];
+    n2.register('b', { handlers: { echo: (p) => void calls.push(p) } });
+    const r = recordingResponder();
+    t1.inject('n2', inbound(), r);
+    await hops();
+    expect(r.errors.map((e) => e.code)).toEqual(['AUDIT_UNAVAILABLE']);
+    expect(calls).toEqual([]);
+  });
+
+  it('fails the inbound ask with UNKNOWN_AGENT when its recipient is unregistered before replying', async () => {
+    const { t1, n2 } = twoNodes();
+    const started = deferred();
+    n2.register('b', { handlers: { echo: () => (started.resolve(), new Promise(() => undefined)) } });
+    const r = recordingResponder();
+    t1.inject('n2', inbound(), r);
+    await started.promise;
+    n2.unregister('b');
+    expect(r.errors.map((e) => e.code)).toEqual(['UNKNOWN_AGENT']);
   });
 });

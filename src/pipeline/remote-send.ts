@@ -37,6 +37,8 @@ export class RemoteSends {
   readonly #deliveries: Deliveries;
   /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
   readonly #links = new Map<string, ChainLink>();
+  /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
+  readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
   constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
     this.#config = config;
@@ -115,6 +117,7 @@ export class RemoteSends {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        this.#acks.delete(finish);
         if (answer instanceof BusError) {
           if (answer.code === 'TIMEOUT') handle?.cancel('the notify was not acknowledged in time');
           this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
@@ -127,8 +130,14 @@ export class RemoteSends {
         progress: () => undefined,
         dead: () => undefined,
       };
+      this.#acks.add(finish);
       handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs: undefined, node: peer }, sink);
     });
+  }
+
+  /** The bus is closing: every notify still waiting for its acknowledgement fails with CLOSED. */
+  closeAll(): void {
+    for (const finish of [...this.#acks]) finish(new BusError('CLOSED', 'the orchestrator closed before the notify was acknowledged'));
   }
 
   /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
@@ -170,7 +179,13 @@ export class RemoteSends {
         handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
       }
     };
-    handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs: Math.max(0, p.deadline - this.#config.clock.now()), node: peer }, sink);
+    const budgetMs = p.deadline - this.#config.clock.now();
+    if (!(budgetMs > 0)) {
+      // The deadline passed while the attempt was being committed: nothing is left to give the receiver.
+      this.#ledger.expire(p);
+      return;
+    }
+    handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs, node: peer }, sink);
     if (answered && p.state === 'settled') handle.cancel('the sender settled the request');
   }
 

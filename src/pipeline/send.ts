@@ -375,6 +375,7 @@ export class Pipeline implements ChainPort {
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
     this.#ledger.closeAll();
+    this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
     for (const record of this.#config.registry.values()) this.#deliveries.abortAll(record, closing);
   }
