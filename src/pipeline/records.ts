@@ -54,6 +54,22 @@ export class PendingRequest implements Expirable {
   ) {
     this.deadline = envelope.deadline!;
   }
+
+  /** Tells the progress listeners, in a later microtask and only while still pending (a listener's throw is swallowed). */
+  reportProgress(report: Progress): void {
+    const listeners = this.progressListeners;
+    if (this.state !== 'pending' || listeners === undefined) return;
+    queueMicrotask(() => {
+      if (this.state !== 'pending') return;
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler or the carriage.
+        }
+      }
+    });
+  }
 }
 
 /**

@@ -3,7 +3,6 @@ import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
-import type { Progress } from '../types.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -244,21 +243,9 @@ function remoteError(code: unknown, message: unknown, envelope: Envelope, peer: 
   return new BusError(c, `${text === '' ? c : text} (node ${peer})`, { messageId: envelope.id, agentId: envelope.to });
 }
 
-/** A remote delegate's progress: checked like ctx.progress, then to the listeners, asynchronously. */
+/** A remote delegate's progress: dropped unless it is what ctx.progress accepts, then to the listeners. */
 function progressTo(p: PendingRequest, fraction: unknown, note: unknown): void {
   if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return;
   if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return;
-  const listeners = p.progressListeners;
-  if (p.state !== 'pending' || listeners === undefined) return;
-  const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
-  queueMicrotask(() => {
-    if (p.state !== 'pending') return;
-    for (const listener of listeners) {
-      try {
-        listener(report);
-      } catch {
-        // The sender's listener must not break the carriage.
-      }
-    }
-  });
+  p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) }));
 }
