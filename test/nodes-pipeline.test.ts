@@ -93,6 +93,20 @@ describe('cross-node ask and delegate', () => {
     expect(reason.code).toBe('CANCELLED');
   });
 
+  it('fires the message events on both nodes, like local ones', async () => {
+    const { n1, n2 } = twoNodes();
+    n2.register('b', { handlers: { echo: () => 'ok' } });
+    const a = n1.register('a');
+    const seen: string[] = [];
+    for (const [name, bus] of [['n1', n1], ['n2', n2]] as const) {
+      for (const event of ['message:sent', 'message:delivered', 'message:replied'] as const) bus.events.on(event, () => seen.push(`${name} ${event}`));
+    }
+    await a.ask('b', 'echo', {});
+    await hops();
+    expect(seen).toEqual(expect.arrayContaining(['n1 message:sent', 'n2 message:delivered', 'n2 message:replied', 'n1 message:replied']));
+    expect(seen).not.toContain('n1 message:delivered');
+  });
+
   it('settles an ask answered with reply() from outside the handler', async () => {
     const { n1, n2 } = twoNodes();
     const ids: string[] = [];
@@ -347,6 +361,15 @@ describe('approvals and audit across nodes', () => {
     expect(held?.envelope).toMatchObject({ from: 'a', to: 'b', intent: 'pay', payload: { amount: 5 } });
     n2.approvals.approve(held!.id);
     await expect(answer).resolves.toBe('paid');
+  });
+
+  it('forwards a message the sender’s own policy would hold: the receiver’s policy decides', async () => {
+    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+    n2.register('b', { handlers: { pay: () => 'paid' } });
+    const a = n1.register('a');
+    await expect(a.ask('b', 'pay', {})).resolves.toBe('paid');
+    expect(n1.approvals.list()).toEqual([]);
+    expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]!.reason).toContain('its approval is decided there');
   });
 
   it('answers APPROVAL_REJECTED when the receiving node rejects the held message', async () => {
