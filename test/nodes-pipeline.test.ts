@@ -135,6 +135,15 @@ describe('cross-node ask and delegate', () => {
   });
 });
 
+describe('agent ids across nodes', () => {
+  it('refuses an id another node already serves with DUPLICATE_AGENT, and lists remote agents with their node', async () => {
+    const { n1, n2 } = twoNodes();
+    n1.register('x', { capabilities: ['pay'] });
+    expect(() => n2.register('x')).toThrow(expect.objectContaining({ code: 'DUPLICATE_AGENT' }));
+    expect(n2.agents()).toEqual([{ id: 'x', capabilities: ['pay'], trust: 0, node: 'n1' }]);
+  });
+});
+
 describe('errors across nodes', () => {
   it('rejects with POLICY_DENIED decided at the receiver even when the sender allows it', async () => {
     const { n1, n2 } = twoNodes({}, { policies: [] });

@@ -15,6 +15,8 @@ export class Journal {
   readonly #config: PipelineConfig;
   /** The peer node of each envelope that crossed nodes, so its later rows name both nodes. */
   readonly #peers = new WeakMap<Envelope, string>();
+  /** False until a message crosses nodes: a one-node bus never looks in `#peers`. */
+  #crossed = false;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
@@ -22,12 +24,13 @@ export class Journal {
 
   /** Marks `envelope` as crossing to or from `peerNode`: its outcome and approval rows name both nodes. */
   markRemote(envelope: Envelope, peerNode: string): void {
+    this.#crossed = true;
     this.#peers.set(envelope, peerNode);
   }
 
   /** The peer node of an envelope marked by {@link markRemote}. */
   peerOf(envelope: Envelope): string | undefined {
-    return this.#peers.get(envelope);
+    return this.#crossed ? this.#peers.get(envelope) : undefined;
   }
 
   /** True when rows are written (audit on). */
@@ -93,7 +96,7 @@ export class Journal {
   }
 
   outcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
-    const peer = this.#peers.get(envelope);
+    const peer = this.peerOf(envelope);
     return {
       kind: 'outcome',
       ts: this.#config.clock.now(),
@@ -138,7 +141,7 @@ export class Journal {
         ...(by !== undefined ? { decidedBy: by } : {}),
         ...(note !== undefined ? { note } : {}),
         policyVersion: policy.current.version,
-        ...(this.#peers.has(envelope) ? { node: this.#config.node, peerNode: this.#peers.get(envelope)! } : {}),
+        ...(this.peerOf(envelope) !== undefined ? { node: this.#config.node, peerNode: this.peerOf(envelope)! } : {}),
       });
     }
     if (events.has('approval:decided')) {
