@@ -261,6 +261,20 @@ describe('the receiving node', () => {
     return { n2, t1, calls };
   }
 
+  it('aborts the handler signal at its own deadline (the budget on its own clock) and answers TIMEOUT', async () => {
+    vi.useFakeTimers();
+    const { t1, n2 } = twoNodes();
+    const aborted = deferred<void>();
+    n2.register('b', { handlers: { echo: (_p, ctx) => new Promise(() => ctx.signal.addEventListener('abort', () => aborted.resolve())) } });
+    const r = recordingResponder();
+    t1.inject('n2', inbound({ budgetMs: 250 }), r);
+    await vi.advanceTimersByTimeAsync(249);
+    expect(r.errors).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await aborted.promise;
+    expect(r.errors.map((e) => e.code)).toEqual(['TIMEOUT']);
+  });
+
   it('drops a repeated message id: one delivery, one answer, message:dead for the repeat', async () => {
     const { n2, t1, calls } = receiver();
     const dead: string[] = [];
