@@ -49,7 +49,7 @@ export class Approvals {
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
-  hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number, onCommit?: () => void): void {
+  hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number): void {
     const hold = this.makeHold(draft, envelope, p, parent, deadline, p.sender.node !== undefined ? p.sender : undefined);
     const ledger = this.#ledger;
     ledger.holds.add(hold);
@@ -60,7 +60,6 @@ export class Approvals {
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
       () => {
         if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
-        onCommit?.();
       },
       (error) => {
         ledger.holds.take(hold.approval.id);
