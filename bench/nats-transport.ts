@@ -1,12 +1,18 @@
-// The NATS transport alone (issue 12): two natsTransport nodes, one serving an echo agent
-// through a port that answers at once, measured beside bare NATS request/reply in the same
-// run against the same server. No orchestrator, no checks, no audit: this is what the
-// transport adds over NATS itself (headers, strict decode, the sender-node check).
+// Cross-node asks (issue 12), measured beside bare NATS request/reply in the same run against
+// the same server, 1000 in flight, plus the unloaded p50:
+// - natsTransport alone: two nodes, one serving an echo agent through a port that answers at
+//   once (no orchestrator, no checks, no audit): what the transport adds over NATS itself;
+// - two Orchestrators over natsTransport, each with a file audit log (both nodes run in this
+//   one process, so they share one CPU thread).
 //
 //   npm run bench:nats-transport                                  starts a nats-server of its own
 //   npm run bench:nats-transport -- --server=nats://127.0.0.1:4222 against a running one
 //   npm run bench:nats-transport -- --quick                       smaller counts
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { Orchestrator } from '../src/index.js';
 import type { Envelope } from '../src/envelope.js';
 import { natsTransport } from '../src/nats/index.js';
 import type { OutboundMessage, Transport } from '../src/pipeline/transport.js';
@@ -47,6 +53,31 @@ export async function natsTransportPair(url: string): Promise<{ ask(payload: unk
     async close() {
       await a.close();
       await b.close();
+    },
+  };
+}
+
+/** Two Orchestrators on `url`, each with a file audit log in `dir`: `a` on n1 asks `b` on n2. */
+export async function crossNodePair(url: string, dir: string): Promise<{ ask(payload: unknown): Promise<unknown>; close(): Promise<void> }> {
+  const bus = `bench${Math.random().toString(36).slice(2, 10)}`;
+  const make = async (node: string) =>
+    new Orchestrator({
+      node,
+      transport: await natsTransport({ servers: url, bus }),
+      policies: [{ from: '*', to: '*', allow: ['ask', 'delegate', 'notify'] }],
+      audit: { path: join(dir, `${node}.db`) },
+      limits: { rate: false, maxQueue: 1_000_000 },
+    });
+  const n1 = await make('n1');
+  const n2 = await make('n2');
+  n2.register('b', { handlers: { echo: (p) => p } });
+  const a = n1.register('a');
+  await Promise.all([n1.ready(), n2.ready()]);
+  return {
+    ask: (payload) => a.ask('b', 'echo', payload, { timeoutMs: 60_000 }),
+    async close() {
+      await n1.close();
+      await n2.close();
     },
   };
 }
@@ -97,7 +128,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const pair = await natsTransportPair(url);
   const t = await measure(pair.ask, quick);
   await pair.close();
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-xbench-'));
+  const buses = await crossNodePair(url, dir);
+  const x = await measure(buses.ask, quick);
+  await buses.close();
+  rmSync(dir, { recursive: true, force: true });
+  const vs = (r: { asksPerSecond: number; p50: number }) =>
+    `${Math.round(r.asksPerSecond)} asks/s (${(r.asksPerSecond / bare.asksPerSecond).toFixed(2)}x); unloaded p50 ${r.p50.toFixed(3)} ms (${(r.p50 / bare.p50).toFixed(2)}x)`;
   console.log(`bare NATS request/reply: ${Math.round(bare.asksPerSecond)} asks/s with 1000 in flight; unloaded p50 ${bare.p50.toFixed(3)} ms`);
-  console.log(`natsTransport (no orchestrator): ${Math.round(t.asksPerSecond)} asks/s (${(t.asksPerSecond / bare.asksPerSecond).toFixed(2)}x); unloaded p50 ${t.p50.toFixed(3)} ms (${(t.p50 / bare.p50).toFixed(2)}x)`);
+  console.log(`natsTransport alone: ${vs(t)}`);
+  console.log(`two Orchestrators, file audit on both: ${vs(x)}`);
   await stop();
 }

@@ -145,7 +145,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
 
   it("survives a SIGKILLed node: its pending ask ends by the deadline, new ones are UNKNOWN_AGENT, its ids free up after the lease", async () => {
     const bus = newBus();
-    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'nats-transport-child.ts'), natsUrl, bus, '300', 'worker'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '..', 'fixtures', 'nats-transport-child.ts'), natsUrl, bus, '1000', 'worker'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let log = '';
@@ -156,7 +156,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
       });
       child.once('exit', (code) => reject(new Error(`child exited (${code}): ${log}`)));
     });
-    const peer = await startNode(bus, 'peer', ['asker'], { leaseMs: 300 });
+    const peer = await startNode(bus, 'peer', ['asker']);
     expect(peer.transport.nodeOf('worker')).toBe('child');
     await expect(peer.transport.claim({ id: 'worker', node: 'peer', capabilities: [], trust: 0 })).rejects.toMatchObject({ code: 'DUPLICATE_AGENT' });
     // An ask in flight when the child dies ends by its deadline; the next one fails at once.
@@ -164,7 +164,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
     const msg = out('asker', 'worker', 'child', 'ask', { budgetMs: 1500 });
     const delivered = new Promise<void>((r) => child.stdout!.on('data', () => log.includes(`got ${msg.envelope.id}`) && r()));
     peer.transport.send(msg, pending.sink);
-    await delivered;
+    await Promise.race([delivered, pending.done.then((r) => Promise.reject(new Error(`the ask ended before the child got it: ${JSON.stringify(r)}`)))]);
     const exited = new Promise((r) => child.once('exit', r));
     process.kill(child.pid!, 'SIGKILL');
     await exited;
