@@ -48,6 +48,29 @@ describe('docs/getting-started.md: the test for the hello app, as the page shows
   await import(helloTest);
 });
 
+// The worked example of docs/testing.md: its blocks in order (the workflow, the setup, the
+// tests), with the imports the page names, registered here as they are.
+const workedExample = join(work, 'worked-example.test.ts');
+writeFileSync(
+  workedExample,
+  onSources(
+    [
+      "import { afterEach, expect, it, vi } from 'vitest';",
+      "import { z } from 'zod';",
+      "import { defineContracts, isBusError, type Agent, type Orchestrator, type PolicyRule } from 'agent-switchboard';",
+      "import { closeBus, createTestBus, fail, never, recordTranscript, runUntilIdle, stubAgent, type StubScript } from 'agent-switchboard/testing';",
+      snippet('docs/testing.md', 'ts', 'const contracts = defineContracts({'),
+      snippet('docs/testing.md', 'ts', 'let bus: Orchestrator<App>;'),
+      snippet('docs/testing.md', 'ts', "it('clarifies, drafts, and publishes once an editor approves'"),
+      snippet('docs/testing.md', 'ts', "it('falls back to a general audience"),
+      snippet('docs/testing.md', 'ts', "it('fails with APPROVAL_REJECTED"),
+    ].join('\n'),
+  ),
+);
+describe('docs/testing.md: the worked example, as the page shows it', async () => {
+  await import(workedExample);
+});
+
 describe('README.md', () => {
   it('the first example prints what its comment says', () => {
     const code = snippet('README.md', 'ts', "console.log(await research.ask('writer', 'clarify'");
