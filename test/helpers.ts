@@ -4,18 +4,22 @@
 // extractors, a gate, and a handler body that honours its signal.
 import { vi } from 'vitest';
 import { BusError, isBusError, type Orchestrator, type OrchestratorOptions } from '../src/index.js';
-import { closeBus, createTestBus, flushMicrotasks } from '../src/testing/index.js';
+import { closeBus, createTestBus, flushMicrotasks, sequentialIds } from '../src/testing/index.js';
+
+export { ALLOW_ALL } from '../src/testing/index.js';
 
 const open: Orchestrator[] = [];
+let made = 0;
 
 /**
  * A fresh bus from the kit's `createTestBus()` (in-memory log, no rate limit unless `limits.rate`
- * is given, ids `msg-1`, …, a clock fake timers drive), closed by `closeBuses()`. Without
- * `policies`, every agent may ask, delegate and notify every other one (the kit's `allowAll`),
- * for tests that are not about policy; given `policies` are used as they are.
+ * is given, a clock fake timers drive), closed by `closeBuses()`. Its message ids count per bus
+ * with a prefix of their own (`bus3-msg-1`, …), so two buses of one test (two nodes) never share
+ * an id. Without `policies`, every agent may ask, delegate and notify every other one (the kit's
+ * `allowAll`), for tests that are not about policy; given `policies` are used as they are.
  */
 export function makeBus(options: OrchestratorOptions = {}): Orchestrator {
-  const bus = createTestBus({ allowAll: options.policies === undefined, ...options });
+  const bus = createTestBus({ allowAll: options.policies === undefined, ids: sequentialIds(`bus${++made}-msg-`), ...options });
   open.push(bus);
   return bus;
 }
