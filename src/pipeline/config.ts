@@ -5,6 +5,7 @@ import type { GroupCommit } from '../group-commit.js';
 import type { TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
 import type { AgentRecord } from './records.js';
+import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';
 
 /** What the pipeline is given by the orchestrator; it never reaches back into it. */
@@ -29,4 +30,6 @@ export interface PipelineConfig {
   readonly callSites: boolean;
   /** How messages reach agents of other nodes (in-process: there are none). */
   readonly transport: Transport;
+  /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
+  readonly refusals: RefusalSummaries;
 }
