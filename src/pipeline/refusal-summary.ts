@@ -4,7 +4,7 @@ import { TokenBucket, type RateSpec } from '../limits.js';
 
 /**
  * How long the refusals of a sender beyond its rate are counted before their summary row
- * is written (at the latest; `flush()`, a read of the log and `close()` write it sooner).
+ * is written, at the latest (`flush()`, a read of the log and `close()` write it sooner).
  */
 export const REFUSAL_SUMMARY_MS = 1_000;
 
@@ -38,9 +38,9 @@ interface Sender {
  * bucket of their own, shaped like the sender's rate (else the bus's global rate), and never
  * slower than {@link MIN_REFUSAL_RATE}: within it every refusal is its own row, as before. Beyond
  * it, the sender's refusals are counted in memory (a count, the first and last time, a count
- * per code, and the first refusal's row) and written as ONE row when
- * {@link REFUSAL_SUMMARY_MS} has passed (by the bus's clock at the next refusal, or by a
- * timer), and on `flush()` / `close()`. That row is the first refusal's attempt with a
+ * per code, and the first refusal's row) and written as ONE row at most
+ * {@link REFUSAL_SUMMARY_MS} after the first (by the bus's clock at the sender's next
+ * refusal, or by a timer), and on `flush()` / `close()`. That row is the first refusal's attempt with a
  * {@link RefusalSummary}; nothing is lost: the counts add up to every refusal made.
  *
  * Memory: one small entry per sender that refused lately (entries whose bucket has refilled
@@ -48,6 +48,8 @@ interface Sender {
  */
 export class RefusalSummaries {
   readonly #senders = new Map<string, Sender>();
+  /** The senders with an open tally: a flush visits only these. */
+  readonly #open = new Set<Sender>();
   readonly #write: (record: AttemptRecord) => void;
   readonly #rateOf: (from: string) => RateSpec | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -86,6 +88,7 @@ export class RefusalSummaries {
     }
     sender.tally = { sample: refusal, count: 0, last: now, codes: new Map() };
     count(sender.tally, refusal, now);
+    this.#open.add(sender);
     this.#timer ??= setTimeout(this.#onTimer, REFUSAL_SUMMARY_MS);
   }
 
@@ -95,7 +98,8 @@ export class RefusalSummaries {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    for (const sender of this.#senders.values()) if (sender.tally !== undefined) this.#close(sender, sender.tally);
+    for (const sender of this.#open) if (sender.tally !== undefined) this.#close(sender, sender.tally);
+    this.#open.clear();
   }
 
   /** Writes every open summary and stops counting: later refusals (if any) are written one by one. Leaves no timer. */
@@ -112,11 +116,12 @@ export class RefusalSummaries {
 
   #sender(from: string, now: number): Sender {
     const spec = atLeast(this.#rateOf(from));
-    let sender = this.#senders.get(from);
+    const sender = this.#senders.get(from);
     if (sender !== undefined && sender.bucket.spec.perSecond === spec.perSecond && sender.bucket.spec.burst === spec.burst) return sender;
     if (sender === undefined && this.#senders.size >= this.#sweepAt) this.#sweep(now);
     const fresh: Sender = { bucket: new TokenBucket(spec, now), refillMs: (spec.burst / spec.perSecond) * 1000, last: now, tally: sender?.tally };
     this.#senders.set(from, fresh);
+    if (sender !== undefined && this.#open.delete(sender)) this.#open.add(fresh);
     return fresh;
   }
 
@@ -128,6 +133,7 @@ export class RefusalSummaries {
 
   #close(sender: Sender, tally: Tally): void {
     sender.tally = undefined;
+    this.#open.delete(sender);
     this.#write(tally.count === 1 ? tally.sample : summaryRow(tally));
   }
 }
