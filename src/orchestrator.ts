@@ -23,7 +23,7 @@ import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type Transport } from './pipeline/transport.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -123,7 +123,11 @@ export class Orchestrator<C extends Contracts = any> {
     const registry = this.#registry;
     this.#refusals = new RefusalSummaries(
       (record) => this.#commit.stage(record),
-      (from) => registry.get(from)?.bucket?.spec ?? globalRate?.spec,
+      // A local sender's own rate; a remote or departed one gets what a remote sender gets here.
+      (from) => {
+        const sender = registry.get(from);
+        return (sender !== undefined ? sender.bucket?.spec : o.rate === false ? undefined : o.rate) ?? globalRate?.spec;
+      },
     );
     this.#pipeline = new Pipeline({
       registry: this.#registry,
@@ -143,6 +147,8 @@ export class Orchestrator<C extends Contracts = any> {
       globalRate,
       callSites: o.callSites,
       transport: this.#transport,
+      node: this.node,
+      remoteRate: o.rate,
       refusals: this.#refusals,
     });
     this.events = this.#emitter;
@@ -158,7 +164,7 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
-    this.#transport.attach(this.node, NO_INBOUND);
+    this.#transport.attach(this.node, this.#pipeline.inbound);
   }
 
   readonly #port: AgentPort;
@@ -377,14 +383,6 @@ export class Orchestrator<C extends Contracts = any> {
     return found;
   }
 }
-
-/** Inbound messages from other nodes: refused until the receiving side of the seam is built (see docs/architecture.md). */
-const NO_INBOUND: InboundPort = {
-  receive: (inbound, responder) => {
-    responder.error('TRANSPORT_UNAVAILABLE', `node cannot receive "${inbound.intent}" from another node yet`);
-    return { cancel: () => undefined };
-  },
-};
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();

@@ -217,6 +217,8 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
   if (tally != null && typeof tally === 'object') e.refusals = copySummary(tally as RefusalSummary);
   const truncated = a[COL.truncated];
   if (truncated != null) e.truncated = { ...(truncated as Record<string, number>) };
+  if (a[COL.node] != null) e.node = a[COL.node] as string;
+  if (a[COL.peer_node] != null) e.peerNode = a[COL.peer_node] as string;
   return e;
 }
 

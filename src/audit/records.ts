@@ -22,6 +22,8 @@ const FIELD_NAMES: Record<number, string> = {
   19: 'conversationId',
   20: 'causationId',
   21: 'inReplyTo',
+  23: 'node',
+  24: 'peerNode',
 };
 
 const CAPPED = Object.keys(FIELD_NAMES).map(Number);
@@ -42,6 +44,7 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
     default:
       throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
   }
+  if (r.node !== undefined || r.peerNode !== undefined) row.push(null, r.node ?? null, r.peerNode ?? null);
   checkRow(row);
   let truncated: Record<string, number> | undefined;
   for (const i of CAPPED) {
@@ -54,7 +57,10 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
   // A refusal-summary row keeps its tally in the `note` column, which attempts do not
   // otherwise use: no schema change, and old readers still see a denied attempt with a reason.
   if (r.kind === 'attempt' && r.refusals !== undefined) row[NOTE] = summaryOf(r.refusals);
-  if (truncated !== undefined) row.push(truncated);
+  if (truncated !== undefined) {
+    if (row.length > 22) row[22] = truncated;
+    else row.push(truncated);
+  }
   return row;
 }
 
