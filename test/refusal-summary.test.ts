@@ -9,6 +9,9 @@ import { main } from '../src/cli/main.js';
 import { Orchestrator, SqliteAuditLog, type Clock, type MessageLogEntry, type OrchestratorOptions } from '../src/index.js';
 import type { AttemptRecord } from '../src/audit/types.js';
 import { MIN_REFUSAL_RATE, REFUSAL_SUMMARY_MS, RefusalSummaries } from '../src/pipeline/refusal-summary.js';
+import type { InboundMessage } from '../src/pipeline/transport.js';
+import { closeBuses, makeBus, settle } from './helpers.js';
+import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 
@@ -238,6 +241,30 @@ describe('refusal summaries (Orchestrator)', () => {
       expect(out[0]).toMatch(/,refusals$/);
       expect(out.at(-1)).toContain('"{""count"":490,""first"":');
     });
+  });
+});
+
+describe('refusal summaries across nodes', () => {
+  afterEach(closeBuses);
+
+  it("counts a remote sender's flood of refused messages at the receiving node in one summary", async () => {
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    const n1 = makeBus({ node: 'n1', transport: t1 });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock() });
+    n2.register('b', { handlers: { echo: () => 'ok' } });
+    n1.register('a');
+    const responders = Array.from({ length: 2_000 }, () => recordingResponder());
+    for (const [i, r] of responders.entries()) {
+      const message = { id: `m-${i}`, type: 'ask', from: 'a', fromNode: 'n1', to: 'b', intent: 'echo', payloadJson: '{}', conversationId: `c-${i}`, priority: 'normal', depth: 0, budgetMs: 5000 };
+      t1.inject('n2', message as InboundMessage, r);
+    }
+    await settle(40);
+    expect(responders.every((r) => r.errors.length === 1)).toBe(true);
+    const entries = allEntries(n2, 'a');
+    expect(entries.length).toBeLessThanOrEqual(MIN_REFUSAL_RATE.burst + 1);
+    expect(refusalsIn(entries)).toBe(2_000);
+    expect(entries[0]!.refusals).toMatchObject({ count: 1_990, codes: { RATE_LIMITED: 1_990 } });
   });
 });
 
