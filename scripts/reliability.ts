@@ -9,7 +9,10 @@
 //           (maxRows retention at its default, 1,000,000 records).
 //
 // SWITCHBOARD_SRC=/path/to/other/checkout/src runs the same against another version: that is
-// how the "before" figures were taken (the commit before refusal summaries, a70cc61).
+// how the "before" figures were taken (the commit before refusal summaries, a70cc61):
+//   mkdir /tmp/before && git archive a70cc61 src | tar -x -C /tmp/before
+//   ln -s "$PWD/node_modules" /tmp/before/node_modules && cp package.json /tmp/before/
+//   SWITCHBOARD_SRC=/tmp/before/src npm run reliability disk
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
