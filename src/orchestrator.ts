@@ -305,7 +305,10 @@ export class Orchestrator<C extends Contracts = any> {
     return this.#audit.head?.() ?? { seq: 0, hash: '0'.repeat(64) };
   }
 
-  /** Writes every staged audit row now (they are otherwise written at the end of the tick). */
+  /**
+   * Writes every staged audit row now (they are otherwise written at the end of the tick),
+   * open refusal summaries included (otherwise written within a second).
+   */
   async flush(): Promise<void> {
     this.#flushAudit();
   }
