@@ -37,6 +37,7 @@ export type {
   ApprovalDecision,
   MessageLogEntry,
   MessageLogQuery,
+  RefusalSummary,
   VerifyResult,
   VerifyOptions,
   ChainHead,

@@ -5,6 +5,7 @@ import type { GroupCommit } from '../group-commit.js';
 import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
 import type { AgentRecord } from './records.js';
+import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';
 
 /** What the pipeline is given by the orchestrator; it never reaches back into it. */
@@ -33,4 +34,6 @@ export interface PipelineConfig {
   readonly node: string;
   /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */
   readonly remoteRate: RateSpec | false;
+  /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
+  readonly refusals: RefusalSummaries;
 }
