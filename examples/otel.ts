@@ -2,15 +2,15 @@
 //
 // An app registers the OpenTelemetry SDK (here a TracerProvider with an in-memory exporter;
 // in production the NodeSDK with an OTLP exporter), builds the bus's telemetry with
-// openTelemetry(), and, until the send pipeline calls it itself, feeds it the bus's events
-// with traceBusEvents(). The research agent asks the writer, whose handler asks the editor:
-// one trace, each handler run a child of its send. A refused send is its own span with its
-// error code. Inside this repository the imports are '../src/…'; in your app
+// openTelemetry() and passes it as the `telemetry` option. The research agent asks the
+// writer, whose handler asks the editor: one trace, each handler run a child of its send,
+// each send from a handler a child of that run. A refused send is its own span with its
+// error code. No network: the spans are printed from memory. Inside this repository the imports are '../src/…'; in your app
 // 'agent-switchboard' and 'agent-switchboard/otel'.
 import { pathToFileURL } from 'node:url';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { isBusError, Orchestrator } from '../src/index.js';
-import { openTelemetry, traceBusEvents } from '../src/otel/index.js';
+import { openTelemetry } from '../src/otel/index.js';
 
 export async function run(out: (line: string) => void = console.log): Promise<ReadableSpan[]> {
   const exporter = new InMemorySpanExporter();
@@ -18,12 +18,12 @@ export async function run(out: (line: string) => void = console.log): Promise<Re
   const telemetry = openTelemetry({ tracerProvider }); // or openTelemetry() after the SDK registered itself
 
   const bus = new Orchestrator({
+    telemetry,
     policies: [
       { from: 'research', to: 'writer', allow: ['ask'] },
       { from: 'writer', to: 'editor', allow: ['ask'], intents: ['review'] },
     ],
   });
-  const stop = traceBusEvents(bus, telemetry);
   bus.register('editor', { handlers: { review: (draft) => `${String(draft)} (reviewed)` } });
   bus.register('writer', { handlers: { draft: async (topic, ctx) => ctx.ask('editor', 'review', `a note on ${String(topic)}`) } });
   const research = bus.register('research');
@@ -37,7 +37,6 @@ export async function run(out: (line: string) => void = console.log): Promise<Re
       out(`research → editor: ${e.code}`);
     }
   } finally {
-    stop();
     await bus.close();
   }
 

@@ -3,7 +3,8 @@ import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, ty
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
-import type { Progress } from '../types.js';
+import type { CommitInfo } from '../telemetry.js';
+import type { Handler, Progress } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import { Context, type ChainPort } from './context.js';
@@ -11,6 +12,7 @@ import { envelopeOf, replyDraft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
 import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
+import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
 
@@ -55,14 +57,18 @@ export class Deliveries {
 
   /**
    * Reserves the recipient's mailbox, stages `record`, and hands the message over once the
-   * record is committed. Throws NO_HANDLER / MAILBOX_FULL.
+   * record is committed (reporting `committed` to the telemetry first, for a traced request).
+   * Throws NO_HANDLER / MAILBOX_FULL.
    */
-  deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+  deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
     const delivery = this.reserve(envelope, recipient, p, parent);
     if (p !== undefined) this.#ledger.track(p);
     this.#config.commit.stage(
       record,
-      () => this.handOver(delivery),
+      () => {
+        if (p?.trace !== undefined && committed !== undefined) this.#config.telemetry.sendCommitted(p.trace, committed);
+        this.handOver(delivery);
+      },
       (error) => {
         delivery.drop();
         if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
@@ -102,6 +108,17 @@ export class Deliveries {
       this.#failed(d, new BusError('NO_HANDLER', `${d.recipient.id} has no handler for "${d.envelope.intent}" any more`), 'NO_HANDLER');
       return RESOLVED;
     }
+    const telemetry = this.#config.telemetry;
+    if (!telemetry.enabled) return this.#run(d, handler);
+    // Traced: the handler runs inside its run's context, so what it does is the run's child.
+    return telemetry.handlerStarted(d.envelope, (run) => {
+      d.runToken = run;
+      return this.#run(d, handler).then(() => telemetry.handlerEnded(run, d.failure));
+    });
+  };
+
+  /** Calls the handler and reads what it returned (or threw). Never throws or rejects. */
+  #run(d: Delivery, handler: Handler): Promise<void> {
     let out: unknown;
     let thenable: boolean;
     try {
@@ -128,7 +145,7 @@ export class Deliveries {
     d.finish();
     this.#returned(d, out);
     return RESOLVED;
-  };
+  }
 
   #returned(d: Delivery, value: unknown): void {
     const p = d.pending;
@@ -179,12 +196,14 @@ export class Deliveries {
       record,
       () => {
         const payload = decodePayload(encoded);
+        requestEnded(this.#config.telemetry, p);
         p.resolve(payload);
         onCommit?.();
         if (events.has('message:replied')) events.emit('message:replied', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload) });
       },
       (error) => {
         const e = toBusError(error, 'AUDIT_UNAVAILABLE', ask.id);
+        requestEnded(this.#config.telemetry, p, e);
         p.reject(e);
         onFail?.(e);
       },
@@ -194,6 +213,7 @@ export class Deliveries {
   #failed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {
     // `reason` is read safely (errorText): a thrown value can be a revoked Proxy.
     const reason = errorText(error);
+    d.failure = code;
     const p = d.pending;
     const envelope = d.envelope;
     if (p === undefined) {
