@@ -86,11 +86,16 @@ export class Deliveries {
     delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
   }
 
-  /** Withdraws what waits in the agent's mailbox and aborts the signals of what runs. */
+  /**
+   * Withdraws what waits in the agent's mailbox and aborts the signals of what runs. The bus
+   * gives up on a running handler here, so its run ends here for the telemetry (with the
+   * reason's code); what the handler does after is not the bus's.
+   */
   abortAll(record: AgentRecord, reason: BusError): void {
     for (const d of [...record.deliveries]) {
       if (!d.started) d.drop();
       d.abort(reason);
+      if (d.runToken !== undefined) this.#config.telemetry.handlerEnded(d.runToken, reason.code);
     }
   }
 
