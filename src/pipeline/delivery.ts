@@ -118,7 +118,10 @@ export class Deliveries {
     // Traced: the handler runs inside its run's context, so what it does is the run's child.
     return telemetry.handlerStarted(d.envelope, (run) => {
       d.runToken = run;
-      return this.#run(d, handler).then(() => telemetry.handlerEnded(run, d.failure));
+      const done = this.#run(d, handler);
+      if (done !== RESOLVED) return done.then(() => telemetry.handlerEnded(run, d.failure));
+      telemetry.handlerEnded(run, d.failure); // a synchronous handler: its run ends before its reply is committed
+      return RESOLVED;
     });
   };
 
