@@ -10,7 +10,7 @@ export interface SendDraft {
   readonly id: string;
   readonly type: MessageType;
   readonly from: string;
-  /** The recipient; `'*'` for a broadcast notify, the ids joined by `,` for a listed one. */
+  /** The recipient; `'*'` for a broadcast notify, the ids joined by `,` for a listed one (`'<n> agents'` past 256 characters). */
   readonly to: string;
   readonly intent: string;
   /** Unknown for a send refused before its conversation was resolved. */
