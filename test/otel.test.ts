@@ -5,7 +5,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Orchestrator, ruleLabel, type Envelope, type HandlerContext, type OrchestratorOptions, type RunToken, type SendToken } from '../src/index.js';
+import { Orchestrator, ruleLabel, SqliteAuditLog, type AuditLog, type Envelope, type HandlerContext, type OrchestratorOptions, type RunToken, type SendToken } from '../src/index.js';
 import { formatTraceparent, METRIC, NOOP_TELEMETRY, openTelemetry, parseTraceparent, traceparentOf, type SendDraft, type Telemetry } from '../src/otel/index.js';
 import { closeBuses, makeBus, rejectionOf } from './helpers.js';
 
@@ -435,6 +435,58 @@ describe('the telemetry option: a bus traces itself', () => {
     expect(parentOf(spanNamed('process payment'))).toBe(approved!.spanContext().spanId);
     expect((await points(METRIC.refused)).map((p) => [p.attributes['error.type'], p.value])).toEqual([['APPROVAL_REJECTED', 1]]);
     expect((await points(METRIC.sent)).map((p) => [p.attributes['switchboard.policy.decision'], p.value])).toEqual([['pending', 1]]);
+  });
+});
+
+describe('the telemetry option: edges', () => {
+  it('refuses with AUDIT_UNAVAILABLE the sends whose rows the log would not take, and settles with it an ask whose reply row failed', async () => {
+    const telemetry = setup();
+    const inner = new SqliteAuditLog({ path: ':memory:' });
+    let broken: 'all' | 'replies' | 'none' = 'all';
+    const faulty: AuditLog = {
+      append: (records) => {
+        if (broken === 'all' || (broken === 'replies' && records.some((r) => r.kind === 'attempt' && r.type === 'reply'))) throw new Error('SQLITE_FULL');
+        inner.append(records);
+      },
+      query: (q) => inner.query(q),
+      verify: () => inner.verify(),
+      close: () => inner.close(),
+    };
+    const bus = tracedBus(telemetry, { audit: faulty, limits: { rate: false } });
+    bus.register('b', { handlers: { x: () => 'ok', news: () => undefined } });
+    const a = bus.register('a');
+    expect((await rejectionOf(a.ask('b', 'x', {}))).code).toBe('AUDIT_UNAVAILABLE');
+    expect((await rejectionOf(a.notify('news', {}))).code).toBe('AUDIT_UNAVAILABLE');
+    broken = 'replies';
+    expect((await rejectionOf(a.ask('b', 'x', {}))).code).toBe('AUDIT_UNAVAILABLE');
+    broken = 'none';
+    await bus.onIdle();
+
+    const asks = exporter.getFinishedSpans().filter((s) => s.name === 'ask b');
+    expect(asks.map((s) => [s.attributes['error.type'], s.events.map((e) => e.name).join()])).toEqual([
+      ['AUDIT_UNAVAILABLE', ''],
+      ['AUDIT_UNAVAILABLE', 'committed'],
+    ]);
+    expect(spanNamed('notify *').status).toEqual({ code: SpanStatusCode.ERROR, message: 'AUDIT_UNAVAILABLE' });
+    expect((await points(METRIC.refused)).map((p) => [p.attributes['messaging.operation.name'], p.attributes['error.type'], p.value])).toEqual([
+      ['ask', 'AUDIT_UNAVAILABLE', 1],
+      ['notify', 'AUDIT_UNAVAILABLE', 1],
+    ]);
+    expect((await points(METRIC.failed)).map((p) => [p.attributes['error.type'], p.value])).toEqual([['AUDIT_UNAVAILABLE', 1]]);
+  });
+
+  it("traces an explicit reply as a send from the run that received the ask", async () => {
+    const telemetry = setup();
+    const bus = tracedBus(telemetry);
+    let b!: ReturnType<Orchestrator['register']>;
+    b = bus.register('b', { handlers: { x: (_p, ctx) => void b.reply(ctx.message.id, 'by hand') } });
+    expect(await bus.register('a').ask('b', 'x', {})).toBe('by hand');
+    await bus.onIdle();
+    const reply = spanNamed('reply a');
+    expect(reply.kind).toBe(SpanKind.PRODUCER);
+    expect(parentOf(reply)).toBe(spanNamed('process b').spanContext().spanId);
+    expect(reply.attributes).toMatchObject({ 'messaging.operation.name': 'reply', 'switchboard.message.from': 'b', 'switchboard.message.to': 'a' });
+    expect(reply.events.map((e) => e.name)).toEqual(['committed']);
   });
 });
 
