@@ -22,7 +22,7 @@ import { PolicyStore } from './policy-store.js';
 import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type Transport } from './pipeline/transport.js';
 import { guardTelemetry, type Telemetry } from './telemetry.js';
 
 /** Options of `bus.register(id, options)`. */
@@ -141,6 +141,8 @@ export class Orchestrator<C extends Contracts = any> {
       callSites: o.callSites,
       transport: this.#transport,
       telemetry,
+      node: this.node,
+      remoteRate: o.rate,
     });
     this.events = this.#emitter;
     const pipeline = this.#pipeline;
@@ -155,7 +157,7 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
-    this.#transport.attach(this.node, NO_INBOUND);
+    this.#transport.attach(this.node, this.#pipeline.inbound);
   }
 
   readonly #port: AgentPort;
@@ -383,14 +385,6 @@ export class Orchestrator<C extends Contracts = any> {
     return found;
   }
 }
-
-/** Inbound messages from other nodes: refused until the receiving side of the seam is built (see docs/architecture.md). */
-const NO_INBOUND: InboundPort = {
-  receive: (inbound, responder) => {
-    responder.error('TRANSPORT_UNAVAILABLE', `node cannot receive "${inbound.intent}" from another node yet`);
-    return { cancel: () => undefined };
-  },
-};
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();

@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Orchestrator, ruleLabel, SqliteAuditLog, type AuditLog, type Envelope, type HandlerContext, type OrchestratorOptions, type RunToken, type SendToken } from '../src/index.js';
 import { formatTraceparent, METRIC, NOOP_TELEMETRY, openTelemetry, parseTraceparent, traceparentOf, type SendDraft, type Telemetry } from '../src/otel/index.js';
 import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 class TestReader extends MetricReader {
   protected override async onForceFlush(): Promise<void> {}
@@ -487,6 +488,66 @@ describe('the telemetry option: edges', () => {
     expect(parentOf(reply)).toBe(spanNamed('process b').spanContext().spanId);
     expect(reply.attributes).toMatchObject({ 'messaging.operation.name': 'reply', 'switchboard.message.from': 'b', 'switchboard.message.to': 'a' });
     expect(reply.events.map((e) => e.name)).toEqual(['committed']);
+  });
+});
+
+describe('the telemetry option across nodes', () => {
+  it('makes a chain across two nodes one trace: the run on the other node is a child of the send here, through the carried traceparent', async () => {
+    const telemetry = setup();
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    const n1 = makeBus({ node: 'n1', transport: t1, telemetry });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), telemetry });
+    n2.register('c', { handlers: { compute: (n) => (n as number) * 2 } });
+    n2.register('b', { handlers: { plan: (n, ctx) => ctx.ask('c', 'compute', n) } });
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    expect(await a.ask('b', 'plan', 21)).toBe(42);
+    await n2.onIdle();
+
+    const sendAB = spanNamed('ask b');
+    expect(t1.sent[0]!.traceparent).toBe(formatTraceparent(sendAB.spanContext()));
+    const runB = spanNamed('process b');
+    const runC = spanNamed('process c');
+    expect(parentOf(runB)).toBe(sendAB.spanContext().spanId);
+    expect(parentOf(spanNamed('ask c'))).toBe(runB.spanContext().spanId);
+    expect(new Set([sendAB, runB, runC].map((s) => s.spanContext().traceId)).size).toBe(1);
+    expect(sendAB.events.map((e) => e.name)).toEqual(['committed']);
+    expect(sendAB.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it('settles a send that left for another node with the code that node answered', async () => {
+    const telemetry = setup();
+    const net = new LoopbackNetwork();
+    const n1 = makeBus({ node: 'n1', transport: net.transport(), telemetry });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), telemetry, policies: [] });
+    n2.register('b', { handlers: { x: () => 'never' } });
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    expect((await rejectionOf(a.ask('b', 'x', {}))).code).toBe('POLICY_DENIED');
+    const denied = spanNamed('ask b');
+    expect(denied.attributes['error.type']).toBe('POLICY_DENIED');
+    expect((await points(METRIC.failed)).map((p) => [p.attributes['error.type'], p.value])).toEqual([['POLICY_DENIED', 1]]);
+  });
+
+  it("puts an inbound message's traceparent on the envelope only when well-formed", async () => {
+    const telemetry = setup();
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    makeBus({ node: 'n1', transport: t1, telemetry });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), telemetry });
+    const seen: Envelope[] = [];
+    n2.register('b', { handlers: { x: (_p, ctx) => void seen.push(ctx.message) } });
+    await n2.ready();
+    const good = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (const [id, traceparent] of [['m1', good], ['m2', 'x'.repeat(100_000)], ['m3', { toString: () => good }]] as const) {
+      const responder = recordingResponder();
+      t1.inject('n2', { id, type: 'notify', from: 'a', fromNode: 'n1', to: 'b', intent: 'x', payloadJson: '{}', conversationId: id, priority: 'normal', depth: 0, traceparent } as never, responder);
+      await n2.onIdle();
+      expect(responder.errors).toEqual([]);
+    }
+    expect(seen.map((e) => traceparentOf(e))).toEqual([good, undefined, undefined]);
+    expect(parentOf(exporter.getFinishedSpans().find((s) => s.attributes['messaging.message.id'] === 'm1')!)).toBe('b7ad6b7169203331');
   });
 });
 

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Contracts } from '../contracts.js';
 import type { BusEmitter } from '../events.js';
 import type { GroupCommit } from '../group-commit.js';
-import type { TokenBucket } from '../limits.js';
+import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
 import type { Telemetry } from '../telemetry.js';
 import type { AgentRecord } from './records.js';
@@ -32,4 +32,8 @@ export interface PipelineConfig {
   readonly transport: Transport;
   /** Where sends, runs and refusals are reported (already guarded: its calls never throw). */
   readonly telemetry: Telemetry;
+  /** This node's id, recorded on the audit rows of messages that cross nodes. */
+  readonly node: string;
+  /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */
+  readonly remoteRate: RateSpec | false;
 }

@@ -20,6 +20,8 @@ export interface Draft {
   decision: PolicyDecision | undefined;
   /** The W3C trace context its envelopes carry (a traced send, or one from another node). */
   traceparent: string | undefined;
+  /** The node at the other end, for a message that crosses nodes (recorded with this node's id). */
+  peerNode?: string;
 }
 
 /** The chain a send hangs from: the envelope of the message whose handler sends it. */

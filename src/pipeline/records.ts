@@ -26,6 +26,8 @@ export interface AgentRecord {
   readonly incoming: Set<PendingRequest>;
   /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
   readonly deliveries: Set<Delivery>;
+  /** Set only on the stand-in of an agent another node serves: that node (see remote.ts). */
+  readonly node?: string;
 }
 
 /** An ask or delegate the ledger keeps until it is answered or given up. */
@@ -40,6 +42,8 @@ export class PendingRequest implements Expirable {
   progressListeners: ((progress: Progress) => void)[] | undefined;
   /** Called once when settled (unlinks an AbortSignal listener). */
   onSettle: (() => void) | undefined;
+  /** Its attempt row is committed and it went on (to the mailbox, or to the transport). */
+  committed = false;
   /** The send's telemetry token (only when telemetry is on). */
   trace: SendToken | undefined = undefined;
 
@@ -54,6 +58,22 @@ export class PendingRequest implements Expirable {
     readonly callSite: { stack?: string } | undefined,
   ) {
     this.deadline = envelope.deadline!;
+  }
+
+  /** Tells the progress listeners, in a later microtask and only while still pending (a listener's throw is swallowed). */
+  reportProgress(report: Progress): void {
+    const listeners = this.progressListeners;
+    if (this.state !== 'pending' || listeners === undefined) return;
+    queueMicrotask(() => {
+      if (this.state !== 'pending') return;
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler or the carriage.
+        }
+      }
+    });
   }
 }
 

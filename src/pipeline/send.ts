@@ -1,7 +1,7 @@
 import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } from '../approvals.js';
 import type { AuditRecord } from '../audit/types.js';
 import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.js';
-import type { Priority, RuleType } from '../envelope.js';
+import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
 import { Approvals } from './approvals.js';
@@ -32,6 +32,9 @@ import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
 import type { SendToken } from '../telemetry.js';
+import { Inbound } from './inbound.js';
+import { RemoteSends, type NotifyAnswer } from './remote-send.js';
+import type { InboundPort } from './transport.js';
 
 type MutableJob = Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
 
@@ -48,6 +51,9 @@ export class Pipeline implements ChainPort {
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
   readonly #approvals: Approvals;
+  readonly #remote: RemoteSends;
+  /** Where the transport hands messages from other nodes (see inbound.ts). */
+  readonly inbound: InboundPort;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
@@ -55,6 +61,8 @@ export class Pipeline implements ChainPort {
     this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
     this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
+    this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
+    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -97,8 +105,9 @@ export class Pipeline implements ChainPort {
       this.#checkOpen();
       checkSender(sender);
       const toId = checkRecipientId(sender, to);
-      const recipient = registry.get(toId);
-      if (recipient === undefined) throw this.#unknown(toId);
+      // Not local: another node may serve it (its stand-in carries that node), else UNKNOWN_AGENT.
+      const recipient = registry.get(toId) ?? this.#remote.recipient(toId);
+      if (recipient === undefined) throw unknownAgent(toId);
       checkIntent(intent);
       const o = readOptions(options, SEND_OPTION_KEYS);
       const timeoutMs = o.timeoutMs === undefined ? (type === 'ask' ? this.#config.askMs : this.#config.delegateMs) : checkTimeout(o.timeoutMs);
@@ -123,7 +132,9 @@ export class Pipeline implements ChainPort {
       pendingRef = p;
       p.trace = trace;
 
-      if (decision.decision === 'approval') {
+      if (recipient.node !== undefined) {
+        this.#remote.request(draft, envelope, p, parent);
+      } else if (decision.decision === 'approval') {
         this.#approvals.hold(draft, envelope, p, parent, deadline);
       } else {
         const committed = trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion);
@@ -275,14 +286,6 @@ export class Pipeline implements ChainPort {
     if (recipient !== undefined && !recipient.alive) throw unknownAgent(recipient.id);
   }
 
-  #unknown(to: string): BusError {
-    // Not local: the transport may know a node that serves it (sends across nodes are the transport's).
-    if (this.#config.transport.locate(to) === 'remote') {
-      return new BusError('TRANSPORT_UNAVAILABLE', `"${to}" is served by another node, and this build carries no message across nodes yet`, { agentId: to });
-    }
-    return unknownAgent(to);
-  }
-
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
   #encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.#config.maxPayloadBytes;
@@ -303,11 +306,12 @@ export class Pipeline implements ChainPort {
 
   #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined, trace: SendToken | undefined): Promise<NotifyReceipt> {
     const { registry, commit, events, policy, telemetry } = this.#config;
-    const targets = listed ?? [...registry.keys()].filter((id) => id !== sender.id);
+    const targets = listed ?? broadcastTargets(registry, this.#config.transport.remoteAgents(), sender.id);
     const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
     const records: AuditRecord[] = [];
     const deliveries: Delivery[] = [];
     const holds: HeldMessage[] = [];
+    const remotes: { envelope: Envelope; peer: string }[] = [];
     const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
     const journal = this.#journal;
 
@@ -317,11 +321,17 @@ export class Pipeline implements ChainPort {
     for (const to of targets) {
       const d: Draft = { ...draft, to, decision: undefined };
       try {
-        const recipient = registry.get(to);
-        if (recipient === undefined) throw this.#unknown(to);
+        const recipient = registry.get(to) ?? this.#remote.recipient(to);
+        if (recipient === undefined) throw unknownAgent(to);
         const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
         const envelope = envelopeOf(d, priority, depth, undefined, payload);
-        if (decision.decision === 'approval') {
+        if (recipient.node !== undefined) {
+          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
+          const record = this.#remote.notifyRecord(d, envelope, recipient.node);
+          if (record !== undefined) records.push(record);
+          remotes.push({ envelope, peer: recipient.node });
+          if (events.has('message:sent')) events.emit('message:sent', { envelope });
+        } else if (decision.decision === 'approval') {
           const hold = this.#approvals.makeHold(d, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs);
           this.#ledger.holds.add(hold);
           holds.push(hold);
@@ -359,11 +369,24 @@ export class Pipeline implements ChainPort {
             } else this.#deliveries.handOver(delivery);
           }
           for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-          if (trace !== undefined) {
-            if (deliveries.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
-            telemetry.sendSettled(trace);
+          // The notify's span ends once every recipient was handled, those of other nodes included.
+          const done = () => {
+            if (trace !== undefined) {
+              if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
+              telemetry.sendSettled(trace);
+            }
+            resolve(Object.freeze(receipt));
+          };
+          if (remotes.length === 0) {
+            done();
+            return;
           }
-          resolve(Object.freeze(receipt));
+          const encoded = draft.encoded!;
+          void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
+            answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
+            if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
+            done();
+          });
         },
         (error) => {
           for (const delivery of deliveries) delivery.drop();
@@ -393,12 +416,27 @@ export class Pipeline implements ChainPort {
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
     this.#ledger.closeAll();
+    this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
     for (const record of this.#config.registry.values()) this.#deliveries.abortAll(record, closing);
   }
 }
 
 const REPLY_COMMITTED = commitInfo('allowed', undefined, undefined);
+
+/** A broadcast's recipients: every local agent but the sender, then every agent other nodes serve. */
+function broadcastTargets(registry: ReadonlyMap<string, AgentRecord>, remote: readonly { readonly id: string }[], sender: string): string[] {
+  const targets = [...registry.keys()].filter((id) => id !== sender);
+  for (const agent of remote) if (agent.id !== sender && !registry.has(agent.id)) targets.push(agent.id);
+  return targets;
+}
+
+/** The receipt list a remote recipient goes in, by its node's answer. */
+function receiptList(receipt: { delivered: string[]; denied: string[]; pending: string[]; failed: string[] }, answer: NotifyAnswer): string[] {
+  if (answer === 'delivered') return receipt.delivered;
+  if (answer === 'pending') return receipt.pending;
+  return answer.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed;
+}
 
 /** What a reply to an unknown id is recorded against. */
 const UNKNOWN_ASK = Object.freeze({ id: '?', from: '?', intent: '?', conversationId: '?' }) as unknown as import('../envelope.js').Envelope;

@@ -38,15 +38,16 @@ export function commitInfo(decision: CommitInfo['decision'], rule: string | unde
 }
 
 /**
- * An ask or delegate ended: its reply arrived (no `error`), or it failed. One that never
- * reached its recipient's mailbox (rejected or expired while held, refused by the re-check
- * on approval, its row refused by the log) is a refusal with that code; one that did, or
- * was cancelled or closed, settles with its code.
+ * An ask or delegate ended: its reply arrived (no `error`), or it failed. One whose attempt
+ * was never committed and sent on (rejected or expired while held, refused by the re-check
+ * on approval, its row refused by the log) is a refusal with that code; one that was (to a
+ * local mailbox, or to another node, whose answer then counts as a failure), or was
+ * cancelled or closed, settles with its code.
  */
 export function requestEnded(telemetry: Telemetry, p: PendingRequest, error?: BusError): void {
   const token = p.trace;
   if (token === undefined) return;
   if (error === undefined) telemetry.sendSettled(token);
-  else if (p.delivery?.handedOver !== true && error.code !== 'CANCELLED' && error.code !== 'CLOSED') telemetry.sendRefused(token, error.code, refusalInfo(error));
+  else if (!p.committed && error.code !== 'CANCELLED' && error.code !== 'CLOSED') telemetry.sendRefused(token, error.code, refusalInfo(error));
   else telemetry.sendSettled(token, error.code);
 }
