@@ -24,6 +24,7 @@ import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
 import { InProcessTransport, type Transport } from './pipeline/transport.js';
+import { guardTelemetry, type Telemetry } from './telemetry.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -100,6 +101,8 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #transport: Transport;
   readonly #clock: Clock;
   readonly #refusals: RefusalSummaries;
+  /** The `telemetry` option, guarded: its calls never throw. */
+  readonly #telemetry: Telemetry;
   /** Bus-wide id claims still in flight (with a transport); `ready()` waits for them. */
   readonly #claims = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -117,6 +120,8 @@ export class Orchestrator<C extends Contracts = any> {
     this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 250, (error, records) => {
       if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
     });
+    const telemetry = (this.#telemetry = guardTelemetry(o.telemetry));
+    if (telemetry.enabled) this.#commit.onTimed = (ms, records) => telemetry.commitTimed(ms, records);
     this.node = o.node ?? `node-${nanoid(10)}`;
     this.#transport = o.transport ?? new InProcessTransport();
     const globalRate = o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now());
@@ -147,6 +152,7 @@ export class Orchestrator<C extends Contracts = any> {
       globalRate,
       callSites: o.callSites,
       transport: this.#transport,
+      telemetry,
       node: this.node,
       remoteRate: o.rate,
       refusals: this.#refusals,
@@ -200,6 +206,7 @@ export class Orchestrator<C extends Contracts = any> {
     if (this.#transport.remoteAgents().some((a) => a.id === id)) {
       throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node`, { agentId: id });
     }
+    if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);
     const handle = new Agent<C>(record, this.#port);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
@@ -228,7 +235,17 @@ export class Orchestrator<C extends Contracts = any> {
     this.#registry.delete(id);
     this.#pipeline.unregister(record);
     this.#transport.release(id);
+    this.#telemetry.agentRemoved(id);
     return true;
+  }
+
+  /** Reports an agent's mailbox depth while it is registered and the bus open. */
+  #depthReporter(record: AgentRecord): (depth: number) => void {
+    const telemetry = this.#telemetry;
+    const pipeline = this.#pipeline;
+    return (depth) => {
+      if (record.alive && !pipeline.closed) telemetry.mailboxDepth(record.id, depth);
+    };
   }
 
   /**
@@ -354,6 +371,11 @@ export class Orchestrator<C extends Contracts = any> {
     this.#commit.flush();
     this.#commit.shutdown();
     this.#audit.close();
+    if (this.#telemetry.enabled) {
+      // The gauges of a closed bus would report its last values forever.
+      for (const id of this.#registry.keys()) this.#telemetry.agentRemoved(id);
+      this.#telemetry.approvalsHeld(0);
+    }
     for (const id of this.#registry.keys()) this.#transport.release(id);
     await this.#transport.close();
     this.#emitter.clear();

@@ -4,6 +4,7 @@ import type { BusEmitter } from '../events.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
+import type { Telemetry } from '../telemetry.js';
 import type { AgentRecord } from './records.js';
 import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';
@@ -30,6 +31,8 @@ export interface PipelineConfig {
   readonly callSites: boolean;
   /** How messages reach agents of other nodes (in-process: there are none). */
   readonly transport: Transport;
+  /** Where sends, runs and refusals are reported (already guarded: its calls never throw). */
+  readonly telemetry: Telemetry;
   /** This node's id, recorded on the audit rows of messages that cross nodes. */
   readonly node: string;
   /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */

@@ -14,6 +14,7 @@ import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import type { InboundHandle, InboundMessage, InboundPort, Responder } from './transport.js';
+import { checkTraceparent } from '../telemetry.js';
 
 /** Inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
@@ -41,6 +42,7 @@ interface Fields {
   priority: unknown;
   depth: unknown;
   budgetMs: unknown;
+  traceparent: unknown;
 }
 
 /**
@@ -141,6 +143,8 @@ export class Inbound implements InboundPort {
     const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
+    // The sender's trace context, checked like every field: the run here is its send's child.
+    if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
     const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
     this.#journal.markRemote(envelope, fromNode);
     const parent = this.#remote.chainOf(causationId, from);
@@ -257,6 +261,7 @@ function readFields(m: InboundMessage): Fields {
     priority: m.priority,
     depth: m.depth,
     budgetMs: m.budgetMs,
+    traceparent: m.traceparent,
   };
 }
 
@@ -276,6 +281,7 @@ function inboundDraft(f: Fields, now: number): Draft {
     encoded: undefined,
     hash: '',
     decision: undefined,
+    traceparent: undefined,
   };
 }
 
