@@ -22,7 +22,7 @@ import { PolicyStore } from './policy-store.js';
 import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type Transport } from './pipeline/transport.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -135,6 +135,8 @@ export class Orchestrator<C extends Contracts = any> {
       globalRate: o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now()),
       callSites: o.callSites,
       transport: this.#transport,
+      node: this.node,
+      remoteRate: o.rate,
     });
     this.events = this.#emitter;
     const pipeline = this.#pipeline;
@@ -149,7 +151,7 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
-    this.#transport.attach(this.node, NO_INBOUND);
+    this.#transport.attach(this.node, this.#pipeline.inbound);
   }
 
   readonly #port: AgentPort;
@@ -361,14 +363,6 @@ export class Orchestrator<C extends Contracts = any> {
     return found;
   }
 }
-
-/** Inbound messages from other nodes: refused until the receiving side of the seam is built (see docs/architecture.md). */
-const NO_INBOUND: InboundPort = {
-  receive: (inbound, responder) => {
-    responder.error('TRANSPORT_UNAVAILABLE', `node cannot receive "${inbound.intent}" from another node yet`);
-    return { cancel: () => undefined };
-  },
-};
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();

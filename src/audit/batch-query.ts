@@ -215,5 +215,7 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
   if (a[COL.causation_id] != null) e.causationId = a[COL.causation_id] as string;
   const truncated = a[COL.truncated];
   if (truncated != null) e.truncated = { ...(truncated as Record<string, number>) };
+  if (a[COL.node] != null) e.node = a[COL.node] as string;
+  if (a[COL.peer_node] != null) e.peerNode = a[COL.peer_node] as string;
   return e;
 }

@@ -21,6 +21,8 @@ const FIELD_NAMES: Record<number, string> = {
   19: 'conversationId',
   20: 'causationId',
   21: 'inReplyTo',
+  23: 'node',
+  24: 'peerNode',
 };
 
 const CAPPED = Object.keys(FIELD_NAMES).map(Number);
@@ -41,6 +43,7 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
     default:
       throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
   }
+  if (r.node !== undefined || r.peerNode !== undefined) row.push(null, r.node ?? null, r.peerNode ?? null);
   checkRow(row);
   let truncated: Record<string, number> | undefined;
   for (const i of CAPPED) {
@@ -50,7 +53,10 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
       row[i] = v.slice(0, STRING_CAP);
     }
   }
-  if (truncated !== undefined) row.push(truncated);
+  if (truncated !== undefined) {
+    if (row.length > 22) row[22] = truncated;
+    else row.push(truncated);
+  }
   return row;
 }
 

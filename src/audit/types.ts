@@ -44,6 +44,10 @@ export interface AttemptRecord {
   readonly conversationId: string;
   readonly causationId?: string;
   readonly inReplyTo?: string;
+  /** The node that wrote the record, on records of a message that crossed nodes. */
+  readonly node?: string;
+  /** The node at the other end of that message (the sender's or the recipient's). */
+  readonly peerNode?: string;
 }
 
 /** A later outcome of a message for one recipient (replied, failed, expired, …). */
@@ -59,6 +63,10 @@ export interface OutcomeRecord {
   readonly from?: string;
   /** The message's conversation: follow-ups are found through it (schema v3; without it, by message id). */
   readonly conversationId?: string;
+  /** The node that wrote the record, on records of a message that crossed nodes. */
+  readonly node?: string;
+  /** The node at the other end of that message (the sender's or the recipient's). */
+  readonly peerNode?: string;
 }
 
 /** A human decision on a held message. */
@@ -76,6 +84,10 @@ export interface ApprovalRecord {
   readonly from?: string;
   /** The message's conversation (schema v3). */
   readonly conversationId?: string;
+  /** The node that wrote the record, on records of a message that crossed nodes. */
+  readonly node?: string;
+  /** The node at the other end of that message (the sender's or the recipient's). */
+  readonly peerNode?: string;
 }
 
 export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
@@ -107,6 +119,10 @@ export interface MessageLogEntry {
   inReplyTo?: string;
   /** Strings that were stored capped, with their original lengths (e.g. `{ reason: 500000 }`). */
   truncated?: Record<string, number>;
+  /** The node that recorded the message, when it crossed nodes. */
+  node?: string;
+  /** The node at the other end (the sender's on the receiving node, the recipient's on the sending one). */
+  peerNode?: string;
 }
 
 /** Filters for {@link AuditLog.query}. */

@@ -32,7 +32,7 @@ export class Approvals {
   }
 
   /** A held message (not yet added): APPROVAL_QUEUE_FULL when the sender or the queue is at its cap. */
-  makeHold(draft: Draft, envelope: Envelope, p: PendingRequest | undefined, parent: Delivery | undefined, expiresAt: number): HeldMessage {
+  makeHold(draft: Draft, envelope: Envelope, p: PendingRequest | undefined, parent: Delivery | undefined, expiresAt: number, sender?: AgentRecord): HeldMessage {
     const refusal = this.#ledger.holds.checkCapacity(draft.from);
     if (refusal !== undefined) throw refusal;
     const approval: PendingApproval = Object.freeze({
@@ -44,12 +44,13 @@ export class Approvals {
       requestedAt: draft.ts,
       expiresAt,
     });
-    return { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
+    const hold: HeldMessage = { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
+    return sender === undefined ? hold : { ...hold, sender };
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
   hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number): void {
-    const hold = this.makeHold(draft, envelope, p, parent, deadline);
+    const hold = this.makeHold(draft, envelope, p, parent, deadline, p.sender.node !== undefined ? p.sender : undefined);
     const ledger = this.#ledger;
     ledger.holds.add(hold);
     ledger.trackHeld(p);
@@ -85,7 +86,8 @@ export class Approvals {
 
     const p = hold.pending;
     const { registry, policy } = this.#config;
-    const sender = registry.get(envelope.from);
+    // A message from another node names its sender's stand-in (trust from this node's directory).
+    const sender = hold.sender ?? registry.get(envelope.from);
     const recipient = registry.get(envelope.to);
     try {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });

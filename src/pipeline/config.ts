@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Contracts } from '../contracts.js';
 import type { BusEmitter } from '../events.js';
 import type { GroupCommit } from '../group-commit.js';
-import type { TokenBucket } from '../limits.js';
+import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
 import type { AgentRecord } from './records.js';
 import type { Transport } from './transport.js';
@@ -29,4 +29,8 @@ export interface PipelineConfig {
   readonly callSites: boolean;
   /** How messages reach agents of other nodes (in-process: there are none). */
   readonly transport: Transport;
+  /** This node's id, recorded on the audit rows of messages that cross nodes. */
+  readonly node: string;
+  /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */
+  readonly remoteRate: RateSpec | false;
 }

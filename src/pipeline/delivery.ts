@@ -3,7 +3,6 @@ import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, ty
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
-import type { Progress } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import { Context, type ChainPort } from './context.js';
@@ -173,6 +172,8 @@ export class Deliveries {
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
     const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
+    const peer = this.#journal.peerOf(ask);
+    if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
     const record = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
     commit.stage(
@@ -241,17 +242,6 @@ export class Deliveries {
     if (note !== undefined) checkWellFormed(note, 'progress(fraction, note): note');
     const p = d.pending;
     if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
-    const report: Progress = Object.freeze(note === undefined ? { fraction } : { fraction, note });
-    const listeners = p.progressListeners;
-    queueMicrotask(() => {
-      if (p.state !== 'pending') return;
-      for (const listener of listeners) {
-        try {
-          listener(report);
-        } catch {
-          // A progress listener is the sender's code; it must not break the handler.
-        }
-      }
-    });
+    p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note }));
   }
 }

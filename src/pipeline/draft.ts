@@ -18,6 +18,8 @@ export interface Draft {
   encoded: EncodedPayload | undefined;
   hash: string;
   decision: PolicyDecision | undefined;
+  /** The node at the other end, for a message that crosses nodes (recorded with this node's id). */
+  peerNode?: string;
 }
 
 /** The chain a send hangs from: the envelope of the message whose handler sends it. */

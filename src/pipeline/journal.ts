@@ -13,9 +13,24 @@ import type { Draft } from './draft.js';
  */
 export class Journal {
   readonly #config: PipelineConfig;
+  /** The peer node of each envelope that crossed nodes, so its later rows name both nodes. */
+  readonly #peers = new WeakMap<Envelope, string>();
+  /** False until a message crosses nodes: a one-node bus never looks in `#peers`. */
+  #crossed = false;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
+  }
+
+  /** Marks `envelope` as crossing to or from `peerNode`: its outcome and approval rows name both nodes. */
+  markRemote(envelope: Envelope, peerNode: string): void {
+    this.#crossed = true;
+    this.#peers.set(envelope, peerNode);
+  }
+
+  /** The peer node of an envelope marked by {@link markRemote}. */
+  peerOf(envelope: Envelope): string | undefined {
+    return this.#crossed ? this.#peers.get(envelope) : undefined;
   }
 
   /** True when rows are written (audit on). */
@@ -73,10 +88,15 @@ export class Journal {
     if (outcome !== undefined) record.outcome = outcome;
     if (draft.causationId !== undefined) record.causationId = draft.causationId;
     if (draft.inReplyTo !== undefined) record.inReplyTo = draft.inReplyTo;
+    if (draft.peerNode !== undefined) {
+      record.node = this.#config.node;
+      record.peerNode = draft.peerNode;
+    }
     return record;
   }
 
   outcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
+    const peer = this.peerOf(envelope);
     return {
       kind: 'outcome',
       ts: this.#config.clock.now(),
@@ -87,6 +107,7 @@ export class Journal {
       outcome,
       ...(code !== undefined ? { code } : {}),
       ...(reason !== undefined ? { reason } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
     };
   }
 
@@ -120,6 +141,7 @@ export class Journal {
         ...(by !== undefined ? { decidedBy: by } : {}),
         ...(note !== undefined ? { note } : {}),
         policyVersion: policy.current.version,
+        ...(this.peerOf(envelope) !== undefined ? { node: this.#config.node, peerNode: this.peerOf(envelope)! } : {}),
       });
     }
     if (events.has('approval:decided')) {

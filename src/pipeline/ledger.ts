@@ -10,6 +10,8 @@ import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 export interface HeldMessage extends Hold {
   readonly pending: PendingRequest | undefined;
   readonly parent: Delivery | undefined;
+  /** The sender's stand-in when another node sent it (it is not in this node's registry). */
+  readonly sender?: AgentRecord;
 }
 
 /**
@@ -113,7 +115,11 @@ export class Ledger {
   linkSignal(p: PendingRequest, signal: AbortSignal): void {
     const onAbort = () => this.cancel(p, `the signal was aborted (${String(signal.reason)})`);
     signal.addEventListener('abort', onAbort, { once: true });
-    p.onSettle = () => signal.removeEventListener('abort', onAbort);
+    const before = p.onSettle;
+    p.onSettle = () => {
+      signal.removeEventListener('abort', onAbort);
+      before?.();
+    };
   }
 
   /** Fails what was addressed to `record` and cancels what it sent. */

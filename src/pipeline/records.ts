@@ -25,6 +25,8 @@ export interface AgentRecord {
   readonly incoming: Set<PendingRequest>;
   /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
   readonly deliveries: Set<Delivery>;
+  /** Set only on the stand-in of an agent another node serves: that node (see remote.ts). */
+  readonly node?: string;
 }
 
 /** An ask or delegate the ledger keeps until it is answered or given up. */
@@ -51,6 +53,22 @@ export class PendingRequest implements Expirable {
     readonly callSite: { stack?: string } | undefined,
   ) {
     this.deadline = envelope.deadline!;
+  }
+
+  /** Tells the progress listeners, in a later microtask and only while still pending (a listener's throw is swallowed). */
+  reportProgress(report: Progress): void {
+    const listeners = this.progressListeners;
+    if (this.state !== 'pending' || listeners === undefined) return;
+    queueMicrotask(() => {
+      if (this.state !== 'pending') return;
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler or the carriage.
+        }
+      }
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } from '../approvals.js';
 import type { AuditRecord } from '../audit/types.js';
 import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.js';
-import type { Priority, RuleType } from '../envelope.js';
+import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
 import { Approvals } from './approvals.js';
@@ -30,6 +30,9 @@ import { envelopeOf, makeDraft, replyDraft, type Draft } from './draft.js';
 import { Journal } from './journal.js';
 import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
+import { Inbound } from './inbound.js';
+import { RemoteSends, type NotifyAnswer } from './remote-send.js';
+import type { InboundPort } from './transport.js';
 
 type MutableJob = Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
 
@@ -46,6 +49,9 @@ export class Pipeline implements ChainPort {
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
   readonly #approvals: Approvals;
+  readonly #remote: RemoteSends;
+  /** Where the transport hands messages from other nodes (see inbound.ts). */
+  readonly inbound: InboundPort;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
@@ -53,6 +59,8 @@ export class Pipeline implements ChainPort {
     this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
     this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
+    this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
+    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -94,8 +102,9 @@ export class Pipeline implements ChainPort {
       this.#checkOpen();
       checkSender(sender);
       const toId = checkRecipientId(sender, to);
-      const recipient = registry.get(toId);
-      if (recipient === undefined) throw this.#unknown(toId);
+      // Not local: another node may serve it (its stand-in carries that node), else UNKNOWN_AGENT.
+      const recipient = registry.get(toId) ?? this.#remote.recipient(toId);
+      if (recipient === undefined) throw unknownAgent(toId);
       checkIntent(intent);
       const o = readOptions(options, SEND_OPTION_KEYS);
       const timeoutMs = o.timeoutMs === undefined ? (type === 'ask' ? this.#config.askMs : this.#config.delegateMs) : checkTimeout(o.timeoutMs);
@@ -119,7 +128,9 @@ export class Pipeline implements ChainPort {
       const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
       pendingRef = p;
 
-      if (decision.decision === 'approval') {
+      if (recipient.node !== undefined) {
+        this.#remote.request(draft, envelope, p, parent);
+      } else if (decision.decision === 'approval') {
         this.#approvals.hold(draft, envelope, p, parent, deadline);
       } else {
         this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
@@ -248,14 +259,6 @@ export class Pipeline implements ChainPort {
     if (recipient !== undefined && !recipient.alive) throw unknownAgent(recipient.id);
   }
 
-  #unknown(to: string): BusError {
-    // Not local: the transport may know a node that serves it (sends across nodes are the transport's).
-    if (this.#config.transport.locate(to) === 'remote') {
-      return new BusError('TRANSPORT_UNAVAILABLE', `"${to}" is served by another node, and this build carries no message across nodes yet`, { agentId: to });
-    }
-    return unknownAgent(to);
-  }
-
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
   #encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.#config.maxPayloadBytes;
@@ -275,11 +278,12 @@ export class Pipeline implements ChainPort {
 
   #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined): Promise<NotifyReceipt> {
     const { registry, commit, events, policy } = this.#config;
-    const targets = listed ?? [...registry.keys()].filter((id) => id !== sender.id);
+    const targets = listed ?? broadcastTargets(registry, this.#config.transport.remoteAgents(), sender.id);
     const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
     const records: AuditRecord[] = [];
     const deliveries: Delivery[] = [];
     const holds: HeldMessage[] = [];
+    const remotes: { envelope: Envelope; peer: string }[] = [];
     const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
     const journal = this.#journal;
 
@@ -289,11 +293,17 @@ export class Pipeline implements ChainPort {
     for (const to of targets) {
       const d: Draft = { ...draft, to, decision: undefined };
       try {
-        const recipient = registry.get(to);
-        if (recipient === undefined) throw this.#unknown(to);
+        const recipient = registry.get(to) ?? this.#remote.recipient(to);
+        if (recipient === undefined) throw unknownAgent(to);
         const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
         const envelope = envelopeOf(d, priority, depth, undefined, payload);
-        if (decision.decision === 'approval') {
+        if (recipient.node !== undefined) {
+          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
+          const record = this.#remote.notifyRecord(d, envelope, recipient.node);
+          if (record !== undefined) records.push(record);
+          remotes.push({ envelope, peer: recipient.node });
+          if (events.has('message:sent')) events.emit('message:sent', { envelope });
+        } else if (decision.decision === 'approval') {
           const hold = this.#approvals.makeHold(d, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs);
           this.#ledger.holds.add(hold);
           holds.push(hold);
@@ -329,7 +339,15 @@ export class Pipeline implements ChainPort {
             } else this.#deliveries.handOver(delivery);
           }
           for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-          resolve(Object.freeze(receipt));
+          if (remotes.length === 0) {
+            resolve(Object.freeze(receipt));
+            return;
+          }
+          const encoded = draft.encoded!;
+          void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
+            answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
+            resolve(Object.freeze(receipt));
+          });
         },
         (error) => {
           for (const delivery of deliveries) delivery.drop();
@@ -357,9 +375,24 @@ export class Pipeline implements ChainPort {
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
     this.#ledger.closeAll();
+    this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
     for (const record of this.#config.registry.values()) this.#deliveries.abortAll(record, closing);
   }
+}
+
+/** A broadcast's recipients: every local agent but the sender, then every agent other nodes serve. */
+function broadcastTargets(registry: ReadonlyMap<string, AgentRecord>, remote: readonly { readonly id: string }[], sender: string): string[] {
+  const targets = [...registry.keys()].filter((id) => id !== sender);
+  for (const agent of remote) if (agent.id !== sender && !registry.has(agent.id)) targets.push(agent.id);
+  return targets;
+}
+
+/** The receipt list a remote recipient goes in, by its node's answer. */
+function receiptList(receipt: { delivered: string[]; denied: string[]; pending: string[]; failed: string[] }, answer: NotifyAnswer): string[] {
+  if (answer === 'delivered') return receipt.delivered;
+  if (answer === 'pending') return receipt.pending;
+  return answer.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed;
 }
 
 /** What a reply to an unknown id is recorded against. */

@@ -43,6 +43,8 @@ export interface OutboundMessage {
   readonly budgetMs: number | undefined;
   /** The node that serves `envelope.to` (as `locate` / `directory` told). */
   readonly node: string;
+  /** W3C trace context of the send, when tracing is on (carried as a header; unset today). */
+  readonly traceparent?: string;
 }
 
 /**
@@ -87,6 +89,8 @@ export interface InboundMessage {
   readonly depth: number;
   /** Ms left of the sender's deadline when it was sent; the receiver's signal aborts after it. */
   readonly budgetMs?: number;
+  /** W3C trace context from the sender, when tracing is on (untrusted like the rest; unset today). */
+  readonly traceparent?: string;
 }
 
 /** How the receiving node answers one inbound message (each method at most once, but progress). */
