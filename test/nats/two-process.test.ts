@@ -74,7 +74,7 @@ function parentBus(bus: string, dir: string, leaseMs?: number) {
           // The sender allows `secret`; the receiving node denies it, and its decision counts.
           { from: 'client', to: 'worker', allow: ['ask', 'delegate', 'notify'] },
           { from: 'worker', to: 'client', allow: ['ask'], intents: ['ping'] },
-          { from: 'client', to: 'local-helper', allow: ['ask'] },
+          { from: 'client', to: 'local-helper', allow: ['ask', 'notify'] },
         ],
       }),
   );
@@ -98,7 +98,7 @@ describe.skipIf(skip !== '')('one bus across two processes', () => {
     await child.waitFor('ready', 30_000);
     bus = await parentBus(busName, dir);
     client = bus.register('client', { handlers: { ping: (payload) => ({ pong: payload }) } });
-    bus.register('local-helper', { handlers: { add: (p) => (p as { a: number }).a + (p as { b: number }).b } });
+    bus.register('local-helper', { handlers: { add: (p) => (p as { a: number }).a + (p as { b: number }).b, news: () => undefined } });
     await bus.ready();
   }, 60_000);
 
@@ -118,7 +118,7 @@ describe.skipIf(skip !== '')('one bus across two processes', () => {
     await expect(client.ask('worker', 'echo', { n: 1 })).resolves.toEqual({ n: 1 });
     const got = await child.waitFor('got ');
     const [, id, meta] = got.split(' ');
-    expect(bus.getMessageLog({ agentId: 'worker', limit: 1 })[0]!.messageId).toBe(id);
+    expect(bus.getMessageLog({ agentId: 'worker', type: 'ask', limit: 1 })[0]!.messageId).toBe(id);
     expect(JSON.parse(meta!)).toMatchObject({ from: 'client', depth: 0 });
   });
 
@@ -132,8 +132,9 @@ describe.skipIf(skip !== '')('one bus across two processes', () => {
 
   it('runs A → B → A across nodes (reentrancy), keeping the conversation', async () => {
     await expect(client.ask('worker', 'callback', { q: 'hi' })).resolves.toEqual({ via: { pong: { q: 'hi' } } });
-    const pings = bus.getMessageLog({ agentId: 'client', limit: 10 }).filter((e) => e.intent === 'ping');
-    const callback = bus.getMessageLog({ agentId: 'worker', limit: 10 }).find((e) => e.intent === 'callback');
+    const asks = bus.getMessageLog({ agentId: 'client', type: 'ask', limit: 10 });
+    const pings = asks.filter((e) => e.intent === 'ping');
+    const callback = asks.find((e) => e.intent === 'callback');
     expect(pings[0]).toMatchObject({ from: 'worker', to: 'client', conversationId: callback!.conversationId, causationId: callback!.messageId });
   });
 
