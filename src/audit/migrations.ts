@@ -42,10 +42,18 @@ export const ROW_COLUMNS = [
   'in_reply_to',
   // v3: `{"field": originalLength, …}` for the strings that were capped; encoded only when set.
   'truncated',
+  // Nodes: the node that wrote the record and the node at the other end of a cross-node
+  // message; encoded only on such records (with `truncated` as null before them when unset),
+  // so every other row keeps its encoding and its hash.
+  'node',
+  'peer_node',
 ] as const;
 
 /** Index of each column in a stored record line (the JSON array of {@link ROW_COLUMNS}). */
 export const COL = Object.fromEntries(ROW_COLUMNS.map((c, i) => [c, i])) as { readonly [K in (typeof ROW_COLUMNS)[number]]: number };
+
+/** The columns the v3 view shows (the node columns came later, without a migration: read them from the record lines). */
+const V3_COLUMNS = ROW_COLUMNS.slice(0, 23);
 
 /** The columns every v1/v2 row had: the hash of an old row is over exactly these. */
 const V2_COLUMNS = ROW_COLUMNS.slice(0, 22);
@@ -121,7 +129,7 @@ CREATE TABLE audit_slice (agent TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMA
 CREATE TABLE audit_conversation (conversation_id TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (conversation_id, first_seq)) WITHOUT ROWID;
 CREATE TABLE audit_message (message_id TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (message_id, first_seq)) WITHOUT ROWID;
 CREATE VIEW audit_records AS SELECT
-${ROW_COLUMNS.map((c, i) => `  json_extract(r.value, '$[${i}]') AS ${c}`).join(',\n')},
+${V3_COLUMNS.map((c, i) => `  json_extract(r.value, '$[${i}]') AS ${c}`).join(',\n')},
   lower(hex(substr(b.hashes, r.key * 32 + 1, 32))) AS hash
 FROM audit_batch b, json_each(b.records) r;
 `;

@@ -9,6 +9,7 @@ import type { Journal } from './journal.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
+import { commitInfo, requestEnded } from './tracing.js';
 
 /**
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
@@ -32,7 +33,7 @@ export class Approvals {
   }
 
   /** A held message (not yet added): APPROVAL_QUEUE_FULL when the sender or the queue is at its cap. */
-  makeHold(draft: Draft, envelope: Envelope, p: PendingRequest | undefined, parent: Delivery | undefined, expiresAt: number): HeldMessage {
+  makeHold(draft: Draft, envelope: Envelope, p: PendingRequest | undefined, parent: Delivery | undefined, expiresAt: number, sender?: AgentRecord): HeldMessage {
     const refusal = this.#ledger.holds.checkCapacity(draft.from);
     if (refusal !== undefined) throw refusal;
     const approval: PendingApproval = Object.freeze({
@@ -44,16 +45,18 @@ export class Approvals {
       requestedAt: draft.ts,
       expiresAt,
     });
-    return { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
+    const hold: HeldMessage = { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
+    return sender === undefined ? hold : { ...hold, sender };
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
   hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number): void {
-    const hold = this.makeHold(draft, envelope, p, parent, deadline);
+    const hold = this.makeHold(draft, envelope, p, parent, deadline, p.sender.node !== undefined ? p.sender : undefined);
     const ledger = this.#ledger;
     ledger.holds.add(hold);
     ledger.trackHeld(p);
-    const { commit, events } = this.#config;
+    const { commit, events, telemetry } = this.#config;
+    if (p.trace !== undefined) telemetry.sendHeld(p.trace, hold.approval.rule);
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
@@ -85,7 +88,8 @@ export class Approvals {
 
     const p = hold.pending;
     const { registry, policy } = this.#config;
-    const sender = registry.get(envelope.from);
+    // A message from another node names its sender's stand-in (trust from this node's directory).
+    const sender = hold.sender ?? registry.get(envelope.from);
     const recipient = registry.get(envelope.to);
     try {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
@@ -101,7 +105,8 @@ export class Approvals {
       if (o.always === true) policy.allowExactly(envelope);
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
-      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent);
+      const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {
       const e = toBusError(error, 'INVALID_ARGUMENT', envelope.id);
@@ -153,6 +158,7 @@ export class Approvals {
     const p = hold.pending;
     if (p !== undefined) this.#ledger.settle(p);
     this.#journal.recordOutcome(envelope, 'expired', 'APPROVAL_EXPIRED', error.message);
+    if (p !== undefined) requestEnded(this.#config.telemetry, p, error);
     p?.reject(error);
     const { events } = this.#config;
     if (events.has('message:expired')) events.emit('message:expired', { envelope, code: 'APPROVAL_EXPIRED' });

@@ -5,6 +5,7 @@ import type { BusError, ErrorCode } from '../errors.js';
 import type { Attempt } from '../events.js';
 import type { PipelineConfig } from './config.js';
 import type { Draft } from './draft.js';
+import type { RefusalSummaries } from './refusal-summary.js';
 
 /**
  * Every audit row and every event of the pipeline: refused, sent, delivered, replied,
@@ -13,9 +14,24 @@ import type { Draft } from './draft.js';
  */
 export class Journal {
   readonly #config: PipelineConfig;
+  /** The peer node of each envelope that crossed nodes, so its later rows name both nodes. */
+  readonly #peers = new WeakMap<Envelope, string>();
+  /** False until a message crosses nodes: a one-node bus never looks in `#peers`. */
+  #crossed = false;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
+  }
+
+  /** Marks `envelope` as crossing to or from `peerNode`: its outcome and approval rows name both nodes. */
+  markRemote(envelope: Envelope, peerNode: string): void {
+    this.#crossed = true;
+    this.#peers.set(envelope, peerNode);
+  }
+
+  /** The peer node of an envelope marked by {@link markRemote}. */
+  peerOf(envelope: Envelope): string | undefined {
+    return this.#crossed ? this.#peers.get(envelope) : undefined;
   }
 
   /** True when rows are written (audit on). */
@@ -23,9 +39,13 @@ export class Journal {
     return this.#config.commit.enabled;
   }
 
-  /** A refused send: its row (none for CLOSED: the log may be closing) and `message:denied`. */
+  /**
+   * A refused send: its row (none for CLOSED: the log may be closing) and `message:denied`.
+   * Beyond its sender's rate the row is counted in a summary row instead (see
+   * {@link RefusalSummaries}); the event is emitted for every refusal all the same.
+   */
   refused(draft: Draft, e: BusError): void {
-    if (e.code !== 'CLOSED' && this.enabled) this.#config.commit.stage(this.refusal(draft, e));
+    if (e.code !== 'CLOSED' && this.enabled) this.#config.refusals.record(this.refusal(draft, e));
     this.denied(draft, e);
   }
 
@@ -73,10 +93,15 @@ export class Journal {
     if (outcome !== undefined) record.outcome = outcome;
     if (draft.causationId !== undefined) record.causationId = draft.causationId;
     if (draft.inReplyTo !== undefined) record.inReplyTo = draft.inReplyTo;
+    if (draft.peerNode !== undefined) {
+      record.node = this.#config.node;
+      record.peerNode = draft.peerNode;
+    }
     return record;
   }
 
   outcome(envelope: Envelope, outcome: AuditOutcome, code?: ErrorCode, reason?: string): AuditRecord {
+    const peer = this.peerOf(envelope);
     return {
       kind: 'outcome',
       ts: this.#config.clock.now(),
@@ -87,6 +112,7 @@ export class Journal {
       outcome,
       ...(code !== undefined ? { code } : {}),
       ...(reason !== undefined ? { reason } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
     };
   }
 
@@ -120,6 +146,7 @@ export class Journal {
         ...(by !== undefined ? { decidedBy: by } : {}),
         ...(note !== undefined ? { note } : {}),
         policyVersion: policy.current.version,
+        ...(this.peerOf(envelope) !== undefined ? { node: this.#config.node, peerNode: this.peerOf(envelope)! } : {}),
       });
     }
     if (events.has('approval:decided')) {

@@ -1,8 +1,9 @@
 import type { Envelope } from '../envelope.js';
-import type { BusError } from '../errors.js';
+import type { BusError, ErrorCode } from '../errors.js';
 import type { Expirable } from '../deadlines.js';
 import type { TokenBucket } from '../limits.js';
 import type { Mailbox, MailboxJob } from '../mailbox.js';
+import type { RunToken, SendToken } from '../telemetry.js';
 import type { Handler, Progress } from '../types.js';
 
 // The pipeline's records: plain data the ledger and delivery keep. No behaviour beyond
@@ -25,6 +26,8 @@ export interface AgentRecord {
   readonly incoming: Set<PendingRequest>;
   /** Every delivery to this agent not yet finished, queued or running (aborted on unregister/close). */
   readonly deliveries: Set<Delivery>;
+  /** Set only on the stand-in of an agent another node serves: that node (see remote.ts). */
+  readonly node?: string;
 }
 
 /** An ask or delegate the ledger keeps until it is answered or given up. */
@@ -39,6 +42,10 @@ export class PendingRequest implements Expirable {
   progressListeners: ((progress: Progress) => void)[] | undefined;
   /** Called once when settled (unlinks an AbortSignal listener). */
   onSettle: (() => void) | undefined;
+  /** Its attempt row is committed and it went on (to the mailbox, or to the transport). */
+  committed = false;
+  /** The send's telemetry token (only when telemetry is on). */
+  trace: SendToken | undefined = undefined;
 
   constructor(
     readonly envelope: Envelope,
@@ -52,6 +59,26 @@ export class PendingRequest implements Expirable {
   ) {
     this.deadline = envelope.deadline!;
   }
+
+  /**
+   * Tells the progress listeners in a later microtask (a listener's throw is swallowed). A
+   * report made while pending is delivered even if the reply settles the request before the
+   * microtask runs (a remote reply read in the same socket chunk as the progress before it);
+   * it still reaches the listeners before the job's own promise callbacks.
+   */
+  reportProgress(report: Progress): void {
+    const listeners = this.progressListeners;
+    if (this.state !== 'pending' || listeners === undefined) return;
+    queueMicrotask(() => {
+      for (const listener of listeners) {
+        try {
+          listener(report);
+        } catch {
+          // A progress listener is the sender's code; it must not break the handler or the carriage.
+        }
+      }
+    });
+  }
 }
 
 /**
@@ -64,6 +91,10 @@ export class Delivery implements MailboxJob {
   handedOver = false;
   started = false;
   finished = false;
+  /** The handler run's telemetry token, for the sends of its ctx (only when telemetry is on). */
+  runToken: RunToken | undefined = undefined;
+  /** Why the handler failed (HANDLER_FAILED, NO_HANDLER), for the run's telemetry. */
+  failure: ErrorCode | undefined = undefined;
   #controller: AbortController | undefined;
   #abortReason: BusError | undefined;
 

@@ -43,6 +43,8 @@ export interface OutboundMessage {
   readonly budgetMs: number | undefined;
   /** The node that serves `envelope.to` (as `locate` / `directory` told). */
   readonly node: string;
+  /** W3C trace context of the send (`traceparentOf(envelope)`), when the sender's bus has telemetry on: carry it (NATS: a header). */
+  readonly traceparent?: string;
 }
 
 /**
@@ -87,6 +89,8 @@ export interface InboundMessage {
   readonly depth: number;
   /** Ms left of the sender's deadline when it was sent; the receiver's signal aborts after it. */
   readonly budgetMs?: number;
+  /** W3C trace context from the sender, when its bus traces: untrusted like the rest, checked with `checkTraceparent()` by the receiving pipeline. */
+  readonly traceparent?: string;
 }
 
 /** How the receiving node answers one inbound message (each method at most once, but progress). */

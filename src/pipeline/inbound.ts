@@ -1,0 +1,334 @@
+import { hashPayload, type EncodedPayload } from '../codec.js';
+import { PRIORITIES, type Envelope, type Priority, type RuleType } from '../envelope.js';
+import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
+import { isAgentId } from '../ids.js';
+import { TokenBucket } from '../limits.js';
+import type { Approvals } from './approvals.js';
+import { checkContract, checkIntent, checkPolicy, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
+import type { PipelineConfig } from './config.js';
+import type { Deliveries } from './delivery.js';
+import { envelopeOf, type Draft } from './draft.js';
+import type { Journal } from './journal.js';
+import type { Ledger } from './ledger.js';
+import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
+import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
+import type { RemoteSends } from './remote-send.js';
+import type { InboundHandle, InboundMessage, InboundPort, Responder } from './transport.js';
+import { checkTraceparent } from '../telemetry.js';
+
+/** Inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
+export const SEEN_IDS = 10_000;
+/** Remote senders with a rate bucket of their own at most (the least recently seen is forgotten). */
+export const REMOTE_BUCKETS = 10_000;
+/** The longest budget an inbound message may carry (setTimeout's limit, as for timeoutMs). */
+const MAX_BUDGET_MS = 2_147_483_647;
+/** Ids, conversation and causation ids from another node are at most this long. */
+const MAX_ID_LENGTH = 256;
+
+const TYPES: ReadonlySet<string> = new Set(['ask', 'delegate', 'notify']);
+const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** An inbound message's fields, each read once. */
+interface Fields {
+  id: unknown;
+  type: unknown;
+  from: unknown;
+  fromNode: unknown;
+  to: unknown;
+  intent: unknown;
+  payloadJson: unknown;
+  conversationId: unknown;
+  causationId: unknown;
+  priority: unknown;
+  depth: unknown;
+  budgetMs: unknown;
+  traceparent: unknown;
+}
+
+/**
+ * The receiving side of a message from another node, which it treats as hostile: every
+ * field is read once and checked again here (recipient, forged sender, ids, depth, budget,
+ * codec and size, contract, a rate bucket per remote sender, this node's policy with trust
+ * from this node's directory), a repeated id is dropped, the receipt row (naming this node
+ * and the sender's) is committed before delivery, and an 'approval' decision is held here.
+ * From then on it is a local delivery: the handler's return, a throw, `reply()`,
+ * `ctx.progress` and the deadline reach the sender through the responder.
+ */
+export class Inbound implements InboundPort {
+  readonly #config: PipelineConfig;
+  readonly #journal: Journal;
+  readonly #ledger: Ledger;
+  readonly #deliveries: Deliveries;
+  readonly #approvals: Approvals;
+  readonly #remote: RemoteSends;
+  readonly #closed: () => boolean;
+  /** Recent inbound ids by node (insertion order is age): a repeat is dropped. */
+  readonly #seen = new Set<string>();
+  /** A bucket per remote sender (node and agent), least recently used first. */
+  readonly #buckets = new Map<string, TokenBucket>();
+
+  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: Approvals, remote: RemoteSends, closed: () => boolean) {
+    this.#config = config;
+    this.#journal = journal;
+    this.#ledger = ledger;
+    this.#deliveries = deliveries;
+    this.#approvals = approvals;
+    this.#remote = remote;
+    this.#closed = closed;
+  }
+
+  receive(inbound: InboundMessage, responder: Responder): InboundHandle {
+    const answer = once(responder);
+    const now = this.#config.clock.now();
+    let f: Fields;
+    try {
+      f = readFields(inbound);
+    } catch (error) {
+      answer.error('INVALID_ARGUMENT', `the inbound message could not be read: ${errorText(error)}`);
+      return NO_HANDLE;
+    }
+    const draft = inboundDraft(f, now);
+    try {
+      if (this.#closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
+      const fromNode = checkNodeId(f.fromNode);
+      draft.peerNode = fromNode;
+      const id = checkText(f.id, 'id');
+      // A notify keeps one id for all its recipients: a repeat is the same id to the same agent.
+      if (this.#repeated(`${fromNode}\u0000${id}\u0000${typeof f.to === 'string' ? f.to : ''}`)) {
+        this.#dropRepeat(draft, f);
+        return NO_HANDLE;
+      }
+      return this.#admit(f, draft, id, fromNode, now, answer);
+    } catch (error) {
+      const e = toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined);
+      this.#journal.refused(draft, e);
+      answer.error(e.code, e.message);
+      return NO_HANDLE;
+    }
+  }
+
+  /** The checks, in order, then the hold or the delivery. Throws the refusal. */
+  #admit(f: Fields, draft: Draft, id: string, fromNode: string, now: number, answer: Responder): InboundHandle {
+    const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#config;
+    const type = f.type;
+    if (typeof type !== 'string' || !TYPES.has(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
+    const from = f.from;
+    if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
+    // A node may speak only for agents it serves: never as one of ours, never as another node's.
+    if (registry.has(from)) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by this node`, { agentId: from });
+    const home = transport.nodeOf(from);
+    if (home !== undefined && home !== fromNode) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by node ${home}`, { agentId: from });
+    const to = f.to;
+    if (!isAgentId(to)) throw new BusError('INVALID_ARGUMENT', `to must be an agent id, got ${describe(to)}`);
+    const recipient = registry.get(to);
+    if (recipient === undefined || !recipient.alive) throw unknownAgent(to);
+    checkIntent(f.intent);
+    const intent = f.intent;
+    const conversationId = checkText(f.conversationId, 'conversationId');
+    const causationId = f.causationId === undefined ? undefined : checkText(f.causationId, 'causationId');
+    const priority = f.priority;
+    if (!PRIORITIES.includes(priority as Priority)) throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
+    const depth = f.depth;
+    if (typeof depth !== 'number' || !Number.isSafeInteger(depth) || depth < 0) throw new BusError('INVALID_ARGUMENT', `depth must be a whole number >= 0, got ${describe(depth)}`);
+    if (depth > maxDepth) throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${maxDepth}`);
+    const budgetMs = type === 'notify' ? undefined : checkBudget(f.budgetMs);
+    const encoded: EncodedPayload = decodeJson(f.payloadJson, maxPayloadBytes, 'payload');
+    draft.encoded = encoded;
+    if (this.#journal.enabled) draft.hash = hashPayload(encoded);
+    checkContract(contracts, type as RuleType, intent, encoded.copy);
+
+    const known = transport.remoteAgents().find((a) => a.id === from && a.node === fromNode);
+    const sender = remoteRecord(from, fromNode, known?.trust ?? 0, known?.capabilities);
+    checkRate({ ...sender, bucket: this.#bucket(fromNode, from, now) }, undefined, now);
+    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
+
+    const deadline = budgetMs === undefined ? undefined : now + budgetMs;
+    // The sender's trace context, checked like every field: the run here is its send's child.
+    if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
+    const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
+    this.#journal.markRemote(envelope, fromNode);
+    const parent = this.#remote.chainOf(causationId, from);
+    return type === 'notify'
+      ? this.#notify(draft, envelope, recipient, sender, parent, decision.decision === 'approval', answer)
+      : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, decision.decision === 'approval', answer);
+  }
+
+  /** An ask or delegate: a pending request whose answer goes to the responder. */
+  #request(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, budgetMs: number, held: boolean, answer: Responder): InboundHandle {
+    const p = new PendingRequest(
+      envelope,
+      sender,
+      recipient,
+      budgetMs,
+      (payload) => answer.reply(JSON.stringify(payload)),
+      (error) => answer.error(error.code, error.message),
+      undefined,
+    );
+    if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
+    if (held) {
+      this.#approvals.hold(draft, envelope, p, parent, envelope.deadline!);
+    } else {
+      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
+    }
+    const ledger = this.#ledger;
+    return { cancel: (reason) => ledger.cancel(p, `cancelled by the sender: ${recordedText(reason, 1000)}`) };
+  }
+
+  /** A notify: acknowledged once its receipt row is committed (delivered, or held here). */
+  #notify(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, held: boolean, answer: Responder): InboundHandle {
+    const { commit, events } = this.#config;
+    const journal = this.#journal;
+    if (held) {
+      const hold = this.#approvals.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
+      this.#ledger.holds.add(hold);
+      commit.stage(
+        journal.enabled ? journal.attempt(draft, 'pending') : undefined,
+        () => {
+          if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+          answer.reply(NOTIFY_ACK.pending);
+        },
+        (error) => {
+          this.#ledger.holds.take(hold.approval.id);
+          answer.error('AUDIT_UNAVAILABLE', errorText(error));
+        },
+      );
+      return NO_HANDLE;
+    }
+    const delivery = this.#deliveries.reserve(envelope, recipient, undefined, parent);
+    commit.stage(
+      journal.enabled ? journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined,
+      () => {
+        this.#deliveries.handOver(delivery);
+        answer.reply(NOTIFY_ACK.delivered);
+      },
+      (error) => {
+        delivery.drop();
+        answer.error('AUDIT_UNAVAILABLE', errorText(error));
+      },
+    );
+    return {
+      cancel: (reason) => {
+        if (!delivery.started) delivery.drop();
+        delivery.abort(new BusError('CANCELLED', `cancelled by the sender: ${recordedText(reason, 1000)}`, { messageId: envelope.id }));
+      },
+    };
+  }
+
+  /** True when `key` was seen among the last {@link SEEN_IDS}; remembers it either way. */
+  #repeated(key: string): boolean {
+    if (this.#seen.has(key)) return true;
+    this.#seen.add(key);
+    if (this.#seen.size > SEEN_IDS) this.#seen.delete(this.#seen.values().next().value!);
+    return false;
+  }
+
+  /** A repeated id is neither delivered nor answered (the first one is answered): `message:dead` says so. */
+  #dropRepeat(draft: Draft, f: Fields): void {
+    const { events } = this.#config;
+    if (!events.has('message:dead')) return;
+    const priority = PRIORITIES.includes(f.priority as Priority) ? (f.priority as Priority) : 'normal';
+    const envelope = envelopeOf(draft, priority, typeof f.depth === 'number' ? f.depth : 0, undefined, null);
+    events.emit('message:dead', { envelope, reason: `repeated message id "${draft.id}" from node ${draft.peerNode}: dropped` });
+  }
+
+  /** The bucket of one remote sender (undefined when rate limits are off). */
+  #bucket(node: string, from: string, now: number): TokenBucket | undefined {
+    const spec = this.#config.remoteRate;
+    if (spec === false) return undefined;
+    const key = `${node}\u0000${from}`;
+    let bucket = this.#buckets.get(key);
+    if (bucket !== undefined) this.#buckets.delete(key);
+    else bucket = new TokenBucket(spec, now);
+    this.#buckets.set(key, bucket);
+    if (this.#buckets.size > REMOTE_BUCKETS) this.#buckets.delete(this.#buckets.keys().next().value!);
+    return bucket;
+  }
+}
+
+/** Reads every field of the message once (a getter runs once; a throwing one refuses the message). */
+function readFields(m: InboundMessage): Fields {
+  if (typeof m !== 'object' || m === null) throw new BusError('INVALID_ARGUMENT', `expected a message object, got ${describe(m)}`);
+  return {
+    id: m.id,
+    type: m.type,
+    from: m.from,
+    fromNode: m.fromNode,
+    to: m.to,
+    intent: m.intent,
+    payloadJson: m.payloadJson,
+    conversationId: m.conversationId,
+    causationId: m.causationId,
+    priority: m.priority,
+    depth: m.depth,
+    budgetMs: m.budgetMs,
+    traceparent: m.traceparent,
+  };
+}
+
+/** The receipt's draft: whatever the fields are, recorded short and printable (a bad type as 'notify'). */
+function inboundDraft(f: Fields, now: number): Draft {
+  const id = recordedText(f.id, MAX_ID_LENGTH);
+  const causation = f.causationId === undefined ? undefined : recordedText(f.causationId, MAX_ID_LENGTH);
+  return {
+    id: id === '' ? '?' : id,
+    ts: now,
+    type: typeof f.type === 'string' && TYPES.has(f.type) ? (f.type as Draft['type']) : 'notify',
+    from: recordedText(f.from, MAX_ID_LENGTH),
+    to: recordedText(f.to, MAX_ID_LENGTH),
+    intent: recordedText(f.intent, 128),
+    conversationId: typeof f.conversationId === 'string' && f.conversationId !== '' ? recordedText(f.conversationId, MAX_ID_LENGTH) : id === '' ? '?' : id,
+    causationId: causation,
+    encoded: undefined,
+    hash: '',
+    decision: undefined,
+    traceparent: undefined,
+  };
+}
+
+function checkNodeId(node: unknown): string {
+  if (!isAgentId(node)) throw new BusError('INVALID_ARGUMENT', `fromNode must be a node id, got ${describe(node)}`);
+  return node;
+}
+
+/** An id from another node: a non-empty, well-formed string of at most 256 characters. */
+function checkText(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value === '' || value.length > MAX_ID_LENGTH) {
+    throw new BusError('INVALID_ARGUMENT', `${what} must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(value)}`);
+  }
+  checkWellFormed(value, what);
+  return value;
+}
+
+function checkBudget(budgetMs: unknown): number {
+  if (typeof budgetMs !== 'number' || !Number.isFinite(budgetMs) || budgetMs <= 0 || budgetMs > MAX_BUDGET_MS) {
+    throw new BusError('INVALID_ARGUMENT', `budgetMs must be a positive number of ms (at most ${MAX_BUDGET_MS}), got ${describe(budgetMs)}`);
+  }
+  return budgetMs;
+}
+
+/** Each of the responder's answers at most once (progress any number of times before one), and never a throw back into the pipeline. */
+function once(responder: Responder): Responder {
+  let done = false;
+  const guard = (fn: () => void): void => {
+    try {
+      fn();
+    } catch {
+      // The transport's responder must not throw into the pipeline; an answer that cannot leave is lost like a network loss.
+    }
+  };
+  return {
+    reply: (json) => {
+      if (done) return;
+      done = true;
+      guard(() => responder.reply(json));
+    },
+    error: (code: ErrorCode, message) => {
+      if (done) return;
+      done = true;
+      guard(() => responder.error(code, message));
+    },
+    progress: (fraction, note) => {
+      if (!done) guard(() => responder.progress(fraction, note));
+    },
+  };
+}

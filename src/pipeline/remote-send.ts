@@ -1,0 +1,261 @@
+import type { AuditRecord } from '../audit/types.js';
+import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
+import { describeIssues, validate } from '../contracts.js';
+import type { Envelope } from '../envelope.js';
+import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
+import { contractOf } from './checks.js';
+import type { PipelineConfig } from './config.js';
+import type { Deliveries } from './delivery.js';
+import { envelopeOf, replyDraft, type Draft } from './draft.js';
+import type { Journal } from './journal.js';
+import type { Ledger } from './ledger.js';
+import type { AgentRecord, Delivery, PendingRequest } from './records.js';
+import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type NotifyAck } from './remote.js';
+import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
+import { traceparentOf } from '../telemetry.js';
+import { commitInfo } from './tracing.js';
+
+/** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */
+export type NotifyAnswer = NotifyAck | BusError;
+
+/** An outbound request sent from inside a handler: what an inbound call back into its chain needs. */
+interface ChainLink {
+  readonly to: string;
+  readonly parent: Delivery;
+}
+
+/**
+ * The sending side of a message to an agent another node serves. The pipeline has run its
+ * own checks (arguments, codec, contract, size, rate, policy); this commits the attempt row
+ * (naming this node and the peer), hands the message to the transport, and turns what comes
+ * back through the sink into the same settlement a local reply or refusal would be.
+ * TIMEOUT stays the ledger's, on this node's clock; a settled request cancels its carriage.
+ */
+export class RemoteSends {
+  readonly #config: PipelineConfig;
+  readonly #journal: Journal;
+  readonly #ledger: Ledger;
+  readonly #deliveries: Deliveries;
+  /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
+  readonly #links = new Map<string, ChainLink>();
+  /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
+  readonly #acks = new Set<(answer: NotifyAnswer) => void>();
+
+  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+    this.#config = config;
+    this.#journal = journal;
+    this.#ledger = ledger;
+    this.#deliveries = deliveries;
+  }
+
+  /** The stand-in for `id` when another node serves it, else undefined. */
+  recipient(id: string): AgentRecord | undefined {
+    const { transport } = this.#config;
+    if (transport.locate(id) !== 'remote') return undefined;
+    const node = transport.nodeOf(id);
+    return node === undefined ? undefined : remoteRecord(id, node);
+  }
+
+  /**
+   * The local delivery an inbound message from `from` re-enters: the handler that sent
+   * `causationId` to `from` and still waits on it (A → B → A across nodes).
+   */
+  chainOf(causationId: string | undefined, from: string): Delivery | undefined {
+    if (causationId === undefined) return undefined;
+    const link = this.#links.get(causationId);
+    return link !== undefined && link.to === from ? link.parent : undefined;
+  }
+
+  /**
+   * An ask or delegate to a remote agent, checked: commit the attempt row, then carry it.
+   * An 'approval' decision of this node's policy forwards it: approvals are held at the
+   * receiving node, whose own policy decides again.
+   */
+  request(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined): void {
+    const peer = p.recipient.node!;
+    draft.peerNode = peer;
+    this.#journal.markRemote(envelope, peer);
+    this.#ledger.track(p);
+    if (parent !== undefined) {
+      const id = envelope.id;
+      this.#links.set(id, { to: envelope.to, parent });
+      const before = p.onSettle;
+      p.onSettle = () => {
+        this.#links.delete(id);
+        before?.();
+      };
+    }
+    const { commit, events } = this.#config;
+    commit.stage(
+      this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered', forwardReason(draft, peer)) : undefined,
+      () => {
+        p.committed = true;
+        if (p.trace !== undefined) this.#config.telemetry.sendCommitted(p.trace, commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion));
+        if (p.state === 'pending') this.#carry(envelope, draft.encoded!, p, peer);
+      },
+      (error) => this.#ledger.fail(p, new BusError('AUDIT_UNAVAILABLE', errorText(error), { messageId: envelope.id }), undefined),
+    );
+    if (events.has('message:sent')) events.emit('message:sent', { envelope });
+  }
+
+  /** The attempt row of one remote recipient of a notify (its peer node recorded). */
+  notifyRecord(d: Draft, envelope: Envelope, peer: string): AuditRecord | undefined {
+    d.peerNode = peer;
+    this.#journal.markRemote(envelope, peer);
+    return this.#journal.enabled ? this.#journal.attempt(d, 'allowed', undefined, 'delivered', forwardReason(d, peer)) : undefined;
+  }
+
+  /**
+   * Carries a committed notify to its remote recipient and waits for its acknowledgement,
+   * at most `timeouts.askMs`: the receipt lists the recipient by what its node answered
+   * (delivered, pending approval there, denied by its policy, failed). Never rejects.
+   */
+  notify(envelope: Envelope, encoded: EncodedPayload, peer: string): Promise<NotifyAnswer> {
+    return new Promise<NotifyAnswer>((resolve) => {
+      const { askMs } = this.#config;
+      let done = false;
+      let handle: OutboundHandle | undefined;
+      const timer = setTimeout(() => finish(new BusError('TIMEOUT', `node ${peer} did not acknowledge the notify within ${askMs}ms`, { messageId: envelope.id, timeoutMs: askMs })), askMs);
+      const finish = (answer: NotifyAnswer): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.#acks.delete(finish);
+        if (answer instanceof BusError) {
+          if (answer.code === 'TIMEOUT') handle?.cancel('the notify was not acknowledged in time');
+          this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
+        }
+        resolve(answer);
+      };
+      const sink: OutboundSink = {
+        reply: (json) => finish(readNotifyAck(json) ?? new BusError('TRANSPORT_UNAVAILABLE', `node ${peer} answered the notify with something that is not an acknowledgement`)),
+        error: (code, message) => finish(remoteError(code, message, envelope, peer)),
+        progress: () => undefined,
+        dead: () => undefined,
+      };
+      this.#acks.add(finish);
+      handle = this.#send(outbound(envelope, encoded.json, undefined, peer), sink);
+    });
+  }
+
+  /** The bus is closing: every notify still waiting for its acknowledgement fails with CLOSED. */
+  closeAll(): void {
+    for (const finish of [...this.#acks]) finish(new BusError('CLOSED', 'the orchestrator closed before the notify was acknowledged'));
+  }
+
+  /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
+  #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
+    let answered = false;
+    let handle: OutboundHandle | undefined;
+    const sink: OutboundSink = {
+      reply: (json) => {
+        if (answered || p.state !== 'pending') {
+          this.#dead(envelope, peer, `late reply to "${envelope.id}" from node ${peer}: the request was already settled`, json);
+          return;
+        }
+        answered = true;
+        let reply: EncodedPayload;
+        try {
+          reply = this.#readReply(p, json);
+        } catch (error) {
+          this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
+          return;
+        }
+        this.#deliveries.answer(p, reply);
+      },
+      error: (code, message) => {
+        if (answered || p.state !== 'pending') return;
+        answered = true;
+        const e = remoteError(code, message, envelope, peer);
+        this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
+      },
+      progress: (fraction, note) => {
+        if (!answered) progressTo(p, fraction, note);
+      },
+      dead: (reason, json) => this.#dead(envelope, peer, remoteText(reason), json),
+    };
+    const before = p.onSettle;
+    p.onSettle = () => {
+      before?.();
+      if (!answered) {
+        answered = true;
+        handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
+      }
+    };
+    const budgetMs = p.deadline - this.#config.clock.now();
+    if (!(budgetMs > 0)) {
+      // The deadline passed while the attempt was being committed: nothing is left to give the receiver.
+      this.#ledger.expire(p);
+      return;
+    }
+    handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    if (answered && p.state === 'settled') handle.cancel('the sender settled the request');
+  }
+
+  /** `transport.send`, which must not throw; if it does, the message could not leave. */
+  #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
+    try {
+      return this.#config.transport.send(outbound, sink);
+    } catch (error) {
+      sink.error('TRANSPORT_UNAVAILABLE', `the transport failed to send: ${errorText(error)}`);
+      return NO_HANDLE;
+    }
+  }
+
+  /** A remote reply: JSON within the size limit, plain data, and what the output contract allows. */
+  #readReply(p: PendingRequest, json: unknown): EncodedPayload {
+    const encoded = decodeJson(json, this.#config.maxPayloadBytes, 'reply');
+    const output = contractOf(this.#config.contracts, p.envelope.intent)?.output;
+    if (output !== undefined) {
+      const result = validate(output, encoded.copy, `the output of "${p.envelope.intent}"`);
+      if (!result.success) throw new BusError('INVALID_PAYLOAD', `reply to "${p.envelope.intent}" does not match its contract: ${describeIssues(result.error)}`);
+    }
+    return encoded;
+  }
+
+  /** A reply that came too late (here or at the receiver): audited and `message:dead`. */
+  #dead(ask: Envelope, peer: string, reason: string, json: unknown): void {
+    if (this.#deliveries.closed) return;
+    let encoded: EncodedPayload | undefined;
+    try {
+      encoded = json === undefined ? undefined : decodeJson(json, this.#config.maxPayloadBytes, 'reply');
+    } catch {
+      encoded = undefined;
+    }
+    const { commit, events, clock, nextId } = this.#config;
+    const draft = replyDraft(nextId(), clock.now(), ask.to, ask, encoded, commit.enabled && encoded !== undefined ? hashPayload(encoded) : '');
+    draft.peerNode = peer;
+    if (commit.enabled) commit.stage(this.#journal.attempt(draft, 'denied', undefined, 'late-reply', reason));
+    if (events.has('message:dead')) {
+      const payload = encoded === undefined ? null : decodePayload(encoded);
+      events.emit('message:dead', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload), reason });
+    }
+  }
+}
+
+const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** The message the transport carries, with the send's W3C trace context when it was traced. */
+function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
+  const traceparent = traceparentOf(envelope);
+  return traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+}
+
+function forwardReason(draft: Draft, peer: string): string {
+  const held = draft.decision?.decision === 'approval';
+  return held ? `forwarded to node ${peer}; its approval is decided there (${draft.decision!.reason})` : `forwarded to node ${peer}`;
+}
+
+/** A refusal from the receiving node as this node's BusError (an unknown code is TRANSPORT_UNAVAILABLE). */
+function remoteError(code: unknown, message: unknown, envelope: Envelope, peer: string): BusError {
+  const c = remoteCode(code);
+  const text = remoteText(message);
+  return new BusError(c, `${text === '' ? c : text} (node ${peer})`, { messageId: envelope.id, agentId: envelope.to });
+}
+
+/** A remote delegate's progress: dropped unless it is what ctx.progress accepts, then to the listeners. */
+function progressTo(p: PendingRequest, fraction: unknown, note: unknown): void {
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return;
+  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return;
+  p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) }));
+}
