@@ -97,13 +97,12 @@ describe('records encoded before the write', () => {
 
   it('names the first invalid record and its position', () => {
     const bad = { ...attempt(), decision: 'maybe' } as unknown as AuditRecord;
-    const error = (() => {
-      try {
-        encodeBatches([attempt(), attempt(), bad]);
-      } catch (e) {
-        return e;
-      }
-    })();
+    let error: unknown;
+    try {
+      encodeBatches([attempt(), attempt(), bad]);
+    } catch (e) {
+      error = e;
+    }
     expect(error).toBeInstanceOf(InvalidRecordError);
     expect(error).toMatchObject({ index: 2, message: expect.stringMatching(/decision "maybe"/) });
   });
