@@ -368,7 +368,6 @@ export class SqliteAuditLog implements AuditLog {
       if (prevHash !== prev) return bad(first, `row ${first} does not continue the chain: its batch names another predecessor`);
       const lines = text.split('\n');
       if (lines.length !== count + 2 || hashes.length !== count * 32) return bad(first, `the batch starting at row ${first} is malformed`);
-      const stored = hashes.toString('hex'); // once per batch: each record's hash is compared in place
       for (let i = 0; i < count; i++) {
         const seq = first + i;
         let line = lines[i + 1] as string;
@@ -378,7 +377,7 @@ export class SqliteAuditLog implements AuditLog {
           return bad(seq, `row ${seq} is out of sequence or malformed`);
         }
         const hash = digest(prev, line);
-        if (!stored.startsWith(hash, i * 64)) {
+        if (hash !== hashes.toString('hex', i * 32, i * 32 + 32)) {
           return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`);
         }
         if (want !== undefined && seq === want.seq) {
