@@ -118,7 +118,7 @@ export class RemoteSends {
         clearTimeout(timer);
         this.#acks.delete(finish);
         if (answer instanceof BusError) {
-          if (answer.code === 'TIMEOUT') handle?.cancel('the notify was not acknowledged in time');
+          if (answer.code === 'TIMEOUT') cancelCarriage(handle, 'the notify was not acknowledged in time');
           this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
         }
         resolve(answer);
@@ -142,10 +142,15 @@ export class RemoteSends {
   /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
   #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
     let answered = false;
+    // One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk.
+    let lateReply = false;
+    let deadReport = false;
     let handle: OutboundHandle | undefined;
     const sink: OutboundSink = {
       reply: (json) => {
         if (answered || p.state !== 'pending') {
+          if (lateReply) return;
+          lateReply = true;
           this.#dead(envelope, peer, `late reply to "${envelope.id}" from node ${peer}: the request was already settled`, json);
           return;
         }
@@ -168,14 +173,18 @@ export class RemoteSends {
       progress: (fraction, note) => {
         if (!answered) progressTo(p, fraction, note);
       },
-      dead: (reason, json) => this.#dead(envelope, peer, remoteText(reason), json),
+      dead: (reason, json) => {
+        if (deadReport) return;
+        deadReport = true;
+        this.#dead(envelope, peer, remoteText(reason), json);
+      },
     };
     const before = p.onSettle;
     p.onSettle = () => {
       before?.();
       if (!answered) {
         answered = true;
-        handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
+        cancelCarriage(handle, 'the sender settled the request (deadline, cancel, unregister or close)');
       }
     };
     const budgetMs = p.deadline - this.#config.clock.now();
@@ -185,7 +194,7 @@ export class RemoteSends {
       return;
     }
     handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs, node: peer }, sink);
-    if (answered && p.state === 'settled') handle.cancel('the sender settled the request');
+    if (answered && p.state === 'settled') cancelCarriage(handle, 'the sender settled the request');
   }
 
   /** `transport.send`, which must not throw; if it does, the message could not leave. */
@@ -230,6 +239,18 @@ export class RemoteSends {
 }
 
 const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
+
+/**
+ * Tells the transport to stop carrying a message. The handle is the transport's (user code):
+ * one that is not an object, lacks `cancel` or throws must not keep the request from settling.
+ */
+function cancelCarriage(handle: OutboundHandle | undefined, reason: string): void {
+  try {
+    handle?.cancel(reason);
+  } catch {
+    // The carriage could not be told: its late answers are dead letters, like any other.
+  }
+}
 
 function forwardReason(draft: Draft, peer: string): string {
   const held = draft.decision?.decision === 'approval';
