@@ -297,6 +297,23 @@ describe('what a hostile peer sends back cannot hurt the sender', () => {
     expect(n1.verifyAuditLog().ok).toBe(true);
   });
 
+  it('coalesces a burst of remote progress into its latest report, so a flood holds one report per delegate', async () => {
+    const { a, carried } = heldCarriage();
+    const job = a.delegate('b', 'x', {});
+    const reports: unknown[] = [];
+    job.onProgress((r) => reports.push(r));
+    await hops();
+    const sink = carried[0]!.sink;
+    for (let i = 0; i <= 10_000; i++) sink.progress(i / 10_000, `step ${i}`);
+    await hops();
+    expect(reports).toEqual([{ fraction: 1, note: 'step 10000' }]);
+    sink.progress(0.5);
+    await hops();
+    expect(reports).toHaveLength(2);
+    sink.reply('"done"');
+    await expect(job).resolves.toBe('done');
+  });
+
   it('fails a reply that breaks the output contract with HANDLER_FAILED, audited with the peer node', async () => {
     const output = { '~standard': { version: 1, vendor: 't', validate: (v: unknown) => (typeof v === 'number' ? { value: v } : { issues: [{ message: 'a number' }] }) } };
     const input = { '~standard': { version: 1, vendor: 't', validate: (v: unknown) => ({ value: v }) } };

@@ -2,6 +2,7 @@ import type { AuditRecord } from '../audit/types.js';
 import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
+import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
@@ -145,6 +146,7 @@ export class RemoteSends {
     // One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk.
     let lateReply = false;
     let deadReport = false;
+    let latest: Progress | undefined;
     let handle: OutboundHandle | undefined;
     const sink: OutboundSink = {
       reply: (json) => {
@@ -171,7 +173,18 @@ export class RemoteSends {
         this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
       },
       progress: (fraction, note) => {
-        if (!answered) progressTo(p, fraction, note);
+        if (answered) return;
+        const report = readProgress(fraction, note);
+        if (report === undefined) return;
+        // A burst is told as its latest report: a flood holds one report, not one per call.
+        if (latest === undefined) {
+          queueMicrotask(() => {
+            const last = latest!;
+            latest = undefined;
+            p.reportProgress(last);
+          });
+        }
+        latest = report;
       },
       dead: (reason, json) => {
         if (deadReport) return;
@@ -264,9 +277,9 @@ function remoteError(code: unknown, message: unknown, envelope: Envelope, peer: 
   return new BusError(c, `${text === '' ? c : text} (node ${peer})`, { messageId: envelope.id, agentId: envelope.to });
 }
 
-/** A remote delegate's progress: dropped unless it is what ctx.progress accepts, then to the listeners. */
-function progressTo(p: PendingRequest, fraction: unknown, note: unknown): void {
-  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return;
-  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return;
-  p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) }));
+/** A remote delegate's progress report, or undefined unless it is what ctx.progress accepts. */
+function readProgress(fraction: unknown, note: unknown): Progress | undefined {
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return undefined;
+  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return undefined;
+  return Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
 }
