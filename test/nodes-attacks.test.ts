@@ -185,6 +185,37 @@ describe('a hostile peer cannot bypass the receiver’s checks', () => {
     expect(n2.verifyAuditLog().ok).toBe(true);
   });
 
+  it('answers AUDIT_UNAVAILABLE and delivers nothing when the receipt of a notify cannot be committed', async () => {
+    const broken = {
+      append: () => {
+        throw new Error('disk full');
+      },
+      query: () => [],
+      verify: () => ({ ok: true, checked: 0 }),
+      close: () => undefined,
+    };
+    const { t1, calls } = receiver({ audit: broken });
+    const r = recordingResponder();
+    t1.inject('n2', inbound({ type: 'notify', intent: 'echo', budgetMs: undefined }), r);
+    await hops();
+    expect(r.errors.map((e) => e.code)).toEqual(['AUDIT_UNAVAILABLE']);
+    expect(r.replies).toEqual([]);
+    expect(calls).toEqual([]);
+  });
+
+  it('takes any number of cancels from the peer, of any reason, after and before settlement', async () => {
+    const { t1, n2, calls } = receiver();
+    const r = recordingResponder();
+    const handle = t1.inject('n2', inbound(), r);
+    for (let i = 0; i < 100; i++) handle.cancel({ toString: () => 'x'.repeat(100_000) } as unknown as string);
+    await hops();
+    expect(r.errors.map((e) => e.code)).toEqual(['CANCELLED']);
+    expect(calls).toHaveLength(0);
+    const row = n2.getMessageLog({ agentId: 'b', type: 'ask' })[0]!;
+    expect(row.outcome).toBe('cancelled');
+    expect(JSON.stringify(row).length).toBeLessThan(4000);
+  });
+
   it('refuses and audits an inbound value that is not an object', async () => {
     const { t1, n2 } = receiver();
     const r = recordingResponder();
@@ -358,6 +389,15 @@ describe('what a hostile peer sends back cannot hurt the sender', () => {
     expect((await aborted).code).toBe('CANCELLED');
     await vi.advanceTimersByTimeAsync(100);
     expect((await timedOut).code).toBe('TIMEOUT');
+  });
+
+  it('refuses with UNKNOWN_AGENT, never carrying it, when the transport names a node that is not a node id', async () => {
+    const { n1, t1, a, carried } = heldCarriage();
+    t1.nodeOf = () => 'n'.repeat(100_000);
+    const e = await rejectionOf(a.ask('b', 'x', {}));
+    expect(e.code).toBe('UNKNOWN_AGENT');
+    expect(carried).toHaveLength(0);
+    expect(JSON.stringify(n1.getMessageLog({ agentId: 'b' })).length).toBeLessThan(2000);
   });
 
   it('fails with TRANSPORT_UNAVAILABLE, audited, when transport.send throws despite its contract', async () => {

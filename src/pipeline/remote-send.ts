@@ -4,6 +4,7 @@ import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
+import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -47,12 +48,12 @@ export class RemoteSends {
     this.#deliveries = deliveries;
   }
 
-  /** The stand-in for `id` when another node serves it, else undefined. */
+  /** The stand-in for `id` when another node serves it, else undefined (also when the transport names no valid node id). */
   recipient(id: string): AgentRecord | undefined {
     const { transport } = this.#config;
     if (transport.locate(id) !== 'remote') return undefined;
     const node = transport.nodeOf(id);
-    return node === undefined ? undefined : remoteRecord(id, node);
+    return isAgentId(node) ? remoteRecord(id, node) : undefined;
   }
 
   /**
