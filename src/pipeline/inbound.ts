@@ -15,9 +15,9 @@ import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
 
-/** Inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
+/** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
-/** Remote senders with a rate bucket of their own at most (the least recently seen is forgotten). */
+/** Known remote senders with a rate bucket of their own at most (the least recently seen is forgotten); unknown ones share one. */
 export const REMOTE_BUCKETS = 10_000;
 /** The longest budget an inbound message may carry (setTimeout's limit, as for timeoutMs). */
 const MAX_BUDGET_MS = 2_147_483_647;
@@ -49,7 +49,7 @@ interface Fields {
  * The receiving side of a message from another node, which it treats as hostile: every
  * field is read once and checked again here (recipient, forged sender, ids, depth, budget,
  * codec and size, contract, a rate bucket per remote sender, this node's policy with trust
- * from this node's directory), a repeated id is dropped, the receipt row (naming this node
+ * from this node's directory), a repeated id is dropped (and audited), the receipt row (naming this node
  * and the sender's) is committed before delivery, and an 'approval' decision is held here.
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
@@ -62,7 +62,7 @@ export class Inbound implements InboundPort {
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
   readonly #closed: () => boolean;
-  /** Recent inbound ids by node (insertion order is age): a repeat is dropped. */
+  /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
   readonly #seen = new Set<string>();
   /** A bucket per known remote sender (node and agent), plus one for unknown ones, least recently used first. */
   readonly #buckets = new Map<string, TokenBucket>();
