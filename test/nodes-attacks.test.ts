@@ -126,6 +126,16 @@ describe('a hostile peer cannot make the receiver spend without bound', () => {
 });
 
 describe('a hostile peer cannot bypass the receiver’s checks', () => {
+  it('refuses a message that claims to come from the receiving node itself', async () => {
+    const { t1, n2, calls } = receiver();
+    const r = recordingResponder();
+    t1.inject('n2', inbound({ from: 'ghost', fromNode: 'n2' }), r);
+    await hops();
+    expect(r.errors.map((e) => e.code)).toEqual(['POLICY_DENIED']);
+    expect(calls).toHaveLength(0);
+    expect(n2.getMessageLog({ decision: 'denied' })[0]).toMatchObject({ from: 'ghost', node: 'n2', peerNode: 'n2' });
+  });
+
   it('takes trust from its own directory even when the message carries a trust field', async () => {
     const rules: PolicyRule[] = [{ from: '*', to: 'b', allow: ['ask'], minTrust: 50 }];
     const { t1, calls } = receiver({ policies: rules });

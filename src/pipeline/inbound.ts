@@ -116,7 +116,8 @@ export class Inbound implements InboundPort {
     if (typeof type !== 'string' || !TYPES.has(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
     const from = f.from;
     if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
-    // A node may speak only for agents it serves: never as one of ours, never as another node's.
+    // A node may speak only for agents it serves: never as this node, never as one of ours, never as another node's.
+    if (fromNode === this.#config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
     if (registry.has(from)) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by this node`, { agentId: from });
     const home = transport.nodeOf(from);
     if (home !== undefined && home !== fromNode) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by node ${home}`, { agentId: from });
