@@ -5,37 +5,12 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OrchestratorOptions, PolicyRule } from '../src/index.js';
 import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink, Responder } from '../src/pipeline/transport.js';
 import { closeBuses, hang, makeBus, rejectionOf, settle } from './helpers.js';
-import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
+import { recordingResponder } from './support/loopback.js';
+import { brokenAudit, inboundMessage, twoNodes } from './support/nodes.js';
 
 afterEach(closeBuses);
 
-function twoNodes(o1: OrchestratorOptions = {}, o2: OrchestratorOptions = {}) {
-  const net = new LoopbackNetwork();
-  const t1 = net.transport();
-  const t2 = net.transport();
-  const n1 = makeBus({ node: 'n1', transport: t1, ...o1 });
-  const n2 = makeBus({ node: 'n2', transport: t2, ...o2 });
-  return { net, t1, t2, n1, n2 };
-}
-
-let counter = 0;
-/** An inbound message as node n1 would send it to n2's agent `b`, with `patch` applied. */
-function inbound(patch: Partial<Record<keyof InboundMessage, unknown>> = {}): InboundMessage {
-  return {
-    id: `m-${++counter}`,
-    type: 'ask',
-    from: 'a',
-    fromNode: 'n1',
-    to: 'b',
-    intent: 'echo',
-    payloadJson: '{"x":1}',
-    conversationId: 'c-1',
-    priority: 'normal',
-    depth: 0,
-    budgetMs: 5000,
-    ...patch,
-  } as InboundMessage;
-}
+const inbound = inboundMessage;
 
 /** Node n2 serving `b` (echo), node n1 serving `a`: n1's transport injects as a hostile peer would. */
 function receiver(options: OrchestratorOptions = {}) {
@@ -196,20 +171,22 @@ describe('a hostile peer cannot bypass the receiver’s checks', () => {
   });
 
   it('answers AUDIT_UNAVAILABLE and delivers nothing when the receipt of a notify cannot be committed', async () => {
-    const broken = {
-      append: () => {
-        throw new Error('disk full');
-      },
-      query: () => [],
-      verify: () => ({ ok: true, checked: 0 }),
-      close: () => undefined,
-    };
-    const { t1, calls } = receiver({ audit: broken });
+    const { t1, calls } = receiver({ audit: brokenAudit() });
     const r = recordingResponder();
     t1.inject('n2', inbound({ type: 'notify', intent: 'echo', budgetMs: undefined }), r);
     await hops();
     expect(r.errors.map((e) => e.code)).toEqual(['AUDIT_UNAVAILABLE']);
     expect(r.replies).toEqual([]);
+    expect(calls).toEqual([]);
+  });
+
+  it('answers AUDIT_UNAVAILABLE and holds nothing when the pending row of an ask held for approval cannot be committed', async () => {
+    const { t1, n2, calls } = receiver({ audit: brokenAudit(), policies: [{ from: '*', to: 'b', allow: ['ask'], requireApproval: true }] });
+    const r = recordingResponder();
+    t1.inject('n2', inbound(), r);
+    await hops();
+    expect(r.errors.map((e) => e.code)).toEqual(['AUDIT_UNAVAILABLE']);
+    expect(n2.approvals.list()).toEqual([]);
     expect(calls).toEqual([]);
   });
 
