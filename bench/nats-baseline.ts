@@ -7,7 +7,7 @@
 //   npm run bench:nats -- --quick                       smaller counts
 import { performance } from 'node:perf_hooks';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { findNatsServer, INSTALL_HINT, startNatsServer } from '../test/nats/server.js';
+import { findNatsServer, INSTALL_HINT, startNatsServer } from '../scripts/nats-server.js';
 
 /** About 120 bytes of JSON, like bench/run.ts's payload. */
 const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };

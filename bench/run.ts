@@ -5,6 +5,7 @@
 //   npm run bench                 the full suite (a few minutes on 2 cores)
 //   npm run bench -- --quick      smaller counts, for a smoke run
 //   npm run bench -- --only=throughput,latency
+//   npm run bench -- --quick --only=telemetry   asks/s with no telemetry vs an OpenTelemetry SDK
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { setImmediate as tick } from 'node:timers/promises';
 import { Orchestrator, SqliteAuditLog, type AttemptRecord, type OrchestratorOptions } from '../src/index.js';
 import { costModel } from './cost-model.js';
 import { mittRequestReply } from './mitt-baseline.js';
+import { telemetryModes } from './telemetry.js';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -293,6 +295,39 @@ if (wants('throughput')) {
     say(`  ${mode.padEnd(40)} ${fmt(v).padStart(10)}   ${(v / mitt).toFixed(3)}`);
   }
   results.throughput = table;
+  say('');
+}
+
+if (wants('telemetry')) {
+  // Three interleaved rounds even with --quick: the figure is a ratio of two close numbers.
+  const total = quick ? 50_000 : 200_000;
+  const rounds = 3;
+  const modes = await telemetryModes();
+  const runs: Record<string, number[]> = { mitt: [] };
+  for (let r = 0; r < rounds; r++) {
+    runs.mitt!.push(await throughput('mitt', total * 3));
+    for (const m of modes) {
+      const a = m.asker(makeBus);
+      await closedLoop(a, Math.min(20_000, total / 5), 1000);
+      const started = performance.now();
+      await closedLoop(a, total, 1000);
+      (runs[m.name] ??= []).push(total / ((performance.now() - started) / 1000));
+      await a.close();
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+  const mitt = median(runs.mitt!);
+  say('telemetry: asks/s, 1000 in flight (median of 3)  asks/s    ratio to mitt   vs no telemetry');
+  const table: Record<string, unknown> = {};
+  const labels: Record<string, string> = Object.fromEntries([['mitt', 'mitt (baseline)'], ...modes.map((m) => [m.name, m.label])]);
+  for (const name of Object.keys(runs)) {
+    const v = median(runs[name]!);
+    const base = name.endsWith('+sdk') ? median(runs[name.replace('+sdk', '')]!) : undefined;
+    table[name] = { asksPerSecond: Math.round(v), ratioToMitt: v / mitt, ...(base !== undefined ? { ratioToNoTelemetry: v / base } : {}), rounds: runs[name]!.map(Math.round) };
+    say(`  ${labels[name]!.padEnd(44)} ${fmt(v).padStart(9)}   ${(v / mitt).toFixed(4).padStart(8)}   ${base === undefined ? '' : `${(v / base).toFixed(2)}×`}`);
+  }
+  for (const m of modes) if (m.report !== undefined) say(`  ${m.report()}`);
+  results.telemetry = table;
   say('');
 }
 

@@ -12,7 +12,7 @@
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule } from '../src/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule, type Telemetry } from '../src/index.js';
 import { openApprovalConsole, type ApprovalConsoleHandle } from '../src/console/index.js';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { promptOperator, scriptedOperator } from './demo/operator.js';
@@ -55,6 +55,8 @@ export interface DemoOptions {
   webPort?: number;
   /** Called with the web page's handle once it listens. */
   onWeb?: (server: ApprovalServerHandle) => void;
+  /** The bus's telemetry (`npm run example:otel` prints the tour's spans). @default none */
+  telemetry?: Telemetry;
 }
 
 export async function runDemo(options: DemoOptions): Promise<void> {
@@ -64,7 +66,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   // The default audit log (SQLite in memory), kept readable after bus.close() so that the
   // table can show what closing did to payments left undecided.
   const log = new SqliteAuditLog();
-  const bus = new Orchestrator({ policies: POLICIES, audit: keptOpen(log) });
+  const bus = new Orchestrator({ policies: POLICIES, audit: keptOpen(log), ...(options.telemetry !== undefined ? { telemetry: options.telemetry } : {}) });
   const person = options.interactive === true || options.web === true;
   const operatorName = options.operator ?? (auto && !person ? 'demo-operator' : process.env['USER'] || 'you');
   // The console shows the bus's events itself; the transcript keeps the agents' own words.

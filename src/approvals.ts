@@ -88,6 +88,8 @@ export class ApprovalQueue<H extends Hold> {
   private readonly holds = new Map<string, H>();
   private readonly perSender = new Map<string, number>();
   private readonly expiry: DeadlineQueue<H>;
+  /** Told the number held whenever it changes (the telemetry's gauge), when set. */
+  onSize: ((count: number) => void) | undefined = undefined;
 
   constructor(
     clock: Clock,
@@ -121,6 +123,7 @@ export class ApprovalQueue<H extends Hold> {
     this.holds.set(hold.approval.id, hold);
     this.perSender.set(hold.from, (this.perSender.get(hold.from) ?? 0) + 1);
     this.expiry.add(hold);
+    this.onSize?.(this.holds.size);
   }
 
   get(id: string): H | undefined {
@@ -152,5 +155,6 @@ export class ApprovalQueue<H extends Hold> {
     const left = (this.perSender.get(hold.from) ?? 1) - 1;
     if (left === 0) this.perSender.delete(hold.from);
     else this.perSender.set(hold.from, left);
+    this.onSize?.(this.holds.size);
   }
 }

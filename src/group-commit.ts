@@ -36,6 +36,8 @@ export class GroupCommit {
   /** Chunks whose callbacks are waiting to run, in order; see settle(). */
   private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
   private settling = false;
+  /** Told how long each chunk took to commit (ms) and its records (the telemetry), when set. */
+  onTimed: ((ms: number, records: number) => void) | undefined = undefined;
 
   constructor(
     private log: AuditLog | undefined,
@@ -126,8 +128,10 @@ export class GroupCommit {
         continue;
       }
       this.inFlight++;
+      const started = this.onTimed === undefined ? 0 : performance.now();
       log.appendAsync(records, (error) => {
         this.inFlight--;
+        if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
         this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
         if (this.entries.length > 0 && !this.scheduled) {
           this.scheduled = true;
@@ -165,7 +169,9 @@ export class GroupCommit {
 
   private write(records: AuditRecord[]): BusError | undefined {
     try {
+      const started = this.onTimed === undefined ? 0 : performance.now();
       this.log!.append(records);
+      this.onTimed?.(performance.now() - started, records.length);
       return undefined;
     } catch (cause) {
       return this.failure(cause, records.length);

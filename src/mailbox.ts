@@ -29,6 +29,8 @@ export class Mailbox {
   private waiting = 0;
   private active = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Told the depth (running + waiting) whenever it changes (the telemetry's gauge), when set. */
+  onDepth: ((depth: number) => void) | undefined = undefined;
 
   constructor(
     readonly concurrency: number,
@@ -52,6 +54,7 @@ export class Mailbox {
   reserve(force = false): boolean {
     if (!force && this.active + this.waiting >= this.concurrency + this.maxQueue) return false;
     this.waiting++;
+    this.onDepth?.(this.active + this.waiting);
     return true;
   }
 
@@ -74,6 +77,7 @@ export class Mailbox {
     if (job.withdrawn || job.started) return;
     job.withdrawn = true;
     this.waiting--;
+    this.onDepth?.(this.active + this.waiting);
   }
 
   /** Resolves when nothing runs or waits. */
@@ -96,6 +100,7 @@ export class Mailbox {
 
   private readonly finish = (): void => {
     this.active--;
+    this.onDepth?.(this.active + this.waiting);
     const next = this.active < this.concurrency ? this.next() : undefined;
     if (next !== undefined) {
       this.waiting--;

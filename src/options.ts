@@ -7,6 +7,7 @@ import type { PolicyRule } from './policy.js';
 import type { RateSpec } from './limits.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { isTransport, type Transport } from './pipeline/transport.js';
+import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry.js';
 
 /** Options of `new Orchestrator(options)`. Every key is optional; a misspelled key is an error. */
 export interface OrchestratorOptions<C extends Contracts = Contracts> {
@@ -73,6 +74,14 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
    * `agent-switchboard/nats`). @default in-process: one node, nothing to set up
    */
   transport?: Transport;
+  /**
+   * Where the bus reports its sends, handler runs, refusals, commits, mailbox depths and
+   * held approvals: `openTelemetry()` from `agent-switchboard/otel` for OpenTelemetry spans
+   * and metrics, or your own {@link Telemetry}. A telemetry that throws never breaks the bus
+   * (the first throw is reported as a process warning). @default NOOP_TELEMETRY (nothing
+   * is built or reported)
+   */
+  telemetry?: Telemetry;
 }
 
 /** Options of the default SQLite audit log. */
@@ -141,6 +150,12 @@ const schema = z.strictObject({
   ids: z.custom<() => string>((v) => typeof v === 'function', 'ids must be a function returning a string').optional(),
   node: z.string().regex(AGENT_ID_PATTERN, 'a node id follows the agent id pattern').optional(),
   transport: z.custom<Transport>(isTransport, 'a transport implements the Transport interface (attach, locate, nodeOf, remoteAgents, claim, release, send, ready, close)').optional(),
+  telemetry: z
+    .custom<Telemetry>(
+      isTelemetry,
+      'a telemetry implements the Telemetry interface (enabled, sendStarted, sendRefused, sendHeld, sendCommitted, sendSettled, handlerStarted, handlerEnded, commitTimed, mailboxDepth, agentRemoved, approvalsHeld): use openTelemetry() from agent-switchboard/otel',
+    )
+    .optional(),
 });
 
 function isAuditLog(value: unknown): value is AuditLog {
@@ -170,6 +185,7 @@ export interface ResolvedOptions {
   callSites: boolean;
   node: string | undefined;
   transport: Transport | undefined;
+  telemetry: Telemetry;
 }
 
 /** Validates the options once, strictly, and fills in the defaults. */
@@ -198,6 +214,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     callSites: o.diagnostics?.callSites ?? false,
     node: o.node,
     transport: o.transport,
+    telemetry: o.telemetry ?? NOOP_TELEMETRY,
   };
 }
 

@@ -21,8 +21,10 @@ import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
 import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
+import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
 import { InProcessTransport, type Transport } from './pipeline/transport.js';
+import { guardTelemetry, type Telemetry } from './telemetry.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -98,6 +100,9 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #pipeline: Pipeline;
   readonly #transport: Transport;
   readonly #clock: Clock;
+  readonly #refusals: RefusalSummaries;
+  /** The `telemetry` option, guarded: its calls never throw. */
+  readonly #telemetry: Telemetry;
   /** Bus-wide id claims still in flight (with a transport); `ready()` waits for them. */
   readonly #claims = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
@@ -115,8 +120,20 @@ export class Orchestrator<C extends Contracts = any> {
     this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 250, (error, records) => {
       if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
     });
+    const telemetry = (this.#telemetry = guardTelemetry(o.telemetry));
+    if (telemetry.enabled) this.#commit.onTimed = (ms, records) => telemetry.commitTimed(ms, records);
     this.node = o.node ?? `node-${nanoid(10)}`;
     this.#transport = o.transport ?? new InProcessTransport();
+    const globalRate = o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now());
+    const registry = this.#registry;
+    this.#refusals = new RefusalSummaries(
+      (record) => this.#commit.stage(record),
+      // A local sender's own rate; a remote or departed one gets what a remote sender gets here.
+      (from) => {
+        const sender = registry.get(from);
+        return (sender !== undefined ? sender.bucket?.spec : o.rate === false ? undefined : o.rate) ?? globalRate?.spec;
+      },
+    );
     this.#pipeline = new Pipeline({
       registry: this.#registry,
       policy: this.#policy,
@@ -132,11 +149,13 @@ export class Orchestrator<C extends Contracts = any> {
       approvalTtlMs: o.approvalTtlMs,
       maxPending: o.maxPending,
       maxPendingPerSender: o.maxPendingPerSender,
-      globalRate: o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now()),
+      globalRate,
       callSites: o.callSites,
       transport: this.#transport,
+      telemetry,
       node: this.node,
       remoteRate: o.rate,
+      refusals: this.#refusals,
     });
     this.events = this.#emitter;
     const pipeline = this.#pipeline;
@@ -187,6 +206,7 @@ export class Orchestrator<C extends Contracts = any> {
     if (this.#transport.remoteAgents().some((a) => a.id === id)) {
       throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node`, { agentId: id });
     }
+    if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);
     const handle = new Agent<C>(record, this.#port);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
@@ -215,7 +235,17 @@ export class Orchestrator<C extends Contracts = any> {
     this.#registry.delete(id);
     this.#pipeline.unregister(record);
     this.#transport.release(id);
+    this.#telemetry.agentRemoved(id);
     return true;
+  }
+
+  /** Reports an agent's mailbox depth while it is registered and the bus open. */
+  #depthReporter(record: AgentRecord): (depth: number) => void {
+    const telemetry = this.#telemetry;
+    const pipeline = this.#pipeline;
+    return (depth) => {
+      if (record.alive && !pipeline.closed) telemetry.mailboxDepth(record.id, depth);
+    };
   }
 
   /**
@@ -276,25 +306,28 @@ export class Orchestrator<C extends Contracts = any> {
 
   /** Audit entries, newest first: one per message and recipient, with its latest outcome. */
   getMessageLog(query: MessageLogQuery = {}): MessageLogEntry[] {
-    this.#commit.flush();
+    this.#flushAudit();
     return this.#audit.query(query);
   }
 
   /** Checks the audit log's hash chain end to end; given `head` (from {@link auditHead}), also that the log still holds it. */
   verifyAuditLog(options?: VerifyOptions): VerifyResult {
-    this.#commit.flush();
+    this.#flushAudit();
     return this.#audit.verify(options);
   }
 
   /** The audit log's last committed record `{ seq, hash }`: keep it elsewhere to detect a truncated tail later. */
   auditHead(): ChainHead {
-    this.#commit.flush();
+    this.#flushAudit();
     return this.#audit.head?.() ?? { seq: 0, hash: '0'.repeat(64) };
   }
 
-  /** Writes every staged audit row now (they are otherwise written at the end of the tick). */
+  /**
+   * Writes every staged audit row now (they are otherwise written at the end of the tick),
+   * open refusal summaries included (otherwise written within a second).
+   */
   async flush(): Promise<void> {
-    this.#commit.flush();
+    this.#flushAudit();
   }
 
   /**
@@ -303,7 +336,7 @@ export class Orchestrator<C extends Contracts = any> {
    */
   async onIdle(): Promise<void> {
     for (;;) {
-      this.#commit.flush();
+      this.#flushAudit();
       const busy = [...this.#registry.values()].filter((r) => r.mailbox.running + r.mailbox.queued > 0);
       if (busy.length === 0) {
         await Promise.resolve();
@@ -334,12 +367,24 @@ export class Orchestrator<C extends Contracts = any> {
       await Promise.race([Promise.all(running), new Promise<void>((resolve) => (timer = setTimeout(resolve, this.#options.closeMs)))]);
     }
     if (timer !== undefined) clearTimeout(timer);
+    this.#refusals.close();
     this.#commit.flush();
     this.#commit.shutdown();
     this.#audit.close();
+    if (this.#telemetry.enabled) {
+      // The gauges of a closed bus would report its last values forever.
+      for (const id of this.#registry.keys()) this.#telemetry.agentRemoved(id);
+      this.#telemetry.approvalsHeld(0);
+    }
     for (const id of this.#registry.keys()) this.#transport.release(id);
     await this.#transport.close();
     this.#emitter.clear();
+  }
+
+  /** Stages every open refusal summary, then writes everything staged. */
+  #flushAudit(): void {
+    this.#refusals.flush();
+    this.#commit.flush();
   }
 
   #discover(from: AgentRecord, capability: string): string[] {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { run as aiToolsExample } from '../examples/ai-tools.js';
 import { run as mcpExample } from '../examples/mcp.js';
-import { run as otelExample } from '../examples/otel.js';
+import { run as otelExample, runDemoWorkflow } from '../examples/otel.js';
 
 async function collect<R>(run: (out: (line: string) => void) => Promise<R>): Promise<{ result: R; transcript: string }> {
   const lines: string[] = [];
@@ -38,5 +38,22 @@ describe('adapter examples', () => {
     expect(result).toHaveLength(5);
     expect(transcript).toContain('        process editor [CONSUMER] writer→editor review');
     expect(transcript).toMatch(/ask editor \[PRODUCER\] research→editor review ERROR POLICY_DENIED/);
+  });
+
+  it('otel (npm run example:otel): prints the demo workflow as traces: the delegate with its nested asks, the notify fan-out, the TIMEOUT, the refusal, the approved payment', async () => {
+    const { result, transcript } = await collect(runDemoWorkflow);
+    const lines = transcript.split('\n');
+    const at = (pattern: RegExp) => lines.findIndex((l) => pattern.test(l));
+    const delegate = at(/^  delegate writer \[PRODUCER\] research→writer summarize /);
+    expect(delegate).toBeGreaterThan(0);
+    expect(lines[delegate + 1]).toMatch(/^    process writer \[CONSUMER\]/);
+    expect(lines[delegate + 2]).toMatch(/^      ask research \[PRODUCER\] writer→research clarify/);
+    expect(lines[delegate + 3]).toMatch(/^        process research \[CONSUMER\]/);
+    expect(transcript).toMatch(/^  ask reviewer \[PRODUCER\] supervisor→reviewer status ERROR TIMEOUT/m);
+    expect(transcript).toMatch(/^  notify vault \[PRODUCER\] supervisor→vault rotate-keys \(vault refused: POLICY_DENIED\)/m);
+    expect(transcript).toMatch(/^  delegate payment \[PRODUCER\] purchase→payment pay \(held for approval\)/m);
+    const traceOf = (s: (typeof result)[number]) => s.spanContext().traceId;
+    const summarize = result.find((s) => s.name === 'delegate writer')!;
+    expect(result.filter((s) => traceOf(s) === traceOf(summarize)).map((s) => s.name).sort()).toEqual(['ask research', 'ask reviewer', 'delegate writer', 'process research', 'process reviewer', 'process writer']);
   });
 });

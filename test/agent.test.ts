@@ -4,6 +4,13 @@ import { closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js
 
 afterEach(closeBuses);
 
+/** An error that cannot even say what it is: reading its message throws. */
+class LazyError extends Error {
+  override get message(): string {
+    throw new Error('the message getter throws');
+  }
+}
+
 function isDeepFrozen(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return true;
   if (!Object.isFrozen(value)) return false;
@@ -140,6 +147,34 @@ describe('Agent#ask()', () => {
       const research = bus.register('research');
       expect((await rejectionOf(research.ask('writer', 'summarize', {}))).code).toBe('HANDLER_FAILED');
     });
+
+    for (const [name, thrown] of [
+      ['an error whose message getter throws', () => new LazyError()],
+      ['a revoked Proxy', () => {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        return proxy;
+      }],
+    ] as const) {
+      it(`rejects the sender with HANDLER_FAILED and leaves the mailbox working when the thrown value is unreadable: ${name}`, async () => {
+        const bus = makeBus();
+        bus.register('w', {
+          handlers: {
+            bad: () => {
+              throw thrown();
+            },
+            badAsync: async () => {
+              throw thrown();
+            },
+            good: () => 'ok',
+          },
+        });
+        const a = bus.register('a');
+        await expect(a.ask('w', 'bad', {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: 'HANDLER_FAILED' });
+        await expect(a.ask('w', 'badAsync', {}, { timeoutMs: 2000 })).rejects.toMatchObject({ code: 'HANDLER_FAILED' });
+        await expect(a.ask('w', 'good', {}, { timeoutMs: 2000 })).resolves.toBe('ok');
+      });
+    }
   });
 });
 
@@ -478,6 +513,25 @@ describe('Agent#reply()', () => {
     expect(got).toEqual({ list: [1] });
     expect(Object.isFrozen(got.list)).toBe(true);
     gate.resolve();
+  });
+
+  it('refuses a reply to an ask that has not reached its recipient yet (its row is not committed)', async () => {
+    let n = 0;
+    const bus = makeBus({ ids: () => `m${n++}` });
+    let ran = false;
+    const w = bus.register('w', {
+      handlers: {
+        go: () => {
+          ran = true;
+          return 'from the handler';
+        },
+      },
+    });
+    const ask = bus.register('a').ask('w', 'go', {});
+    const early = w.reply('m0', 'too early'); // same tick: the ask is only staged
+    await expect(early).rejects.toMatchObject({ code: 'INVALID_REPLY' });
+    await expect(ask).resolves.toBe('from the handler');
+    expect(ran).toBe(true);
   });
 });
 

@@ -527,6 +527,16 @@ describe('expiry', () => {
     await vi.advanceTimersByTimeAsync(300_000);
     expect(b.approvals.list()).toEqual([]);
   });
+
+  it('treats a held ask as expired once its deadline has passed, even before the expiry timer ran', async () => {
+    const { b, purchase } = setup();
+    const outcome = purchase.ask('payment', 'quote', {}, { timeoutMs: 1000 }).then(() => 'resolved', (e: { code: string }) => e.code);
+    await tick();
+    const held = only(b.approvals.list());
+    vi.setSystemTime(Date.now() + 5000); // the clock moves on; no timer has fired yet
+    expect(() => b.approvals.approve(held.id, { by: 'late-operator' })).toThrow(/expired/);
+    expect(await outcome).toBe('APPROVAL_EXPIRED');
+  });
 });
 
 describe('approval caps', () => {

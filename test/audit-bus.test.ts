@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { BusError, Orchestrator, SqliteAuditLog, type AuditLog, type BusEvents } from '../src/index.js';
+import { BusError, Orchestrator, SqliteAuditLog, type AuditLog, type AuditRecord, type BusEvents } from '../src/index.js';
+import { closeBuses, deferred, hang, makeBus, settle } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-audit-bus-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -13,6 +14,16 @@ const open: Orchestrator[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((bus) => bus.close()));
 });
+afterEach(closeBuses);
+
+/** A SQLite log whose writes can be made to fail, as on a full disk. */
+class FlakyLog extends SqliteAuditLog {
+  broken = false;
+  override append(records: readonly AuditRecord[]): void {
+    if (this.broken) throw new Error('SQLITE_FULL: database or disk is full');
+    super.append(records);
+  }
+}
 
 function busAt(path: string, extra: Partial<ConstructorParameters<typeof Orchestrator>[0]> = {}) {
   const bus = new Orchestrator({
@@ -65,6 +76,29 @@ describe('audit before delivery', () => {
     await bus.register('research').ask('writer', 'clarify', {});
     reader.close();
     expect(rowsSeenByHandler).toBe(1);
+  });
+
+  it('delivers in staging order even when a handler flushes the log from inside a commit', async () => {
+    const bus = makeBus();
+    const order: string[] = [];
+    bus.register('x', { handlers: { B: () => void order.push('B'), C: () => void order.push('C') } });
+    bus.register('h', {
+      handlers: {
+        go: (_p, ctx) => {
+          void ctx.notify('C', {}, { to: ['x'] });
+          bus.getMessageLog({ limit: 1 });
+          return 1;
+        },
+      },
+    });
+    const a = bus.register('a');
+    const asked = a.ask('h', 'go', {});
+    const notified = a.notify('B', {}, { to: ['x'] });
+    await asked;
+    await notified;
+    await settle();
+    expect(order).toEqual(['B', 'C']);
+    expect(bus.getMessageLog({ agentId: 'x' }).reverse().map((e) => e.intent)).toEqual(['B', 'C']);
   });
 });
 
@@ -149,6 +183,27 @@ describe('fail closed', () => {
     bus.register('writer', { handlers: { clarify: async () => ((breakNext = true), 'secret answer') } });
     const error = await bus.register('research').ask('writer', 'clarify', {}).catch((e: unknown) => e);
     expect((error as BusError).code).toBe('AUDIT_UNAVAILABLE');
+  });
+
+  it('rejects the replier with AUDIT_UNAVAILABLE when its reply cannot be recorded', async () => {
+    const log = new FlakyLog({ path: ':memory:' });
+    const bus = makeBus({ audit: log });
+    const gate = deferred<string>();
+    const w = bus.register('w', {
+      handlers: {
+        go: (_p, ctx) => {
+          gate.resolve(ctx.message.id);
+          return hang(ctx); // never answers, but lets close() go when its signal aborts
+        },
+      },
+    });
+    const ask = bus.register('a').ask('w', 'go', {}, { timeoutMs: 1000 });
+    const id = await gate.promise;
+    log.broken = true;
+    const [asked, replied] = await Promise.allSettled([ask, w.reply(id, { x: 1 })]);
+    log.broken = false;
+    expect(asked).toMatchObject({ status: 'rejected', reason: { code: 'AUDIT_UNAVAILABLE' } });
+    expect(replied).toMatchObject({ status: 'rejected', reason: { code: 'AUDIT_UNAVAILABLE' } });
   });
 });
 

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { isBusError, type ErrorCode, type HandlerContext } from '../src/index.js';
+import { z } from 'zod';
+import { defineContracts, isBusError, type ErrorCode, type HandlerContext } from '../src/index.js';
 import { closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
 
 afterEach(closeBuses);
@@ -311,6 +312,40 @@ describe('order of checks for a send', () => {
     expect((await rejectionOf(research.ask('writer', 'x', { fn: () => 1, big: 'x'.repeat(100) }))).code).toBe('INVALID_PAYLOAD');
     expect((await rejectionOf(research.ask('writer', 'x', { big: 'x'.repeat(100), fn: () => 1 }))).code).toBe('PAYLOAD_TOO_LARGE');
     expect((await rejectionOf(research.ask('writer', 'x', { big: 'x'.repeat(100) }))).code).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('checks size before the contract: a payload both too large and off its contract is PAYLOAD_TOO_LARGE, and the schema never runs', async () => {
+    let schemaRuns = 0;
+    const contracts = defineContracts({
+      x: { type: 'ask', input: z.unknown().refine(() => (schemaRuns++, false), 'never valid'), output: z.unknown() },
+    });
+    const bus = makeBus({ contracts, limits: { maxPayloadBytes: 10 } });
+    bus.register('writer', { handlers: { x: () => 1 } });
+    const research = bus.register('research');
+    expect((await rejectionOf(research.ask('writer', 'x', 'x'.repeat(100)))).code).toBe('PAYLOAD_TOO_LARGE');
+    // The message-type half of the contract comes after the walk too.
+    expect((await rejectionOf(research.notify('x', 'x'.repeat(100), { to: ['writer'] }))).code).toBe('PAYLOAD_TOO_LARGE');
+    expect(schemaRuns).toBe(0);
+    expect((await rejectionOf(research.ask('writer', 'x', 'small'))).code).toBe('INVALID_PAYLOAD');
+    expect(schemaRuns).toBe(1);
+  });
+
+  it('checks the contract before the rate: an off-contract send is INVALID_PAYLOAD and spends no token', async () => {
+    const contracts = defineContracts({ x: { type: 'ask', input: z.object({ n: z.number() }), output: z.unknown() } });
+    const bus = makeBus({ contracts, limits: { rate: { perSecond: 1, burst: 1 } } });
+    bus.register('writer', { handlers: { x: () => 1 } });
+    const research = bus.register('research');
+    expect((await rejectionOf(research.ask('writer', 'x', { n: 'one' }))).code).toBe('INVALID_PAYLOAD');
+    await expect(research.ask('writer', 'x', { n: 1 })).resolves.toBe(1); // the bucket's one token was still there
+    expect((await rejectionOf(research.ask('writer', 'x', { n: 'two' }))).code).toBe('INVALID_PAYLOAD');
+    expect((await rejectionOf(research.ask('writer', 'x', { n: 2 }))).code).toBe('RATE_LIMITED');
+  });
+
+  it("reads a notify's recipients before its intent: a bad to-list is refused first", async () => {
+    const bus = makeBus();
+    const research = bus.register('research');
+    expect((await rejectionOf(research.notify('', {}, { to: ['research'] }))).code).toBe('SELF_MESSAGE');
+    expect((await rejectionOf(research.notify('', {}, { to: ['writer'] }))).code).toBe('INVALID_ARGUMENT');
   });
 
   it('checks size before the rate: an oversized send with an empty bucket gives PAYLOAD_TOO_LARGE', async () => {

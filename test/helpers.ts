@@ -1,28 +1,32 @@
-// Shared setup for the bus tests: a fresh orchestrator per test, closed after it.
+// Shared setup for the bus tests, on the public test kit (src/testing, shipped as
+// `agent-switchboard/testing`): a fresh test bus per test, closed after it. What is here
+// is only what the kit does not offer: a registry of the buses a test made, error
+// extractors, a gate, and a handler body that honours its signal.
 import { vi } from 'vitest';
-import { BusError, Orchestrator, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
+import { BusError, isBusError, type Orchestrator, type OrchestratorOptions } from '../src/index.js';
+import { closeBus, createTestBus, flushMicrotasks, sequentialIds } from '../src/testing/index.js';
 
-/** Lets every agent ask, delegate and notify every other one: for tests that are not about policy. */
-export const ALLOW_ALL: readonly PolicyRule[] = Object.freeze([{ from: '*', to: '*', allow: ['ask', 'delegate', 'notify'] }]);
+export { ALLOW_ALL } from '../src/testing/index.js';
 
 const open: Orchestrator[] = [];
+let made = 0;
 
-/** A fresh orchestrator (policies default to ALLOW_ALL), closed by `closeBuses()`. */
+/**
+ * A fresh bus from the kit's `createTestBus()` (in-memory log, no rate limit unless `limits.rate`
+ * is given, a clock fake timers drive), closed by `closeBuses()`. Its message ids count per bus
+ * with a prefix of their own (`bus3-msg-1`, …), so two buses of one test (two nodes) never share
+ * an id. Without `policies`, every agent may ask, delegate and notify every other one (the kit's
+ * `allowAll`), for tests that are not about policy; given `policies` are used as they are.
+ */
 export function makeBus(options: OrchestratorOptions = {}): Orchestrator {
-  const bus = new Orchestrator({ policies: ALLOW_ALL, ...options });
+  const bus = createTestBus({ allowAll: options.policies === undefined, ids: sequentialIds(`bus${++made}-msg-`), ...options });
   open.push(bus);
   return bus;
 }
 
-/** Closes every bus made in the test, advancing fake timers if a handler holds `close` up. */
+/** Closes every bus made in the test (advancing fake timers if a handler holds `close` up), then restores real timers. */
 export async function closeBuses(): Promise<void> {
-  const buses = open.splice(0);
-  for (const bus of buses) {
-    let done = false;
-    const closing = bus.close().then(() => (done = true));
-    while (!done && vi.isFakeTimers()) await vi.advanceTimersByTimeAsync(100);
-    await closing;
-  }
+  for (const bus of open.splice(0)) await closeBus(bus, vi);
   vi.useRealTimers();
 }
 
@@ -56,9 +60,13 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T)
   return { promise, resolve };
 }
 
-/** Lets the bus's microtasks (audit commit, delivery, replies) run. */
+/**
+ * Lets the bus's microtasks (audit commit, delivery, replies) run, then one macrotask (a
+ * zero-ms fake advance under fake timers), without waiting for handlers to finish (the
+ * kit's `runUntilIdle()` would wait for a handler that is held on a gate).
+ */
 export async function settle(rounds = 10): Promise<void> {
-  for (let i = 0; i < rounds; i++) await Promise.resolve();
+  await flushMicrotasks(rounds);
   if (vi.isFakeTimers()) await vi.advanceTimersByTimeAsync(0);
   else await new Promise<void>((resolve) => setImmediate(resolve));
 }

@@ -10,7 +10,10 @@ describe('natsTransport()', () => {
     await expect(natsTransport({ servers: 'nats://x', bus: 'a.b' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('bus') });
   });
 
-  it('says plainly that it is not wired to the Orchestrator yet', async () => {
-    await expect(natsTransport({ servers: ['nats://127.0.0.1:4222'], bus: 'shop' })).rejects.toThrow(/not wired/);
+  it('rejects with TRANSPORT_UNAVAILABLE naming the servers when no broker answers', async () => {
+    await expect(natsTransport({ servers: ['nats://127.0.0.1:1'], bus: 'shop', connectTimeoutMs: 500 })).rejects.toMatchObject({
+      code: 'TRANSPORT_UNAVAILABLE',
+      message: expect.stringContaining('nats://127.0.0.1:1'),
+    });
   });
 });

@@ -14,6 +14,7 @@ const meta: WireMeta = {
   priority: 'high',
   budgetMs: 1500,
   traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+  node: 'billing-1',
 };
 
 function tampered(key: string, value: string | null) {
@@ -26,7 +27,7 @@ function tampered(key: string, value: string | null) {
 describe('encodeMessage() / decodeMessage()', () => {
   it('round-trips every field and the payload', () => {
     const frame = encodeMessage(meta, '{"a":[1,"x"]}');
-    expect(decodeMessage(frame.headers, frame.data, 1024, true)).toEqual({ ...meta, payload: { a: [1, 'x'] }, payloadBytes: 13 });
+    expect(decodeMessage(frame.headers, frame.data, 1024, true)).toEqual({ ...meta, payload: { a: [1, 'x'] }, payloadJson: '{"a":[1,"x"]}', payloadBytes: 13 });
   });
 
   it.each([
@@ -43,6 +44,7 @@ describe('encodeMessage() / decodeMessage()', () => {
     ['Sb-Intent', '*'],
     ['Sb-Intent', 'x'.repeat(129)],
     ['Sb-Conv', 'x'.repeat(129)],
+    ['Sb-Node', 'a b'],
   ])('refuses header %s = %j with INVALID_ARGUMENT', (key, value) => {
     expect(tampered(key, value)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
@@ -82,7 +84,7 @@ describe('encodeMessage() / decodeMessage()', () => {
 describe('decodeAnswer()', () => {
   it('decodes a reply and an error', () => {
     const r = encodeReply('m1', '{"ok":true}');
-    expect(decodeAnswer(r.headers, r.data, 1024)).toEqual({ kind: 'reply', id: 'm1', payload: { ok: true }, payloadBytes: 11 });
+    expect(decodeAnswer(r.headers, r.data, 1024)).toEqual({ kind: 'reply', id: 'm1', payload: { ok: true }, payloadJson: '{"ok":true}', payloadBytes: 11 });
     const e = encodeError('m1', { code: 'NO_HANDLER', message: 'nope' });
     expect(decodeAnswer(e.headers, e.data, 1024)).toEqual({ kind: 'error', id: 'm1', error: { code: 'NO_HANDLER', message: 'nope' } });
   });

@@ -113,6 +113,15 @@ describe('Orchestrator#unregister()', () => {
     const bus = makeBus();
     expect(bus.unregister('nobody')).toBe(false);
   });
+
+  it('records a notify withdrawn in the same tick (recipient unregistered) as failed, not delivered', async () => {
+    const bus = makeBus();
+    bus.register('x', { handlers: { hi: () => undefined } });
+    const receipt = bus.register('a').notify('hi', {}, { to: ['x'] });
+    bus.unregister('x');
+    expect((await receipt).failed).toEqual(['x']);
+    expect(bus.getMessageLog({ agentId: 'x' })[0]).toMatchObject({ outcome: 'failed', code: 'UNKNOWN_AGENT' });
+  });
 });
 
 describe('Orchestrator#close()', () => {

@@ -1,7 +1,7 @@
 // The trust boundary by construction: nothing an agent holds (its handle, a handler's ctx)
 // reaches the bus's internals, and nothing a caller's getter does can undo a check.
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineContracts, type HandlerContext } from '../src/index.js';
+import { defineContracts, type HandlerContext, type Telemetry } from '../src/index.js';
 import { z } from 'zod';
 import { closeBuses, makeBus, rejectionOf, settle } from './helpers.js';
 import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
@@ -97,6 +97,37 @@ describe('faces with nothing behind them', () => {
     expect(internals(reachable(a))).toEqual([]);
     expect(internals(reachable(job))).toEqual([]);
     await job;
+  });
+
+  it('with telemetry on, nothing reachable from a handle, a job or a ctx leads to the telemetry or its tokens', async () => {
+    const held = new Set<object>();
+    const keep = <T extends object>(o: T): T => (held.add(o), o);
+    const telemetry: Telemetry = keep({
+      enabled: true,
+      sendStarted: () => keep({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }),
+      sendRefused: () => undefined,
+      sendHeld: () => undefined,
+      sendCommitted: () => undefined,
+      sendSettled: () => undefined,
+      handlerStarted: (_e, fn) => fn(keep({})),
+      handlerEnded: () => undefined,
+      commitTimed: () => undefined,
+      mailboxDepth: () => undefined,
+      agentRemoved: () => undefined,
+      approvalsHeld: () => undefined,
+    });
+    const bus = makeBus({ telemetry });
+    let ctx: HandlerContext | undefined;
+    bus.register('b', { handlers: { work: (_p, c) => ((ctx = c), c.signal, 'ok') } });
+    const a = bus.register('a');
+    const job = a.delegate('b', 'work', {});
+    const found = new Set([...reachable(a), ...reachable(job)]);
+    await job;
+    for (const o of reachable(ctx!)) found.add(o);
+    expect(held.size).toBeGreaterThanOrEqual(3);
+    expect([...held].filter((o) => found.has(o))).toEqual([]);
+    expect(internals(found)).toEqual([]);
+    expect((ctx!.message as { traceparent?: string }).traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
   });
 
   it('a handler cannot send as another agent', async () => {

@@ -7,7 +7,7 @@
  */
 import type Database from 'better-sqlite3';
 import { COL } from './migrations.js';
-import type { AuditOutcome, MessageLogEntry } from './types.js';
+import type { AuditOutcome, MessageLogEntry, RefusalSummary } from './types.js';
 
 /** A validated filter. */
 export interface BatchFilter {
@@ -213,9 +213,15 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
   e.conversationId = a[COL.conversation_id] as string;
   if (a[COL.in_reply_to] != null) e.inReplyTo = a[COL.in_reply_to] as string;
   if (a[COL.causation_id] != null) e.causationId = a[COL.causation_id] as string;
+  const tally = a[COL.note]; // an attempt's note is only ever a refusal summary's tally
+  if (tally != null && typeof tally === 'object') e.refusals = copySummary(tally as RefusalSummary);
   const truncated = a[COL.truncated];
   if (truncated != null) e.truncated = { ...(truncated as Record<string, number>) };
   if (a[COL.node] != null) e.node = a[COL.node] as string;
   if (a[COL.peer_node] != null) e.peerNode = a[COL.peer_node] as string;
   return e;
+}
+
+function copySummary(t: RefusalSummary): RefusalSummary {
+  return { count: t.count, first: t.first, last: t.last, codes: { ...t.codes } };
 }

@@ -10,6 +10,7 @@ export type {
   MessageLogEntry,
   MessageLogQuery,
   OutcomeRecord,
+  RefusalSummary,
   VerifyOptions,
   VerifyResult,
 } from './types.js';

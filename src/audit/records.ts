@@ -3,8 +3,9 @@
  * caller-influenced string capped at {@link STRING_CAP} characters with its original length
  * kept in the `truncated` column, so no single record can make an unbounded row.
  */
+import { ErrorCode } from '../errors.js';
 import { ROW_COLUMNS } from './migrations.js';
-import type { AuditRecord } from './types.js';
+import type { AuditRecord, RefusalSummary } from './types.js';
 
 /** The most characters any stored string keeps (a longer one is cut, and its length recorded). */
 export const STRING_CAP = 1024;
@@ -53,11 +54,33 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
       row[i] = v.slice(0, STRING_CAP);
     }
   }
+  // A refusal-summary row keeps its tally in the `note` column, which attempts do not
+  // otherwise use: no schema change, and old readers still see a denied attempt with a reason.
+  if (r.kind === 'attempt' && r.refusals !== undefined) row[NOTE] = summaryOf(r.refusals);
   if (truncated !== undefined) {
     if (row.length > 22) row[22] = truncated;
     else row.push(truncated);
   }
   return row;
+}
+
+const NOTE = ROW_COLUMNS.indexOf('note');
+const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
+
+/** A plain copy of a refusal summary whose counts add up, or a TypeError (the batch fails, nothing half written). */
+function summaryOf(s: RefusalSummary): RefusalSummary {
+  const { count, first, last } = s;
+  if (!Number.isSafeInteger(count) || count < 1) throw new TypeError(`refusal summary has an invalid count ${String(count)}`);
+  if (!Number.isFinite(first) || !Number.isFinite(last) || first > last) throw new TypeError(`refusal summary has an invalid window ${String(first)}..${String(last)}`);
+  const codes: Partial<Record<ErrorCode, number>> = {};
+  let total = 0;
+  for (const [code, n] of Object.entries(s.codes)) {
+    if (!CODES.has(code) || !Number.isSafeInteger(n) || (n as number) < 1) throw new TypeError(`refusal summary has an invalid count for ${JSON.stringify(code)}`);
+    codes[code as ErrorCode] = n as number;
+    total += n as number;
+  }
+  if (total !== count) throw new TypeError(`refusal summary counts ${total} refusals by code, not ${count}`);
+  return { count, first, last, codes };
 }
 
 const ENUMS: [number, ReadonlySet<string>][] = [

@@ -48,6 +48,26 @@ export interface AttemptRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /**
+   * Set on a refusal-summary row: this row stands for `count` refusals of its sender beyond
+   * its rate (its own message is the first of them), which were counted, not written one by one.
+   */
+  readonly refusals?: RefusalSummary;
+}
+
+/**
+ * What a refusal-summary row counts: the refusals of one sender beyond its rate between
+ * `first` and `last`, by code. The counts of `codes` add up to `count`.
+ */
+export interface RefusalSummary {
+  /** How many refusals the row stands for, its own message included (at least 1). */
+  readonly count: number;
+  /** Epoch ms of the first of them. */
+  readonly first: number;
+  /** Epoch ms of the last of them. */
+  readonly last: number;
+  /** How many of them were refused with each code. */
+  readonly codes: Readonly<Partial<Record<ErrorCode, number>>>;
 }
 
 /** A later outcome of a message for one recipient (replied, failed, expired, …). */
@@ -117,6 +137,8 @@ export interface MessageLogEntry {
   /** The message whose handler sent this one, inside a chain. */
   causationId?: string;
   inReplyTo?: string;
+  /** On a refusal-summary row: how many refusals of its sender it stands for, when, and their codes. */
+  refusals?: RefusalSummary;
   /** Strings that were stored capped, with their original lengths (e.g. `{ reason: 500000 }`). */
   truncated?: Record<string, number>;
   /** The node that recorded the message, when it crossed nodes. */

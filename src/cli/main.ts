@@ -11,7 +11,7 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
-import type { ChainHead, MessageLogEntry, MessageLogQuery } from '../audit/types.js';
+import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
 import { runNatsConfig } from './nats-config.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
@@ -57,6 +57,9 @@ Options:
   --limit N             At most N entries, 1..${MAX_QUERY_LIMIT} (default 50)
   --json                One JSON object per line (JSON Lines) instead of a table
   -h, --help            Show this help
+
+A row that stands for many refusals of one sender beyond its rate shows, under RULE/CODE,
+how many, since when, and their codes (its JSON has "refusals": count, first, last, codes).
 
 Example:
   switchboard log audit.db --agent writer --limit 20`;
@@ -271,7 +274,7 @@ function runExport(args: string[], io: CliIO): number {
   }
 }
 
-const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated'] as const;
+const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated', 'refusals'] as const;
 
 /** RFC 4180: every field quoted when it holds a comma, quote or line break; a leading formula character is neutralised. */
 function csvLine(e: MessageLogEntry): string {
@@ -352,8 +355,8 @@ function table(entries: readonly MessageLogEntry[]): string[] {
       e.decision,
       e.outcome ?? '',
       e.approval === undefined ? '' : e.decidedBy === undefined ? e.approval : `${e.approval}/${e.decidedBy}`,
-      [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/'),
-    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), COLUMNS[i]?.max ?? 24)),
+      e.refusals === undefined ? [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/') : tallyCell(e.refusals),
+    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
   );
   const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] as string).length)));
   const line = (cells: readonly string[]) =>
@@ -362,6 +365,14 @@ function table(entries: readonly MessageLogEntry[]): string[] {
       .join('  ')
       .trimEnd();
   return [line(COLUMNS.map((c) => c.title)), ...rows.map(line)];
+}
+
+/** A refusal-summary row's RULE/CODE cell: how many, by code, and since when (the TIME column is the last). */
+function tallyCell(t: RefusalSummary): string {
+  const codes = Object.entries(t.codes)
+    .map(([code, n]) => `${code}×${n}`)
+    .join(' ');
+  return `${t.count} refused since ${isoTime(t.first)}: ${codes}`;
 }
 
 function isoTime(ts: number): string {

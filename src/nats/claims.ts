@@ -202,6 +202,45 @@ export class Claims {
     return this.#liveIn(this.#seen);
   }
 
+  /**
+   * The live claims as last seen by {@link watch}, unsorted, and the epoch ms at which the
+   * first of them runs out of lease (`Infinity` when there are none): a cache of this view
+   * stays right until that time or the next {@link onChange}.
+   */
+  view(): { claims: ClaimRecord[]; until: number } {
+    const now = this.#now();
+    const claims: ClaimRecord[] = [];
+    let until = Infinity;
+    for (const { claim, created } of this.#seen.values()) {
+      if (claim === undefined) continue;
+      const expires = created + claim.leaseMs;
+      if (expires <= now) continue;
+      claims.push({ agent: claim.agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
+      if (expires < until) until = expires;
+    }
+    return { claims, until };
+  }
+
+  /**
+   * Reads `agent`'s claim from the bucket now (for an id the watch has not shown yet) and
+   * records it in the watched view. Resolves with the live claim, or undefined.
+   */
+  async lookup(agent: string): Promise<ClaimRecord | undefined> {
+    this.#assertOpen();
+    let entry: KvEntry | null;
+    try {
+      entry = await this.#kv.get(this.#subjects.claimKey(agent));
+    } catch (e) {
+      throw unavailable(`look up "${agent}"`, e);
+    }
+    if (entry === null) return undefined;
+    this.#apply(this.#seen, entry);
+    const seen = this.#seen.get(agent);
+    if (seen?.claim === undefined || seen.created + seen.claim.leaseMs <= this.#now()) return undefined;
+    const { node, capabilities, trust } = seen.claim;
+    return { agent, node, capabilities, trust };
+  }
+
   /** Calls `listener` after each change {@link watch} sees; returns the function that stops it. */
   onChange(listener: () => void): () => void {
     this.#changes.add(listener);

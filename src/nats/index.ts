@@ -2,25 +2,10 @@
  * `agent-switchboard/nats`: the NATS transport that carries one bus across processes and
  * machines (see docs/nodes.md).
  *
- * Status: the carriage (subjects, wire format, link, claims, connection) and the
- * `switchboard nats-config` command are built and tested against a real nats-server; the
- * Orchestrator does not accept a `transport` yet, so {@link natsTransport} checks its options
- * and then throws. It is wired in the second phase of issue 12.
+ * {@link natsTransport} connects a node to a NATS server (JetStream enabled) and implements
+ * the orchestrator's transport seam: bus-wide agent id claims with a lease, a synchronous
+ * directory of every node's agents, and asks, delegates (progress, cancel) and notifies
+ * between nodes on subjects whose sender the broker pins to the node's credentials.
  */
-import { checkNatsOptions, type NatsTransportOptions } from './options.js';
-
+export { natsTransport } from './transport.js';
 export type { NatsTransportOptions } from './options.js';
-
-/**
- * Creates the NATS transport for `new Orchestrator({ node, transport })`.
- *
- * NOT WIRED YET: checks `options` (a bad one is `INVALID_ARGUMENT` naming the key), then
- * rejects with an error saying the transport is not wired to the Orchestrator yet.
- *
- * @example
- * const transport = await natsTransport({ servers: 'nats://127.0.0.1:4222', bus: 'shop' });
- */
-export async function natsTransport(options: NatsTransportOptions): Promise<never> {
-  checkNatsOptions(options);
-  throw new Error('natsTransport is not wired to the Orchestrator yet (issue 12, phase 2): the NATS link, claims and nats-config are available, the Orchestrator `transport` option is not');
-}

@@ -43,7 +43,7 @@ export interface Outbound extends WireMeta {
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
-  reply(payload: unknown, payloadBytes: number): void;
+  reply(payload: unknown, payloadBytes: number, payloadJson: string): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -83,7 +83,7 @@ export interface DeadAnswer {
   readonly id: string;
   readonly from: string;
   readonly to: string;
-  readonly answer: { kind: 'reply'; payload: unknown } | { kind: 'error'; error: WireError };
+  readonly answer: { kind: 'reply'; payload: unknown; payloadJson: string } | { kind: 'error'; error: WireError };
 }
 
 /** Something a peer sent that was refused before delivery. */
@@ -115,7 +115,7 @@ export type Receiver = (inbound: Inbound, responder: Responder) => void;
 interface Pending {
   readonly from: string;
   readonly to: string;
-  readonly type: 'ask' | 'delegate';
+  readonly type: 'ask' | 'delegate' | 'notify';
   readonly callbacks: RequestCallbacks;
   readonly timer: NodeJS.Timeout;
 }
@@ -166,10 +166,12 @@ export class Link {
   }
 
   /**
-   * Sends an ask or delegate. Throws `TRANSPORT_UNAVAILABLE` at once while the connection is
-   * down (nothing is buffered), `CLOSED` after {@link close}. `budgetMs` is required.
+   * Sends an ask or delegate, or a notify whose receipt the receiver acknowledges with one
+   * answer. Throws `TRANSPORT_UNAVAILABLE` at once while the connection is down (nothing is
+   * buffered), `CLOSED` after {@link close}. `budgetMs` is required: how long this end waits
+   * (a notify does not carry it, so the receiver sets no deadline for it).
    */
-  request(message: Outbound & { type: 'ask' | 'delegate'; budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
+  request(message: Outbound & { budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
     this.#assertOpen(`${message.type} ${message.id} to "${message.to}"`);
     const { id, from, to, type } = message;
     if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
@@ -179,7 +181,8 @@ export class Link {
       if (this.#finish(id)) callbacks.error(new BusError('TIMEOUT', `${type} ${id} to "${to}" got no reply within ${budgetMs} ms`, { messageId: id, timeoutMs: budgetMs, agentId: to }));
     }, budgetMs);
     this.#pending.set(id, { from, to, type, callbacks, timer });
-    const frame = encodeMessage(message, message.payloadJson);
+    const { budgetMs: _wait, ...unbudgeted } = message;
+    const frame = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
     try {
       this.#conn.nc.publish(this.#subjects.inbound(to, from, type), frame.data, { headers: frame.headers, reply: `${this.#inbox}.${escapeToken(id)}` });
     } catch (cause) {
@@ -276,7 +279,7 @@ export class Link {
     }
     const p = this.#finish(answer.id);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes, answer.payloadJson);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
@@ -286,7 +289,7 @@ export class Link {
       this.#onDead?.({
         id: answer.id,
         ...ended,
-        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload } : { kind: 'error', error: answer.error },
+        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload, payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
       });
     }
   }
@@ -333,7 +336,8 @@ export class Link {
     if (this.#seen.size > this.#dedupeWindow) this.#seen.delete(this.#seen.values().next().value!);
 
     const controller = new AbortController();
-    let settled = kind === 'notify';
+    // A notify is answered (acknowledged) once when its sender asked for an answer.
+    let settled = kind === 'notify' && msg.reply === undefined;
     if (kind !== 'notify') {
       const budget = decoded.budgetMs!;
       const timer = setTimeout(() => {

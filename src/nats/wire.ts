@@ -39,6 +39,7 @@ const H = {
   priority: 'Sb-Prio',
   budget: 'Sb-Budget',
   kind: 'Sb-Kind',
+  node: 'Sb-Node',
   trace: 'traceparent',
 } as const;
 
@@ -56,6 +57,11 @@ export interface WireMeta {
   readonly budgetMs?: number;
   /** W3C trace context of the sending span. */
   readonly traceparent?: string;
+  /**
+   * The node the sender says it is. Never trusted alone: the receiver checks it against
+   * the bus-wide claim of the subject's `from`, which the broker pins to the sender.
+   */
+  readonly node?: string;
 }
 
 /** Encoded for `publish`: headers and payload bytes. */
@@ -67,6 +73,8 @@ export interface WireFrame {
 /** A decoded ask, delegate or notify. */
 export interface DecodedMessage extends WireMeta {
   readonly payload: unknown;
+  /** The payload as the JSON text that arrived (already checked to parse). */
+  readonly payloadJson: string;
   /** The payload's size on the wire, in bytes. */
   readonly payloadBytes: number;
 }
@@ -79,7 +87,7 @@ export interface WireError {
 
 /** What comes back on a reply inbox. */
 export type DecodedAnswer =
-  | { readonly kind: 'reply'; readonly id: string; readonly payload: unknown; readonly payloadBytes: number }
+  | { readonly kind: 'reply'; readonly id: string; readonly payload: unknown; readonly payloadJson: string; readonly payloadBytes: number }
   | { readonly kind: 'error'; readonly id: string; readonly error: WireError };
 
 const utf8 = new TextEncoder();
@@ -99,6 +107,7 @@ export function encodeMessage(meta: WireMeta, payloadJson: string): WireFrame {
   h.set(H.priority, meta.priority);
   if (meta.budgetMs !== undefined) h.set(H.budget, String(Math.max(1, Math.min(MAX_BUDGET_MS, Math.ceil(meta.budgetMs)))));
   if (meta.traceparent !== undefined && TRACEPARENT.test(meta.traceparent)) h.set(H.trace, meta.traceparent);
+  if (meta.node !== undefined) h.set(H.node, meta.node);
   return { headers: h, data: utf8.encode(payloadJson) };
 }
 
@@ -121,7 +130,8 @@ export function decodeMessage(headers: MsgHdrs | undefined, data: Uint8Array, ma
   if (h.has(H.budget)) budgetMs = intHeader(h, H.budget, 1, MAX_BUDGET_MS);
   else if (needsBudget) throw bad(`header ${H.budget} is missing: an ask or delegate needs its remaining deadline`);
   const trace = h.has(H.trace) ? one(h, H.trace, 55) : undefined;
-  const payload = decodeJson(data, maxPayloadBytes, 'payload', id);
+  const node = h.has(H.node) ? idHeader(h, H.node) : undefined;
+  const { value: payload, text: payloadJson } = decodeJson(data, maxPayloadBytes, 'payload', id);
   return {
     id,
     intent,
@@ -133,7 +143,9 @@ export function decodeMessage(headers: MsgHdrs | undefined, data: Uint8Array, ma
     ...(budgetMs === undefined ? {} : { budgetMs }),
     // An unreadable trace context is ignored (W3C: start a new trace), not refused.
     ...(trace !== undefined && TRACEPARENT.test(trace) ? { traceparent: trace } : {}),
+    ...(node === undefined ? {} : { node }),
     payload,
+    payloadJson,
     payloadBytes: data.byteLength,
   };
 }
@@ -169,7 +181,7 @@ export function encodeAbout(id: string, payloadJson: string): WireFrame {
 export function decodeAbout(headers: MsgHdrs | undefined, data: Uint8Array, maxPayloadBytes: number): { id: string; payload: unknown } {
   const h = checkHeaders(headers);
   const id = idHeader(h, H.id);
-  return { id, payload: decodeJson(data, maxPayloadBytes, 'payload', id) };
+  return { id, payload: decodeJson(data, maxPayloadBytes, 'payload', id).value };
 }
 
 /**
@@ -187,11 +199,14 @@ export function decodeAnswer(headers: MsgHdrs | undefined, data: Uint8Array, max
   } catch (e) {
     throw new BusError('INVALID_REPLY', `malformed answer from a peer: ${(e as Error).message}`);
   }
-  if (kind === 'reply') return { kind, id, payload: decodeJson(data, maxPayloadBytes, 'reply', id), payloadBytes: data.byteLength };
+  if (kind === 'reply') {
+    const { value, text } = decodeJson(data, maxPayloadBytes, 'reply', id);
+    return { kind, id, payload: value, payloadJson: text, payloadBytes: data.byteLength };
+  }
   if (kind !== 'error') throw new BusError('INVALID_REPLY', `unknown answer kind ${JSON.stringify(kind)} for message ${id}`, { messageId: id });
   let body: unknown;
   try {
-    body = decodeJson(data, MAX_ERROR_BYTES, 'error', id);
+    body = decodeJson(data, MAX_ERROR_BYTES, 'error', id).value;
   } catch (e) {
     throw new BusError('INVALID_REPLY', `malformed error answer for message ${id}: ${(e as Error).message}`, { messageId: id });
   }
@@ -251,7 +266,7 @@ function intentHeader(h: MsgHdrs): string {
   return intent;
 }
 
-function decodeJson(data: Uint8Array, maxBytes: number, what: string, messageId: string): unknown {
+function decodeJson(data: Uint8Array, maxBytes: number, what: string, messageId: string): { value: unknown; text: string } {
   if (data.byteLength > maxBytes) {
     throw new BusError('PAYLOAD_TOO_LARGE', `${what} of message ${messageId} is ${data.byteLength} bytes (limit ${maxBytes})`, { messageId });
   }
@@ -262,7 +277,7 @@ function decodeJson(data: Uint8Array, maxBytes: number, what: string, messageId:
     throw new BusError('INVALID_PAYLOAD', `${what} of message ${messageId} is not UTF-8`, { messageId });
   }
   try {
-    return JSON.parse(text);
+    return { value: JSON.parse(text), text };
   } catch (e) {
     throw new BusError('INVALID_PAYLOAD', `${what} of message ${messageId} is not JSON: ${(e as Error).message}`, { messageId });
   }

@@ -1,7 +1,6 @@
 // agent-switchboard/otel: OpenTelemetry traces and metrics for the bus, on @opentelemetry/api
 // (an optional peer dependency used only here). See docs/observability.md.
 export { openTelemetry, type OpenTelemetryOptions } from './telemetry.js';
-export { traceBusEvents, type TraceBusEventsOptions } from './bridge.js';
 export { formatTraceparent, parseTraceparent } from './traceparent.js';
 export { METRIC, SYSTEM } from './attributes.js';
-export { NOOP_TELEMETRY, type CommitInfo, type RefusalInfo, type RunToken, type SendDraft, type SendToken, type Telemetry, type TracedEnvelope } from '../telemetry.js';
+export { NOOP_TELEMETRY, traceparentOf, type CommitInfo, type RefusalInfo, type RunToken, type SendDraft, type SendToken, type Telemetry, type TracedEnvelope } from '../telemetry.js';

@@ -9,6 +9,7 @@ import type { Journal } from './journal.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
+import { commitInfo, requestEnded } from './tracing.js';
 
 /**
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
@@ -54,7 +55,8 @@ export class Approvals {
     const ledger = this.#ledger;
     ledger.holds.add(hold);
     ledger.trackHeld(p);
-    const { commit, events } = this.#config;
+    const { commit, events, telemetry } = this.#config;
+    if (p.trace !== undefined) telemetry.sendHeld(p.trace, hold.approval.rule);
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
@@ -103,7 +105,8 @@ export class Approvals {
       if (o.always === true) policy.allowExactly(envelope);
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
-      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent);
+      const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {
       const e = toBusError(error, 'INVALID_ARGUMENT', envelope.id);
@@ -155,6 +158,7 @@ export class Approvals {
     const p = hold.pending;
     if (p !== undefined) this.#ledger.settle(p);
     this.#journal.recordOutcome(envelope, 'expired', 'APPROVAL_EXPIRED', error.message);
+    if (p !== undefined) requestEnded(this.#config.telemetry, p, error);
     p?.reject(error);
     const { events } = this.#config;
     if (events.has('message:expired')) events.emit('message:expired', { envelope, code: 'APPROVAL_EXPIRED' });

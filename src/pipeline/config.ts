@@ -4,7 +4,9 @@ import type { BusEmitter } from '../events.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
+import type { Telemetry } from '../telemetry.js';
 import type { AgentRecord } from './records.js';
+import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';
 
 /** What the pipeline is given by the orchestrator; it never reaches back into it. */
@@ -29,8 +31,12 @@ export interface PipelineConfig {
   readonly callSites: boolean;
   /** How messages reach agents of other nodes (in-process: there are none). */
   readonly transport: Transport;
+  /** Where sends, runs and refusals are reported (already guarded: its calls never throw). */
+  readonly telemetry: Telemetry;
   /** This node's id, recorded on the audit rows of messages that cross nodes. */
   readonly node: string;
   /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */
   readonly remoteRate: RateSpec | false;
+  /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
+  readonly refusals: RefusalSummaries;
 }

@@ -3,6 +3,8 @@ import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, ty
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { CommitInfo } from '../telemetry.js';
+import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import { Context, type ChainPort } from './context.js';
@@ -10,6 +12,7 @@ import { envelopeOf, replyDraft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
 import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
+import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
 
@@ -54,14 +57,21 @@ export class Deliveries {
 
   /**
    * Reserves the recipient's mailbox, stages `record`, and hands the message over once the
-   * record is committed. Throws NO_HANDLER / MAILBOX_FULL.
+   * record is committed (reporting `committed` to the telemetry first, for a traced request).
+   * Throws NO_HANDLER / MAILBOX_FULL.
    */
-  deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined): void {
+  deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
     const delivery = this.reserve(envelope, recipient, p, parent);
     if (p !== undefined) this.#ledger.track(p);
     this.#config.commit.stage(
       record,
-      () => this.handOver(delivery),
+      () => {
+        if (p !== undefined) {
+          p.committed = true;
+          if (p.trace !== undefined && committed !== undefined) this.#config.telemetry.sendCommitted(p.trace, committed);
+        }
+        this.handOver(delivery);
+      },
       (error) => {
         delivery.drop();
         if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
@@ -79,11 +89,16 @@ export class Deliveries {
     delivery.recipient.mailbox.push(delivery, parent !== undefined && parent.chainPassesThrough(delivery.recipient.id));
   }
 
-  /** Withdraws what waits in the agent's mailbox and aborts the signals of what runs. */
+  /**
+   * Withdraws what waits in the agent's mailbox and aborts the signals of what runs. The bus
+   * gives up on a running handler here, so its run ends here for the telemetry (with the
+   * reason's code); what the handler does after is not the bus's.
+   */
   abortAll(record: AgentRecord, reason: BusError): void {
     for (const d of [...record.deliveries]) {
       if (!d.started) d.drop();
       d.abort(reason);
+      if (d.runToken !== undefined) this.#config.telemetry.handlerEnded(d.runToken, reason.code);
     }
   }
 
@@ -101,6 +116,20 @@ export class Deliveries {
       this.#failed(d, new BusError('NO_HANDLER', `${d.recipient.id} has no handler for "${d.envelope.intent}" any more`), 'NO_HANDLER');
       return RESOLVED;
     }
+    const telemetry = this.#config.telemetry;
+    if (!telemetry.enabled) return this.#run(d, handler);
+    // Traced: the handler runs inside its run's context, so what it does is the run's child.
+    return telemetry.handlerStarted(d.envelope, (run) => {
+      d.runToken = run;
+      const done = this.#run(d, handler);
+      if (done !== RESOLVED) return done.then(() => telemetry.handlerEnded(run, d.failure));
+      telemetry.handlerEnded(run, d.failure); // a synchronous handler: its run ends before its reply is committed
+      return RESOLVED;
+    });
+  };
+
+  /** Calls the handler and reads what it returned (or threw). Never throws or rejects. */
+  #run(d: Delivery, handler: Handler): Promise<void> {
     let out: unknown;
     let thenable: boolean;
     try {
@@ -127,7 +156,7 @@ export class Deliveries {
     d.finish();
     this.#returned(d, out);
     return RESOLVED;
-  };
+  }
 
   #returned(d: Delivery, value: unknown): void {
     const p = d.pending;
@@ -180,12 +209,14 @@ export class Deliveries {
       record,
       () => {
         const payload = decodePayload(encoded);
+        requestEnded(this.#config.telemetry, p);
         p.resolve(payload);
         onCommit?.();
         if (events.has('message:replied')) events.emit('message:replied', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload) });
       },
       (error) => {
         const e = toBusError(error, 'AUDIT_UNAVAILABLE', ask.id);
+        requestEnded(this.#config.telemetry, p, e);
         p.reject(e);
         onFail?.(e);
       },
@@ -195,6 +226,7 @@ export class Deliveries {
   #failed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {
     // `reason` is read safely (errorText): a thrown value can be a revoked Proxy.
     const reason = errorText(error);
+    d.failure = code;
     const p = d.pending;
     const envelope = d.envelope;
     if (p === undefined) {

@@ -18,6 +18,8 @@ export interface Draft {
   encoded: EncodedPayload | undefined;
   hash: string;
   decision: PolicyDecision | undefined;
+  /** The W3C trace context its envelopes carry (a traced send, or one from another node). */
+  traceparent: string | undefined;
   /** The node at the other end, for a message that crosses nodes (recorded with this node's id). */
   peerNode?: string;
 }
@@ -41,6 +43,7 @@ export function makeDraft(id: string, ts: number, type: MessageType, from: strin
     encoded: undefined,
     hash: '',
     decision: undefined,
+    traceparent: undefined,
   };
 }
 
@@ -59,6 +62,7 @@ export function replyDraft(id: string, ts: number, from: string, ask: Envelope, 
     encoded,
     hash,
     decision: undefined,
+    traceparent: undefined,
   };
 }
 
@@ -79,5 +83,6 @@ export function envelopeOf(draft: Draft, priority: Priority, depth: number, dead
   if (draft.causationId !== undefined) envelope.causationId = draft.causationId;
   if (draft.inReplyTo !== undefined) envelope.inReplyTo = draft.inReplyTo;
   if (deadline !== undefined) envelope.deadline = deadline;
+  if (draft.traceparent !== undefined) (envelope as { traceparent?: string }).traceparent = draft.traceparent;
   return Object.freeze(envelope);
 }

@@ -14,6 +14,7 @@ import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
+import { checkTraceparent } from '../telemetry.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
@@ -43,6 +44,7 @@ interface Fields {
   priority: unknown;
   depth: unknown;
   budgetMs: unknown;
+  traceparent: unknown;
 }
 
 /**
@@ -152,6 +154,8 @@ export class Inbound implements InboundPort {
     const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
+    // The sender's trace context, checked like every field: the run here is its send's child.
+    if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
     const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
     this.#journal.markRemote(envelope, fromNode);
     const parent = this.#remote.chainOf(causationId, from);
@@ -284,6 +288,7 @@ function readFields(m: InboundMessage): Fields {
     priority: m.priority,
     depth: m.depth,
     budgetMs: m.budgetMs,
+    traceparent: m.traceparent,
   };
 }
 
@@ -301,6 +306,7 @@ const UNREAD: Fields = Object.freeze({
   priority: undefined,
   depth: undefined,
   budgetMs: undefined,
+  traceparent: undefined,
 });
 
 /**
@@ -323,6 +329,7 @@ function inboundDraft(f: Fields, now: number): Draft {
     hash: '',
     decision: undefined,
     peerNode: typeof f.fromNode === 'string' && f.fromNode !== '' ? recordedText(f.fromNode, MAX_ID_LENGTH) : '?',
+    traceparent: undefined,
   };
 }
 

@@ -5,6 +5,7 @@ import type { BusError, ErrorCode } from '../errors.js';
 import type { Attempt } from '../events.js';
 import type { PipelineConfig } from './config.js';
 import type { Draft } from './draft.js';
+import type { RefusalSummaries } from './refusal-summary.js';
 
 /**
  * Every audit row and every event of the pipeline: refused, sent, delivered, replied,
@@ -38,9 +39,13 @@ export class Journal {
     return this.#config.commit.enabled;
   }
 
-  /** A refused send: its row (none for CLOSED: the log may be closing) and `message:denied`. */
+  /**
+   * A refused send: its row (none for CLOSED: the log may be closing) and `message:denied`.
+   * Beyond its sender's rate the row is counted in a summary row instead (see
+   * {@link RefusalSummaries}); the event is emitted for every refusal all the same.
+   */
   refused(draft: Draft, e: BusError): void {
-    if (e.code !== 'CLOSED' && this.enabled) this.#config.commit.stage(this.refusal(draft, e));
+    if (e.code !== 'CLOSED' && this.enabled) this.#config.refusals.record(this.refusal(draft, e));
     this.denied(draft, e);
   }
 

@@ -2,9 +2,11 @@ import { ApprovalQueue, type Hold } from '../approvals.js';
 import type { AuditOutcome } from '../audit/types.js';
 import { DeadlineQueue } from '../deadlines.js';
 import { BusError, type ErrorCode } from '../errors.js';
+import type { Telemetry } from '../telemetry.js';
 import type { PipelineConfig } from './config.js';
 import type { Journal } from './journal.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
+import { requestEnded } from './tracing.js';
 
 /** A held message: the approval queue's item plus what finishing it needs. */
 export interface HeldMessage extends Hold {
@@ -22,13 +24,16 @@ export class Ledger {
   readonly #pending = new Map<string, PendingRequest>();
   readonly #deadlines: DeadlineQueue<PendingRequest>;
   readonly #journal: Journal;
+  readonly #telemetry: Telemetry;
   /** Held messages; their expiry is decided by approvals.ts, through `onHoldExpired`. */
   readonly holds: ApprovalQueue<HeldMessage>;
 
   constructor(config: PipelineConfig, journal: Journal, onHoldExpired: (hold: HeldMessage) => void) {
     this.#journal = journal;
+    this.#telemetry = config.telemetry;
     this.#deadlines = new DeadlineQueue(config.clock, (p) => this.expire(p));
     this.holds = new ApprovalQueue<HeldMessage>(config.clock, config.maxPending, config.maxPendingPerSender, onHoldExpired);
+    if (config.telemetry.enabled) this.holds.onSize = (count) => config.telemetry.approvalsHeld(count);
   }
 
   get(id: string): PendingRequest | undefined {
@@ -82,6 +87,7 @@ export class Ledger {
       d.abort(error);
     }
     if (outcome !== undefined) this.#journal.ended(p.envelope, outcome, error);
+    requestEnded(this.#telemetry, p, error);
     p.reject(error);
   }
 

@@ -1,8 +1,9 @@
 import type { Envelope } from '../envelope.js';
-import type { BusError } from '../errors.js';
+import type { BusError, ErrorCode } from '../errors.js';
 import type { Expirable } from '../deadlines.js';
 import type { TokenBucket } from '../limits.js';
 import type { Mailbox, MailboxJob } from '../mailbox.js';
+import type { RunToken, SendToken } from '../telemetry.js';
 import type { Handler, Progress } from '../types.js';
 
 // The pipeline's records: plain data the ledger and delivery keep. No behaviour beyond
@@ -41,6 +42,10 @@ export class PendingRequest implements Expirable {
   progressListeners: ((progress: Progress) => void)[] | undefined;
   /** Called once when settled (unlinks an AbortSignal listener). */
   onSettle: (() => void) | undefined;
+  /** Its attempt row is committed and it went on (to the mailbox, or to the transport). */
+  committed = false;
+  /** The send's telemetry token (only when telemetry is on). */
+  trace: SendToken | undefined = undefined;
 
   constructor(
     readonly envelope: Envelope,
@@ -82,6 +87,10 @@ export class Delivery implements MailboxJob {
   handedOver = false;
   started = false;
   finished = false;
+  /** The handler run's telemetry token, for the sends of its ctx (only when telemetry is on). */
+  runToken: RunToken | undefined = undefined;
+  /** Why the handler failed (HANDLER_FAILED, NO_HANDLER), for the run's telemetry. */
+  failure: ErrorCode | undefined = undefined;
   #controller: AbortController | undefined;
   #abortReason: BusError | undefined;
 

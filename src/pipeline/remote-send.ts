@@ -14,6 +14,8 @@ import type { Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type NotifyAck } from './remote.js';
 import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
+import { traceparentOf } from '../telemetry.js';
+import { commitInfo } from './tracing.js';
 
 /** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */
 export type NotifyAnswer = NotifyAck | BusError;
@@ -89,6 +91,8 @@ export class RemoteSends {
     commit.stage(
       this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered', forwardReason(draft, peer)) : undefined,
       () => {
+        p.committed = true;
+        if (p.trace !== undefined) this.#config.telemetry.sendCommitted(p.trace, commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion));
         if (p.state === 'pending') this.#carry(envelope, draft.encoded!, p, peer);
       },
       (error) => this.#ledger.fail(p, new BusError('AUDIT_UNAVAILABLE', errorText(error), { messageId: envelope.id }), undefined),
@@ -132,7 +136,7 @@ export class RemoteSends {
         dead: () => undefined,
       };
       this.#acks.add(finish);
-      handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs: undefined, node: peer }, sink);
+      handle = this.#send(outbound(envelope, encoded.json, undefined, peer), sink);
     });
   }
 
@@ -207,7 +211,7 @@ export class RemoteSends {
       this.#ledger.expire(p);
       return;
     }
-    handle = this.#send({ envelope, payloadJson: encoded.json, budgetMs, node: peer }, sink);
+    handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
     if (answered && p.state === 'settled') cancelCarriage(handle, 'the sender settled the request');
   }
 
@@ -264,6 +268,12 @@ function cancelCarriage(handle: OutboundHandle | undefined, reason: string): voi
   } catch {
     // The carriage could not be told: its late answers are dead letters, like any other.
   }
+}
+
+/** The message the transport carries, with the send's W3C trace context when it was traced. */
+function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
+  const traceparent = traceparentOf(envelope);
+  return traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
 }
 
 function forwardReason(draft: Draft, peer: string): string {

@@ -30,6 +30,8 @@ import { envelopeOf, makeDraft, replyDraft, type Draft } from './draft.js';
 import { Journal } from './journal.js';
 import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
+import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
+import type { SendToken } from '../telemetry.js';
 import { Inbound } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
 import type { InboundPort } from './transport.js';
@@ -98,6 +100,7 @@ export class Pipeline implements ChainPort {
     }
 
     const draft = makeDraft(id, now, type, sender.id, to, intent, parent);
+    const trace = startSend(this.#config.telemetry, draft, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
     try {
       this.#checkOpen();
       checkSender(sender);
@@ -127,19 +130,21 @@ export class Pipeline implements ChainPort {
       if (this.#config.callSites) Error.captureStackTrace((callSite = {}), this.request);
       const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
       pendingRef = p;
+      p.trace = trace;
 
       if (recipient.node !== undefined) {
         this.#remote.request(draft, envelope, p, parent);
       } else if (decision.decision === 'approval') {
         this.#approvals.hold(draft, envelope, p, parent, deadline);
       } else {
-        this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
+        const committed = trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion);
+        this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
         const { events } = this.#config;
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
       }
       if (signal !== undefined) this.#ledger.linkSignal(p, signal);
     } catch (error) {
-      this.#refuse(draft, error, reject);
+      this.#refuse(draft, error, reject, trace);
     }
     return promise as Job;
   }
@@ -154,20 +159,25 @@ export class Pipeline implements ChainPort {
     }
     const now = this.#config.clock.now();
     const draft = makeDraft(id, now, 'notify', sender.id, '*', intent, parent);
+    const telemetry = this.#config.telemetry;
+    let trace: SendToken | undefined;
     try {
       this.#checkOpen();
       checkSender(sender);
       const o = readOptions(options, NOTIFY_OPTION_KEYS);
       const listed = checkNotifyRecipients(sender, o.to);
+      if (telemetry.enabled) trace = startSend(telemetry, { ...draft, to: notifyDestination(listed) }, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
+      draft.traceparent = trace?.traceparent;
       checkIntent(intent);
       const priority = checkPriority(o.priority);
       const depth = checkDepth(parent, this.#config.maxDepth);
       this.#encode(draft, payload, 'notify');
       this.#checkLive(sender, undefined);
       checkRate(sender, this.#config.globalRate, now);
-      return this.#fanOut(draft, sender, listed, priority, depth, parent);
+      return this.#fanOut(draft, sender, listed, priority, depth, parent, trace);
     } catch (error) {
-      return new Promise((_, reject) => this.#refuse(draft, error, reject));
+      trace ??= startSend(telemetry, draft, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
+      return new Promise((_, reject) => this.#refuse(draft, error, reject, trace));
     }
   }
 
@@ -175,6 +185,8 @@ export class Pipeline implements ChainPort {
   reply(sender: AgentRecord, inReplyTo: unknown, payload: unknown): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let draft: Draft | undefined;
+      let trace: SendToken | undefined;
+      const telemetry = this.#config.telemetry;
       try {
         const id = this.#config.nextId();
         const p = typeof inReplyTo === 'string' ? this.#ledger.get(inReplyTo) : undefined;
@@ -184,6 +196,7 @@ export class Pipeline implements ChainPort {
           causationId: typeof inReplyTo === 'string' ? inReplyTo : undefined,
           inReplyTo: recordedText(inReplyTo, 256),
         };
+        trace = startSend(telemetry, draft, p?.envelope.depth ?? 0, p?.delivery?.runToken);
         this.#checkOpen();
         checkSender(sender);
         if (typeof inReplyTo !== 'string' || inReplyTo === '') {
@@ -202,10 +215,24 @@ export class Pipeline implements ChainPort {
         draft.encoded = encoded;
         p.repliedExplicitly = true;
         // The replier hears "sent" only once its reply's row is committed, like any sender.
-        this.#deliveries.answer(p, encoded, () => resolve(), (error) => reject(toBusError(error, 'AUDIT_UNAVAILABLE', id)));
+        this.#deliveries.answer(
+          p,
+          encoded,
+          () => {
+            if (trace !== undefined) {
+              telemetry.sendCommitted(trace, REPLY_COMMITTED);
+              telemetry.sendSettled(trace);
+            }
+            resolve();
+          },
+          (error) => {
+            if (trace !== undefined) telemetry.sendRefused(trace, 'AUDIT_UNAVAILABLE');
+            reject(toBusError(error, 'AUDIT_UNAVAILABLE', id));
+          },
+        );
       } catch (error) {
         if (draft === undefined) reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'the id generator failed: '));
-        else this.#refuse(draft, this.#chargeRefusedReply(sender, error), reject);
+        else this.#refuse(draft, this.#chargeRefusedReply(sender, error), reject, trace);
       }
     });
   }
@@ -268,16 +295,17 @@ export class Pipeline implements ChainPort {
     if (this.#journal.enabled) draft.hash = hashPayload(draft.encoded);
   }
 
-  #refuse(draft: Draft, error: unknown, reject: (error: BusError) => void): void {
+  #refuse(draft: Draft, error: unknown, reject: (error: BusError) => void, trace: SendToken | undefined): void {
     const e = toBusError(error, 'INVALID_ARGUMENT', draft.id);
     this.#journal.refused(draft, e);
+    if (trace !== undefined) this.#config.telemetry.sendRefused(trace, e.code, refusalInfo(e));
     reject(e);
   }
 
   // ---- Notify fan-out ---------------------------------------------------------------------
 
-  #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined): Promise<NotifyReceipt> {
-    const { registry, commit, events, policy } = this.#config;
+  #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined, trace: SendToken | undefined): Promise<NotifyReceipt> {
+    const { registry, commit, events, policy, telemetry } = this.#config;
     const targets = listed ?? broadcastTargets(registry, this.#config.transport.remoteAgents(), sender.id);
     const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
     const records: AuditRecord[] = [];
@@ -309,6 +337,7 @@ export class Pipeline implements ChainPort {
           holds.push(hold);
           receipt.pending.push(to);
           if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+          if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
         } else {
           deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
           receipt.delivered.push(to);
@@ -320,6 +349,7 @@ export class Pipeline implements ChainPort {
         (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
         if (journal.enabled) records.push(journal.refusal(d, e));
         journal.denied(d, e);
+        if (trace !== undefined) telemetry.sendRefused(trace, e.code, refusalInfo(e, to));
       }
     }
 
@@ -339,20 +369,31 @@ export class Pipeline implements ChainPort {
             } else this.#deliveries.handOver(delivery);
           }
           for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-          if (remotes.length === 0) {
+          // The notify's span ends once every recipient was handled, those of other nodes included.
+          const done = () => {
+            if (trace !== undefined) {
+              if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
+              telemetry.sendSettled(trace);
+            }
             resolve(Object.freeze(receipt));
+          };
+          if (remotes.length === 0) {
+            done();
             return;
           }
           const encoded = draft.encoded!;
           void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
             answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
-            resolve(Object.freeze(receipt));
+            if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
+            done();
           });
         },
         (error) => {
           for (const delivery of deliveries) delivery.drop();
           for (const hold of holds) this.#ledger.holds.take(hold.approval.id);
-          reject(toBusError(error, 'AUDIT_UNAVAILABLE', draft.id));
+          const e = toBusError(error, 'AUDIT_UNAVAILABLE', draft.id);
+          if (trace !== undefined) telemetry.sendRefused(trace, e.code);
+          reject(e);
         },
       );
     });
@@ -380,6 +421,8 @@ export class Pipeline implements ChainPort {
     for (const record of this.#config.registry.values()) this.#deliveries.abortAll(record, closing);
   }
 }
+
+const REPLY_COMMITTED = commitInfo('allowed', undefined, undefined);
 
 /** A broadcast's recipients: every local agent but the sender, then every agent other nodes serve. */
 function broadcastTargets(registry: ReadonlyMap<string, AgentRecord>, remote: readonly { readonly id: string }[], sender: string): string[] {

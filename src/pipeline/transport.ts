@@ -43,7 +43,7 @@ export interface OutboundMessage {
   readonly budgetMs: number | undefined;
   /** The node that serves `envelope.to` (as `locate` / `directory` told). */
   readonly node: string;
-  /** W3C trace context of the send, when tracing is on (carried as a header; unset today). */
+  /** W3C trace context of the send (`traceparentOf(envelope)`), when the sender's bus has telemetry on: carry it (NATS: a header). */
   readonly traceparent?: string;
 }
 
@@ -89,7 +89,7 @@ export interface InboundMessage {
   readonly depth: number;
   /** Ms left of the sender's deadline when it was sent; the receiver's signal aborts after it. */
   readonly budgetMs?: number;
-  /** W3C trace context from the sender, when tracing is on (untrusted like the rest; unset today). */
+  /** W3C trace context from the sender, when its bus traces: untrusted like the rest, checked with `checkTraceparent()` by the receiving pipeline. */
   readonly traceparent?: string;
 }
 

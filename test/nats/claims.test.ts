@@ -94,6 +94,10 @@ describe.skipIf(skip !== '')(`Claims (nats-server ${natsVersion})`, () => {
     const two = await node(subjects, 'node-2');
     await one.claim('early', { capabilities: ['x'], trust: 1 });
     expect(one.snapshot()).toEqual([]);
+    // lookup() reads one claim now, before (or without) the watch.
+    expect(await one.lookup('early')).toEqual({ agent: 'early', node: 'node-1', capabilities: ['x'], trust: 1 });
+    expect(await one.lookup('nobody')).toBeUndefined();
+    expect(one.snapshot().map((c) => c.agent)).toEqual(['early']);
     await two.watch();
     expect(two.snapshot()).toEqual([{ agent: 'early', node: 'node-1', capabilities: ['x'], trust: 1 }]);
     const changed = () => new Promise<void>((r) => {

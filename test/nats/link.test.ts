@@ -134,7 +134,7 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     expect(await aborted).toMatchObject({ code: 'CANCELLED', reason: 'no longer needed' });
     // The answer after the cancel is a dead letter at the sender, not a settlement.
     responder.reply('"late"');
-    expect(await a.deadFor(inbound.id)).toEqual({ id: inbound.id, from: 'client:1', to: 'worker.1', answer: { kind: 'reply', payload: 'late' } });
+    expect(await a.deadFor(inbound.id)).toEqual({ id: inbound.id, from: 'client:1', to: 'worker.1', answer: { kind: 'reply', payload: 'late', payloadJson: '"late"' } });
   });
 
   it('carries a notify without a reply subject', async () => {

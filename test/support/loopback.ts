@@ -96,6 +96,7 @@ export class LoopbackTransport implements Transport {
       priority: e.priority,
       depth: e.depth,
       ...(outbound.budgetMs !== undefined ? { budgetMs: outbound.budgetMs } : {}),
+      ...(outbound.traceparent !== undefined ? { traceparent: outbound.traceparent } : {}),
     };
     let handle: InboundHandle | undefined;
     let cancelled: string | undefined;

@@ -1,0 +1,503 @@
+/**
+ * The NATS implementation of the pipeline's {@link Transport} seam: one node of a bus.
+ *
+ * - **Connection.** {@link natsTransport} checks that the broker answers, then `attach(node)`
+ *   opens the node's own connection with the private inbox prefix `<bus>._r.<node>` (what
+ *   `switchboard nats-config` lets the node subscribe to), its claims bucket and its link.
+ * - **Directory.** Every node watches the claims bucket, so `locate`, `nodeOf` and
+ *   `remoteAgents` answer synchronously; a dead node's agents vanish when their lease runs out.
+ * - **Receiving.** One subscription per claimed agent (`<bus>.in.<agent>.*.*`, the subscribe
+ *   permission nats-config generates). An inbound is delivered only for an agent this node
+ *   holds, and only when the bus-wide claim of its `from` names the node its `Sb-Node`
+ *   header names (the broker pins `from` to the publishing node's credentials; on an open
+ *   server this check is what stops a forged header).
+ * - **Sending** never throws: every failure reaches the sink as a code.
+ */
+import { BusError, isBusError, type ErrorCode } from '../errors.js';
+import { AGENT_ID_PATTERN } from '../ids.js';
+import type {
+  InboundHandle,
+  InboundMessage,
+  InboundPort,
+  Location,
+  OutboundHandle,
+  OutboundMessage,
+  OutboundSink,
+  RemoteAgent,
+  Responder,
+  Transport,
+} from '../pipeline/transport.js';
+import { Claims } from './claims.js';
+import { NodeConnection, type Refusal } from './connection.js';
+import { Directory } from './directory.js';
+import { Link, type DeadAnswer, type Inbound, type Responder as LinkResponder } from './link.js';
+import { checkNatsOptions, type NatsTransportOptions } from './options.js';
+import { Subjects } from './subjects.js';
+
+const NONE: readonly RemoteAgent[] = Object.freeze([]);
+const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
+/** How many ended requests keep their sink, to report a late reply as dead. */
+const DEAD_WINDOW = 10_000;
+/**
+ * How long the transport keeps waiting for a notify's acknowledgement when the outbound
+ * carries no budget (the pipeline's own timer decides first and cancels).
+ */
+const NOTIFY_WAIT_MS = 10 * 60_000;
+/** The longest progress note that crosses (longer ones are cut by the sender). */
+const MAX_NOTE = 1_024;
+/** How many claim look-ups (for senders the watch has not shown yet) may be in flight at once. */
+const MAX_LOOKUPS = 256;
+/** The payload bound when the server does not say its `max_payload`. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** What exists once the node is attached and connected. */
+interface Parts {
+  readonly conn: NodeConnection;
+  readonly claims: Claims;
+  readonly directory: Directory;
+  readonly link: Link;
+}
+
+/** One ask or delegate this node sent, kept after a TIMEOUT or cancel for a late reply. */
+interface Sent {
+  readonly sink: OutboundSink;
+  readonly from: string;
+  readonly to: string;
+  readonly type: 'ask' | 'delegate' | 'notify';
+  /** Still waiting for its answer. */
+  live: boolean;
+  handle: { cancel(reason?: string): void } | undefined;
+}
+
+/** One agent this node claims. */
+interface Held {
+  readonly settled: Promise<void>;
+  released: boolean;
+  unserve: (() => void) | undefined;
+}
+
+/**
+ * Connects to NATS and returns the transport of one node, for
+ * `new Orchestrator({ node, transport })`.
+ *
+ * Checks `options` once (`INVALID_ARGUMENT` naming a bad key), then checks that the broker
+ * answers within `connectTimeoutMs`: if it does not (or refuses the credentials) the promise
+ * rejects with `TRANSPORT_UNAVAILABLE` naming the servers. The node's own connection, with its
+ * private inbox prefix, is opened when the orchestrator attaches it; `ready()` reports it.
+ *
+ * The returned object holds the connection and the credentials in `#private` fields only.
+ *
+ * @example
+ * const transport = await natsTransport({ servers: 'nats://127.0.0.1:4222', bus: 'shop' });
+ * const bus = new Orchestrator({ node: 'billing-1', transport });
+ * bus.register('payment', { handlers });
+ * await bus.ready();
+ */
+export async function natsTransport(options: NatsTransportOptions): Promise<Transport> {
+  const checked = checkNatsOptions(options);
+  const subjects = new Subjects(checked.bus);
+  const probe = await NodeConnection.open({
+    servers: checked.servers,
+    inboxPrefix: `${subjects.bus}._r`,
+    name: `switchboard ${subjects.bus} (probe)`,
+    ...(checked.nkeySeed === undefined ? {} : { nkeySeed: checked.nkeySeed }),
+    ...(checked.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: checked.connectTimeoutMs }),
+  });
+  await probe.close();
+  return new NatsTransport(checked, subjects);
+}
+
+class NatsTransport implements Transport {
+  readonly #options: Readonly<NatsTransportOptions>;
+  readonly #subjects: Subjects;
+  #node: string | undefined;
+  #port: InboundPort | undefined;
+  #started: Promise<Parts> | undefined;
+  #parts: Parts | undefined;
+  readonly #held = new Map<string, Held>();
+  /** Claims that failed (DUPLICATE_AGENT, a lost lease, …): `ready()` rejects with the first. */
+  readonly #failures = new Map<string, BusError>();
+  /** Outbound asks/delegates by message id, kept after a TIMEOUT or cancel for a late reply. */
+  readonly #sent = new Map<string, Sent>();
+  #closing: Promise<void> | undefined;
+  #lookups = 0;
+  /** Releases in flight: `close()` waits for them before draining. */
+  readonly #releasing = new Set<Promise<void>>();
+
+  constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
+    this.#options = options;
+    this.#subjects = subjects;
+  }
+
+  attach(node: string, port: InboundPort): void {
+    if (this.#node !== undefined) throw new BusError('INVALID_ARGUMENT', `this NATS transport is already attached to node "${this.#node}"; create one transport per orchestrator`);
+    if (typeof node !== 'string' || !AGENT_ID_PATTERN.test(node)) throw new BusError('INVALID_ARGUMENT', `node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);
+    if (typeof port?.receive !== 'function') throw new BusError('INVALID_ARGUMENT', 'attach needs an InboundPort with a receive() method');
+    this.#node = node;
+    this.#port = port;
+    this.#started = this.#start(node);
+    this.#started.catch(() => undefined);
+  }
+
+  locate(agentId: string): Location {
+    return this.#parts?.directory.remoteNodeOf(agentId) === undefined ? 'unknown' : 'remote';
+  }
+
+  nodeOf(agentId: string): string | undefined {
+    return this.#parts?.directory.remoteNodeOf(agentId);
+  }
+
+  remoteAgents(): readonly RemoteAgent[] {
+    return this.#parts?.directory.remote() ?? NONE;
+  }
+
+  claim(agent: RemoteAgent): Promise<void> {
+    let id: string;
+    let info: { capabilities: string[]; trust: number };
+    try {
+      id = String(agent.id);
+      info = { capabilities: [...agent.capabilities].map(String), trust: Number(agent.trust) };
+    } catch (e) {
+      return Promise.reject(new BusError('INVALID_ARGUMENT', `claim needs { id, capabilities, trust }: ${(e as Error).message}`));
+    }
+    if (this.#closing !== undefined) return Promise.reject(new BusError('CLOSED', `cannot claim "${id}": the NATS transport is closed`, { agentId: id }));
+    if (this.#started === undefined) return Promise.reject(new BusError('INVALID_ARGUMENT', `cannot claim "${id}": the NATS transport is not attached to an orchestrator`, { agentId: id }));
+    if (this.#held.has(id)) return Promise.reject(new BusError('DUPLICATE_AGENT', `agent id "${id}" is already claimed by this node "${this.#node}"`, { agentId: id }));
+    const started = this.#started;
+    const held: Held = { settled: undefined as unknown as Promise<void>, released: false, unserve: undefined };
+    const settled = (async () => {
+      const parts = await started;
+      await parts.claims.claim(id, info);
+      if (held.released || this.#closing !== undefined) {
+        // Released while claiming: give the id back, unless a newer claim of it took over.
+        if (!this.#held.has(id)) await parts.claims.release(id).catch(() => undefined);
+        return;
+      }
+      const unserve = await parts.link.serve(id, (inbound, responder) => this.#receive(parts, inbound, responder));
+      if (held.released) unserve();
+      else held.unserve = unserve;
+      this.#failures.delete(id);
+    })();
+    (held as { settled: Promise<void> }).settled = settled;
+    this.#held.set(id, held);
+    settled.catch((e: unknown) => {
+      if (this.#held.get(id) === held) this.#held.delete(id);
+      this.#failures.set(id, asBusError(e, 'TRANSPORT_UNAVAILABLE'));
+    });
+    return settled;
+  }
+
+  release(agentId: string): void {
+    const held = this.#held.get(agentId);
+    if (held === undefined) return;
+    this.#held.delete(agentId);
+    held.released = true;
+    held.unserve?.();
+    const claims = this.#parts?.claims;
+    if (claims?.holds(agentId) !== true) return;
+    const releasing = claims.release(agentId).catch(() => undefined);
+    this.#releasing.add(releasing);
+    void releasing.finally(() => this.#releasing.delete(releasing));
+  }
+
+  send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
+    try {
+      return this.#send(outbound, sink);
+    } catch (e) {
+      const error = asBusError(e, 'TRANSPORT_UNAVAILABLE');
+      guard(() => sink.error(error.code, error.message));
+      return NOOP;
+    }
+  }
+
+  async ready(): Promise<void> {
+    if (this.#started === undefined) throw new BusError('TRANSPORT_UNAVAILABLE', 'the NATS transport is not attached to an orchestrator yet');
+    if (this.#closing !== undefined) throw new BusError('CLOSED', 'the NATS transport is closed');
+    const parts = await this.#started;
+    // Wait for every claim in flight, including those made while waiting.
+    for (let waited = new Set<Promise<void>>(); ; ) {
+      const pending = [...this.#held.values()].map((h) => h.settled).filter((p) => !waited.has(p));
+      if (pending.length === 0) break;
+      await Promise.allSettled(pending);
+      waited = new Set([...waited, ...pending]);
+    }
+    const failure = this.#failures.values().next();
+    if (failure.done !== true) throw failure.value;
+    await parts.conn.nc.flush().catch((e: unknown) => {
+      throw asBusError(e, 'TRANSPORT_UNAVAILABLE');
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #start(node: string): Promise<Parts> {
+    const o = this.#options;
+    const conn = await NodeConnection.open({
+      servers: o.servers,
+      inboxPrefix: this.#subjects.inboxPrefix(node),
+      name: `switchboard ${this.#subjects.bus} ${node}`,
+      ...(o.nkeySeed === undefined ? {} : { nkeySeed: o.nkeySeed }),
+      ...(o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: o.connectTimeoutMs }),
+    });
+    try {
+      const claims = await Claims.open({
+        connection: conn,
+        subjects: this.#subjects,
+        node,
+        ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
+        onLost: (agent, holder) => this.#lost(agent, holder),
+      });
+      const directory = new Directory(claims, node);
+      claims.onChange(() => directory.invalidate());
+      try {
+        await claims.watch();
+      } catch (e) {
+        await claims.close();
+        throw e;
+      }
+      directory.invalidate();
+      const maxPayloadBytes = conn.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+      const link = new Link({ connection: conn, subjects: this.#subjects, node, maxPayloadBytes, onDead: (d) => this.#dead(d) });
+      const parts: Parts = { conn, claims, directory, link };
+      conn.onRefused((refusal) => this.#refused(refusal));
+      if (this.#closing !== undefined) {
+        link.close();
+        await claims.close();
+        throw new BusError('CLOSED', 'the NATS transport was closed while it connected');
+      }
+      this.#parts = parts;
+      return parts;
+    } catch (e) {
+      await conn.close();
+      throw e;
+    }
+  }
+
+  #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
+    const { envelope, payloadJson, budgetMs, traceparent } = outbound;
+    const { id, type, from, to, intent, ts, conversationId, causationId, priority, depth } = envelope;
+    const what = `${type} ${id} to "${to}"`;
+    if (this.#closing !== undefined) throw new BusError('CLOSED', `${what}: the NATS transport is closed`, { messageId: id });
+    const parts = this.#parts;
+    if (parts === undefined) throw new BusError('TRANSPORT_UNAVAILABLE', `${what}: the NATS transport is not connected (yet)`, { messageId: id });
+    parts.conn.assertUp(what);
+    const meta = {
+      id,
+      intent,
+      ts,
+      conversationId,
+      ...(causationId === undefined ? {} : { causationId }),
+      depth,
+      priority,
+      node: this.#node!,
+      ...(traceparent === undefined ? {} : { traceparent }),
+    };
+    if (type !== 'ask' && type !== 'delegate' && type !== 'notify') throw new BusError('INVALID_ARGUMENT', `${what}: only ask, delegate and notify cross nodes`, { messageId: id });
+    let wait: number;
+    if (type === 'notify' && budgetMs === undefined) wait = NOTIFY_WAIT_MS;
+    else if (typeof budgetMs !== 'number' || Number.isNaN(budgetMs)) throw new BusError('INVALID_ARGUMENT', `${what}: an ask or delegate needs budgetMs`, { messageId: id });
+    else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
+    else wait = budgetMs;
+    const sent: Sent = { sink, from, to, type, live: true, handle: undefined };
+    const handle = parts.link.request(
+      { ...meta, type, from, to, payloadJson, budgetMs: wait },
+      {
+        reply: (_payload, _bytes, json) => {
+          this.#sent.delete(id);
+          if (!sent.live) return;
+          sent.live = false;
+          guard(() => sink.reply(json));
+        },
+        error: (e) => {
+          // After a TIMEOUT at this end, a reply may still come: keep the sink for it.
+          if (e.code !== 'TIMEOUT') this.#sent.delete(id);
+          if (!sent.live) return;
+          sent.live = false;
+          guard(() => sink.error(e.code, e.message));
+        },
+        progress: (payload) => {
+          const p = readProgress(payload);
+          if (p !== undefined) guard(() => sink.progress(p.fraction, p.note));
+        },
+      },
+    );
+    sent.handle = handle;
+    this.#sent.delete(id);
+    this.#sent.set(id, sent);
+    if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
+    return {
+      cancel: (reason) => {
+        sent.live = false;
+        try {
+          handle.cancel(typeof reason === 'string' ? reason.slice(0, 512) : undefined);
+        } catch {
+          // The connection dropped: the receiver ends at its own deadline.
+        }
+      },
+    };
+  }
+
+  /**
+   * The broker refused a publish (nats-config permissions: this node may publish only as its
+   * own agents). Ends the asks and delegates sent on that subject at once instead of at
+   * their deadline. Rare, so a scan is fine.
+   */
+  #refused(refusal: Refusal): void {
+    if (refusal.operation !== 'publish') return;
+    let route;
+    try {
+      route = this.#subjects.parseInbound(refusal.subject);
+    } catch {
+      return;
+    }
+    const { to, from, kind } = route;
+    for (const [id, sent] of this.#sent) {
+      if (!sent.live || sent.to !== to || sent.from !== from || sent.type !== kind) continue;
+      sent.live = false;
+      this.#sent.delete(id);
+      guard(() => sent.handle?.cancel('refused by the broker'));
+      guard(() => sent.sink.error('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`));
+    }
+  }
+
+  #dead(dead: DeadAnswer): void {
+    const sink = this.#sent.get(dead.id)?.sink;
+    if (sink === undefined) return;
+    this.#sent.delete(dead.id);
+    if (dead.answer.kind === 'reply') {
+      const json = dead.answer.payloadJson;
+      guard(() => sink.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, json));
+    } else {
+      const { code, message } = dead.answer.error;
+      guard(() => sink.dead(`the answer to ${dead.id} from "${dead.to}" arrived after the request ended: ${code}: ${message}`));
+    }
+  }
+
+  /** A message from a peer for one of this node's agents: check who sent it, then deliver. */
+  #receive(parts: Parts, inbound: Inbound, responder: LinkResponder): void {
+    const refuse = (code: ErrorCode, message: string) => guard(() => responder.error({ code, message }));
+    const { to, from, id } = inbound;
+    const held = this.#held.get(to);
+    if (held === undefined || held.released || !parts.claims.holds(to)) {
+      refuse('UNKNOWN_AGENT', `node "${this.#node}" does not serve agent "${to}" (${inbound.type} ${id})`);
+      return;
+    }
+    const check = (owner: RemoteAgent | undefined) => {
+      const said = inbound.node;
+      if (owner === undefined || owner.node === this.#node || said !== owner.node) {
+        const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
+        refuse('POLICY_DENIED', `${inbound.type} ${id} says it comes from "${from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${from}" is claimed by ${holder}: refused`);
+        return;
+      }
+      if (inbound.signal.aborted || this.#closing !== undefined) return;
+      this.#deliver(inbound, responder, owner.node);
+    };
+    const known = parts.directory.get(from);
+    if (known !== undefined) {
+      check(known);
+      return;
+    }
+    // A claim made just now may not have reached this node's watch yet: read it, a bounded
+    // number at a time (senders with made-up ids must not turn into unbounded bucket reads).
+    if (this.#lookups >= MAX_LOOKUPS) {
+      refuse('MAILBOX_FULL', `node "${this.#node}" is checking ${this.#lookups} unknown senders already; ${inbound.type} ${id} from "${from}" refused`);
+      return;
+    }
+    this.#lookups++;
+    parts.claims
+      .lookup(from)
+      .then(
+        (found) => check(found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
+        (e: unknown) => refuse('TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
+      )
+      .finally(() => this.#lookups--);
+  }
+
+  #deliver(inbound: Inbound, responder: LinkResponder, fromNode: string): void {
+    const message: InboundMessage = Object.freeze({
+      id: inbound.id,
+      type: inbound.type,
+      from: inbound.from,
+      fromNode,
+      to: inbound.to,
+      intent: inbound.intent,
+      payloadJson: inbound.payloadJson,
+      conversationId: inbound.conversationId,
+      ...(inbound.causationId === undefined ? {} : { causationId: inbound.causationId }),
+      priority: inbound.priority,
+      depth: inbound.depth,
+      ...(inbound.budgetMs === undefined ? {} : { budgetMs: inbound.budgetMs }),
+      ...(inbound.traceparent === undefined ? {} : { traceparent: inbound.traceparent }),
+    });
+    const answer: Responder = Object.freeze({
+      reply: (payloadJson: string) => void guard(() => responder.reply(String(payloadJson))),
+      error: (code: ErrorCode, text: string) => void guard(() => responder.error({ code, message: String(text) })),
+      progress: (fraction: number, note?: string) =>
+        void guard(() => responder.progress(JSON.stringify(note === undefined ? { fraction } : { fraction, note: String(note).slice(0, MAX_NOTE) }))),
+    });
+    let handle: InboundHandle;
+    try {
+      handle = this.#port!.receive(message, answer);
+    } catch (e) {
+      const error = asBusError(e, 'HANDLER_FAILED');
+      guard(() => responder.error({ code: error.code, message: error.message }));
+      return;
+    }
+    const signal = inbound.signal;
+    const onAbort = () => {
+      const reason: unknown = signal.reason;
+      if (isBusError(reason) && reason.code === 'CANCELLED') guard(() => handle.cancel(reason.message));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  }
+
+  #lost(agent: string, holder: string): void {
+    const held = this.#held.get(agent);
+    if (held === undefined) return;
+    this.#held.delete(agent);
+    held.unserve?.();
+    this.#failures.set(agent, new BusError('DUPLICATE_AGENT', `agent id "${agent}" was taken over by node "${holder}" after this node "${this.#node}" missed its lease renewals`, { agentId: agent }));
+  }
+
+  async #shutdown(): Promise<void> {
+    for (const held of this.#held.values()) {
+      held.released = true;
+      held.unserve?.();
+    }
+    this.#held.clear();
+    const parts = await this.#started?.catch(() => undefined);
+    this.#parts = undefined;
+    if (parts === undefined) return;
+    parts.link.close();
+    await Promise.allSettled([...this.#releasing]);
+    await parts.claims.close();
+    await parts.conn.close();
+  }
+}
+
+/** A progress report from a peer: `{ fraction: 0..1, note?: string }`, else undefined. */
+function readProgress(payload: unknown): { fraction: number; note?: string } | undefined {
+  if (typeof payload !== 'object' || payload === null) return undefined;
+  const { fraction, note } = payload as { fraction?: unknown; note?: unknown };
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return undefined;
+  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_NOTE)) return undefined;
+  return note === undefined ? { fraction } : { fraction, note };
+}
+
+/** Runs `fn`, swallowing what it throws: a sink or a dropped connection must not break the carriage. */
+function guard(fn: () => unknown): void {
+  try {
+    fn();
+  } catch {
+    // The answer is lost; the other side ends at its deadline (at most once).
+  }
+}
+
+function asBusError(e: unknown, fallback: ErrorCode): BusError {
+  if (isBusError(e)) return e;
+  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
+}

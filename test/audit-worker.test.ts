@@ -1,0 +1,62 @@
+// The audit log that writes on a worker thread (src/audit/worker-log.ts): what it promises
+// when a handler queries it mid-commit, and when its worker dies.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import type { AuditRecord } from '../src/audit/types.js';
+import { WorkerAuditLog } from '../src/audit/worker-log.js';
+import { closeBuses, makeBus } from './helpers.js';
+
+afterEach(closeBuses);
+const dir = mkdtempSync(join(tmpdir(), 'switchboard-worker-log-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('worker audit log on the bus', () => {
+  it('survives a handler that reads the log while an outer getMessageLog() waits for the worker', { timeout: 30_000 }, async () => {
+    const bus = makeBus({ audit: { path: join(dir, 'nested.db') } });
+    let inner = -1;
+    bus.register('w', {
+      handlers: {
+        go: () => {
+          inner = bus.getMessageLog({ limit: 1 }).length; // a synchronous query from inside a handler
+          return 'ok';
+        },
+      },
+    });
+    bus.register('x', { handlers: { other: () => 'ok' } });
+    const a = bus.register('a');
+    const first = a.ask('w', 'go', {});
+    await Promise.resolve();
+    await Promise.resolve(); // the first chunk is with the worker
+    const second = a.ask('x', 'other', {});
+    await Promise.resolve();
+    await Promise.resolve(); // and the second
+    const started = Date.now();
+    expect(() => bus.getMessageLog()).not.toThrow();
+    expect(Date.now() - started).toBeLessThan(5000);
+    await expect(Promise.all([first, second])).resolves.toEqual(['ok', 'ok']);
+    expect(inner).toBe(1);
+    await expect(a.ask('x', 'other', {})).resolves.toBe('ok');
+  });
+});
+
+describe('WorkerAuditLog recovery', () => {
+  it('starts a fresh worker after its worker died, and the chain goes on', { timeout: 30_000 }, async () => {
+    const log = new WorkerAuditLog({ path: join(dir, 'recover.db') });
+    const record: AuditRecord = {
+      kind: 'attempt', ts: 1, messageId: 'm-1', from: 'a', to: 'b', type: 'ask', intent: 'q',
+      payloadHash: 'h', payloadBytes: 2, decision: 'allowed', policyVersion: 1, conversationId: 'm-1',
+    };
+    log.append([record]);
+    const internals = log as unknown as { worker: { terminate(): Promise<number> }; broken: unknown };
+    await internals.worker.terminate(); // the worker dies (as on a fatal error)
+    // Its exit event marks the log broken (polled, not a fixed sleep).
+    await vi.waitFor(() => expect(internals.broken).toMatchObject({ code: 'AUDIT_UNAVAILABLE' }));
+    log.append([{ ...record, messageId: 'm-3' }]); // a fresh worker takes over
+    expect(internals.broken).toBeUndefined();
+    expect(log.query().map((e) => e.messageId)).toEqual(['m-3', 'm-1']);
+    expect(log.verify()).toMatchObject({ ok: true, checked: 2 });
+    log.close();
+  });
+});

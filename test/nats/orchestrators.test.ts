@@ -1,0 +1,91 @@
+// Two Orchestrators joined by natsTransport over a real nats-server: the pipeline and the
+// NATS transport together, end to end.
+import { afterEach, describe, expect, it } from 'vitest';
+import { natsTransport } from '../../src/nats/index.js';
+import { closeBuses, makeBus } from '../helpers.js';
+import { natsUrl, skip } from './context.js';
+
+if (skip !== '') console.warn(`[nats] orchestrators.test.ts skipped: ${skip}`);
+
+afterEach(closeBuses);
+let seq = 0;
+
+async function twoNodes() {
+  const bus = `ob${process.pid}x${seq++}`;
+  const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus }) });
+  const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus }) });
+  return { n1, n2 };
+}
+
+describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
+  it('answers an ask across nodes, including a reentrant one (n1 → n2 → n1)', async () => {
+    const { n1, n2 } = await twoNodes();
+    n2.register('b', {
+      handlers: {
+        echo: (p) => ({ echoed: p }),
+        back: async (_p, ctx) => ({ via: await ctx.ask('a', 'hello', {}) }),
+      },
+    });
+    const a = n1.register('a', { handlers: { hello: () => 'hi from a' } });
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(a.ask('b', 'echo', { x: 1 })).resolves.toEqual({ echoed: { x: 1 } });
+    await expect(a.ask('b', 'back', {})).resolves.toEqual({ via: 'hi from a' });
+  });
+
+  it('fails an ask to an id no node serves with UNKNOWN_AGENT', async () => {
+    const { n1, n2 } = await twoNodes();
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(a.ask('ghost', 'echo', {}, { timeoutMs: 60_000 })).rejects.toMatchObject({ code: 'UNKNOWN_AGENT' });
+  });
+
+  it("carries a delegate's progress and result, and a broadcast notify reaches the other node's agent", async () => {
+    const { n1, n2 } = await twoNodes();
+    let sawProgress!: () => void;
+    const progressed = new Promise<void>((r) => (sawProgress = r));
+    const notified: unknown[] = [];
+    let gotNotify!: () => void;
+    const notifyArrived = new Promise<void>((r) => (gotNotify = r));
+    n2.register('b', {
+      handlers: {
+        work: async (_p, ctx) => {
+          ctx.progress(0.5, 'half');
+          await progressed;
+          return 'done';
+        },
+        note: (p) => {
+          notified.push(p);
+          gotNotify();
+        },
+      },
+    });
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const job = a.delegate('b', 'work', {});
+    const progress: Array<{ fraction: number; note?: string }> = [];
+    job.onProgress((report) => {
+      progress.push(report);
+      sawProgress();
+    });
+    await expect(job).resolves.toBe('done');
+    expect(progress).toEqual([{ fraction: 0.5, note: 'half' }]);
+    const receipt = await a.notify('note', { n: 1 });
+    expect(receipt).toMatchObject({ delivered: ['b'] });
+    await notifyArrived;
+    expect(notified).toEqual([{ n: 1 }]);
+  });
+
+  it('rejects a second node registering a taken id: ready() names the holder', async () => {
+    const { n1, n2 } = await twoNodes();
+    n1.register('payment');
+    await n1.ready();
+    try {
+      n2.register('payment');
+    } catch (e) {
+      // The id may already be visible in n2's directory: refused at once.
+      expect(e).toMatchObject({ code: 'DUPLICATE_AGENT' });
+      return;
+    }
+    await expect(n2.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', message: expect.stringContaining('"n1"') });
+  });
+});
