@@ -482,6 +482,18 @@ describe('what comes back to the sender', () => {
     expect(reports).toEqual([{ fraction: 0.25 }]);
   });
 
+  it('delivers a progress report that arrives in the same tick as the reply, before the job settles', async () => {
+    const { a, carried } = heldCarriage();
+    const job = a.delegate('b', 'x', {});
+    const seen: string[] = [];
+    job.onProgress(({ fraction }) => seen.push(`progress ${fraction}`));
+    await hops();
+    carried[0]!.sink.progress(0.9, 'almost');
+    carried[0]!.sink.reply('"done"');
+    await job.then((v) => seen.push(`reply ${String(v)}`));
+    expect(seen).toEqual(['progress 0.9', 'reply done']);
+  });
+
   it('sends the remaining budget, not the deadline, and fails pending notifies with CLOSED on close', async () => {
     const { n1, a, carried } = heldCarriage();
     void a.ask('b', 'x', {}, { timeoutMs: 5000 }).catch(() => undefined);

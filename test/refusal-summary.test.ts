@@ -251,7 +251,7 @@ describe('refusal summaries across nodes', () => {
     const net = new LoopbackNetwork();
     const t1 = net.transport();
     const n1 = makeBus({ node: 'n1', transport: t1 });
-    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock() });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock(), limits: { rate: { perSecond: 10, burst: 10 } } });
     n2.register('b', { handlers: { echo: () => 'ok' } });
     n1.register('a');
     const responders = Array.from({ length: 2_000 }, () => recordingResponder());

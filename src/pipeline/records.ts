@@ -60,12 +60,16 @@ export class PendingRequest implements Expirable {
     this.deadline = envelope.deadline!;
   }
 
-  /** Tells the progress listeners, in a later microtask and only while still pending (a listener's throw is swallowed). */
+  /**
+   * Tells the progress listeners in a later microtask (a listener's throw is swallowed). A
+   * report made while pending is delivered even if the reply settles the request before the
+   * microtask runs (a remote reply read in the same socket chunk as the progress before it);
+   * it still reaches the listeners before the job's own promise callbacks.
+   */
   reportProgress(report: Progress): void {
     const listeners = this.progressListeners;
     if (this.state !== 'pending' || listeners === undefined) return;
     queueMicrotask(() => {
-      if (this.state !== 'pending') return;
       for (const listener of listeners) {
         try {
           listener(report);
