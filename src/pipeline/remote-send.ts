@@ -152,6 +152,13 @@ export class RemoteSends {
     let lateReply = false;
     let deadReport = false;
     let latest: Progress | undefined;
+    // The burst's latest report, told before the answer it came ahead of (or at the end of the tick).
+    const flushProgress = (): void => {
+      if (latest === undefined) return;
+      const last = latest;
+      latest = undefined;
+      p.reportProgress(last);
+    };
     let handle: OutboundHandle | undefined;
     const sink: OutboundSink = {
       reply: (json) => {
@@ -162,6 +169,7 @@ export class RemoteSends {
           return;
         }
         answered = true;
+        flushProgress();
         let reply: EncodedPayload;
         try {
           reply = this.#readReply(p, json);
@@ -174,6 +182,7 @@ export class RemoteSends {
       error: (code, message) => {
         if (answered || p.state !== 'pending') return;
         answered = true;
+        flushProgress();
         const e = remoteError(code, message, envelope, peer);
         this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
       },
@@ -182,13 +191,7 @@ export class RemoteSends {
         const report = readProgress(fraction, note);
         if (report === undefined) return;
         // A burst is told as its latest report: a flood holds one report, not one per call.
-        if (latest === undefined) {
-          queueMicrotask(() => {
-            const last = latest!;
-            latest = undefined;
-            p.reportProgress(last);
-          });
-        }
+        if (latest === undefined) queueMicrotask(flushProgress);
         latest = report;
       },
       dead: (reason, json) => {
