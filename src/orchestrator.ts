@@ -99,6 +99,7 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #commit: GroupCommit;
   readonly #pipeline: Pipeline;
   readonly #transport: Transport;
+  readonly #remoteTrust: ReadonlyMap<string, number>;
   readonly #clock: Clock;
   readonly #refusals: RefusalSummaries;
   /** The `telemetry` option, guarded: its calls never throw. */
@@ -124,6 +125,7 @@ export class Orchestrator<C extends Contracts = any> {
     if (telemetry.enabled) this.#commit.onTimed = (ms, records) => telemetry.commitTimed(ms, records);
     this.node = o.node ?? `node-${nanoid(10)}`;
     this.#transport = o.transport ?? new InProcessTransport();
+    this.#remoteTrust = o.remoteTrust;
     const globalRate = o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now());
     const registry = this.#registry;
     this.#refusals = new RefusalSummaries(
@@ -155,6 +157,7 @@ export class Orchestrator<C extends Contracts = any> {
       telemetry,
       node: this.node,
       remoteRate: o.rate,
+      remoteTrust: o.remoteTrust,
       refusals: this.#refusals,
     });
     this.events = this.#emitter;
@@ -255,7 +258,8 @@ export class Orchestrator<C extends Contracts = any> {
   agents(): readonly AgentInfo[] {
     const local: AgentInfo[] = Array.from(this.#registry.values(), (r) => Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust }));
     for (const r of this.#transport.remoteAgents()) {
-      if (!this.#registry.has(r.id)) local.push(Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust, node: r.node }));
+      // The trust this node grants, never the one the other node claims for its agent.
+      if (!this.#registry.has(r.id)) local.push(Object.freeze({ id: r.id, capabilities: r.capabilities, trust: this.#remoteTrust.get(r.id) ?? 0, node: r.node }));
     }
     return Object.freeze(local);
   }

@@ -2,7 +2,7 @@
 // call and its order, every reply payload is the attacker's. Each test names the promise the
 // seam keeps against one attack.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { OrchestratorOptions, PolicyRule } from '../src/index.js';
+import { Orchestrator, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
 import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink, Responder } from '../src/pipeline/transport.js';
 import { closeBuses, hang, makeBus, rejectionOf, settle } from './helpers.js';
 import { recordingResponder } from './support/loopback.js';
@@ -412,20 +412,37 @@ describe('what a hostile peer sends back cannot hurt the sender', () => {
   });
 });
 
-describe('the receiver finds a remote sender’s trust', () => {
-  it('through a lookup that follows the directory when it changes', async () => {
-    const rules: PolicyRule[] = [{ from: '*', to: 'b', allow: ['ask'], minTrust: 50 }];
+describe('the receiver decides a remote sender’s trust', () => {
+  const rules: PolicyRule[] = [{ from: '*', to: 'b', allow: ['ask'], minTrust: 50 }];
+
+  it('never from the sending node’s claim: a remote agent claiming trust 90 has trust 0 here', async () => {
     const { n1, n2, net, t1 } = twoNodes({}, { policies: rules });
     n2.register('b', { handlers: { echo: () => 'ok' } });
-    n1.register('a', { trust: 10 });
-    const first = recordingResponder();
-    t1.inject('n2', inbound(), first);
-    await hops();
-    expect(first.errors.map((e) => e.code)).toEqual(['POLICY_DENIED']);
+    n1.register('a', { trust: 90 });
     net.claims.set('a', { id: 'a', node: 'n1', capabilities: [], trust: 90 });
-    const second = recordingResponder();
-    t1.inject('n2', inbound(), second);
+    const answer = recordingResponder();
+    t1.inject('n2', inbound(), answer);
     await hops();
-    expect(second.replies).toEqual(['"ok"']);
+    expect(answer.errors.map((e) => e.code)).toEqual(['POLICY_DENIED']);
+    expect(n2.agents().find((x) => x.id === 'a')).toMatchObject({ trust: 0, node: 'n1' });
+  });
+
+  it('from its own remoteTrust option, read once', async () => {
+    const remoteTrust: Record<string, number> = { a: 60 };
+    const { n1, n2, t1 } = twoNodes({}, { policies: rules, remoteTrust });
+    remoteTrust.a = 0; // the bus copied the map at construction
+    n2.register('b', { handlers: { echo: () => 'ok' } });
+    n1.register('a', { trust: 0 });
+    const answer = recordingResponder();
+    t1.inject('n2', inbound(), answer);
+    await hops();
+    expect(answer.replies).toEqual(['"ok"']);
+    expect(n2.agents().find((x) => x.id === 'a')).toMatchObject({ trust: 60 });
+  });
+
+  it('refuses a remoteTrust that is not a map of agent ids to finite numbers, naming it', () => {
+    expect(() => new Orchestrator({ remoteTrust: { 'bad id': 1 } })).toThrow(/remoteTrust/);
+    expect(() => new Orchestrator({ remoteTrust: { a: Number.NaN } })).toThrow(/remoteTrust/);
   });
 });
+

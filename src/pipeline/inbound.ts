@@ -143,7 +143,8 @@ export class Inbound implements InboundPort {
     checkContract(contracts, type as RuleType, intent, encoded.copy);
 
     const known = this.#known(from, fromNode);
-    const sender = remoteRecord(from, fromNode, known?.trust ?? 0, known?.capabilities);
+    // Trust is what this node grants (remoteTrust), never what the sending node's claim says.
+    const sender = remoteRecord(from, fromNode, this.#config.remoteTrust.get(from) ?? 0, known?.capabilities);
     checkRate({ ...sender, bucket: this.#bucket(known === undefined ? undefined : `${fromNode}\u0000${from}`, now) }, undefined, now);
     // A notify keeps one id for all its recipients: a repeat is the same id from the same node to the same agent.
     const key = `${fromNode}\u0000${id}\u0000${to}`;
