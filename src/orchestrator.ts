@@ -135,6 +135,8 @@ export class Orchestrator<C extends Contracts = any> {
         const sender = registry.get(from);
         return (sender !== undefined ? sender.bucket?.spec : o.rate === false ? undefined : o.rate) ?? globalRate?.spec;
       },
+      // Ids no node is known to serve (a peer can make them up) share one bucket of refusal rows.
+      (from) => (registry.has(from) || this.#transport.nodeOf(from) !== undefined ? from : UNKNOWN_SENDERS),
     );
     this.#pipeline = new Pipeline({
       registry: this.#registry,
@@ -412,6 +414,9 @@ export class Orchestrator<C extends Contracts = any> {
     return found;
   }
 }
+
+/** The refusal-summary key of every sender id that neither this node nor its transport knows. */
+const UNKNOWN_SENDERS = '\u0000unknown senders';
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();
