@@ -2,7 +2,9 @@ import type { AuditRecord } from '../audit/types.js';
 import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
+import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
+import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -48,12 +50,12 @@ export class RemoteSends {
     this.#deliveries = deliveries;
   }
 
-  /** The stand-in for `id` when another node serves it, else undefined. */
+  /** The stand-in for `id` when another node serves it, else undefined (also when the transport names no valid node id). */
   recipient(id: string): AgentRecord | undefined {
     const { transport } = this.#config;
     if (transport.locate(id) !== 'remote') return undefined;
     const node = transport.nodeOf(id);
-    return node === undefined ? undefined : remoteRecord(id, node);
+    return isAgentId(node) ? remoteRecord(id, node) : undefined;
   }
 
   /**
@@ -122,7 +124,7 @@ export class RemoteSends {
         clearTimeout(timer);
         this.#acks.delete(finish);
         if (answer instanceof BusError) {
-          if (answer.code === 'TIMEOUT') handle?.cancel('the notify was not acknowledged in time');
+          if (answer.code === 'TIMEOUT') cancelCarriage(handle, 'the notify was not acknowledged in time');
           this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
         }
         resolve(answer);
@@ -146,14 +148,28 @@ export class RemoteSends {
   /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
   #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
     let answered = false;
+    // One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk.
+    let lateReply = false;
+    let deadReport = false;
+    let latest: Progress | undefined;
+    // The burst's latest report, told before the answer it came ahead of (or at the end of the tick).
+    const flushProgress = (): void => {
+      if (latest === undefined) return;
+      const last = latest;
+      latest = undefined;
+      p.reportProgress(last);
+    };
     let handle: OutboundHandle | undefined;
     const sink: OutboundSink = {
       reply: (json) => {
         if (answered || p.state !== 'pending') {
+          if (lateReply) return;
+          lateReply = true;
           this.#dead(envelope, peer, `late reply to "${envelope.id}" from node ${peer}: the request was already settled`, json);
           return;
         }
         answered = true;
+        flushProgress();
         let reply: EncodedPayload;
         try {
           reply = this.#readReply(p, json);
@@ -166,20 +182,30 @@ export class RemoteSends {
       error: (code, message) => {
         if (answered || p.state !== 'pending') return;
         answered = true;
+        flushProgress();
         const e = remoteError(code, message, envelope, peer);
         this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
       },
       progress: (fraction, note) => {
-        if (!answered) progressTo(p, fraction, note);
+        if (answered) return;
+        const report = readProgress(fraction, note);
+        if (report === undefined) return;
+        // A burst is told as its latest report: a flood holds one report, not one per call.
+        if (latest === undefined) queueMicrotask(flushProgress);
+        latest = report;
       },
-      dead: (reason, json) => this.#dead(envelope, peer, remoteText(reason), json),
+      dead: (reason, json) => {
+        if (deadReport) return;
+        deadReport = true;
+        this.#dead(envelope, peer, remoteText(reason), json);
+      },
     };
     const before = p.onSettle;
     p.onSettle = () => {
       before?.();
       if (!answered) {
         answered = true;
-        handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
+        cancelCarriage(handle, 'the sender settled the request (deadline, cancel, unregister or close)');
       }
     };
     const budgetMs = p.deadline - this.#config.clock.now();
@@ -189,7 +215,7 @@ export class RemoteSends {
       return;
     }
     handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
-    if (answered && p.state === 'settled') handle.cancel('the sender settled the request');
+    if (answered && p.state === 'settled') cancelCarriage(handle, 'the sender settled the request');
   }
 
   /** `transport.send`, which must not throw; if it does, the message could not leave. */
@@ -235,6 +261,18 @@ export class RemoteSends {
 
 const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
 
+/**
+ * Tells the transport to stop carrying a message. The handle is the transport's (user code):
+ * one that is not an object, lacks `cancel` or throws must not keep the request from settling.
+ */
+function cancelCarriage(handle: OutboundHandle | undefined, reason: string): void {
+  try {
+    handle?.cancel(reason);
+  } catch {
+    // The carriage could not be told: its late answers are dead letters, like any other.
+  }
+}
+
 /** The message the transport carries, with the send's W3C trace context when it was traced. */
 function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
   const traceparent = traceparentOf(envelope);
@@ -253,9 +291,9 @@ function remoteError(code: unknown, message: unknown, envelope: Envelope, peer: 
   return new BusError(c, `${text === '' ? c : text} (node ${peer})`, { messageId: envelope.id, agentId: envelope.to });
 }
 
-/** A remote delegate's progress: dropped unless it is what ctx.progress accepts, then to the listeners. */
-function progressTo(p: PendingRequest, fraction: unknown, note: unknown): void {
-  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return;
-  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return;
-  p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) }));
+/** A remote delegate's progress report, or undefined unless it is what ctx.progress accepts. */
+function readProgress(fraction: unknown, note: unknown): Progress | undefined {
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return undefined;
+  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return undefined;
+  return Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
 }
