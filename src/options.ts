@@ -103,9 +103,10 @@ export interface AuditOptions {
   /** How long a write waits for a lock held by another connection before failing closed. @default 50 */
   busyTimeoutMs?: number;
   /**
-   * Write a file log from a worker thread, so SQLite and the hash chain run on another
-   * core while the bus keeps this one (queries stay synchronous). `:memory:` logs always
-   * stay on this thread. @default true
+   * Write the log from a worker thread, so SQLite and the hash chain run on another
+   * core while the bus keeps this one (queries stay synchronous). A `:memory:` log stays on
+   * this thread unless this is `true` (a thread per bus costs test suites more than it saves).
+   * @default true for a file, false for ':memory:'
    */
   worker?: boolean;
   /**

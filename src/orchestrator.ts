@@ -432,9 +432,9 @@ function openAudit(audit: ResolvedOptions['audit']): AuditLog {
     ...(o.onCommit !== undefined ? { onCommit: o.onCommit } : {}),
   };
   try {
-    // A file log writes from a worker thread unless told not to; :memory: stays here
-    // (a worker per bus would slow down test suites that make one bus per test).
-    return path !== ':memory:' && o.worker !== false ? new WorkerAuditLog(options) : new SqliteAuditLog(options);
+    // A file log writes from a worker thread unless told not to; :memory: stays here unless
+    // told to go (a worker per bus would slow down test suites that make one bus per test).
+    return (path !== ':memory:' && o.worker !== false) || o.worker === true ? new WorkerAuditLog(options) : new SqliteAuditLog(options);
   } catch (cause) {
     if (cause instanceof BusError) throw cause;
     throw new BusError('AUDIT_UNAVAILABLE', `cannot open the audit log at ${JSON.stringify(o.path ?? ':memory:')}: ${(cause as Error).message}`, { cause });

@@ -26,15 +26,21 @@ export interface BatchFilter {
 export interface BatchStatements {
   readonly records: Database.Statement; // (first_seq) -> records
   readonly containing: Database.Statement; // (seq) -> first_seq of the batch holding it
-  /** (conversations as a JSON array, from, messages as a JSON array, from) -> [key, first_seq], keys prefixed c: / m:. */
-  readonly followUps: Database.Statement;
+  /** (conversations as a JSON array, from) -> [conversation, first_seq]. */
+  readonly followConversations: Database.Statement;
+  /** (messages as a JSON array, from) -> [message, first_seq]: follow-ups stored without a conversation. */
+  readonly followMessages: Database.Statement;
+  /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
+  readonly anyMessages: Database.Statement;
 }
 
 type Row = unknown[];
 
 /** The lines of one batch, parsed on demand, and its follow-up index built on demand. */
 class Batch {
-  readonly lines: string[];
+  /** `[`, then one line per record (all but the last ending in `,`), then `]`. */
+  private readonly parts: string[];
+  readonly count: number;
   private readonly parsed: (Row | undefined)[];
   private follow: Map<string, number[]> | undefined;
 
@@ -42,13 +48,23 @@ class Batch {
     readonly first: number,
     text: string,
   ) {
-    const parts = text.split('\n');
-    this.lines = parts.slice(1, -1).map((l) => (l.endsWith(',') ? l.slice(0, -1) : l));
-    this.parsed = new Array(this.lines.length);
+    this.parts = text.split('\n');
+    this.count = Math.max(0, this.parts.length - 2);
+    this.parsed = new Array(this.count);
+  }
+
+  /** Record `i`'s line, possibly with its trailing comma (the text checks below do not mind it). */
+  line(i: number): string {
+    return this.parts[i + 1] as string;
   }
 
   row(i: number): Row {
-    return (this.parsed[i] ??= JSON.parse(this.lines[i] as string) as Row);
+    let r = this.parsed[i];
+    if (r === undefined) {
+      const line = this.line(i);
+      r = this.parsed[i] = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as Row;
+    }
+    return r;
   }
 
   /**
@@ -65,8 +81,8 @@ class Batch {
         if (list === undefined) m.set(key, [i]);
         else list.push(i);
       };
-      for (let i = 0; i < this.lines.length; i++) {
-        const line = this.lines[i] as string;
+      for (let i = 0; i < this.count; i++) {
+        const line = this.line(i);
         const k = line.indexOf(',') + 2; // first letter of the kind
         const c = line.charCodeAt(k);
         if (c === 111 /* o */ || line.startsWith('approval"', k)) {
@@ -103,13 +119,13 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
   outer: for (const first of candidates) {
     const b = load(first);
     if (b === undefined) continue;
-    const n = b.lines.length;
+    const n = b.count;
     for (let k = 0; k < n; k++) {
       const i = ascending ? k : n - 1 - k;
       const seq = first + i;
       if (f.beforeSeq !== undefined && seq >= f.beforeSeq) continue;
       if (f.afterSeq !== undefined && seq <= f.afterSeq) continue;
-      const line = b.lines[i] as string;
+      const line = b.line(i);
       // Cheap checks on the text before parsing: attempts only.
       if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
       if (needle !== undefined && !line.includes(needle)) continue;
@@ -137,10 +153,14 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
     messages.add(row[COL.message_id] as string);
   }
   const where = new Map<string, number[]>();
-  for (const [key, first] of stmts.followUps.all(JSON.stringify([...conversations]), from, JSON.stringify([...messages]), from) as [string, number][]) {
+  const note = (key: string, first: number) => {
     const list = where.get(key);
     if (list === undefined) where.set(key, [first]);
     else list.push(first);
+  };
+  for (const [c, first] of stmts.followConversations.all(JSON.stringify([...conversations]), from) as [string, number][]) note(`c:${c}`, first);
+  if (stmts.anyMessages.get() !== undefined) {
+    for (const [m, first] of stmts.followMessages.all(JSON.stringify([...messages]), from) as [string, number][]) note(`m:${m}`, first);
   }
   return found.map(({ row, batch }) => {
     const firsts = new Set<number>();

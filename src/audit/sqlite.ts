@@ -5,10 +5,10 @@ import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { runQuery } from './batch-query.js';
 import { Checkpointer } from './checkpointer.js';
-import { createDigest, encodeRow, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
+import { createDigest, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
-import { BATCH_RECORDS, COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
-import { toRow } from './records.js';
+import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
+import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
 import type { MessageType } from '../envelope.js';
 
@@ -148,13 +148,11 @@ export class SqliteAuditLog implements AuditLog {
   private readonly onCommit: ((head: ChainHead) => void) | undefined;
   private stmts!: ReturnType<typeof prepare>;
   private readonly queryStmts = new Map<string, Database.Statement>();
-  private appendTx!: Database.Transaction<(records: readonly AuditRecord[]) => ChainHead>;
+  private appendTx!: Database.Transaction<(batches: readonly EncodedBatch[]) => ChainHead>;
   /** The file written, to notice when the path no longer leads to it (file logs only). */
   private identity: Identity | undefined;
   /** Set when the file at the path was lost: the head it had, kept for the next file. */
   private lost: { head: ChainHead; why: string } | undefined;
-  /** Index of the record being written, so a failure can name it. */
-  private at = 0;
   private closed = false;
   private uncheckpointed = 0;
   private checkpointScheduled = false;
@@ -223,7 +221,7 @@ export class SqliteAuditLog implements AuditLog {
     this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
     this.stmts = prepare(db);
     this.queryStmts.clear();
-    this.appendTx = db.transaction((records: readonly AuditRecord[]) => this.writeBatch(records));
+    this.appendTx = db.transaction((batches: readonly EncodedBatch[]) => this.writeBatches(batches));
     return chain;
   }
 
@@ -239,15 +237,28 @@ export class SqliteAuditLog implements AuditLog {
     this.assertOpen();
     if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
     if (records.length === 0) return;
+    let batches: EncodedBatch[];
+    try {
+      batches = encodeBatches(records);
+    } catch (e) {
+      throw invalidBatch(e, records.length);
+    }
+    this.appendBatches(batches, records.length);
+  }
+
+  /** Writes records already encoded by {@link encodeBatches} (the worker log's path); returns the new head. */
+  private appendBatches(batches: readonly EncodedBatch[], count: number): ChainHead {
+    this.assertOpen();
+    if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
     this.checkIdentity();
     let head: ChainHead;
     try {
       // IMMEDIATE: take the write lock first, so the head we read cannot go stale.
-      head = this.appendTx.immediate(records);
+      head = this.appendTx.immediate(batches);
     } catch (e) {
-      throw this.appendError(e, records.length);
+      throw this.appendError(e, count);
     }
-    if ((this.uncheckpointed += records.length) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
+    if ((this.uncheckpointed += count) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
       this.uncheckpointed = 0;
       this.checkpointer.request();
     } else if (this.uncheckpointed >= CHECKPOINT_RECORDS && !this.checkpointScheduled && this.identity !== undefined) {
@@ -265,6 +276,7 @@ export class SqliteAuditLog implements AuditLog {
         process.emitWarning(`agent-switchboard: audit.onCommit threw: ${messageOf(e)}`, { code: 'SWITCHBOARD_ON_COMMIT' });
       }
     }
+    return head;
   }
 
   /**
@@ -359,8 +371,11 @@ export class SqliteAuditLog implements AuditLog {
       for (let i = 0; i < count; i++) {
         const seq = first + i;
         let line = lines[i + 1] as string;
-        if (line.endsWith(',')) line = line.slice(0, -1);
-        if (!line.startsWith(`[${seq},`)) return bad(seq, `row ${seq} is out of sequence or malformed`);
+        if (i < count - 1) line = line.slice(0, -1); // the separating comma (a missing one fails the hash)
+        const digits = String(seq);
+        if (line.charCodeAt(0) !== 91 || !line.startsWith(digits, 1) || line.charCodeAt(digits.length + 1) !== 44) {
+          return bad(seq, `row ${seq} is out of sequence or malformed`);
+        }
         const hash = digest(prev, line);
         if (hash !== hashes.toString('hex', i * 32, i * 32 + 32)) {
           return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`);
@@ -423,38 +438,34 @@ export class SqliteAuditLog implements AuditLog {
     return stored === undefined ? { seq: 0, hash: GENESIS } : (JSON.parse(stored) as ChainHead);
   }
 
-  private writeBatch(records: readonly AuditRecord[]): ChainHead {
+  /**
+   * Stores each encoded batch as one row, chained after the head: every line gets its seq
+   * and is hashed exactly as a record always was (`H(prev ‖ line)`), and each index gets one
+   * statement per batch (its keys read by `json_each`).
+   */
+  private writeBatches(batches: readonly EncodedBatch[]): ChainHead {
     const { seq: headSeq, hash: headHash } = this.head();
     let seq = headSeq;
     let prev = headHash;
     const digest = this.digest as Digest; // a writer always has one (checked at open)
-    const { insertBatch, insertSlice, insertConversation, insertMessage } = this.stmts;
-    for (let start = 0; start < records.length; start += BATCH_RECORDS) {
-      const end = Math.min(records.length, start + BATCH_RECORDS);
+    const { insertBatch, insertSlices, insertConversations, insertMessages } = this.stmts;
+    for (const b of batches) {
       const first = seq + 1;
       const batchPrev = prev;
-      const lines: string[] = [];
-      const hashes = Buffer.allocUnsafe((end - start) * 32);
-      const agents = new Set<string>();
-      const conversations = new Set<string>();
-      const messages = new Set<string>();
-      for (let i = start; i < end; i++) {
-        this.at = i;
-        const row = toRow(records[i] as AuditRecord, ++seq);
-        const line = encodeRow(row);
+      const lines = b.lines.split('\n');
+      if (lines.length !== b.count) throw new TypeError(`an encoded batch holds ${lines.length} lines, not ${b.count}`);
+      const hashes = Buffer.allocUnsafe(b.count * 32);
+      for (let i = 0; i < b.count; i++) {
+        // Encoded with seq 0: `[0,…` becomes `[seq,…`, the record's canonical encoding.
+        const line = `[${++seq}${(lines[i] as string).slice(2)}`;
         prev = digest(prev, line);
-        lines.push(line);
-        hashes.write(prev, (i - start) * 32, 'hex');
-        agents.add(row[COL.recipient] as string);
-        if (typeof row[COL.sender] === 'string') agents.add(row[COL.sender] as string);
-        const conversation = row[COL.conversation_id];
-        if (typeof conversation === 'string') conversations.add(conversation);
-        else messages.add(row[COL.message_id] as string);
+        hashes.write(prev, i * 32, 'hex');
+        lines[i] = line;
       }
-      insertBatch.run(first, end - start, batchPrev, hashes, `[\n${lines.join(',\n')}\n]`);
-      for (const a of agents) insertSlice.run(a, first);
-      for (const c of conversations) insertConversation.run(c, first);
-      for (const m of messages) insertMessage.run(m, first);
+      insertBatch.run(first, b.count, batchPrev, hashes, `[\n${lines.join(',\n')}\n]`);
+      insertSlices.run(first, b.agents);
+      insertConversations.run(first, b.conversations);
+      if (b.messages !== '[]') insertMessages.run(first, b.messages);
     }
     if (this.maxRows !== Infinity && seq - this.anchor().seq > this.maxRows) this.trim(seq);
     return { seq, hash: prev };
@@ -546,10 +557,11 @@ export class SqliteAuditLog implements AuditLog {
   }
 
   private appendError(e: unknown, count: number): BusError {
+    if (e instanceof BusError) return e;
     const code = (e as { code?: unknown } | null)?.code;
     const invalid = e instanceof TypeError || e instanceof RangeError || (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT'));
     const what = invalid
-      ? `audit record ${this.at} of the batch is invalid (${messageOf(e)})`
+      ? `an audit record of the batch is invalid (${messageOf(e)})`
       : `cannot write to audit database ${this.path} (${typeof code === 'string' ? `${code}: ` : ''}${messageOf(e)})`;
     return unavailable(`${what}; none of the ${count} records were written`, e);
   }
@@ -565,21 +577,18 @@ function prepare(db: Database.Database) {
     setMeta: db.prepare('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
     verify: db.prepare('SELECT first_seq, count, prev_hash, hashes, records FROM audit_batch ORDER BY first_seq').raw(),
     insertBatch: db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)'),
-    insertSlice: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) VALUES (?, ?)'),
-    insertConversation: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) VALUES (?, ?)'),
-    insertMessage: db.prepare('INSERT OR IGNORE INTO audit_message (message_id, first_seq) VALUES (?, ?)'),
+    insertSlices: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) SELECT value, ? FROM json_each(?)'),
+    insertConversations: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) SELECT value, ? FROM json_each(?)'),
+    insertMessages: db.prepare('INSERT OR IGNORE INTO audit_message (message_id, first_seq) SELECT value, ? FROM json_each(?)'),
     dropBatch: db.prepare('DELETE FROM audit_batch WHERE first_seq = ?'),
     dropSlice: db.prepare('DELETE FROM audit_slice WHERE agent = ? AND first_seq = ?'),
     dropConversation: db.prepare('DELETE FROM audit_conversation WHERE conversation_id = ? AND first_seq = ?'),
     dropMessage: db.prepare('DELETE FROM audit_message WHERE message_id = ? AND first_seq = ?'),
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
-    followUps: db
-      .prepare(
-        `SELECT 'c:' || conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?
-         UNION ALL SELECT 'm:' || message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?`,
-      )
-      .raw(),
+    followConversations: db.prepare('SELECT conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
+    followMessages: db.prepare('SELECT message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
+    anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
   };
   return stmts;
 }
@@ -641,6 +650,20 @@ function checkKey(db: Database.Database, path: string, key: string | Uint8Array 
     return chain;
   }
   throw new BusError('AUDIT_UNAVAILABLE', `audit log ${path} has unknown chain metadata ${JSON.stringify(chain ?? null)}`);
+}
+
+/**
+ * The error for records that {@link encodeBatches} refused: it names the record, and says
+ * nothing was written.
+ */
+export function invalidBatch(e: unknown, count: number): BusError {
+  const what = e instanceof InvalidRecordError ? `audit record ${e.index} of the batch is invalid (${messageOf(e)})` : `an audit record of the batch is invalid (${messageOf(e)})`;
+  return unavailable(`${what}; none of the ${count} records were written`, e);
+}
+
+/** Writes encoded batches to a log (the worker's path: the records were encoded on the bus's thread). */
+export function appendEncoded(log: SqliteAuditLog, batches: readonly EncodedBatch[], count: number): ChainHead {
+  return log['appendBatches'](batches, count);
 }
 
 function unavailable(message: string, cause: unknown): BusError {

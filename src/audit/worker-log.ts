@@ -1,9 +1,11 @@
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
+import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
-import type { SqliteAuditLogOptions } from './sqlite.js';
+import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerReply, WorkerRequest } from './worker-main.js';
 
@@ -68,6 +70,12 @@ export class WorkerAuditLog implements AsyncAuditLog {
   /** Runs on this thread: a function cannot cross to the worker. */
   private readonly onCommit: ((head: ChainHead) => void) | undefined;
   private readonly options: SqliteAuditLogOptions;
+  /**
+   * A file log's queries read here, on a read-only connection of this thread (WAL readers
+   * never wait for the writer): no round trip through the worker. Opened at the first query;
+   * reopened when the path leads to another file than the one it reads.
+   */
+  private reader: { log: SqliteAuditLog; dev: number; ino: number } | undefined;
 
   constructor(options: SqliteAuditLogOptions) {
     const { onCommit, ...rest } = options;
@@ -127,6 +135,14 @@ export class WorkerAuditLog implements AsyncAuditLog {
       done(this.broken ?? new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed'));
       return;
     }
+    // Encoded here, hashed and stored there: the worker gets one string per batch.
+    let batches: EncodedBatch[];
+    try {
+      batches = encodeBatches(records);
+    } catch (e) {
+      done(invalidBatch(e, records.length));
+      return;
+    }
     const id = ++this.nextId;
     if (this.inFlight++ === 0) this.port.ref();
     this.callbacks.set(id, (reply) => {
@@ -140,7 +156,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
       }
       done(reply.ok ? undefined : toError(reply));
     });
-    this.port.postMessage({ id, op: 'append', records: JSON.stringify(records), count: records.length } satisfies WorkerRequest);
+    this.port.postMessage({ id, op: 'append', batches, count: records.length } satisfies WorkerRequest);
   }
 
   append(records: readonly AuditRecord[]): void {
@@ -156,7 +172,38 @@ export class WorkerAuditLog implements AsyncAuditLog {
   }
 
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
-    return this.call({ id: 0, op: 'query', filter }) as MessageLogEntry[];
+    if (this.options.path === undefined || this.options.path === ':memory:') return this.call({ id: 0, op: 'query', filter }) as MessageLogEntry[];
+    if (this.closed) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed');
+    this.recover();
+    if (this.broken !== undefined) throw this.broken;
+    // What was handed to the worker is committed before it is read, as when queries queued behind appends.
+    this.drain();
+    if (this.broken !== undefined) throw this.broken;
+    return this.readerLog().query(filter);
+  }
+
+  /** The read-only connection to the file now at the path (the writer follows a replaced file the same way). */
+  private readerLog(): SqliteAuditLog {
+    const path = this.options.path as string;
+    const now = statSync(path, { throwIfNoEntry: false });
+    const reader = this.reader;
+    if (reader !== undefined && now !== undefined && now.dev === reader.dev && now.ino === reader.ino) return reader.log;
+    this.closeReader();
+    const { key, busyTimeoutMs } = this.options;
+    const log = new SqliteAuditLog({ path, readonly: true, ...(key !== undefined ? { key } : {}), ...(busyTimeoutMs !== undefined ? { busyTimeoutMs } : {}) });
+    const opened = statSync(path, { throwIfNoEntry: false });
+    this.reader = { log, dev: opened?.dev ?? -1, ino: opened?.ino ?? -1 };
+    return log;
+  }
+
+  private closeReader(): void {
+    const reader = this.reader;
+    this.reader = undefined;
+    try {
+      reader?.log.close();
+    } catch {
+      // Closing a reader of a lost file: nothing to keep.
+    }
   }
 
   verify(options: VerifyOptions = {}): VerifyResult {
@@ -181,6 +228,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
       }
     }
     this.closed = true;
+    this.closeReader();
     this.port.close();
     void this.worker.terminate();
   }

@@ -3,12 +3,13 @@
 // the main thread can also wait for an answer synchronously (Atomics.wait).
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
-import { SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { AuditRecord, MessageLogQuery } from './types.js';
+import type { EncodedBatch } from './encode.js';
+import { appendEncoded, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
+import type { MessageLogQuery } from './types.js';
 
-/** What the main thread asks. `records` travel as one JSON string: far cheaper than cloning objects. */
+/** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
 export type WorkerRequest =
-  | { id: number; op: 'append'; records: string; count: number }
+  | { id: number; op: 'append'; batches: EncodedBatch[]; count: number }
   | { id: number; op: 'query'; filter: MessageLogQuery }
   | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
   | { id: number; op: 'head' }
@@ -71,11 +72,14 @@ port.on('message', (first: WorkerRequest) => {
 function appendAll(requests: Extract<WorkerRequest, { op: 'append' }>[]): void {
   try {
     if (log === undefined) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log could not be opened');
-    const records: AuditRecord[] = [];
-    for (const r of requests) for (const record of JSON.parse(r.records) as AuditRecord[]) records.push(record);
-    log.append(records);
+    const batches: EncodedBatch[] = [];
+    let count = 0;
+    for (const r of requests) {
+      for (const b of r.batches) batches.push(b);
+      count += r.count;
+    }
     // The last answer carries the new head (for audit.onCommit on the main thread).
-    const head = log.head();
+    const head = appendEncoded(log, batches, count);
     for (const r of requests) answer({ id: r.id, ok: true, ...(r === requests[requests.length - 1] ? { result: head } : {}) });
   } catch (error) {
     for (const r of requests) answer(failure(r.id, error));
