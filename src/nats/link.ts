@@ -14,11 +14,12 @@
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
  */
-import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, type ErrorCode } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
 import {
+  claimedId,
   decodeAbout,
   decodeAnswer,
   decodeMessage,
@@ -43,7 +44,8 @@ export interface Outbound extends WireMeta {
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
-  reply(payload: unknown, payloadBytes: number, payloadJson: string): void;
+  /** The reply's payload as the UTF-8 text that arrived (the sender's pipeline parses and checks it). */
+  reply(payloadJson: string, payloadBytes: number): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -83,7 +85,7 @@ export interface DeadAnswer {
   readonly id: string;
   readonly from: string;
   readonly to: string;
-  readonly answer: { kind: 'reply'; payload: unknown; payloadJson: string } | { kind: 'error'; error: WireError };
+  readonly answer: { kind: 'reply'; payloadJson: string } | { kind: 'error'; error: WireError };
 }
 
 /** Something a peer sent that was refused before delivery. */
@@ -182,9 +184,9 @@ export class Link {
     }, budgetMs);
     this.#pending.set(id, { from, to, type, callbacks, timer });
     const { budgetMs: _wait, ...unbudgeted } = message;
-    const frame = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
+    const data = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
     try {
-      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), frame.data, { headers: frame.headers, reply: `${this.#inbox}.${escapeToken(id)}` });
+      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), data, { reply: `${this.#inbox}.${escapeToken(id)}` });
     } catch (cause) {
       this.#finish(id);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
@@ -192,8 +194,7 @@ export class Link {
     return {
       cancel: (reason) => {
         if (!this.#finish(id) || !this.#conn.up) return;
-        const about = encodeAbout(id, JSON.stringify(reason ?? null));
-        this.#conn.nc.publish(this.#subjects.inbound(to, from, 'cancel'), about.data, { headers: about.headers });
+        this.#conn.nc.publish(this.#subjects.inbound(to, from, 'cancel'), encodeAbout(id, JSON.stringify(reason ?? null)));
       },
     };
   }
@@ -201,8 +202,7 @@ export class Link {
   /** Sends a notify to one remote agent (at most once, no answer). Throws like {@link request}. */
   notify(message: Outbound & { type: 'notify' }): void {
     this.#assertOpen(`notify ${message.id} to "${message.to}"`);
-    const frame = encodeMessage(message, message.payloadJson);
-    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), frame.data, { headers: frame.headers });
+    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), encodeMessage(message, message.payloadJson));
   }
 
   /**
@@ -268,7 +268,7 @@ export class Link {
     }
     let answer;
     try {
-      answer = decodeAnswer(msg.headers, msg.data, this.#maxBytes);
+      answer = decodeAnswer(msg.data, this.#maxBytes);
       if (escapeToken(answer.id) !== token) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
     } catch (e) {
       const id = safeUnescape(token);
@@ -279,7 +279,7 @@ export class Link {
     }
     const p = this.#finish(answer.id);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes, answer.payloadJson);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
@@ -289,7 +289,7 @@ export class Link {
       this.#onDead?.({
         id: answer.id,
         ...ended,
-        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload, payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
+        answer: answer.kind === 'reply' ? { kind: 'reply', payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
       });
     }
   }
@@ -309,23 +309,19 @@ export class Link {
     }
     let decoded: DecodedMessage;
     try {
-      decoded = decodeMessage(msg.headers, msg.data, this.#maxBytes, kind !== 'notify');
+      decoded = decodeMessage(msg.data, this.#maxBytes, kind !== 'notify');
     } catch (e) {
       const error = asBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
-      const id = msg.headers?.get('Sb-Id') ?? '';
-      if (kind !== 'notify' && msg.reply !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id)) {
-        const f = encodeError(id, { code: error.code, message: error.message });
-        msg.respond(f.data, { headers: f.headers });
-      }
+      const id = claimedId(msg.data);
+      if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) msg.respond(encodeError(id, { code: error.code, message: error.message }));
       return;
     }
     const key = `${to}\0${from}\0${decoded.id}`;
     if (kind !== 'notify' && this.#running.size >= this.#maxInbound) {
       const error = new BusError('MAILBOX_FULL', `node is handling ${this.#running.size} requests already (maxInbound); ${kind} ${decoded.id} from "${from}" refused`, { messageId: decoded.id, agentId: to });
       this.#onRejected?.({ subject: msg.subject, error });
-      const f = encodeError(decoded.id, { code: error.code, message: error.message });
-      if (msg.reply !== undefined) msg.respond(f.data, { headers: f.headers });
+      if (msg.reply !== undefined) msg.respond(encodeError(decoded.id, { code: error.code, message: error.message }));
       return;
     }
     if (this.#seen.has(key)) {
@@ -354,11 +350,11 @@ export class Link {
         this.#running.delete(key);
       }
     };
-    const answer = (frame: { data: Uint8Array; headers: MsgHdrs }): boolean => {
+    const answer = (data: Uint8Array): boolean => {
       if (settled || msg.reply === undefined) return false;
       end();
       this.#conn.assertUp(`answer to ${decoded.id}`);
-      return msg.respond(frame.data, { headers: frame.headers });
+      return msg.respond(data);
     };
     const responder: Responder = {
       reply: (json) => answer(encodeReply(decoded.id, json)),
@@ -366,8 +362,7 @@ export class Link {
       progress: (json) => {
         if (settled || kind !== 'delegate') return false;
         this.#conn.assertUp(`progress of ${decoded.id}`);
-        const f = encodeAbout(decoded.id, json);
-        this.#conn.nc.publish(this.#subjects.inbound(from, to, 'progress'), f.data, { headers: f.headers });
+        this.#conn.nc.publish(this.#subjects.inbound(from, to, 'progress'), encodeAbout(decoded.id, json));
         return true;
       },
     };
@@ -377,7 +372,7 @@ export class Link {
   #onAbout(msg: Msg, kind: 'progress' | 'cancel', to: string, from: string): void {
     let about;
     try {
-      about = decodeAbout(msg.headers, msg.data, this.#maxBytes);
+      about = decodeAbout(msg.data, this.#maxBytes);
     } catch (e) {
       this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
       return;

@@ -305,7 +305,7 @@ class NatsTransport implements Transport {
     const handle = parts.link.request(
       { ...meta, type, from, to, payloadJson, budgetMs: wait },
       {
-        reply: (_payload, _bytes, json) => {
+        reply: (json) => {
           this.#sent.delete(id);
           if (!sent.live) return;
           sent.live = false;
