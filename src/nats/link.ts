@@ -298,7 +298,7 @@ export class Link {
   readonly #onRejected: ((r: RejectedInbound) => void) | undefined;
   readonly #pending = new Map<string, Pending>();
   /** Requests that ended (timed out, cancelled): id → route, oldest first. */
-  readonly #ended = new Map<string, { from: string; to: string }>();
+  readonly #ended = new Map<string, Pending>();
   /** Recently received: `to \0 from \0 id`, oldest first. */
   readonly #seen = new Set<string>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
@@ -406,14 +406,19 @@ export class Link {
     this.#conn.assertUp(what);
   }
 
-  /** Ends request `id` if pending; remembers it to recognise a late answer. */
-  #finish(id: string): Pending | undefined {
+  /**
+   * Ends request `id` if pending. Unless it ended by its answer (`answered`: the one
+   * response the broker lets its recipient send), remembers it to recognise a late answer.
+   */
+  #finish(id: string, answered = false): Pending | undefined {
     const p = this.#pending.get(id);
     if (p === undefined) return undefined;
     clearTimeout(p.timer);
     this.#pending.delete(id);
-    this.#ended.set(id, { from: p.from, to: p.to });
-    if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
+    if (!answered) {
+      this.#ended.set(id, p);
+      if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
+    }
     return p;
   }
 
@@ -439,7 +444,7 @@ export class Link {
       else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
       return;
     }
-    const p = this.#finish(answer.id);
+    const p = this.#finish(answer.id, true);
     if (p !== undefined) {
       if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
@@ -450,7 +455,8 @@ export class Link {
       this.#ended.delete(answer.id);
       this.#onDead?.({
         id: answer.id,
-        ...ended,
+        from: ended.from,
+        to: ended.to,
         answer: answer.kind === 'reply' ? { kind: 'reply', payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
       });
     }
