@@ -2,7 +2,7 @@ import type { AuditRecord } from '../audit/types.js';
 import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
-import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
+import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -145,42 +145,11 @@ export class RemoteSends {
 
   /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
   #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
-    let answered = false;
-    let handle: OutboundHandle | undefined;
-    const sink: OutboundSink = {
-      reply: (json) => {
-        if (answered || p.state !== 'pending') {
-          this.#dead(envelope, peer, `late reply to "${envelope.id}" from node ${peer}: the request was already settled`, json);
-          return;
-        }
-        answered = true;
-        let reply: EncodedPayload;
-        try {
-          reply = this.#readReply(p, json);
-        } catch (error) {
-          this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
-          return;
-        }
-        this.#deliveries.answer(p, reply);
-      },
-      error: (code, message) => {
-        if (answered || p.state !== 'pending') return;
-        answered = true;
-        const e = remoteError(code, message, envelope, peer);
-        this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
-      },
-      progress: (fraction, note) => {
-        if (!answered) progressTo(p, fraction, note);
-      },
-      dead: (reason, json) => this.#dead(envelope, peer, remoteText(reason), json),
-    };
+    const sink = new RemoteSink(this.#answers, envelope, p, peer);
     const before = p.onSettle;
-    p.onSettle = () => {
-      before?.();
-      if (!answered) {
-        answered = true;
-        handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
-      }
+    p.onSettle = before === undefined ? sink.settled : () => {
+      before();
+      sink.settled();
     };
     const budgetMs = p.deadline - this.#config.clock.now();
     if (!(budgetMs > 0)) {
@@ -188,9 +157,26 @@ export class RemoteSends {
       this.#ledger.expire(p);
       return;
     }
-    handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
-    if (answered && p.state === 'settled') handle.cancel('the sender settled the request');
+    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    if (sink.answered && p.state === 'settled') sink.handle.cancel('the sender settled the request');
   }
+
+  /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
+  readonly #answers: SinkTarget = {
+    reply: (sink, p, json) => {
+      let reply: EncodedPayload;
+      try {
+        reply = this.#readReply(p, json);
+      } catch (error) {
+        const envelope = p.envelope;
+        this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${sink.peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
+        return;
+      }
+      this.#deliveries.answer(p, reply);
+    },
+    fail: (p, e) => this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed'),
+    dead: (envelope, peer, reason, json) => this.#dead(envelope, peer, reason, json),
+  };
 
   /** `transport.send`, which must not throw; if it does, the message could not leave. */
   #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
@@ -234,6 +220,61 @@ export class RemoteSends {
 }
 
 const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** What a {@link RemoteSink} hands back to its {@link RemoteSends}. */
+interface SinkTarget {
+  reply(sink: RemoteSink, p: PendingRequest, json: string): void;
+  fail(p: PendingRequest, error: BusError): void;
+  dead(ask: Envelope, peer: string, reason: string, json: unknown): void;
+}
+
+/**
+ * How the answer to one remote ask or delegate comes back: the sink the transport calls
+ * (one object per message; it settles the request like a local reply or refusal would).
+ */
+class RemoteSink implements OutboundSink {
+  /** The request settled, here or by its answer: a later answer is a dead letter. */
+  answered = false;
+  handle: OutboundHandle | undefined;
+  /** For `p.onSettle`: the sender settled (deadline, cancel, unregister, close) before an answer. */
+  readonly settled: () => void;
+
+  constructor(
+    readonly target: SinkTarget,
+    readonly envelope: Envelope,
+    readonly p: PendingRequest,
+    readonly peer: string,
+  ) {
+    this.settled = () => {
+      if (this.answered) return;
+      this.answered = true;
+      this.handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
+    };
+  }
+
+  reply(json: string): void {
+    if (this.answered || this.p.state !== 'pending') {
+      this.target.dead(this.envelope, this.peer, `late reply to "${this.envelope.id}" from node ${this.peer}: the request was already settled`, json);
+      return;
+    }
+    this.answered = true;
+    this.target.reply(this, this.p, json);
+  }
+
+  error(code: ErrorCode, message: string): void {
+    if (this.answered || this.p.state !== 'pending') return;
+    this.answered = true;
+    this.target.fail(this.p, remoteError(code, message, this.envelope, this.peer));
+  }
+
+  progress(fraction: number, note?: string): void {
+    if (!this.answered) progressTo(this.p, fraction, note);
+  }
+
+  dead(reason: string, json?: string): void {
+    this.target.dead(this.envelope, this.peer, remoteText(reason), json);
+  }
+}
 
 /** The message the transport carries, with the send's W3C trace context when it was traced. */
 function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
