@@ -225,7 +225,12 @@ class Arrival implements Inbound, Responder {
 
   follow(target: { cancel(reason: string): void }): void {
     this.#target = target;
-    if (this.#reason?.code === 'CANCELLED') target.cancel(this.#reason.message);
+    if (this.#reason?.code !== 'CANCELLED') return;
+    try {
+      target.cancel(this.#reason.message);
+    } catch {
+      // The handle's own failure must not break the carriage.
+    }
   }
 
   /** Ends this inbound's deadline and aborts its signal with `reason` (once). */

@@ -207,7 +207,7 @@ export function decodeAnswer(data: Uint8Array, maxPayloadBytes: number): Decoded
  * malformed request with an error instead of leaving its sender to time out); else undefined.
  */
 export function claimedId(data: Uint8Array): string | undefined {
-  const end = data.indexOf(NEWLINE);
+  const end = lineEnd(data);
   if (end < 0 || end >= MAX_META_BYTES) return undefined;
   const id = latin1(data, end).split(' ', 3)[2];
   return id !== undefined && WIRE_ID_PATTERN.test(id) ? id : undefined;
@@ -215,6 +215,11 @@ export function claimedId(data: Uint8Array): string | undefined {
 
 function bad(message: string): BusError {
   return new BusError('INVALID_ARGUMENT', `malformed message from a peer: ${message}`);
+}
+
+/** Where the metadata line ends, looking no further than {@link MAX_META_BYTES}; -1 if it does not. */
+function lineEnd(data: Uint8Array): number {
+  return data.byteLength > MAX_META_BYTES ? data.subarray(0, MAX_META_BYTES).indexOf(NEWLINE) : data.indexOf(NEWLINE);
 }
 
 function latin1(data: Uint8Array, end: number): string {
@@ -226,7 +231,7 @@ function latin1(data: Uint8Array, end: number): string {
  * the version, the kind (when given) and the field count; the fields are checked by the caller.
  */
 function split(data: Uint8Array, kind: string | undefined, count: number): { kind: string; fields: string[]; body: Uint8Array } {
-  const end = data.indexOf(NEWLINE);
+  const end = lineEnd(data);
   if (end < 0 || end >= MAX_META_BYTES) throw bad(`no metadata line within ${MAX_META_BYTES} bytes`);
   const fields = latin1(data, end).split(' ', count + 3);
   const version = fields[0]!;
