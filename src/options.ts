@@ -75,6 +75,14 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
    */
   transport?: Transport;
   /**
+   * The trust this node grants agents of other nodes, by id, for rules with `minTrust`. A
+   * node never believes another node's word about its own agents' trust (their claims
+   * carry one, and a compromised node could raise it), so a remote agent not listed here
+   * has trust 0 on this node. @default {} (every remote agent has trust 0)
+   * @example remoteTrust: { payment: 5 }
+   */
+  remoteTrust?: Record<string, number>;
+  /**
    * Where the bus reports its sends, handler runs, refusals, commits, mailbox depths and
    * held approvals: `openTelemetry()` from `agent-switchboard/otel` for OpenTelemetry spans
    * and metrics, or your own {@link Telemetry}. A telemetry that throws never breaks the bus
@@ -150,6 +158,7 @@ const schema = z.strictObject({
   ids: z.custom<() => string>((v) => typeof v === 'function', 'ids must be a function returning a string').optional(),
   node: z.string().regex(AGENT_ID_PATTERN, 'a node id follows the agent id pattern').optional(),
   transport: z.custom<Transport>(isTransport, 'a transport implements the Transport interface (attach, locate, nodeOf, remoteAgents, claim, release, send, ready, close)').optional(),
+  remoteTrust: z.record(z.string().regex(AGENT_ID_PATTERN, 'remoteTrust keys are agent ids'), z.number().finite()).optional(),
   telemetry: z
     .custom<Telemetry>(
       isTelemetry,
@@ -185,6 +194,8 @@ export interface ResolvedOptions {
   callSites: boolean;
   node: string | undefined;
   transport: Transport | undefined;
+  /** Read once from the validated copy: later changes to the caller's object change nothing. */
+  remoteTrust: ReadonlyMap<string, number>;
   telemetry: Telemetry;
 }
 
@@ -214,6 +225,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     callSites: o.diagnostics?.callSites ?? false,
     node: o.node,
     transport: o.transport,
+    remoteTrust: new Map(Object.entries(o.remoteTrust ?? {})),
     telemetry: o.telemetry ?? NOOP_TELEMETRY,
   };
 }

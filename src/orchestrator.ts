@@ -99,6 +99,7 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #commit: GroupCommit;
   readonly #pipeline: Pipeline;
   readonly #transport: Transport;
+  readonly #remoteTrust: ReadonlyMap<string, number>;
   readonly #clock: Clock;
   readonly #refusals: RefusalSummaries;
   /** The `telemetry` option, guarded: its calls never throw. */
@@ -124,6 +125,7 @@ export class Orchestrator<C extends Contracts = any> {
     if (telemetry.enabled) this.#commit.onTimed = (ms, records) => telemetry.commitTimed(ms, records);
     this.node = o.node ?? `node-${nanoid(10)}`;
     this.#transport = o.transport ?? new InProcessTransport();
+    this.#remoteTrust = o.remoteTrust;
     const globalRate = o.globalRate === false ? undefined : new TokenBucket(o.globalRate, this.#clock.now());
     const registry = this.#registry;
     this.#refusals = new RefusalSummaries(
@@ -133,6 +135,8 @@ export class Orchestrator<C extends Contracts = any> {
         const sender = registry.get(from);
         return (sender !== undefined ? sender.bucket?.spec : o.rate === false ? undefined : o.rate) ?? globalRate?.spec;
       },
+      // Ids no node is known to serve (a peer can make them up) share one bucket of refusal rows.
+      (from) => (registry.has(from) || this.#transport.nodeOf(from) !== undefined ? from : UNKNOWN_SENDERS),
     );
     this.#pipeline = new Pipeline({
       registry: this.#registry,
@@ -155,6 +159,7 @@ export class Orchestrator<C extends Contracts = any> {
       telemetry,
       node: this.node,
       remoteRate: o.rate,
+      remoteTrust: o.remoteTrust,
       refusals: this.#refusals,
     });
     this.events = this.#emitter;
@@ -255,7 +260,8 @@ export class Orchestrator<C extends Contracts = any> {
   agents(): readonly AgentInfo[] {
     const local: AgentInfo[] = Array.from(this.#registry.values(), (r) => Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust }));
     for (const r of this.#transport.remoteAgents()) {
-      if (!this.#registry.has(r.id)) local.push(Object.freeze({ id: r.id, capabilities: r.capabilities, trust: r.trust, node: r.node }));
+      // The trust this node grants, never the one the other node claims for its agent.
+      if (!this.#registry.has(r.id)) local.push(Object.freeze({ id: r.id, capabilities: r.capabilities, trust: this.#remoteTrust.get(r.id) ?? 0, node: r.node }));
     }
     return Object.freeze(local);
   }
@@ -408,6 +414,9 @@ export class Orchestrator<C extends Contracts = any> {
     return found;
   }
 }
+
+/** The refusal-summary key of every sender id that neither this node nor its transport knows. */
+const UNKNOWN_SENDERS = '\u0000unknown senders';
 
 function openAudit(audit: ResolvedOptions['audit']): AuditLog {
   if (audit === false) return new NullAuditLog();

@@ -2,38 +2,14 @@
 // nodes of one bus. What crosses, what each node checks, records and decides.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
-import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink } from '../src/pipeline/transport.js';
+import type { OutboundHandle, OutboundMessage, OutboundSink } from '../src/pipeline/transport.js';
 import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
-import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
+import { recordingResponder } from './support/loopback.js';
+import { brokenAudit, inboundMessage, twoNodes } from './support/nodes.js';
 
 afterEach(closeBuses);
 
-function twoNodes(o1: OrchestratorOptions = {}, o2: OrchestratorOptions = {}) {
-  const net = new LoopbackNetwork();
-  const t1 = net.transport();
-  const t2 = net.transport();
-  const n1 = makeBus({ node: 'n1', transport: t1, ...o1 });
-  const n2 = makeBus({ node: 'n2', transport: t2, ...o2 });
-  return { net, t1, t2, n1, n2 };
-}
-
-/** An inbound message as node n1 would send it to n2's agent `b`, with `patch` applied. */
-function inbound(patch: Partial<Record<keyof InboundMessage, unknown>> = {}): InboundMessage {
-  return {
-    id: `m-${Math.random().toString(36).slice(2)}`,
-    type: 'ask',
-    from: 'a',
-    fromNode: 'n1',
-    to: 'b',
-    intent: 'echo',
-    payloadJson: '{"x":1}',
-    conversationId: 'c-1',
-    priority: 'normal',
-    depth: 0,
-    budgetMs: 5000,
-    ...patch,
-  } as InboundMessage;
-}
+const inbound = inboundMessage;
 
 /** Lets microtasks (commits, the loopback's hops, replies) run. */
 const hops = () => settle(40);
@@ -534,15 +510,7 @@ describe('what comes back to the sender', () => {
 
 describe('the receiving node fails closed', () => {
   it('answers AUDIT_UNAVAILABLE and delivers nothing when its receipt cannot be committed', async () => {
-    const broken = {
-      append: () => {
-        throw new Error('disk full');
-      },
-      query: () => [],
-      verify: () => ({ ok: true, checked: 0 }),
-      close: () => undefined,
-    };
-    const { t1, n2 } = twoNodes({}, { audit: broken });
+    const { t1, n2 } = twoNodes({}, { audit: brokenAudit() });
     const calls: unknown[] = [];
     n2.register('b', { handlers: { echo: (p) => void calls.push(p) } });
     const r = recordingResponder();

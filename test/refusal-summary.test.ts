@@ -266,6 +266,24 @@ describe('refusal summaries across nodes', () => {
     expect(refusalsIn(entries)).toBe(2_000);
     expect(entries[0]!.refusals).toMatchObject({ count: 1_990, codes: { RATE_LIMITED: 1_990 } });
   });
+
+  it('counts a peer rotating made-up sender ids in one summary: a fresh id buys no fresh rows', async () => {
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    makeBus({ node: 'n1', transport: t1 });
+    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock() });
+    n2.register('b', { handlers: { echo: () => 'ok' } });
+    const responders = Array.from({ length: 2_000 }, () => recordingResponder());
+    for (const [i, r] of responders.entries()) {
+      const message = { id: `m-${i}`, type: 'ask', from: `fake-${i}`, fromNode: 'n1', to: 'b', intent: 'echo', payloadJson: '{}', conversationId: `c-${i}`, priority: 'normal', depth: 0, budgetMs: 5000 };
+      t1.inject('n2', message as InboundMessage, r);
+    }
+    await settle(40);
+    expect(responders.every((r) => r.errors.length === 1)).toBe(true);
+    const entries = allEntries(n2, 'b');
+    expect(entries.length).toBeLessThanOrEqual(MIN_REFUSAL_RATE.burst + 1);
+    expect(refusalsIn(entries)).toBe(2_000);
+  });
 });
 
 describe('RefusalSummaries', () => {

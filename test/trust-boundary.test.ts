@@ -3,7 +3,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineContracts, type HandlerContext, type Telemetry } from '../src/index.js';
 import { z } from 'zod';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, settle } from './helpers.js';
+import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 afterEach(closeBuses);
 
@@ -46,10 +47,10 @@ function internals(objects: Set<object>): string[] {
   for (const o of objects) {
     if (o instanceof Map || o instanceof Set || o instanceof WeakMap) found.push(`a ${o.constructor.name}`);
     const name = (o as { constructor?: { name?: unknown } }).constructor?.name;
-    if (typeof name === 'string' && /Pipeline|Router|Ledger|Journal|Deliveries|Approvals|PolicyStore|PolicySet|GroupCommit|Mailbox|PendingRequest|Delivery$|TokenBucket|Transport/.test(name) && o !== (o as { constructor?: { prototype?: unknown } }).constructor?.prototype) {
+    if (typeof name === 'string' && /Pipeline|Router|Ledger|Journal|Deliveries|Approvals|PolicyStore|PolicySet|GroupCommit|Mailbox|PendingRequest|Delivery$|TokenBucket|Transport|Inbound|RemoteSends/.test(name) && o !== (o as { constructor?: { prototype?: unknown } }).constructor?.prototype) {
       found.push(name);
     }
-    for (const key of ['router', 'pipeline', 'delivery', 'pending', 'registry', 'config', 'policy', 'record', 'resolve', 'reject', 'mailbox']) {
+    for (const key of ['router', 'pipeline', 'delivery', 'pending', 'registry', 'config', 'policy', 'record', 'resolve', 'reject', 'mailbox', 'responder', 'transport']) {
       if (Object.hasOwn(o, key)) found.push(`.${key}`);
     }
   }
@@ -65,6 +66,26 @@ describe('faces with nothing behind them', () => {
     expect(ctx).toBeDefined();
     const found = reachable(ctx!);
     expect(found.size).toBeGreaterThan(3); // the walk did walk: the envelope, its payload, the prototype
+    expect(internals(found)).toEqual([]);
+  });
+
+  it('nothing reachable from the ctx of a message from another node leads to the bus internals, and its envelope is frozen', async () => {
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    makeBus({ node: 'n1', transport: t1 }).register('a');
+    const n2 = makeBus({ node: 'n2', transport: net.transport() });
+    let ctx: HandlerContext | undefined;
+    n2.register('vault', { handlers: { open: (_p, c) => ((ctx = c), c.signal, 'ok') } });
+    const r = recordingResponder();
+    const inbound = { id: 'm-1', type: 'ask', from: 'a', fromNode: 'n1', to: 'vault', intent: 'open', payloadJson: '{"deep":{"list":[1,{"x":2}]}}', conversationId: 'c-1', priority: 'normal', depth: 0, budgetMs: 5000 } as const;
+    t1.inject('n2', inbound, r);
+    await settle(40);
+    expect(r.replies).toEqual(['"ok"']);
+    const envelope = ctx!.message as unknown as { payload: { deep: { list: unknown[] } } };
+    expect(Object.isFrozen(envelope)).toBe(true);
+    expect(Object.isFrozen(envelope.payload.deep.list[1])).toBe(true);
+    const found = reachable(ctx!);
+    expect(found.size).toBeGreaterThan(3);
     expect(internals(found)).toEqual([]);
   });
 

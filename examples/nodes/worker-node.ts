@@ -33,7 +33,7 @@ bus.register('writer', {
 });
 
 await bus.ready();
-console.log('ready');
+console.log('  [writers-1] ready: serving writer');
 process.stdin.on('data', async () => {
   await bus.close();
   process.exit(0);

@@ -37,6 +37,8 @@ export interface PipelineConfig {
   readonly node: string;
   /** The bucket each remote sender gets at this node (`limits.rate`), or false for none. */
   readonly remoteRate: RateSpec | false;
+  /** The trust this node grants other nodes' agents (`remoteTrust`); 0 for any other. */
+  readonly remoteTrust: ReadonlyMap<string, number>;
   /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
   readonly refusals: RefusalSummaries;
 }

@@ -13,12 +13,12 @@ import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
-import type { InboundHandle, InboundMessage, InboundPort, Responder } from './transport.js';
+import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry.js';
 
-/** Inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
+/** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
-/** Remote senders with a rate bucket of their own at most (the least recently seen is forgotten). */
+/** Known remote senders with a rate bucket of their own at most (the least recently seen is forgotten); unknown ones share one. */
 export const REMOTE_BUCKETS = 10_000;
 /** The longest budget an inbound message may carry (setTimeout's limit, as for timeoutMs). */
 const MAX_BUDGET_MS = 2_147_483_647;
@@ -26,6 +26,8 @@ const MAX_BUDGET_MS = 2_147_483_647;
 const MAX_ID_LENGTH = 256;
 
 const TYPES: ReadonlySet<string> = new Set(['ask', 'delegate', 'notify']);
+/** The bucket key every sender this node's directory does not know shares (no agent id holds a NUL). */
+const UNKNOWN_SENDERS = '\u0000unknown';
 const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
 
 /** An inbound message's fields, each read once. */
@@ -49,7 +51,7 @@ interface Fields {
  * The receiving side of a message from another node, which it treats as hostile: every
  * field is read once and checked again here (recipient, forged sender, ids, depth, budget,
  * codec and size, contract, a rate bucket per remote sender, this node's policy with trust
- * from this node's directory), a repeated id is dropped, the receipt row (naming this node
+ * from this node's directory), a repeated id is dropped (and audited), the receipt row (naming this node
  * and the sender's) is committed before delivery, and an 'approval' decision is held here.
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
@@ -62,10 +64,13 @@ export class Inbound implements InboundPort {
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
   readonly #closed: () => boolean;
-  /** Recent inbound ids by node (insertion order is age): a repeat is dropped. */
+  /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
   readonly #seen = new Set<string>();
-  /** A bucket per remote sender (node and agent), least recently used first. */
+  /** A bucket per known remote sender (node and agent), plus one for unknown ones, least recently used first. */
   readonly #buckets = new Map<string, TokenBucket>();
+  /** The last `remoteAgents()` array seen, and its entries by id. */
+  #directory: readonly RemoteAgent[] | undefined;
+  #byId = new Map<string, RemoteAgent>();
 
   constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: Approvals, remote: RemoteSends, closed: () => boolean) {
     this.#config = config;
@@ -84,37 +89,37 @@ export class Inbound implements InboundPort {
     try {
       f = readFields(inbound);
     } catch (error) {
-      answer.error('INVALID_ARGUMENT', `the inbound message could not be read: ${errorText(error)}`);
+      // Unreadable (not an object, a throwing getter): refused and audited like any other refusal.
+      this.#refuse(inboundDraft(UNREAD, now), toBusError(error, 'INVALID_ARGUMENT', undefined, 'the inbound message could not be read: '), answer);
       return NO_HANDLE;
     }
     const draft = inboundDraft(f, now);
     try {
       if (this.#closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
-      const fromNode = checkNodeId(f.fromNode);
-      draft.peerNode = fromNode;
-      const id = checkText(f.id, 'id');
-      // A notify keeps one id for all its recipients: a repeat is the same id to the same agent.
-      if (this.#repeated(`${fromNode}\u0000${id}\u0000${typeof f.to === 'string' ? f.to : ''}`)) {
-        this.#dropRepeat(draft, f);
-        return NO_HANDLE;
-      }
-      return this.#admit(f, draft, id, fromNode, now, answer);
+      return this.#admit(f, draft, now, answer);
     } catch (error) {
-      const e = toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined);
-      this.#journal.refused(draft, e);
-      answer.error(e.code, e.message);
+      this.#refuse(draft, toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined), answer);
       return NO_HANDLE;
     }
   }
 
+  /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
+  #refuse(draft: Draft, e: BusError, answer: Responder): void {
+    this.#journal.refused(draft, e);
+    answer.error(e.code, e.message);
+  }
+
   /** The checks, in order, then the hold or the delivery. Throws the refusal. */
-  #admit(f: Fields, draft: Draft, id: string, fromNode: string, now: number, answer: Responder): InboundHandle {
+  #admit(f: Fields, draft: Draft, now: number, answer: Responder): InboundHandle {
     const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#config;
+    const fromNode = checkNodeId(f.fromNode);
+    const id = checkText(f.id, 'id');
     const type = f.type;
     if (typeof type !== 'string' || !TYPES.has(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
     const from = f.from;
     if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
-    // A node may speak only for agents it serves: never as one of ours, never as another node's.
+    // A node may speak only for agents it serves: never as this node, never as one of ours, never as another node's.
+    if (fromNode === this.#config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
     if (registry.has(from)) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by this node`, { agentId: from });
     const home = transport.nodeOf(from);
     if (home !== undefined && home !== fromNode) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by node ${home}`, { agentId: from });
@@ -137,9 +142,16 @@ export class Inbound implements InboundPort {
     if (this.#journal.enabled) draft.hash = hashPayload(encoded);
     checkContract(contracts, type as RuleType, intent, encoded.copy);
 
-    const known = transport.remoteAgents().find((a) => a.id === from && a.node === fromNode);
-    const sender = remoteRecord(from, fromNode, known?.trust ?? 0, known?.capabilities);
-    checkRate({ ...sender, bucket: this.#bucket(fromNode, from, now) }, undefined, now);
+    const known = this.#known(from, fromNode);
+    // Trust is what this node grants (remoteTrust), never what the sending node's claim says.
+    const sender = remoteRecord(from, fromNode, this.#config.remoteTrust.get(from) ?? 0, known?.capabilities);
+    checkRate({ ...sender, bucket: this.#bucket(known === undefined ? undefined : `${fromNode}\u0000${from}`, now) }, undefined, now);
+    // A notify keeps one id for all its recipients: a repeat is the same id from the same node to the same agent.
+    const key = `${fromNode}\u0000${id}\u0000${to}`;
+    if (this.#seen.has(key)) {
+      this.#dropRepeat(draft, priority as Priority, depth);
+      return NO_HANDLE;
+    }
     const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
@@ -148,9 +160,24 @@ export class Inbound implements InboundPort {
     const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
     this.#journal.markRemote(envelope, fromNode);
     const parent = this.#remote.chainOf(causationId, from);
-    return type === 'notify'
-      ? this.#notify(draft, envelope, recipient, sender, parent, decision.decision === 'approval', answer)
-      : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, decision.decision === 'approval', answer);
+    const handle =
+      type === 'notify'
+        ? this.#notify(draft, envelope, recipient, sender, parent, decision.decision === 'approval', answer)
+        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, decision.decision === 'approval', answer);
+    // Only an admitted message is remembered: refusals cannot fill the memory or burn an id.
+    this.#remember(key);
+    return handle;
+  }
+
+  /** This node's directory entry for `from` on `fromNode`, by a map rebuilt only when `remoteAgents()` hands out a new array. */
+  #known(from: string, fromNode: string): RemoteAgent | undefined {
+    const agents = this.#config.transport.remoteAgents();
+    if (agents !== this.#directory) {
+      this.#directory = agents;
+      this.#byId = new Map(agents.map((a) => [a.id, a]));
+    }
+    const known = this.#byId.get(from);
+    return known !== undefined && known.node === fromNode ? known : undefined;
   }
 
   /** An ask or delegate: a pending request whose answer goes to the responder. */
@@ -214,32 +241,33 @@ export class Inbound implements InboundPort {
     };
   }
 
-  /** True when `key` was seen among the last {@link SEEN_IDS}; remembers it either way. */
-  #repeated(key: string): boolean {
-    if (this.#seen.has(key)) return true;
+  /** Remembers an admitted message's key among the last {@link SEEN_IDS}. */
+  #remember(key: string): void {
     this.#seen.add(key);
     if (this.#seen.size > SEEN_IDS) this.#seen.delete(this.#seen.values().next().value!);
-    return false;
   }
 
-  /** A repeated id is neither delivered nor answered (the first one is answered): `message:dead` says so. */
-  #dropRepeat(draft: Draft, f: Fields): void {
+  /** A repeated id is neither delivered nor answered (the first one is answered): its row and `message:dead` say so. */
+  #dropRepeat(draft: Draft, priority: Priority, depth: number): void {
+    const reason = `repeated message id "${draft.id}" from node ${draft.peerNode}: dropped`;
+    if (this.#journal.enabled) this.#config.commit.stage(this.#journal.attempt(draft, 'denied', undefined, undefined, reason));
     const { events } = this.#config;
-    if (!events.has('message:dead')) return;
-    const priority = PRIORITIES.includes(f.priority as Priority) ? (f.priority as Priority) : 'normal';
-    const envelope = envelopeOf(draft, priority, typeof f.depth === 'number' ? f.depth : 0, undefined, null);
-    events.emit('message:dead', { envelope, reason: `repeated message id "${draft.id}" from node ${draft.peerNode}: dropped` });
+    if (events.has('message:dead')) events.emit('message:dead', { envelope: envelopeOf(draft, priority, depth, undefined, null), reason });
   }
 
-  /** The bucket of one remote sender (undefined when rate limits are off). */
-  #bucket(node: string, from: string, now: number): TokenBucket | undefined {
+  /**
+   * The rate bucket of one remote sender this node's directory knows (`key`), or the one
+   * bucket all unknown senders share, so made-up sender or node ids buy no fresh rate.
+   * Undefined when rate limits are off. At most {@link REMOTE_BUCKETS}, least recently used forgotten.
+   */
+  #bucket(key: string | undefined, now: number): TokenBucket | undefined {
     const spec = this.#config.remoteRate;
     if (spec === false) return undefined;
-    const key = `${node}\u0000${from}`;
-    let bucket = this.#buckets.get(key);
-    if (bucket !== undefined) this.#buckets.delete(key);
+    const k = key ?? UNKNOWN_SENDERS;
+    let bucket = this.#buckets.get(k);
+    if (bucket !== undefined) this.#buckets.delete(k);
     else bucket = new TokenBucket(spec, now);
-    this.#buckets.set(key, bucket);
+    this.#buckets.set(k, bucket);
     if (this.#buckets.size > REMOTE_BUCKETS) this.#buckets.delete(this.#buckets.keys().next().value!);
     return bucket;
   }
@@ -265,7 +293,27 @@ function readFields(m: InboundMessage): Fields {
   };
 }
 
-/** The receipt's draft: whatever the fields are, recorded short and printable (a bad type as 'notify'). */
+/** A message that could not be read: its receipt records this. */
+const UNREAD: Fields = Object.freeze({
+  id: '?',
+  type: undefined,
+  from: undefined,
+  fromNode: undefined,
+  to: undefined,
+  intent: undefined,
+  payloadJson: undefined,
+  conversationId: undefined,
+  causationId: undefined,
+  priority: undefined,
+  depth: undefined,
+  budgetMs: undefined,
+  traceparent: undefined,
+});
+
+/**
+ * The receipt's draft: whatever the fields are, recorded short and printable (a bad type as
+ * 'notify'), naming the peer node as the message does (`?` when it names none).
+ */
 function inboundDraft(f: Fields, now: number): Draft {
   const id = recordedText(f.id, MAX_ID_LENGTH);
   const causation = f.causationId === undefined ? undefined : recordedText(f.causationId, MAX_ID_LENGTH);
@@ -281,6 +329,7 @@ function inboundDraft(f: Fields, now: number): Draft {
     encoded: undefined,
     hash: '',
     decision: undefined,
+    peerNode: typeof f.fromNode === 'string' && f.fromNode !== '' ? recordedText(f.fromNode, MAX_ID_LENGTH) : '?',
     traceparent: undefined,
   };
 }

@@ -52,6 +52,7 @@ export class RefusalSummaries {
   readonly #open = new Set<Sender>();
   readonly #write: (record: AttemptRecord) => void;
   readonly #rateOf: (from: string) => RateSpec | undefined;
+  readonly #keyOf: (from: string) => string;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #sweepAt = 1024;
   #closed = false;
@@ -59,10 +60,14 @@ export class RefusalSummaries {
   /**
    * @param write stages one audit row.
    * @param rateOf the rate a sender's refusal rows follow (at least {@link MIN_REFUSAL_RATE}).
+   * @param keyOf whose bucket a sender's refusals spend: its own id by default. Senders a peer
+   *   node can make up at will (ids no node is known to serve) share one key, so rotating
+   *   fake ids buys no fresh bucket and no unbounded map.
    */
-  constructor(write: (record: AttemptRecord) => void, rateOf: (from: string) => RateSpec | undefined) {
+  constructor(write: (record: AttemptRecord) => void, rateOf: (from: string) => RateSpec | undefined, keyOf: (from: string) => string = (from) => from) {
     this.#write = write;
     this.#rateOf = rateOf;
+    this.#keyOf = keyOf;
   }
 
   /** Writes the refusal's row, or counts it in its sender's summary when the sender is beyond its rate. */
@@ -116,11 +121,12 @@ export class RefusalSummaries {
 
   #sender(from: string, now: number): Sender {
     const spec = atLeast(this.#rateOf(from));
-    const sender = this.#senders.get(from);
+    const key = this.#keyOf(from);
+    const sender = this.#senders.get(key);
     if (sender !== undefined && sender.bucket.spec.perSecond === spec.perSecond && sender.bucket.spec.burst === spec.burst) return sender;
     if (sender === undefined && this.#senders.size >= this.#sweepAt) this.#sweep(now);
     const fresh: Sender = { bucket: new TokenBucket(spec, now), refillMs: (spec.burst / spec.perSecond) * 1000, last: now, tally: sender?.tally };
-    this.#senders.set(from, fresh);
+    this.#senders.set(key, fresh);
     if (sender !== undefined && this.#open.delete(sender)) this.#open.add(fresh);
     return fresh;
   }

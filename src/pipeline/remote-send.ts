@@ -2,7 +2,9 @@ import type { AuditRecord } from '../audit/types.js';
 import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
+import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
+import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -48,12 +50,12 @@ export class RemoteSends {
     this.#deliveries = deliveries;
   }
 
-  /** The stand-in for `id` when another node serves it, else undefined. */
+  /** The stand-in for `id` when another node serves it, else undefined (also when the transport names no valid node id). */
   recipient(id: string): AgentRecord | undefined {
     const { transport } = this.#config;
     if (transport.locate(id) !== 'remote') return undefined;
     const node = transport.nodeOf(id);
-    return node === undefined ? undefined : remoteRecord(id, node);
+    return isAgentId(node) ? remoteRecord(id, node) : undefined;
   }
 
   /**
@@ -122,7 +124,7 @@ export class RemoteSends {
         clearTimeout(timer);
         this.#acks.delete(finish);
         if (answer instanceof BusError) {
-          if (answer.code === 'TIMEOUT') handle?.cancel('the notify was not acknowledged in time');
+          if (answer.code === 'TIMEOUT') cancelCarriage(handle, 'the notify was not acknowledged in time');
           this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
         }
         resolve(answer);
@@ -147,10 +149,13 @@ export class RemoteSends {
   #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
     const sink = new RemoteSink(this.#answers, envelope, p, peer);
     const before = p.onSettle;
-    p.onSettle = before === undefined ? sink.settled : () => {
-      before();
-      sink.settled();
-    };
+    p.onSettle =
+      before === undefined
+        ? sink.settled
+        : () => {
+            before();
+            sink.settled();
+          };
     const budgetMs = p.deadline - this.#config.clock.now();
     if (!(budgetMs > 0)) {
       // The deadline passed while the attempt was being committed: nothing is left to give the receiver.
@@ -158,7 +163,7 @@ export class RemoteSends {
       return;
     }
     sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
-    if (sink.answered && p.state === 'settled') sink.handle.cancel('the sender settled the request');
+    if (sink.answered && p.state === 'settled') cancelCarriage(sink.handle, 'the sender settled the request');
   }
 
   /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
@@ -230,49 +235,85 @@ interface SinkTarget {
 
 /**
  * How the answer to one remote ask or delegate comes back: the sink the transport calls
- * (one object per message; it settles the request like a local reply or refusal would).
+ * (one object per message instead of a closure per method; it settles the request like a
+ * local reply or refusal would).
  */
 class RemoteSink implements OutboundSink {
   /** The request settled, here or by its answer: a later answer is a dead letter. */
   answered = false;
   handle: OutboundHandle | undefined;
+  /** One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk. */
+  #lateReply = false;
+  #deadReport = false;
+  /** The latest report of a progress burst, told before the answer it came ahead of (or at the end of the tick). */
+  #latest: Progress | undefined;
   /** For `p.onSettle`: the sender settled (deadline, cancel, unregister, close) before an answer. */
-  readonly settled: () => void;
+  readonly settled = (): void => {
+    if (this.answered) return;
+    this.answered = true;
+    cancelCarriage(this.handle, 'the sender settled the request (deadline, cancel, unregister or close)');
+  };
+  /** Made for the first progress report only (asks never report). */
+  #flush: (() => void) | undefined;
 
   constructor(
     readonly target: SinkTarget,
     readonly envelope: Envelope,
     readonly p: PendingRequest,
     readonly peer: string,
-  ) {
-    this.settled = () => {
-      if (this.answered) return;
-      this.answered = true;
-      this.handle?.cancel('the sender settled the request (deadline, cancel, unregister or close)');
-    };
-  }
+  ) {}
 
   reply(json: string): void {
     if (this.answered || this.p.state !== 'pending') {
+      if (this.#lateReply) return;
+      this.#lateReply = true;
       this.target.dead(this.envelope, this.peer, `late reply to "${this.envelope.id}" from node ${this.peer}: the request was already settled`, json);
       return;
     }
     this.answered = true;
+    this.#flushProgress();
     this.target.reply(this, this.p, json);
   }
 
   error(code: ErrorCode, message: string): void {
     if (this.answered || this.p.state !== 'pending') return;
     this.answered = true;
+    this.#flushProgress();
     this.target.fail(this.p, remoteError(code, message, this.envelope, this.peer));
   }
 
   progress(fraction: number, note?: string): void {
-    if (!this.answered) progressTo(this.p, fraction, note);
+    if (this.answered) return;
+    const report = readProgress(fraction, note);
+    if (report === undefined) return;
+    // A burst is told as its latest report: a flood holds one report, not one per call.
+    if (this.#latest === undefined) queueMicrotask((this.#flush ??= () => this.#flushProgress()));
+    this.#latest = report;
   }
 
   dead(reason: string, json?: string): void {
+    if (this.#deadReport) return;
+    this.#deadReport = true;
     this.target.dead(this.envelope, this.peer, remoteText(reason), json);
+  }
+
+  #flushProgress(): void {
+    const last = this.#latest;
+    if (last === undefined) return;
+    this.#latest = undefined;
+    this.p.reportProgress(last);
+  }
+}
+
+/**
+ * Tells the transport to stop carrying a message. The handle is the transport's (user code):
+ * one that is not an object, lacks `cancel` or throws must not keep the request from settling.
+ */
+function cancelCarriage(handle: OutboundHandle | undefined, reason: string): void {
+  try {
+    handle?.cancel(reason);
+  } catch {
+    // The carriage could not be told: its late answers are dead letters, like any other.
   }
 }
 
@@ -294,9 +335,9 @@ function remoteError(code: unknown, message: unknown, envelope: Envelope, peer: 
   return new BusError(c, `${text === '' ? c : text} (node ${peer})`, { messageId: envelope.id, agentId: envelope.to });
 }
 
-/** A remote delegate's progress: dropped unless it is what ctx.progress accepts, then to the listeners. */
-function progressTo(p: PendingRequest, fraction: unknown, note: unknown): void {
-  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return;
-  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return;
-  p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) }));
+/** A remote delegate's progress report, or undefined unless it is what ctx.progress accepts. */
+function readProgress(fraction: unknown, note: unknown): Progress | undefined {
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) return undefined;
+  if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return undefined;
+  return Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
 }

@@ -127,7 +127,12 @@ export interface Transport {
   locate(agentId: string): Location;
   /** The node serving `agentId`, when `locate` says 'remote'. */
   nodeOf(agentId: string): string | undefined;
-  /** Every agent served by another node (a snapshot; the same empty array when there are none). */
+  /**
+   * Every agent served by another node (a snapshot; the same empty array when there are none).
+   * Hand out a new array whenever the directory changes and the same one while it does not:
+   * the receiving side indexes it once per array (by identity), so a changed array in place
+   * would go unseen.
+   */
   remoteAgents(): readonly RemoteAgent[];
   /**
    * Claims `agent.id` bus-wide for this node. Returns undefined when the claim is decided
