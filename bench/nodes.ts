@@ -1,16 +1,23 @@
 // Cross-node asks beside bare NATS request/reply, in the same run against the same server
 // (issue 12's target: ≥ 0.5× bare NATS asks/s, unloaded p50 ≤ 3×). Two nodes in this one
 // process on two connections, like the baseline's requester and responder; the bus checks
-// and records everything on both sides (audit off and on, reported separately).
+// and records everything on both sides (audit off, in memory and in a file, reported
+// separately). The transport alone (two `natsTransport`s, no orchestrator) is beside them.
 //
 //   npm run bench:nodes                 starts a nats-server of its own
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
+import { mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Orchestrator } from '../src/index.js';
 import { natsTransport } from '../src/nats/index.js';
 import { findNatsServer, INSTALL_HINT, startNatsServer } from '../scripts/nats-server.js';
 import { natsBaseline } from './nats-baseline.js';
+import { natsTransportPair } from './nats-transport.js';
+
+type Audit = 'off' | 'memory' | 'file';
 
 const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };
 
@@ -20,14 +27,14 @@ interface Figures {
   p99: number;
 }
 
-async function nodePair(url: string, bus: string, audit: boolean) {
+async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
   const make = async (node: string) =>
     new Orchestrator({
       node,
       transport: await natsTransport({ servers: url, bus }),
       policies: [{ from: 'client', to: 'echo', allow: ['ask'] }],
       limits: { rate: false, maxQueue: 1_000_000 },
-      ...(audit ? {} : { audit: false as const }),
+      audit: audit === 'off' ? (false as const) : audit === 'memory' ? { path: ':memory:' } : { path: join(dir, `${bus}-${node}.db`) },
     });
   const a = await make('bench-a');
   const b = await make('bench-b');
@@ -81,21 +88,34 @@ if (bin === undefined) {
   process.exit(1);
 }
 const server = await startNatsServer(bin);
-const rows: Record<string, Figures[]> = { bare: [], off: [], on: [] };
+const rows: Record<string, Figures[]> = { bare: [], transport: [], off: [], memory: [], file: [] };
+const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
-  for (const audit of [false, true]) {
-    const pair = await nodePair(server.url, `bench${run}${audit ? 'a' : 'n'}`, audit);
-    rows[audit ? 'on' : 'off']!.push(await measure(pair.ask, quick));
+  const transport = await natsTransportPair(server.url);
+  rows.transport!.push(await measure(transport.ask, quick));
+  await transport.close();
+  for (const audit of ['off', 'memory', 'file'] as const) {
+    const pair = await nodePair(server.url, `bench${run}${audit}`, audit, dir);
+    rows[audit]!.push(await measure(pair.ask, quick));
     await pair.close();
   }
 }
 await server.dispose();
+rmSync(dir, { recursive: true, force: true });
 
 const bare = { asksPerSecond: median(rows.bare!.map((r) => r.asksPerSecond)), p50: median(rows.bare!.map((r) => r.p50)) };
 console.log(`nats-server ${server.url}; ${runs} runs, medians; 1000 asks in flight, then one at a time for p50/p99`);
+console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
 console.log('figure                         asks/s    ×bare   p50 ms   ×bare   p99 ms');
-for (const [name, label] of [['bare', 'bare NATS request/reply'], ['off', 'cross-node ask, audit off'], ['on', 'cross-node ask, audit :memory:']] as const) {
+const labels = [
+  ['bare', 'bare NATS request/reply'],
+  ['transport', 'natsTransport alone'],
+  ['off', 'cross-node ask, audit off'],
+  ['memory', 'cross-node ask, audit :memory:'],
+  ['file', 'cross-node ask, audit file'],
+] as const;
+for (const [name, label] of labels) {
   const r = rows[name]!;
   const aps = median(r.map((x) => x.asksPerSecond));
   const p50 = median(r.map((x) => x.p50));

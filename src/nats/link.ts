@@ -14,11 +14,12 @@
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
  */
-import type { Msg, MsgHdrs, Subscription } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, type ErrorCode } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
 import {
+  claimedId,
   decodeAbout,
   decodeAnswer,
   decodeMessage,
@@ -43,7 +44,8 @@ export interface Outbound extends WireMeta {
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
-  reply(payload: unknown, payloadBytes: number, payloadJson: string): void;
+  /** The reply's payload as the UTF-8 text that arrived (the sender's pipeline parses and checks it). */
+  reply(payloadJson: string, payloadBytes: number): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -55,13 +57,26 @@ export interface RequestHandle {
 }
 
 /** A message that arrived for a local agent, decoded and validated. */
-export interface Inbound extends DecodedMessage {
+export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
+  readonly causationId: string | undefined;
+  /** What was left of the sender's deadline (asks and delegates; undefined for a notify). */
+  readonly budgetMs: number | undefined;
+  readonly traceparent: string | undefined;
+  /** The node the sender says it is (checked by the transport against the claim of `from`). */
+  readonly node: string | undefined;
   readonly type: 'ask' | 'delegate' | 'notify';
   /** From the subject, which the broker pins to the sender's credentials. */
   readonly from: string;
   readonly to: string;
-  /** Aborts at the receiver's own deadline (reason `TIMEOUT`) or on the sender's cancel (`CANCELLED`). */
+  /** Aborts at the receiver's own deadline (reason `TIMEOUT`) or on the sender's cancel (`CANCELLED`). Made on first read. */
   readonly signal: AbortSignal;
+  /** True once the signal aborted (read without making the signal). */
+  readonly ended: boolean;
+  /**
+   * Hands the sender's cancel to `target` (at once if it came already), without an
+   * `AbortSignal` listener: the receiving orchestrator's handle of this inbound.
+   */
+  follow(target: { cancel(reason: string): void }): void;
 }
 
 /**
@@ -83,7 +98,7 @@ export interface DeadAnswer {
   readonly id: string;
   readonly from: string;
   readonly to: string;
-  readonly answer: { kind: 'reply'; payload: unknown; payloadJson: string } | { kind: 'error'; error: WireError };
+  readonly answer: { kind: 'reply'; payloadJson: string } | { kind: 'error'; error: WireError };
 }
 
 /** Something a peer sent that was refused before delivery. */
@@ -112,17 +127,167 @@ export interface LinkOptions {
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: Inbound, responder: Responder) => void;
 
-interface Pending {
-  readonly from: string;
-  readonly to: string;
-  readonly type: 'ask' | 'delegate' | 'notify';
-  readonly callbacks: RequestCallbacks;
-  readonly timer: NodeJS.Timeout;
+/** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
+class Pending implements RequestHandle {
+  timer: NodeJS.Timeout | undefined;
+  constructor(
+    readonly id: string,
+    readonly from: string,
+    readonly to: string,
+    readonly type: 'ask' | 'delegate' | 'notify',
+    readonly budgetMs: number,
+    readonly callbacks: RequestCallbacks,
+    readonly canceller: (p: Pending, reason: string | undefined) => void,
+  ) {}
+
+  cancel(reason?: string): void {
+    this.canceller(this, reason);
+  }
 }
 
-interface Running {
-  readonly controller: AbortController;
-  readonly timer: NodeJS.Timeout;
+/** What the inbound side of a link lends each {@link Arrival}: made once per link. */
+interface Carrier {
+  readonly conn: NodeConnection;
+  readonly subjects: Subjects;
+  /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
+  readonly running: Map<string, Arrival>;
+}
+
+/**
+ * One inbound message: the decoded fields, its deadline, and its answer (it is the
+ * {@link Responder} too). One object per message; the `AbortSignal` is made only if read.
+ */
+class Arrival implements Inbound, Responder {
+  readonly id: string;
+  readonly intent: string;
+  readonly ts: number;
+  readonly conversationId: string;
+  readonly causationId: string | undefined;
+  readonly depth: number;
+  readonly priority: DecodedMessage['priority'];
+  readonly budgetMs: number | undefined;
+  readonly traceparent: string | undefined;
+  readonly node: string | undefined;
+  readonly payloadJson: string;
+  readonly payloadBytes: number;
+  readonly #carrier: Carrier;
+  readonly #msg: Msg;
+  readonly #key: string;
+  #settled: boolean;
+  #timer: NodeJS.Timeout | undefined;
+  #controller: AbortController | undefined;
+  #reason: BusError | undefined;
+  #target: { cancel(reason: string): void } | undefined;
+
+  constructor(
+    carrier: Carrier,
+    msg: Msg,
+    decoded: DecodedMessage,
+    readonly type: 'ask' | 'delegate' | 'notify',
+    readonly from: string,
+    readonly to: string,
+    key: string,
+  ) {
+    this.id = decoded.id;
+    this.intent = decoded.intent;
+    this.ts = decoded.ts;
+    this.conversationId = decoded.conversationId;
+    this.causationId = decoded.causationId;
+    this.depth = decoded.depth;
+    this.priority = decoded.priority;
+    this.budgetMs = decoded.budgetMs;
+    this.traceparent = decoded.traceparent;
+    this.node = decoded.node;
+    this.payloadJson = decoded.payloadJson;
+    this.payloadBytes = decoded.payloadBytes;
+    this.#carrier = carrier;
+    this.#msg = msg;
+    this.#key = key;
+    // A notify is answered (acknowledged) once when its sender asked for an answer.
+    this.#settled = type === 'notify' && msg.reply === undefined;
+    if (type !== 'notify') {
+      this.#timer = setTimeout(expire, this.budgetMs!, this);
+      carrier.running.set(key, this);
+    }
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason);
+    }
+    return this.#controller.signal;
+  }
+
+  get ended(): boolean {
+    return this.#reason !== undefined;
+  }
+
+  follow(target: { cancel(reason: string): void }): void {
+    this.#target = target;
+    if (this.#reason?.code !== 'CANCELLED') return;
+    try {
+      target.cancel(this.#reason.message);
+    } catch {
+      // The handle's own failure must not break the carriage.
+    }
+  }
+
+  /** Ends this inbound's deadline and aborts its signal with `reason` (once). */
+  abort(reason: BusError): void {
+    this.#stop();
+    if (this.#reason !== undefined) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+    if (reason.code === 'CANCELLED' && this.#target !== undefined) {
+      try {
+        this.#target.cancel(reason.message);
+      } catch {
+        // The handle's own failure must not break the carriage.
+      }
+    }
+  }
+
+  /** The receiver's own deadline passed. */
+  expire(): void {
+    this.#timer = undefined;
+    this.abort(new BusError('TIMEOUT', `${this.type} ${this.id} from "${this.from}" passed its deadline (${this.budgetMs} ms) at the receiver`, { messageId: this.id, timeoutMs: this.budgetMs! }));
+  }
+
+  reply(payloadJson: string): boolean {
+    return this.#answer(encodeReply, payloadJson);
+  }
+
+  error(error: WireError): boolean {
+    return this.#answer(encodeError, error);
+  }
+
+  progress(payloadJson: string): boolean {
+    if (this.#settled || this.type !== 'delegate') return false;
+    this.#carrier.conn.assertUp(`progress of ${this.id}`);
+    this.#carrier.conn.nc.publish(this.#carrier.subjects.inbound(this.from, this.to, 'progress'), encodeAbout(this.id, payloadJson));
+    return true;
+  }
+
+  #answer<T>(encode: (id: string, value: T) => Uint8Array, value: T): boolean {
+    if (this.#settled || this.#msg.reply === undefined) return false;
+    this.#settled = true;
+    this.#stop();
+    this.#carrier.conn.assertUp(`answer to ${this.id}`);
+    return this.#msg.respond(encode(this.id, value));
+  }
+
+  #stop(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#carrier.running.get(this.#key) === this) this.#carrier.running.delete(this.#key);
+  }
+}
+
+function expire(arrival: Arrival): void {
+  arrival.expire();
 }
 
 /** One node's side of the carriage. Create after the connection; {@link close} ends it. */
@@ -138,11 +303,16 @@ export class Link {
   readonly #onRejected: ((r: RejectedInbound) => void) | undefined;
   readonly #pending = new Map<string, Pending>();
   /** Requests that ended (timed out, cancelled): id → route, oldest first. */
-  readonly #ended = new Map<string, { from: string; to: string }>();
+  readonly #ended = new Map<string, Pending>();
   /** Recently received: `to \0 from \0 id`, oldest first. */
   readonly #seen = new Set<string>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
-  readonly #running = new Map<string, Running>();
+  readonly #running = new Map<string, Arrival>();
+  readonly #carrier: Carrier;
+  readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
+    if (this.#finish(p.id) === undefined || !this.#conn.up) return;
+    this.#conn.nc.publish(this.#subjects.inbound(p.to, p.from, 'cancel'), encodeAbout(p.id, JSON.stringify(reason ?? null)));
+  };
   readonly #served = new Map<string, Subscription>();
   readonly #inboxSub: Subscription;
   #closed = false;
@@ -157,6 +327,7 @@ export class Link {
     this.#maxInbound = options.maxInbound ?? 10_000;
     this.#onDead = options.onDead;
     this.#onRejected = options.onRejected;
+    this.#carrier = { conn: this.#conn, subjects: this.#subjects, running: this.#running };
     this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
   }
 
@@ -177,32 +348,31 @@ export class Link {
     if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
     const budgetMs = message.budgetMs;
     if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
-    const timer = setTimeout(() => {
-      if (this.#finish(id)) callbacks.error(new BusError('TIMEOUT', `${type} ${id} to "${to}" got no reply within ${budgetMs} ms`, { messageId: id, timeoutMs: budgetMs, agentId: to }));
-    }, budgetMs);
-    this.#pending.set(id, { from, to, type, callbacks, timer });
+    const pending = new Pending(id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
+    pending.timer = setTimeout(Link.#expire, budgetMs, this, pending);
+    this.#pending.set(id, pending);
     const { budgetMs: _wait, ...unbudgeted } = message;
-    const frame = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
+    const data = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
     try {
-      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), frame.data, { headers: frame.headers, reply: `${this.#inbox}.${escapeToken(id)}` });
+      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), data, { reply: `${this.#inbox}.${escapeToken(id)}` });
     } catch (cause) {
       this.#finish(id);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
     }
-    return {
-      cancel: (reason) => {
-        if (!this.#finish(id) || !this.#conn.up) return;
-        const about = encodeAbout(id, JSON.stringify(reason ?? null));
-        this.#conn.nc.publish(this.#subjects.inbound(to, from, 'cancel'), about.data, { headers: about.headers });
-      },
-    };
+    return pending;
+  }
+
+  /** A request's budget ran out here at the sender. */
+  static #expire(link: Link, p: Pending): void {
+    if (link.#finish(p.id) !== undefined) {
+      p.callbacks.error(new BusError('TIMEOUT', `${p.type} ${p.id} to "${p.to}" got no reply within ${p.budgetMs} ms`, { messageId: p.id, timeoutMs: p.budgetMs, agentId: p.to }));
+    }
   }
 
   /** Sends a notify to one remote agent (at most once, no answer). Throws like {@link request}. */
   notify(message: Outbound & { type: 'notify' }): void {
     this.#assertOpen(`notify ${message.id} to "${message.to}"`);
-    const frame = encodeMessage(message, message.payloadJson);
-    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), frame.data, { headers: frame.headers });
+    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), encodeMessage(message, message.payloadJson));
   }
 
   /**
@@ -229,10 +399,7 @@ export class Link {
       this.#finish(id);
       p.callbacks.error(new BusError('CLOSED', `${p.type} ${id} to "${p.to}" ended: the link closed`, { messageId: id }));
     }
-    for (const r of this.#running.values()) {
-      clearTimeout(r.timer);
-      r.controller.abort(new BusError('CLOSED', 'the link closed'));
-    }
+    for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
     for (const sub of this.#served.values()) sub.unsubscribe();
     this.#served.clear();
@@ -244,14 +411,19 @@ export class Link {
     this.#conn.assertUp(what);
   }
 
-  /** Ends request `id` if pending; remembers it to recognise a late answer. */
-  #finish(id: string): Pending | undefined {
+  /**
+   * Ends request `id` if pending. Unless it ended by its answer (`answered`: the one
+   * response the broker lets its recipient send), remembers it to recognise a late answer.
+   */
+  #finish(id: string, answered = false): Pending | undefined {
     const p = this.#pending.get(id);
     if (p === undefined) return undefined;
     clearTimeout(p.timer);
     this.#pending.delete(id);
-    this.#ended.set(id, { from: p.from, to: p.to });
-    if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
+    if (!answered) {
+      this.#ended.set(id, p);
+      if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
+    }
     return p;
   }
 
@@ -268,7 +440,7 @@ export class Link {
     }
     let answer;
     try {
-      answer = decodeAnswer(msg.headers, msg.data, this.#maxBytes);
+      answer = decodeAnswer(msg.data, this.#maxBytes);
       if (escapeToken(answer.id) !== token) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
     } catch (e) {
       const id = safeUnescape(token);
@@ -277,9 +449,9 @@ export class Link {
       else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
       return;
     }
-    const p = this.#finish(answer.id);
+    const p = this.#finish(answer.id, true);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payload, answer.payloadBytes, answer.payloadJson);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
@@ -288,8 +460,9 @@ export class Link {
       this.#ended.delete(answer.id);
       this.#onDead?.({
         id: answer.id,
-        ...ended,
-        answer: answer.kind === 'reply' ? { kind: 'reply', payload: answer.payload, payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
+        from: ended.from,
+        to: ended.to,
+        answer: answer.kind === 'reply' ? { kind: 'reply', payloadJson: answer.payloadJson } : { kind: 'error', error: answer.error },
       });
     }
   }
@@ -309,23 +482,19 @@ export class Link {
     }
     let decoded: DecodedMessage;
     try {
-      decoded = decodeMessage(msg.headers, msg.data, this.#maxBytes, kind !== 'notify');
+      decoded = decodeMessage(msg.data, this.#maxBytes, kind !== 'notify');
     } catch (e) {
       const error = asBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
-      const id = msg.headers?.get('Sb-Id') ?? '';
-      if (kind !== 'notify' && msg.reply !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(id)) {
-        const f = encodeError(id, { code: error.code, message: error.message });
-        msg.respond(f.data, { headers: f.headers });
-      }
+      const id = claimedId(msg.data);
+      if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) msg.respond(encodeError(id, { code: error.code, message: error.message }));
       return;
     }
     const key = `${to}\0${from}\0${decoded.id}`;
     if (kind !== 'notify' && this.#running.size >= this.#maxInbound) {
       const error = new BusError('MAILBOX_FULL', `node is handling ${this.#running.size} requests already (maxInbound); ${kind} ${decoded.id} from "${from}" refused`, { messageId: decoded.id, agentId: to });
       this.#onRejected?.({ subject: msg.subject, error });
-      const f = encodeError(decoded.id, { code: error.code, message: error.message });
-      if (msg.reply !== undefined) msg.respond(f.data, { headers: f.headers });
+      if (msg.reply !== undefined) msg.respond(encodeError(decoded.id, { code: error.code, message: error.message }));
       return;
     }
     if (this.#seen.has(key)) {
@@ -335,49 +504,14 @@ export class Link {
     this.#seen.add(key);
     if (this.#seen.size > this.#dedupeWindow) this.#seen.delete(this.#seen.values().next().value!);
 
-    const controller = new AbortController();
-    // A notify is answered (acknowledged) once when its sender asked for an answer.
-    let settled = kind === 'notify' && msg.reply === undefined;
-    if (kind !== 'notify') {
-      const budget = decoded.budgetMs!;
-      const timer = setTimeout(() => {
-        this.#running.delete(key);
-        controller.abort(new BusError('TIMEOUT', `${kind} ${decoded.id} from "${from}" passed its deadline (${budget} ms) at the receiver`, { messageId: decoded.id, timeoutMs: budget }));
-      }, budget);
-      this.#running.set(key, { controller, timer });
-    }
-    const end = () => {
-      settled = true;
-      const r = this.#running.get(key);
-      if (r !== undefined) {
-        clearTimeout(r.timer);
-        this.#running.delete(key);
-      }
-    };
-    const answer = (frame: { data: Uint8Array; headers: MsgHdrs }): boolean => {
-      if (settled || msg.reply === undefined) return false;
-      end();
-      this.#conn.assertUp(`answer to ${decoded.id}`);
-      return msg.respond(frame.data, { headers: frame.headers });
-    };
-    const responder: Responder = {
-      reply: (json) => answer(encodeReply(decoded.id, json)),
-      error: (e) => answer(encodeError(decoded.id, e)),
-      progress: (json) => {
-        if (settled || kind !== 'delegate') return false;
-        this.#conn.assertUp(`progress of ${decoded.id}`);
-        const f = encodeAbout(decoded.id, json);
-        this.#conn.nc.publish(this.#subjects.inbound(from, to, 'progress'), f.data, { headers: f.headers });
-        return true;
-      },
-    };
-    receiver({ ...decoded, type: kind, from, to, signal: controller.signal }, responder);
+    const arrival = new Arrival(this.#carrier, msg, decoded, kind, from, to, key);
+    receiver(arrival, arrival);
   }
 
   #onAbout(msg: Msg, kind: 'progress' | 'cancel', to: string, from: string): void {
     let about;
     try {
-      about = decodeAbout(msg.headers, msg.data, this.#maxBytes);
+      about = decodeAbout(msg.data, this.#maxBytes);
     } catch (e) {
       this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
       return;
@@ -386,10 +520,8 @@ export class Link {
       const key = `${to}\0${from}\0${about.id}`;
       const r = this.#running.get(key);
       if (r === undefined) return;
-      clearTimeout(r.timer);
-      this.#running.delete(key);
       const reason = typeof about.payload === 'string' ? about.payload.slice(0, 512) : undefined;
-      r.controller.abort(new BusError('CANCELLED', `${about.id} was cancelled by its sender "${from}"${reason === undefined ? '' : `: ${reason}`}`, { messageId: about.id, ...(reason === undefined ? {} : { reason }) }));
+      r.abort(new BusError('CANCELLED', `${about.id} was cancelled by its sender "${from}"${reason === undefined ? '' : `: ${reason}`}`, { messageId: about.id, ...(reason === undefined ? {} : { reason }) }));
       return;
     }
     // Progress: only from the delegate's recipient, to its sender.

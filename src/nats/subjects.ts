@@ -34,6 +34,25 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  * escapeToken('svc.billing:1') // 'svc_2Ebilling_3A1'
  */
 export function escapeToken(id: string): string {
+  if (ALL_PLAIN.test(id)) return id;
+  let out = '';
+  for (let i = 0; i < id.length; i++) {
+    const code = id.charCodeAt(i);
+    if (code >= 0x80) return escapeSlow(id);
+    out += PLAIN_ASCII[code] === 1 ? id[i] : ESCAPED_ASCII[code];
+  }
+  return out;
+}
+
+/** Every character plain: the token is the id itself (most ids). */
+const ALL_PLAIN = /^[A-Za-z0-9-]*$/;
+/** For each ASCII code: 1 when it stays as it is. */
+const PLAIN_ASCII = Uint8Array.from({ length: 128 }, (_, c) => (PLAIN.test(String.fromCharCode(c)) ? 1 : 0));
+/** For each ASCII code: its `_XX` escape. */
+const ESCAPED_ASCII = Array.from({ length: 128 }, (_, c) => `_${c.toString(16).toUpperCase().padStart(2, '0')}`);
+
+/** {@link escapeToken} for ids with characters past ASCII. */
+function escapeSlow(id: string): string {
   if (LONE_SURROGATE.test(id)) throw new BusError('INVALID_ARGUMENT', `cannot put a string with a lone surrogate in a subject: ${JSON.stringify(id.slice(0, 300))}`);
   let out = '';
   for (const ch of id) {
@@ -85,6 +104,10 @@ export function checkBusName(bus: unknown): asserts bus is string {
 /** The subjects of one bus. Build it once per transport; `bus` is checked here. */
 export class Subjects {
   readonly bus: string;
+  /** `<kind> \0 <to> \0 <from>` → subject, for the senders and recipients in use (bounded). */
+  readonly #built = new Map<string, string>();
+  /** Subject → its parts, for subjects that parsed (bounded: a peer's subjects cannot grow it past {@link CACHED}). */
+  readonly #parsed = new Map<string, InboundRoute>();
 
   constructor(bus: string) {
     checkBusName(bus);
@@ -93,7 +116,13 @@ export class Subjects {
 
   /** `<bus>.in.<to>.<from>.<kind>` */
   inbound(to: string, from: string, kind: InKind): string {
-    return `${this.bus}.in.${escapeToken(to)}.${escapeToken(from)}.${kind}`;
+    const key = `${kind}\0${to}\0${from}`;
+    let subject = this.#built.get(key);
+    if (subject === undefined) {
+      subject = `${this.bus}.in.${escapeToken(to)}.${escapeToken(from)}.${kind}`;
+      remember(this.#built, key, subject);
+    }
+    return subject;
   }
 
   /** Everything addressed to `agent`, by anyone, of any kind: what its node subscribes to. */
@@ -125,13 +154,33 @@ export class Subjects {
    * Splits an inbound subject into its parts, or throws `INVALID_ARGUMENT`: the broker
    * routes by the subscription, but the tokens are still a peer's bytes.
    */
-  parseInbound(subject: string): { to: string; from: string; kind: InKind } {
+  parseInbound(subject: string): InboundRoute {
+    const known = this.#parsed.get(subject);
+    if (known !== undefined) return known;
     const parts = subject.split('.');
     if (parts.length !== 5 || parts[0] !== this.bus || parts[1] !== 'in') {
       throw new BusError('INVALID_ARGUMENT', `not an inbound subject of bus "${this.bus}": ${JSON.stringify(subject.slice(0, 600))}`);
     }
     const kind = parts[4] as InKind;
     if (!IN_KINDS.includes(kind)) throw new BusError('INVALID_ARGUMENT', `unknown message kind in subject: ${JSON.stringify(parts[4]!.slice(0, 64))}`);
-    return { to: unescapeToken(parts[2]!), from: unescapeToken(parts[3]!), kind };
+    const route: InboundRoute = Object.freeze({ to: unescapeToken(parts[2]!), from: unescapeToken(parts[3]!), kind });
+    remember(this.#parsed, subject, route);
+    return route;
   }
+}
+
+/** The parts of an inbound subject. */
+export interface InboundRoute {
+  readonly to: string;
+  readonly from: string;
+  readonly kind: InKind;
+}
+
+/** How many subjects each cache of {@link Subjects} keeps. */
+const CACHED = 4_096;
+
+/** Adds to a bounded cache, dropping the oldest entry when full. */
+function remember<V>(cache: Map<string, V>, key: string, value: V): void {
+  if (cache.size >= CACHED) cache.delete(cache.keys().next().value!);
+  cache.set(key, value);
 }

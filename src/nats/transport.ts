@@ -30,7 +30,7 @@ import type {
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
-import { Link, type DeadAnswer, type Inbound, type Responder as LinkResponder } from './link.js';
+import { Link, type DeadAnswer, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
 import { Subjects } from './subjects.js';
 
@@ -58,15 +58,79 @@ interface Parts {
   readonly link: Link;
 }
 
-/** One ask or delegate this node sent, kept after a TIMEOUT or cancel for a late reply. */
-interface Sent {
-  readonly sink: OutboundSink;
-  readonly from: string;
-  readonly to: string;
-  readonly type: 'ask' | 'delegate' | 'notify';
+/**
+ * One ask, delegate or notify this node sent, kept after a TIMEOUT or cancel for a late
+ * reply. It is the link's callbacks and the pipeline's {@link OutboundHandle} at once (one
+ * object per message, no closures); everything it holds is `#private`.
+ */
+class Sent implements RequestCallbacks, OutboundHandle {
+  readonly #id: string;
+  readonly #sink: OutboundSink;
+  readonly #route: string;
+  /** The transport's sent messages, which this one leaves when it is answered. */
+  readonly #all: Map<string, Sent>;
   /** Still waiting for its answer. */
-  live: boolean;
-  handle: { cancel(reason?: string): void } | undefined;
+  #live = true;
+  #handle: RequestHandle | undefined;
+
+  constructor(id: string, sink: OutboundSink, to: string, from: string, type: string, all: Map<string, Sent>) {
+    this.#id = id;
+    this.#sink = sink;
+    this.#route = `${to}\0${from}\0${type}`;
+    this.#all = all;
+  }
+
+  set handle(handle: RequestHandle) {
+    this.#handle = handle;
+  }
+
+  reply(json: string): void {
+    this.#all.delete(this.#id);
+    if (!this.#live) return;
+    this.#live = false;
+    guard(() => this.#sink.reply(json));
+  }
+
+  error(e: BusError): void {
+    // After a TIMEOUT at this end, a reply may still come: keep the sink for it.
+    if (e.code !== 'TIMEOUT') this.#all.delete(this.#id);
+    if (!this.#live) return;
+    this.#live = false;
+    guard(() => this.#sink.error(e.code, e.message));
+  }
+
+  progress(payload: unknown): void {
+    const p = readProgress(payload);
+    if (p !== undefined) guard(() => this.#sink.progress(p.fraction, p.note));
+  }
+
+  cancel(reason: string): void {
+    this.#live = false;
+    try {
+      this.#handle?.cancel(typeof reason === 'string' ? reason.slice(0, 512) : undefined);
+    } catch {
+      // The connection dropped: the receiver ends at its own deadline.
+    }
+  }
+
+  /** Whether this is a live message from `from` to `to` of kind `type`. */
+  waitsOn(to: string, from: string, type: string): boolean {
+    return this.#live && this.#route === `${to}\0${from}\0${type}`;
+  }
+
+  /** Ends it with `code` (the broker refused its publish). */
+  refuse(code: ErrorCode, message: string): void {
+    this.#live = false;
+    this.#all.delete(this.#id);
+    guard(() => this.#handle?.cancel('refused by the broker'));
+    guard(() => this.#sink.error(code, message));
+  }
+
+  /** A late answer: `message:dead` at the sender. */
+  dead(reason: string, payloadJson?: string): void {
+    this.#all.delete(this.#id);
+    guard(() => (payloadJson === undefined ? this.#sink.dead(reason) : this.#sink.dead(reason, payloadJson)));
+  }
 }
 
 /** One agent this node claims. */
@@ -301,43 +365,12 @@ class NatsTransport implements Transport {
     else if (typeof budgetMs !== 'number' || Number.isNaN(budgetMs)) throw new BusError('INVALID_ARGUMENT', `${what}: an ask or delegate needs budgetMs`, { messageId: id });
     else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
     else wait = budgetMs;
-    const sent: Sent = { sink, from, to, type, live: true, handle: undefined };
-    const handle = parts.link.request(
-      { ...meta, type, from, to, payloadJson, budgetMs: wait },
-      {
-        reply: (_payload, _bytes, json) => {
-          this.#sent.delete(id);
-          if (!sent.live) return;
-          sent.live = false;
-          guard(() => sink.reply(json));
-        },
-        error: (e) => {
-          // After a TIMEOUT at this end, a reply may still come: keep the sink for it.
-          if (e.code !== 'TIMEOUT') this.#sent.delete(id);
-          if (!sent.live) return;
-          sent.live = false;
-          guard(() => sink.error(e.code, e.message));
-        },
-        progress: (payload) => {
-          const p = readProgress(payload);
-          if (p !== undefined) guard(() => sink.progress(p.fraction, p.note));
-        },
-      },
-    );
-    sent.handle = handle;
+    const sent = new Sent(id, sink, to, from, type, this.#sent);
+    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait }, sent);
     this.#sent.delete(id);
     this.#sent.set(id, sent);
     if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
-    return {
-      cancel: (reason) => {
-        sent.live = false;
-        try {
-          handle.cancel(typeof reason === 'string' ? reason.slice(0, 512) : undefined);
-        } catch {
-          // The connection dropped: the receiver ends at its own deadline.
-        }
-      },
-    };
+    return sent;
   }
 
   /**
@@ -354,70 +387,62 @@ class NatsTransport implements Transport {
       return;
     }
     const { to, from, kind } = route;
-    for (const [id, sent] of this.#sent) {
-      if (!sent.live || sent.to !== to || sent.from !== from || sent.type !== kind) continue;
-      sent.live = false;
-      this.#sent.delete(id);
-      guard(() => sent.handle?.cancel('refused by the broker'));
-      guard(() => sent.sink.error('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`));
+    for (const [id, sent] of [...this.#sent]) {
+      if (!sent.waitsOn(to, from, kind)) continue;
+      sent.refuse('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`);
     }
   }
 
   #dead(dead: DeadAnswer): void {
-    const sink = this.#sent.get(dead.id)?.sink;
-    if (sink === undefined) return;
-    this.#sent.delete(dead.id);
-    if (dead.answer.kind === 'reply') {
-      const json = dead.answer.payloadJson;
-      guard(() => sink.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, json));
-    } else {
-      const { code, message } = dead.answer.error;
-      guard(() => sink.dead(`the answer to ${dead.id} from "${dead.to}" arrived after the request ended: ${code}: ${message}`));
-    }
+    const sent = this.#sent.get(dead.id);
+    if (sent === undefined) return;
+    if (dead.answer.kind === 'reply') sent.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, dead.answer.payloadJson);
+    else sent.dead(`the answer to ${dead.id} from "${dead.to}" arrived after the request ended: ${dead.answer.error.code}: ${dead.answer.error.message}`);
   }
 
   /** A message from a peer for one of this node's agents: check who sent it, then deliver. */
   #receive(parts: Parts, inbound: Inbound, responder: LinkResponder): void {
-    const refuse = (code: ErrorCode, message: string) => guard(() => responder.error({ code, message }));
     const { to, from, id } = inbound;
     const held = this.#held.get(to);
     if (held === undefined || held.released || !parts.claims.holds(to)) {
-      refuse('UNKNOWN_AGENT', `node "${this.#node}" does not serve agent "${to}" (${inbound.type} ${id})`);
+      refuse(responder, 'UNKNOWN_AGENT', `node "${this.#node}" does not serve agent "${to}" (${inbound.type} ${id})`);
       return;
     }
-    const check = (owner: RemoteAgent | undefined) => {
-      const said = inbound.node;
-      if (owner === undefined || owner.node === this.#node || said !== owner.node) {
-        const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
-        refuse('POLICY_DENIED', `${inbound.type} ${id} says it comes from "${from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${from}" is claimed by ${holder}: refused`);
-        return;
-      }
-      if (inbound.signal.aborted || this.#closing !== undefined) return;
-      this.#deliver(inbound, responder, owner.node);
-    };
     const known = parts.directory.get(from);
     if (known !== undefined) {
-      check(known);
+      this.#check(inbound, responder, known);
       return;
     }
     // A claim made just now may not have reached this node's watch yet: read it, a bounded
     // number at a time (senders with made-up ids must not turn into unbounded bucket reads).
     if (this.#lookups >= MAX_LOOKUPS) {
-      refuse('MAILBOX_FULL', `node "${this.#node}" is checking ${this.#lookups} unknown senders already; ${inbound.type} ${id} from "${from}" refused`);
+      refuse(responder, 'MAILBOX_FULL', `node "${this.#node}" is checking ${this.#lookups} unknown senders already; ${inbound.type} ${id} from "${from}" refused`);
       return;
     }
     this.#lookups++;
     parts.claims
       .lookup(from)
       .then(
-        (found) => check(found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
-        (e: unknown) => refuse('TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
+        (found) => this.#check(inbound, responder, found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
+        (e: unknown) => refuse(responder, 'TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
       )
       .finally(() => this.#lookups--);
   }
 
+  /** Delivers `inbound` if the bus-wide claim of its `from` names the node it says it comes from. */
+  #check(inbound: Inbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
+    const said = inbound.node;
+    if (owner === undefined || owner.node === this.#node || said !== owner.node) {
+      const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
+      refuse(responder, 'POLICY_DENIED', `${inbound.type} ${inbound.id} says it comes from "${inbound.from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${inbound.from}" is claimed by ${holder}: refused`);
+      return;
+    }
+    if (inbound.ended || this.#closing !== undefined) return;
+    this.#deliver(inbound, responder, owner.node);
+  }
+
   #deliver(inbound: Inbound, responder: LinkResponder, fromNode: string): void {
-    const message: InboundMessage = Object.freeze({
+    const message: { -readonly [K in keyof InboundMessage]: InboundMessage[K] } = {
       id: inbound.id,
       type: inbound.type,
       from: inbound.from,
@@ -426,33 +451,22 @@ class NatsTransport implements Transport {
       intent: inbound.intent,
       payloadJson: inbound.payloadJson,
       conversationId: inbound.conversationId,
-      ...(inbound.causationId === undefined ? {} : { causationId: inbound.causationId }),
       priority: inbound.priority,
       depth: inbound.depth,
-      ...(inbound.budgetMs === undefined ? {} : { budgetMs: inbound.budgetMs }),
-      ...(inbound.traceparent === undefined ? {} : { traceparent: inbound.traceparent }),
-    });
-    const answer: Responder = Object.freeze({
-      reply: (payloadJson: string) => void guard(() => responder.reply(String(payloadJson))),
-      error: (code: ErrorCode, text: string) => void guard(() => responder.error({ code, message: String(text) })),
-      progress: (fraction: number, note?: string) =>
-        void guard(() => responder.progress(JSON.stringify(note === undefined ? { fraction } : { fraction, note: String(note).slice(0, MAX_NOTE) }))),
-    });
+    };
+    if (inbound.causationId !== undefined) message.causationId = inbound.causationId;
+    if (inbound.budgetMs !== undefined) message.budgetMs = inbound.budgetMs;
+    if (inbound.traceparent !== undefined) message.traceparent = inbound.traceparent;
     let handle: InboundHandle;
     try {
-      handle = this.#port!.receive(message, answer);
+      handle = this.#port!.receive(Object.freeze(message), Object.freeze(new Answer(responder)));
     } catch (e) {
       const error = asBusError(e, 'HANDLER_FAILED');
-      guard(() => responder.error({ code: error.code, message: error.message }));
+      refuse(responder, error.code, error.message);
       return;
     }
-    const signal = inbound.signal;
-    const onAbort = () => {
-      const reason: unknown = signal.reason;
-      if (isBusError(reason) && reason.code === 'CANCELLED') guard(() => handle.cancel(reason.message));
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+    // The sender's cancel reaches the handle (the receiver's own deadline is the pipeline's).
+    inbound.follow(handle);
   }
 
   #lost(agent: string, holder: string): void {
@@ -476,6 +490,40 @@ class NatsTransport implements Transport {
     await Promise.allSettled([...this.#releasing]);
     await parts.claims.close();
     await parts.conn.close();
+  }
+}
+
+/** How the receiving orchestrator answers one inbound: what it says crosses as text, never throws. */
+class Answer implements Responder {
+  readonly #responder: LinkResponder;
+
+  constructor(responder: LinkResponder) {
+    this.#responder = responder;
+  }
+
+  reply(payloadJson: string): void {
+    try {
+      this.#responder.reply(String(payloadJson));
+    } catch {
+      // The answer is lost; the sender ends at its deadline (at most once).
+    }
+  }
+
+  error(code: ErrorCode, text: string): void {
+    refuse(this.#responder, code, String(text));
+  }
+
+  progress(fraction: number, note?: string): void {
+    guard(() => this.#responder.progress(JSON.stringify(note === undefined ? { fraction } : { fraction, note: String(note).slice(0, MAX_NOTE) })));
+  }
+}
+
+/** Answers with an error; a dropped connection loses it (the sender ends at its deadline). */
+function refuse(responder: LinkResponder, code: ErrorCode, message: string): void {
+  try {
+    responder.error({ code, message });
+  } catch {
+    // The answer is lost; the sender ends at its deadline (at most once).
   }
 }
 

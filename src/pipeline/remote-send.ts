@@ -3,7 +3,7 @@ import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import type { Progress } from '../types.js';
-import { BusError, errorText, MAX_TEXT_LENGTH } from '../errors.js';
+import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
@@ -147,76 +147,41 @@ export class RemoteSends {
 
   /** After the attempt's commit: hand it to the transport; the sink settles it like a local reply would. */
   #carry(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, peer: string): void {
-    let answered = false;
-    // One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk.
-    let lateReply = false;
-    let deadReport = false;
-    let latest: Progress | undefined;
-    // The burst's latest report, told before the answer it came ahead of (or at the end of the tick).
-    const flushProgress = (): void => {
-      if (latest === undefined) return;
-      const last = latest;
-      latest = undefined;
-      p.reportProgress(last);
-    };
-    let handle: OutboundHandle | undefined;
-    const sink: OutboundSink = {
-      reply: (json) => {
-        if (answered || p.state !== 'pending') {
-          if (lateReply) return;
-          lateReply = true;
-          this.#dead(envelope, peer, `late reply to "${envelope.id}" from node ${peer}: the request was already settled`, json);
-          return;
-        }
-        answered = true;
-        flushProgress();
-        let reply: EncodedPayload;
-        try {
-          reply = this.#readReply(p, json);
-        } catch (error) {
-          this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
-          return;
-        }
-        this.#deliveries.answer(p, reply);
-      },
-      error: (code, message) => {
-        if (answered || p.state !== 'pending') return;
-        answered = true;
-        flushProgress();
-        const e = remoteError(code, message, envelope, peer);
-        this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed');
-      },
-      progress: (fraction, note) => {
-        if (answered) return;
-        const report = readProgress(fraction, note);
-        if (report === undefined) return;
-        // A burst is told as its latest report: a flood holds one report, not one per call.
-        if (latest === undefined) queueMicrotask(flushProgress);
-        latest = report;
-      },
-      dead: (reason, json) => {
-        if (deadReport) return;
-        deadReport = true;
-        this.#dead(envelope, peer, remoteText(reason), json);
-      },
-    };
+    const sink = new RemoteSink(this.#answers, envelope, p, peer);
     const before = p.onSettle;
-    p.onSettle = () => {
-      before?.();
-      if (!answered) {
-        answered = true;
-        cancelCarriage(handle, 'the sender settled the request (deadline, cancel, unregister or close)');
-      }
-    };
+    p.onSettle =
+      before === undefined
+        ? sink.settled
+        : () => {
+            before();
+            sink.settled();
+          };
     const budgetMs = p.deadline - this.#config.clock.now();
     if (!(budgetMs > 0)) {
       // The deadline passed while the attempt was being committed: nothing is left to give the receiver.
       this.#ledger.expire(p);
       return;
     }
-    handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
-    if (answered && p.state === 'settled') cancelCarriage(handle, 'the sender settled the request');
+    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    if (sink.answered && p.state === 'settled') cancelCarriage(sink.handle, 'the sender settled the request');
   }
+
+  /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
+  readonly #answers: SinkTarget = {
+    reply: (sink, p, json) => {
+      let reply: EncodedPayload;
+      try {
+        reply = this.#readReply(p, json);
+      } catch (error) {
+        const envelope = p.envelope;
+        this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${sink.peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
+        return;
+      }
+      this.#deliveries.answer(p, reply);
+    },
+    fail: (p, e) => this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed'),
+    dead: (envelope, peer, reason, json) => this.#dead(envelope, peer, reason, json),
+  };
 
   /** `transport.send`, which must not throw; if it does, the message could not leave. */
   #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
@@ -260,6 +225,85 @@ export class RemoteSends {
 }
 
 const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** What a {@link RemoteSink} hands back to its {@link RemoteSends}. */
+interface SinkTarget {
+  reply(sink: RemoteSink, p: PendingRequest, json: string): void;
+  fail(p: PendingRequest, error: BusError): void;
+  dead(ask: Envelope, peer: string, reason: string, json: unknown): void;
+}
+
+/**
+ * How the answer to one remote ask or delegate comes back: the sink the transport calls
+ * (one object per message instead of a closure per method; it settles the request like a
+ * local reply or refusal would).
+ */
+class RemoteSink implements OutboundSink {
+  /** The request settled, here or by its answer: a later answer is a dead letter. */
+  answered = false;
+  handle: OutboundHandle | undefined;
+  /** One dead letter of each kind per message, however often a peer repeats it: a peer's calls cost bounded disk. */
+  #lateReply = false;
+  #deadReport = false;
+  /** The latest report of a progress burst, told before the answer it came ahead of (or at the end of the tick). */
+  #latest: Progress | undefined;
+  /** For `p.onSettle`: the sender settled (deadline, cancel, unregister, close) before an answer. */
+  readonly settled = (): void => {
+    if (this.answered) return;
+    this.answered = true;
+    cancelCarriage(this.handle, 'the sender settled the request (deadline, cancel, unregister or close)');
+  };
+  /** Made for the first progress report only (asks never report). */
+  #flush: (() => void) | undefined;
+
+  constructor(
+    readonly target: SinkTarget,
+    readonly envelope: Envelope,
+    readonly p: PendingRequest,
+    readonly peer: string,
+  ) {}
+
+  reply(json: string): void {
+    if (this.answered || this.p.state !== 'pending') {
+      if (this.#lateReply) return;
+      this.#lateReply = true;
+      this.target.dead(this.envelope, this.peer, `late reply to "${this.envelope.id}" from node ${this.peer}: the request was already settled`, json);
+      return;
+    }
+    this.answered = true;
+    this.#flushProgress();
+    this.target.reply(this, this.p, json);
+  }
+
+  error(code: ErrorCode, message: string): void {
+    if (this.answered || this.p.state !== 'pending') return;
+    this.answered = true;
+    this.#flushProgress();
+    this.target.fail(this.p, remoteError(code, message, this.envelope, this.peer));
+  }
+
+  progress(fraction: number, note?: string): void {
+    if (this.answered) return;
+    const report = readProgress(fraction, note);
+    if (report === undefined) return;
+    // A burst is told as its latest report: a flood holds one report, not one per call.
+    if (this.#latest === undefined) queueMicrotask((this.#flush ??= () => this.#flushProgress()));
+    this.#latest = report;
+  }
+
+  dead(reason: string, json?: string): void {
+    if (this.#deadReport) return;
+    this.#deadReport = true;
+    this.target.dead(this.envelope, this.peer, remoteText(reason), json);
+  }
+
+  #flushProgress(): void {
+    const last = this.#latest;
+    if (last === undefined) return;
+    this.#latest = undefined;
+    this.p.reportProgress(last);
+  }
+}
 
 /**
  * Tells the transport to stop carrying a message. The handle is the transport's (user code):

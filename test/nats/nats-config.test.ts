@@ -94,12 +94,12 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
     expect(c2.snapshot().map((c) => c.agent)).toEqual(['alice', 'bob.x']);
     const l1 = new Link({ connection: n1, subjects, node: 'n1', maxPayloadBytes: 1024 });
     const l2 = new Link({ connection: n2, subjects, node: 'n2', maxPayloadBytes: 1024 });
-    await l2.serve('bob.x', (inbound, responder) => responder.reply(JSON.stringify({ echo: inbound.payload })));
+    await l2.serve('bob.x', (inbound, responder) => responder.reply(JSON.stringify({ echo: JSON.parse(inbound.payloadJson) as unknown })));
     await l1.serve('alice', () => {});
     const reply = await new Promise((resolve, reject) =>
       l1.request(
         { id: 'm1', type: 'ask', from: 'alice', to: 'bob.x', intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, payloadJson: '"hi"' },
-        { reply: resolve, error: reject },
+        { reply: (json) => resolve(JSON.parse(json)), error: reject },
       ),
     );
     expect(reply).toEqual({ echo: 'hi' });
@@ -121,11 +121,11 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
     const refusal = new Promise<Refusal>((r) => n1.onRefused(r));
     // n1 forges a notify from bob.x (n2's agent) to bob.x.
     const forged = encodeMessage({ id: 'forged', intent: 'x', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal' }, '1');
-    n1.nc.publish(subjects.inbound('bob.x', 'bob.x', 'notify'), forged.data, { headers: forged.headers });
+    n1.nc.publish(subjects.inbound('bob.x', 'bob.x', 'notify'), forged);
     expect(await refusal).toMatchObject({ operation: 'publish', subject: subjects.inbound('bob.x', 'bob.x', 'notify') });
     // A legitimate notify published after the forged one arrives; the forged one did not.
     const legit = encodeMessage({ id: 'legit', intent: 'x', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal' }, '1');
-    n1.nc.publish(subjects.inbound('bob.x', 'alice', 'notify'), legit.data, { headers: legit.headers });
+    n1.nc.publish(subjects.inbound('bob.x', 'alice', 'notify'), legit);
     await seen;
     expect(got.map((g) => g.id)).toEqual(['legit']);
     l2.close();

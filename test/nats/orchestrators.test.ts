@@ -1,7 +1,10 @@
 // Two Orchestrators joined by natsTransport over a real nats-server: the pipeline and the
 // NATS transport together, end to end.
 import { afterEach, describe, expect, it } from 'vitest';
+import { NodeConnection } from '../../src/nats/connection.js';
 import { natsTransport } from '../../src/nats/index.js';
+import { Subjects } from '../../src/nats/subjects.js';
+import { decodeAnswer, encodeMessage } from '../../src/nats/wire.js';
 import { closeBuses, makeBus } from '../helpers.js';
 import { natsUrl, skip } from './context.js';
 
@@ -14,7 +17,7 @@ async function twoNodes() {
   const bus = `ob${process.pid}x${seq++}`;
   const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus }) });
   const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus }) });
-  return { n1, n2 };
+  return { n1, n2, bus };
 }
 
 describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
@@ -30,6 +33,27 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
     await Promise.all([n1.ready(), n2.ready()]);
     await expect(a.ask('b', 'echo', { x: 1 })).resolves.toEqual({ echoed: { x: 1 } });
     await expect(a.ask('b', 'back', {})).resolves.toEqual({ via: 'hi from a' });
+  });
+
+  it("refuses a payload that is not JSON at the receiving node's pipeline with INVALID_PAYLOAD, audited there, never delivered", async () => {
+    const { n1, n2, bus } = await twoNodes();
+    const calls: unknown[] = [];
+    n2.register('b', { handlers: { echo: (p) => calls.push(p) } });
+    n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    // Hand-published as a's node would (an open server): the wire passes the text, the pipeline parses it.
+    const subjects = new Subjects(bus);
+    const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: subjects.inboxPrefix('raw') });
+    try {
+      const frame = encodeMessage({ id: 'mraw-1', intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' }, '{not json');
+      const answer = await conn.nc.request(subjects.inbound('b', 'a', 'ask'), frame, { timeout: 5000 });
+      expect(decodeAnswer(answer.data, 1024)).toMatchObject({ kind: 'error', id: 'mraw-1', error: { code: 'INVALID_PAYLOAD' } });
+    } finally {
+      await conn.close();
+    }
+    expect(calls).toHaveLength(0);
+    await n2.flush();
+    expect(n2.getMessageLog({ agentId: 'b', decision: 'denied' })[0]).toMatchObject({ code: 'INVALID_PAYLOAD', node: 'n2', peerNode: 'n1' });
   });
 
   it('fails an ask to an id no node serves with UNKNOWN_AGENT', async () => {

@@ -377,8 +377,8 @@ describe.skipIf(skip !== '')('natsTransport: messages between two nodes', () => 
       const before = two.received.length;
       const forge = async (from: string, node: string | undefined) => {
         const frame = encodeMessage({ id: `forged-${n++}`, intent: 'work', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, ...(node === undefined ? {} : { node }) }, '{}');
-        const answer = await conn.nc.request(subjects.inbound('worker.1', from, 'ask'), frame.data, { headers: frame.headers, timeout: 5000 });
-        return decodeAnswer(answer.headers, answer.data, 1024);
+        const answer = await conn.nc.request(subjects.inbound('worker.1', from, 'ask'), frame, { timeout: 5000 });
+        return decodeAnswer(answer.data, 1024);
       };
       // `client` is node-1's, but the message says node-x sent it.
       expect(await forge('client', 'node-x')).toMatchObject({ kind: 'error', error: { code: 'POLICY_DENIED', message: expect.stringContaining('claimed by node "node-1"') } });
