@@ -48,41 +48,61 @@ async function closedLoop(ask: (p: unknown) => Promise<unknown>, total: number, 
   await Promise.all(Array.from({ length: inFlight }, lane));
 }
 
-/** Asks/s with 1000 in flight and the p50/p99 of one ask at a time, in ms. */
-export async function natsBaseline(url: string, quick = false): Promise<{ asksPerSecond: number; p50: number; p99: number }> {
-  const a = await natsRequestReply(url);
+/** What the NATS benches report for one way of asking. */
+export interface AskFigures {
+  asksPerSecond: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * Asks/s with 1000 in flight (after a warm-up of a fifth as many) and the p50/p99 of one ask
+ * at a time, in ms: the one measurement every NATS bench applies to its `ask`.
+ */
+export async function measureAsker(ask: (payload: unknown) => Promise<unknown>, quick = false): Promise<AskFigures> {
   const total = quick ? 20_000 : 100_000;
-  await closedLoop(a.ask, total / 5, 1000);
+  await closedLoop(ask, total / 5, 1000);
   const started = performance.now();
-  await closedLoop(a.ask, total, 1000);
+  await closedLoop(ask, total, 1000);
   const asksPerSecond = total / ((performance.now() - started) / 1000);
   const count = quick ? 1_000 : 5_000;
   const times = new Float64Array(count);
   for (let i = 0; i < count; i++) {
     const t = performance.now();
-    await a.ask(PAYLOAD);
+    await ask(PAYLOAD);
     times[i] = performance.now() - t;
   }
   times.sort();
-  await a.close();
   return { asksPerSecond, p50: times[Math.floor(count * 0.5)]!, p99: times[Math.floor(count * 0.99)]! };
+}
+
+/** Bare NATS request/reply, measured by {@link measureAsker}. */
+export async function natsBaseline(url: string, quick = false): Promise<AskFigures> {
+  const a = await natsRequestReply(url);
+  try {
+    return await measureAsker(a.ask, quick);
+  } finally {
+    await a.close();
+  }
+}
+
+/** The server a bench runs against: `--server=URL`, else a nats-server of its own (exits when none is installed). */
+export async function benchServer(args: readonly string[]): Promise<{ url: string; stop(): Promise<void> }> {
+  const given = args.find((a) => a.startsWith('--server='))?.slice(9);
+  if (given !== undefined) return { url: given, stop: async () => {} };
+  const bin = findNatsServer();
+  if (bin === undefined) {
+    console.error(`nats-server not found: ${INSTALL_HINT}`);
+    process.exit(1);
+  }
+  const server = await startNatsServer(bin);
+  return { url: server.url, stop: server.dispose };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
-  let url = args.find((a) => a.startsWith('--server='))?.slice(9);
-  let stop = async () => {};
-  if (url === undefined) {
-    const bin = findNatsServer();
-    if (bin === undefined) {
-      console.error(`nats-server not found: ${INSTALL_HINT}`);
-      process.exit(1);
-    }
-    const server = await startNatsServer(bin);
-    url = server.url;
-    stop = server.dispose;
-  }
+  const { url, stop } = await benchServer(args);
   const r = await natsBaseline(url, quick);
   console.log(`bare NATS request/reply (${url}): ${Math.round(r.asksPerSecond)} asks/s with 1000 in flight; unloaded p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms`);
   await stop();

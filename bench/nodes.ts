@@ -7,25 +7,17 @@
 //   npm run bench:nodes                 starts a nats-server of its own
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
+//   npm run bench:nodes -- --server=nats://127.0.0.1:4222   against a running server
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { Orchestrator } from '../src/index.js';
 import { natsTransport } from '../src/nats/index.js';
-import { findNatsServer, INSTALL_HINT, startNatsServer } from '../scripts/nats-server.js';
-import { natsBaseline } from './nats-baseline.js';
+import { benchServer, measureAsker, natsBaseline, type AskFigures } from './nats-baseline.js';
 import { natsTransportPair } from './nats-transport.js';
 
 type Audit = 'off' | 'memory' | 'file';
 
-const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };
-
-interface Figures {
-  asksPerSecond: number;
-  p50: number;
-  p99: number;
-}
 
 async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
   const make = async (node: string) =>
@@ -50,58 +42,26 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
   };
 }
 
-async function measure(ask: (p: unknown) => Promise<unknown>, quick: boolean): Promise<Figures> {
-  const total = quick ? 20_000 : 100_000;
-  const loop = async (n: number) => {
-    let sent = 0;
-    const lane = async () => {
-      while (sent < n) {
-        sent++;
-        await ask(PAYLOAD);
-      }
-    };
-    await Promise.all(Array.from({ length: 1000 }, lane));
-  };
-  await loop(total / 5);
-  const started = performance.now();
-  await loop(total);
-  const asksPerSecond = total / ((performance.now() - started) / 1000);
-  const count = quick ? 1_000 : 5_000;
-  const times = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    const t = performance.now();
-    await ask(PAYLOAD);
-    times[i] = performance.now() - t;
-  }
-  times.sort();
-  return { asksPerSecond, p50: times[Math.floor(count * 0.5)]!, p99: times[Math.floor(count * 0.99)]! };
-}
-
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
-const bin = findNatsServer();
-if (bin === undefined) {
-  console.error(`nats-server not found: ${INSTALL_HINT}`);
-  process.exit(1);
-}
-const server = await startNatsServer(bin);
-const rows: Record<string, Figures[]> = { bare: [], transport: [], off: [], memory: [], file: [] };
+const server = await benchServer(args);
+const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
   const transport = await natsTransportPair(server.url);
-  rows.transport!.push(await measure(transport.ask, quick));
+  rows.transport!.push(await measureAsker(transport.ask, quick));
   await transport.close();
   for (const audit of ['off', 'memory', 'file'] as const) {
     const pair = await nodePair(server.url, `bench${run}${audit}`, audit, dir);
-    rows[audit]!.push(await measure(pair.ask, quick));
+    rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
 }
-await server.dispose();
+await server.stop();
 rmSync(dir, { recursive: true, force: true });
 
 const bare = { asksPerSecond: median(rows.bare!.map((r) => r.asksPerSecond)), p50: median(rows.bare!.map((r) => r.p50)) };
