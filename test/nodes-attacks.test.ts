@@ -3,10 +3,10 @@
 // seam keeps against one attack.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Orchestrator, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
-import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink, Responder } from '../src/pipeline/transport.js';
+import type { InboundMessage, OutboundHandle, Responder } from '../src/pipeline/transport.js';
 import { closeBuses, hang, makeBus, rejectionOf, settle } from './helpers.js';
 import { recordingResponder } from './support/loopback.js';
-import { brokenAudit, inboundMessage, twoNodes } from './support/nodes.js';
+import { brokenAudit, heldCarriage, inboundMessage, twoNodes } from './support/nodes.js';
 
 afterEach(closeBuses);
 
@@ -280,19 +280,6 @@ describe('a hostile transport cannot crash or wedge the receiver', () => {
 });
 
 describe('what a hostile peer sends back cannot hurt the sender', () => {
-  /** Two nodes whose n1 → n2 carriage is held by the test: it gets the sink and answers itself. */
-  function heldCarriage(o1: OrchestratorOptions = {}, handle: () => OutboundHandle = () => ({ cancel: () => undefined })) {
-    const nodes = twoNodes(o1);
-    const carried: { outbound: OutboundMessage; sink: OutboundSink }[] = [];
-    nodes.t1.send = (outbound: OutboundMessage, sink: OutboundSink): OutboundHandle => {
-      carried.push({ outbound, sink });
-      return handle();
-    };
-    nodes.n2.register('b');
-    const a = nodes.n1.register('a');
-    return { ...nodes, a, carried };
-  }
-
   it('records at most one dead letter per kind (late reply, dead report) for a carried message, however often the peer repeats it', async () => {
     const { n1, a, carried } = heldCarriage();
     const dead: string[] = [];

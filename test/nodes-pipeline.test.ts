@@ -2,10 +2,9 @@
 // nodes of one bus. What crosses, what each node checks, records and decides.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
-import type { OutboundHandle, OutboundMessage, OutboundSink } from '../src/pipeline/transport.js';
 import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
 import { recordingResponder } from './support/loopback.js';
-import { brokenAudit, inboundMessage, twoNodes } from './support/nodes.js';
+import { brokenAudit, heldCarriage, inboundMessage, twoNodes } from './support/nodes.js';
 
 afterEach(closeBuses);
 
@@ -415,20 +414,6 @@ describe('approvals and audit across nodes', () => {
 });
 
 describe('what comes back to the sender', () => {
-  /** Two nodes whose n1 → n2 carriage is held by the test: it gets the sink and answers itself. */
-  function heldCarriage(o1: OrchestratorOptions = {}) {
-    const nodes = twoNodes(o1);
-    const carried: { outbound: OutboundMessage; sink: OutboundSink; cancelled: string[] }[] = [];
-    nodes.t1.send = (outbound: OutboundMessage, sink: OutboundSink): OutboundHandle => {
-      const entry = { outbound, sink, cancelled: [] as string[] };
-      carried.push(entry);
-      return { cancel: (reason) => void entry.cancelled.push(reason) };
-    };
-    nodes.n2.register('b');
-    const a = nodes.n1.register('a');
-    return { ...nodes, a, carried };
-  }
-
   it('turns a reply after TIMEOUT into message:dead, audited, and cancels the carriage', async () => {
     vi.useFakeTimers();
     const { n1, a, carried } = heldCarriage();

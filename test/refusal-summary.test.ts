@@ -9,9 +9,9 @@ import { main } from '../src/cli/main.js';
 import { Orchestrator, SqliteAuditLog, type Clock, type MessageLogEntry, type OrchestratorOptions } from '../src/index.js';
 import type { AttemptRecord } from '../src/audit/types.js';
 import { MIN_REFUSAL_RATE, REFUSAL_SUMMARY_MS, RefusalSummaries } from '../src/pipeline/refusal-summary.js';
-import type { InboundMessage } from '../src/pipeline/transport.js';
-import { closeBuses, makeBus, settle } from './helpers.js';
-import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
+import { closeBuses, settle } from './helpers.js';
+import { recordingResponder } from './support/loopback.js';
+import { inboundMessage, twoNodes } from './support/nodes.js';
 
 const T0 = Date.UTC(2026, 0, 2, 3, 4, 5);
 
@@ -247,19 +247,22 @@ describe('refusal summaries (Orchestrator)', () => {
 describe('refusal summaries across nodes', () => {
   afterEach(closeBuses);
 
-  it("counts a remote sender's flood of refused messages at the receiving node in one summary", async () => {
-    const net = new LoopbackNetwork();
-    const t1 = net.transport();
-    const n1 = makeBus({ node: 'n1', transport: t1 });
-    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock(), limits: { rate: { perSecond: 10, burst: 10 } } });
+  /** Node n2 (no rules) serving `b`, and 2,000 asks injected into it from node n1, the i-th sent as `fromOf(i)`. */
+  async function flood(n2Options: OrchestratorOptions, fromOf: (i: number) => string) {
+    const { n1, n2, t1 } = twoNodes({}, { policies: [], clock: manualClock(), ...n2Options });
     n2.register('b', { handlers: { echo: () => 'ok' } });
     n1.register('a');
-    const responders = Array.from({ length: 2_000 }, () => recordingResponder());
-    for (const [i, r] of responders.entries()) {
-      const message = { id: `m-${i}`, type: 'ask', from: 'a', fromNode: 'n1', to: 'b', intent: 'echo', payloadJson: '{}', conversationId: `c-${i}`, priority: 'normal', depth: 0, budgetMs: 5000 };
-      t1.inject('n2', message as InboundMessage, r);
-    }
+    const responders = Array.from({ length: 2_000 }, (_, i) => {
+      const r = recordingResponder();
+      t1.inject('n2', inboundMessage({ from: fromOf(i), payloadJson: '{}', conversationId: `c-${i}` }), r);
+      return r;
+    });
     await settle(40);
+    return { n2, responders };
+  }
+
+  it("counts a remote sender's flood of refused messages at the receiving node in one summary", async () => {
+    const { n2, responders } = await flood({ limits: { rate: { perSecond: 10, burst: 10 } } }, () => 'a');
     expect(responders.every((r) => r.errors.length === 1)).toBe(true);
     const entries = allEntries(n2, 'a');
     expect(entries.length).toBeLessThanOrEqual(MIN_REFUSAL_RATE.burst + 1);
@@ -268,17 +271,7 @@ describe('refusal summaries across nodes', () => {
   });
 
   it('counts a peer rotating made-up sender ids in one summary: a fresh id buys no fresh rows', async () => {
-    const net = new LoopbackNetwork();
-    const t1 = net.transport();
-    makeBus({ node: 'n1', transport: t1 });
-    const n2 = makeBus({ node: 'n2', transport: net.transport(), policies: [], clock: manualClock() });
-    n2.register('b', { handlers: { echo: () => 'ok' } });
-    const responders = Array.from({ length: 2_000 }, () => recordingResponder());
-    for (const [i, r] of responders.entries()) {
-      const message = { id: `m-${i}`, type: 'ask', from: `fake-${i}`, fromNode: 'n1', to: 'b', intent: 'echo', payloadJson: '{}', conversationId: `c-${i}`, priority: 'normal', depth: 0, budgetMs: 5000 };
-      t1.inject('n2', message as InboundMessage, r);
-    }
-    await settle(40);
+    const { n2, responders } = await flood({}, (i) => `fake-${i}`);
     expect(responders.every((r) => r.errors.length === 1)).toBe(true);
     const entries = allEntries(n2, 'b');
     expect(entries.length).toBeLessThanOrEqual(MIN_REFUSAL_RATE.burst + 1);

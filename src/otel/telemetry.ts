@@ -131,16 +131,7 @@ class OtelTelemetry implements Telemetry {
     let span: Span | undefined;
     if (this.#tracer !== undefined) {
       const parent: Context = within instanceof RunState && within.span !== undefined ? trace.setSpan(context.active(), within.span) : context.active();
-      const attributes: Attributes = {
-        [A.MESSAGING_SYSTEM]: A.SYSTEM,
-        [A.MESSAGING_OPERATION_TYPE]: 'send',
-        [A.MESSAGING_OPERATION_NAME]: draft.type,
-        [A.MESSAGING_DESTINATION_NAME]: draft.to,
-        [A.MESSAGING_MESSAGE_ID]: draft.id,
-        [A.FROM]: draft.from,
-        [A.TO]: draft.to,
-        [A.INTENT]: draft.intent,
-      };
+      const attributes = messagingAttributes('send', draft);
       if (draft.conversationId !== undefined) attributes[A.MESSAGING_CONVERSATION_ID] = draft.conversationId;
       if (draft.depth !== undefined) attributes[A.DEPTH] = draft.depth;
       span = this.#tracer.startSpan(`${draft.type} ${draft.to}`, { kind: SpanKind.PRODUCER, attributes }, parent);
@@ -201,19 +192,10 @@ class OtelTelemetry implements Telemetry {
     if (this.#tracer === undefined) return fn(new RunState(undefined, this.#now()));
     const remote = parseTraceparent(envelope.traceparent);
     const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
-    const attributes: Attributes = {
-      [A.MESSAGING_SYSTEM]: A.SYSTEM,
-      [A.MESSAGING_OPERATION_TYPE]: 'process',
-      [A.MESSAGING_OPERATION_NAME]: envelope.type,
-      [A.MESSAGING_DESTINATION_NAME]: envelope.to,
-      [A.MESSAGING_MESSAGE_ID]: envelope.id,
-      [A.MESSAGING_CONVERSATION_ID]: envelope.conversationId,
-      [A.FROM]: envelope.from,
-      [A.TO]: envelope.to,
-      [A.INTENT]: envelope.intent,
-      [A.DEPTH]: envelope.depth,
-      [A.AGENT_ID]: envelope.to,
-    };
+    const attributes = messagingAttributes('process', envelope);
+    attributes[A.MESSAGING_CONVERSATION_ID] = envelope.conversationId;
+    attributes[A.DEPTH] = envelope.depth;
+    attributes[A.AGENT_ID] = envelope.to;
     if (envelope.causationId !== undefined) attributes[A.CAUSATION_ID] = envelope.causationId;
     const span = this.#tracer.startSpan(`process ${envelope.to}`, { kind: SpanKind.CONSUMER, attributes }, parent);
     const run = new RunState(span, this.#now());
@@ -251,4 +233,18 @@ function fail(span: Span, code: ErrorCode): void {
   span.setAttribute(A.ERROR_TYPE, code);
   span.setAttribute(A.ERROR_CODE, code);
   span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+}
+
+/** The messaging semantic-convention attributes a send's span and a handler run's span share. */
+function messagingAttributes(operation: 'send' | 'process', m: { readonly type: string; readonly to: string; readonly id: string; readonly from: string; readonly intent: string }): Attributes {
+  return {
+    [A.MESSAGING_SYSTEM]: A.SYSTEM,
+    [A.MESSAGING_OPERATION_TYPE]: operation,
+    [A.MESSAGING_OPERATION_NAME]: m.type,
+    [A.MESSAGING_DESTINATION_NAME]: m.to,
+    [A.MESSAGING_MESSAGE_ID]: m.id,
+    [A.FROM]: m.from,
+    [A.TO]: m.to,
+    [A.INTENT]: m.intent,
+  };
 }

@@ -1,7 +1,7 @@
 // Two-node fixtures for the pipeline's node tests: buses joined by a loopback network, an
 // inbound message as a (possibly hostile) peer would send it, and an audit log that fails.
 import type { OrchestratorOptions } from '../../src/index.js';
-import type { InboundMessage } from '../../src/pipeline/transport.js';
+import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink } from '../../src/pipeline/transport.js';
 import { makeBus } from '../helpers.js';
 import { LoopbackNetwork } from './loopback.js';
 
@@ -13,6 +13,30 @@ export function twoNodes(o1: OrchestratorOptions = {}, o2: OrchestratorOptions =
   const n1 = makeBus({ node: 'n1', transport: t1, ...o1 });
   const n2 = makeBus({ node: 'n2', transport: t2, ...o2 });
   return { net, t1, t2, n1, n2 };
+}
+
+/** One message n1 handed to its transport: what was sent, the sink to answer it, the cancels it got. */
+export interface Carried {
+  readonly outbound: OutboundMessage;
+  readonly sink: OutboundSink;
+  readonly cancelled: string[];
+}
+
+/**
+ * Two nodes whose n1 → n2 carriage is held by the test: it gets each sink and answers itself.
+ * `handle` is what n1's transport returns for a message (by default one recording cancels).
+ */
+export function heldCarriage(o1: OrchestratorOptions = {}, handle: (carried: Carried) => OutboundHandle = (c) => ({ cancel: (reason) => void c.cancelled.push(reason) })) {
+  const nodes = twoNodes(o1);
+  const carried: Carried[] = [];
+  nodes.t1.send = (outbound: OutboundMessage, sink: OutboundSink): OutboundHandle => {
+    const entry: Carried = { outbound, sink, cancelled: [] };
+    carried.push(entry);
+    return handle(entry);
+  };
+  nodes.n2.register('b');
+  const a = nodes.n1.register('a');
+  return { ...nodes, a, carried };
 }
 
 let counter = 0;
