@@ -88,7 +88,7 @@ export class Approvals {
 
     const p = hold.pending;
     const { registry, policy } = this.#config;
-    // A message from another node names its sender's stand-in (trust from this node's directory).
+    // A message from another node names its sender's stand-in (with the trust this node grants it, `remoteTrust`).
     const sender = hold.sender ?? registry.get(envelope.from);
     const recipient = registry.get(envelope.to);
     try {

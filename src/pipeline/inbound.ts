@@ -50,8 +50,9 @@ interface Fields {
 /**
  * The receiving side of a message from another node, which it treats as hostile: every
  * field is read once and checked again here (recipient, forged sender, ids, depth, budget,
- * codec and size, contract, a rate bucket per remote sender, this node's policy with trust
- * from this node's directory), a repeated id is dropped (and audited), the receipt row (naming this node
+ * codec and size, contract, a rate bucket per remote sender, this node's policy with the
+ * trust this node grants the sender, `remoteTrust`, never the sending node's word), a
+ * repeated id is dropped (and audited), the receipt row (naming this node
  * and the sender's) is committed before delivery, and an 'approval' decision is held here.
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.

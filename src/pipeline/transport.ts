@@ -11,7 +11,7 @@ import type { ErrorCode } from '../errors.js';
 //     attempt row, then calls `send(outbound, sink)`. TIMEOUT is decided at A.
 //  3. The transport carries `outbound` to B and calls B's `InboundPort.receive(inbound,
 //     responder)`. B re-runs its own checks (codec, size, contract, a rate bucket per
-//     sender, policy with trust from its own registry, depth, a repeated id), commits its
+//     sender, policy with the trust it grants the sender (`remoteTrust`), depth, a repeated id), commits its
 //     receipt, delivers to `b`'s mailbox, and answers through `responder`.
 //  4. The transport carries the answer back and calls the matching method of A's `sink`.
 
@@ -23,6 +23,10 @@ export interface RemoteAgent {
   readonly id: string;
   readonly node: string;
   readonly capabilities: readonly string[];
+  /**
+   * The trust its own node registered it with, as that node claims it. Informational only:
+   * no other node decides on it (they use their own `remoteTrust`).
+   */
   readonly trust: number;
 }
 
