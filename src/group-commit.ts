@@ -23,9 +23,10 @@ const MAX_TRANSACTION_RECORDS = 8192;
  *
  * With a log that appends on another thread ({@link AsyncAuditLog}), **one transaction is
  * in flight at a time**: everything staged while it commits forms the next one (no timers;
- * up to {@link MAX_TRANSACTION_RECORDS} records), handed over the moment the log confirms
- * the previous one and before that one's callbacks run, so the log's thread commits while
- * this thread delivers. A busier bus makes larger transactions, not more of them.
+ * up to {@link MAX_TRANSACTION_RECORDS} records), handed over as soon as the log has
+ * confirmed the previous one and that one's callbacks have run, so a synchronous handler's
+ * reply rides in the very next transaction. A busier bus makes larger transactions, not
+ * more of them.
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
  * timers without anyone advancing them. After a slice of continuous work in one macrotask
@@ -128,8 +129,8 @@ export class GroupCommit {
 
   /**
    * Pipelined: when no transaction is in flight, hands everything staged to the log's thread
-   * as the next one. Its answer first hands over what was staged meanwhile, then runs its
-   * own callbacks: the log's thread never waits for this thread's deliveries.
+   * as the next one. Its answer runs its callbacks, then hands over what was staged
+   * meanwhile together with what those callbacks staged (replies of synchronous handlers).
    */
   private send(): void {
     const log = this.async!;
@@ -157,9 +158,10 @@ export class GroupCommit {
         this.inFlight = false;
         if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
         const failed = error === undefined ? undefined : this.failure(error, records.length);
-        // The next transaction is not scheduled behind a flush: it only waited for this one.
-        if (!this.sending) this.send();
+        // Deliver first: what a synchronous handler stages (its reply) joins the very next
+        // transaction, which then goes over at once (it only waited for this one).
         this.settle(entries, failed);
+        if (!this.sending) this.send();
         if (this.entries.length > 0 && !this.inFlight && !this.scheduled) {
           this.scheduled = true;
           this.fair.schedule(this.flushSoon);
