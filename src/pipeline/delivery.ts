@@ -183,7 +183,7 @@ export class Deliveries {
    */
   encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
     const max = this.#config.maxPayloadBytes;
-    const plain = copyPlainJson(value, max, 'reply');
+    const plain = copyPlainJson(value, max, 'reply', this.#config.commit.enabled);
     const output = contractOf(this.#config.contracts, p.envelope.intent)?.output;
     if (output !== undefined) {
       const result = validate(output, plain.copy, `the output of "${p.envelope.intent}"`);
@@ -249,7 +249,7 @@ export class Deliveries {
     const ask = d.envelope;
     let encoded: EncodedPayload | undefined;
     try {
-      encoded = encodePayload(value, this.#config.maxPayloadBytes, 'reply');
+      encoded = encodePayload(value, this.#config.maxPayloadBytes, 'reply', this.#config.commit.enabled);
     } catch {
       encoded = undefined;
     }

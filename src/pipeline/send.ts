@@ -289,7 +289,8 @@ export class Pipeline implements ChainPort {
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
   #encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.#config.maxPayloadBytes;
-    const plain = copyPlainJson(payload, max);
+    // The walk writes the JSON too when it will be hashed (audit on): one pass instead of two.
+    const plain = copyPlainJson(payload, max, 'payload', this.#journal.enabled);
     checkContract(this.#config.contracts, type, draft.intent, plain.copy);
     draft.encoded = checkSize(plain, max);
     if (this.#journal.enabled) draft.hash = hashPayload(draft.encoded);
