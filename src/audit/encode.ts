@@ -2,9 +2,10 @@
  * Records encoded for storage before they reach the log's connection: each record's
  * canonical line (with seq 0, which the writer replaces with the real seq) and, per stored
  * batch, the index keys as JSON arrays that SQLite reads with `json_each` (one statement per
- * batch and index instead of one per key). Encoding happens on the bus's thread, so a worker
- * log receives one string per batch instead of record objects, and an invalid record fails
- * its own append before anything is sent.
+ * batch and index instead of one per key). In two steps: records become checked rows on the
+ * bus's thread (so an invalid record fails its own append before anything is sent), and
+ * rows become lines and keys where they are stored: a worker log receives the rows (plain
+ * arrays, cheaper to clone than to serialize here) and encodes them on its own thread.
  */
 import { BATCH_RECORDS, COL } from './migrations.js';
 import { encodeRow } from './hash-chain.js';
@@ -35,28 +36,44 @@ export class InvalidRecordError extends TypeError {
   }
 }
 
+/** A record as its stored row (see {@link toRow}), seq 0: checked, capped, plain data. */
+export type RecordRow = unknown[];
+
 /**
- * Encodes records into batches of at most {@link BATCH_RECORDS}.
+ * Each record as its row, checked: the part of encoding that must happen where the records
+ * are (an invalid record fails its own append before anything is sent). Rows are plain
+ * arrays of strings, numbers and nulls, cheap to hand to another thread.
  *
  * @throws InvalidRecordError naming the first record that is not a valid audit record.
  */
-export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
+export function toRows(records: readonly AuditRecord[]): RecordRow[] {
+  const rows = new Array<RecordRow>(records.length);
+  for (let i = 0; i < records.length; i++) {
+    try {
+      rows[i] = toRow(records[i] as AuditRecord, 0);
+    } catch (e) {
+      throw new InvalidRecordError(i, e);
+    }
+  }
+  return rows;
+}
+
+/**
+ * Rows from {@link toRows} as batches of at most {@link BATCH_RECORDS}: each row's canonical
+ * line and the batch's index keys. Cannot fail on rows `toRows` made; runs on whichever
+ * thread stores them (the worker log's, for a file).
+ */
+export function encodeRows(rows: readonly RecordRow[]): EncodedBatch[] {
   const batches: EncodedBatch[] = [];
-  for (let start = 0; start < records.length; start += BATCH_RECORDS) {
-    const end = Math.min(records.length, start + BATCH_RECORDS);
+  for (let start = 0; start < rows.length; start += BATCH_RECORDS) {
+    const end = Math.min(rows.length, start + BATCH_RECORDS);
     let lines = '';
     const agents = new Set<string>();
     const conversations = new Set<string>();
     const messages = new Set<string>();
     for (let i = start; i < end; i++) {
-      let row: unknown[];
-      let line: string;
-      try {
-        row = toRow(records[i] as AuditRecord, 0);
-        line = encodeRow(row); // may replace lone surrogates in row: index what is stored
-      } catch (e) {
-        throw new InvalidRecordError(i, e);
-      }
+      const row = rows[i] as RecordRow;
+      const line = encodeRow(row); // may replace lone surrogates in row: index what is stored
       lines = i === start ? line : `${lines}\n${line}`;
       agents.add(row[COL.recipient] as string);
       const sender = row[COL.sender];
@@ -74,4 +91,13 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
     });
   }
   return batches;
+}
+
+/**
+ * Encodes records into batches of at most {@link BATCH_RECORDS}: {@link toRows}, then {@link encodeRows}.
+ *
+ * @throws InvalidRecordError naming the first record that is not a valid audit record.
+ */
+export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
+  return encodeRows(toRows(records));
 }
