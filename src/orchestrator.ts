@@ -23,7 +23,7 @@ import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
 import { guardTelemetry, type Telemetry } from './telemetry.js';
 
 /** Options of `bus.register(id, options)`. */
@@ -175,7 +175,33 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
-    this.#transport.attach(this.node, this.#pipeline.inbound);
+    const inbound = this.#pipeline.inbound;
+    this.#transport.attach(
+      this.node,
+      Object.freeze({
+        receive: (message, responder) => inbound.receive(message, responder),
+        claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
+      } satisfies InboundPort),
+    );
+  }
+
+  /**
+   * The transport says another node took over an id this node served. Two nodes must never
+   * serve one id, so the local agent goes (its handle dies, as with a DUPLICATE_AGENT at
+   * registration), `ready()` rejects, and `agent:lost` says so (a warning when nobody listens).
+   */
+  #claimLost(agentId: unknown, holder: unknown): void {
+    if (typeof agentId !== 'string' || this.#pipeline.closed) return;
+    const record = this.#registry.get(agentId);
+    if (record === undefined) return;
+    const by = typeof holder === 'string' && AGENT_ID_PATTERN.test(holder) ? holder : 'another node';
+    const error = new BusError('DUPLICATE_AGENT', `agent id "${agentId}" was taken over by node "${by}" after this node "${this.node}" missed its lease renewals; its handle here is dead`, { agentId });
+    this.unregister(agentId);
+    const failed = Promise.reject(error);
+    failed.catch(() => undefined);
+    this.#claims.add(failed);
+    if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
+    else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
   }
 
   readonly #port: AgentPort;

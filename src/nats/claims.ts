@@ -53,6 +53,22 @@ interface Held {
 const MAX_VALUE_BYTES = 64 * 1024;
 const utf8 = new TextEncoder();
 
+/**
+ * Creates the bucket, or opens it when it exists with the same settings. Two nodes creating
+ * it at the same moment can make the server refuse the slower one (nats-server 2.9 answers
+ * "subjects overlap" instead of "already exists"): the retry then finds the bucket made.
+ */
+async function createBucket(kvm: Kvm, bucket: string): Promise<KV> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await kvm.create(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    }
+  }
+}
+
 /** This node's claims, and the view of everyone's. {@link close} releases them. */
 export class Claims {
   readonly #kv: KV;
@@ -88,7 +104,7 @@ export class Claims {
     }
     const bucket = options.subjects.claimsBucket();
     try {
-      const kv = await new Kvm(options.connection.nc).create(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
+      const kv = await createBucket(new Kvm(options.connection.nc), bucket);
       return new Claims(kv, options);
     } catch (cause) {
       throw new BusError('TRANSPORT_UNAVAILABLE', `cannot open the claims bucket "${bucket}" (JetStream enabled on the server?): ${(cause as Error).message}`, { cause });

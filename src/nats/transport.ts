@@ -475,6 +475,7 @@ class NatsTransport implements Transport {
     this.#held.delete(agent);
     held.unserve?.();
     this.#failures.set(agent, new BusError('DUPLICATE_AGENT', `agent id "${agent}" was taken over by node "${holder}" after this node "${this.#node}" missed its lease renewals`, { agentId: agent }));
+    this.#port?.claimLost?.(agent, holder);
   }
 
   async #shutdown(): Promise<void> {

@@ -53,7 +53,7 @@ export class Pipeline implements ChainPort {
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
-  readonly inbound: InboundPort;
+  readonly inbound: Pick<InboundPort, 'receive'>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;

@@ -113,6 +113,13 @@ export interface InboundHandle {
 /** The narrow port a transport calls on the receiving node. */
 export interface InboundPort {
   receive(inbound: InboundMessage, responder: Responder): InboundHandle;
+  /**
+   * A claim this node held was taken by `holder` after this node missed its renewals (a
+   * pause, a partition): the local agent's handle dies (DUPLICATE_AGENT), `agent:lost` is
+   * emitted and `ready()` rejects, so one id is never served by two nodes. Stop serving
+   * the id before calling.
+   */
+  claimLost?(agentId: string, holder: string): void;
 }
 
 /**
@@ -165,7 +172,7 @@ const READY = Promise.resolve();
  * unknown, claims are decided by the local registry alone, and nothing is ever sent.
  */
 export class InProcessTransport implements Transport {
-  attach(): void {}
+  attach(_node: string, _port: InboundPort): void {}
   locate(): Location {
     return 'unknown';
   }
