@@ -7,10 +7,41 @@
  * rows become lines and keys where they are stored: a worker log receives the rows (plain
  * arrays, cheaper to clone than to serialize here) and encodes them on its own thread.
  */
+import { hash } from 'node:crypto';
 import { BATCH_RECORDS, COL } from './migrations.js';
 import { encodeRow } from './hash-chain.js';
 import { toRow } from './records.js';
-import type { AuditRecord } from './types.js';
+import type { AttemptRecord, AuditRecord } from './types.js';
+
+/** Logs that hash attempt payloads where they store them (the worker log, on its own thread). */
+const payloadHashers = new WeakSet<object>();
+
+/** Marks `log` as one that computes `payloadHash` itself from the JSON given with {@link hashPayloadLater}. */
+export function hashesPayloads(log: object): void {
+  payloadHashers.add(log);
+}
+
+/** True when records given to `log` may leave their payload hash to it. */
+export function isPayloadHasher(log: object | undefined): boolean {
+  return log !== undefined && payloadHashers.has(log);
+}
+
+/** Attempt records whose `payloadHash` is to be computed where they are stored, from this JSON. */
+const unhashed = new WeakMap<AuditRecord, string>();
+
+/**
+ * Leaves the payload hash of `record` (its `payloadHash` is '') to the log that stores it:
+ * only for a log marked with {@link hashesPayloads}. The stored row is the same as if the
+ * hash had been computed here: SHA-256 of the same JSON, as hex.
+ */
+export function hashPayloadLater(record: AttemptRecord, json: string): void {
+  unhashed.set(record, json);
+}
+
+/** Stands in a row for the hash of a payload's JSON until the storing thread computes it. */
+interface PayloadToHash {
+  readonly json: string;
+}
 
 /** Up to {@link BATCH_RECORDS} consecutive records, ready to be stored as one batch row. */
 export interface EncodedBatch {
@@ -49,11 +80,16 @@ export type RecordRow = unknown[];
 export function toRows(records: readonly AuditRecord[]): RecordRow[] {
   const rows = new Array<RecordRow>(records.length);
   for (let i = 0; i < records.length; i++) {
+    const record = records[i] as AuditRecord;
+    let row: RecordRow;
     try {
-      rows[i] = toRow(records[i] as AuditRecord, 0);
+      row = toRow(record, 0);
     } catch (e) {
       throw new InvalidRecordError(i, e);
     }
+    const json = unhashed.get(record);
+    if (json !== undefined) row[COL.payload_hash] = { json } satisfies PayloadToHash;
+    rows[i] = row;
   }
   return rows;
 }
@@ -73,6 +109,8 @@ export function encodeRows(rows: readonly RecordRow[]): EncodedBatch[] {
     const messages = new Set<string>();
     for (let i = start; i < end; i++) {
       const row = rows[i] as RecordRow;
+      const toHash = row[COL.payload_hash];
+      if (typeof toHash === 'object' && toHash !== null) row[COL.payload_hash] = hash('sha256', (toHash as PayloadToHash).json, 'hex');
       const line = encodeRow(row); // may replace lone surrogates in row: index what is stored
       lines = i === start ? line : `${lines}\n${line}`;
       agents.add(row[COL.recipient] as string);
