@@ -26,8 +26,12 @@ export function isPayloadHasher(log: object | undefined): boolean {
   return log !== undefined && payloadHashers.has(log);
 }
 
-/** Attempt records whose `payloadHash` is to be computed where they are stored, from this JSON. */
-const unhashed = new WeakMap<AuditRecord, string>();
+/**
+ * Where an attempt record whose `payloadHash` is to be computed where it is stored keeps the
+ * payload's JSON: a property no one else can name, left out of JSON and `Object.keys` (a
+ * WeakMap entry per record would cost the garbage collector more).
+ */
+const PAYLOAD_JSON = Symbol('payloadJson');
 
 /**
  * Leaves the payload hash of `record` (its `payloadHash` is '') to the log that stores it:
@@ -35,7 +39,7 @@ const unhashed = new WeakMap<AuditRecord, string>();
  * hash had been computed here: SHA-256 of the same JSON, as hex.
  */
 export function hashPayloadLater(record: AttemptRecord, json: string): void {
-  unhashed.set(record, json);
+  (record as { [PAYLOAD_JSON]?: string })[PAYLOAD_JSON] = json;
 }
 
 /** Stands in a row for the hash of a payload's JSON until the storing thread computes it. */
@@ -87,8 +91,8 @@ export function toRows(records: readonly AuditRecord[]): RecordRow[] {
     } catch (e) {
       throw new InvalidRecordError(i, e);
     }
-    const json = unhashed.get(record);
-    if (json !== undefined) row[COL.payload_hash] = { json } satisfies PayloadToHash;
+    const json = (record as { [PAYLOAD_JSON]?: unknown })[PAYLOAD_JSON];
+    if (typeof json === 'string') row[COL.payload_hash] = { json } satisfies PayloadToHash;
     rows[i] = row;
   }
   return rows;
