@@ -148,7 +148,8 @@ interface Walk {
   readonly what: string;
   readonly maxBytes: number;
   strings: Map<string, { readonly bytes: number; readonly json: string }> | undefined;
-  seen: Map<object, { readonly copy: unknown; readonly bytes: number; readonly json: string | undefined }> | undefined;
+  /** Objects met again after the first few: their copy, bytes, and JSON once it was needed (a repeat while writing JSON). */
+  seen: Map<object, { readonly copy: unknown; readonly bytes: number; json: string | undefined }> | undefined;
   /** The JSON written so far, or undefined when nobody asked for it. */
   json: string | undefined;
 }
@@ -196,9 +197,9 @@ function addString(walk: Walk, s: string): void {
   const strings = (walk.strings ??= new Map());
   let known = strings.get(s);
   if (known === undefined) {
-    // A long string's JSON is kept only when the walk writes JSON; plain ASCII needs no escaping.
+    // Its JSON is kept only when the walk writes JSON (plain ASCII needs no escaping).
     const json = PLAIN_ASCII.test(s) ? undefined : JSON.stringify(s);
-    known = { bytes: json === undefined ? length + 2 : Buffer.byteLength(json, 'utf8'), json: json ?? '' };
+    known = { bytes: json === undefined ? length + 2 : Buffer.byteLength(json, 'utf8'), json: json === undefined || walk.json === undefined ? '' : json };
     if (strings.size < MAX_CACHED_STRINGS) strings.set(s, known);
   }
   put(walk, known.bytes, walk.json === undefined ? '' : known.json === '' ? `"${s}"` : known.json);
@@ -239,13 +240,15 @@ function copyPlain(value: unknown, walk: Walk): unknown {
   const seen = (walk.seen ??= new Map());
   const known = seen.get(value);
   if (known !== undefined) {
-    put(walk, known.bytes, known.json ?? '');
+    add(walk, known.bytes);
+    // Serialized only when met again, from its copy: at most the bytes just charged for it.
+    // (Slicing it out of the JSON written so far would flatten all of that at every object.)
+    if (walk.json !== undefined) walk.json += known.json ??= JSON.stringify(known.copy);
     return known.copy;
   }
   const before = walk.bytes;
-  const textBefore = walk.json?.length ?? 0;
   const copy = copyComposite(value, walk);
-  seen.set(value, { copy, bytes: walk.bytes - before, json: walk.json?.slice(textBefore) });
+  seen.set(value, { copy, bytes: walk.bytes - before, json: undefined });
   return copy;
 }
 
