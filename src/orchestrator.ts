@@ -107,6 +107,8 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #telemetry: Telemetry;
   /** Bus-wide id claims still in flight (with a transport); `ready()` waits for them. */
   readonly #claims = new Set<Promise<void>>();
+  /** Ids another node took over at run time, until registered here again: `ready()` rejects with the first. */
+  readonly #lostClaims = new Map<string, BusError>();
   #closing: Promise<void> | undefined;
 
   /** This process's node id (`options.node`, default random). */
@@ -199,9 +201,7 @@ export class Orchestrator<C extends Contracts = any> {
     const by = typeof holder === 'string' && AGENT_ID_PATTERN.test(holder) ? holder : 'another node';
     const error = new BusError('DUPLICATE_AGENT', `agent id "${agentId}" was taken over by node "${by}" after this node "${this.node}" missed its lease renewals; its handle here is dead`, { agentId });
     this.unregister(agentId);
-    const failed = Promise.reject(error);
-    failed.catch(() => undefined);
-    this.#claims.add(failed);
+    this.#lostClaims.set(agentId, error);
     if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
     else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
   }
@@ -241,6 +241,7 @@ export class Orchestrator<C extends Contracts = any> {
     }
     if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);
+    this.#lostClaims.delete(id); // registered again: its own claim decides now
     const handle = new Agent<C>(record, this.#port);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
     if (claim !== undefined) {
@@ -306,6 +307,7 @@ export class Orchestrator<C extends Contracts = any> {
       this.#claims.clear();
       await Promise.all(pending);
     }
+    for (const lost of this.#lostClaims.values()) throw lost;
   }
 
   /** Replaces the rule set atomically (a bad set changes nothing). Returns the new version. */

@@ -2,7 +2,8 @@
 // another node took the id over) must stop serving it: the transport tells the bus through
 // its port's claimLost(), and the bus kills the local handle.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Orchestrator } from '../src/index.js';
+import { describeEvent } from '../src/console/format.js';
+import { BusError, Orchestrator } from '../src/index.js';
 import { InProcessTransport, type InboundPort } from '../src/pipeline/transport.js';
 import { closeBuses, makeBus } from './helpers.js';
 
@@ -40,6 +41,17 @@ describe('a claim lost at run time', () => {
     expect((lost[0] as { error: Error }).error.message).toContain('taken over by node "n2"');
     await expect(bus.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', message: expect.stringContaining('"n2"') });
     await expect(a.ask('a', 'work', {})).rejects.toMatchObject({ code: 'UNKNOWN_AGENT' });
+  });
+
+  it('lets ready() resolve again once the lost id is registered here again', async () => {
+    const { bus, port } = nodeBus();
+    bus.events.on('agent:lost', () => undefined);
+    bus.register('a');
+    port.claimLost!('a', 'n2');
+    await expect(bus.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT' });
+    const again = bus.register('a');
+    await expect(bus.ready()).resolves.toBeUndefined();
+    expect(again.alive).toBe(true);
   });
 
   it('fails the requests waiting on the lost agent with UNKNOWN_AGENT', async () => {
@@ -85,5 +97,10 @@ describe('a claim lost at run time', () => {
     const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
     transport.port.claimLost!('a', 'n2');
     expect(warn).not.toHaveBeenCalled();
+  });
+
+  it('shows in the console feed as a red line naming the new holder', () => {
+    const error = new BusError('DUPLICATE_AGENT', 'agent id "a" was taken over by node "n2"');
+    expect(describeEvent['agent:lost']!({ agentId: 'a', holder: 'n2', error })).toMatchObject({ agents: ['a'], status: '✗ lost to node n2', tone: 'red', detail: error.message });
   });
 });

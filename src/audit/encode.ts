@@ -42,6 +42,17 @@ export function hashPayloadLater(record: AttemptRecord, json: string): void {
   (record as { [PAYLOAD_JSON]?: string })[PAYLOAD_JSON] = json;
 }
 
+/**
+ * The record with its payload hash computed here and the JSON let go: for a record kept
+ * a while before it is written (a refusal summary's sample), which must not hold a payload.
+ */
+export function withPayloadHash<R extends AuditRecord>(record: R): R {
+  const json = (record as { [PAYLOAD_JSON]?: unknown })[PAYLOAD_JSON];
+  if (typeof json !== 'string') return record;
+  const { [PAYLOAD_JSON]: _json, ...rest } = record as R & { [PAYLOAD_JSON]?: string };
+  return { ...rest, payloadHash: hash('sha256', json, 'hex') } as unknown as R;
+}
+
 /** Stands in a row for the hash of a payload's JSON until the storing thread computes it. */
 interface PayloadToHash {
   readonly json: string;

@@ -115,9 +115,10 @@ export interface InboundPort {
   receive(inbound: InboundMessage, responder: Responder): InboundHandle;
   /**
    * A claim this node held was taken by `holder` after this node missed its renewals (a
-   * pause, a partition): the local agent's handle dies (DUPLICATE_AGENT), `agent:lost` is
-   * emitted and `ready()` rejects, so one id is never served by two nodes. Stop serving
-   * the id before calling.
+   * pause, a partition): the local agent is unregistered (its handle is dead), `agent:lost`
+   * is emitted and `ready()` rejects with DUPLICATE_AGENT until the id is registered here
+   * again, so one id is never served by two nodes. Stop serving the id before calling, and
+   * report only the claim still current (not one released or claimed again since).
    */
   claimLost?(agentId: string, holder: string): void;
 }
