@@ -32,6 +32,8 @@ export interface BatchStatements {
   readonly followMessages: Database.Statement;
   /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
   readonly anyMessages: Database.Statement;
+  /** (conversation, seq) -> first_seq of each batch of the conversation starting at or before seq, oldest first. */
+  readonly conversationUpTo: Database.Statement;
 }
 
 type Row = unknown[];
@@ -166,7 +168,7 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
     const firsts = new Set<number>();
     for (const first of where.get(`c:${row[COL.conversation_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
     for (const first of where.get(`m:${row[COL.message_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
-    return fold(load, row, firsts);
+    return fold(load, row, firsts, stmts);
   });
 }
 
@@ -179,7 +181,7 @@ function messageIdOf(line: string, kindAt: number): string | undefined {
   return id.includes('\\') ? undefined : id;
 }
 
-function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterable<number>): MessageLogEntry {
+function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterable<number>, stmts: BatchStatements): MessageLogEntry {
   const seq = a[COL.seq] as number;
   const id = a[COL.message_id] as string;
   const to = a[COL.recipient] as string;
@@ -204,6 +206,12 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
         replySeq = s;
       }
     }
+  }
+  // A refused repeat of a message already admitted (a peer replaying an id) shares the
+  // original's id: the follow-ups after it are the original's, not its own.
+  if (a[COL.decision] === 'denied' && (outcome !== undefined || approval !== undefined || replySeq >= 0) && repeatsAdmitted(load, a, stmts)) {
+    outcome = approval = undefined;
+    outcomeSeq = replySeq = -1;
   }
   // The latest of: the reply that answered it, its latest outcome record, its initial outcome.
   const replied = replySeq > outcomeSeq;
@@ -244,4 +252,28 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
 
 function copySummary(t: RefusalSummary): RefusalSummary {
   return { count: t.count, first: t.first, last: t.last, codes: { ...t.codes } };
+}
+
+/**
+ * True when an attempt of the same message to the same recipient, not refused, comes before
+ * `a` in its conversation: `a` is a repeat. Only asked for a refused attempt that has
+ * follow-ups (rare), so it may read the conversation's earlier batches.
+ */
+function repeatsAdmitted(load: (first: number) => Batch | undefined, a: Row, stmts: BatchStatements): boolean {
+  const conversation = a[COL.conversation_id];
+  if (typeof conversation !== 'string') return false;
+  const seq = a[COL.seq] as number;
+  const id = a[COL.message_id] as string;
+  const to = a[COL.recipient];
+  const needle = JSON.stringify(id);
+  for (const first of stmts.conversationUpTo.all(conversation, seq) as number[]) {
+    const b = load(first);
+    if (b === undefined) continue;
+    for (let i = 0; i < b.count && first + i < seq; i++) {
+      if (!b.line(i).includes(needle)) continue;
+      const r = b.row(i);
+      if (r[COL.kind] === 'attempt' && r[COL.message_id] === id && r[COL.recipient] === to && r[COL.decision] !== 'denied') return true;
+    }
+  }
+  return false;
 }

@@ -589,6 +589,7 @@ function prepare(db: Database.Database) {
     followConversations: db.prepare('SELECT conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
     followMessages: db.prepare('SELECT message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
+    conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq').pluck(),
   };
   return stmts;
 }
