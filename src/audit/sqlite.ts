@@ -5,8 +5,9 @@ import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { runQuery } from './batch-query.js';
 import { Checkpointer } from './checkpointer.js';
-import { createDigest, GENESIS, keyCheck, type ChainAlgorithm, type Digest } from './hash-chain.js';
+import { createByteDigest, createDigest, GENESIS, keyCheck, type ByteDigest, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
+import { verifyRows, type VerifyRow } from './verify-batches.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
@@ -143,6 +144,8 @@ export class SqliteAuditLog implements AuditLog {
   private db!: Database.Database;
   /** Undefined only for a keyed log opened read-only without its key. */
   private readonly digest: Digest | undefined;
+  /** The same chain over bytes, for verify. */
+  private readonly byteDigest: ByteDigest | undefined;
   private readonly options: z.infer<typeof optionsSchema>;
   private readonly maxRows: number;
   private readonly onCommit: ((head: ChainHead) => void) | undefined;
@@ -169,6 +172,7 @@ export class SqliteAuditLog implements AuditLog {
     this.onCommit = o.onCommit;
     this.chain = this.open();
     this.digest = this.chain === 'sha256' ? createDigest() : o.key === undefined ? undefined : createDigest(o.key);
+    this.byteDigest = this.chain === 'sha256' ? createByteDigest() : o.key === undefined ? undefined : createByteDigest(o.key);
   }
 
   /** Opens (and when needed creates or migrates) the database at the path; returns its chain. */
@@ -338,7 +342,7 @@ export class SqliteAuditLog implements AuditLog {
    */
   verify(options: VerifyOptions = {}): VerifyResult {
     this.assertOpen();
-    const digest = this.digest;
+    const digest = this.byteDigest;
     if (digest === undefined) {
       throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} is keyed (HMAC-SHA-256): its key is needed to verify it`);
     }
@@ -353,46 +357,9 @@ export class SqliteAuditLog implements AuditLog {
         reason: `the log should start after row ${recorded.seq}, but its oldest kept row is ${anchor.seq + 1}: rows were removed from its start`,
       };
     }
-    let expected = anchor.seq + 1;
-    let prev = anchor.hash;
-    let checked = 0;
     // A head older than the anchor was dropped by retention: the log is longer, not truncated.
-    let headSeen = want === undefined || want.seq < anchor.seq || (want.seq === anchor.seq && want.hash === anchor.hash);
-    const bad = (firstBad: number, reason: string): VerifyResult => ({ ok: false, checked, firstBad, reason, ...(anchor.seq > 0 ? { anchor } : {}) });
-    for (const [first, count, prevHash, hashes, text] of this.stmts.verify.iterate() as IterableIterator<[number, number, string, Buffer, string]>) {
-      if (first !== expected) {
-        return first > expected
-          ? bad(expected, `row ${expected} is missing (the next row is ${first})`)
-          : bad(first, `row ${first} is out of sequence (expected row ${expected})`);
-      }
-      if (prevHash !== prev) return bad(first, `row ${first} does not continue the chain: its batch names another predecessor`);
-      const lines = text.split('\n');
-      if (lines.length !== count + 2 || hashes.length !== count * 32) return bad(first, `the batch starting at row ${first} is malformed`);
-      for (let i = 0; i < count; i++) {
-        const seq = first + i;
-        let line = lines[i + 1] as string;
-        if (i < count - 1) line = line.slice(0, -1); // the separating comma (a missing one fails the hash)
-        const digits = String(seq);
-        if (line.charCodeAt(0) !== 91 || !line.startsWith(digits, 1) || line.charCodeAt(digits.length + 1) !== 44) {
-          return bad(seq, `row ${seq} is out of sequence or malformed`);
-        }
-        const hash = digest(prev, line);
-        if (hash !== hashes.toString('hex', i * 32, i * 32 + 32)) {
-          return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`);
-        }
-        if (want !== undefined && seq === want.seq) {
-          if (hash !== want.hash) return bad(seq, `row ${seq} has another hash than the head given: the log was rewritten after it`);
-          headSeen = true;
-        }
-        prev = hash;
-        expected++;
-        checked++;
-      }
-    }
-    if (!headSeen && want !== undefined) {
-      return bad(Math.min(expected, want.seq), `the log ends at row ${expected - 1} but the head given is row ${want.seq}: rows were removed from its end (or the head is not from this log)`);
-    }
-    return { ok: true, checked, ...(anchor.seq > 0 ? { anchor } : {}) };
+    const headSeen = want === undefined || want.seq < anchor.seq || (want.seq === anchor.seq && want.hash === anchor.hash);
+    return verifyRows(this.stmts.verify.iterate() as IterableIterator<VerifyRow>, digest, anchor, want, headSeen);
   }
 
   /** The last record's seq and hash; `{ seq: 0, hash: GENESIS }` for an empty log. */
@@ -575,7 +542,7 @@ function prepare(db: Database.Database) {
     first: db.prepare('SELECT first_seq, prev_hash, count, records FROM audit_batch ORDER BY first_seq LIMIT 1').raw(),
     meta: db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck(),
     setMeta: db.prepare('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
-    verify: db.prepare('SELECT first_seq, count, prev_hash, hashes, records FROM audit_batch ORDER BY first_seq').raw(),
+    verify: db.prepare('SELECT first_seq, count, prev_hash, hashes, CAST(records AS BLOB) FROM audit_batch ORDER BY first_seq').raw(),
     insertBatch: db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)'),
     insertSlices: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) SELECT value, ? FROM json_each(?)'),
     insertConversations: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) SELECT value, ? FROM json_each(?)'),
