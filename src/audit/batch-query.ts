@@ -4,6 +4,9 @@
  * records are matched against the filter until the page is full; then each entry is folded
  * with its follow-ups (latest outcome, latest approval, the reply that answered it), which
  * live in batches of its conversation at or after its own.
+ *
+ * Batches read by a query are kept, parsed as far as queries needed, in a {@link BatchCache}
+ * for the next queries, as long as the database has not changed since (see there).
  */
 import type Database from 'better-sqlite3';
 import { COL } from './migrations.js';
@@ -32,6 +35,69 @@ export interface BatchStatements {
   readonly followMessages: Database.Statement;
   /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
   readonly anyMessages: Database.Statement;
+  /** () -> total_changes(): rows this connection changed since it opened. */
+  readonly changes: Database.Statement;
+  /** () -> PRAGMA data_version: changes when another connection committed a change. */
+  readonly dataVersion: Database.Statement;
+}
+
+/** How many parsed batches a {@link BatchCache} keeps (a page of 50 of one agent spans one or two). */
+export const CACHED_BATCHES = 32;
+
+/**
+ * The batches recent queries read, parsed as far as they needed, kept for the next queries
+ * of the same connection while the database is unchanged: every query first reads the
+ * connection's change counter and SQLite's `data_version`, and any change by this
+ * connection (an append, retention dropping old batches, any other write) or by another
+ * (the worker's writer, a tool, someone editing the file) empties the cache. So a query
+ * never sees a batch as it was before a change; an unchanged log (a closed bus's file, an
+ * idle bus, paging through history) is read and parsed once. At most {@link CACHED_BATCHES}
+ * are kept, the least recently used dropped first.
+ */
+export class BatchCache {
+  private readonly batches = new Map<number, Batch>();
+  private changes = -1;
+  private dataVersion = -1;
+  private anyMessages: boolean | undefined;
+
+  /** Empties the cache unless the database is as it was at the last query. */
+  check(stmts: BatchStatements): void {
+    const changes = stmts.changes.get() as number;
+    const dataVersion = stmts.dataVersion.get() as number;
+    if (changes === this.changes && dataVersion === this.dataVersion) return;
+    this.changes = changes;
+    this.dataVersion = dataVersion;
+    this.clear();
+  }
+
+  clear(): void {
+    this.batches.clear();
+    this.anyMessages = undefined;
+  }
+
+  /** True when any record without a conversation is indexed. */
+  hasMessages(stmts: BatchStatements): boolean {
+    return (this.anyMessages ??= stmts.anyMessages.get() !== undefined);
+  }
+
+  get(first: number): Batch | undefined {
+    const b = this.batches.get(first);
+    if (b !== undefined) {
+      this.batches.delete(first);
+      this.batches.set(first, b);
+    }
+    return b;
+  }
+
+  set(b: Batch): void {
+    if (this.batches.size >= CACHED_BATCHES) this.batches.delete(this.batches.keys().next().value as number);
+    this.batches.set(b.first, b);
+  }
+
+  /** How many batches are kept (for tests). */
+  get size(): number {
+    return this.batches.size;
+  }
 }
 
 type Row = unknown[];
@@ -43,6 +109,8 @@ class Batch {
   readonly count: number;
   private readonly parsed: (Row | undefined)[];
   private follow: Map<string, number[]> | undefined;
+  /** Per needle (or '' for none): the indexes of the attempt lines containing it, ascending. */
+  private readonly attempts = new Map<string, Int32Array>();
 
   constructor(
     readonly first: number,
@@ -56,6 +124,29 @@ class Batch {
   /** Record `i`'s line, possibly with its trailing comma (the text checks below do not mind it). */
   line(i: number): string {
     return this.parts[i + 1] as string;
+  }
+
+  /**
+   * Indexes of the lines that may be attempts matching `needle` (a JSON string that a
+   * matching line must contain; '' for any), ascending. Worked out from the text once per
+   * needle (a few needles per batch are kept).
+   */
+  attemptsWith(needle: string): Int32Array {
+    let list = this.attempts.get(needle);
+    if (list === undefined) {
+      const out: number[] = [];
+      for (let i = 0; i < this.count; i++) {
+        const line = this.line(i);
+        // Cheap checks on the text before parsing: attempts only, holding the needle.
+        if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
+        if (needle !== '' && !line.includes(needle)) continue;
+        out.push(i);
+      }
+      list = Int32Array.from(out);
+      if (this.attempts.size >= 8) this.attempts.clear();
+      this.attempts.set(needle, list);
+    }
+    return list;
   }
 
   row(i: number): Row {
@@ -94,20 +185,28 @@ class Batch {
       }
       this.follow = m;
     }
-    return this.follow.get(id) ?? [];
+    return this.follow.get(id) ?? NONE;
   }
 }
 
-/** Runs one query. `candidates` yields batch first_seqs in the page's order. */
-export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f: BatchFilter): MessageLogEntry[] {
-  const cache = new Map<number, Batch>();
+/**
+ * Runs one query. `candidates` yields batch first_seqs in the page's order; `cache` was
+ * checked ({@link BatchCache.check}) before `candidates` was started.
+ */
+export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: Iterable<number>, f: BatchFilter): MessageLogEntry[] {
+  // This query's batches stay here even when the cache drops them (a page may span more).
+  const mine = new Map<number, Batch>();
   const load = (first: number): Batch | undefined => {
-    let b = cache.get(first);
+    let b = mine.get(first);
     if (b === undefined) {
-      const text = stmts.records.get(first) as string | undefined;
-      if (text === undefined) return undefined;
-      b = new Batch(first, text);
-      cache.set(first, b);
+      b = cache.get(first);
+      if (b === undefined) {
+        const text = stmts.records.get(first) as string | undefined;
+        if (text === undefined) return undefined;
+        b = new Batch(first, text);
+        cache.set(b);
+      }
+      mine.set(first, b);
     }
     return b;
   };
@@ -115,20 +214,17 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
   const found: { row: Row; batch: number }[] = [];
   const agent = f.agentId;
   // A line that does not contain the value as a JSON string cannot match: skip its parse.
-  const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : undefined;
+  const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : '';
   outer: for (const first of candidates) {
     const b = load(first);
     if (b === undefined) continue;
-    const n = b.count;
+    const lines = b.attemptsWith(needle);
+    const n = lines.length;
     for (let k = 0; k < n; k++) {
-      const i = ascending ? k : n - 1 - k;
+      const i = lines[ascending ? k : n - 1 - k] as number;
       const seq = first + i;
       if (f.beforeSeq !== undefined && seq >= f.beforeSeq) continue;
       if (f.afterSeq !== undefined && seq <= f.afterSeq) continue;
-      const line = b.line(i);
-      // Cheap checks on the text before parsing: attempts only.
-      if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
-      if (needle !== undefined && !line.includes(needle)) continue;
       const r = b.row(i);
       if (r[COL.kind] !== 'attempt') continue;
       if (agent !== undefined && r[COL.sender] !== agent && r[COL.recipient] !== agent) continue;
@@ -152,23 +248,27 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
     conversations.add(row[COL.conversation_id] as string);
     messages.add(row[COL.message_id] as string);
   }
-  const where = new Map<string, number[]>();
-  const note = (key: string, first: number) => {
+  const byConversation = new Map<string, number[]>();
+  const byMessage = new Map<string, number[]>();
+  const note = (where: Map<string, number[]>, key: string, first: number) => {
     const list = where.get(key);
     if (list === undefined) where.set(key, [first]);
     else list.push(first);
   };
-  for (const [c, first] of stmts.followConversations.all(JSON.stringify([...conversations]), from) as [string, number][]) note(`c:${c}`, first);
-  if (stmts.anyMessages.get() !== undefined) {
-    for (const [m, first] of stmts.followMessages.all(JSON.stringify([...messages]), from) as [string, number][]) note(`m:${m}`, first);
+  for (const [c, first] of stmts.followConversations.all(JSON.stringify([...conversations]), from) as [string, number][]) note(byConversation, c, first);
+  if (cache.hasMessages(stmts)) {
+    for (const [m, first] of stmts.followMessages.all(JSON.stringify([...messages]), from) as [string, number][]) note(byMessage, m, first);
   }
+  const firsts: number[] = [];
   return found.map(({ row, batch }) => {
-    const firsts = new Set<number>();
-    for (const first of where.get(`c:${row[COL.conversation_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
-    for (const first of where.get(`m:${row[COL.message_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
+    firsts.length = 0;
+    for (const first of byConversation.get(row[COL.conversation_id] as string) ?? NONE) if (first >= batch) firsts.push(first);
+    for (const first of byMessage.get(row[COL.message_id] as string) ?? NONE) if (first >= batch && !firsts.includes(first)) firsts.push(first);
     return fold(load, row, firsts);
   });
 }
+
+const NONE: readonly number[] = [];
 
 /** The message id of an outcome or approval line (`[seq,"kind",ts,"id",…`), or undefined when it needs a real parse. */
 function messageIdOf(line: string, kindAt: number): string | undefined {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { BusError } from '../errors.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
-import { runQuery } from './batch-query.js';
+import { BatchCache, runQuery } from './batch-query.js';
 import { Checkpointer } from './checkpointer.js';
 import { createByteDigest, createDigest, GENESIS, keyCheck, type ByteDigest, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
@@ -151,6 +151,8 @@ export class SqliteAuditLog implements AuditLog {
   private readonly onCommit: ((head: ChainHead) => void) | undefined;
   private stmts!: ReturnType<typeof prepare>;
   private readonly queryStmts = new Map<string, Database.Statement>();
+  /** Batches recent queries parsed, kept while the database is unchanged (see {@link BatchCache}). */
+  private readonly batches = new BatchCache();
   private appendTx!: Database.Transaction<(batches: readonly EncodedBatch[]) => ChainHead>;
   /** The file written, to notice when the path no longer leads to it (file logs only). */
   private identity: Identity | undefined;
@@ -225,6 +227,7 @@ export class SqliteAuditLog implements AuditLog {
     this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
     this.stmts = prepare(db);
     this.queryStmts.clear();
+    this.batches.clear();
     this.appendTx = db.transaction((batches: readonly EncodedBatch[]) => this.writeBatches(batches));
     return chain;
   }
@@ -319,9 +322,10 @@ export class SqliteAuditLog implements AuditLog {
       } else {
         sql = `SELECT first_seq FROM audit_batch WHERE 1${range} ORDER BY first_seq ${order}`;
       }
+      this.batches.check(this.stmts);
       const candidates = this.statement(sql).pluck().iterate(args) as IterableIterator<number>;
       try {
-        return runQuery(this.stmts, candidates, { ...f, limit });
+        return runQuery(this.stmts, this.batches, candidates, { ...f, limit });
       } finally {
         candidates.return?.();
       }
@@ -553,9 +557,12 @@ function prepare(db: Database.Database) {
     dropMessage: db.prepare('DELETE FROM audit_message WHERE message_id = ? AND first_seq = ?'),
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
-    followConversations: db.prepare('SELECT conversation_id, first_seq FROM audit_conversation WHERE conversation_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
-    followMessages: db.prepare('SELECT message_id, first_seq FROM audit_message WHERE message_id IN (SELECT value FROM json_each(?)) AND first_seq >= ?').raw(),
+    // json_each drives (CROSS JOIN keeps that order): one seek per key, where an IN list would first build a temporary index of the keys.
+    followConversations: db.prepare('SELECT c.conversation_id, c.first_seq FROM json_each(?) j CROSS JOIN audit_conversation c ON c.conversation_id = j.value AND c.first_seq >= ?').raw(),
+    followMessages: db.prepare('SELECT m.message_id, m.first_seq FROM json_each(?) j CROSS JOIN audit_message m ON m.message_id = j.value AND m.first_seq >= ?').raw(),
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
+    changes: db.prepare('SELECT total_changes()').pluck(),
+    dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
   return stmts;
 }
