@@ -40,7 +40,7 @@ const outcome = (of: AttemptRecord, over: Partial<OutcomeRecord> = {}): OutcomeR
   from: of.from,
   to: of.to,
   outcome: 'failed',
-  code: 'HANDLER_ERROR',
+  code: 'HANDLER_FAILED',
   conversationId: of.conversationId,
   ...over,
 });
@@ -80,7 +80,7 @@ describe('the query cache', () => {
     log.append([a, attempt()]);
     expect(log.query({ agentId: 'a' })[1]).toMatchObject({ messageId: a.messageId, outcome: 'delivered' });
     log.append([outcome(a)]);
-    expect(log.query({ agentId: 'a' })[1]).toMatchObject({ messageId: a.messageId, outcome: 'failed', code: 'HANDLER_ERROR' });
+    expect(log.query({ agentId: 'a' })[1]).toMatchObject({ messageId: a.messageId, outcome: 'failed', code: 'HANDLER_FAILED' });
   });
 
   it('shows a batch as edited by this connection after it was cached', () => {

@@ -29,9 +29,9 @@ export interface BatchFilter {
 export interface BatchStatements {
   readonly records: Database.Statement; // (first_seq) -> records
   readonly containing: Database.Statement; // (seq) -> first_seq of the batch holding it
-  /** (conversations as a JSON array, from) -> [conversation, first_seq]. */
+  /** (conversations as a JSON array, from) -> [index in the array, first_seq]. */
   readonly followConversations: Database.Statement;
-  /** (messages as a JSON array, from) -> [message, first_seq]: follow-ups stored without a conversation. */
+  /** (messages as a JSON array, from) -> [index in the array, first_seq]: follow-ups stored without a conversation. */
   readonly followMessages: Database.Statement;
   /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
   readonly anyMessages: Database.Statement;
@@ -211,7 +211,9 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
     return b;
   };
   const ascending = f.afterSeq !== undefined;
-  const found: { row: Row; batch: number }[] = [];
+  // The page: each entry's attempt record and the batch holding it.
+  const rows: Row[] = [];
+  const batches: number[] = [];
   const agent = f.agentId;
   // A line that does not contain the value as a JSON string cannot match: skip its parse.
   const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : '';
@@ -234,38 +236,70 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
       const ts = r[COL.ts] as number;
       if (f.since !== undefined && !(ts >= f.since)) continue;
       if (f.before !== undefined && !(ts < f.before)) continue;
-      found.push({ row: r, batch: first });
-      if (found.length >= f.limit) break outer;
+      rows.push(r);
+      batches.push(first);
+      if (rows.length >= f.limit) break outer;
     }
   }
-  if (found.length === 0) return [];
-  // Where the page's follow-ups are: one index lookup for the whole page.
+  if (rows.length === 0) return [];
+  // Where the page's follow-ups are: one index lookup for the whole page, each distinct key numbered.
   let from = Infinity;
-  const conversations = new Set<string>();
-  const messages = new Set<string>();
-  for (const { row, batch } of found) {
-    if (batch < from) from = batch;
-    conversations.add(row[COL.conversation_id] as string);
-    messages.add(row[COL.message_id] as string);
-  }
-  const byConversation = new Map<string, number[]>();
-  const byMessage = new Map<string, number[]>();
-  const note = (where: Map<string, number[]>, key: string, first: number) => {
-    const list = where.get(key);
-    if (list === undefined) where.set(key, [first]);
-    else list.push(first);
-  };
-  for (const [c, first] of stmts.followConversations.all(JSON.stringify([...conversations]), from) as [string, number][]) note(byConversation, c, first);
+  for (const b of batches) if (b < from) from = b;
+  const conversations = new Map<string, number>();
+  const conversationOf = number(rows, COL.conversation_id, conversations);
+  const byConversation = lookup(stmts.followConversations, conversations, from);
+  let byMessage: (number | number[] | undefined)[] = [];
+  let messageOf: Int32Array | undefined;
   if (cache.hasMessages(stmts)) {
-    for (const [m, first] of stmts.followMessages.all(JSON.stringify([...messages]), from) as [string, number][]) note(byMessage, m, first);
+    const messages = new Map<string, number>();
+    messageOf = number(rows, COL.message_id, messages);
+    byMessage = lookup(stmts.followMessages, messages, from);
   }
   const firsts: number[] = [];
-  return found.map(({ row, batch }) => {
+  return rows.map((row, k) => {
+    const batch = batches[k] as number;
     firsts.length = 0;
-    for (const first of byConversation.get(row[COL.conversation_id] as string) ?? NONE) if (first >= batch) firsts.push(first);
-    for (const first of byMessage.get(row[COL.message_id] as string) ?? NONE) if (first >= batch && !firsts.includes(first)) firsts.push(first);
+    addFrom(firsts, byConversation[conversationOf[k] as number], batch);
+    if (messageOf !== undefined) addFrom(firsts, byMessage[messageOf[k] as number], batch);
     return fold(load, row, firsts);
   });
+}
+
+/** Numbers the distinct values of column `col` of `rows` in `keys` (in order of first use); returns each row's number. */
+function number(rows: readonly Row[], col: number, keys: Map<string, number>): Int32Array {
+  const of = new Int32Array(rows.length);
+  for (let k = 0; k < rows.length; k++) {
+    const key = (rows[k] as Row)[col] as string;
+    let i = keys.get(key);
+    if (i === undefined) keys.set(key, (i = keys.size));
+    of[k] = i;
+  }
+  return of;
+}
+
+/**
+ * The batches at or after `from` that an index lists for each of `keys`, by the key's number:
+ * one first_seq, or a list when there are more (most keys have one: no array for those).
+ */
+function lookup(stmt: Database.Statement, keys: Map<string, number>, from: number): (number | number[] | undefined)[] {
+  const out: (number | number[] | undefined)[] = [];
+  for (const [i, first] of stmt.all(JSON.stringify([...keys.keys()]), from) as [number, number][]) {
+    const had = out[i];
+    if (had === undefined) out[i] = first;
+    else if (typeof had === 'number') out[i] = [had, first];
+    else had.push(first);
+  }
+  return out;
+}
+
+/** Adds to `firsts` the batches of `found` (from {@link lookup}) at or after `batch` that it does not hold yet. */
+function addFrom(firsts: number[], found: number | number[] | undefined, batch: number): void {
+  if (found === undefined) return;
+  if (typeof found === 'number') {
+    if (found >= batch && !firsts.includes(found)) firsts.push(found);
+    return;
+  }
+  for (const first of found) if (first >= batch && !firsts.includes(first)) firsts.push(first);
 }
 
 const NONE: readonly number[] = [];

@@ -558,8 +558,8 @@ function prepare(db: Database.Database) {
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
     // json_each drives (CROSS JOIN keeps that order): one seek per key, where an IN list would first build a temporary index of the keys.
-    followConversations: db.prepare('SELECT c.conversation_id, c.first_seq FROM json_each(?) j CROSS JOIN audit_conversation c ON c.conversation_id = j.value AND c.first_seq >= ?').raw(),
-    followMessages: db.prepare('SELECT m.message_id, m.first_seq FROM json_each(?) j CROSS JOIN audit_message m ON m.message_id = j.value AND m.first_seq >= ?').raw(),
+    followConversations: db.prepare('SELECT j.key, c.first_seq FROM json_each(?) j CROSS JOIN audit_conversation c ON c.conversation_id = j.value AND c.first_seq >= ?').raw(),
+    followMessages: db.prepare('SELECT j.key, m.first_seq FROM json_each(?) j CROSS JOIN audit_message m ON m.message_id = j.value AND m.first_seq >= ?').raw(),
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
     changes: db.prepare('SELECT total_changes()').pluck(),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
