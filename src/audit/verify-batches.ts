@@ -70,7 +70,8 @@ export function verifyRows(rows: Iterable<VerifyRow>, digest: ByteDigest, anchor
       const length = 64 + end - start;
       work.copyWithin(64, bytesAt + start, bytesAt + end);
       const hash = digest((views[length] ??= work.subarray(0, length)));
-      if (!hex.startsWith(hash, 64 * i)) {
+      // (slice and ===: a matching startsWith at an offset is several times slower)
+      if (hex.slice(64 * i, 64 * i + 64) !== hash) {
         return bad(seq, `row ${seq} does not match its hash: it was changed, or a row was inserted before it`, checked, anchor);
       }
       if (want !== undefined && seq === want.seq) {
