@@ -111,6 +111,8 @@ class Batch {
   private follow: Map<string, number[]> | undefined;
   /** Per needle (or '' for none): the indexes of the attempt lines containing it, ascending. */
   private readonly attempts = new Map<string, Int32Array>();
+  /** Set when a query after the one that read it took it from the cache. */
+  reused = false;
 
   constructor(
     readonly first: number,
@@ -128,25 +130,28 @@ class Batch {
 
   /**
    * Indexes of the lines that may be attempts matching `needle` (a JSON string that a
-   * matching line must contain; '' for any), ascending. Worked out from the text once per
-   * needle (a few needles per batch are kept).
+   * matching line must contain; '' for any), ascending; worked out once per needle (a few
+   * are kept) but only for a batch that a later query reused from the cache: undefined on a
+   * batch's first use, when the caller checks lines one by one ({@link mayMatch}) and stops
+   * as soon as its page is full.
    */
-  attemptsWith(needle: string): Int32Array {
+  attemptLines(needle: string): Int32Array | undefined {
+    if (!this.reused) return undefined;
     let list = this.attempts.get(needle);
     if (list === undefined) {
       const out: number[] = [];
-      for (let i = 0; i < this.count; i++) {
-        const line = this.line(i);
-        // Cheap checks on the text before parsing: attempts only, holding the needle.
-        if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
-        if (needle !== '' && !line.includes(needle)) continue;
-        out.push(i);
-      }
+      for (let i = 0; i < this.count; i++) if (this.mayMatch(i, needle)) out.push(i);
       list = Int32Array.from(out);
       if (this.attempts.size >= 8) this.attempts.clear();
       this.attempts.set(needle, list);
     }
     return list;
+  }
+
+  /** Cheap checks on the text before parsing: line `i` is an attempt holding `needle`. */
+  mayMatch(i: number, needle: string): boolean {
+    const line = this.line(i);
+    return line.charCodeAt(line.indexOf(',') + 2) === 97 /* "a"ttempt */ && (needle === '' || line.includes(needle));
   }
 
   row(i: number): Row {
@@ -200,7 +205,8 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
     let b = mine.get(first);
     if (b === undefined) {
       b = cache.get(first);
-      if (b === undefined) {
+      if (b !== undefined) b.reused = true;
+      else {
         const text = stmts.records.get(first) as string | undefined;
         if (text === undefined) return undefined;
         b = new Batch(first, text);
@@ -220,13 +226,15 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
   outer: for (const first of candidates) {
     const b = load(first);
     if (b === undefined) continue;
-    const lines = b.attemptsWith(needle);
-    const n = lines.length;
+    const lines = b.attemptLines(needle);
+    const n = lines === undefined ? b.count : lines.length;
     for (let k = 0; k < n; k++) {
-      const i = lines[ascending ? k : n - 1 - k] as number;
+      const j = ascending ? k : n - 1 - k;
+      const i = lines === undefined ? j : (lines[j] as number);
       const seq = first + i;
       if (f.beforeSeq !== undefined && seq >= f.beforeSeq) continue;
       if (f.afterSeq !== undefined && seq <= f.afterSeq) continue;
+      if (lines === undefined && !b.mayMatch(i, needle)) continue;
       const r = b.row(i);
       if (r[COL.kind] !== 'attempt') continue;
       if (agent !== undefined && r[COL.sender] !== agent && r[COL.recipient] !== agent) continue;
