@@ -59,7 +59,7 @@ function uncached(log: SqliteAuditLog, q: MessageLogQuery): MessageLogEntry[] {
 const FILTERS: MessageLogQuery[] = [{}, { agentId: 'a' }, { agentId: 'b', limit: 3 }, { conversationId: 'c2' }, { afterSeq: 0, limit: 5 }, { beforeSeq: 40, limit: 7 }];
 
 describe('the query cache', () => {
-  it('reads a batch once while nothing changes, and again after any append', () => {
+  it('keeps the batches read once the log was unchanged between two queries, and drops them at any append', () => {
     const path = join(dir, 'reads.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt(), attempt()]);
@@ -67,10 +67,17 @@ describe('the query cache', () => {
     const first = log.query({ agentId: 'a' });
     expect(records).toHaveBeenCalledTimes(1);
     expect(log.query({ agentId: 'a' })).toEqual(first);
-    expect(records).toHaveBeenCalledTimes(1); // served from the cache
+    expect(records).toHaveBeenCalledTimes(2); // unchanged since the last query: now kept
+    expect(log.query({ agentId: 'a' })).toEqual(first);
+    expect(log.query({ agentId: 'a' })).toEqual(first);
+    expect(records).toHaveBeenCalledTimes(2); // served from the cache
     log.append([attempt({ from: 'z', to: 'y' })]);
     expect(log.query({ agentId: 'a' })).toEqual(first);
-    expect(records).toHaveBeenCalledTimes(2); // the append emptied it
+    expect(records).toHaveBeenCalledTimes(3); // the append emptied it, and this query keeps nothing
+    expect(cacheOf(log).size).toBe(0);
+    expect(log.query({ agentId: 'a' })).toEqual(first);
+    expect(log.query({ agentId: 'a' })).toEqual(first);
+    expect(records).toHaveBeenCalledTimes(4);
     log.close();
   });
 
@@ -149,6 +156,7 @@ describe('the query cache', () => {
     for (let i = 0; i < CACHED_BATCHES + 8; i++) log.append([attempt(), attempt({ from: 'z', to: 'y' })]);
     const all = log.query({ agentId: 'a', limit: 10_000 });
     expect(all).toHaveLength(CACHED_BATCHES + 8);
+    expect(log.query({ agentId: 'a', limit: 10_000 })).toEqual(all);
     expect(cacheOf(log).size).toBe(CACHED_BATCHES);
     expect(log.query({ agentId: 'a', limit: 10_000 })).toEqual(all);
     expect(uncached(log, { agentId: 'a', limit: 10_000 })).toEqual(all);

@@ -51,8 +51,8 @@ export const CACHED_BATCHES = 32;
  * connection (an append, retention dropping old batches, any other write) or by another
  * (the worker's writer, a tool, someone editing the file) empties the cache. So a query
  * never sees a batch as it was before a change; an unchanged log (a closed bus's file, an
- * idle bus, paging through history) is read and parsed once. At most {@link CACHED_BATCHES}
- * are kept, the least recently used dropped first.
+ * idle bus, paging through history) is read and parsed once more after the first query,
+ * then kept. At most {@link CACHED_BATCHES} are kept, the least recently used dropped first.
  */
 export class BatchCache {
   private readonly batches = new Map<number, Batch>();
@@ -60,11 +60,19 @@ export class BatchCache {
   private dataVersion = -1;
   private anyMessages: boolean | undefined;
 
-  /** Empties the cache unless the database is as it was at the last query. */
+  /** True when the database was unchanged between the last two queries: only then are batches kept. */
+  private steady = false;
+
+  /**
+   * Empties the cache unless the database is as it was at the last query. A log that
+   * changed since keeps nothing from this query either: on a busy log every batch kept would
+   * be dropped at the next query, after living long enough to cost the GC (promoted).
+   */
   check(stmts: BatchStatements): void {
     const changes = stmts.changes.get() as number;
     const dataVersion = stmts.dataVersion.get() as number;
-    if (changes === this.changes && dataVersion === this.dataVersion) return;
+    this.steady = changes === this.changes && dataVersion === this.dataVersion;
+    if (this.steady) return;
     this.changes = changes;
     this.dataVersion = dataVersion;
     this.clear();
@@ -90,6 +98,7 @@ export class BatchCache {
   }
 
   set(b: Batch): void {
+    if (!this.steady) return;
     if (this.batches.size >= CACHED_BATCHES) this.batches.delete(this.batches.keys().next().value as number);
     this.batches.set(b.first, b);
   }
@@ -257,7 +266,7 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
   const conversationOf = number(rows, COL.conversation_id, conversations);
   const byConversation = lookup(stmts.followConversations, conversations, from);
   let byMessage: (number | number[] | undefined)[] = [];
-  let messageOf: Int32Array | undefined;
+  let messageOf: number[] | undefined;
   if (cache.hasMessages(stmts)) {
     const messages = new Map<string, number>();
     messageOf = number(rows, COL.message_id, messages);
@@ -274,13 +283,14 @@ export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: 
 }
 
 /** Numbers the distinct values of column `col` of `rows` in `keys` (in order of first use); returns each row's number. */
-function number(rows: readonly Row[], col: number, keys: Map<string, number>): Int32Array {
-  const of = new Int32Array(rows.length);
-  for (let k = 0; k < rows.length; k++) {
-    const key = (rows[k] as Row)[col] as string;
+function number(rows: readonly Row[], col: number, keys: Map<string, number>): number[] {
+  // (A plain array: a typed array would put a backing store outside the heap for the GC to track.)
+  const of: number[] = [];
+  for (const row of rows) {
+    const key = row[col] as string;
     let i = keys.get(key);
     if (i === undefined) keys.set(key, (i = keys.size));
-    of[k] = i;
+    of.push(i);
   }
   return of;
 }
