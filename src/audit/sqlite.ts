@@ -546,7 +546,7 @@ function prepare(db: Database.Database) {
     first: db.prepare('SELECT first_seq, prev_hash, count, records FROM audit_batch ORDER BY first_seq LIMIT 1').raw(),
     meta: db.prepare('SELECT value FROM audit_meta WHERE key = ?').pluck(),
     setMeta: db.prepare('INSERT OR REPLACE INTO audit_meta (key, value) VALUES (?, ?)'),
-    verify: db.prepare('SELECT first_seq, count, prev_hash, hashes, CAST(records AS BLOB) FROM audit_batch ORDER BY first_seq').raw(),
+    verify: db.prepare('SELECT first_seq, count, prev_hash, lower(hex(hashes)), records FROM audit_batch ORDER BY first_seq').raw(),
     insertBatch: db.prepare('INSERT INTO audit_batch (first_seq, count, prev_hash, hashes, records) VALUES (?, ?, ?, ?, ?)'),
     insertSlices: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) SELECT value, ? FROM json_each(?)'),
     insertConversations: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) SELECT value, ? FROM json_each(?)'),

@@ -4,14 +4,15 @@
  * A batch's `records` is `[`, then one canonical record line per record (all but the last
  * ending in `,`), then `]`, one per line; its `hashes` are the records' 32-byte hashes. Each
  * record must sit at its seq and hash to its stored hash from the one before it:
- * `H(prev ‖ line)`, `prev` as 64 hex characters. The walk reads each batch's text as bytes
- * (exactly what is stored), finds its lines by their newlines, and hashes each
- * `prev ‖ line` from one reused buffer: no string is built per record but the digest.
+ * `H(prev ‖ line)`, `prev` as 64 hex characters. The walk writes each batch's text (as
+ * UTF-8, as it was hashed) and its hashes (as hex, from SQLite) into one reused buffer, finds
+ * the lines by their newlines, and hashes each `prev ‖ line` there: no string is built per
+ * record but the digest, and no buffer per batch (external memory the GC would have to chase).
  */
 import type { ByteDigest } from './hash-chain.js';
 import type { ChainHead, VerifyResult } from './types.js';
 
-/** One stored batch row: first seq, count, hash before the first, the hashes, the records as bytes. */
+/** One stored batch row: first seq, count, hash before the first, the hashes in lowercase hex, the records text. */
 export type VerifyRow = [first: number, count: number, prevHash: unknown, hashes: unknown, records: unknown];
 
 /**
@@ -23,8 +24,7 @@ export function verifyRows(rows: Iterable<VerifyRow>, digest: ByteDigest, anchor
   let expected = anchor.seq + 1;
   let prev = anchor.hash;
   let checked = 0;
-  // work: [0, scratch) `prev ‖ line` of the record being hashed, then the batch's hashes in
-  // hex, then its bytes; `views[n]` is the first n bytes of work (reused: no view per record).
+  // `views[n]` is the first n bytes of work (reused: no view per record).
   let scratch = 4096;
   let work = Buffer.allocUnsafeSlow(scratch + 256 * 1024);
   let views: Uint8Array[] = [];
@@ -36,36 +36,50 @@ export function verifyRows(rows: Iterable<VerifyRow>, digest: ByteDigest, anchor
         : bad(first, `row ${first} is out of sequence (expected row ${expected})`, checked, anchor);
     }
     if (prevHash !== prev) return bad(first, `row ${first} does not continue the chain: its batch names another predecessor`, checked, anchor);
-    if (!Buffer.isBuffer(records) || !Buffer.isBuffer(hashes) || hashes.length !== count * 32) return bad(first, `the batch starting at row ${first} is malformed`, checked, anchor);
+    if (typeof records !== 'string' || typeof hashes !== 'string' || hashes.length !== count * 64) {
+      return bad(first, `the batch starting at row ${first} is malformed`, checked, anchor);
+    }
+    // work: [0, scratch) `prev ‖ line` of the record being hashed, the hashes in hex, the batch's UTF-8 bytes.
+    const size = Buffer.byteLength(records, 'utf8');
+    if (scratch + hashes.length + size > work.length) {
+      work = Buffer.allocUnsafeSlow(2 * (scratch + hashes.length + size));
+      views = [];
+    }
+    const hex = hashes;
+    let hexAt = scratch;
+    let bytesAt = hexAt + hex.length;
+    work.write(records, bytesAt, 'utf8');
+    let bytes = work.subarray(bytesAt, bytesAt + size);
     // Exactly count + 1 newlines: `[` alone on the first line, `]` alone on the last.
     if (newlines.length < count + 1) newlines = new Int32Array(2 * (count + 1));
     let n = 0;
-    for (let at = records.indexOf(10); at >= 0; at = records.indexOf(10, at + 1)) {
+    for (let at = bytes.indexOf(10); at >= 0; at = bytes.indexOf(10, at + 1)) {
       if (n > count) return bad(first, `the batch starting at row ${first} is malformed`, checked, anchor);
       newlines[n++] = at;
     }
-    if (n !== count + 1 || records[0] !== 91 || newlines[0] !== 1 || records.length !== newlines[count]! + 2 || records[records.length - 1] !== 93) {
+    if (n !== count + 1 || bytes[0] !== 91 || newlines[0] !== 1 || size !== newlines[count]! + 2 || bytes[size - 1] !== 93) {
       return bad(first, `the batch starting at row ${first} is malformed`, checked, anchor);
     }
     let longest = 0;
     for (let i = 0; i < count; i++) longest = Math.max(longest, newlines[i + 1]! - newlines[i]!);
-    if (64 + longest > scratch || scratch + 64 * count + records.length > work.length) {
-      scratch = Math.max(scratch, 2 * (64 + longest));
-      work = Buffer.allocUnsafeSlow(scratch + 2 * (64 * count + records.length));
+    if (64 + longest > scratch) {
+      // A line longer than the scratch area: make room and lay the bytes out again (the newlines are relative).
+      scratch = 2 * (64 + longest);
+      work = Buffer.allocUnsafeSlow(2 * (scratch + hex.length + size));
       views = [];
+      hexAt = scratch;
+      bytesAt = hexAt + hex.length;
+      work.write(records, bytesAt, 'utf8');
+      bytes = work.subarray(bytesAt, bytesAt + size);
     }
-    const hex = hashes.toString('hex');
-    const hexAt = scratch;
-    const bytesAt = hexAt + hex.length;
     work.write(prev, 0, 'latin1');
     work.write(hex, hexAt, 'latin1');
-    work.set(records, bytesAt);
     for (let i = 0; i < count; i++) {
       const seq = first + i;
       const start = newlines[i]! + 1;
       // All but the last line end in the separating comma: it is not hashed (a missing one fails the hash).
       const end = i < count - 1 ? newlines[i + 1]! - 1 : newlines[i + 1]!;
-      if (!startsWithSeq(records, start, end, seq)) return bad(seq, `row ${seq} is out of sequence or malformed`, checked, anchor);
+      if (!startsWithSeq(bytes, start, end, seq)) return bad(seq, `row ${seq} is out of sequence or malformed`, checked, anchor);
       if (i > 0) work.copyWithin(0, hexAt + 64 * (i - 1), hexAt + 64 * i);
       const length = 64 + end - start;
       work.copyWithin(64, bytesAt + start, bytesAt + end);
