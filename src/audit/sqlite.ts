@@ -289,6 +289,8 @@ export class SqliteAuditLog implements AuditLog {
   /**
    * Entries (one per message and recipient, with its latest state): newest first, or oldest
    * first with `afterSeq`. Paging by `beforeSeq` / `afterSeq` reaches every entry exactly once.
+   * Batches read are kept parsed for the next queries only while the database is unchanged
+   * (see {@link BatchCache}).
    */
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
     this.assertOpen();
