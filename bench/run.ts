@@ -28,15 +28,22 @@ process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 /** About 120 bytes of JSON, like a small task description. */
 const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };
 
-type Mode = 'mitt' | 'off' | 'memory' | 'file';
-const MODES: Mode[] = ['mitt', 'off', 'memory', 'file'];
+// memory-worker: `:memory:` written from a worker thread (`audit: { path: ':memory:', worker: true }`),
+// beside the default (SQLite on the bus's thread), so the trade-off shows in the same run.
+type Mode = 'mitt' | 'off' | 'memory' | 'memory-worker' | 'file';
+const MODES: Mode[] = ['mitt', 'off', 'memory', 'memory-worker', 'file'];
+const AUDIT: Record<Exclude<Mode, 'mitt'>, () => NonNullable<OrchestratorOptions['audit']>> = {
+  off: () => false,
+  memory: () => ({ path: ':memory:' }),
+  'memory-worker': () => ({ path: ':memory:', worker: true }),
+  file: () => ({ path: join(dir, `bench-${fileCounter++}.db`) }),
+};
 let fileCounter = 0;
 
 /** A bus set up as the figures assume: wildcard allow, rate limit off, roomy mailboxes. */
 function makeBus(mode: Exclude<Mode, 'mitt'>, extra: OrchestratorOptions = {}): Orchestrator {
-  const audit = mode === 'off' ? false : mode === 'memory' ? { path: ':memory:' } : { path: join(dir, `bench-${fileCounter++}.db`) };
   return new Orchestrator({
-    audit,
+    audit: AUDIT[mode](),
     policies: [{ from: '*', to: '*', allow: ['ask', 'notify'] }],
     limits: { rate: false, maxQueue: 1_000_000 },
     ...extra,

@@ -36,14 +36,16 @@ export interface EncodedPayload {
  *
  * @param maxBytes refuse with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
-export function encodePayload(value: unknown, maxBytes: number, what = 'payload'): EncodedPayload {
-  return checkSize(copyPlainJson(value, maxBytes, what), maxBytes, what);
+export function encodePayload(value: unknown, maxBytes: number, what = 'payload', withJson = false): EncodedPayload {
+  return checkSize(copyPlainJson(value, maxBytes, what, withJson), maxBytes, what);
 }
 
 /** A checked copy and the UTF-8 size of its JSON, before the size limit is applied. */
 export interface PlainCopy {
   readonly copy: unknown;
   readonly bytes: number;
+  /** The copy's JSON, written during the walk when asked for (`withJson`). */
+  readonly json?: string | undefined;
 }
 
 /**
@@ -59,13 +61,17 @@ export interface PlainCopy {
  * {@link checkSize} with the same limit always passes; it stays for callers that check
  * against a smaller limit.
  *
+ * With `withJson`, the walk also writes the copy's JSON as it goes (what `JSON.stringify`
+ * of the copy gives, byte for byte), for callers that will hash or send it: cheaper than
+ * serializing the frozen copy afterwards, which V8 does on a slow path.
+ *
  * @param maxBytes the walk stops with PAYLOAD_TOO_LARGE past this many UTF-8 bytes.
  */
-export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload'): PlainCopy {
-  const walk: Walk = { bytes: 0, skipped: 0, objects: 0, path: [], what, maxBytes, strings: undefined, seen: undefined };
+export function copyPlainJson(value: unknown, maxBytes: number, what = 'payload', withJson = false): PlainCopy {
+  const walk: Walk = { bytes: 0, skipped: 0, objects: 0, path: [], what, maxBytes, strings: undefined, seen: undefined, json: withJson ? '' : undefined };
   try {
     const copy = copyPlain(value === undefined ? null : value, walk);
-    return { copy, bytes: walk.bytes };
+    return { copy, bytes: walk.bytes, json: walk.json };
   } catch (error) {
     if (isOurs(error)) throw error;
     // A getter or a Proxy trap threw while being read (the thrown value may itself be a revoked Proxy).
@@ -87,14 +93,14 @@ export function checkSize(plain: PlainCopy, maxBytes: number, what = 'payload'):
   if (plain.bytes > maxBytes) {
     throw new BusError('PAYLOAD_TOO_LARGE', `${what} is ${plain.bytes} bytes, over the limit of ${maxBytes} bytes`);
   }
-  return new Encoded(plain.copy, plain.bytes);
+  return new Encoded(plain.copy, plain.bytes, plain.json);
 }
 
 class Encoded implements EncodedPayload {
-  private serialized: string | undefined;
   constructor(
     readonly copy: unknown,
     readonly bytes: number,
+    private serialized: string | undefined,
   ) {}
   get json(): string {
     return (this.serialized ??= JSON.stringify(this.copy));
@@ -141,8 +147,11 @@ interface Walk {
   readonly path: (string | number)[];
   readonly what: string;
   readonly maxBytes: number;
-  strings: Map<string, number> | undefined;
-  seen: Map<object, { readonly copy: unknown; readonly bytes: number }> | undefined;
+  strings: Map<string, { readonly bytes: number; readonly json: string }> | undefined;
+  /** Objects met again after the first few: their copy, bytes, and JSON once it was needed (a repeat while writing JSON). */
+  seen: Map<object, { readonly copy: unknown; readonly bytes: number; json: string | undefined }> | undefined;
+  /** The JSON written so far, or undefined when nobody asked for it. */
+  json: string | undefined;
 }
 
 function pathText(walk: Walk): string {
@@ -165,22 +174,35 @@ function add(walk: Walk, bytes: number): void {
   walk.bytes = total;
 }
 
-/** UTF-8 bytes of `JSON.stringify(s)`, reading `s` only if it can fit in what is left. */
+/** {@link add}, and `text` appended to the JSON when the walk writes it. */
+function put(walk: Walk, bytes: number, text: string): void {
+  add(walk, bytes);
+  if (walk.json !== undefined) walk.json += text;
+}
+
+/** UTF-8 bytes of `JSON.stringify(s)` (and that JSON, when written), reading `s` only if it can fit in what is left. */
 function addString(walk: Walk, s: string): void {
   const length = s.length;
   // Every UTF-16 unit takes at least one byte of JSON: a string longer than what is left is refused unread.
   if (length + 2 > walk.maxBytes - walk.bytes) tooLarge(walk, walk.bytes + length + 2);
   if (length < CACHED_STRING_LENGTH) {
-    add(walk, PLAIN_ASCII.test(s) ? length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8'));
+    if (PLAIN_ASCII.test(s)) {
+      put(walk, length + 2, walk.json === undefined ? '' : `"${s}"`);
+    } else {
+      const json = JSON.stringify(s);
+      put(walk, Buffer.byteLength(json, 'utf8'), json);
+    }
     return;
   }
   const strings = (walk.strings ??= new Map());
-  let bytes = strings.get(s);
-  if (bytes === undefined) {
-    bytes = PLAIN_ASCII.test(s) ? length + 2 : Buffer.byteLength(JSON.stringify(s), 'utf8');
-    if (strings.size < MAX_CACHED_STRINGS) strings.set(s, bytes);
+  let known = strings.get(s);
+  if (known === undefined) {
+    // Its JSON is kept only when the walk writes JSON (plain ASCII needs no escaping).
+    const json = PLAIN_ASCII.test(s) ? undefined : JSON.stringify(s);
+    known = { bytes: json === undefined ? length + 2 : Buffer.byteLength(json, 'utf8'), json: json === undefined || walk.json === undefined ? '' : json };
+    if (strings.size < MAX_CACHED_STRINGS) strings.set(s, known);
   }
-  add(walk, bytes);
+  put(walk, known.bytes, walk.json === undefined ? '' : known.json === '' ? `"${s}"` : known.json);
 }
 
 function copyPlain(value: unknown, walk: Walk): unknown {
@@ -189,16 +211,18 @@ function copyPlain(value: unknown, walk: Walk): unknown {
       addString(walk, value);
       return value;
     case 'boolean':
-      add(walk, value ? 4 : 5);
+      put(walk, value ? 4 : 5, value ? 'true' : 'false');
       return value;
-    case 'number':
+    case 'number': {
       if (!Number.isFinite(value)) refuse(walk, `${value} is not a finite number`);
       if (value === 0) {
-        add(walk, 1);
+        put(walk, 1, '0');
         return 0; // JSON writes -0 as 0
       }
-      add(walk, String(value).length); // JSON formats finite numbers as String() does, in ASCII
+      const text = String(value); // JSON formats finite numbers as String() does, in ASCII
+      put(walk, text.length, text);
       return value;
+    }
     case 'object':
       break;
     case 'undefined':
@@ -207,7 +231,7 @@ function copyPlain(value: unknown, walk: Walk): unknown {
       return refuse(walk, `a ${typeof value} is not a JSON value`);
   }
   if (value === null) {
-    add(walk, 4);
+    put(walk, 4, 'null');
     return null;
   }
   if (walk.path.length >= MAX_PAYLOAD_DEPTH) refuse(walk, `nested deeper than ${MAX_PAYLOAD_DEPTH} levels (or cyclic)`);
@@ -217,11 +241,14 @@ function copyPlain(value: unknown, walk: Walk): unknown {
   const known = seen.get(value);
   if (known !== undefined) {
     add(walk, known.bytes);
+    // Serialized only when met again, from its copy: at most the bytes just charged for it.
+    // (Slicing it out of the JSON written so far would flatten all of that at every object.)
+    if (walk.json !== undefined) walk.json += known.json ??= JSON.stringify(known.copy);
     return known.copy;
   }
   const before = walk.bytes;
   const copy = copyComposite(value, walk);
-  seen.set(value, { copy, bytes: walk.bytes - before });
+  seen.set(value, { copy, bytes: walk.bytes - before, json: undefined });
   return copy;
 }
 
@@ -240,6 +267,7 @@ function copyComposite(value: object, walk: Walk): unknown {
   const out: Record<string, unknown> = {};
   let members = 0;
   add(walk, 2); // braces
+  if (walk.json !== undefined) walk.json += '{';
   for (const key of keys) {
     if (key === '__proto__') refuse(walk, 'a "__proto__" key is refused');
     path.push(key);
@@ -252,12 +280,13 @@ function copyComposite(value: object, walk: Walk): unknown {
       }
       continue;
     }
-    if (members++ > 0) add(walk, 1); // comma
+    if (members++ > 0) put(walk, 1, ',');
     addString(walk, key);
-    add(walk, 1); // colon
+    put(walk, 1, ':');
     out[key] = copyPlain(child, walk);
     path.pop();
   }
+  if (walk.json !== undefined) walk.json += '}';
   return Object.freeze(out);
 }
 
@@ -273,9 +302,11 @@ function copyArray(value: unknown[], walk: Walk): unknown {
   // Each element takes at least a byte and a comma: refuse a long array before touching its keys.
   if (length > 0 && 2 * length + 1 > walk.maxBytes - walk.bytes) tooLarge(walk, walk.bytes + 2 * length + 1);
   add(walk, length === 0 ? 2 : length + 1); // brackets and commas
+  if (walk.json !== undefined) walk.json += '[';
   const path = walk.path;
   const out = new Array<unknown>(length);
   for (let i = 0; i < length; i++) {
+    if (i > 0 && walk.json !== undefined) walk.json += ',';
     path.push(i);
     const element = value[i]; // read once: an index getter runs once
     if (element === undefined) refuse(walk, Object.hasOwn(value, i) ? 'undefined is not a JSON value' : 'a hole in an array is not plain JSON');
@@ -285,5 +316,6 @@ function copyArray(value: unknown[], walk: Walk): unknown {
   // Named properties: JSON would drop them. Checked last, once the length is known to fit
   // (Object.keys builds a string per index, the costliest step of a long array).
   if (Object.keys(value).length !== length) refuse(walk, 'an array with named properties is not plain JSON');
+  if (walk.json !== undefined) walk.json += ']';
   return Object.freeze(out);
 }

@@ -4,7 +4,7 @@ import mittModule, { type Emitter } from 'mitt';
 // module object, while at run time the default import is the function itself.
 const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as <T extends Record<string, unknown>>() => Emitter<T>;
 import type { Envelope, MessageType } from './envelope.js';
-import type { ErrorCode } from './errors.js';
+import type { BusError, ErrorCode } from './errors.js';
 import type { ApprovalDecision } from './audit/types.js';
 import type { PendingApproval } from './approvals.js';
 
@@ -45,6 +45,12 @@ export interface BusEvents {
   };
   /** The audit log could not be written; the batch's messages were refused. */
   'audit:error': { error: Error; records: number };
+  /**
+   * Another node took over an agent id this node served (this node missed its lease
+   * renewals): the local agent was unregistered and its handle is dead; `ready()` rejects
+   * with `error`. Re-register it (possibly under another id) once the cause is fixed.
+   */
+  'agent:lost': { agentId: string; holder: string; error: BusError };
 }
 
 export type BusEventName = keyof BusEvents;

@@ -2,6 +2,7 @@ import { nanoid } from 'nanoid';
 import { z } from 'zod';
 import { Agent, type AgentPort } from './agent.js';
 import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
+import { isPayloadHasher } from './audit/encode.js';
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
@@ -23,7 +24,7 @@ import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
 import { guardTelemetry, type Telemetry } from './telemetry.js';
 
 /** Options of `bus.register(id, options)`. */
@@ -106,6 +107,8 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #telemetry: Telemetry;
   /** Bus-wide id claims still in flight (with a transport); `ready()` waits for them. */
   readonly #claims = new Set<Promise<void>>();
+  /** Ids another node took over at run time, until registered here again: `ready()` rejects with the first. */
+  readonly #lostClaims = new Map<string, BusError>();
   #closing: Promise<void> | undefined;
 
   /** This process's node id (`options.node`, default random). */
@@ -142,6 +145,7 @@ export class Orchestrator<C extends Contracts = any> {
       registry: this.#registry,
       policy: this.#policy,
       commit: this.#commit,
+      hashLater: o.audit !== false && isPayloadHasher(this.#audit),
       events: this.#emitter,
       clock: this.#clock,
       nextId: o.ids ?? defaultIds(),
@@ -175,7 +179,31 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
-    this.#transport.attach(this.node, this.#pipeline.inbound);
+    const inbound = this.#pipeline.inbound;
+    this.#transport.attach(
+      this.node,
+      Object.freeze({
+        receive: (message, responder) => inbound.receive(message, responder),
+        claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
+      } satisfies InboundPort),
+    );
+  }
+
+  /**
+   * The transport says another node took over an id this node served. Two nodes must never
+   * serve one id, so the local agent goes (its handle dies, as with a DUPLICATE_AGENT at
+   * registration), `ready()` rejects, and `agent:lost` says so (a warning when nobody listens).
+   */
+  #claimLost(agentId: unknown, holder: unknown): void {
+    if (typeof agentId !== 'string' || this.#pipeline.closed) return;
+    const record = this.#registry.get(agentId);
+    if (record === undefined) return;
+    const by = typeof holder === 'string' && AGENT_ID_PATTERN.test(holder) ? holder : 'another node';
+    const error = new BusError('DUPLICATE_AGENT', `agent id "${agentId}" was taken over by node "${by}" after this node "${this.node}" missed its lease renewals; its handle here is dead`, { agentId });
+    this.unregister(agentId);
+    this.#lostClaims.set(agentId, error);
+    if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
+    else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
   }
 
   readonly #port: AgentPort;
@@ -213,6 +241,7 @@ export class Orchestrator<C extends Contracts = any> {
     }
     if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);
+    this.#lostClaims.delete(id); // registered again: its own claim decides now
     const handle = new Agent<C>(record, this.#port);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
     if (claim !== undefined) {
@@ -278,6 +307,7 @@ export class Orchestrator<C extends Contracts = any> {
       this.#claims.clear();
       await Promise.all(pending);
     }
+    for (const lost of this.#lostClaims.values()) throw lost;
   }
 
   /** Replaces the rule set atomically (a bad set changes nothing). Returns the new version. */

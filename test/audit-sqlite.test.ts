@@ -171,6 +171,19 @@ describe('SqliteAuditLog#append() and #query()', () => {
     expect(log.query()[0]).toMatchObject({ outcome: 'cancelled', code: 'RATE_LIMITED' });
   });
 
+  it("folds follow-ups into the admitted attempt, not into a refused repeat of its id written before them", () => {
+    const log = open();
+    const original = attempt({ messageId: 'replayed', outcome: 'delivered' });
+    const repeat = { ...original, decision: 'denied' as const, reason: 'repeated message id', ts: original.ts + 1 };
+    delete (repeat as { outcome?: unknown }).outcome;
+    log.append([original, repeat, outcome(original, { outcome: 'failed', code: 'HANDLER_FAILED' })]);
+    const [newest, oldest] = log.query({ conversationId: original.conversationId });
+    expect(newest).toMatchObject({ decision: 'denied', reason: 'repeated message id' });
+    expect(newest?.outcome).toBeUndefined();
+    expect(newest?.code).toBeUndefined();
+    expect(oldest).toMatchObject({ decision: 'allowed', outcome: 'failed', code: 'HANDLER_FAILED' });
+  });
+
   it('keeps the outcomes of one message apart per recipient', () => {
     const log = open();
     const toB = attempt({ messageId: 'notify-1', type: 'notify', to: 'b' });

@@ -1,5 +1,6 @@
 // The audit log that writes on a worker thread (src/audit/worker-log.ts): what it promises
 // when a handler queries it mid-commit, and when its worker dies.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,28 @@ const dir = mkdtempSync(join(tmpdir(), 'switchboard-worker-log-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('worker audit log on the bus', () => {
+  it('stores the same payload hashes as the inline log, computed on its own thread from the same JSON', { timeout: 30_000 }, async () => {
+    const payload = { task: 'summarize', text: 'é"\\\n😀', n: -0, list: [1, 2.5, null, true], nested: { deep: ['x'] } };
+    const reply = { summary: 'short', words: 3 };
+    const rows = async (worker: boolean) => {
+      const bus = makeBus({ audit: { path: join(dir, `hash-${String(worker)}.db`), worker } });
+      bus.register('w', { handlers: { go: () => reply } });
+      const a = bus.register('a');
+      await expect(a.ask('w', 'go', payload)).resolves.toEqual(reply);
+      await bus.flush();
+      const entries = bus.getMessageLog({ agentId: 'a' });
+      expect(bus.verifyAuditLog()).toMatchObject({ ok: true });
+      return entries.map((e) => [e.type, e.payloadHash, e.payloadBytes]);
+    };
+    const sha = (v: unknown) => createHash('sha256').update(JSON.stringify(v)).digest('hex');
+    const onWorker = await rows(true);
+    expect(onWorker).toEqual([
+      ['reply', sha(reply), Buffer.byteLength(JSON.stringify(reply))],
+      ['ask', sha(payload), Buffer.byteLength(JSON.stringify(payload))],
+    ]);
+    expect(await rows(false)).toEqual(onWorker);
+  });
+
   it('survives a handler that reads the log while an outer getMessageLog() waits for the worker', { timeout: 30_000 }, async () => {
     const bus = makeBus({ audit: { path: join(dir, 'nested.db') } });
     let inner = -1;

@@ -67,6 +67,17 @@ describe('copyPlainJson() bounded walk', () => {
     expect(reads).toBeLessThan(10);
   });
 
+  it('writes the JSON of a payload of many small objects in one linear pass (withJson)', { timeout: 20_000 }, () => {
+    // Once quadratic: every remembered object sliced (so flattened) the whole JSON written so
+    // far; at 1 MB this took minutes or ran out of memory. Now each object's JSON is written once.
+    const many = Array.from({ length: 55_000 }, (_, i) => ({ a: 'bbbbbbbb', i }));
+    const encoded = encodePayload(many, 2_000_000, 'payload', true);
+    expect(encoded.json).toBe(JSON.stringify(many));
+    const shared = { deep: { list: [1, 2, 3], text: 'é' } };
+    const again = Array.from({ length: 20_000 }, () => shared);
+    expect(encodePayload(again, 2_000_000, 'payload', true).json).toBe(JSON.stringify(again));
+  });
+
   it('bounds the properties it passes over because their value is undefined', () => {
     const hollow: Record<string, undefined> = {};
     for (let i = 0; i < 2_000; i++) hollow[`k${i}`] = undefined;

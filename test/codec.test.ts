@@ -256,6 +256,38 @@ describe('encodePayload() copy', () => {
   });
 });
 
+describe('encodePayload(…, withJson) JSON written by the walk', () => {
+  const text = fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }), fc.constantFrom('"', '\\', '\n', '\u2028', '\u0000', 'é', '😀', '\ud800', 'x'.repeat(300), `${'é'.repeat(300)}"`));
+  const numbers = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.integer(), fc.constantFrom(-0, 1e21, 5e-324, 1e-7));
+  const values = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, text, numbers, fc.boolean(), fc.constant(null), tie('array'), tie('object')),
+    array: fc.array(tie('value'), { maxLength: 5 }),
+    object: fc.dictionary(text.filter((k) => k !== '__proto__' && k !== 'toJSON'), tie('value'), { maxKeys: 5 }),
+  })).value;
+
+  it('is byte for byte JSON.stringify of the copy, with its size, for any JSON value (property)', () => {
+    fc.assert(
+      fc.property(fc.oneof(values, fc.jsonValue()), fc.boolean(), (value, shared) => {
+        fc.pre(!/"(__proto__|toJSON)":/.test(JSON.stringify(value)));
+        // Shared: the same value referenced many times, so the walk's remembered objects and strings are written again.
+        const input = shared ? { many: Array.from({ length: 12 }, () => value), again: value } : value;
+        const written = encodePayload(input, 100_000_000, 'payload', true);
+        const later = encodePayload(input, 100_000_000);
+        expect(written.json).toBe(JSON.stringify(input));
+        expect(written.json).toBe(later.json);
+        expect(written.bytes).toBe(later.bytes);
+        expect(written.copy).toStrictEqual(later.copy);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('gives the same payload hash as serializing the copy afterwards', () => {
+    const payload = { task: 'summarize', n: -0, tags: ['a', 'é', '😀'], nested: { ok: true, none: null, skip: undefined } };
+    expect(hashPayload(encodePayload(payload, LIMIT, 'payload', true))).toBe(hashPayload(encodePayload(payload, LIMIT)));
+  });
+});
+
 describe('encodePayload() size', () => {
   it('counts exactly the UTF-8 bytes of the JSON, for any JSON value and any UTF-16 text (property)', () => {
     const text = fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }), fc.constantFrom('"', '\\', '\n', '\u2028', '\u0000', 'é', '€', '😀', '\ud800'));

@@ -61,6 +61,30 @@ describe('a hostile peer cannot make the receiver spend without bound', () => {
     expect(n2.verifyAuditLog().ok).toBe(true);
   });
 
+  it("never shows the original's outcome on the row of a repeat that came while the original was in flight", async () => {
+    const nodes = twoNodes();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    nodes.n2.register('b', { handlers: { echo: async () => (await gate, { ok: true }) } });
+    nodes.n1.register('a');
+    const message = inbound();
+    const first = recordingResponder();
+    nodes.t1.inject('n2', message, first);
+    await hops();
+    nodes.t1.inject('n2', message, recordingResponder()); // the replay, while the handler still runs
+    await hops();
+    release();
+    await hops();
+    expect(first.replies).toEqual(['{"ok":true}']);
+    const rows = nodes.n2.getMessageLog({ agentId: 'b', type: 'ask' });
+    expect(rows.map((r) => [r.decision, r.outcome])).toEqual([
+      ['denied', undefined],
+      ['allowed', 'replied'],
+    ]);
+    // Every view of the log agrees: by conversation and by id-less listing too.
+    expect(nodes.n2.getMessageLog({ conversationId: message.conversationId, type: 'ask' }).map((r) => r.outcome)).toEqual([undefined, 'replied']);
+  });
+
   it('gives senders its directory does not know one shared bucket, so fake sender ids buy no fresh rate', async () => {
     const { t1, calls } = receiver({ limits: { rate: { perSecond: 1, burst: 2 } } });
     const codes: string[] = [];

@@ -4,6 +4,9 @@
  * records are matched against the filter until the page is full; then each entry is folded
  * with its follow-ups (latest outcome, latest approval, the reply that answered it), which
  * live in batches of its conversation at or after its own.
+ *
+ * Batches read by a query are kept, parsed as far as queries needed, in a {@link BatchCache}
+ * for the next queries, as long as the database has not changed since (see there).
  */
 import type Database from 'better-sqlite3';
 import { COL } from './migrations.js';
@@ -26,12 +29,86 @@ export interface BatchFilter {
 export interface BatchStatements {
   readonly records: Database.Statement; // (first_seq) -> records
   readonly containing: Database.Statement; // (seq) -> first_seq of the batch holding it
-  /** (conversations as a JSON array, from) -> [conversation, first_seq]. */
+  /** (conversations as a JSON array, from) -> [index in the array, first_seq]. */
   readonly followConversations: Database.Statement;
-  /** (messages as a JSON array, from) -> [message, first_seq]: follow-ups stored without a conversation. */
+  /** (messages as a JSON array, from) -> [index in the array, first_seq]: follow-ups stored without a conversation. */
   readonly followMessages: Database.Statement;
   /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
   readonly anyMessages: Database.Statement;
+  /** (conversation, seq) -> first_seq of each batch of the conversation starting at or before seq, oldest first. */
+  readonly conversationUpTo: Database.Statement;
+  /** () -> total_changes(): rows this connection changed since it opened. */
+  readonly changes: Database.Statement;
+  /** () -> PRAGMA data_version: changes when another connection committed a change. */
+  readonly dataVersion: Database.Statement;
+}
+
+/** How many parsed batches a {@link BatchCache} keeps (a page of 50 of one agent spans one or two). */
+export const CACHED_BATCHES = 32;
+
+/**
+ * The batches recent queries read, parsed as far as they needed, kept for the next queries
+ * of the same connection while the database is unchanged: every query first reads the
+ * connection's change counter and SQLite's `data_version`, and any change by this
+ * connection (an append, retention dropping old batches, any other write) or by another
+ * (the worker's writer, a tool, someone editing the file) empties the cache. So a query
+ * never sees a batch as it was before a change; an unchanged log (a closed bus's file, an
+ * idle bus, paging through history) is read and parsed once more after the first query,
+ * then kept. At most {@link CACHED_BATCHES} are kept, the least recently used dropped first.
+ */
+export class BatchCache {
+  private readonly batches = new Map<number, Batch>();
+  private changes = -1;
+  private dataVersion = -1;
+  private anyMessages: boolean | undefined;
+
+  /** True when the database was unchanged between the last two queries: only then are batches kept. */
+  private steady = false;
+
+  /**
+   * Empties the cache unless the database is as it was at the last query. A log that
+   * changed since keeps nothing from this query either: on a busy log every batch kept would
+   * be dropped at the next query, after living long enough to cost the GC (promoted).
+   */
+  check(stmts: BatchStatements): void {
+    const changes = stmts.changes.get() as number;
+    const dataVersion = stmts.dataVersion.get() as number;
+    this.steady = changes === this.changes && dataVersion === this.dataVersion;
+    if (this.steady) return;
+    this.changes = changes;
+    this.dataVersion = dataVersion;
+    this.clear();
+  }
+
+  clear(): void {
+    this.batches.clear();
+    this.anyMessages = undefined;
+  }
+
+  /** True when any record without a conversation is indexed. */
+  hasMessages(stmts: BatchStatements): boolean {
+    return (this.anyMessages ??= stmts.anyMessages.get() !== undefined);
+  }
+
+  get(first: number): Batch | undefined {
+    const b = this.batches.get(first);
+    if (b !== undefined) {
+      this.batches.delete(first);
+      this.batches.set(first, b);
+    }
+    return b;
+  }
+
+  set(b: Batch): void {
+    if (!this.steady) return;
+    if (this.batches.size >= CACHED_BATCHES) this.batches.delete(this.batches.keys().next().value as number);
+    this.batches.set(b.first, b);
+  }
+
+  /** How many batches are kept (for tests). */
+  get size(): number {
+    return this.batches.size;
+  }
 }
 
 type Row = unknown[];
@@ -43,6 +120,10 @@ class Batch {
   readonly count: number;
   private readonly parsed: (Row | undefined)[];
   private follow: Map<string, number[]> | undefined;
+  /** Per needle (or '' for none): the indexes of the attempt lines containing it, ascending. */
+  private readonly attempts = new Map<string, Int32Array>();
+  /** Set when a query after the one that read it took it from the cache. */
+  reused = false;
 
   constructor(
     readonly first: number,
@@ -56,6 +137,32 @@ class Batch {
   /** Record `i`'s line, possibly with its trailing comma (the text checks below do not mind it). */
   line(i: number): string {
     return this.parts[i + 1] as string;
+  }
+
+  /**
+   * Indexes of the lines that may be attempts matching `needle` (a JSON string that a
+   * matching line must contain; '' for any), ascending; worked out once per needle (a few
+   * are kept) but only for a batch that a later query reused from the cache: undefined on a
+   * batch's first use, when the caller checks lines one by one ({@link mayMatch}) and stops
+   * as soon as its page is full.
+   */
+  attemptLines(needle: string): Int32Array | undefined {
+    if (!this.reused) return undefined;
+    let list = this.attempts.get(needle);
+    if (list === undefined) {
+      const out: number[] = [];
+      for (let i = 0; i < this.count; i++) if (this.mayMatch(i, needle)) out.push(i);
+      list = Int32Array.from(out);
+      if (this.attempts.size >= 8) this.attempts.clear();
+      this.attempts.set(needle, list);
+    }
+    return list;
+  }
+
+  /** Cheap checks on the text before parsing: line `i` is an attempt holding `needle`. */
+  mayMatch(i: number, needle: string): boolean {
+    const line = this.line(i);
+    return line.charCodeAt(line.indexOf(',') + 2) === 97 /* "a"ttempt */ && (needle === '' || line.includes(needle));
   }
 
   row(i: number): Row {
@@ -94,41 +201,51 @@ class Batch {
       }
       this.follow = m;
     }
-    return this.follow.get(id) ?? [];
+    return this.follow.get(id) ?? NONE;
   }
 }
 
-/** Runs one query. `candidates` yields batch first_seqs in the page's order. */
-export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f: BatchFilter): MessageLogEntry[] {
-  const cache = new Map<number, Batch>();
+/**
+ * Runs one query. `candidates` yields batch first_seqs in the page's order; `cache` was
+ * checked ({@link BatchCache.check}) before `candidates` was started.
+ */
+export function runQuery(stmts: BatchStatements, cache: BatchCache, candidates: Iterable<number>, f: BatchFilter): MessageLogEntry[] {
+  // This query's batches stay here even when the cache drops them (a page may span more).
+  const mine = new Map<number, Batch>();
   const load = (first: number): Batch | undefined => {
-    let b = cache.get(first);
+    let b = mine.get(first);
     if (b === undefined) {
-      const text = stmts.records.get(first) as string | undefined;
-      if (text === undefined) return undefined;
-      b = new Batch(first, text);
-      cache.set(first, b);
+      b = cache.get(first);
+      if (b !== undefined) b.reused = true;
+      else {
+        const text = stmts.records.get(first) as string | undefined;
+        if (text === undefined) return undefined;
+        b = new Batch(first, text);
+        cache.set(b);
+      }
+      mine.set(first, b);
     }
     return b;
   };
   const ascending = f.afterSeq !== undefined;
-  const found: { row: Row; batch: number }[] = [];
+  // The page: each entry's attempt record and the batch holding it.
+  const rows: Row[] = [];
+  const batches: number[] = [];
   const agent = f.agentId;
   // A line that does not contain the value as a JSON string cannot match: skip its parse.
-  const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : undefined;
+  const needle = agent !== undefined ? JSON.stringify(agent) : f.conversationId !== undefined ? JSON.stringify(f.conversationId) : '';
   outer: for (const first of candidates) {
     const b = load(first);
     if (b === undefined) continue;
-    const n = b.count;
+    const lines = b.attemptLines(needle);
+    const n = lines === undefined ? b.count : lines.length;
     for (let k = 0; k < n; k++) {
-      const i = ascending ? k : n - 1 - k;
+      const j = ascending ? k : n - 1 - k;
+      const i = lines === undefined ? j : (lines[j] as number);
       const seq = first + i;
       if (f.beforeSeq !== undefined && seq >= f.beforeSeq) continue;
       if (f.afterSeq !== undefined && seq <= f.afterSeq) continue;
-      const line = b.line(i);
-      // Cheap checks on the text before parsing: attempts only.
-      if (line.charCodeAt(line.indexOf(',') + 2) !== 97 /* "a"ttempt */) continue;
-      if (needle !== undefined && !line.includes(needle)) continue;
+      if (lines === undefined && !b.mayMatch(i, needle)) continue;
       const r = b.row(i);
       if (r[COL.kind] !== 'attempt') continue;
       if (agent !== undefined && r[COL.sender] !== agent && r[COL.recipient] !== agent) continue;
@@ -138,37 +255,74 @@ export function runQuery(stmts: BatchStatements, candidates: Iterable<number>, f
       const ts = r[COL.ts] as number;
       if (f.since !== undefined && !(ts >= f.since)) continue;
       if (f.before !== undefined && !(ts < f.before)) continue;
-      found.push({ row: r, batch: first });
-      if (found.length >= f.limit) break outer;
+      rows.push(r);
+      batches.push(first);
+      if (rows.length >= f.limit) break outer;
     }
   }
-  if (found.length === 0) return [];
-  // Where the page's follow-ups are: one index lookup for the whole page.
+  if (rows.length === 0) return [];
+  // Where the page's follow-ups are: one index lookup for the whole page, each distinct key numbered.
   let from = Infinity;
-  const conversations = new Set<string>();
-  const messages = new Set<string>();
-  for (const { row, batch } of found) {
-    if (batch < from) from = batch;
-    conversations.add(row[COL.conversation_id] as string);
-    messages.add(row[COL.message_id] as string);
+  for (const b of batches) if (b < from) from = b;
+  const conversations = new Map<string, number>();
+  const conversationOf = number(rows, COL.conversation_id, conversations);
+  const byConversation = lookup(stmts.followConversations, conversations, from);
+  let byMessage: (number | number[] | undefined)[] = [];
+  let messageOf: number[] | undefined;
+  if (cache.hasMessages(stmts)) {
+    const messages = new Map<string, number>();
+    messageOf = number(rows, COL.message_id, messages);
+    byMessage = lookup(stmts.followMessages, messages, from);
   }
-  const where = new Map<string, number[]>();
-  const note = (key: string, first: number) => {
-    const list = where.get(key);
-    if (list === undefined) where.set(key, [first]);
-    else list.push(first);
-  };
-  for (const [c, first] of stmts.followConversations.all(JSON.stringify([...conversations]), from) as [string, number][]) note(`c:${c}`, first);
-  if (stmts.anyMessages.get() !== undefined) {
-    for (const [m, first] of stmts.followMessages.all(JSON.stringify([...messages]), from) as [string, number][]) note(`m:${m}`, first);
-  }
-  return found.map(({ row, batch }) => {
-    const firsts = new Set<number>();
-    for (const first of where.get(`c:${row[COL.conversation_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
-    for (const first of where.get(`m:${row[COL.message_id] as string}`) ?? []) if (first >= batch) firsts.add(first);
-    return fold(load, row, firsts);
+  const firsts: number[] = [];
+  return rows.map((row, k) => {
+    const batch = batches[k] as number;
+    firsts.length = 0;
+    addFrom(firsts, byConversation[conversationOf[k] as number], batch);
+    if (messageOf !== undefined) addFrom(firsts, byMessage[messageOf[k] as number], batch);
+    return fold(load, row, firsts, stmts);
   });
 }
+
+/** Numbers the distinct values of column `col` of `rows` in `keys` (in order of first use); returns each row's number. */
+function number(rows: readonly Row[], col: number, keys: Map<string, number>): number[] {
+  // (A plain array: a typed array would put a backing store outside the heap for the GC to track.)
+  const of: number[] = [];
+  for (const row of rows) {
+    const key = row[col] as string;
+    let i = keys.get(key);
+    if (i === undefined) keys.set(key, (i = keys.size));
+    of.push(i);
+  }
+  return of;
+}
+
+/**
+ * The batches at or after `from` that an index lists for each of `keys`, by the key's number:
+ * one first_seq, or a list when there are more (most keys have one: no array for those).
+ */
+function lookup(stmt: Database.Statement, keys: Map<string, number>, from: number): (number | number[] | undefined)[] {
+  const out: (number | number[] | undefined)[] = [];
+  for (const [i, first] of stmt.all(JSON.stringify([...keys.keys()]), from) as [number, number][]) {
+    const had = out[i];
+    if (had === undefined) out[i] = first;
+    else if (typeof had === 'number') out[i] = [had, first];
+    else had.push(first);
+  }
+  return out;
+}
+
+/** Adds to `firsts` the batches of `found` (from {@link lookup}) at or after `batch` that it does not hold yet. */
+function addFrom(firsts: number[], found: number | number[] | undefined, batch: number): void {
+  if (found === undefined) return;
+  if (typeof found === 'number') {
+    if (found >= batch && !firsts.includes(found)) firsts.push(found);
+    return;
+  }
+  for (const first of found) if (first >= batch && !firsts.includes(first)) firsts.push(first);
+}
+
+const NONE: readonly number[] = [];
 
 /** The message id of an outcome or approval line (`[seq,"kind",ts,"id",…`), or undefined when it needs a real parse. */
 function messageIdOf(line: string, kindAt: number): string | undefined {
@@ -179,7 +333,7 @@ function messageIdOf(line: string, kindAt: number): string | undefined {
   return id.includes('\\') ? undefined : id;
 }
 
-function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterable<number>): MessageLogEntry {
+function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterable<number>, stmts: BatchStatements): MessageLogEntry {
   const seq = a[COL.seq] as number;
   const id = a[COL.message_id] as string;
   const to = a[COL.recipient] as string;
@@ -204,6 +358,12 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
         replySeq = s;
       }
     }
+  }
+  // A refused repeat of a message already admitted (a peer replaying an id) shares the
+  // original's id: the follow-ups after it are the original's, not its own.
+  if (a[COL.decision] === 'denied' && (outcome !== undefined || approval !== undefined || replySeq >= 0) && repeatsAdmitted(load, a, stmts)) {
+    outcome = approval = undefined;
+    outcomeSeq = replySeq = -1;
   }
   // The latest of: the reply that answered it, its latest outcome record, its initial outcome.
   const replied = replySeq > outcomeSeq;
@@ -244,4 +404,28 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
 
 function copySummary(t: RefusalSummary): RefusalSummary {
   return { count: t.count, first: t.first, last: t.last, codes: { ...t.codes } };
+}
+
+/**
+ * True when an attempt of the same message to the same recipient, not refused, comes before
+ * `a` in its conversation: `a` is a repeat. Only asked for a refused attempt that has
+ * follow-ups (rare), so it may read the conversation's earlier batches.
+ */
+function repeatsAdmitted(load: (first: number) => Batch | undefined, a: Row, stmts: BatchStatements): boolean {
+  const conversation = a[COL.conversation_id];
+  if (typeof conversation !== 'string') return false;
+  const seq = a[COL.seq] as number;
+  const id = a[COL.message_id] as string;
+  const to = a[COL.recipient];
+  const needle = JSON.stringify(id);
+  for (const first of stmts.conversationUpTo.all(conversation, seq) as number[]) {
+    const b = load(first);
+    if (b === undefined) continue;
+    for (let i = 0; i < b.count && first + i < seq; i++) {
+      if (!b.line(i).includes(needle)) continue;
+      const r = b.row(i);
+      if (r[COL.kind] === 'attempt' && r[COL.message_id] === id && r[COL.recipient] === to && r[COL.decision] !== 'denied') return true;
+    }
+  }
+  return false;
 }

@@ -25,6 +25,16 @@ export function createDigest(key?: string | Uint8Array): Digest {
   return (prev, row) => createHmac('sha256', secret).update(prev).update(row).digest('hex');
 }
 
+/** Computes a row's hash from `prev ‖ encodedRow` given as one run of UTF-8 bytes: the same hash as {@link Digest}. */
+export type ByteDigest = (prevAndRow: Uint8Array) => string;
+
+/** The {@link ByteDigest} of a log: SHA-256, or HMAC-SHA-256 keyed with `key`. */
+export function createByteDigest(key?: string | Uint8Array): ByteDigest {
+  if (key === undefined) return (bytes) => oneShotHash('sha256', bytes, 'hex');
+  const secret = createSecretKey(typeof key === 'string' ? Buffer.from(key, 'utf8') : key);
+  return (bytes) => createHmac('sha256', secret).update(bytes).digest('hex');
+}
+
 const KEY_CHECK_LABEL = 'agent-switchboard audit key check v1';
 
 /**

@@ -116,6 +116,7 @@ export const describeEvent: { [K in keyof BusEvents]?: (event: BusEvents[K]) => 
     ...(reason !== undefined ? { detail: reason } : {}),
   }),
   'audit:error': ({ error, records }) => ({ agents: [], route: 'audit log', what: `${records} records`, status: '✗ not written', tone: 'red', detail: error.message }),
+  'agent:lost': ({ agentId, holder, error }) => ({ agents: [agentId], route: agentId, what: 'agent id', status: `✗ lost to node ${holder}`, tone: 'red', detail: error.message }),
 };
 
 /** One line describing a held message (for status lines). */

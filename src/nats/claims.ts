@@ -53,6 +53,22 @@ interface Held {
 const MAX_VALUE_BYTES = 64 * 1024;
 const utf8 = new TextEncoder();
 
+/**
+ * Creates the bucket, or opens it when it exists with the same settings. Two nodes creating
+ * it at the same moment can make the server refuse the slower one (nats-server 2.9 answers
+ * "subjects overlap" instead of "already exists"): the retry then finds the bucket made.
+ */
+async function createBucket(kvm: Kvm, bucket: string): Promise<KV> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await kvm.create(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
+    } catch (e) {
+      if (attempt >= 3 || !isCreateRace(e)) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    }
+  }
+}
+
 /** This node's claims, and the view of everyone's. {@link close} releases them. */
 export class Claims {
   readonly #kv: KV;
@@ -67,6 +83,8 @@ export class Claims {
   #watcher: { stop(): void } | undefined;
   readonly #changes = new Set<() => void>();
   readonly #timer: NodeJS.Timeout;
+  /** The renewal in flight, if any. */
+  #renewing: Promise<void> | undefined;
   #closed = false;
 
   private constructor(kv: KV, options: ClaimsOptions) {
@@ -88,7 +106,7 @@ export class Claims {
     }
     const bucket = options.subjects.claimsBucket();
     try {
-      const kv = await new Kvm(options.connection.nc).create(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
+      const kv = await createBucket(new Kvm(options.connection.nc), bucket);
       return new Claims(kv, options);
     } catch (cause) {
       throw new BusError('TRANSPORT_UNAVAILABLE', `cannot open the claims bucket "${bucket}" (JetStream enabled on the server?): ${(cause as Error).message}`, { cause });
@@ -146,9 +164,18 @@ export class Claims {
     return this.#held.has(agent);
   }
 
-  /** Renews every claim this node holds; a claim taken meanwhile is reported lost. */
-  async renew(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Renews every claim this node holds; a claim another node took meanwhile is reported
+   * lost. One renewal at a time (a slow one is not overlapped by the next tick, whose
+   * compare-and-set would fail on the revision the first just wrote).
+   */
+  renew(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#renewing ??= this.#renewAll().finally(() => (this.#renewing = undefined));
+    return this.#renewing;
+  }
+
+  async #renewAll(): Promise<void> {
     await Promise.all(
       [...this.#held].map(async ([agent, held]) => {
         const key = this.#subjects.claimKey(agent);
@@ -156,9 +183,15 @@ export class Claims {
           held.revision = await this.#kv.update(key, held.value, held.revision);
         } catch (e) {
           if (!isWrongSequence(e) || this.#held.get(agent) !== held) return;
-          this.#held.delete(agent);
           const entry = await this.#kv.get(key).catch(() => null);
+          // Released or claimed again while this looked: that is the news, not this answer.
+          if (this.#held.get(agent) !== held) return;
           const holder = entry === null ? undefined : readClaim(agent, entry);
+          if (entry !== null && holder?.node === this.#node) {
+            held.revision = entry.revision; // still ours (a write of ours this node had not seen answered)
+            return;
+          }
+          this.#held.delete(agent);
           this.#onLost?.(agent, holder?.node ?? '(released)');
         }
       }),
@@ -323,6 +356,12 @@ function readClaim(agent: string, entry: KvEntry): (ClaimRecord & { leaseMs: num
   if (typeof trust !== 'number' || !Number.isFinite(trust)) return undefined;
   if (typeof leaseMs !== 'number' || !Number.isInteger(leaseMs) || leaseMs < 150 || leaseMs > 3_600_000) return undefined;
   return { agent, node, capabilities: Object.freeze([...(capabilities as string[])]), trust, leaseMs };
+}
+
+/** JetStream's answers to a stream created by someone else at the same moment: "already in use", "subjects overlap". */
+function isCreateRace(e: unknown): boolean {
+  const code = (e as { code?: unknown })?.code;
+  return code === 10058 || code === 10065 || /already in use|subjects overlap/i.test(String((e as Error)?.message ?? ''));
 }
 
 function isWrongSequence(e: unknown): boolean {

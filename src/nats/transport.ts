@@ -471,10 +471,13 @@ class NatsTransport implements Transport {
 
   #lost(agent: string, holder: string): void {
     const held = this.#held.get(agent);
-    if (held === undefined) return;
+    // Claimed again since (the claims renew the new claim): this report is about the old one.
+    if (held === undefined || this.#parts?.claims.holds(agent) === true) return;
     this.#held.delete(agent);
+    held.released = true; // a subscription still starting for it stops at once
     held.unserve?.();
     this.#failures.set(agent, new BusError('DUPLICATE_AGENT', `agent id "${agent}" was taken over by node "${holder}" after this node "${this.#node}" missed its lease renewals`, { agentId: agent }));
+    this.#port?.claimLost?.(agent, holder);
   }
 
   async #shutdown(): Promise<void> {

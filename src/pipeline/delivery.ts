@@ -183,7 +183,7 @@ export class Deliveries {
    */
   encodeReply(p: PendingRequest, value: unknown, who: 'handler' | 'replier'): EncodedPayload {
     const max = this.#config.maxPayloadBytes;
-    const plain = copyPlainJson(value, max, 'reply');
+    const plain = copyPlainJson(value, max, 'reply', this.#config.commit.enabled);
     const output = contractOf(this.#config.contracts, p.envelope.intent)?.output;
     if (output !== undefined) {
       const result = validate(output, plain.copy, `the output of "${p.envelope.intent}"`);
@@ -200,7 +200,7 @@ export class Deliveries {
     this.#ledger.settle(p);
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
-    const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
+    const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled && !this.#config.hashLater ? hashPayload(encoded) : '');
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
@@ -249,7 +249,7 @@ export class Deliveries {
     const ask = d.envelope;
     let encoded: EncodedPayload | undefined;
     try {
-      encoded = encodePayload(value, this.#config.maxPayloadBytes, 'reply');
+      encoded = encodePayload(value, this.#config.maxPayloadBytes, 'reply', this.#config.commit.enabled);
     } catch {
       encoded = undefined;
     }

@@ -57,7 +57,7 @@ interface Fields {
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
-export class Inbound implements InboundPort {
+export class Inbound implements Pick<InboundPort, 'receive'> {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;

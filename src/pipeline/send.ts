@@ -53,7 +53,7 @@ export class Pipeline implements ChainPort {
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
-  readonly inbound: InboundPort;
+  readonly inbound: Pick<InboundPort, 'receive'>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
@@ -289,10 +289,11 @@ export class Pipeline implements ChainPort {
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
   #encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.#config.maxPayloadBytes;
-    const plain = copyPlainJson(payload, max);
+    // The walk writes the JSON too when it will be hashed (audit on): one pass instead of two.
+    const plain = copyPlainJson(payload, max, 'payload', this.#journal.enabled);
     checkContract(this.#config.contracts, type, draft.intent, plain.copy);
     draft.encoded = checkSize(plain, max);
-    if (this.#journal.enabled) draft.hash = hashPayload(draft.encoded);
+    if (this.#journal.enabled && !this.#config.hashLater) draft.hash = hashPayload(draft.encoded); // else hashed where the log stores it
   }
 
   #refuse(draft: Draft, error: unknown, reject: (error: BusError) => void, trace: SendToken | undefined): void {

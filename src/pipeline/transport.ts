@@ -113,6 +113,14 @@ export interface InboundHandle {
 /** The narrow port a transport calls on the receiving node. */
 export interface InboundPort {
   receive(inbound: InboundMessage, responder: Responder): InboundHandle;
+  /**
+   * A claim this node held was taken by `holder` after this node missed its renewals (a
+   * pause, a partition): the local agent is unregistered (its handle is dead), `agent:lost`
+   * is emitted and `ready()` rejects with DUPLICATE_AGENT until the id is registered here
+   * again, so one id is never served by two nodes. Stop serving the id before calling, and
+   * report only the claim still current (not one released or claimed again since).
+   */
+  claimLost?(agentId: string, holder: string): void;
 }
 
 /**
@@ -165,7 +173,7 @@ const READY = Promise.resolve();
  * unknown, claims are decided by the local registry alone, and nothing is ever sent.
  */
 export class InProcessTransport implements Transport {
-  attach(): void {}
+  attach(_node: string, _port: InboundPort): void {}
   locate(): Location {
     return 'unknown';
   }

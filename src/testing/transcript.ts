@@ -223,7 +223,8 @@ export function recordTranscript(bus: TranscriptSource, options: TranscriptOptio
     entries.push(Object.freeze({ event, ...at(), ...fields }));
   };
 
-  const listeners: { [K in keyof BusEvents]: (event: BusEvents[K]) => void } = {
+  // Every event about messages and approvals; not `agent:lost` (no message crossed), which the bus warns about when nobody listens.
+  const listeners: { [K in Exclude<keyof BusEvents, 'agent:lost'>]: (event: BusEvents[K]) => void } = {
     'message:sent': ({ envelope }) => push('sent', envelopeFields(envelope)),
     'message:delivered': ({ envelope }) => push('delivered', envelopeFields(envelope)),
     'message:denied': ({ attempt, code, reason, rule }) =>
@@ -259,7 +260,7 @@ export function recordTranscript(bus: TranscriptSource, options: TranscriptOptio
     },
   };
 
-  const names = Object.keys(listeners) as (keyof BusEvents)[];
+  const names = Object.keys(listeners) as (keyof typeof listeners)[];
   for (const name of names) bus.events.on(name, listeners[name] as never);
   let stopped = false;
 

@@ -72,7 +72,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 /** How often, at most, the page's state is sent again while the bus is busy. */
 const BROADCAST_MS = 100;
 /** Events after which the page's state is sent again (coalesced, see BROADCAST_MS). */
-const STATE_EVENTS: readonly BusEventName[] = ['approval:requested', 'approval:decided', 'message:delivered', 'message:replied', 'message:denied', 'message:expired', 'message:failed'];
+const STATE_EVENTS: readonly BusEventName[] = ['approval:requested', 'approval:decided', 'message:delivered', 'message:replied', 'message:denied', 'message:expired', 'message:failed', 'agent:lost'];
 
 /**
  * Serves the approval page for `bus` on `http://host:port/`. Open `handle.loginUrl` (it

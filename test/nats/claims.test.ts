@@ -88,6 +88,23 @@ describe.skipIf(skip !== '')(`Claims (nats-server ${natsVersion})`, () => {
     expect(slow.holds('a')).toBe(false);
   });
 
+  it('never reports its own claim lost: renewals do not overlap, and a claim that still names this node is kept', async () => {
+    const subjects = new Subjects(`c${process.pid}x${seq++}`);
+    const lost: Array<[string, string]> = [];
+    const one = await node(subjects, 'node-1', { onLost: (a, h) => lost.push([a, h]) });
+    await one.claim('x');
+    await Promise.all([one.renew(), one.renew(), one.renew()]);
+    expect(lost).toEqual([]);
+    // Another connection of the same node id rewrites the claim (as a write of this node's
+    // own whose answer was lost would): the next renewal adopts it instead of reporting a loss.
+    const again = await node(subjects, 'node-1');
+    await again.claim('x');
+    await one.renew();
+    await one.renew();
+    expect(lost).toEqual([]);
+    expect(one.holds('x')).toBe(true);
+  });
+
   it('keeps a synchronous snapshot that follows other nodes claiming and releasing', async () => {
     const subjects = new Subjects(`c${process.pid}x${seq++}`);
     const one = await node(subjects, 'node-1');

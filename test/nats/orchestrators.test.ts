@@ -1,6 +1,7 @@
 // Two Orchestrators joined by natsTransport over a real nats-server: the pipeline and the
 // NATS transport together, end to end.
 import { afterEach, describe, expect, it } from 'vitest';
+import { Claims } from '../../src/nats/claims.js';
 import { NodeConnection } from '../../src/nats/connection.js';
 import { natsTransport } from '../../src/nats/index.js';
 import { Subjects } from '../../src/nats/subjects.js';
@@ -111,5 +112,28 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
       return;
     }
     await expect(n2.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', message: expect.stringContaining('"n1"') });
+  });
+
+  it('kills the handle of an agent whose claim another node took over at run time, and says so (agent:lost)', async () => {
+    const bus = `ob${process.pid}x${seq++}`;
+    const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, leaseMs: 300 }) });
+    const payment = n1.register('payment');
+    await n1.ready();
+    const lost = new Promise<{ agentId: string; holder: string }>((resolve) => n1.events.on('agent:lost', resolve));
+    // Another node whose clock says n1's lease ran out takes the id over, as after a long pause of n1.
+    const subjects = new Subjects(bus);
+    const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: subjects.inboxPrefix('n3') });
+    const taker = await Claims.open({ connection: conn, subjects, node: 'n3', leaseMs: 300, now: () => Date.now() + 10_000 });
+    try {
+      await taker.claim('payment');
+      // n1 finds out at its next renewal (a third of its lease).
+      await expect(lost).resolves.toMatchObject({ agentId: 'payment', holder: 'n3' });
+      expect(payment.alive).toBe(false);
+      await expect(n1.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', message: expect.stringContaining('"n3"') });
+      expect(taker.holds('payment')).toBe(true); // n1 did not release the new holder's claim
+    } finally {
+      await taker.close();
+      await conn.close();
+    }
   });
 });
