@@ -9,11 +9,8 @@ interface Entry {
   readonly onFail: ((error: BusError) => void) | undefined;
 }
 
-/**
- * At most this many records in one transaction of a log with its own thread (never splitting
- * one send's records): after a stall, what piled up goes over in a few bounded transactions.
- */
-const MAX_TRANSACTION_RECORDS = 8192;
+/** Batches a log with pipelined appends may have in flight before new records wait. */
+const MAX_IN_FLIGHT = 8;
 
 /**
  * Audit before delivery, without a write per message: the records staged during one tick
@@ -21,12 +18,9 @@ const MAX_TRANSACTION_RECORDS = 8192;
  * commits do its callbacks run, which is where messages are delivered. If a write fails,
  * that chunk's callbacks get AUDIT_UNAVAILABLE instead; the next tick tries again.
  *
- * With a log that appends on another thread ({@link AsyncAuditLog}), **one transaction is
- * in flight at a time**: everything staged while it commits forms the next one (no timers;
- * up to {@link MAX_TRANSACTION_RECORDS} records), handed over as soon as the log has
- * confirmed the previous one and that one's callbacks have run, so a synchronous handler's
- * reply rides in the very next transaction. A busier bus makes larger transactions, not
- * more of them.
+ * With a log that appends on another thread ({@link AsyncAuditLog}), up to
+ * {@link MAX_IN_FLIGHT} chunks are in flight at once and records staged meanwhile form the
+ * next, larger chunk: the bus keeps working while the worker commits.
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
  * timers without anyone advancing them. After a slice of continuous work in one macrotask
@@ -37,10 +31,7 @@ export class GroupCommit {
   private records: AuditRecord[] = [];
   private entries: Entry[] = [];
   private scheduled = false;
-  /** Whether a transaction is with the log's thread (pipelined logs only). */
-  private inFlight = false;
-  /** Set while send() hands over: a log that answers at once (a closed log) must not re-enter it. */
-  private sending = false;
+  private inFlight = 0;
   private readonly async: AsyncAuditLog | undefined;
   /** Chunks whose callbacks are waiting to run, in order; see settle(). */
   private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
@@ -87,14 +78,14 @@ export class GroupCommit {
   /** Writes everything staged now and waits for it, then runs the callbacks. Safe to call at any time. */
   readonly flush = (): void => {
     this.scheduled = false;
-    // Inside a callback (settling), the outer loop runs the callbacks of what this commits.
-    if (this.async === undefined) {
-      this.writeAll();
-      return;
-    }
-    while (this.entries.length > 0 || this.inFlight) {
-      this.send();
-      this.async.drain();
+    // Inside a callback (settling), only write: the outer loop runs what this commits.
+    while (this.entries.length > 0 || (this.inFlight > 0 && !this.settling)) {
+      if (this.async !== undefined) {
+        this.send(Infinity);
+        this.async.drain();
+      } else {
+        this.writeAll();
+      }
     }
   };
 
@@ -106,15 +97,15 @@ export class GroupCommit {
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;
-    if (this.async !== undefined) this.send();
+    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
     else this.writeAll();
   };
 
-  /** Takes the staged entries from the front until they hold `limit` records (or the one send that crosses it). */
-  private nextChunk(limit: number): { records: AuditRecord[]; entries: Entry[] } {
+  /** Takes the staged entries from the front, as many as fill one chunk. */
+  private nextChunk(): { records: AuditRecord[]; entries: Entry[] } {
     let n = 0;
     let count = 0;
-    while (n < this.entries.length && (count < limit || count === 0)) count += this.entries[n++]!.count;
+    while (n < this.entries.length && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
     const entries = this.entries.splice(0, n);
     const records = count === this.records.length ? this.records.splice(0) : this.records.splice(0, count);
     return { records, entries };
@@ -122,47 +113,27 @@ export class GroupCommit {
 
   private writeAll(): void {
     while (this.entries.length > 0) {
-      const { records, entries } = this.nextChunk(this.maxBatch);
+      const { records, entries } = this.nextChunk();
       this.settle(entries, records.length > 0 ? this.write(records) : undefined);
     }
   }
 
-  /**
-   * Pipelined: when no transaction is in flight, hands everything staged to the log's thread
-   * as the next one. Its answer runs its callbacks, then hands over what was staged
-   * meanwhile together with what those callbacks staged (replies of synchronous handlers).
-   */
-  private send(): void {
+  /** Pipelined: hands chunks to the log's thread while fewer than `limit` are in flight. */
+  private send(limit: number): void {
     const log = this.async!;
-    this.sending = true;
-    try {
-      this.handOver(log);
-    } finally {
-      this.sending = false;
-    }
-  }
-
-  private handOver(log: AsyncAuditLog): void {
-    while (!this.inFlight && this.entries.length > 0) {
-      const { records, entries } = this.nextChunk(MAX_TRANSACTION_RECORDS);
+    while (this.entries.length > 0 && this.inFlight < limit) {
+      const { records, entries } = this.nextChunk();
       if (records.length === 0) {
-        this.settle(entries, undefined); // nothing in flight before them: their turn is now
+        this.settle(entries, undefined);
         continue;
       }
-      this.inFlight = true;
+      this.inFlight++;
       const started = this.onTimed === undefined ? 0 : performance.now();
-      let answered = false;
       log.appendAsync(records, (error) => {
-        if (answered) return; // a log answers once; a second answer must not free the slot twice
-        answered = true;
-        this.inFlight = false;
+        this.inFlight--;
         if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
-        const failed = error === undefined ? undefined : this.failure(error, records.length);
-        // Deliver first: what a synchronous handler stages (its reply) joins the very next
-        // transaction, which then goes over at once (it only waited for this one).
-        this.settle(entries, failed);
-        if (!this.sending) this.send();
-        if (this.entries.length > 0 && !this.inFlight && !this.scheduled) {
+        this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
+        if (this.entries.length > 0 && !this.scheduled) {
           this.scheduled = true;
           this.fair.schedule(this.flushSoon);
         }
