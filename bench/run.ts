@@ -31,7 +31,7 @@ const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', 
 // memory-worker: `:memory:` written from a worker thread (`audit: { path: ':memory:', worker: true }`),
 // beside the default (SQLite on the bus's thread), so the trade-off shows in the same run.
 type Mode = 'mitt' | 'off' | 'memory' | 'memory-worker' | 'file';
-const MODES: Mode[] = ['mitt', 'off', 'memory', 'memory-worker', 'file'];
+const MODES: Mode[] = ['mitt', 'off', 'memory', 'file', 'memory-worker'];
 const AUDIT: Record<Exclude<Mode, 'mitt'>, () => NonNullable<OrchestratorOptions['audit']>> = {
   off: () => false,
   memory: () => ({ path: ':memory:' }),

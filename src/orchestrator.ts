@@ -2,7 +2,6 @@ import { nanoid } from 'nanoid';
 import { z } from 'zod';
 import { Agent, type AgentPort } from './agent.js';
 import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
-import { isPayloadHasher } from './audit/encode.js';
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
@@ -145,7 +144,6 @@ export class Orchestrator<C extends Contracts = any> {
       registry: this.#registry,
       policy: this.#policy,
       commit: this.#commit,
-      hashLater: o.audit !== false && isPayloadHasher(this.#audit),
       events: this.#emitter,
       clock: this.#clock,
       nextId: o.ids ?? defaultIds(),

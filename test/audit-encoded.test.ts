@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { encodeBatches, encodeRows, hashPayloadLater, InvalidRecordError, toRows, withPayloadHash } from '../src/audit/encode.js';
+import { encodeBatches, InvalidRecordError } from '../src/audit/encode.js';
 import { encodeRow, GENESIS } from '../src/audit/hash-chain.js';
 import { BATCH_RECORDS } from '../src/audit/migrations.js';
 import { toRow } from '../src/audit/records.js';
@@ -169,31 +169,5 @@ describe('the worker log', () => {
     expect(bus.getMessageLog({ agentId: 'a', type: 'ask' })).toMatchObject([{ from: 'a', to: 'b', outcome: 'replied' }]);
     expect(bus.verifyAuditLog()).toMatchObject({ ok: true, checked: 2 });
     await bus.close();
-  });
-});
-
-describe('a payload hash left to the storing thread', () => {
-  const json = JSON.stringify({ task: 'é', n: [1, 2] });
-  const sha = hash('sha256', json, 'hex');
-
-  it('is stored exactly as the hash computed on the bus thread would have been', () => {
-    const base = attempt();
-    const later = { ...base, payloadHash: '' };
-    hashPayloadLater(later, json);
-    const now = { ...base, payloadHash: sha };
-    expect(encodeRows(toRows([later]))).toEqual(encodeRows(toRows([now])));
-    expect(encodeBatches([later])).toEqual(encodeBatches([now]));
-  });
-
-  it('is computed at once, and the JSON let go, for a record kept before it is written', () => {
-    const base = attempt();
-    const later = { ...base, payloadHash: '' };
-    hashPayloadLater(later, json);
-    const kept = withPayloadHash(later);
-    expect(kept.payloadHash).toBe(sha);
-    expect(Object.getOwnPropertySymbols(kept)).toEqual([]);
-    expect(encodeBatches([kept])).toEqual(encodeBatches([{ ...base, payloadHash: sha }]));
-    const plain = attempt();
-    expect(withPayloadHash(plain)).toBe(plain);
   });
 });

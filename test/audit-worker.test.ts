@@ -14,7 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), 'switchboard-worker-log-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('worker audit log on the bus', () => {
-  it('stores the same payload hashes as the inline log, computed on its own thread from the same JSON', { timeout: 30_000 }, async () => {
+  it('stores the same payload hashes and sizes as the inline log: SHA-256 of the payload JSON', { timeout: 30_000 }, async () => {
     const payload = { task: 'summarize', text: 'é"\\\n😀', n: -0, list: [1, 2.5, null, true], nested: { deep: ['x'] } };
     const reply = { summary: 'short', words: 3 };
     const rows = async (worker: boolean) => {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
-import { hashesPayloads, toRows, type RecordRow } from './encode.js';
+import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
 import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
@@ -84,8 +84,6 @@ export class WorkerAuditLog implements AsyncAuditLog {
     // A missing native module is reported here, in one clear sentence, before a worker starts.
     loadSqlite();
     this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
-    // Payloads are hashed on the worker, from the JSON the bus hands over with each attempt.
-    hashesPayloads(this);
     this.start();
     if (this.broken !== undefined) {
       this.closed = true;
@@ -137,10 +135,10 @@ export class WorkerAuditLog implements AsyncAuditLog {
       done(this.broken ?? new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed'));
       return;
     }
-    // Checked here, encoded, hashed and stored there: the worker gets plain row arrays.
-    let rows: RecordRow[];
+    // Encoded here, hashed and stored there: the worker gets one string per batch.
+    let batches: EncodedBatch[];
     try {
-      rows = toRows(records);
+      batches = encodeBatches(records);
     } catch (e) {
       done(invalidBatch(e, records.length));
       return;
@@ -158,7 +156,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
       }
       done(reply.ok ? undefined : toError(reply));
     });
-    this.port.postMessage({ id, op: 'append', rows } satisfies WorkerRequest);
+    this.port.postMessage({ id, op: 'append', batches, count: records.length } satisfies WorkerRequest);
   }
 
   append(records: readonly AuditRecord[]): void {

@@ -3,17 +3,13 @@
 // the main thread can also wait for an answer synchronously (Atomics.wait).
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
-import { encodeRows, type EncodedBatch, type RecordRow } from './encode.js';
+import type { EncodedBatch } from './encode.js';
 import { appendEncoded, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { MessageLogQuery } from './types.js';
 
-/**
- * What the main thread asks. Records travel as checked rows (arrays of strings, numbers and
- * nulls): cloning those costs the main thread less than serializing them there, and the
- * lines are written here, on the second core.
- */
+/** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
 export type WorkerRequest =
-  | { id: number; op: 'append'; rows: RecordRow[] }
+  | { id: number; op: 'append'; batches: EncodedBatch[]; count: number }
   | { id: number; op: 'query'; filter: MessageLogQuery }
   | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
   | { id: number; op: 'head' }
@@ -66,7 +62,7 @@ port.on('message', (first: WorkerRequest) => {
   // One transaction at a time; everything queued meanwhile joins the next, capped by records and by time of work.
   while (request !== undefined && request.op === 'append' && records < MAX_FOLD_RECORDS && performance.now() - started < MAX_FOLD_MS) {
     appends.push(request);
-    records += request.rows.length;
+    records += request.count;
     request = (receiveMessageOnPort(port)?.message as WorkerRequest | undefined) ?? undefined;
   }
   if (appends.length > 0) appendAll(appends);
@@ -78,10 +74,9 @@ function appendAll(requests: Extract<WorkerRequest, { op: 'append' }>[]): void {
     if (log === undefined) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log could not be opened');
     const batches: EncodedBatch[] = [];
     let count = 0;
-    // Each request's rows make their own batches, as they would have on the main thread.
     for (const r of requests) {
-      for (const b of encodeRows(r.rows)) batches.push(b);
-      count += r.rows.length;
+      for (const b of r.batches) batches.push(b);
+      count += r.count;
     }
     // The last answer carries the new head (for audit.onCommit on the main thread).
     const head = appendEncoded(log, batches, count);

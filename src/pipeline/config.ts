@@ -15,11 +15,6 @@ export interface PipelineConfig {
   readonly registry: ReadonlyMap<string, AgentRecord>;
   readonly policy: PolicyStore;
   readonly commit: GroupCommit;
-  /**
-   * The audit log hashes payloads where it stores them (a worker log): attempt records carry
-   * the payload's JSON for it (`hashPayloadLater`) instead of a hash computed on this thread.
-   */
-  readonly hashLater: boolean;
   readonly events: BusEmitter;
   readonly clock: Clock;
   readonly nextId: () => string;

@@ -200,7 +200,7 @@ export class Deliveries {
     this.#ledger.settle(p);
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
-    const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled && !this.#config.hashLater ? hashPayload(encoded) : '');
+    const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).

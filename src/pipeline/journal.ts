@@ -1,5 +1,4 @@
 import type { PendingApproval } from '../approvals.js';
-import { hashPayloadLater } from '../audit/encode.js';
 import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from '../audit/types.js';
 import type { Envelope } from '../envelope.js';
 import type { BusError, ErrorCode } from '../errors.js';
@@ -98,7 +97,6 @@ export class Journal {
       record.node = this.#config.node;
       record.peerNode = draft.peerNode;
     }
-    if (draft.hash === '' && draft.encoded !== undefined && this.#config.hashLater) hashPayloadLater(record, draft.encoded.json);
     return record;
   }
 

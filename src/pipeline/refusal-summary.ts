@@ -1,4 +1,3 @@
-import { withPayloadHash } from '../audit/encode.js';
 import type { AttemptRecord, RefusalSummary } from '../audit/types.js';
 import type { ErrorCode } from '../errors.js';
 import { TokenBucket, type RateSpec } from '../limits.js';
@@ -92,8 +91,7 @@ export class RefusalSummaries {
       this.#write(refusal);
       return;
     }
-    // Kept up to a second: it must not hold the payload (its hash is computed now instead).
-    sender.tally = { sample: withPayloadHash(refusal), count: 0, last: now, codes: new Map() };
+    sender.tally = { sample: refusal, count: 0, last: now, codes: new Map() };
     count(sender.tally, refusal, now);
     this.#open.add(sender);
     this.#timer ??= setTimeout(this.#onTimer, REFUSAL_SUMMARY_MS);

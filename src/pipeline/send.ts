@@ -293,7 +293,7 @@ export class Pipeline implements ChainPort {
     const plain = copyPlainJson(payload, max, 'payload', this.#journal.enabled);
     checkContract(this.#config.contracts, type, draft.intent, plain.copy);
     draft.encoded = checkSize(plain, max);
-    if (this.#journal.enabled && !this.#config.hashLater) draft.hash = hashPayload(draft.encoded); // else hashed where the log stores it
+    if (this.#journal.enabled) draft.hash = hashPayload(draft.encoded);
   }
 
   #refuse(draft: Draft, error: unknown, reject: (error: BusError) => void, trace: SendToken | undefined): void {
