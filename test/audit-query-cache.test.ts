@@ -1,37 +1,16 @@
 // The batches a query parsed are kept for the next queries (src/audit/batch-query.ts,
 // BatchCache) only while the database is unchanged: every test here checks that a query
 // after a change answers exactly as a log with nothing cached does.
-import { mkdtempSync, renameSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CACHED_BATCHES } from '../src/audit/batch-query.js';
 import { SqliteAuditLog, type AttemptRecord, type MessageLogEntry, type MessageLogQuery, type OutcomeRecord } from '../src/audit/index.js';
+import { attemptMaker, tempDirPerTest } from './support/audit-records.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'switchboard-qcache-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-let n = 0;
-const attempt = (over: Partial<AttemptRecord> = {}): AttemptRecord => ({
-  kind: 'attempt',
-  ts: 1_700_000_000_000 + n,
-  messageId: `m${++n}`,
-  from: 'a',
-  to: 'b',
-  type: 'ask',
-  intent: 'work',
-  payloadHash: 'f'.repeat(64),
-  payloadBytes: 10,
-  decision: 'allowed',
-  policyVersion: 1,
-  outcome: 'delivered',
-  conversationId: `c${n}`,
-  ...over,
-});
+const dir = tempDirPerTest('switchboard-qcache-');
+const attempt = attemptMaker({ outcome: 'delivered' });
 
 const outcome = (of: AttemptRecord, over: Partial<OutcomeRecord> = {}): OutcomeRecord => ({
   kind: 'outcome',
@@ -60,7 +39,7 @@ const FILTERS: MessageLogQuery[] = [{}, { agentId: 'a' }, { agentId: 'b', limit:
 
 describe('the query cache', () => {
   it('keeps the batches read once the log was unchanged between two queries, and drops them at any append', () => {
-    const path = join(dir, 'reads.db');
+    const path = join(dir.path, 'reads.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt(), attempt()]);
     const records = vi.spyOn((log as unknown as { stmts: { records: { get(first: number): unknown } } }).stmts.records, 'get');
@@ -100,7 +79,7 @@ describe('the query cache', () => {
   });
 
   it('shows a batch as edited by another connection after it was cached (a read-only reader too)', () => {
-    const path = join(dir, 'other.db');
+    const path = join(dir.path, 'other.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt()]);
     const reader = new SqliteAuditLog({ path, readonly: true });
@@ -132,12 +111,12 @@ describe('the query cache', () => {
   });
 
   it('reads the new file, not the cached batches of the old one, after the file at the path was replaced', () => {
-    const path = join(dir, 'replaced.db');
+    const path = join(dir.path, 'replaced.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt({ intent: 'old' }), attempt({ intent: 'old' })]);
     expect(log.query().map((e) => e.intent)).toEqual(['old', 'old']);
     // Another file with records at the same seqs, moved over the path.
-    const other = join(dir, 'other.db');
+    const other = join(dir.path, 'other.db');
     const writer = new SqliteAuditLog({ path: other });
     writer.append([attempt({ intent: 'new' }), attempt({ intent: 'new' })]);
     writer.close();

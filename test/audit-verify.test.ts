@@ -1,35 +1,14 @@
 // verify() walks the stored bytes of each batch (src/audit/verify-batches.ts): it must accept
 // every log the writer produces (multi-byte text, lines longer than its first buffer, many
 // batches, a keyed chain) and name the exact row or batch that was changed.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteAuditLog, type AttemptRecord } from '../src/audit/index.js';
+import { describe, expect, it } from 'vitest';
+import { SqliteAuditLog } from '../src/audit/index.js';
+import { attemptMaker, tempDirPerTest } from './support/audit-records.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'switchboard-verify-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-let n = 0;
-const attempt = (over: Partial<AttemptRecord> = {}): AttemptRecord => ({
-  kind: 'attempt',
-  ts: 1_700_000_000_000 + n,
-  messageId: `m${++n}`,
-  from: 'a',
-  to: 'b',
-  type: 'ask',
-  intent: 'work',
-  payloadHash: 'f'.repeat(64),
-  payloadBytes: 10,
-  decision: 'allowed',
-  policyVersion: 1,
-  conversationId: `c${n}`,
-  ...over,
-});
+const dir = tempDirPerTest('switchboard-verify-');
+const attempt = attemptMaker();
 
 /** Runs `sql` on the file with a connection of its own (as someone with write access would). */
 function edit(path: string, sql: string): void {
@@ -40,7 +19,7 @@ function edit(path: string, sql: string): void {
 
 describe('verify over stored bytes', () => {
   it('accepts multi-byte text and a line longer than its first buffer, and names the row whose multi-byte text was changed', () => {
-    const path = join(dir, 'utf8.db');
+    const path = join(dir.path, 'utf8.db');
     const log = new SqliteAuditLog({ path });
     const wide = '😀'.repeat(512); // 1024 UTF-16 units, 2 KB of UTF-8 per field
     log.append([attempt({ intent: 'résumé' }), attempt({ reason: wide, intent: `x${wide}`.slice(0, 1000), from: 'élan' }), attempt({ intent: 'naïve' })]);
@@ -54,13 +33,13 @@ describe('verify over stored bytes', () => {
   });
 
   it('checks every record of many batches, a keyed chain included, and names the changed one', () => {
-    const path = join(dir, 'keyed.db');
+    const path = join(dir.path, 'keyed.db');
     const log = new SqliteAuditLog({ path, key: 'k' });
-    const firstId = n + 1; // record seq s carries messageId m<firstId + s - 1>
-    for (let b = 0; b < 5; b++) log.append(Array.from({ length: 300 }, () => attempt()));
+    const records = Array.from({ length: 1500 }, () => attempt());
+    for (let b = 0; b < 5; b++) log.append(records.slice(b * 300, (b + 1) * 300));
     expect(log.verify()).toEqual({ ok: true, checked: 1500 });
     log.close();
-    edit(path, `UPDATE audit_batch SET records = replace(records, '"m${firstId + 776}"', '"m0"')`);
+    edit(path, `UPDATE audit_batch SET records = replace(records, '"${records[776]!.messageId}"', '"m0"')`); // row 777
     const again = new SqliteAuditLog({ path, key: 'k' });
     expect(again.verify()).toMatchObject({ ok: false, firstBad: 777, checked: 776, reason: expect.stringMatching(/row 777 does not match its hash/) });
     again.close();
@@ -74,7 +53,7 @@ describe('verify over stored bytes', () => {
     ['its hashes cut short', 'UPDATE audit_batch SET hashes = substr(hashes, 1, 64)'],
     ['its records emptied', "UPDATE audit_batch SET records = ''"],
   ])('calls a batch malformed at its first row (%s)', (_what, sql) => {
-    const path = join(dir, 'frame.db');
+    const path = join(dir.path, 'frame.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt(), attempt()]);
     log.close();
@@ -85,7 +64,7 @@ describe('verify over stored bytes', () => {
   });
 
   it('names a record whose seq was rewritten in place', () => {
-    const path = join(dir, 'seq.db');
+    const path = join(dir.path, 'seq.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt(), attempt()]);
     log.close();
