@@ -147,7 +147,8 @@ interface Walk {
   readonly path: (string | number)[];
   readonly what: string;
   readonly maxBytes: number;
-  strings: Map<string, { readonly bytes: number; readonly json: string }> | undefined;
+  /** Long strings met so far: their JSON bytes, and their JSON when it needs escaping and the walk writes JSON. */
+  strings: Map<string, { readonly bytes: number; readonly json: string | undefined }> | undefined;
   /** Objects met again after the first few: their copy, bytes, and JSON once it was needed (a repeat while writing JSON). */
   seen: Map<object, { readonly copy: unknown; readonly bytes: number; json: string | undefined }> | undefined;
   /** The JSON written so far, or undefined when nobody asked for it. */
@@ -197,12 +198,11 @@ function addString(walk: Walk, s: string): void {
   const strings = (walk.strings ??= new Map());
   let known = strings.get(s);
   if (known === undefined) {
-    // Its JSON is kept only when the walk writes JSON (plain ASCII needs no escaping).
     const json = PLAIN_ASCII.test(s) ? undefined : JSON.stringify(s);
-    known = { bytes: json === undefined ? length + 2 : Buffer.byteLength(json, 'utf8'), json: json === undefined || walk.json === undefined ? '' : json };
+    known = { bytes: json === undefined ? length + 2 : Buffer.byteLength(json, 'utf8'), json: walk.json === undefined ? undefined : json };
     if (strings.size < MAX_CACHED_STRINGS) strings.set(s, known);
   }
-  put(walk, known.bytes, walk.json === undefined ? '' : known.json === '' ? `"${s}"` : known.json);
+  put(walk, known.bytes, walk.json === undefined ? '' : (known.json ?? `"${s}"`));
 }
 
 function copyPlain(value: unknown, walk: Walk): unknown {

@@ -48,7 +48,8 @@ export interface BusEvents {
   /**
    * Another node took over an agent id this node served (this node missed its lease
    * renewals): the local agent was unregistered and its handle is dead; `ready()` rejects
-   * with `error`. Re-register it (possibly under another id) once the cause is fixed.
+   * with DUPLICATE_AGENT until the id is registered here again. Re-register it (possibly
+   * under another id) once the cause is fixed.
    */
   'agent:lost': { agentId: string; holder: string; error: BusError };
 }

@@ -196,8 +196,9 @@ export class Orchestrator<C extends Contracts = any> {
     if (typeof agentId !== 'string' || this.#pipeline.closed) return;
     const record = this.#registry.get(agentId);
     if (record === undefined) return;
-    const by = typeof holder === 'string' && AGENT_ID_PATTERN.test(holder) ? holder : 'another node';
-    const error = new BusError('DUPLICATE_AGENT', `agent id "${agentId}" was taken over by node "${by}" after this node "${this.node}" missed its lease renewals; its handle here is dead`, { agentId });
+    const known = typeof holder === 'string' && AGENT_ID_PATTERN.test(holder);
+    const by = known ? holder : 'another node';
+    const error = new BusError('DUPLICATE_AGENT', `agent id "${agentId}" was taken over by ${known ? `node "${by}"` : by} after this node "${this.node}" missed its lease renewals; its handle here is dead`, { agentId });
     this.unregister(agentId);
     this.#lostClaims.set(agentId, error);
     if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });

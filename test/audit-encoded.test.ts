@@ -2,42 +2,21 @@
 // and the worker log's read connection: the chain stays byte-identical to hashing each
 // record's canonical encoding, and queries see what was handed over before them.
 import { hash } from 'node:crypto';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeBatches, InvalidRecordError } from '../src/audit/encode.js';
 import { encodeRow, GENESIS } from '../src/audit/hash-chain.js';
 import { BATCH_RECORDS } from '../src/audit/migrations.js';
 import { toRow } from '../src/audit/records.js';
-import { SqliteAuditLog, STRING_CAP, type AttemptRecord, type AuditRecord } from '../src/audit/index.js';
+import { SqliteAuditLog, STRING_CAP, type AuditRecord } from '../src/audit/index.js';
 import { WorkerAuditLog } from '../src/audit/worker-log.js';
 import { Orchestrator } from '../src/index.js';
+import { attemptMaker, tempDirPerTest } from './support/audit-records.js';
 
-let dir: string;
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'switchboard-encoded-'));
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-let n = 0;
-const attempt = (over: Partial<AttemptRecord> = {}): AttemptRecord => ({
-  kind: 'attempt',
-  ts: 1_700_000_000_000 + n,
-  messageId: `m${++n}`,
-  from: 'a',
-  to: 'b',
-  type: 'ask',
-  intent: 'q',
-  payloadHash: '00'.repeat(32),
-  payloadBytes: 2,
-  decision: 'allowed',
-  policyVersion: 1,
-  outcome: 'delivered',
-  conversationId: `c${n}`,
-  ...over,
-});
+const dir = tempDirPerTest('switchboard-encoded-');
+const attempt = attemptMaker({ intent: 'q', payloadHash: '00'.repeat(32), payloadBytes: 2, outcome: 'delivered' });
 
 /** The chain as defined in hash-chain.ts, computed record by record from scratch. */
 function chainOf(records: readonly AuditRecord[]): { line: string; hash: string }[] {
@@ -56,7 +35,7 @@ describe('records encoded before the write', () => {
     records[5] = attempt({ intent: 'x'.repeat(STRING_CAP + 7) });
     records[98] = attempt({ reason: 'lone \ud800 surrogate', decision: 'denied', code: 'POLICY_DENIED' });
     records[999] = { kind: 'outcome', ts: 1, messageId: 'm1', to: 'b', outcome: 'failed', code: 'HANDLER_FAILED', reason: 'line\nbreak "quoted"' };
-    const path = join(dir, 'lines.db');
+    const path = join(dir.path, 'lines.db');
     const log = new SqliteAuditLog({ path });
     log.append(records.slice(0, 9)); // seqs 1..9, then 10.. in one append crossing 99, 999
     log.append(records.slice(9));
@@ -73,7 +52,7 @@ describe('records encoded before the write', () => {
   });
 
   it('indexes each agent, conversation and conversation-less message once per batch', () => {
-    const path = join(dir, 'index.db');
+    const path = join(dir.path, 'index.db');
     const log = new SqliteAuditLog({ path });
     log.append([
       attempt({ from: 'a', to: 'b', conversationId: 'conv-1' }),
@@ -108,7 +87,7 @@ describe('records encoded before the write', () => {
   });
 
   it('catches a batch whose separating comma was removed (the stored text is no longer what was hashed)', () => {
-    const path = join(dir, 'comma.db');
+    const path = join(dir.path, 'comma.db');
     const log = new SqliteAuditLog({ path });
     log.append([attempt(), attempt(), attempt()]);
     log.close();
@@ -123,7 +102,7 @@ describe('records encoded before the write', () => {
 
 describe('the worker log', () => {
   it('refuses a chunk with an invalid record at once, naming it, and the next append works', { timeout: 30_000 }, () => {
-    const log = new WorkerAuditLog({ path: join(dir, 'invalid.db') });
+    const log = new WorkerAuditLog({ path: join(dir.path, 'invalid.db') });
     let failure: Error | undefined;
     let called = false;
     log.appendAsync([attempt(), { ...attempt(), kind: 'bogus' } as unknown as AuditRecord], (e) => {
@@ -139,7 +118,7 @@ describe('the worker log', () => {
   });
 
   it('answers a query with every append handed over before it', { timeout: 30_000 }, () => {
-    const log = new WorkerAuditLog({ path: join(dir, 'reader.db') });
+    const log = new WorkerAuditLog({ path: join(dir.path, 'reader.db') });
     const done: (Error | undefined)[] = [];
     for (let i = 0; i < 20; i++) log.appendAsync([attempt({ messageId: `r${i}` })], (e) => done.push(e));
     const entries = log.query({ limit: 100 });
@@ -149,11 +128,11 @@ describe('the worker log', () => {
   });
 
   it('reads the file now at the path after the one it read was replaced', { timeout: 30_000 }, () => {
-    const path = join(dir, 'moved.db');
+    const path = join(dir.path, 'moved.db');
     const log = new WorkerAuditLog({ path });
     log.append([attempt({ messageId: 'old' })]);
     expect(log.query().map((e) => e.messageId)).toEqual(['old']);
-    const other = join(dir, 'blank.db');
+    const other = join(dir.path, 'blank.db');
     writeFileSync(other, '');
     renameSync(other, path);
     expect(() => log.append([attempt({ messageId: 'refused' })])).toThrow(/replaced/);

@@ -35,7 +35,7 @@ export interface BatchStatements {
   readonly followMessages: Database.Statement;
   /** () -> 1 when any record without a conversation is indexed (else the message lookup is skipped). */
   readonly anyMessages: Database.Statement;
-  /** (conversation, seq) -> first_seq of each batch of the conversation starting at or before seq, oldest first. */
+  /** (conversation, seq) -> first_seq of each batch of the conversation starting at or before seq, newest first. */
   readonly conversationUpTo: Database.Statement;
   /** () -> total_changes(): rows this connection changed since it opened. */
   readonly changes: Database.Statement;
@@ -409,7 +409,8 @@ function copySummary(t: RefusalSummary): RefusalSummary {
 /**
  * True when an attempt of the same message to the same recipient, not refused, comes before
  * `a` in its conversation: `a` is a repeat. Only asked for a refused attempt that has
- * follow-ups (rare), so it may read the conversation's earlier batches.
+ * follow-ups (rare); it reads the conversation's earlier batches newest first, where the
+ * original (sent shortly before its repeat) is, and stops at it.
  */
 function repeatsAdmitted(load: (first: number) => Batch | undefined, a: Row, stmts: BatchStatements): boolean {
   const conversation = a[COL.conversation_id];

@@ -563,7 +563,7 @@ function prepare(db: Database.Database) {
     followConversations: db.prepare('SELECT j.key, c.first_seq FROM json_each(?) j CROSS JOIN audit_conversation c ON c.conversation_id = j.value AND c.first_seq >= ?').raw(),
     followMessages: db.prepare('SELECT j.key, m.first_seq FROM json_each(?) j CROSS JOIN audit_message m ON m.message_id = j.value AND m.first_seq >= ?').raw(),
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
-    conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq').pluck(),
+    conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq DESC').pluck(),
     changes: db.prepare('SELECT total_changes()').pluck(),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
