@@ -281,7 +281,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
     if (this.broken !== undefined) return;
     this.broken = new BusError('AUDIT_UNAVAILABLE', message, cause === undefined ? {} : { cause });
     void this.worker.terminate();
-    const failed: WorkerReply = { id: -1, ok: false, error: { message, code: 'AUDIT_UNAVAILABLE' } };
+    const failed: WorkerReply = { id: -1, ok: false, error: { message, code: 'AUDIT_UNAVAILABLE', ...(cause instanceof Error ? { cause: { name: cause.name, message: cause.message } } : {}) } };
     const waiting = [...this.callbacks.values()];
     this.callbacks.clear();
     for (const callback of waiting) callback(failed);
@@ -289,5 +289,8 @@ export class WorkerAuditLog implements AsyncAuditLog {
 }
 
 function toError(reply: Extract<WorkerReply, { ok: false }>): BusError {
-  return new BusError('AUDIT_UNAVAILABLE', reply.error.message);
+  const c = reply.error.cause;
+  if (c === undefined) return new BusError('AUDIT_UNAVAILABLE', reply.error.message);
+  const cause = Object.assign(new Error(c.message), { name: c.name }, c.code !== undefined ? { code: c.code } : {});
+  return new BusError('AUDIT_UNAVAILABLE', reply.error.message, { cause });
 }

@@ -17,7 +17,14 @@ export type WorkerRequest =
 
 export type WorkerReply =
   | { id: number; ok: true; result?: unknown }
-  | { id: number; ok: false; error: { message: string; code: string } };
+  | { id: number; ok: false; error: WireError };
+
+/** An error as it crosses the thread: its message and code, and its cause's (a SQLite error's code, e.g. `SQLITE_FULL`). */
+export interface WireError {
+  message: string;
+  code: string;
+  cause?: { name: string; message: string; code?: string };
+}
 
 export interface WorkerInit {
   readonly port: MessagePort;
@@ -40,8 +47,15 @@ function answer(reply: WorkerReply): void {
 }
 
 function failure(id: number, error: unknown): WorkerReply {
-  const e = error as { message?: unknown; code?: unknown };
-  return { id, ok: false, error: { message: String(e?.message ?? error), code: typeof e?.code === 'string' ? e.code : 'AUDIT_UNAVAILABLE' } };
+  const e = error as { message?: unknown; code?: unknown; cause?: unknown };
+  const wire: WireError = { message: String(e?.message ?? error), code: typeof e?.code === 'string' ? e.code : 'AUDIT_UNAVAILABLE' };
+  // The inline log's error carries the SQLite error as its cause: so does the worker's (as plain fields: an Error does not clone with its code).
+  const c = e?.cause as { name?: unknown; message?: unknown; code?: unknown } | undefined;
+  if (c !== undefined && c !== null) {
+    wire.cause = { name: typeof c.name === 'string' ? c.name : 'Error', message: String(c.message ?? c) };
+    if (typeof c.code === 'string') wire.cause.code = c.code;
+  }
+  return { id, ok: false, error: wire };
 }
 
 let log: SqliteAuditLog | undefined;
