@@ -12,6 +12,7 @@ import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError, describe, toBusError } from './errors.js';
 import { BusEmitter, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
+import { freezeObject } from './frozen.js';
 import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
@@ -180,7 +181,7 @@ export class Orchestrator<C extends Contracts = any> {
     const inbound = this.#pipeline.inbound;
     this.#transport.attach(
       this.node,
-      Object.freeze({
+      freezeObject({
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
       } satisfies InboundPort),

@@ -33,6 +33,7 @@ import { Directory } from './directory.js';
 import { Link, type DeadAnswer, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
 import { Subjects } from './subjects.js';
+import { freezeClass } from '../frozen.js';
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);
 const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
@@ -552,3 +553,8 @@ function asBusError(e: unknown, fallback: ErrorCode): BusError {
   if (isBusError(e)) return e;
   return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }
+
+// Frozen: what the transport hands out (itself, carriage handles, responders) cannot be patched by one holder for all.
+freezeClass(NatsTransport);
+freezeClass(Sent);
+freezeClass(Answer);

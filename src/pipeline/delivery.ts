@@ -15,6 +15,9 @@ import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
 import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
+/** The platform's `then`, kept at load: a handler's native promise is adopted without a second read. */
+// eslint-disable-next-line @typescript-eslint/unbound-method
+const NATIVE_THEN = Promise.prototype.then as (this: Promise<unknown>, ok: (v: unknown) => void, ko: (e: unknown) => void) => Promise<void>;
 
 /**
  * From an admitted message to its handler and back: reserve a mailbox slot, hand over
@@ -128,34 +131,47 @@ export class Deliveries {
     });
   };
 
-  /** Calls the handler and reads what it returned (or threw). Never throws or rejects. */
+  /** Calls the handler and reads what it returned (or threw), its `then` once. Never throws or rejects. */
   #run(d: Delivery, handler: Handler): Promise<void> {
     let out: unknown;
-    let thenable: boolean;
+    let then: unknown;
     try {
       out = handler(d.envelope.payload, new Context(this.#port, d));
       // Reading `then` is reading the handler's value: a revoked Proxy or a throwing getter fails here.
-      thenable = typeof out === 'object' && out !== null && typeof (out as { then?: unknown }).then === 'function';
+      if (typeof out === 'object' && out !== null) then = (out as { then?: unknown }).then;
     } catch (error) {
       d.finish();
       this.#failed(d, error, 'HANDLER_FAILED');
       return RESOLVED;
     }
-    if (thenable) {
-      return Promise.resolve(out).then(
-        (value) => {
-          d.finish();
-          this.#returned(d, value);
-        },
-        (error) => {
-          d.finish();
-          this.#failed(d, error, 'HANDLER_FAILED');
-        },
-      );
+    if (typeof then !== 'function') {
+      d.finish();
+      this.#returned(d, out);
+      return RESOLVED;
     }
-    d.finish();
-    this.#returned(d, out);
-    return RESOLVED;
+    const returned = (value: unknown) => {
+      d.finish();
+      this.#returned(d, value);
+    };
+    const failed = (error: unknown) => {
+      d.finish();
+      this.#failed(d, error, 'HANDLER_FAILED');
+    };
+    // The `then` read above is the one called: `Promise.resolve(out)` would read it again (a getter could answer differently).
+    if (then === NATIVE_THEN) {
+      try {
+        return NATIVE_THEN.call(out as Promise<unknown>, returned, failed);
+      } catch {
+        // Not a native promise (a Proxy of one): adopt it as any thenable below.
+      }
+    }
+    return new Promise((resolve, reject) => {
+      try {
+        (then as (ok: (v: unknown) => void, ko: (e: unknown) => void) => unknown).call(out, resolve, reject);
+      } catch (error) {
+        reject(error);
+      }
+    }).then(returned, failed);
   }
 
   #returned(d: Delivery, value: unknown): void {

@@ -4,6 +4,7 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
+import { freezeObject } from '../frozen.js';
 import { Approvals } from './approvals.js';
 import {
   checkContract,
@@ -97,6 +98,8 @@ export class Pipeline implements ChainPort {
       job.cancel = (reason) => {
         if (pendingRef !== undefined) this.#ledger.cancel(pendingRef, typeof reason === 'string' ? reason : 'cancelled by the sender');
       };
+      // Frozen: whoever holds the job (it may be passed around) cannot swap its methods.
+      freezeObject(job);
     }
 
     const draft = makeDraft(id, now, type, sender.id, to, intent, parent);
@@ -448,5 +451,5 @@ function failedJob(error: BusError): Job {
   job.id = '';
   job.onProgress = () => job;
   job.cancel = () => undefined;
-  return job;
+  return freezeObject(job);
 }
