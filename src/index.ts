@@ -26,6 +26,7 @@ export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingA
 export type { Clock } from './clock.js';
 export { NOOP_TELEMETRY, traceparentOf, type Telemetry, type SendDraft, type SendToken, type RunToken, type CommitInfo, type RefusalInfo, type TracedEnvelope } from './telemetry.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
+export { escapeText } from './escape-text.js';
 export { SqliteAuditLog } from './audit/sqlite.js';
 export type {
   AuditLog,

@@ -122,6 +122,25 @@ describe('switchboard log', () => {
     expect(r.out.join('\n')).not.toContain('\u001b');
     expect(r.out[1]).toContain('x\\x1b[2Jy');
   });
+
+  it('escapes bidirectional controls and C1 controls (in the table, --json and export), so no text is reordered or steered', () => {
+    const path = join(dir, 'bidi.db');
+    const log = new SqliteAuditLog({ path });
+    const reason = 'ok\u202Edeyorppa \u2066x\u2069 \u200F\u061C \u009b31m';
+    log.append([attempt({ intent: 'ok\u202Edeyorppa', decision: 'denied', reason, outcome: undefined as never })]);
+    log.close();
+    const unsafe = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+    const table = run(['log', path]);
+    for (const line of table.out) expect(line).not.toMatch(unsafe);
+    expect(table.out[1]).toContain('ok\\u202edeyorppa');
+    for (const argv of [['log', path, '--json'], ['export', path], ['export', path, '--format', 'csv']]) {
+      const r = run(argv);
+      expect(r.code).toBe(0);
+      for (const line of r.out) expect(line, argv.join(' ')).not.toMatch(unsafe);
+    }
+    // JSON Lines stay lossless: the escapes are JSON's own.
+    expect((JSON.parse(run(['export', path]).out[0]!) as MessageLogEntry).reason).toBe(reason);
+  });
 });
 
 describe('switchboard verify', () => {

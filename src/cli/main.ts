@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
 import { runNatsConfig } from './nats-config.js';
+import { escapeJson, escapeText } from '../escape-text.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
 export interface CliIO {
@@ -131,11 +132,11 @@ export function main(argv: readonly string[], io: CliIO): number {
     }
   } catch (e) {
     if (e instanceof UsageError || isParseArgsError(e)) {
-      io.err(`switchboard: ${(e as Error).message}`);
+      io.err(`switchboard: ${escapeText((e as Error).message)}`);
       io.err(`Run "switchboard --help" for usage.`);
       return 2;
     }
-    io.err(`switchboard: ${e instanceof Error ? e.message : String(e)}`);
+    io.err(`switchboard: ${escapeText(e instanceof Error ? e.message : String(e))}`);
     return 1;
   }
 }
@@ -187,7 +188,7 @@ function runLog(args: string[], io: CliIO): number {
   if (log === undefined) return notFound(path, io);
   try {
     const entries = log.query(values.agent === undefined ? { ...filter, limit } : { ...filter, agentId: values.agent, limit });
-    if (values.json === true) for (const e of entries) io.out(JSON.stringify(e));
+    if (values.json === true) for (const e of entries) io.out(escapeJson(JSON.stringify(e)));
     else for (const line of table(entries)) io.out(line);
     return 0;
   } finally {
@@ -266,7 +267,7 @@ function runExport(args: string[], io: CliIO): number {
     for (;;) {
       const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT, ...(since !== undefined ? { since } : {}) });
       if (page.length === 0) return 0;
-      for (const e of page) io.out(format === 'csv' ? csvLine(e) : JSON.stringify(e));
+      for (const e of page) io.out(format === 'csv' ? csvLine(e) : escapeJson(JSON.stringify(e)));
       after = (page[page.length - 1] as MessageLogEntry).seq;
     }
   } finally {
@@ -276,12 +277,13 @@ function runExport(args: string[], io: CliIO): number {
 
 const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated', 'refusals'] as const;
 
-/** RFC 4180: every field quoted when it holds a comma, quote or line break; a leading formula character is neutralised. */
+/** RFC 4180: every field quoted when it holds a comma or quote; a leading formula character is neutralised. */
 function csvLine(e: MessageLogEntry): string {
   return CSV_FIELDS.map((k) => {
     const v = (e as unknown as Record<string, unknown>)[k];
     if (v === undefined) return '';
-    let s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // Control, escape and bidirectional characters are shown escaped: a CSV is read on screens and in spreadsheets.
+    let s = escapeText(typeof v === 'object' ? JSON.stringify(v) : String(v));
     if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(',');
@@ -356,7 +358,7 @@ function table(entries: readonly MessageLogEntry[]): string[] {
       e.outcome ?? '',
       e.approval === undefined ? '' : e.decidedBy === undefined ? e.approval : `${e.approval}/${e.decidedBy}`,
       e.refusals === undefined ? [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/') : tallyCell(e.refusals),
-    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
+    ].map((cell, i) => cut(escapeText(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
   );
   const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] as string).length)));
   const line = (cells: readonly string[]) =>
@@ -378,12 +380,6 @@ function tallyCell(t: RefusalSummary): string {
 function isoTime(ts: number): string {
   const d = new Date(ts);
   return Number.isNaN(d.getTime()) ? String(ts) : d.toISOString();
-}
-
-/** Control characters (terminal escapes included) are shown escaped, never sent to the terminal. */
-function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 function cut(s: string, max: number): string {

@@ -1,7 +1,8 @@
 // One held message in full: envelope, rule, deadline and the whole payload (scrolled when
 // it is taller than the room), with the question being asked of the operator.
 import { createElement as h, type ReactElement } from 'react';
-import { Box, Text } from 'ink';
+import { Box } from 'ink';
+import { Text } from './text.js';
 import type { PendingApproval } from '../approvals.js';
 import { clockTime, expiresIn, routeOf, toJson, wrapLines } from './format.js';
 

@@ -1,6 +1,9 @@
 // The approval page's static parts. The HTML carries no script and no data besides the
 // CSRF token (hex); app.js builds everything with textContent, so agent-written text is
-// never parsed as markup, and the CSP forbids inline script anyway.
+// never parsed as markup, and the CSP forbids inline script anyway; every such text passes
+// escapeText (its source is part of app.js), so no bidirectional control reorders it.
+
+import { escapeText } from '../escape-text.js';
 
 /** The Content-Security-Policy of every response. */
 export const CSP = [
@@ -85,12 +88,14 @@ th, td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(-
 /** The page's script: state over server-sent events, decisions by POST with the CSRF header. */
 export const APP_JS = `'use strict';
 (() => {
+  // The library's own escapeText: agent text shows no control or bidirectional character here either.
+  const escapeText = ${escapeText.toString()};
   const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
   const $ = (id) => document.getElementById(id);
   const el = (tag, props, ...children) => {
     const node = document.createElement(tag);
     if (props) for (const [k, v] of Object.entries(props)) {
-      if (k === 'text') node.textContent = v; else if (k === 'class') node.className = v; else node.setAttribute(k, v);
+      if (k === 'text') node.textContent = escapeText(String(v)); else if (k === 'class') node.className = v; else node.setAttribute(k, v);
     }
     for (const child of children) if (child) node.append(child);
     return node;
@@ -102,7 +107,7 @@ export const APP_JS = `'use strict';
   let state = { pending: [], recent: [], log: [] };
   const drafts = new Map(); // reason typed per item, kept across re-renders
 
-  const say = (text, tone) => { const s = $('status'); s.textContent = text; s.className = tone || ''; };
+  const say = (text, tone) => { const s = $('status'); s.textContent = escapeText(text); s.className = tone || ''; };
   const clock = (ms) => new Date(ms).toLocaleTimeString();
   const left = (expiresAt) => {
     const s = Math.ceil((expiresAt - (Date.now() + skew)) / 1000);
