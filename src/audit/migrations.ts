@@ -231,6 +231,14 @@ export const MIGRATIONS: readonly Migration[] = [
       migrateV2Rows(db);
     },
   },
+  {
+    version: 4,
+    description: 'every record without a conversation indexed by its message id (v2 follow-ups were indexed under their attempt\'s conversation), so verify can check each lookup table against the records',
+    up: (db) =>
+      db.exec(
+        `INSERT OR IGNORE INTO audit_message (message_id, first_seq) SELECT r.value ->> ${COL.message_id}, b.first_seq FROM audit_batch b, json_each(b.records) r WHERE (r.value ->> ${COL.conversation_id}) IS NULL`,
+      ),
+  },
 ];
 
 /** The schema version this code writes and reads. */

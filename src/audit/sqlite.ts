@@ -8,6 +8,7 @@ import { Checkpointer } from './checkpointer.js';
 import { createByteDigest, createDigest, GENESIS, keyCheck, type ByteDigest, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
 import { verifyRows, type VerifyRow } from './verify-batches.js';
+import { checkIndexes, checkSchema } from './verify-indexes.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
@@ -365,7 +366,14 @@ export class SqliteAuditLog implements AuditLog {
     }
     // A head older than the anchor was dropped by retention: the log is longer, not truncated.
     const headSeen = want === undefined || want.seq < anchor.seq || (want.seq === anchor.seq && want.hash === anchor.hash);
-    return verifyRows(this.stmts.verify.iterate() as IterableIterator<VerifyRow>, digest, anchor, want, headSeen);
+    const result = verifyRows(this.stmts.verify.iterate() as IterableIterator<VerifyRow>, digest, anchor, want, headSeen);
+    if (!result.ok) return result;
+    // The chain holds: now what queries read beside it (see verify-indexes.ts).
+    const schema = checkSchema(this.db);
+    if (schema !== undefined) return { ...result, ok: false, checked: 0, firstBad: anchor.seq + 1, reason: `${schema}: queries could show what the chain does not hold` };
+    const missing = checkIndexes(this.db, anchor.seq);
+    if (missing !== undefined) return { ...result, ok: false, checked: missing.seq - anchor.seq - 1, firstBad: missing.seq, reason: missing.reason };
+    return result;
   }
 
   /** The last record's seq and hash; `{ seq: 0, hash: GENESIS }` for an empty log. */
