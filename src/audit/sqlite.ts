@@ -9,6 +9,7 @@ import { createByteDigest, createDigest, GENESIS, keyCheck, type ByteDigest, typ
 import { loadSqlite } from './native.js';
 import { verifyRows, type VerifyRow } from './verify-batches.js';
 import { checkIndexes, checkSchema } from './verify-indexes.js';
+import { interruptedSince, mayBeAlive, META_RUNS, newRun, parseRuns, type Run } from './runs.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
@@ -163,6 +164,8 @@ export class SqliteAuditLog implements AuditLog {
   private uncheckpointed = 0;
   private checkpointScheduled = false;
   private checkpointer: Checkpointer | undefined;
+  /** This writer's run, registered in a file log's metadata while it is open. */
+  private run: Run | undefined;
 
   constructor(options: SqliteAuditLogOptions = {}) {
     const parsed = optionsSchema.safeParse(options);
@@ -176,6 +179,54 @@ export class SqliteAuditLog implements AuditLog {
     this.chain = this.open();
     this.digest = this.chain === 'sha256' ? createDigest() : o.key === undefined ? undefined : createDigest(o.key);
     this.byteDigest = this.chain === 'sha256' ? createByteDigest() : o.key === undefined ? undefined : createByteDigest(o.key);
+    if (!this.readonly && this.identity !== undefined) this.startRun();
+  }
+
+  /**
+   * Registers this writer's run in the file, first recording `interrupted` for what runs
+   * that ended without closing left open (see runs.ts). Never fails the open: without the
+   * write lock (another writer holds it), the earlier runs are left for a later open.
+   */
+  private startRun(): void {
+    try {
+      this.db
+        .transaction(() => {
+          const runs = parseRuns(this.stmts.meta.get(META_RUNS) as string | undefined);
+          const alive = runs.filter(mayBeAlive);
+          const dead = runs.filter((r) => !mayBeAlive(r));
+          let keep = runs;
+          if (dead.length > 0 && alive.length === 0) {
+            const from = Math.min(...dead.map((r) => r.from));
+            const why = `the process that was running it (${dead.map((r) => `pid ${r.pid}`).join(', ')}) stopped without closing the log; found when the log was opened again`;
+            const records = interruptedSince(this.db, from, Date.now(), why);
+            if (records.length > 0) this.writeBatches(encodeBatches(records));
+            keep = [];
+          }
+          this.run = newRun(this.head().seq);
+          this.stmts.setMeta.run(META_RUNS, JSON.stringify([...keep, this.run]));
+        })
+        .immediate();
+    } catch (e) {
+      this.run = undefined;
+      process.emitWarning(`agent-switchboard: could not register this run in ${this.path} (${messageOf(e)}); runs that ended without closing are left for a later open`, { code: 'SWITCHBOARD_AUDIT_RUNS' });
+    }
+  }
+
+  /** Removes this run from the file: it closed, so nothing of it is left without an outcome by a crash. */
+  private endRun(): void {
+    const run = this.run;
+    if (run === undefined || this.lost !== undefined) return;
+    this.run = undefined;
+    try {
+      this.db
+        .transaction(() => {
+          const runs = parseRuns(this.stmts.meta.get(META_RUNS) as string | undefined).filter((r) => r.id !== run.id);
+          this.stmts.setMeta.run(META_RUNS, JSON.stringify(runs));
+        })
+        .immediate();
+    } catch {
+      // The next opener finds the run and, once this process is gone, checks what it left open.
+    }
   }
 
   /** Opens (and when needed creates or migrates) the database at the path; returns its chain. */
@@ -386,6 +437,7 @@ export class SqliteAuditLog implements AuditLog {
   /** Closes the database (checkpointing the WAL). Idempotent; later calls to anything else throw. */
   close(): void {
     if (this.closed) return;
+    this.endRun();
     this.closed = true;
     this.checkpointer?.stop();
     this.db.close();

@@ -11,7 +11,9 @@ export type AuditOutcome =
   | 'failed'
   | 'expired'
   | 'cancelled'
-  | 'late-reply';
+  | 'late-reply'
+  /** Found without an outcome when a file log was opened after the process that sent it stopped (a crash). */
+  | 'interrupted';
 
 /** The human decision on a held message. */
 export type ApprovalDecision = 'approved' | 'rejected' | 'expired' | 'cancelled';

@@ -339,7 +339,7 @@ const COLUMNS = [
   { title: 'TYPE', max: 8 },
   { title: 'INTENT', max: 24 },
   { title: 'DECISION', max: 8 },
-  { title: 'OUTCOME', max: 10 },
+  { title: 'OUTCOME', max: 11 },
   { title: 'APPROVAL', max: 28 },
   { title: 'RULE/CODE', max: 40 },
 ] as const;

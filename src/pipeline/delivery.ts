@@ -77,14 +77,21 @@ export class Deliveries {
       },
       (error) => {
         delivery.drop();
-        if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        const e = toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id);
+        // An approved message's attempt is in the log already: its end must be too (written once the log works).
+        if (record?.kind === 'outcome') this.#journal.recordOutcome(envelope, 'failed', 'AUDIT_UNAVAILABLE', e.message);
+        if (p !== undefined) this.#ledger.fail(p, e, undefined);
       },
     );
   }
 
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
   handOver(delivery: Delivery): void {
-    if (delivery.withdrawn) return;
+    if (delivery.withdrawn) {
+      // Withdrawn while its row was committed (close, unregister): a notify's end is recorded here.
+      if (delivery.pending === undefined) this.#notRun(delivery, delivery.abortReason);
+      return;
+    }
     delivery.handedOver = true;
     const { events } = this.#config;
     if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
@@ -99,7 +106,11 @@ export class Deliveries {
    */
   abortAll(record: AgentRecord, reason: BusError): void {
     for (const d of [...record.deliveries]) {
-      if (!d.started) d.drop();
+      if (!d.started) {
+        d.drop();
+        // A queued notify never runs now: its outcome says so (a request's is the ledger's).
+        if (d.handedOver && d.pending === undefined) this.#notRun(d, reason);
+      }
       d.abort(reason);
       if (d.runToken !== undefined) this.#config.telemetry.handlerEnded(d.runToken, reason.code);
     }
@@ -232,11 +243,19 @@ export class Deliveries {
       },
       (error) => {
         const e = toBusError(error, 'AUDIT_UNAVAILABLE', ask.id);
+        // The reply was refused: the ask's outcome is this failure (held until the log can write it).
+        this.#journal.recordOutcome(ask, 'failed', 'AUDIT_UNAVAILABLE', e.message);
         requestEnded(this.#config.telemetry, p, e);
         p.reject(e);
         onFail?.(e);
       },
     );
+  }
+
+  /** A notify admitted but withdrawn before its handler ran: `cancelled` when the bus closes, else `failed`. */
+  #notRun(d: Delivery, reason: BusError | undefined): void {
+    const code = reason?.code ?? 'CLOSED';
+    this.#journal.recordOutcome(d.envelope, code === 'CLOSED' ? 'cancelled' : 'failed', code, `${d.recipient.id} never ran it: ${reason?.message ?? 'the orchestrator closed'}`);
   }
 
   #failed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {

@@ -134,6 +134,11 @@ export class Delivery implements MailboxJob {
     return this.#abortReason !== undefined;
   }
 
+  /** Why it was aborted (close, unregister, deadline, cancel), once it was. */
+  get abortReason(): BusError | undefined {
+    return this.#abortReason;
+  }
+
   /** Out of the mailbox and the recipient's index: it will not run (withdrawn before it started). */
   drop(): void {
     this.recipient.mailbox.withdraw(this);

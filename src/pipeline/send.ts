@@ -368,7 +368,7 @@ export class Pipeline implements ChainPort {
               receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
               receipt.failed.push(id);
               const reason = `${id} left before the notify reached it`;
-              journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
+              journal.recordOutcome(delivery.envelope, this.closed ? 'cancelled' : 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
               if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
             } else this.#deliveries.handOver(delivery);
           }
