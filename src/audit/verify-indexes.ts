@@ -78,7 +78,8 @@ function expectedSchema(): Map<string, string> {
 function schemaOf(db: Database.Database): Map<string, string> {
   const tables = QUERY_TABLES.map(() => '?').join(', ');
   const rows = db.prepare(`SELECT type, name, coalesce(sql, '') FROM sqlite_schema WHERE tbl_name IN (${tables}) OR name IN (${tables})`).raw().all(...QUERY_TABLES, ...QUERY_TABLES) as [string, string, string][];
-  return new Map(rows.map(([type, name, sql]) => [`${type} ${name}`, sql]));
+  // Whitespace aside: the same definition written by an older copy of the migrations is the same.
+  return new Map(rows.map(([type, name, sql]) => [`${type} ${name}`, sql.replace(/\s+/g, ' ').trim()]));
 }
 
 /** What differs between the tables queries read and the schema's (undefined when nothing). */

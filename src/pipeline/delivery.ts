@@ -107,9 +107,10 @@ export class Deliveries {
   abortAll(record: AgentRecord, reason: BusError): void {
     for (const d of [...record.deliveries]) {
       if (!d.started) {
+        const queued = d.handedOver; // (read before the drop withdraws it)
         d.drop();
         // A queued notify never runs now: its outcome says so (a request's is the ledger's).
-        if (d.handedOver && d.pending === undefined) this.#notRun(d, reason);
+        if (queued && d.pending === undefined) this.#notRun(d, reason);
       }
       d.abort(reason);
       if (d.runToken !== undefined) this.#config.telemetry.handlerEnded(d.runToken, reason.code);
