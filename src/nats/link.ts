@@ -15,7 +15,7 @@
  * sender to time out.
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import { BusError, type ErrorCode } from '../errors.js';
+import { BusError, toBusError } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
 import {
@@ -445,8 +445,8 @@ export class Link {
     } catch (e) {
       const id = safeUnescape(token);
       const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(asBusError(e, 'INVALID_REPLY'));
-      else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
+      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
+      else this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_REPLY') });
       return;
     }
     const p = this.#finish(answer.id, true);
@@ -472,7 +472,7 @@ export class Link {
     try {
       route = this.#subjects.parseInbound(msg.subject);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     const { to, from, kind } = route;
@@ -484,7 +484,7 @@ export class Link {
     try {
       decoded = decodeMessage(msg.data, this.#maxBytes, kind !== 'notify');
     } catch (e) {
-      const error = asBusError(e, 'INVALID_ARGUMENT');
+      const error = toBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
       const id = claimedId(msg.data);
       if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) msg.respond(encodeError(id, { code: error.code, message: error.message }));
@@ -513,7 +513,7 @@ export class Link {
     try {
       about = decodeAbout(msg.data, this.#maxBytes);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     if (kind === 'cancel') {
@@ -537,9 +537,4 @@ function safeUnescape(token: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function asBusError(e: unknown, fallback: ErrorCode): BusError {
-  if (e instanceof BusError) return e;
-  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }

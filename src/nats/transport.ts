@@ -13,7 +13,7 @@
  *   server this check is what stops a forged header).
  * - **Sending** never throws: every failure reaches the sink as a code.
  */
-import { BusError, isBusError, type ErrorCode } from '../errors.js';
+import { BusError, toBusError, type ErrorCode } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import type {
   InboundHandle,
@@ -246,7 +246,7 @@ class NatsTransport implements Transport {
     this.#held.set(id, held);
     settled.catch((e: unknown) => {
       if (this.#held.get(id) === held) this.#held.delete(id);
-      this.#failures.set(id, asBusError(e, 'TRANSPORT_UNAVAILABLE'));
+      this.#failures.set(id, toBusError(e, 'TRANSPORT_UNAVAILABLE'));
     });
     return settled;
   }
@@ -268,7 +268,7 @@ class NatsTransport implements Transport {
     try {
       return this.#send(outbound, sink);
     } catch (e) {
-      const error = asBusError(e, 'TRANSPORT_UNAVAILABLE');
+      const error = toBusError(e, 'TRANSPORT_UNAVAILABLE');
       guard(() => sink.error(error.code, error.message));
       return NOOP;
     }
@@ -288,7 +288,7 @@ class NatsTransport implements Transport {
     const failure = this.#failures.values().next();
     if (failure.done !== true) throw failure.value;
     await parts.conn.nc.flush().catch((e: unknown) => {
-      throw asBusError(e, 'TRANSPORT_UNAVAILABLE');
+      throw toBusError(e, 'TRANSPORT_UNAVAILABLE');
     });
   }
 
@@ -424,7 +424,7 @@ class NatsTransport implements Transport {
       .lookup(from)
       .then(
         (found) => this.#check(inbound, responder, found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
-        (e: unknown) => refuse(responder, 'TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
+        (e: unknown) => refuse(responder, 'TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${toBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
       )
       .finally(() => this.#lookups--);
   }
@@ -461,7 +461,7 @@ class NatsTransport implements Transport {
     try {
       handle = this.#port!.receive(Object.freeze(message), Object.freeze(new Answer(responder)));
     } catch (e) {
-      const error = asBusError(e, 'HANDLER_FAILED');
+      const error = toBusError(e, 'HANDLER_FAILED');
       refuse(responder, error.code, error.message);
       return;
     }
@@ -546,9 +546,4 @@ function guard(fn: () => unknown): void {
   } catch {
     // The answer is lost; the other side ends at its deadline (at most once).
   }
-}
-
-function asBusError(e: unknown, fallback: ErrorCode): BusError {
-  if (isBusError(e)) return e;
-  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }
