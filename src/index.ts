@@ -24,7 +24,7 @@ export { parseRules, ruleLabel, lintRules, type PolicyRule, type PolicyDecision,
 export type { RateSpec } from './limits.js';
 export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
 export type { Clock } from './clock.js';
-export { NOOP_TELEMETRY, traceparentOf, type Telemetry, type SendDraft, type SendToken, type RunToken, type CommitInfo, type RefusalInfo, type TracedEnvelope } from './telemetry.js';
+export { NOOP_TELEMETRY, traceparentOf, type Telemetry, type SendDraft, type SendToken, type RunToken, type CommitInfo, type RefusalInfo, type TracedEnvelope } from './telemetry-port.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
 export { SqliteAuditLog } from './audit/sqlite.js';
 export type {

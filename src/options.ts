@@ -7,7 +7,7 @@ import type { PolicyRule } from './policy.js';
 import type { RateSpec } from './limits.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { isTransport, type Transport } from './pipeline/transport.js';
-import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry.js';
+import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry-port.js';
 
 /** Options of `new Orchestrator(options)`. Every key is optional; a misspelled key is an error. */
 export interface OrchestratorOptions<C extends Contracts = Contracts> {

@@ -24,7 +24,7 @@ import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
 import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
-import { guardTelemetry, type Telemetry } from './telemetry.js';
+import { guardTelemetry, type Telemetry } from './telemetry-port.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {

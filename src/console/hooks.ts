@@ -1,7 +1,7 @@
 // The console's subscriptions to the bus, through its public API only.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { PendingApproval } from '../approvals.js';
-import { ApprovalDesk, type OperatorBus } from '../operator.js';
+import { ApprovalDesk, type OperatorBus } from '../operator/desk.js';
 import type { BusEventName, BusEventSource, BusListener } from '../events.js';
 import { clockTime, describeEvent, type FeedLine } from './format.js';
 

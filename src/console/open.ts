@@ -2,7 +2,7 @@
 import { createElement as h } from 'react';
 import { render } from 'ink';
 import { BusError } from '../errors.js';
-import type { OperatorBus } from '../operator.js';
+import type { OperatorBus } from '../operator/desk.js';
 import { ApprovalConsole, type ApprovalConsoleProps, type ExitReason } from './approval-console.js';
 
 /** Options of `openApprovalConsole()`. */

@@ -9,7 +9,7 @@
  * arrives after its request ended is a dead letter ({@link LinkOptions.onDead}).
  *
  * Receiving: {@link Link.serve} subscribes to one local agent's inbound subject and hands each
- * decoded, validated message to a callback with a {@link Responder}. It drops a repeated
+ * decoded, validated message to a callback with a {@link LinkResponder}. It drops a repeated
  * message id (a bounded window), aborts the inbound's `signal` at its own deadline or on the
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
@@ -57,7 +57,7 @@ export interface RequestHandle {
 }
 
 /** A message that arrived for a local agent, decoded and validated. */
-export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
+export interface LinkInbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
   readonly causationId: string | undefined;
   /** What was left of the sender's deadline (asks and delegates; undefined for a notify). */
   readonly budgetMs: number | undefined;
@@ -84,7 +84,7 @@ export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs'
  * While the connection is down they throw `TRANSPORT_UNAVAILABLE`: the answer is lost and
  * the sender ends with `TIMEOUT` (at most once).
  */
-export interface Responder {
+export interface LinkResponder {
   /** Sends the reply (asks and delegates). */
   reply(payloadJson: string): boolean;
   /** Sends an error: only its code and message cross. */
@@ -125,7 +125,7 @@ export interface LinkOptions {
 }
 
 /** Receives what arrives for one served agent. */
-export type Receiver = (inbound: Inbound, responder: Responder) => void;
+export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
 
 /** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
 class Pending implements RequestHandle {
@@ -155,9 +155,9 @@ interface Carrier {
 
 /**
  * One inbound message: the decoded fields, its deadline, and its answer (it is the
- * {@link Responder} too). One object per message; the `AbortSignal` is made only if read.
+ * {@link LinkResponder} too). One object per message; the `AbortSignal` is made only if read.
  */
-class Arrival implements Inbound, Responder {
+class Arrival implements LinkInbound, LinkResponder {
   readonly id: string;
   readonly intent: string;
   readonly ts: number;

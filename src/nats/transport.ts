@@ -30,7 +30,7 @@ import type {
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
-import { Link, type DeadAnswer, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
+import { Link, type DeadAnswer, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
 import { Subjects } from './subjects.js';
 
@@ -401,7 +401,7 @@ class NatsTransport implements Transport {
   }
 
   /** A message from a peer for one of this node's agents: check who sent it, then deliver. */
-  #receive(parts: Parts, inbound: Inbound, responder: LinkResponder): void {
+  #receive(parts: Parts, inbound: LinkInbound, responder: LinkResponder): void {
     const { to, from, id } = inbound;
     const held = this.#held.get(to);
     if (held === undefined || held.released || !parts.claims.holds(to)) {
@@ -430,7 +430,7 @@ class NatsTransport implements Transport {
   }
 
   /** Delivers `inbound` if the bus-wide claim of its `from` names the node it says it comes from. */
-  #check(inbound: Inbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
+  #check(inbound: LinkInbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
     const said = inbound.node;
     if (owner === undefined || owner.node === this.#node || said !== owner.node) {
       const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
@@ -441,7 +441,7 @@ class NatsTransport implements Transport {
     this.#deliver(inbound, responder, owner.node);
   }
 
-  #deliver(inbound: Inbound, responder: LinkResponder, fromNode: string): void {
+  #deliver(inbound: LinkInbound, responder: LinkResponder, fromNode: string): void {
     const message: { -readonly [K in keyof InboundMessage]: InboundMessage[K] } = {
       id: inbound.id,
       type: inbound.type,

@@ -3,4 +3,4 @@
 export { openTelemetry, type OpenTelemetryOptions } from './telemetry.js';
 export { formatTraceparent, parseTraceparent } from './traceparent.js';
 export { METRIC, SYSTEM } from './attributes.js';
-export { NOOP_TELEMETRY, traceparentOf, type CommitInfo, type RefusalInfo, type RunToken, type SendDraft, type SendToken, type Telemetry, type TracedEnvelope } from '../telemetry.js';
+export { NOOP_TELEMETRY, traceparentOf, type CommitInfo, type RefusalInfo, type RunToken, type SendDraft, type SendToken, type Telemetry, type TracedEnvelope } from '../telemetry-port.js';

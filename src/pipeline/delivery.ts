@@ -3,7 +3,7 @@ import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, ty
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
-import type { CommitInfo } from '../telemetry.js';
+import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';

@@ -3,7 +3,7 @@ import { PRIORITIES, type Envelope, type Priority, type RuleType } from '../enve
 import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
-import type { Approvals } from './approvals.js';
+import type { ApprovalFlow } from './approval-flow.js';
 import { checkContract, checkIntent, checkPolicy, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
@@ -14,7 +14,7 @@ import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
-import { checkTraceparent } from '../telemetry.js';
+import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
@@ -62,7 +62,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
-  readonly #approvals: Approvals;
+  readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
   readonly #closed: () => boolean;
   /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
@@ -73,7 +73,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: Approvals, remote: RemoteSends, closed: () => boolean) {
+  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: ApprovalFlow, remote: RemoteSends, closed: () => boolean) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

@@ -3,7 +3,7 @@ import type { BusError, ErrorCode } from '../errors.js';
 import type { Expirable } from '../deadlines.js';
 import type { TokenBucket } from '../limits.js';
 import type { Mailbox, MailboxJob } from '../mailbox.js';
-import type { RunToken, SendToken } from '../telemetry.js';
+import type { RunToken, SendToken } from '../telemetry-port.js';
 import type { Handler, Progress } from '../types.js';
 
 // The pipeline's records: plain data the ledger and delivery keep. No behaviour beyond

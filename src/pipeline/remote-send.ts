@@ -14,7 +14,7 @@ import type { Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type NotifyAck } from './remote.js';
 import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
-import { traceparentOf } from '../telemetry.js';
+import { traceparentOf } from '../telemetry-port.js';
 import { commitInfo } from './tracing.js';
 
 /** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */

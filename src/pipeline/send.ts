@@ -4,7 +4,7 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
-import { Approvals } from './approvals.js';
+import { ApprovalFlow } from './approval-flow.js';
 import {
   checkContract,
   checkDepth,
@@ -31,7 +31,7 @@ import { Journal } from './journal.js';
 import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
-import type { SendToken } from '../telemetry.js';
+import type { SendToken } from '../telemetry-port.js';
 import { Inbound } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
 import type { InboundPort } from './transport.js';
@@ -50,7 +50,7 @@ export class Pipeline implements ChainPort {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
-  readonly #approvals: Approvals;
+  readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
@@ -60,7 +60,7 @@ export class Pipeline implements ChainPort {
     this.#journal = new Journal(config);
     this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
-    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
+    this.#approvals = new ApprovalFlow(config, this.#journal, this.#ledger, this.#deliveries);
     this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
     this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
   }

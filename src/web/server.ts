@@ -8,7 +8,7 @@ import type { PendingApproval } from '../approvals.js';
 import { BusError } from '../errors.js';
 import type { BusEventName } from '../events.js';
 import type { MessageLogEntry, MessageLogQuery } from '../audit/types.js';
-import { answerText, ApprovalDesk, type DeskAnswer, type OperatorBus } from '../operator.js';
+import { answerText, ApprovalDesk, type DeskAnswer, type OperatorBus } from '../operator/desk.js';
 import { csrfFor, csrfRefusal, newToken, presentedToken, tokenCookie, tokenMatches } from './auth.js';
 import { APP_JS, CSP, CSS, pageHtml } from './page.js';
 

@@ -1,8 +1,8 @@
 // The operator's desk: decides held messages exactly once, for the terminal console and the
 // web page alike. Uses only the bus's public API (events, approvals.list/approve/reject).
-import type { ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
-import { isBusError } from './errors.js';
-import type { BusEventSource, BusEvents } from './events.js';
+import type { ApproveOptions, PendingApproval, RejectOptions } from '../approvals.js';
+import { isBusError } from '../errors.js';
+import type { BusEventSource, BusEvents } from '../events.js';
 
 /**
  * What the consoles need of an `Orchestrator`: its events and its approval queue.

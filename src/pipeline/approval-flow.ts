@@ -15,7 +15,7 @@ import { commitInfo, requestEnded } from './tracing.js';
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
  * reject, expire, and cancel when an agent leaves or the bus closes.
  */
-export class Approvals {
+export class ApprovalFlow {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;
