@@ -56,4 +56,12 @@ describe('the public surface', () => {
     }
     await expect(`${sections.join('\n\n')}\n`).toMatchFileSnapshot('./surface/exports.txt');
   });
+
+  it('gives each name one home: no two entries export the same name', () => {
+    const homes = new Map<string, string[]>();
+    for (const { subpath, source } of entries()) {
+      for (const name of exportedNames(readFileSync(resolve(ROOT, source), 'utf8')).names) homes.set(name, [...(homes.get(name) ?? []), subpath]);
+    }
+    expect([...homes].filter(([, where]) => where.length > 1)).toEqual([]);
+  });
 });

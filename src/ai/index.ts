@@ -6,9 +6,6 @@ import type { Contracts } from '../contracts.js';
 import { toolCatalog, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
 import { invokeTool, refusalText, type ToolRefusal } from '../tools/invoke.js';
 
-export { contractJsonSchema, type BusView, type JsonSchemaObject, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
-export type { ToolRefusal } from '../tools/invoke.js';
-
 /** Options of {@link aiTools}. */
 export interface AiToolsOptions<C extends Contracts = Contracts> extends ToolCatalogOptions {
   readonly contracts: C;
