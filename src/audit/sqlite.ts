@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
+import { parseOptions } from '../options-schema.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { BatchCache, runQuery } from './batch-query.js';
@@ -164,9 +165,7 @@ export class SqliteAuditLog implements AuditLog {
   private checkpointer: Checkpointer | undefined;
 
   constructor(options: SqliteAuditLogOptions = {}) {
-    const parsed = optionsSchema.safeParse(options);
-    if (!parsed.success) throw zodError('audit option', parsed.error);
-    const o = parsed.data;
+    const o = parseOptions(optionsSchema, options, 'SqliteAuditLog');
     this.options = o;
     this.path = o.path ?? ':memory:';
     this.readonly = o.readonly ?? false;
@@ -295,7 +294,7 @@ export class SqliteAuditLog implements AuditLog {
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
     this.assertOpen();
     const parsed = filterSchema.safeParse(filter);
-    if (!parsed.success) throw zodError('query filter', parsed.error);
+    if (!parsed.success) throw filterError(parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
     const ascending = f.afterSeq !== undefined;
@@ -647,13 +646,14 @@ function unavailable(message: string, cause: unknown): BusError {
   return new BusError('AUDIT_UNAVAILABLE', message, { cause });
 }
 
-function zodError(what: string, error: z.ZodError): BusError {
+/** A query's filter is an argument, not options: its refusal names the filter key in quotes. */
+function filterError(error: z.ZodError): BusError {
   const issue = error.issues[0];
-  if (issue === undefined) return new BusError('INVALID_ARGUMENT', `invalid ${what}`);
+  if (issue === undefined) return new BusError('INVALID_ARGUMENT', 'invalid query filter');
   if (issue.code === 'unrecognized_keys') {
-    return new BusError('INVALID_ARGUMENT', `unknown ${what} ${issue.keys.map((k) => `"${k}"`).join(', ')}`);
+    return new BusError('INVALID_ARGUMENT', `unknown query filter ${issue.keys.map((k) => `"${k}"`).join(', ')}`);
   }
-  return new BusError('INVALID_ARGUMENT', `invalid ${what} "${issue.path.join('.')}": ${issue.message}`);
+  return new BusError('INVALID_ARGUMENT', `invalid query filter "${issue.path.join('.')}": ${issue.message}`);
 }
 
 function messageOf(e: unknown): string {

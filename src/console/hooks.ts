@@ -43,7 +43,7 @@ export function usePending(bus: OperatorBus): [readonly PendingApproval[], () =>
 /** An ApprovalDesk over the bus for as long as the component is mounted. */
 export function useDesk(bus: OperatorBus): ApprovalDesk {
   const [desk] = useState(() => new ApprovalDesk(bus));
-  useEffect(() => () => desk.close(), [desk]);
+  useEffect(() => () => void desk.close(), [desk]);
   return desk;
 }
 
