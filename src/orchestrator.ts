@@ -67,7 +67,7 @@ const registerSchema = z.strictObject({
 const explainSchema = z.strictObject({
   from: z.string(),
   to: z.string(),
-  type: z.enum(RULE_TYPES as [RuleType, ...RuleType[]]),
+  type: z.enum(RULE_TYPES),
   intent: z.string().min(1),
 });
 

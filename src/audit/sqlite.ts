@@ -12,7 +12,6 @@ import { verifyRows, type VerifyRow } from './verify-batches.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
-import type { MessageType } from '../envelope.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
 export interface SqliteAuditLogOptions {
@@ -92,7 +91,7 @@ const filterSchema = z.strictObject({
   limit: z.number().int().optional(),
   before: z.number().optional(),
   since: z.number().optional(),
-  type: z.enum(MESSAGE_TYPES as [MessageType, ...MessageType[]]).optional(),
+  type: z.enum(MESSAGE_TYPES).optional(),
   decision: z.enum(['allowed', 'denied', 'pending']).optional(),
   conversationId: z.string().min(1).optional(),
   beforeSeq: z.number().int().optional(),

@@ -1,10 +1,10 @@
 import { hashPayload, type EncodedPayload } from '../codec.js';
-import { PRIORITIES, type Envelope, type Priority, type RuleType } from '../envelope.js';
+import { isRuleType, type Envelope, type Priority } from '../envelope.js';
 import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
 import type { ApprovalFlow } from './approval-flow.js';
-import { checkContract, checkIntent, checkPolicy, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
+import { checkContract, checkDepthLimit, checkIntent, checkPolicy, checkPriority, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
 import { envelopeOf, type Draft } from './draft.js';
@@ -25,7 +25,6 @@ const MAX_BUDGET_MS = 2_147_483_647;
 /** Ids, conversation and causation ids from another node are at most this long. */
 const MAX_ID_LENGTH = 256;
 
-const TYPES: ReadonlySet<string> = new Set(['ask', 'delegate', 'notify']);
 /** The bucket key every sender this node's directory does not know shares (no agent id holds a NUL). */
 const UNKNOWN_SENDERS = '\u0000unknown';
 const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
@@ -116,7 +115,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const fromNode = checkNodeId(f.fromNode);
     const id = checkText(f.id, 'id');
     const type = f.type;
-    if (typeof type !== 'string' || !TYPES.has(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
+    if (!isRuleType(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
     const from = f.from;
     if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
     // A node may speak only for agents it serves: never as this node, never as one of ours, never as another node's.
@@ -132,16 +131,15 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const intent = f.intent;
     const conversationId = checkText(f.conversationId, 'conversationId');
     const causationId = f.causationId === undefined ? undefined : checkText(f.causationId, 'causationId');
-    const priority = f.priority;
-    if (!PRIORITIES.includes(priority as Priority)) throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
+    const priority = checkPriority(f.priority);
     const depth = f.depth;
     if (typeof depth !== 'number' || !Number.isSafeInteger(depth) || depth < 0) throw new BusError('INVALID_ARGUMENT', `depth must be a whole number >= 0, got ${describe(depth)}`);
-    if (depth > maxDepth) throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${maxDepth}`);
+    checkDepthLimit(depth, maxDepth);
     const budgetMs = type === 'notify' ? undefined : checkBudget(f.budgetMs);
     const encoded: EncodedPayload = decodeJson(f.payloadJson, maxPayloadBytes, 'payload');
     draft.encoded = encoded;
     if (this.#journal.enabled) draft.hash = hashPayload(encoded);
-    checkContract(contracts, type as RuleType, intent, encoded.copy);
+    checkContract(contracts, type, intent, encoded.copy);
 
     const known = this.#known(from, fromNode);
     // Trust is what this node grants (remoteTrust), never what the sending node's claim says.
@@ -150,15 +148,15 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     // A notify keeps one id for all its recipients: a repeat is the same id from the same node to the same agent.
     const key = `${fromNode}\u0000${id}\u0000${to}`;
     if (this.#seen.has(key)) {
-      this.#dropRepeat(draft, priority as Priority, depth);
+      this.#dropRepeat(draft, priority, depth);
       return NO_HANDLE;
     }
-    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
+    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
     if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
-    const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
+    const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority, depth, deadline, encoded.copy);
     this.#journal.markRemote(envelope, fromNode);
     const parent = this.#remote.chainOf(causationId, from);
     const handle =
@@ -321,7 +319,7 @@ function inboundDraft(f: Fields, now: number): Draft {
   return {
     id: id === '' ? '?' : id,
     ts: now,
-    type: typeof f.type === 'string' && TYPES.has(f.type) ? (f.type as Draft['type']) : 'notify',
+    type: isRuleType(f.type) ? f.type : 'notify',
     from: recordedText(f.from, MAX_ID_LENGTH),
     to: recordedText(f.to, MAX_ID_LENGTH),
     intent: recordedText(f.intent, 128),

@@ -112,7 +112,7 @@ export class Pipeline implements ChainPort {
       const o = readOptions(options, SEND_OPTION_KEYS);
       const timeoutMs = o.timeoutMs === undefined ? (type === 'ask' ? this.#config.askMs : this.#config.delegateMs) : checkTimeout(o.timeoutMs);
       const signal = checkSignal(o.signal);
-      const priority = checkPriority(o.priority);
+      const priority = checkPriority(o.priority, 'normal');
       const depth = checkDepth(parent, this.#config.maxDepth);
       this.#encode(draft, payload, type);
       // The payload walk ran caller code (getters): check again what it could have undone.
@@ -169,7 +169,7 @@ export class Pipeline implements ChainPort {
       if (telemetry.enabled) trace = startSend(telemetry, { ...draft, to: notifyDestination(listed) }, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
       draft.traceparent = trace?.traceparent;
       checkIntent(intent);
-      const priority = checkPriority(o.priority);
+      const priority = checkPriority(o.priority, 'normal');
       const depth = checkDepth(parent, this.#config.maxDepth);
       this.#encode(draft, payload, 'notify');
       this.#checkLive(sender, undefined);

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
 import type { ContractDef, Contracts } from '../contracts.js';
-import type { RuleType } from '../envelope.js';
+import { RULE_TYPES, type RuleType } from '../envelope.js';
 import { BusError } from '../errors.js';
 import { fn, objectWith } from '../options-schema.js';
 import type { Explanation } from '../orchestrator.js';
@@ -49,7 +49,7 @@ export interface ToolCatalogOptions {
 export const catalogOptionKeys = {
   bus: objectWith<BusView>('the Orchestrator the agent is registered on', 'explain', 'agents'),
   contracts: z.custom<Contracts>((v) => typeof v === 'object' && v !== null, 'must be the contracts the bus was built with'),
-  types: z.array(z.enum(['ask', 'delegate', 'notify'])).optional(),
+  types: z.array(z.enum(RULE_TYPES)).optional(),
   intents: z.array(z.string()).optional(),
   targets: z.array(z.string()).optional(),
   capability: z.string().optional(),
