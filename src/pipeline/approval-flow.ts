@@ -3,6 +3,7 @@ import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { PipelineConfig } from './config.js';
+import type { PipelineParts } from './parts.js';
 import type { Deliveries } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
@@ -21,7 +22,7 @@ export class ApprovalFlow {
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

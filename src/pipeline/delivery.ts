@@ -7,6 +7,7 @@ import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { CoreParts } from './parts.js';
 import { Context, type ChainPort } from './context.js';
 import { envelopeOf, replyDraft } from './draft.js';
 import type { Journal } from './journal.js';
@@ -29,7 +30,7 @@ export class Deliveries {
   /** Set by the pipeline's shutdown: late replies are no longer recorded. */
   closed = false;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, port: ChainPort) {
+  constructor({ config, journal, ledger }: CoreParts, port: ChainPort) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

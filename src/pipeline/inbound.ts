@@ -6,6 +6,7 @@ import { TokenBucket } from '../limits.js';
 import type { ApprovalFlow } from './approval-flow.js';
 import { checkContract, checkDepthLimit, checkIntent, checkPolicy, checkPriority, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { PipelineParts } from './parts.js';
 import type { Deliveries } from './delivery.js';
 import { envelopeOf, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
@@ -28,6 +29,13 @@ const MAX_ID_LENGTH = 256;
 /** The bucket key every sender this node's directory does not know shares (no agent id holds a NUL). */
 const UNKNOWN_SENDERS = '\u0000unknown';
 const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** What the receiving side is built from: the pipeline's parts, the approval flow, the sending side, and whether the bus closed. */
+export interface InboundParts extends PipelineParts {
+  readonly approvals: ApprovalFlow;
+  readonly remote: RemoteSends;
+  readonly closed: () => boolean;
+}
 
 /** An inbound message's fields, each read once. */
 interface Fields {
@@ -72,7 +80,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: ApprovalFlow, remote: RemoteSends, closed: () => boolean) {
+  constructor({ config, journal, ledger, deliveries, approvals, remote, closed }: InboundParts) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

@@ -7,6 +7,7 @@ import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { PipelineParts } from './parts.js';
 import type { Deliveries } from './delivery.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
@@ -43,7 +44,7 @@ export class RemoteSends {
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

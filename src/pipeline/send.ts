@@ -57,12 +57,13 @@ export class Pipeline implements ChainPort {
 
   constructor(config: PipelineConfig) {
     this.#config = config;
-    this.#journal = new Journal(config);
-    this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
-    this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
-    this.#approvals = new ApprovalFlow(config, this.#journal, this.#ledger, this.#deliveries);
-    this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
-    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
+    const journal = (this.#journal = new Journal(config));
+    const ledger = (this.#ledger = new Ledger(config, journal, (hold) => this.#approvals.expire(hold)));
+    const core = { config, journal, ledger };
+    const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
+    const approvals = (this.#approvals = new ApprovalFlow(parts));
+    const remote = (this.#remote = new RemoteSends(parts));
+    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed });
   }
 
   // ---- Sending ------------------------------------------------------------------------
