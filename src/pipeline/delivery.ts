@@ -17,6 +17,11 @@ import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
 
+/** The core parts and the deliveries: what the approval flow and the cross-node sides are built from. */
+export interface PipelineParts extends CoreParts {
+  readonly deliveries: Deliveries;
+}
+
 /**
  * From an admitted message to its handler and back: reserve a mailbox slot, hand over
  * after the commit, run the handler, read its return value once, answer (after the

@@ -7,8 +7,7 @@ import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
-import type { PipelineParts } from './parts.js';
-import type { Deliveries } from './delivery.js';
+import type { Deliveries, PipelineParts } from './delivery.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
