@@ -87,8 +87,8 @@ export class Deliveries {
 
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
   handOver(delivery: Delivery): void {
-    if (delivery.withdrawn) return;
-    delivery.handedOver = true;
+    if (delivery.phase === 'withdrawn') return;
+    delivery.phase = 'queued';
     const { events } = this.#config;
     if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
     const parent = delivery.parent;
