@@ -40,7 +40,7 @@ type MutableJob = Job & { id: string; onProgress: Job['onProgress']; cancel: Job
 
 /**
  * The send pipeline, top to bottom: request (ask, delegate), notify and reply. Each send
- * is read once, passes the checks in the SPEC's order (closed → arguments → payload →
+ * is read once, passes the checks in one order (closed → arguments → payload →
  * liveness again → rate → policy), is audited, and only then delivered. Unregister and
  * close end here too. Handles and ctx reach it only through their `#private` port.
  */
@@ -114,11 +114,7 @@ export class Pipeline implements ChainPort {
       const timeoutMs = o.timeoutMs === undefined ? (type === 'ask' ? this.#config.askMs : this.#config.delegateMs) : checkTimeout(o.timeoutMs);
       const signal = checkSignal(o.signal);
       const priority = checkPriority(o.priority, 'normal');
-      const depth = checkDepth(parent, this.#config.maxDepth);
-      this.#encode(draft, payload, type);
-      // The payload walk ran caller code (getters): check again what it could have undone.
-      this.#checkLive(sender, recipient);
-      checkRate(sender, this.#config.globalRate, now);
+      const depth = this.#checkTail(draft, sender, recipient, type, payload, parent, now);
       const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, toId, type, draft.intent));
 
       let deadline = now + timeoutMs;
@@ -171,10 +167,7 @@ export class Pipeline implements ChainPort {
       draft.traceparent = trace?.traceparent;
       checkIntent(intent);
       const priority = checkPriority(o.priority, 'normal');
-      const depth = checkDepth(parent, this.#config.maxDepth);
-      this.#encode(draft, payload, 'notify');
-      this.#checkLive(sender, undefined);
-      checkRate(sender, this.#config.globalRate, now);
+      const depth = this.#checkTail(draft, sender, undefined, 'notify', payload, parent, now);
       return this.#fanOut(draft, sender, listed, priority, depth, parent, trace);
     } catch (error) {
       trace ??= startSend(telemetry, draft, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
@@ -285,6 +278,20 @@ export class Pipeline implements ChainPort {
     this.#checkOpen();
     checkSender(sender);
     if (recipient !== undefined && !recipient.alive) throw unknownAgent(recipient.id);
+  }
+
+  /**
+   * The checks every local send ends with, in this order (after its own: recipient,
+   * intent, options, priority): depth, the payload (one walk, then the contract on the
+   * copy), liveness again (the walk ran caller code), rate. The policy comes last, per
+   * recipient. Returns the depth.
+   */
+  #checkTail(draft: Draft, sender: AgentRecord, recipient: AgentRecord | undefined, type: RuleType, payload: unknown, parent: Delivery | undefined, now: number): number {
+    const depth = checkDepth(parent, this.#config.maxDepth);
+    this.#encode(draft, payload, type);
+    this.#checkLive(sender, recipient);
+    checkRate(sender, this.#config.globalRate, now);
+    return depth;
   }
 
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
