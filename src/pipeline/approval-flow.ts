@@ -49,6 +49,13 @@ export class ApprovalFlow {
     return sender === undefined ? hold : { ...hold, sender };
   }
 
+  /** Holds one copy of a notify (its row is the caller's to stage): APPROVAL_QUEUE_FULL when full. */
+  holdCopy(draft: Draft, envelope: Envelope, parent: Delivery | undefined, sender?: AgentRecord): HeldMessage {
+    const hold = this.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
+    this.#ledger.holds.add(hold);
+    return hold;
+  }
+
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
   hold(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined, deadline: number): void {
     const hold = this.makeHold(draft, envelope, p, parent, deadline, p.sender.node !== undefined ? p.sender : undefined);

@@ -9,7 +9,7 @@ import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
 import type { CoreParts } from './parts.js';
 import { Context, type ChainPort } from './context.js';
-import { envelopeOf, replyDraft } from './draft.js';
+import { envelopeOf, replyDraft, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
 import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
@@ -83,6 +83,11 @@ export class Deliveries {
         if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
       },
     );
+  }
+
+  /** {@link deliver} with the attempt row of an allowed send (when the log is on). */
+  deliverAllowed(draft: Draft, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
+    this.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
   }
 
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */

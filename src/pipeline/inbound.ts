@@ -13,6 +13,7 @@ import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
+import { routeOf } from './route.js';
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry-port.js';
 
@@ -166,10 +167,11 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority, depth, deadline, encoded.copy);
     this.#journal.markRemote(envelope, fromNode);
     const parent = this.#remote.chainOf(causationId, from);
+    const held = routeOf(recipient, decision) === 'hold';
     const handle =
       type === 'notify'
-        ? this.#notify(draft, envelope, recipient, sender, parent, decision.decision === 'approval', answer)
-        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, decision.decision === 'approval', answer);
+        ? this.#notify(draft, envelope, recipient, sender, parent, held, answer)
+        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, held, answer);
     // Only an admitted message is remembered: refusals cannot fill the memory or burn an id.
     this.#remember(key);
     return handle;
@@ -198,11 +200,8 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       undefined,
     );
     if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
-    if (held) {
-      this.#approvals.hold(draft, envelope, p, parent, envelope.deadline!);
-    } else {
-      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
-    }
+    if (held) this.#approvals.hold(draft, envelope, p, parent, envelope.deadline!);
+    else this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
     const ledger = this.#ledger;
     return { cancel: (reason) => ledger.cancel(p, `cancelled by the sender: ${recordedText(reason, 1000)}`) };
   }
@@ -212,8 +211,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const { commit, events } = this.#config;
     const journal = this.#journal;
     if (held) {
-      const hold = this.#approvals.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
-      this.#ledger.holds.add(hold);
+      const hold = this.#approvals.holdCopy(draft, envelope, parent, sender);
       commit.stage(
         journal.enabled ? journal.attempt(draft, 'pending') : undefined,
         () => {

@@ -34,6 +34,7 @@ import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing
 import type { SendToken } from '../telemetry-port.js';
 import { Inbound } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
+import { routeOf } from './route.js';
 import type { InboundPort } from './transport.js';
 
 type MutableJob = Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
@@ -129,13 +130,11 @@ export class Pipeline implements ChainPort {
       pendingRef = p;
       p.trace = trace;
 
-      if (recipient.node !== undefined) {
-        this.#remote.request(draft, envelope, p, parent);
-      } else if (decision.decision === 'approval') {
-        this.#approvals.hold(draft, envelope, p, parent, deadline);
-      } else {
-        const committed = trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion);
-        this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
+      const route = routeOf(recipient, decision);
+      if (route === 'carry') this.#remote.request(draft, envelope, p, parent);
+      else if (route === 'hold') this.#approvals.hold(draft, envelope, p, parent, deadline);
+      else {
+        this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent, trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion));
         const { events } = this.#config;
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
       }
@@ -314,98 +313,114 @@ export class Pipeline implements ChainPort {
   // ---- Notify fan-out ---------------------------------------------------------------------
 
   #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined, trace: SendToken | undefined): Promise<NotifyReceipt> {
-    const { registry, commit, events, policy, telemetry } = this.#config;
-    const targets = listed ?? broadcastTargets(registry, this.#config.transport.remoteAgents(), sender.id);
-    const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
-    const records: AuditRecord[] = [];
-    const deliveries: Delivery[] = [];
-    const holds: HeldMessage[] = [];
-    const remotes: { envelope: Envelope; peer: string }[] = [];
-    const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
+    const targets = listed ?? broadcastTargets(this.#config.registry, this.#config.transport.remoteAgents(), sender.id);
+    const f: FanOut = {
+      draft,
+      trace,
+      receipt: { id: draft.id, delivered: [], denied: [], pending: [], failed: [] },
+      records: [],
+      deliveries: [],
+      holds: [],
+      remotes: [],
+    };
     const journal = this.#journal;
-
     if (targets.length === 0 && journal.enabled) {
-      records.push(journal.attempt({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
+      f.records.push(journal.attempt({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
     }
-    for (const to of targets) {
-      const d: Draft = { ...draft, to, decision: undefined };
-      try {
-        const recipient = registry.get(to) ?? this.#remote.recipient(to);
-        if (recipient === undefined) throw unknownAgent(to);
-        const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
-        const envelope = envelopeOf(d, priority, depth, undefined, payload);
-        if (recipient.node !== undefined) {
-          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
-          const record = this.#remote.notifyRecord(d, envelope, recipient.node);
-          if (record !== undefined) records.push(record);
-          remotes.push({ envelope, peer: recipient.node });
-          if (events.has('message:sent')) events.emit('message:sent', { envelope });
-        } else if (decision.decision === 'approval') {
-          const hold = this.#approvals.makeHold(d, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs);
-          this.#ledger.holds.add(hold);
-          holds.push(hold);
-          receipt.pending.push(to);
-          if (journal.enabled) records.push(journal.attempt(d, 'pending'));
-          if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
-        } else {
-          deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
-          receipt.delivered.push(to);
-          if (journal.enabled) records.push(journal.attempt(d, 'allowed', undefined, 'delivered'));
-          if (events.has('message:sent')) events.emit('message:sent', { envelope });
-        }
-      } catch (error) {
-        const e = toBusError(error, 'INVALID_ARGUMENT');
-        (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
-        if (journal.enabled) records.push(journal.refusal(d, e));
-        journal.denied(d, e);
-        if (trace !== undefined) telemetry.sendRefused(trace, e.code, refusalInfo(e, to));
-      }
-    }
-
+    const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
+    for (const to of targets) this.#fanOutCopy(f, to, sender, priority, depth, parent, payload);
     return new Promise<NotifyReceipt>((resolve, reject) => {
-      commit.stage(
-        records,
-        () => {
-          for (const delivery of deliveries) {
-            if (delivery.withdrawn) {
-              // Withdrawn in the same tick (unregister, close): it never reached the mailbox.
-              const id = delivery.recipient.id;
-              receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
-              receipt.failed.push(id);
-              const reason = `${id} left before the notify reached it`;
-              journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
-              if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
-            } else this.#deliveries.handOver(delivery);
-          }
-          for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-          // The notify's span ends once every recipient was handled, those of other nodes included.
-          const done = () => {
-            if (trace !== undefined) {
-              if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
-              telemetry.sendSettled(trace);
-            }
-            resolve(Object.freeze(receipt));
-          };
-          if (remotes.length === 0) {
-            done();
-            return;
-          }
-          const encoded = draft.encoded!;
-          void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
-            answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
-            if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
-            done();
-          });
-        },
+      this.#config.commit.stage(
+        f.records,
+        () => this.#fanOutCommitted(f, resolve),
         (error) => {
-          for (const delivery of deliveries) delivery.drop();
-          for (const hold of holds) this.#ledger.holds.take(hold.approval.id);
+          for (const delivery of f.deliveries) delivery.drop();
+          for (const hold of f.holds) this.#ledger.holds.take(hold.approval.id);
           const e = toBusError(error, 'AUDIT_UNAVAILABLE', draft.id);
-          if (trace !== undefined) telemetry.sendRefused(trace, e.code);
+          if (trace !== undefined) this.#config.telemetry.sendRefused(trace, e.code);
           reject(e);
         },
       );
     });
+  }
+
+  /** One recipient of a notify: its policy decision, then its route (its row joins the fan-out's batch). */
+  #fanOutCopy(f: FanOut, to: string, sender: AgentRecord, priority: Priority, depth: number, parent: Delivery | undefined, payload: unknown): void {
+    const { registry, events, policy, telemetry } = this.#config;
+    const journal = this.#journal;
+    const { receipt, records, trace } = f;
+    const d: Draft = { ...f.draft, to, decision: undefined };
+    try {
+      const recipient = registry.get(to) ?? this.#remote.recipient(to);
+      if (recipient === undefined) throw unknownAgent(to);
+      const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
+      const envelope = envelopeOf(d, priority, depth, undefined, payload);
+      const route = routeOf(recipient, decision);
+      if (route === 'carry') {
+        // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
+        const record = this.#remote.notifyRecord(d, envelope, recipient.node!);
+        if (record !== undefined) records.push(record);
+        f.remotes.push({ envelope, peer: recipient.node! });
+        if (events.has('message:sent')) events.emit('message:sent', { envelope });
+      } else if (route === 'hold') {
+        f.holds.push(this.#approvals.holdCopy(d, envelope, parent));
+        receipt.pending.push(to);
+        if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+        if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
+      } else {
+        f.deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
+        receipt.delivered.push(to);
+        if (journal.enabled) records.push(journal.attempt(d, 'allowed', undefined, 'delivered'));
+        if (events.has('message:sent')) events.emit('message:sent', { envelope });
+      }
+    } catch (error) {
+      const e = toBusError(error, 'INVALID_ARGUMENT');
+      (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
+      if (journal.enabled) records.push(journal.refusal(d, e));
+      journal.denied(d, e);
+      if (trace !== undefined) telemetry.sendRefused(trace, e.code, refusalInfo(e, to));
+    }
+  }
+
+  /** After the fan-out's batch committed: hand the local copies over, announce the holds, carry the remote copies. */
+  #fanOutCommitted(f: FanOut, resolve: (receipt: NotifyReceipt) => void): void {
+    const { events, policy, telemetry } = this.#config;
+    const { receipt, trace } = f;
+    for (const delivery of f.deliveries) {
+      if (delivery.withdrawn) this.#fanOutWithdrawn(receipt, delivery);
+      else this.#deliveries.handOver(delivery);
+    }
+    for (const hold of f.holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+    // The notify's span ends once every recipient was handled, those of other nodes included.
+    const done = () => {
+      if (trace !== undefined) {
+        if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
+        telemetry.sendSettled(trace);
+      }
+      resolve(Object.freeze(receipt));
+    };
+    const remotes = f.remotes;
+    if (remotes.length === 0) {
+      done();
+      return;
+    }
+    const encoded = f.draft.encoded!;
+    void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
+      answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
+      if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
+      done();
+    });
+  }
+
+  /** A local copy withdrawn in the same tick (unregister, close): it never reached the mailbox. */
+  #fanOutWithdrawn(receipt: Receipt, delivery: Delivery): void {
+    const id = delivery.recipient.id;
+    receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
+    receipt.failed.push(id);
+    const reason = `${id} left before the notify reached it`;
+    this.#journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
+    const { events } = this.#config;
+    if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
   }
 
   // ---- Leaving: unregister and close ----------------------------------------------------------
@@ -440,8 +455,22 @@ function broadcastTargets(registry: ReadonlyMap<string, AgentRecord>, remote: re
   return targets;
 }
 
+/** A notify's receipt while it is being filled. */
+type Receipt = { id: string; delivered: string[]; denied: string[]; pending: string[]; failed: string[] };
+
+/** One notify's fan-out: what its batch holds, and what follows the commit. */
+interface FanOut {
+  readonly draft: Draft;
+  readonly trace: SendToken | undefined;
+  readonly receipt: Receipt;
+  readonly records: AuditRecord[];
+  readonly deliveries: Delivery[];
+  readonly holds: HeldMessage[];
+  readonly remotes: { envelope: Envelope; peer: string }[];
+}
+
 /** The receipt list a remote recipient goes in, by its node's answer. */
-function receiptList(receipt: { delivered: string[]; denied: string[]; pending: string[]; failed: string[] }, answer: NotifyAnswer): string[] {
+function receiptList(receipt: Receipt, answer: NotifyAnswer): string[] {
   if (answer === 'delivered') return receipt.delivered;
   if (answer === 'pending') return receipt.pending;
   return answer.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed;
