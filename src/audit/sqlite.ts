@@ -339,8 +339,8 @@ export class SqliteAuditLog implements AuditLog {
    * Recomputes the hash chain from the oldest kept record to the last. Catches an edited,
    * deleted, inserted or reordered record (naming the first bad seq) and, given `head`, a
    * truncated tail: the log must still hold that seq with that hash. `checked` counts the
-   * records that matched (before the first bad one). Synchronous, and it blocks: about
-   * 1.2–1.6 µs per record.
+   * records that matched (before the first bad one). Synchronous, and it blocks for a time
+   * proportional to the records kept (docs/performance.md has the current figure).
    *
    * @throws BusError `AUDIT_UNAVAILABLE` for a keyed log opened without its key.
    */

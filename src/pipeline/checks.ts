@@ -6,7 +6,7 @@ import type { TokenBucket } from '../limits.js';
 import type { PolicyDecision, PolicySet } from '../policy.js';
 import type { AgentRecord, Delivery } from './records.js';
 
-// The checks of a send, in the SPEC's order. Each throws the refusal's BusError and needs
+// The checks of a send, in the documented order (docs/architecture.md). Each throws the refusal's BusError and needs
 // no more of the bus than what it is given. Caller-supplied objects are read here once
 // into plain snapshots; every later step sees only the snapshot.
 

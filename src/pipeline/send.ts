@@ -122,8 +122,8 @@ export class Pipeline implements ChainPort {
       const parentDeadline = parent?.envelope.deadline;
       if (parentDeadline !== undefined && parentDeadline < deadline) deadline = parentDeadline;
       const envelope = envelopeOf(draft, priority, depth, deadline);
-      // Where the call was made, so a TIMEOUT's stack points at the caller. Costs ~2-4 µs, as
-      // much as the rest of an ask, so only with `diagnostics.callSites`.
+      // Where the call was made, so a TIMEOUT's stack points at the caller. Capturing a stack
+      // costs about as much as the rest of an ask, so only with `diagnostics.callSites`.
       let callSite: { stack?: string } | undefined;
       if (this.#config.callSites) Error.captureStackTrace((callSite = {}), this.request);
       const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
