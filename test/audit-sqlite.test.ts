@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NullAuditLog, SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import { createDigest } from '../src/audit/hash-chain.js';
-import { tamper } from './audit-tamper.js';
+import { tamper } from './support/audit-tamper.js';
 import type { ApprovalRecord, AttemptRecord, AuditRecord, OutcomeRecord } from '../src/audit/index.js';
 import { isBusError } from '../src/errors.js';
 

@@ -5,7 +5,7 @@ import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApprovalConsole, openApprovalConsole, type ExitReason } from '../src/console/index.js';
 import type { Orchestrator } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 
 type Rendered = ReturnType<typeof render>;
 

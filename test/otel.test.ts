@@ -7,7 +7,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type Readabl
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Orchestrator, ruleLabel, SqliteAuditLog, type AuditLog, type Envelope, type HandlerContext, type OrchestratorOptions } from '../src/index.js';
 import { formatTraceparent, METRIC, NOOP_TELEMETRY, openTelemetry, parseTraceparent, traceparentOf, type RunToken, type SendDraft, type SendToken, type Telemetry } from '../src/otel/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 class TestReader extends MetricReader {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defineContracts, type HandlerContext } from '../src/index.js';
 import type { Telemetry } from '../src/otel/index.js';
 import { z } from 'zod';
-import { closeBuses, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, settle } from './support/helpers.js';
 import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 afterEach(closeBuses);

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { csrfFor } from '../src/web/auth.js';
 import type { Orchestrator } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const servers: ApprovalServerHandle[] = [];
