@@ -5,11 +5,8 @@ import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
 import type { ApprovalFlow } from './approval-flow.js';
 import { checkContract, checkDepthLimit, checkIntent, checkPolicy, checkPriority, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
-import type { PipelineConfig } from './config.js';
-import type { Deliveries, PipelineParts } from './delivery.js';
+import type { PipelineParts } from './delivery.js';
 import { envelopeOf, type Draft } from './draft.js';
-import type { Journal } from './journal.js';
-import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
@@ -65,13 +62,8 @@ interface Fields {
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
 export class Inbound implements Pick<InboundPort, 'receive'> {
-  readonly #config: PipelineConfig;
-  readonly #journal: Journal;
-  readonly #ledger: Ledger;
-  readonly #deliveries: Deliveries;
-  readonly #approvals: ApprovalFlow;
-  readonly #remote: RemoteSends;
-  readonly #closed: () => boolean;
+  /** The pipeline's parts, read by name where used (an inbound message is not the hot path of a local ask). */
+  readonly #parts: InboundParts;
   /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
   readonly #seen = new Set<string>();
   /** A bucket per known remote sender (node and agent), plus one for unknown ones, least recently used first. */
@@ -80,19 +72,13 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
 
-  constructor({ config, journal, ledger, deliveries, approvals, remote, closed }: InboundParts) {
-    this.#config = config;
-    this.#journal = journal;
-    this.#ledger = ledger;
-    this.#deliveries = deliveries;
-    this.#approvals = approvals;
-    this.#remote = remote;
-    this.#closed = closed;
+  constructor(parts: InboundParts) {
+    this.#parts = parts;
   }
 
   receive(inbound: InboundMessage, responder: Responder): InboundHandle {
     const answer = once(responder);
-    const now = this.#config.clock.now();
+    const now = this.#parts.config.clock.now();
     let f: Fields;
     try {
       f = readFields(inbound);
@@ -103,7 +89,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     }
     const draft = inboundDraft(f, now);
     try {
-      if (this.#closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
+      if (this.#parts.closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
       return this.#admit(f, draft, now, answer);
     } catch (error) {
       this.#refuse(draft, toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined), answer);
@@ -113,13 +99,13 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
   #refuse(draft: Draft, e: BusError, answer: Responder): void {
-    this.#journal.refused(draft, e);
+    this.#parts.journal.refused(draft, e);
     answer.error(e.code, e.message);
   }
 
   /** The checks, in order, then the hold or the delivery. Throws the refusal. */
   #admit(f: Fields, draft: Draft, now: number, answer: Responder): InboundHandle {
-    const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#config;
+    const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#parts.config;
     const fromNode = checkNodeId(f.fromNode);
     const id = checkText(f.id, 'id');
     const type = f.type;
@@ -127,7 +113,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const from = f.from;
     if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
     // A node may speak only for agents it serves: never as this node, never as one of ours, never as another node's.
-    if (fromNode === this.#config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
+    if (fromNode === this.#parts.config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
     if (registry.has(from)) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by this node`, { agentId: from });
     const home = transport.nodeOf(from);
     if (home !== undefined && home !== fromNode) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by node ${home}`, { agentId: from });
@@ -146,12 +132,12 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const budgetMs = type === 'notify' ? undefined : checkBudget(f.budgetMs);
     const encoded: EncodedPayload = decodeJson(f.payloadJson, maxPayloadBytes, 'payload');
     draft.encoded = encoded;
-    if (this.#journal.enabled) draft.hash = hashPayload(encoded);
+    if (this.#parts.journal.enabled) draft.hash = hashPayload(encoded);
     checkContract(contracts, type, intent, encoded.copy);
 
     const known = this.#known(from, fromNode);
     // Trust is what this node grants (remoteTrust), never what the sending node's claim says.
-    const sender = remoteRecord(from, fromNode, this.#config.remoteTrust.get(from) ?? 0, known?.capabilities);
+    const sender = remoteRecord(from, fromNode, this.#parts.config.remoteTrust.get(from) ?? 0, known?.capabilities);
     checkRate({ ...sender, bucket: this.#bucket(known === undefined ? undefined : `${fromNode}\u0000${from}`, now) }, undefined, now);
     // A notify keeps one id for all its recipients: a repeat is the same id from the same node to the same agent.
     const key = `${fromNode}\u0000${id}\u0000${to}`;
@@ -163,10 +149,10 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
-    if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
+    if (this.#parts.config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
     const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority, depth, deadline, encoded.copy);
-    this.#journal.markRemote(envelope, fromNode);
-    const parent = this.#remote.chainOf(causationId, from);
+    this.#parts.journal.markRemote(envelope, fromNode);
+    const parent = this.#parts.remote.chainOf(causationId, from);
     const held = routeOf(recipient, decision) === 'hold';
     const handle =
       type === 'notify'
@@ -179,7 +165,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
   /** This node's directory entry for `from` on `fromNode`, by a map rebuilt only when `remoteAgents()` hands out a new array. */
   #known(from: string, fromNode: string): RemoteAgent | undefined {
-    const agents = this.#config.transport.remoteAgents();
+    const agents = this.#parts.config.transport.remoteAgents();
     if (agents !== this.#directory) {
       this.#directory = agents;
       this.#byId = new Map(agents.map((a) => [a.id, a]));
@@ -200,18 +186,18 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       undefined,
     );
     if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
-    if (held) this.#approvals.hold(draft, envelope, p, parent, envelope.deadline!);
-    else this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
-    const ledger = this.#ledger;
+    if (held) this.#parts.approvals.hold(draft, envelope, p, parent, envelope.deadline!);
+    else this.#parts.deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
+    const ledger = this.#parts.ledger;
     return { cancel: (reason) => ledger.cancel(p, `cancelled by the sender: ${recordedText(reason, 1000)}`) };
   }
 
   /** A notify: acknowledged once its receipt row is committed (delivered, or held here). */
   #notify(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, held: boolean, answer: Responder): InboundHandle {
-    const { commit, events } = this.#config;
-    const journal = this.#journal;
+    const { commit, events } = this.#parts.config;
+    const journal = this.#parts.journal;
     if (held) {
-      const hold = this.#approvals.holdCopy(draft, envelope, parent, sender);
+      const hold = this.#parts.approvals.holdCopy(draft, envelope, parent, sender);
       commit.stage(
         journal.enabled ? journal.attempt(draft, 'pending') : undefined,
         () => {
@@ -219,17 +205,17 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
           answer.reply(NOTIFY_ACK.pending);
         },
         (error) => {
-          this.#ledger.holds.take(hold.approval.id);
+          this.#parts.ledger.holds.take(hold.approval.id);
           answer.error('AUDIT_UNAVAILABLE', errorText(error));
         },
       );
       return NO_HANDLE;
     }
-    const delivery = this.#deliveries.reserve(envelope, recipient, undefined, parent);
+    const delivery = this.#parts.deliveries.reserve(envelope, recipient, undefined, parent);
     commit.stage(
       journal.enabled ? journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined,
       () => {
-        this.#deliveries.handOver(delivery);
+        this.#parts.deliveries.handOver(delivery);
         answer.reply(NOTIFY_ACK.delivered);
       },
       (error) => {
@@ -254,8 +240,8 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   /** A repeated id is neither delivered nor answered (the first one is answered): its row and `message:dead` say so. */
   #dropRepeat(draft: Draft, priority: Priority, depth: number): void {
     const reason = `repeated message id "${draft.id}" from node ${draft.peerNode}: dropped`;
-    if (this.#journal.enabled) this.#config.commit.stage(this.#journal.attempt(draft, 'denied', undefined, undefined, reason));
-    const { events } = this.#config;
+    if (this.#parts.journal.enabled) this.#parts.config.commit.stage(this.#parts.journal.attempt(draft, 'denied', undefined, undefined, reason));
+    const { events } = this.#parts.config;
     if (events.has('message:dead')) events.emit('message:dead', { envelope: envelopeOf(draft, priority, depth, undefined, null), reason });
   }
 
@@ -265,7 +251,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
    * Undefined when rate limits are off. At most {@link REMOTE_BUCKETS}, least recently used forgotten.
    */
   #bucket(key: string | undefined, now: number): TokenBucket | undefined {
-    const spec = this.#config.remoteRate;
+    const spec = this.#parts.config.remoteRate;
     if (spec === false) return undefined;
     const k = key ?? UNKNOWN_SENDERS;
     let bucket = this.#buckets.get(k);
