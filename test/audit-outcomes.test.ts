@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.js';
 import { Orchestrator, SqliteAuditLog, type MessageLogEntry } from '../src/index.js';
 import { tempDirPerTest } from './support/audit-records.js';
-import { closeBuses, deferred, makeBus } from './helpers.js';
+import { closeBuses, deferred, makeBus } from './support/helpers.js';
 
 const dir = tempDirPerTest('switchboard-outcomes-');
 afterEach(closeBuses);

@@ -9,7 +9,7 @@ import type { AuditRecord } from '../src/audit/types.js';
 import { WorkerAuditLog } from '../src/audit/worker-log.js';
 import Database from 'better-sqlite3';
 import { isBusError } from '../src/errors.js';
-import { closeBuses, makeBus } from './helpers.js';
+import { closeBuses, makeBus } from './support/helpers.js';
 
 afterEach(closeBuses);
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-worker-log-'));

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { escapeText } from '../src/index.js';
 import { APP_JS } from '../src/web/page.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 
 afterEach(closeBuses);
 
