@@ -49,9 +49,14 @@ export function parseRuns(value: string | undefined): Run[] {
   }
 }
 
-/** False only when the run's process is known to be gone: same host, another process id, and no such process. */
+/**
+ * False only when the run's process is known to be gone: a run of this host whose process
+ * id no process has, or that this very process id registered before this process started
+ * (a restarted container often runs as the same pid).
+ */
 export function mayBeAlive(run: Run): boolean {
-  if (run.host !== hostname() || run.pid === process.pid) return true;
+  if (run.host !== hostname()) return true;
+  if (run.pid === process.pid) return run.at >= Date.now() - process.uptime() * 1000 - 1000;
   try {
     process.kill(run.pid, 0);
     return true;
