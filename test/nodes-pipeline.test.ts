@@ -216,6 +216,34 @@ describe('notify across nodes', () => {
     expect(got.sort()).toEqual(['a2', 'b']);
   });
 
+  it('delivers a notify to each of several agents of one remote node, and its receipt lists each', async () => {
+    const { n1, n2, t1 } = twoNodes();
+    const got: string[] = [];
+    for (const id of ['b', 'c']) n2.register(id, { handlers: { news: () => void got.push(id) } });
+    const a = n1.register('a');
+    const receipt = await a.notify('news', {}, { to: ['b', 'c'] });
+    await hops();
+    expect(receipt).toMatchObject({ delivered: ['b', 'c'], failed: [] });
+    expect(got).toEqual(['b', 'c']);
+    // One id for the notify, one carriage per recipient.
+    expect(t1.sent.map((o) => [o.envelope.id, o.envelope.to])).toEqual([
+      [receipt.id, 'b'],
+      [receipt.id, 'c'],
+    ]);
+  });
+
+  it('emits message:failed naming the code when a remote recipient of a notify is not delivered', async () => {
+    const { n1, n2 } = twoNodes({}, { policies: [{ from: 'a', to: 'b', allow: ['notify'] }] });
+    n2.register('b', { handlers: { news: () => undefined } });
+    n2.register('c', { handlers: { news: () => undefined } });
+    const a = n1.register('a');
+    const failed: { to: string; code: string; reason: string }[] = [];
+    n1.events.on('message:failed', ({ envelope, code, reason }) => failed.push({ to: envelope.to, code, reason }));
+    const receipt = await a.notify('news', {}, { to: ['b', 'c'] });
+    expect(receipt).toMatchObject({ delivered: ['b'], denied: ['c'] });
+    expect(failed).toEqual([{ to: 'c', code: 'POLICY_DENIED', reason: expect.stringContaining('(node n2)') }]);
+  });
+
   it('delivers a listed notify to a remote agent', async () => {
     const { n1, n2 } = twoNodes();
     const got = deferred<unknown>();

@@ -125,7 +125,8 @@ export class RemoteSends {
         this.#acks.delete(finish);
         if (answer instanceof BusError) {
           if (answer.code === 'TIMEOUT') cancelCarriage(handle, 'the notify was not acknowledged in time');
-          this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
+          // Its row and `message:failed` say why this recipient is listed failed or denied.
+          this.#journal.ended(envelope, 'failed', answer);
         }
         resolve(answer);
       };

@@ -100,6 +100,33 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
     expect(notified).toEqual([{ n: 1 }]);
   });
 
+  it('delivers a notify to each of several agents of one remote node, and its receipt lists each as delivered', async () => {
+    const { n1, n2 } = await twoNodes();
+    const got: string[] = [];
+    let arrived!: () => void;
+    const both = new Promise<void>((r) => (arrived = r));
+    for (const id of ['b', 'c', 'd']) {
+      n2.register(id, {
+        handlers: {
+          note: () => {
+            got.push(id);
+            if (got.length === 3) arrived();
+          },
+        },
+      });
+    }
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const failed: unknown[] = [];
+    n1.events.on('message:failed', (e) => failed.push(e));
+    const listed = await a.notify('note', { n: 1 }, { to: ['b', 'c', 'd'] });
+    expect(listed).toMatchObject({ delivered: ['b', 'c', 'd'], failed: [], denied: [], pending: [] });
+    const broadcast = await a.notify('note', { n: 2 });
+    expect([...broadcast.delivered].sort()).toEqual(['b', 'c', 'd']);
+    await both;
+    expect(failed).toEqual([]);
+  });
+
   it('rejects a second node registering a taken id: ready() names the holder', async () => {
     const { n1, n2 } = await twoNodes();
     n1.register('payment');
