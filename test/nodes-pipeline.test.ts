@@ -377,7 +377,7 @@ describe('approvals and audit across nodes', () => {
   const HOLD: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask', 'notify'], requireApproval: true }];
 
   it('holds an approval at the receiving node; approving there delivers and answers the sender', async () => {
-    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: HOLD });
+    const { n1, n2 } = twoNodes({ policies: ALLOW_ALL }, { policies: HOLD });
     n2.register('b', { handlers: { pay: () => 'paid' } });
     const a = n1.register('a');
     const answer = a.ask('b', 'pay', { amount: 5 });
@@ -389,13 +389,61 @@ describe('approvals and audit across nodes', () => {
     await expect(answer).resolves.toBe('paid');
   });
 
-  it('forwards a message the sender’s own policy would hold: the receiver’s policy decides', async () => {
-    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+  it("holds at the sender's node a message its own rule holds, before carrying it; approving there carries it", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+    const paid: unknown[] = [];
+    n2.register('b', { handlers: { pay: (p) => (paid.push(p), 'paid') } });
+    const a = n1.register('a');
+    const answer = a.ask('b', 'pay', { amount: 5 });
+    await hops();
+    expect(t1.sent).toEqual([]);
+    expect(paid).toEqual([]);
+    const [held] = n1.approvals.list();
+    expect(held?.envelope).toMatchObject({ from: 'a', to: 'b', intent: 'pay', payload: { amount: 5 } });
+    expect(n1.approvals.approve(held!.id)).toEqual({ staged: true });
+    await expect(answer).resolves.toBe('paid');
+    expect(t1.sent).toHaveLength(1);
+    expect(n2.approvals.list()).toEqual([]);
+    await n1.flush();
+    expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]).toMatchObject({ decision: 'pending', outcome: 'replied', node: 'n1', peerNode: 'n2' });
+  });
+
+  it("never carries a message rejected at the sender's node: APPROVAL_REJECTED", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
     n2.register('b', { handlers: { pay: () => 'paid' } });
     const a = n1.register('a');
-    await expect(a.ask('b', 'pay', {})).resolves.toBe('paid');
-    expect(n1.approvals.list()).toEqual([]);
-    expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]!.reason).toContain('its approval is decided there');
+    const answer = rejectionOf(a.ask('b', 'pay', {}));
+    await hops();
+    n1.approvals.reject(n1.approvals.list()[0]!.id, { reason: 'no' });
+    expect((await answer).code).toBe('APPROVAL_REJECTED');
+    expect(t1.sent).toEqual([]);
+  });
+
+  it('needs both approvals when both nodes hold it: first at the sender, then at the receiver', async () => {
+    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: HOLD });
+    n2.register('b', { handlers: { pay: () => 'paid' } });
+    const a = n1.register('a');
+    const answer = a.ask('b', 'pay', {});
+    await hops();
+    expect(n2.approvals.list()).toEqual([]);
+    n1.approvals.approve(n1.approvals.list()[0]!.id);
+    await hops();
+    const [there] = n2.approvals.list();
+    expect(there?.envelope).toMatchObject({ from: 'a', to: 'b', intent: 'pay' });
+    n2.approvals.approve(there!.id);
+    await expect(answer).resolves.toBe('paid');
+  });
+
+  it("holds a notify to another node's agent at the sender when its rule says so; approving there delivers it", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+    const got = deferred<unknown>();
+    n2.register('b', { handlers: { news: (p) => void got.resolve(p) } });
+    const a = n1.register('a');
+    const receipt = await a.notify('news', { v: 3 }, { to: ['b'] });
+    expect(receipt.pending).toEqual(['b']);
+    expect(t1.sent).toEqual([]);
+    n1.approvals.approve(n1.approvals.list()[0]!.id);
+    await expect(got.promise).resolves.toEqual({ v: 3 });
   });
 
   it('answers APPROVAL_REJECTED when the receiving node rejects the held message', async () => {

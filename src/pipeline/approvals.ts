@@ -6,6 +6,7 @@ import type { PipelineConfig } from './config.js';
 import type { Deliveries } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
+import type { RemoteSends } from './remote-send.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
@@ -20,12 +21,15 @@ export class Approvals {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  /** Where an approved message to another node's agent is carried. */
+  readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, remote: Pick<RemoteSends, 'recipient' | 'approved'>) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
     this.#deliveries = deliveries;
+    this.#remote = remote;
   }
 
   list(): PendingApproval[] {
@@ -90,7 +94,8 @@ export class Approvals {
     const { registry, policy } = this.#config;
     // A message from another node names its sender's stand-in (with the trust this node grants it, `remoteTrust`).
     const sender = hold.sender ?? registry.get(envelope.from);
-    const recipient = registry.get(envelope.to);
+    // Held here on its way to another node: where that agent is served now (it may have moved).
+    const recipient = registry.get(envelope.to) ?? (hold.sender === undefined ? this.#remote.recipient(envelope.to) : undefined);
     try {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
       if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `${envelope.to} is no longer registered`, { agentId: envelope.to });
@@ -106,6 +111,11 @@ export class Approvals {
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
       const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      if (recipient.node !== undefined) {
+        // The receiving node's policy decides again (and may hold it there too): the stricter of both holds.
+        this.#remote.approved(envelope, hold.encoded, p, hold.parent, recipient.node, committed);
+        return STAGED;
+      }
       this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {

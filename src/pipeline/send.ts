@@ -60,8 +60,8 @@ export class Pipeline implements ChainPort {
     this.#journal = new Journal(config);
     this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
-    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
     this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
+    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries, this.#remote);
     this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
   }
 
@@ -132,10 +132,12 @@ export class Pipeline implements ChainPort {
       pendingRef = p;
       p.trace = trace;
 
-      if (recipient.node !== undefined) {
-        this.#remote.request(draft, envelope, p, parent);
-      } else if (decision.decision === 'approval') {
+      if (decision.decision === 'approval') {
+        // This node's approval comes first, also for another node's agent: held here, carried once approved.
+        if (recipient.node !== undefined) this.#remote.mark(draft, envelope, recipient.node);
         this.#approvals.hold(draft, envelope, p, parent, deadline);
+      } else if (recipient.node !== undefined) {
+        this.#remote.request(draft, envelope, p, parent);
       } else {
         const committed = trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion);
         this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
@@ -326,19 +328,21 @@ export class Pipeline implements ChainPort {
         if (recipient === undefined) throw unknownAgent(to);
         const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
         const envelope = envelopeOf(d, priority, depth, undefined, payload);
-        if (recipient.node !== undefined) {
-          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
-          const record = this.#remote.notifyRecord(d, envelope, recipient.node);
-          if (record !== undefined) records.push(record);
-          remotes.push({ envelope, peer: recipient.node });
-          if (events.has('message:sent')) events.emit('message:sent', { envelope });
-        } else if (decision.decision === 'approval') {
+        if (recipient.node !== undefined) this.#remote.mark(d, envelope, recipient.node);
+        if (decision.decision === 'approval') {
+          // Held here, also for another node's agent: carried once approved here (see Approvals.approve).
           const hold = this.#approvals.makeHold(d, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs);
           this.#ledger.holds.add(hold);
           holds.push(hold);
           receipt.pending.push(to);
           if (journal.enabled) records.push(journal.attempt(d, 'pending'));
           if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
+        } else if (recipient.node !== undefined) {
+          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
+          const record = this.#remote.notifyRecord(d, recipient.node);
+          if (record !== undefined) records.push(record);
+          remotes.push({ envelope, peer: recipient.node });
+          if (events.has('message:sent')) events.emit('message:sent', { envelope });
         } else {
           deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
           receipt.delivered.push(to);
