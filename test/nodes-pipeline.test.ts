@@ -373,6 +373,42 @@ describe('the receiving node', () => {
   });
 });
 
+describe('minRecipientTrust across nodes', () => {
+  const GATED: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask', 'notify'], minRecipientTrust: 50 }];
+
+  it("refuses at the sender's node, never carried, when the trust it grants the remote recipient (remoteTrust, 0 unlisted) is below the gate", async () => {
+    for (const remoteTrust of [{}, { b: 49 }]) {
+      const { n1, n2, t1 } = twoNodes({ policies: GATED, remoteTrust }, { policies: ALLOW_ALL });
+      n2.register('b', { trust: 100, handlers: { echo: () => 'ok', news: () => undefined } });
+      const a = n1.register('a');
+      const e = await rejectionOf(a.ask('b', 'echo', {}));
+      expect(e.code).toBe('POLICY_DENIED');
+      expect(e.message).toContain('needs recipient trust >= 50');
+      expect((await a.notify('news', {}, { to: ['b'] })).denied).toEqual(['b']);
+      expect(t1.sent).toEqual([]);
+      expect(n1.explain({ from: 'a', to: 'b', type: 'ask', intent: 'echo' }).decision).toBe('deny');
+    }
+  });
+
+  it("refuses at the receiver's node when the recipient's own registered trust there is below the gate", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: ALLOW_ALL }, { policies: GATED });
+    const calls: unknown[] = [];
+    n2.register('b', { trust: 10, handlers: { echo: (p) => (calls.push(p), 'ok') } });
+    const a = n1.register('a');
+    const e = await rejectionOf(a.ask('b', 'echo', {}));
+    expect(e).toMatchObject({ code: 'POLICY_DENIED', message: expect.stringContaining('(node n2)') });
+    expect(t1.sent).toHaveLength(1);
+    expect(calls).toEqual([]);
+  });
+
+  it('delivers when both nodes find the recipient trusted enough, each by its own registry', async () => {
+    const { n1, n2 } = twoNodes({ policies: GATED, remoteTrust: { b: 50 } }, { policies: GATED });
+    n2.register('b', { trust: 50, handlers: { echo: () => 'ok' } });
+    const a = n1.register('a');
+    await expect(a.ask('b', 'echo', {})).resolves.toBe('ok');
+  });
+});
+
 describe('approvals and audit across nodes', () => {
   const HOLD: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask', 'notify'], requireApproval: true }];
 

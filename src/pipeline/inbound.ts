@@ -153,7 +153,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       this.#dropRepeat(draft, priority as Priority, depth);
       return NO_HANDLE;
     }
-    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
+    const decision = (draft.decision = checkPolicy(policy.current, sender, recipient, type as RuleType, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.

@@ -55,7 +55,8 @@ export class RemoteSends {
     const { transport } = this.#config;
     if (transport.locate(id) !== 'remote') return undefined;
     const node = transport.nodeOf(id);
-    return isAgentId(node) ? remoteRecord(id, node) : undefined;
+    // Its trust is what this node grants it (remoteTrust), for rules with minRecipientTrust.
+    return isAgentId(node) ? remoteRecord(id, node, this.#config.remoteTrust.get(id) ?? 0) : undefined;
   }
 
   /**

@@ -118,7 +118,7 @@ export class Pipeline implements ChainPort {
       // The payload walk ran caller code (getters): check again what it could have undone.
       this.#checkLive(sender, recipient);
       checkRate(sender, this.#config.globalRate, now);
-      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, toId, type, draft.intent));
+      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, recipient, type, draft.intent));
 
       let deadline = now + timeoutMs;
       const parentDeadline = parent?.envelope.deadline;
@@ -326,7 +326,7 @@ export class Pipeline implements ChainPort {
       try {
         const recipient = registry.get(to) ?? this.#remote.recipient(to);
         if (recipient === undefined) throw unknownAgent(to);
-        const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
+        const decision = (d.decision = checkPolicy(policy.current, sender, recipient, 'notify', d.intent));
         const envelope = envelopeOf(d, priority, depth, undefined, payload);
         if (recipient.node !== undefined) this.#remote.mark(d, envelope, recipient.node);
         if (decision.decision === 'approval') {
