@@ -162,6 +162,7 @@ export class Orchestrator<C extends Contracts = any> {
       node: this.node,
       remoteRate: o.rate,
       remoteTrust: o.remoteTrust,
+      inboundShare: o.inboundShare,
       refusals: this.#refusals,
     });
     this.events = this.#emitter;
