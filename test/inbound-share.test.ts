@@ -4,7 +4,7 @@ import type { BusError } from '../src/errors.js';
 import { InboundShare, type InboundShareSpec, type Slot } from '../src/pipeline/inbound-share.js';
 
 /** A share whose turns the test runs by hand, recording what it admitted and refused. */
-function harness(spec: InboundShareSpec) {
+function harness(spec: InboundShareSpec, localBusy = () => true) {
   const turns: (() => void)[] = [];
   const admitted: { node: string; n: number; slot: Slot; waitedFrom: number | undefined }[] = [];
   const refused: { n: number; error: BusError }[] = [];
@@ -20,6 +20,7 @@ function harness(spec: InboundShareSpec) {
       refuse: (item, error) => void refused.push({ n: item.n, error }),
     },
     () => now,
+    localBusy,
     (task) => void turns.push(task),
   );
   const turn = () => {
@@ -69,6 +70,18 @@ describe('InboundShare', () => {
     h.offer('flood', 50);
     h.offer('quiet', 1);
     expect(h.admitted.filter((a) => a.node === 'quiet')).toHaveLength(1);
+  });
+
+  it('admits a node’s messages as they come while no local agent is sending: the share yields to local work, it does not slow an idle node', () => {
+    let busy = false;
+    const h = harness({ maxInFlight: 2, perTurn: 1, maxQueued: 100 }, () => busy);
+    h.offer('p', 10);
+    expect(h.admitted).toHaveLength(10);
+    busy = true;
+    h.offer('p', 3);
+    h.turn();
+    expect(h.admitted).toHaveLength(10);
+    expect(h.share.waiting('p')).toBe(3);
   });
 
   it('tells an admitted message how long it waited, and drops one cancelled while it waits (a later cancel reaches its handle)', () => {

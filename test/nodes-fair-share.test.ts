@@ -34,6 +34,11 @@ function floodedNode(limits: Limits = FAST, policies?: PolicyRule[]) {
   return { ...nodes, l1, flood, inboundRuns: () => inboundRuns };
 }
 
+/** A local agent of `node` sends (refused or not, it is local work): the shares hold from now on. */
+function localSend(node: ReturnType<typeof twoNodes>['n2']): void {
+  node.register(`local-${Math.random().toString(36).slice(2)}`).notify('tick', {}, { to: [] }).catch(() => undefined);
+}
+
 describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
   it('keeps its local asks’ throughput while the peer floods at its full rate: the peer gets at most perTurn a turn, and its share', async () => {
     // The slice of FairYield never ends: every turn's work finishes in that turn, so counts are exact.
@@ -46,9 +51,9 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
     const refusals: RecordingResponder[] = [];
     for (let turn = 0; turn < TURNS; turn++) {
       const before = { local: localDone, inbound: inboundRuns() };
+      for (let i = 0; i < LOCAL; i++) void l1.ask('l2', 'echo', {}).then(() => localDone++);
       // The peer sends far more every turn than its share admits.
       refusals.push(...flood(200));
-      for (let i = 0; i < LOCAL; i++) void l1.ask('l2', 'echo', {}).then(() => localDone++);
       await nextTurn();
       perTurn.push({ local: localDone - before.local, inbound: inboundRuns() - before.inbound });
     }
@@ -64,8 +69,10 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
     expect(full[0]!.errors[0]!.message).toContain('node n1 has');
   });
 
-  it('keeps at most maxInFlight of a node’s messages unanswered; answering one admits the next', async () => {
-    const { n2, t1 } = twoNodes({}, { limits: { rate: false, inboundPerNode: { maxInFlight: 2 } } });
+  it('keeps at most maxInFlight of a node’s messages unanswered while local agents send; answering one admits the next', async () => {
+    const clock = { now: () => 1_000 };
+    const { n2, t1 } = twoNodes({}, { clock, limits: { rate: false, inboundPerNode: { maxInFlight: 2 } } });
+    localSend(n2);
     const gates: ReturnType<typeof deferred<void>>[] = [];
     let started = 0;
     n2.register('b', {
@@ -96,7 +103,9 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
 
   it('does not count a message held for approval against its node’s share', async () => {
     const rules: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask'], requireApproval: true }];
-    const { n2, t1 } = twoNodes({}, { policies: rules, limits: { rate: false, inboundPerNode: { maxInFlight: 1 } } });
+    const clock = { now: () => 1_000 };
+    const { n2, t1 } = twoNodes({}, { clock, policies: rules, limits: { rate: false, inboundPerNode: { maxInFlight: 1 } } });
+    localSend(n2);
     n2.register('b', { handlers: { echo: () => 'ok' } });
     for (let i = 0; i < 3; i++) t1.inject('n2', inboundMessage(), recordingResponder());
     for (let i = 0; i < 4; i++) await nextTurn();
@@ -107,6 +116,7 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
     let now = 1_000;
     const clock = { now: () => now };
     const { n2, t1 } = twoNodes({}, { clock, limits: { rate: false, inboundPerNode: { maxInFlight: 1 } } });
+    localSend(n2);
     const gate = deferred<void>();
     n2.register('b', { handlers: { slow: () => gate.promise.then(() => 'done') } });
     t1.inject('n2', inboundMessage({ intent: 'slow', budgetMs: 60_000 }), recordingResponder());
@@ -118,6 +128,13 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
     expect(late.errors).toEqual([{ code: 'TIMEOUT', message: expect.stringContaining("waited 150ms for its turn in node n1's share here") }]);
     await n2.flush();
     expect(n2.getMessageLog({ agentId: 'b', decision: 'denied' })[0]).toMatchObject({ code: 'TIMEOUT', peerNode: 'n1' });
+  });
+
+  it('admits a peer’s messages as they come while no local agent has sent lately: the share yields to local work only', async () => {
+    const { flood, inboundRuns } = floodedNode();
+    flood(100);
+    await nextTurn();
+    expect(inboundRuns()).toBe(100);
   });
 
   it('admits everything at once with inboundPerNode: false', async () => {

@@ -3,10 +3,12 @@ import type { InboundHandle } from './transport.js';
 
 // Fair share of the receiving node between its own senders and each peer node. A peer that
 // sends as fast as it can must not take the event loop from this node's local senders:
-// each peer node gets at most `maxInFlight` messages admitted and unanswered, and at most
-// `perTurn` admitted per turn of the event loop. What is over either waits in that node's
-// queue (bounded by `maxQueued`; beyond it a message is refused at once with MAILBOX_FULL)
-// and is admitted on a later turn, after the local work the current turn has queued.
+// while they are sending, each peer node gets at most `maxInFlight` messages admitted and
+// unanswered, and at most `perTurn` admitted per turn of the event loop. What is over either
+// waits in that node's queue (bounded by `maxQueued`; beyond it a message is refused at once
+// with MAILBOX_FULL) and is admitted on a later turn, after the local work the current turn
+// has queued. While no local agent is sending, a peer's messages are admitted as they come:
+// the share yields to local work, it does not slow a node that has none.
 
 /** The fair share of each peer node (`limits.inboundPerNode`). */
 export interface InboundShareSpec {
@@ -18,8 +20,14 @@ export interface InboundShareSpec {
   readonly maxQueued: number;
 }
 
-/** The defaults of `limits.inboundPerNode`. */
-export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 64, perTurn: 16, maxQueued: 1000 });
+/** The defaults of `limits.inboundPerNode` (docs/nodes.md has the measurement behind them). */
+export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 8, perTurn: 4, maxQueued: 1000 });
+
+/**
+ * How long after a local agent's last send the shares stay in force: local senders that
+ * wait for answers between sends (an ask loop) count as busy throughout.
+ */
+export const LOCAL_WORK_WINDOW_MS = 100;
 
 /** How the share hands a message on: admit it (with the slot it holds), or refuse it unadmitted. */
 export interface ShareTarget<T> {
@@ -99,13 +107,20 @@ export class InboundShare<T> {
   readonly #target: ShareTarget<T>;
   readonly #defer: Defer;
   readonly #now: () => number;
+  readonly #localBusy: () => boolean;
   readonly #shares = new Map<string, Share<T>>();
   #turnPending = false;
 
-  constructor(spec: InboundShareSpec, target: ShareTarget<T>, now: () => number, defer: Defer = nextTurn) {
+  /**
+   * @param now The bus clock (a waiting message's budget shrinks by the time it waited).
+   * @param localBusy Whether this node's own agents are sending: only then do the shares hold.
+   * @param defer Runs a task at the next turn of the event loop.
+   */
+  constructor(spec: InboundShareSpec, target: ShareTarget<T>, now: () => number, localBusy: () => boolean, defer: Defer = nextTurn) {
     this.#spec = spec;
     this.#target = target;
     this.#now = now;
+    this.#localBusy = localBusy;
     this.#defer = defer;
   }
 
@@ -140,7 +155,8 @@ export class InboundShare<T> {
   }
 
   #hasRoom(share: Share<T>): boolean {
-    return share.inFlight < this.#spec.maxInFlight && share.thisTurn < this.#spec.perTurn;
+    if (share.inFlight < this.#spec.maxInFlight && share.thisTurn < this.#spec.perTurn) return true;
+    return !this.#localBusy();
   }
 
   #admit(share: Share<T>, item: T, waitedFrom: number | undefined): InboundHandle {

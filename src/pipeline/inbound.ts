@@ -13,7 +13,12 @@ import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
-import { InboundShare, type Slot } from './inbound-share.js';
+import { InboundShare, LOCAL_WORK_WINDOW_MS, type Slot } from './inbound-share.js';
+
+/** When this node's own agents last sent (the bus clock): the fair shares hold while they send. */
+export interface LocalActivity {
+  lastLocalSend: number;
+}
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry.js';
 
@@ -84,7 +89,16 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: Approvals, remote: RemoteSends, closed: () => boolean) {
+  constructor(
+    config: PipelineConfig,
+    journal: Journal,
+    ledger: Ledger,
+    deliveries: Deliveries,
+    approvals: Approvals,
+    remote: RemoteSends,
+    closed: () => boolean,
+    activity: LocalActivity,
+  ) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -103,6 +117,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
               refuse: (m, e) => this.#refuse(inboundDraft(m.f, config.clock.now()), e, once(m.responder, NO_SLOT)),
             },
             () => config.clock.now(),
+            () => config.clock.now() - activity.lastLocalSend < LOCAL_WORK_WINDOW_MS,
           );
   }
 

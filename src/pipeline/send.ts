@@ -32,7 +32,7 @@ import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
 import type { SendToken } from '../telemetry.js';
-import { Inbound } from './inbound.js';
+import { Inbound, type LocalActivity } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
 import type { InboundPort } from './transport.js';
 
@@ -52,6 +52,8 @@ export class Pipeline implements ChainPort {
   readonly #deliveries: Deliveries;
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
+  /** When a local agent last sent: inbound messages from other nodes yield to local work (inbound-share.ts). */
+  readonly #activity: LocalActivity = { lastLocalSend: Number.NEGATIVE_INFINITY };
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
 
@@ -62,7 +64,7 @@ export class Pipeline implements ChainPort {
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
     this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
     this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries, this.#remote);
-    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
+    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed, this.#activity);
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -78,6 +80,7 @@ export class Pipeline implements ChainPort {
     }
     const { clock, registry } = this.#config;
     const now = clock.now();
+    this.#activity.lastLocalSend = now;
     let resolve!: (value: unknown) => void;
     let reject!: (error: BusError) => void;
     const promise = new Promise<unknown>((res, rej) => {
@@ -160,6 +163,7 @@ export class Pipeline implements ChainPort {
       return Promise.reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'the id generator failed: '));
     }
     const now = this.#config.clock.now();
+    this.#activity.lastLocalSend = now;
     const draft = makeDraft(id, now, 'notify', sender.id, '*', intent, parent);
     const telemetry = this.#config.telemetry;
     let trace: SendToken | undefined;
