@@ -3,7 +3,7 @@
 // rate gets its share of each turn, and the node's own senders keep theirs.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { OrchestratorOptions, PolicyRule } from '../src/index.js';
-import { closeBuses, deferred, rejectionOf } from './helpers.js';
+import { closeBuses, deferred, rejectionOf } from './support/helpers.js';
 import { recordingResponder, type RecordingResponder } from './support/loopback.js';
 import { inboundMessage, twoNodes } from './support/nodes.js';
 

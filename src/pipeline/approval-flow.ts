@@ -3,7 +3,7 @@ import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { PipelineConfig } from './config.js';
-import type { Deliveries } from './delivery.js';
+import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { RemoteSends } from './remote-send.js';
@@ -16,7 +16,7 @@ import { commitInfo, requestEnded } from './tracing.js';
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
  * reject, expire, and cancel when an agent leaves or the bus closes.
  */
-export class Approvals {
+export class ApprovalFlow {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;
@@ -24,7 +24,7 @@ export class Approvals {
   /** Where an approved message to another node's agent is carried. */
   readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, remote: Pick<RemoteSends, 'recipient' | 'approved'>) {
+  constructor({ config, journal, ledger, deliveries, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -51,6 +51,13 @@ export class Approvals {
     });
     const hold: HeldMessage = { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
     return sender === undefined ? hold : { ...hold, sender };
+  }
+
+  /** Holds one copy of a notify (its row is the caller's to stage): APPROVAL_QUEUE_FULL when full. */
+  holdCopy(draft: Draft, envelope: Envelope, parent: Delivery | undefined, sender?: AgentRecord): HeldMessage {
+    const hold = this.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
+    this.#ledger.holds.add(hold);
+    return hold;
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
