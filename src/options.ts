@@ -41,7 +41,7 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
      * refused at once with `MAILBOX_FULL`. Time spent waiting comes off its budget. Senders
      * this node's directory does not place on their node share one share. `false` admits
      * everything at once (no fair share). See docs/nodes.md.
-     * @default { maxInFlight: 64, perTurn: 16, maxQueued: 1000 }
+     * @default { maxInFlight: 4, perTurn: 2, maxQueued: 1000 }
      */
     inboundPerNode?: InboundPerNode | false;
   };
@@ -107,9 +107,9 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
 
 /** `limits.inboundPerNode`: each peer node's fair share of this node. Every key is optional. */
 export interface InboundPerNode {
-  /** Messages from one node admitted and not yet answered at once. @default 64 */
+  /** Messages from one node admitted and not yet answered at once. @default 4 */
   maxInFlight?: number;
-  /** Messages from one node admitted per turn of the event loop. @default 16 */
+  /** Messages from one node admitted per turn of the event loop. @default 2 */
   perTurn?: number;
   /** Messages from one node waiting for their turn; beyond it, `MAILBOX_FULL` at once. @default 1000 */
   maxQueued?: number;

@@ -21,7 +21,7 @@ export interface InboundShareSpec {
 }
 
 /** The defaults of `limits.inboundPerNode` (docs/nodes.md has the measurement behind them). */
-export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 8, perTurn: 4, maxQueued: 1000 });
+export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 4, perTurn: 2, maxQueued: 1000 });
 
 /**
  * How long after a local agent's last send the shares stay in force: local senders that
