@@ -41,7 +41,7 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
      * refused at once with `MAILBOX_FULL`. Time spent waiting comes off its budget. Senders
      * this node's directory does not place on their node share one share. `false` admits
      * everything at once (no fair share). See docs/nodes.md.
-     * @default { maxInFlight: 4, perTurn: 2, maxQueued: 1000 }
+     * @default { maxInFlight: 4, perTurn: 2, maxQueued: 1000, maxQueuedBytes: 8388608 }
      */
     inboundPerNode?: InboundPerNode | false;
   };
@@ -113,6 +113,8 @@ export interface InboundPerNode {
   perTurn?: number;
   /** Messages from one node waiting for their turn; beyond it, `MAILBOX_FULL` at once. @default 1000 */
   maxQueued?: number;
+  /** Payload bytes (UTF-16 units of the JSON text) of one node's waiting messages; beyond it, `MAILBOX_FULL` at once. @default 8388608 */
+  maxQueuedBytes?: number;
 }
 
 /** Options of the default SQLite audit log. */
@@ -163,6 +165,7 @@ const schema = z.strictObject({
             maxInFlight: z.number().int().min(1).max(1_000_000).optional(),
             perTurn: z.number().int().min(1).max(1_000_000).optional(),
             maxQueued: z.number().int().min(0).max(10_000_000).optional(),
+            maxQueuedBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
           }),
         ])
         .optional(),
@@ -271,5 +274,6 @@ function inboundShareOf(o: { [K in keyof InboundPerNode]?: number | undefined } 
     maxInFlight: o?.maxInFlight ?? INBOUND_SHARE_DEFAULTS.maxInFlight,
     perTurn: o?.perTurn ?? INBOUND_SHARE_DEFAULTS.perTurn,
     maxQueued: o?.maxQueued ?? INBOUND_SHARE_DEFAULTS.maxQueued,
+    maxQueuedBytes: o?.maxQueuedBytes ?? INBOUND_SHARE_DEFAULTS.maxQueuedBytes,
   });
 }

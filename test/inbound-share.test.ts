@@ -4,7 +4,8 @@ import type { BusError } from '../src/errors.js';
 import { InboundShare, type InboundShareSpec, type Slot } from '../src/pipeline/inbound-share.js';
 
 /** A share whose turns the test runs by hand, recording what it admitted and refused. */
-function harness(spec: InboundShareSpec, localBusy = () => true) {
+function harness(partial: Omit<InboundShareSpec, 'maxQueuedBytes'> & { maxQueuedBytes?: number }, localBusy = () => true) {
+  const spec: InboundShareSpec = { maxQueuedBytes: 1_000_000, ...partial };
   const turns: (() => void)[] = [];
   const admitted: { node: string; n: number; slot: Slot; waitedFrom: number | undefined }[] = [];
   const refused: { n: number; error: BusError }[] = [];
@@ -28,7 +29,7 @@ function harness(spec: InboundShareSpec, localBusy = () => true) {
     for (const task of due) task();
   };
   let n = 0;
-  const offer = (node: string, count: number) => Array.from({ length: count }, () => share.offer(node, { node, n: n++ }));
+  const offer = (node: string, count: number, bytes = 10) => Array.from({ length: count }, () => share.offer(node, { node, n: n++ }, bytes));
   return { share, turn, admitted, refused, cancelled, offer, advance: (ms: number) => (now += ms) };
 }
 
@@ -62,7 +63,17 @@ describe('InboundShare', () => {
     h.offer('p', 5);
     expect(h.admitted).toHaveLength(1);
     expect(h.refused.map((r) => r.n)).toEqual([3, 4]);
-    expect(h.refused[0]!.error).toMatchObject({ code: 'MAILBOX_FULL', message: expect.stringContaining('node p has 1 messages in flight here (maxInFlight 1) and 2 waiting (maxQueued 2)') });
+    expect(h.refused[0]!.error).toMatchObject({ code: 'MAILBOX_FULL', message: expect.stringContaining('node p has 1 messages in flight here (maxInFlight 1) and 2 waiting, 20 bytes (maxQueued 2') });
+  });
+
+  it('refuses with MAILBOX_FULL what would take its node’s waiting messages over maxQueuedBytes, and counts bytes freed once admitted', () => {
+    const h = harness({ maxInFlight: 100, perTurn: 1, maxQueued: 100, maxQueuedBytes: 250 });
+    h.offer('p', 4, 100);
+    expect(h.refused.map((r) => r.n)).toEqual([3]);
+    expect(h.refused[0]!.error.message).toContain('maxQueuedBytes 250');
+    h.turn();
+    h.offer('p', 1, 100);
+    expect(h.refused).toHaveLength(1);
   });
 
   it("gives each node a share of its own: one node's flood does not delay another's messages", () => {

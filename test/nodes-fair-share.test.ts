@@ -130,6 +130,19 @@ describe('a node under a peer node’s flood (limits.inboundPerNode)', () => {
     expect(n2.getMessageLog({ agentId: 'b', decision: 'denied' })[0]).toMatchObject({ code: 'TIMEOUT', peerNode: 'n1' });
   });
 
+  it('never queues a payload over maxPayloadBytes: refused at once with PAYLOAD_TOO_LARGE, even when the share is full', async () => {
+    const clock = { now: () => 1_000 };
+    const { n2, t1 } = twoNodes({}, { clock, limits: { rate: false, maxPayloadBytes: 100, inboundPerNode: { maxInFlight: 1 } } });
+    localSend(n2);
+    const gate = deferred<void>();
+    n2.register('b', { handlers: { slow: () => gate.promise.then(() => 'done') } });
+    t1.inject('n2', inboundMessage({ intent: 'slow' }), recordingResponder());
+    const big = recordingResponder();
+    t1.inject('n2', inboundMessage({ intent: 'slow', payloadJson: JSON.stringify('x'.repeat(200)) }), big);
+    expect(big.errors.map((e) => e.code)).toEqual(['PAYLOAD_TOO_LARGE']);
+    gate.resolve();
+  });
+
   it('admits a peer’s messages as they come while no local agent has sent lately: the share yields to local work only', async () => {
     const { flood, inboundRuns } = floodedNode();
     flood(100);

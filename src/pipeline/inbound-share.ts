@@ -18,10 +18,12 @@ export interface InboundShareSpec {
   readonly perTurn: number;
   /** Messages from one node waiting for their turn; beyond it, MAILBOX_FULL at once. */
   readonly maxQueued: number;
+  /** Payload bytes of one node's waiting messages; beyond it, MAILBOX_FULL at once. */
+  readonly maxQueuedBytes: number;
 }
 
 /** The defaults of `limits.inboundPerNode` (docs/nodes.md has the measurement behind them). */
-export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 4, perTurn: 2, maxQueued: 1000 });
+export const INBOUND_SHARE_DEFAULTS: InboundShareSpec = Object.freeze({ maxInFlight: 4, perTurn: 2, maxQueued: 1000, maxQueuedBytes: 8 * 1024 * 1024 });
 
 /**
  * How long after a local agent's last send the shares stay in force: local senders that
@@ -58,6 +60,8 @@ class Share<T> {
   /** Waiting messages, oldest first, from `head` on (shifted lazily). */
   queue: Waiting<T>[] = [];
   head = 0;
+  /** The bytes of the waiting messages (as {@link InboundShare.offer} was told them). */
+  queuedBytes = 0;
 
   get waiting(): number {
     return this.queue.length - this.head;
@@ -71,6 +75,7 @@ class Waiting<T> implements InboundHandle {
   constructor(
     readonly item: T,
     readonly arrivedAt: number,
+    readonly bytes: number,
   ) {}
 
   cancel(reason: string): void {
@@ -129,20 +134,27 @@ export class InboundShare<T> {
     return this.#shares.get(node)?.waiting ?? 0;
   }
 
-  /** Admits `item` from `node` now if its share allows, else queues it (or refuses it when the queue is full). */
-  offer(node: string, item: T): InboundHandle {
+  /**
+   * Admits `item` from `node` now if its share allows, else queues it (or refuses it when
+   * the queue is full, in messages or in `bytes`, the size of what it holds).
+   */
+  offer(node: string, item: T, bytes: number): InboundHandle {
     let share = this.#shares.get(node);
     if (share === undefined) this.#shares.set(node, (share = new Share<T>()));
     if (share.waiting === 0 && this.#hasRoom(share)) return this.#admit(share, item, undefined);
-    if (share.waiting >= this.#spec.maxQueued) {
-      const { maxInFlight, maxQueued } = this.#spec;
+    const { maxInFlight, maxQueued, maxQueuedBytes } = this.#spec;
+    if (share.waiting >= maxQueued || share.queuedBytes + bytes > maxQueuedBytes) {
       this.#target.refuse(
         item,
-        new BusError('MAILBOX_FULL', `node ${node} has ${share.inFlight} messages in flight here (maxInFlight ${maxInFlight}) and ${share.waiting} waiting (maxQueued ${maxQueued}): refused`),
+        new BusError(
+          'MAILBOX_FULL',
+          `node ${node} has ${share.inFlight} messages in flight here (maxInFlight ${maxInFlight}) and ${share.waiting} waiting, ${share.queuedBytes} bytes (maxQueued ${maxQueued}, maxQueuedBytes ${maxQueuedBytes}): refused`,
+        ),
       );
       return NO_HANDLE;
     }
-    const waiting = new Waiting(item, this.#now());
+    const waiting = new Waiting(item, this.#now(), bytes);
+    share.queuedBytes += bytes;
     share.queue.push(waiting);
     this.#scheduleTurn();
     return waiting;
@@ -181,6 +193,7 @@ export class InboundShare<T> {
       while (share.waiting > 0 && this.#hasRoom(share)) {
         const waiting = share.queue[share.head]!;
         share.queue[share.head++] = undefined as unknown as Waiting<T>;
+        share.queuedBytes -= waiting.bytes;
         if (waiting.cancelled !== undefined) continue;
         waiting.handle = this.#admit(share, waiting.item, waiting.arrivedAt);
       }

@@ -119,8 +119,10 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       this.#refuse(inboundDraft(UNREAD, this.#parts.config.clock.now()), toBusError(error, 'INVALID_ARGUMENT', undefined, 'the inbound message could not be read: '), once(responder, NO_SLOT));
       return NO_HANDLE;
     }
-    if (this.#share === undefined) return this.#run({ f, responder }, NO_SLOT, undefined);
-    return this.#share.offer(this.#shareKey(f), { f, responder });
+    // Over the size limit: refused at once (unparsed), never held in a queue.
+    const bytes = typeof f.payloadJson === 'string' ? f.payloadJson.length : 0;
+    if (this.#share === undefined || bytes > this.#parts.config.maxPayloadBytes) return this.#run({ f, responder }, NO_SLOT, undefined);
+    return this.#share.offer(this.#shareKey(f), { f, responder }, bytes);
   }
 
   /**
