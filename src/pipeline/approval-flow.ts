@@ -2,6 +2,7 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
@@ -21,10 +22,12 @@ export class ApprovalFlow {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  readonly #after: AfterCommit;
   /** Where an approved message to another node's agent is carried. */
   readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor({ config, journal, ledger, deliveries, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }) {
+  constructor({ config, journal, ledger, deliveries, after, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -71,12 +74,10 @@ export class ApprovalFlow {
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
-      () => {
-        if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
-      },
+      () => this.#after.holdCommitted(hold, true),
       (error) => {
-        ledger.holds.take(hold.approval.id);
-        ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        this.#after.holdFailed(hold);
+        this.#after.requestFailed(p, error);
       },
     );
   }
