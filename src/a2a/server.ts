@@ -196,15 +196,11 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
       return json(res, 200, rpcError(body, error));
     }
     if (!isAsyncIterable(reply)) return json(res, 200, reply);
-    // A stream: SSE, ended when the task ends or the client goes away.
-    const stream = reply[Symbol.asyncIterator]();
-    res.on('close', () => void stream.return?.(undefined));
+    // A stream: SSE until the task ends. A client that goes away stops the writes, not the
+    // reading: the SDK records the task's states as it reads them, so tasks/get stays true.
     res.writeHead(200, SSE_HEADERS);
     try {
-      for (let next = await stream.next(); !next.done; next = await stream.next()) {
-        if (res.destroyed) break;
-        res.write(formatSSEEvent(next.value));
-      }
+      for await (const event of reply) if (!res.destroyed) res.write(formatSSEEvent(event));
     } catch (error) {
       if (!res.destroyed) res.write(formatSSEErrorEvent(rpcError(body, error)));
     }
