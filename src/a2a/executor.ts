@@ -29,6 +29,8 @@ interface Running {
   contextId: string;
   /** Set once a final state was published: nothing more goes out for this task. */
   settled: boolean;
+  /** Set once the hold was announced. */
+  held: boolean;
 }
 
 /** Status text carries at most this much of a reason (an agent's error message is not bounded). */
@@ -41,7 +43,10 @@ export class BusExecutor implements AgentExecutor {
   readonly #byMessage = new Map<string, string>();
   readonly #onRequested = ({ approval }: { approval: PendingApproval }) => this.#held(approval);
   readonly #onDecided = ({ approval, decision }: { approval: PendingApproval; decision: string }) => {
-    if (decision === 'approved') this.#status(this.#byMessage.get(approval.envelope.id), `approved by an operator: running "${approval.envelope.intent}"`, { approval: approval.id, decision });
+    if (decision !== 'approved') return;
+    // A listener that decided at once (before ours heard of the hold) still shows the hold first.
+    this.#held(approval);
+    this.#status(this.#byMessage.get(approval.envelope.id), `approved by an operator: running "${approval.envelope.intent}"`, { approval: approval.id, decision });
   };
 
   constructor(config: ExecutorConfig) {
@@ -65,7 +70,7 @@ export class BusExecutor implements AgentExecutor {
       bus.publish(AgentEvent.message(agentMessage(contextId, undefined, 'INVALID_ARGUMENT: this task takes no further messages; send a new message without taskId', { code: 'INVALID_ARGUMENT' })));
       return;
     }
-    const running: Running = { abort: undefined, bus, contextId, settled: false };
+    const running: Running = { abort: undefined, bus, contextId, settled: false, held: false };
     this.#running.set(taskId, running);
     try {
       const task: Task = { id: taskId, contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: now() }, artifacts: [], history: [message], metadata: undefined };
@@ -155,7 +160,9 @@ export class BusExecutor implements AgentExecutor {
 
   #held(approval: PendingApproval): void {
     const taskId = this.#byMessage.get(approval.envelope.id);
-    if (taskId === undefined) return;
+    const running = taskId === undefined ? undefined : this.#running.get(taskId);
+    if (running === undefined || running.held) return;
+    running.held = true;
     this.#status(taskId, `held for approval ${approval.id}${approval.rule === undefined ? '' : ` (rule ${approval.rule})`}: the task stays working until an operator decides`, {
       approval: approval.id,
       expiresAt: approval.expiresAt,
