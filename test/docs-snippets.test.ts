@@ -113,3 +113,11 @@ describe('docs/observability.md', () => {
     expect(JSON.parse(printed)).toEqual(promised);
   });
 });
+
+describe('docs/a2a.md', () => {
+  it('the serving example prints what its comments show', () => {
+    const code = snippet('docs/a2a.md', 'ts', 'const server = await a2aServer(bus, {');
+    const promised = [...code.matchAll(/console\.log\(.*\n\/\/ (.*)$/gm)].map((m) => m[1]);
+    expect(run(code).trim().split('\n')).toEqual(promised);
+  });
+});
