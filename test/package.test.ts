@@ -87,6 +87,32 @@ await bus.close();
     expect(JSON.parse(node(['ask.mjs']))).toEqual({ sum: 5, verified: true });
   });
 
+  it('names every package to install when a subpath with optional peers is imported without them', () => {
+    // The fresh app installed none of the optional peers (npm leaves optional peers out).
+    const out = node([
+      '--input-type=module',
+      '-e',
+      `const report = {};
+for (const s of ['console', 'nats', 'mcp', 'otel', 'ai', 'a2a']) {
+  try { await import('agent-switchboard/' + s); report[s] = 'loaded'; } catch (e) { report[s] = e.code + ' ' + e.message; }
+}
+console.log(JSON.stringify(report));`,
+    ]);
+    const report = JSON.parse(out) as Record<string, string>;
+    const needs: Record<string, string[]> = {
+      console: ['ink', 'react'],
+      nats: ['@nats-io/transport-node', '@nats-io/jetstream', '@nats-io/kv', '@nats-io/nkeys'],
+      mcp: ['@modelcontextprotocol/sdk'],
+      otel: ['@opentelemetry/api'],
+      ai: ['ai'],
+      a2a: ['@a2a-js/sdk'],
+    };
+    for (const [s, packages] of Object.entries(needs)) {
+      expect(report[s]).toMatch(new RegExp(`^ERR_SWITCHBOARD_MISSING_PEER agent-switchboard/${s} needs `));
+      for (const p of packages) expect(report[s]).toContain(`"${p}@`);
+    }
+  });
+
   it('runs the switchboard CLI through npx', () => {
     expect(sh('npx', ['--no-install', 'switchboard', '--version'], app).trim()).toBe(version);
   });
