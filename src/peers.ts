@@ -10,8 +10,8 @@ export const SUBPATH_PEERS: Readonly<Record<string, Readonly<Record<string, stri
   console: { ink: '^8.0.0', react: '^19.0.0' },
   nats: { '@nats-io/transport-node': '^3.0.0', '@nats-io/jetstream': '^3.0.0', '@nats-io/kv': '^3.0.0', '@nats-io/nkeys': '^2.0.0' },
   mcp: { '@modelcontextprotocol/sdk': '^1.17.0' },
-  otel: { '@opentelemetry/api': '^1.10.0' },
-  ai: { ai: '>=5' },
+  otel: { '@opentelemetry/api': '^1.9.0' },
+  ai: { ai: '>=5.0.0 <8' },
   a2a: { '@a2a-js/sdk': '^1.3.0' },
 };
 
