@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { a2aAgent, a2aServer, SCHEMA_EXTENSION_URI, type A2aServerHandle } from '../src/a2a/index.js';
 import { contractJsonSchema } from '../src/tools/catalog.js';
 import { defineContracts, type HandlerContext, type Orchestrator, type PolicyRule } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 import { bareSdkServer, dataPart, request, sdkClient, statusText, textPart } from './support/a2a.js';
 
 const TOKEN = 'partner-token-0123456789';

@@ -5,7 +5,7 @@ import { Role, TaskState, type AgentCard, type Artifact, type Message, type Task
 import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, RestTransportFactory, type Client } from '@a2a-js/sdk/client';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
-import { formatOptionIssues } from '../options.js';
+import { parseOptions } from '../options-schema.js';
 import type { Handler, HandlerContext } from '../types.js';
 import { partOf, valueOfParts } from './parts.js';
 import { stateName } from './task-states.js';
@@ -52,9 +52,7 @@ const STOPPED: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQU
  *   headers: { authorization: `Bearer ${process.env.REMOTE_TOKEN}` } }));
  */
 export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegistration> {
-  const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `a2aAgent(): ${formatOptionIssues(parsed.error)}`);
-  const o = parsed.data;
+  const o = parseOptions(optionsSchema, options, 'a2aAgent');
   const extra = o.headers ?? {};
   const fetchImpl: typeof fetch = (input, init) => {
     const headers = new Headers(init?.headers);

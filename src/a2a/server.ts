@@ -13,7 +13,7 @@ import type { Contracts } from '../contracts.js';
 import { BusError, describe } from '../errors.js';
 import type { BusEventSource } from '../events.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
-import { formatOptionIssues } from '../options.js';
+import { parseOptions } from '../options-schema.js';
 import { buildCard, cardJson, skillsOf, type CardOverrides } from './card.js';
 import { BusExecutor } from './executor.js';
 import { BoundedTaskStore } from './task-store.js';
@@ -117,12 +117,10 @@ class Caller implements User {
  * console.log(`${server.url}/.well-known/agent-card.json`);
  */
 export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise<A2aServerHandle> {
-  const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `a2aServer(): ${formatOptionIssues(parsed.error)}`);
+  const o = parseOptions(optionsSchema, options, 'a2aServer');
   if (typeof bus?.register !== 'function' || typeof bus.unregister !== 'function' || typeof bus.events?.on !== 'function') {
     throw new BusError('INVALID_ARGUMENT', 'a2aServer(): bus must be an Orchestrator');
   }
-  const o = parsed.data;
   const tokens = callerTable(o.callers, o.agent);
   const contracts = o.contracts ?? bus.contracts;
   if (contracts === undefined) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): the bus has no contracts and options.contracts is not given: skills come from ask and delegate contracts');

@@ -6,4 +6,4 @@ import { checkPeers } from '../peers.js';
 
 checkPeers('ai', import.meta.url);
 
-export const { ToolRefusalError, aiTools, contractJsonSchema } = await import('./index.js');
+export const { ToolRefusalError, aiTools } = await import('./index.js');

@@ -6,4 +6,4 @@ import { checkPeers } from '../peers.js';
 
 checkPeers('console', import.meta.url);
 
-export const { ApprovalConsole, ApprovalDesk, openApprovalConsole } = await import('./index.js');
+export const { ApprovalConsole, openApprovalConsole } = await import('./index.js');

@@ -6,4 +6,4 @@ import { checkPeers } from '../peers.js';
 
 checkPeers('mcp', import.meta.url);
 
-export const { contractJsonSchema, mcpHandlers, mcpServer } = await import('./index.js');
+export const { mcpHandlers, mcpServer } = await import('./index.js');
