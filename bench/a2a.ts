@@ -1,20 +1,26 @@
-// A2A cost (issue 24): asks/s through a2aServer (a bus agent, :memory: audit, a policy rule,
-// the caller's rate bucket off) beside a bare @a2a-js/sdk server doing the same work (the
-// SDK's express handlers and an executor that publishes the same task, working status,
-// artifact and completed status, no bus). Both are driven by the SDK's own client, blocking
-// sendMessage, `--inflight` requests at a time, in one process; rounds alternate between the
-// two so load drifts hit both. Prints each round, the medians, the ratio and the load.
+// A2A cost: asks/s through a2aServer (a bus agent, :memory: audit, a policy rule, the
+// caller's rate bucket roomy) beside a bare @a2a-js/sdk server doing the same work: the SDK's
+// express handlers (its documented server) and an executor that publishes the same task,
+// working status, artifact and completed status, no bus. A third side, `sdk-http`, is the
+// same bare executor behind a2aServer's own node:http glue, so the bus's share and the HTTP
+// layer's share can be told apart. All are driven by the SDK's own client, blocking
+// sendMessage, `--inflight` requests at a time, in one process; the order of the sides
+// rotates round by round so load drifts hit each. Prints each round, the medians, the
+// ratios and the load.
 //
 //   npm run bench:a2a                      5 rounds of 2000 tasks each side
 //   npm run bench:a2a -- --rounds=3 --tasks=500 --inflight=8
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { TaskState } from '@a2a-js/sdk';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AgentCard, formatSSEEvent, SSE_HEADERS, TaskState } from '@a2a-js/sdk';
 import type { Client } from '@a2a-js/sdk/client';
+import { DefaultRequestHandler, defaultServerCallContextBuilder, InMemoryTaskStore, JsonRpcTransportHandler } from '@a2a-js/sdk/server';
 import { a2aServer } from '../src/a2a/index.js';
 import { defineContracts, Orchestrator } from '../src/index.js';
-import { bareSdkServer, dataPart, request, sdkClient } from '../test/support/a2a.js';
+import { bareCard, bareExecutor, bareSdkServer, dataPart, request, sdkClient } from '../test/support/a2a.js';
 
 const arg = (name: string, fallback: number): number => {
   const found = process.argv.find((a) => a.startsWith(`--${name}=`));
@@ -66,12 +72,50 @@ async function bare(): Promise<{ client: Client; close(): Promise<void> }> {
   return { client, close: server.close };
 }
 
+/** The bare executor of the express side, served the way a2aServer serves (node:http, the SDK's JSON-RPC handler). */
+async function sdkOnHttp(): Promise<{ client: Client; close(): Promise<void> }> {
+  // The express side's executor and card: only the HTTP layer differs.
+  const { executor } = bareExecutor();
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const card = bareCard(url, ['echo']);
+  const transport = new JsonRpcTransportHandler(new DefaultRequestHandler(card, new InMemoryTaskStore(), executor));
+  const cardBody = JSON.stringify(AgentCard.toJSON(card));
+  server.on('request', async (req, res) => {
+    if (req.method === 'GET') return void res.writeHead(200, { 'Content-Type': 'application/json' }).end(cardBody);
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const version = req.headers['a2a-version'];
+    const context = defaultServerCallContextBuilder({ extensions: [], user: undefined, headers: req.headers, ...(typeof version === 'string' ? { requestedVersion: version } : {}) });
+    const reply = await transport.handle(Buffer.concat(chunks).toString('utf8'), context);
+    if (Symbol.asyncIterator in reply) {
+      res.writeHead(200, SSE_HEADERS);
+      for await (const event of reply) res.write(formatSSEEvent(event));
+      return void res.end();
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(reply));
+  });
+  const client = await sdkClient(url);
+  return {
+    client,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-const sides = { bare: [] as number[], a2aServer: [] as number[] };
+const makers = { bare, 'sdk-http': sdkOnHttp, a2aServer: viaBus } as const;
+type Side = keyof typeof makers;
+const order: Side[] = ['bare', 'sdk-http', 'a2aServer'];
+const sides: Record<Side, number[]> = { bare: [], 'sdk-http': [], a2aServer: [] };
 for (let round = 0; round < ROUNDS; round++) {
-  for (const [name, make] of round % 2 === 0 ? ([['bare', bare], ['a2aServer', viaBus]] as const) : ([['a2aServer', viaBus], ['bare', bare]] as const)) {
-    const side = await make();
+  for (const name of [...order.slice(round % 3), ...order.slice(0, round % 3)]) {
+    const side = await makers[name]();
     await closedLoop(side.client, Math.max(100, TASKS / 10), IN_FLIGHT); // warm-up
     const rate = await closedLoop(side.client, TASKS, IN_FLIGHT);
     sides[name].push(rate);
@@ -81,5 +125,6 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 const load = readFileSync('/proc/loadavg', 'utf8').trim();
 const ratio = median(sides.a2aServer) / median(sides.bare);
-console.log(`median: bare @a2a-js/sdk ${median(sides.bare).toFixed(0)} asks/s, a2aServer ${median(sides.a2aServer).toFixed(0)} asks/s, ratio ${ratio.toFixed(2)} (target >= 0.8)`);
+console.log(`median: bare @a2a-js/sdk (express) ${median(sides.bare).toFixed(0)} asks/s, the same on node:http ${median(sides['sdk-http']).toFixed(0)} asks/s, a2aServer ${median(sides.a2aServer).toFixed(0)} asks/s`);
+console.log(`a2aServer / bare SDK server: ${ratio.toFixed(2)} (target >= 0.8); a2aServer / SDK on node:http: ${(median(sides.a2aServer) / median(sides['sdk-http'])).toFixed(2)}`);
 console.log(`tasks ${TASKS} per round, ${IN_FLIGHT} in flight, ${ROUNDS} rounds, Node ${process.version}, loadavg ${load}`);

@@ -48,15 +48,12 @@ export function statusText(message: Message | undefined): string {
 }
 
 /**
- * A bare @a2a-js/sdk server on express: no bus, no auth. Each skill's executor answers from
- * `answer(skill, input)`: a value (completed, as a data or text artifact) or a thrown error
- * (failed, its message in the status). Streams, as the SDK's sample agent does.
+ * The executor of a bare SDK agent: each skill answers from `answer(skill, input)`, a value
+ * (completed, as a data or text artifact) or a thrown error (failed, its message in the
+ * status), with the task, working status, artifact and final status the SDK's sample agent
+ * publishes.
  */
-export async function bareSdkServer(
-  skills: readonly string[],
-  answer: (skill: string, input: unknown) => unknown,
-): Promise<{ url: string; close(): Promise<void>; seenAuth: string[] }> {
-  const seenAuth: string[] = [];
+export function bareExecutor(answer: (skill: string, input: unknown) => unknown = (_skill, input) => input): { executor: AgentExecutor } {
   const executor: AgentExecutor = {
     async execute(ctx, bus) {
       const { taskId, contextId } = ctx;
@@ -86,15 +83,12 @@ export async function bareSdkServer(
       bus.publish(AgentEvent.statusUpdate({ taskId, contextId: '', status: { state: TaskState.TASK_STATE_CANCELED, message: undefined, timestamp: new Date().toISOString() }, metadata: undefined }));
     },
   };
-  const app = express();
-  app.use((req, _res, next) => {
-    seenAuth.push(String(req.headers.authorization ?? ''));
-    next();
-  });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const card: AgentCard = {
+  return { executor };
+}
+
+/** The card of a bare SDK agent at `url` (JSON-RPC at `${url}/a2a/jsonrpc`, streaming, no security). */
+export function bareCard(url: string, skills: readonly string[]): AgentCard {
+  return {
     name: 'bare',
     description: 'a bare SDK agent',
     version: '1.0.0',
@@ -108,7 +102,24 @@ export async function bareSdkServer(
     skills: skills.map((id) => ({ id, name: id, description: id, tags: [], examples: [], inputModes: [], outputModes: [], securityRequirements: [] })),
     signatures: [],
   };
-  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+}
+
+/** A bare @a2a-js/sdk server on express (the SDK's own handlers), no bus, no auth; see {@link bareExecutor}. */
+export async function bareSdkServer(
+  skills: readonly string[],
+  answer: (skill: string, input: unknown) => unknown,
+): Promise<{ url: string; close(): Promise<void>; seenAuth: string[] }> {
+  const seenAuth: string[] = [];
+  const { executor } = bareExecutor(answer);
+  const app = express();
+  app.use((req, _res, next) => {
+    seenAuth.push(String(req.headers.authorization ?? ''));
+    next();
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const handler = new DefaultRequestHandler(bareCard(url, skills), new InMemoryTaskStore(), executor);
   app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
   app.use('/a2a/jsonrpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
   return {
