@@ -363,6 +363,16 @@ describe('a2aAgent()', () => {
     expect(error.message).toContain('out of stock');
   });
 
+  it('fails with HANDLER_FAILED when the remote sends more than maxResponseBytes', async () => {
+    const bare = await bareSdkServer(['big'], () => 'x'.repeat(64 * 1024));
+    closers.push(bare.close);
+    const bus = makeBus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    bus.register('remote', await a2aAgent({ card: `${bare.url}/.well-known/agent-card.json`, maxResponseBytes: 16 * 1024 }));
+    const error = await rejectionOf(bus.register('me').ask('remote', 'big', null));
+    expect(error.code).toBe('HANDLER_FAILED');
+    expect(error.message).toContain('maxResponseBytes');
+  });
+
   it('refuses bad options and a skill the card lacks, naming them', async () => {
     expect((await rejectionOf(a2aAgent({ card: 'ftp://x/card.json' }))).message).toContain('card');
     expect((await rejectionOf(a2aAgent({ card: 'http://127.0.0.1:1/card.json', headers: { 'bad header': 'x' } }))).message).toContain('headers');

@@ -20,6 +20,8 @@ export interface A2aAgentOptions {
   readonly skills?: readonly string[];
   /** Skills on a card at most (INVALID_ARGUMENT beyond). @default 256 */
   readonly maxSkills?: number;
+  /** Bytes of one response (the card, a reply, a whole stream) read at most; beyond, the call fails. @default 16777216 */
+  readonly maxResponseBytes?: number;
 }
 
 /** What `bus.register(id, …)` takes: one handler per skill of the remote card. */
@@ -33,6 +35,7 @@ const optionsSchema = z.strictObject({
   headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$/, 'must be an HTTP header name'), z.string().max(8192).regex(/^[^\r\n\0]*$/, 'must not contain line breaks')).optional(),
   skills: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
   maxSkills: z.number().int().min(1).max(100_000).optional(),
+  maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
 });
 
 const TERMINAL: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED]);
@@ -54,10 +57,13 @@ const STOPPED: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQU
 export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegistration> {
   const o = parseOptions(optionsSchema, options, 'a2aAgent');
   const extra = o.headers ?? {};
-  const fetchImpl: typeof fetch = (input, init) => {
+  const maxResponseBytes = o.maxResponseBytes ?? 16 * 1024 * 1024;
+  // The remote is not trusted to be small: every response body is counted as it is read.
+  const fetchImpl: typeof fetch = async (input, init) => {
     const headers = new Headers(init?.headers);
     for (const [name, value] of Object.entries(extra)) headers.set(name, value);
-    return fetch(input, { ...init, headers });
+    const response = await fetch(input, { ...init, headers });
+    return response.body === null ? response : new Response(capped(response.body, maxResponseBytes), { status: response.status, statusText: response.statusText, headers: response.headers });
   };
   let card: AgentCard;
   try {
@@ -182,4 +188,18 @@ function textOf(message: Message | undefined): string | undefined {
   if (message === undefined) return undefined;
   const texts = message.parts.flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : []));
   return texts.length === 0 ? undefined : texts.join('\n');
+}
+
+/** `body`, failing once more than `max` bytes went through. */
+function capped(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > max) controller.error(new Error(`the remote A2A agent sent more than ${max} bytes in one response (maxResponseBytes)`));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
 }
