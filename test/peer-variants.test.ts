@@ -1,6 +1,6 @@
 // The peer versions our users run, each against the packed package in a fresh app: the
 // OpenTelemetry api 1.9 with SDK 2 and api 1.10 with SDK 3, the oldest and the newest `ai`
-// major. Each variant is installed in its own folder (.ci/peer-variants.json; .ci/run installs
+// major, the current MCP SDK and @a2a-js/sdk 1. Each variant is installed in its own folder (.ci/peer-variants.json; .ci/run installs
 // them under /opt/peers/<name>, as it installs Node versions), so the dev dependencies
 // need not pin one. Under CI=true a missing folder fails; locally it is skipped, saying how
 // to install it.
@@ -103,5 +103,23 @@ describe.skipIf(runnable.length === 0)('npm resolution', () => {
     const specs = Object.entries(variants[name]!).map(([p, r]) => `${p}@${r}`);
     // ERESOLVE (a peer conflict) makes npm exit non-zero, which throws here with its output.
     sh('npm', ['install', '--dry-run', '--prefer-offline', '--no-package-lock', join(work, `agent-switchboard-${version}.tgz`), ...specs], app);
+  });
+});
+
+describe.skipIf(!runnable.includes('mcp-current'))('agent-switchboard/mcp with the current MCP SDK', () => {
+  it('lists and calls an agent\'s permitted send with the SDK\'s own client', () => {
+    expect(present('mcp-current'), `variant mcp-current is not installed: ${installLine('mcp-current')}`).toBe(true);
+    const result = probe('mcp-current', 'mcp.mjs');
+    expect(result['tools']).toEqual(['ask_inventory_lookup']);
+    expect(result['result']).toEqual({ stock: 5 });
+  });
+});
+
+describe.skipIf(!runnable.includes('a2a-1'))('agent-switchboard/a2a with @a2a-js/sdk 1', () => {
+  it('serves an agent on one bus and calls it from another, from the packed package', () => {
+    expect(present('a2a-1'), `variant a2a-1 is not installed: ${installLine('a2a-1')}`).toBe(true);
+    const result = probe('a2a-1', 'a2a.mjs');
+    expect(String(result['sdk']).split('.')[0]).toBe('1');
+    expect(result).toMatchObject({ quote: { eur: 4 }, from: 'shop', outcome: 'replied' });
   });
 });
