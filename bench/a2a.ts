@@ -109,22 +109,36 @@ async function sdkOnHttp(): Promise<{ client: Client; close(): Promise<void> }> 
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** The median time of one task with nothing else in flight, in ms. */
+async function p50(client: Client, total: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < total; i++) {
+    const started = performance.now();
+    await client.sendMessage(request('echo', [dataPart(PAYLOAD)]));
+    times.push(performance.now() - started);
+  }
+  return median(times);
+}
+
 const makers = { bare, 'sdk-http': sdkOnHttp, a2aServer: viaBus } as const;
 type Side = keyof typeof makers;
 const order: Side[] = ['bare', 'sdk-http', 'a2aServer'];
 const sides: Record<Side, number[]> = { bare: [], 'sdk-http': [], a2aServer: [] };
+const latency: Record<Side, number[]> = { bare: [], 'sdk-http': [], a2aServer: [] };
 for (let round = 0; round < ROUNDS; round++) {
   for (const name of [...order.slice(round % 3), ...order.slice(0, round % 3)]) {
     const side = await makers[name]();
     await closedLoop(side.client, Math.max(100, TASKS / 10), IN_FLIGHT); // warm-up
     const rate = await closedLoop(side.client, TASKS, IN_FLIGHT);
     sides[name].push(rate);
+    latency[name].push(await p50(side.client, Math.max(50, TASKS / 10)));
     await side.close();
-    console.log(`round ${round + 1} ${name.padEnd(9)} ${rate.toFixed(0)} asks/s`);
+    console.log(`round ${round + 1} ${name.padEnd(9)} ${rate.toFixed(0)} asks/s, p50 alone ${latency[name].at(-1)!.toFixed(2)} ms`);
   }
 }
 const load = readFileSync('/proc/loadavg', 'utf8').trim();
 const ratio = median(sides.a2aServer) / median(sides.bare);
 console.log(`median: bare @a2a-js/sdk (express) ${median(sides.bare).toFixed(0)} asks/s, the same on node:http ${median(sides['sdk-http']).toFixed(0)} asks/s, a2aServer ${median(sides.a2aServer).toFixed(0)} asks/s`);
 console.log(`a2aServer / bare SDK server: ${ratio.toFixed(2)} (target >= 0.8); a2aServer / SDK on node:http: ${(median(sides.a2aServer) / median(sides['sdk-http'])).toFixed(2)}`);
+console.log(`p50 of one task alone: bare ${median(latency.bare).toFixed(2)} ms, node:http ${median(latency['sdk-http']).toFixed(2)} ms, a2aServer ${median(latency.a2aServer).toFixed(2)} ms`);
 console.log(`tasks ${TASKS} per round, ${IN_FLIGHT} in flight, ${ROUNDS} rounds, Node ${process.version}, loadavg ${load}`);
