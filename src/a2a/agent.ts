@@ -170,7 +170,9 @@ class TaskView {
   answer(): unknown {
     if (this.state !== TaskState.TASK_STATE_COMPLETED) {
       const state = this.state === undefined ? 'no final state' : stateName(this.state);
-      throw new Error(`the remote A2A task ended ${state}${this.reason === undefined ? '' : `: ${this.reason}`}`);
+      // The remote's text is capped: it becomes an error message, an audit row, a console line.
+      const reason = this.reason === undefined ? '' : `: ${this.reason.length > 1000 ? `${this.reason.slice(0, 1000)}…` : this.reason}`;
+      throw new Error(`the remote A2A task ended ${state}${reason}`);
     }
     const last = [...this.#artifacts.values()].at(-1);
     return last === undefined ? null : answerOf(last.parts);
