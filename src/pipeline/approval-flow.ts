@@ -2,6 +2,7 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
@@ -20,8 +21,10 @@ export class ApprovalFlow {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  readonly #after: AfterCommit;
 
-  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
+  constructor({ config, journal, ledger, deliveries, after }: PipelineParts) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -67,12 +70,10 @@ export class ApprovalFlow {
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
-      () => {
-        if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
-      },
+      () => this.#after.holdCommitted(hold, true),
       (error) => {
-        ledger.holds.take(hold.approval.id);
-        ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        this.#after.holdFailed(hold);
+        this.#after.requestFailed(p, error);
       },
     );
   }
