@@ -277,6 +277,17 @@ describe('a2aServer(): approvals', () => {
   });
 });
 
+describe('a2aServer(): approvals that nobody decides', () => {
+  it('is rejected with APPROVAL_EXPIRED once the held message reaches its deadline', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus, { timeoutMs: 150 });
+    const task = await sendTask(server, 'buy', [dataPart({ sku: 'gpu', qty: 1 })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect(statusText(task.status?.message)).toMatch(/^APPROVAL_EXPIRED: /);
+    expect(seen).toEqual([]);
+  });
+});
+
 describe('a2aServer(): tasks/get and tasks/cancel', () => {
   it('cancels a running task: the handler\'s signal aborts and the task is canceled', async () => {
     const { bus, seen } = frontBus();
