@@ -68,6 +68,10 @@ async function serve(bus: Orchestrator, options: Partial<Parameters<typeof a2aSe
   return server;
 }
 
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const _event of stream);
+}
+
 function artifactValue(task: Task): unknown {
   const content = task.artifacts.at(-1)?.parts[0]?.content;
   return content?.$case === 'data' || content?.$case === 'text' ? content.value : undefined;
@@ -300,6 +304,26 @@ describe('a2aServer(): tasks/get and tasks/cancel', () => {
     expect(canceled.status?.state).toBe(TaskState.TASK_STATE_CANCELED);
     await expect.poll(() => seen).toContain('aborted CANCELLED');
     expect((await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_CANCELED);
+  });
+
+  it('refuses a further message to a running task as an unsupported operation and leaves the task as it was', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    const started = await client.sendMessage(request('buy', [dataPart({ sku: 'gpu', qty: 1 })], true));
+    if (!('status' in started)) throw new Error('expected a task');
+    await expect.poll(() => bus.approvals.list().length).toBe(1);
+    const follow = request('buy', [dataPart({ sku: 'gpu', qty: 9 })]);
+    follow.message!.taskId = started.id;
+    follow.message!.contextId = started.contextId;
+    await expect(client.sendMessage(follow)).rejects.toThrow(/takes one message/);
+    await expect(drain(client.sendMessageStream(follow))).rejects.toThrow(/takes one message/);
+    expect(bus.approvals.list()).toHaveLength(1);
+    expect((await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
+    expect(seen).toEqual([]);
+    await bus.approvals.approve(bus.approvals.list()[0]!.id, { by: 'alice' });
+    await expect.poll(async () => (await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(seen).toEqual(['buy 1 gpu']);
   });
 
   it("does not show one caller's task to another", async () => {

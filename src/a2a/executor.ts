@@ -66,7 +66,8 @@ export class BusExecutor implements AgentExecutor {
     const { taskId, contextId } = request;
     const message = request.userMessage;
     if (request.task !== undefined) {
-      // A task here is one request and its answer: there is no conversation to continue.
+      // A task here is one request and its answer (OneMessageTasks refuses a follow-up before
+      // it gets here; this stays for a handler built without it).
       bus.publish(AgentEvent.message(agentMessage(contextId, undefined, 'INVALID_ARGUMENT: this task takes no further messages; send a new message without taskId', { code: 'INVALID_ARGUMENT' })));
       return;
     }

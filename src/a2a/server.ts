@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { A2A_VERSION_HEADER, AGENT_CARD_PATH, Extensions, formatSSEErrorEvent, formatSSEEvent, HTTP_EXTENSION_HEADER, SSE_HEADERS } from '@a2a-js/sdk';
-import { DefaultRequestHandler, defaultServerCallContextBuilder, JsonRpcTransportHandler, validateVersion, type User } from '@a2a-js/sdk/server';
+import { defaultServerCallContextBuilder, JsonRpcTransportHandler, validateVersion, type User } from '@a2a-js/sdk/server';
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
 import type { Contracts } from '../contracts.js';
@@ -16,6 +16,7 @@ import { AGENT_ID_PATTERN } from '../ids.js';
 import { parseOptions } from '../options-schema.js';
 import { buildCard, cardJson, skillsOf, type CardOverrides } from './card.js';
 import { BusExecutor } from './executor.js';
+import { OneMessageTasks } from './request-handler.js';
 import { BoundedTaskStore } from './task-store.js';
 
 /** What a2aServer needs of an `Orchestrator`: stand-in agents, approval events and the contracts. */
@@ -158,7 +159,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const url = (o.publicUrl ?? `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`).replace(/\/+$/, '');
   const card = buildCard(o.agent, `${url}${RPC_PATH}`, skills, (o.card ?? {}) as CardOverrides);
   const cardBody = JSON.stringify(cardJson(card));
-  const requestHandler = new DefaultRequestHandler(card, new BoundedTaskStore(o.maxTasks ?? 10_000), executor);
+  const requestHandler = new OneMessageTasks(card, new BoundedTaskStore(o.maxTasks ?? 10_000), executor);
   const transport = new JsonRpcTransportHandler(requestHandler);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -194,11 +195,18 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
       return json(res, 200, rpcError(body, error));
     }
     if (!isAsyncIterable(reply)) return json(res, 200, reply);
-    // A stream: SSE until the task ends. A client that goes away stops the writes, not the
-    // reading: the SDK records the task's states as it reads them, so tasks/get stays true.
+    // A stream: a refusal before its first event is a plain JSON-RPC error; then SSE until
+    // the task ends. A client that goes away stops the writes, not the reading: the SDK
+    // records the task's states as it reads them, so tasks/get stays true.
+    let first: IteratorResult<unknown, void>;
+    try {
+      first = await reply.next();
+    } catch (error) {
+      return json(res, 200, rpcError(body, error));
+    }
     res.writeHead(200, SSE_HEADERS);
     try {
-      for await (const event of reply) if (!res.destroyed) res.write(formatSSEEvent(event));
+      for (let next = first; next.done !== true; next = await reply.next()) if (!res.destroyed) res.write(formatSSEEvent(next.value));
     } catch (error) {
       if (!res.destroyed) res.write(formatSSEErrorEvent(rpcError(body, error)));
     }
