@@ -9,7 +9,7 @@ import type { StandardSchemaV1 } from '../standard-schema.js';
 import { contractJsonSchema, type JsonSchemaObject } from '../tools/catalog.js';
 
 /** The extension whose params carry each skill's input and output JSON Schema, keyed by skill id. */
-export const SCHEMA_EXTENSION_URI = 'https://github.com/agent-switchboard/agent-switchboard/a2a/skill-schemas/v1';
+export const SCHEMA_EXTENSION_URI = 'urn:agent-switchboard:a2a:skill-schemas:v1';
 /** The security scheme name the card declares (HTTP bearer). */
 export const BEARER_SCHEME = 'bearer';
 /** The protocol version served (the SDK's native one). */
