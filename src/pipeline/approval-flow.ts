@@ -7,6 +7,7 @@ import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
+import type { RemoteSends } from './remote-send.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
@@ -22,13 +23,16 @@ export class ApprovalFlow {
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
   readonly #after: AfterCommit;
+  /** Where an approved message to another node's agent is carried. */
+  readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor({ config, journal, ledger, deliveries, after }: PipelineParts) {
+  constructor({ config, journal, ledger, deliveries, after, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }) {
     this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
     this.#deliveries = deliveries;
+    this.#remote = remote;
   }
 
   list(): PendingApproval[] {
@@ -98,11 +102,12 @@ export class ApprovalFlow {
     const { registry, policy } = this.#config;
     // A message from another node names its sender's stand-in (with the trust this node grants it, `remoteTrust`).
     const sender = hold.sender ?? registry.get(envelope.from);
-    const recipient = registry.get(envelope.to);
+    // Held here on its way to another node: where that agent is served now (it may have moved).
+    const recipient = registry.get(envelope.to) ?? (hold.sender === undefined ? this.#remote.recipient(envelope.to) : undefined);
     try {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
       if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `${envelope.to} is no longer registered`, { agentId: envelope.to });
-      const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust: sender.trust });
+      const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust: sender.trust, recipientTrust: recipient.trust });
       if (decision.decision === 'deny') {
         throw new BusError('POLICY_DENIED', `approved, but the policy in force (version ${decision.policyVersion}) now denies it: ${decision.reason}`, withRule({}, decision));
       }
@@ -114,6 +119,11 @@ export class ApprovalFlow {
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
       const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      if (recipient.node !== undefined) {
+        // The receiving node's policy decides again (and may hold it there too): the stricter of both holds.
+        this.#remote.approved(envelope, hold.encoded, p, hold.parent, recipient.node, committed);
+        return STAGED;
+      }
       this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {
