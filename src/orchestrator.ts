@@ -327,6 +327,11 @@ export class Orchestrator<C extends Contracts = any> {
     return this.#policy.current.version;
   }
 
+  /** The contracts the bus was built with (the same object), or undefined without. Adapters read their schemas from it. */
+  get contracts(): C | undefined {
+    return this.#options.contracts as C | undefined;
+  }
+
   /** Shadowed or never-matching rules in the set in force. */
   lintPolicies(): PolicyLint[] {
     return lintRules(this.#policy.current.rules);

@@ -227,8 +227,9 @@ function runVerify(args: string[], io: CliIO): number {
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
-      if (result.anchor !== undefined) io.out(`from: seq ${result.anchor.seq} hash ${result.anchor.hash} (older rows were dropped)`);
-      io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      if (result.anchor !== undefined) io.out(`from: ${result.anchor.seq}:${result.anchor.hash} (older rows were dropped)`);
+      // As --head takes it: the line's value can be passed back as it is.
+      io.out(`head: ${head.seq}:${head.hash}`);
       if (wanted !== undefined) io.out(`holds: seq ${wanted.seq}`);
       return 0;
     }
@@ -309,7 +310,7 @@ function seqArg(option: string, value: string): number {
 
 function headArg(value: string): ChainHead {
   const m = /^(\d{1,15}):([0-9a-fA-F]{64})$/.exec(value);
-  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters, as "switchboard verify" prints), got "${value}"`);
+  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters: the value of the "head:" line "switchboard verify" prints), got "${value.slice(0, 100)}"`);
   return { seq: Number(m[1]), hash: (m[2] as string).toLowerCase() };
 }
 
