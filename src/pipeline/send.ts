@@ -5,6 +5,8 @@ import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
 import { Approvals } from './approvals.js';
+import { Results } from './results.js';
+import type { StoredHold } from '../audit/types.js';
 import {
   checkContract,
   checkDepth,
@@ -52,15 +54,20 @@ export class Pipeline implements ChainPort {
   readonly #deliveries: Deliveries;
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
+  readonly #results: Results;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
     this.#journal = new Journal(config);
-    this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
+    this.#ledger = new Ledger(config, this.#journal, {
+      expire: (hold) => this.#approvals.expire(hold),
+      cancel: (hold, reason) => this.#approvals.cancelled(hold, reason),
+    });
     this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
-    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
+    this.#results = new Results(config, this.#ledger);
+    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries, (p) => this.#results.follow(p));
     this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
     this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
   }
@@ -273,6 +280,21 @@ export class Pipeline implements ChainPort {
     this.#approvals.reject(id, options, this.closed);
   }
 
+  /** Puts back the held messages an earlier process left in the audit file. */
+  restore(stored: readonly StoredHold[]): void {
+    this.#approvals.restore(stored);
+  }
+
+  /** A new agent: approved restored messages waiting for it go to it now. */
+  registered(record: AgentRecord): void {
+    this.#approvals.registered(record);
+  }
+
+  /** The reply or error of a message of the log (see results.ts). */
+  result(messageId: unknown): Promise<unknown> {
+    return this.#results.result(messageId);
+  }
+
   // ---- Checks that need the bus's state -------------------------------------------------
 
   #checkOpen(): void {
@@ -337,7 +359,7 @@ export class Pipeline implements ChainPort {
           this.#ledger.holds.add(hold);
           holds.push(hold);
           receipt.pending.push(to);
-          if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+          if (journal.enabled) records.push(this.#approvals.pendingRecord(d, hold));
           if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
         } else {
           deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
@@ -416,6 +438,7 @@ export class Pipeline implements ChainPort {
     this.closed = true;
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
+    this.#results.close();
     this.#ledger.closeAll();
     this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');

@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto';
+import type { PendingApproval } from '../approvals.js';
+import { COL } from '../audit/migrations.js';
+import type { StoredHold } from '../audit/types.js';
+import type { EncodedPayload } from '../codec.js';
+import { MESSAGE_TYPES, PRIORITIES, type Envelope } from '../envelope.js';
+import { BusError } from '../errors.js';
+import { decodeJson } from './remote.js';
+import type { AgentRecord } from './records.js';
+import { Mailbox } from '../mailbox.js';
+
+// Durable approvals, the restoring side: a held copy read back from the audit file is
+// trusted only as far as its chained attempt row vouches for it.
+
+/** A stored hold that passed its checks: the envelope as it will be delivered, and its payload. */
+export interface RestoredCopy {
+  readonly envelope: Envelope;
+  readonly encoded: EncodedPayload;
+  readonly approval: PendingApproval;
+}
+
+/**
+ * Reads a stored hold back and checks it against its `pending` attempt row (which the hash
+ * chain covers): same message, parties, type, intent and conversation, and a payload whose
+ * SHA-256 and size are the ones recorded. Returns the copy, or why it cannot be trusted.
+ */
+export function readStoredHold(s: StoredHold): RestoredCopy | string {
+  const row = s.attempt;
+  if (row === undefined) return 'its pending row is no longer in the log';
+  if (row[COL.kind] !== 'attempt' || row[COL.decision] !== 'pending' || row[COL.message_id] !== s.messageId || row[COL.recipient] !== s.to) {
+    return 'it does not match its pending row';
+  }
+  if (createHash('sha256').update(s.payload).digest('hex') !== row[COL.payload_hash] || Buffer.byteLength(s.payload) !== row[COL.payload_bytes]) {
+    return 'its stored payload does not match the hash its pending row records';
+  }
+  let stored: Record<string, unknown>;
+  let encoded: EncodedPayload;
+  try {
+    stored = JSON.parse(s.envelope) as Record<string, unknown>;
+    encoded = decodeJson(s.payload, Number.MAX_SAFE_INTEGER, 'the stored payload');
+  } catch {
+    return 'its stored copy cannot be read';
+  }
+  const same =
+    stored.id === s.messageId &&
+    stored.to === s.to &&
+    stored.from === row[COL.sender] &&
+    stored.type === row[COL.type] &&
+    stored.intent === row[COL.intent] &&
+    stored.conversationId === row[COL.conversation_id] &&
+    (stored.causationId ?? null) === (row[COL.causation_id] ?? null) &&
+    MESSAGE_TYPES.includes(stored.type as Envelope['type']) &&
+    PRIORITIES.includes(stored.priority as Envelope['priority']) &&
+    Number.isSafeInteger(stored.depth) &&
+    Number.isFinite(stored.ts) &&
+    (stored.deadline === undefined || Number.isFinite(stored.deadline));
+  if (!same) return 'its stored envelope does not match its pending row';
+  const envelope: { -readonly [K in keyof Envelope]: Envelope[K] } = {
+    id: s.messageId,
+    type: stored.type as Envelope['type'],
+    from: stored.from as string,
+    to: s.to,
+    intent: stored.intent as string,
+    payload: encoded.copy,
+    ts: stored.ts as number,
+    conversationId: stored.conversationId as string,
+    priority: stored.priority as Envelope['priority'],
+    depth: stored.depth as number,
+  };
+  if (typeof stored.causationId === 'string') envelope.causationId = stored.causationId;
+  if (stored.deadline !== undefined) envelope.deadline = stored.deadline as number;
+  Object.freeze(envelope);
+  const approval: PendingApproval = Object.freeze({
+    id: envelope.type === 'notify' ? `${envelope.id}/${envelope.to}` : envelope.id,
+    envelope,
+    ...(s.rule !== undefined ? { rule: s.rule } : {}),
+    payloadHash: row[COL.payload_hash] as string,
+    payloadBytes: row[COL.payload_bytes] as number,
+    requestedAt: s.requestedAt,
+    expiresAt: s.expiresAt,
+    restored: true as const,
+  });
+  return { envelope, encoded, approval };
+}
+
+/** What a decision row needs of a stored hold whose copy could not be read. */
+export function unreadableApproval(s: StoredHold): PendingApproval {
+  const row = s.attempt;
+  const envelope = {
+    id: s.messageId,
+    to: s.to,
+    from: typeof row?.[COL.sender] === 'string' ? row[COL.sender] : '?',
+    conversationId: typeof row?.[COL.conversation_id] === 'string' ? row[COL.conversation_id] : s.messageId,
+  } as unknown as Envelope;
+  return { id: s.messageId, envelope, payloadHash: '', payloadBytes: 0, requestedAt: s.requestedAt, expiresAt: s.expiresAt, restored: true };
+}
+
+/**
+ * The stand-in for a restored message's sender (its process is gone) or for a recipient not
+ * registered yet. Never in the registry, never given a handle.
+ */
+export function absentRecord(id: string, trust: number): AgentRecord {
+  return {
+    id,
+    handlers: new Map(),
+    mailbox: new Mailbox(1, 0),
+    bucket: undefined,
+    capabilities: [],
+    trust,
+    alive: true,
+    outgoing: new Set(),
+    incoming: new Set(),
+    deliveries: new Set(),
+  };
+}
+
+/** The error of an approved restored message whose recipient never registered. */
+export function noRecipient(envelope: Envelope): BusError {
+  return new BusError('UNKNOWN_AGENT', `${envelope.to} was not registered before the approved "${envelope.intent}" reached its deadline`, {
+    messageId: envelope.id,
+    agentId: envelope.to,
+  });
+}
