@@ -3,11 +3,12 @@
  * decisions are taken once through the file; bus.result() reads a message's outcome after
  * a restart. Each test uses its own temporary file.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Orchestrator, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
 
 const RULES: PolicyRule[] = [{ from: 'purchase', to: 'payment', allow: ['ask', 'delegate', 'notify'], requireApproval: true }];
@@ -86,5 +87,186 @@ describe('durable approvals: close()', () => {
     // Kept until read: once read, the log says it was answered and no longer keeps it.
     expect(await errorOf(third.result(id))).toMatchObject({ code: 'INVALID_ARGUMENT' });
     expect(calls).toBe(1);
+  });
+});
+
+/** Runs the child that holds one ask, kills it with SIGKILL once the hold is committed, and returns the held id. */
+function holdAndKill(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = join(import.meta.dirname, 'fixtures', 'durable-child.ts');
+    const proc = spawn(process.execPath, ['--import', 'tsx', child, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let id: string | undefined;
+    proc.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /held (\S+)\n/.exec(out);
+      if (match !== null && id === undefined) {
+        id = match[1];
+        proc.kill('SIGKILL');
+      }
+    });
+    proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    proc.on('exit', (_code, signal) => {
+      if (signal !== 'SIGKILL' || id === undefined) reject(new Error(`child exited without being killed: ${err}`));
+      else resolve(id);
+    });
+  });
+}
+
+describe('durable approvals: a crash', () => {
+  it('a held message survives SIGKILL and is restored with its payload', async () => {
+    const id = await holdAndKill();
+    const b = bus();
+    expect(b.approvals.list()).toMatchObject([{ id, restored: true, envelope: { payload: { amount: 99, memo: 'held across a crash' } } }]);
+    b.register('payment', { handlers: { pay: (p: unknown) => ({ paid: (p as { amount: number }).amount }) } });
+    b.approvals.approve(id, { by: 'ops' });
+    expect(await b.result(id)).toEqual({ paid: 99 });
+  }, 30_000);
+});
+
+describe('durable approvals: decisions after a restart', () => {
+  it('rejecting a restored message records it and result() rejects with APPROVAL_REJECTED', async () => {
+    const id = await holdAndClose();
+    const b = bus();
+    b.approvals.reject(id, { by: 'ops', reason: 'not this month' });
+    expect(b.approvals.list()).toEqual([]);
+    const e = await errorOf(b.result(id));
+    expect(isBusError(e) && e.code).toBe('APPROVAL_REJECTED');
+    await closeAll();
+    const again = bus();
+    expect(again.approvals.list()).toEqual([]);
+    expect(await errorOf(again.result(id))).toMatchObject({ code: 'APPROVAL_REJECTED', message: expect.stringContaining('not this month') });
+    expect(again.getMessageLog().find((entry) => entry.messageId === id)).toMatchObject({ approval: 'rejected', decidedBy: 'ops', outcome: 'failed' });
+  });
+
+  it('a hold whose deadline passed while no process ran is recorded APPROVAL_EXPIRED at open', async () => {
+    let now = Date.now();
+    const clock = { now: () => now };
+    const first = bus({ clock });
+    first.register('payment', { handlers: { pay: () => 'paid' } });
+    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 1 }, { timeoutMs: 5_000 }));
+    await first.flush();
+    const [held] = first.approvals.list();
+    await closeAll();
+    await asked;
+    now += 10_000;
+    const second = bus({ clock });
+    expect(second.approvals.list()).toEqual([]);
+    expect(second.getMessageLog().find((e) => e.messageId === held!.id)).toMatchObject({ approval: 'expired', outcome: 'expired' });
+    expect(await errorOf(second.result(held!.id))).toMatchObject({ code: 'APPROVAL_EXPIRED' });
+  });
+
+  it('a restored hold keeps its deadline and expires at it', async () => {
+    const id = await holdAndClose({ amount: 3 }, 1_500);
+    const b = bus();
+    expect(b.approvals.list().map((a) => a.id)).toEqual([id]);
+    const decided = new Promise((resolve) => b.events.on('approval:decided', (e) => resolve(e.decision)));
+    expect(await decided).toBe('expired');
+    expect(await errorOf(b.result(id))).toMatchObject({ code: 'APPROVAL_EXPIRED' });
+  });
+
+  it('approving a restored message before its recipient registers delivers it when it does', async () => {
+    const id = await holdAndClose({ amount: 5 });
+    const b = bus();
+    expect(b.approvals.approve(id)).toEqual({ staged: true });
+    expect(b.approvals.list()).toEqual([]);
+    const result = b.result(id);
+    b.register('payment', { handlers: { pay: () => 'paid late' } });
+    expect(await result).toBe('paid late');
+  });
+
+  it('a stored payload edited in the file is not delivered: recorded failed with INVALID_PAYLOAD', async () => {
+    const id = await holdAndClose({ amount: 5 });
+    const db = new Database(path);
+    db.prepare('UPDATE approval_hold SET payload = ?').run(JSON.stringify({ amount: 5_000_000 }));
+    db.close();
+    const b = bus();
+    const pay = vi.fn(() => 'paid');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.list()).toEqual([]);
+    expect(await errorOf(b.result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
+    expect(pay).not.toHaveBeenCalled();
+  });
+});
+
+describe('durable approvals: decided once', () => {
+  it('of two buses on one file deciding the same message, the first wins and the second gets INVALID_ARGUMENT', async () => {
+    const a = bus();
+    a.register('payment', { handlers: { pay: () => 'paid by a' } });
+    const asked = a.register('purchase').ask('payment', 'pay', { amount: 1 });
+    await a.flush();
+    const [held] = a.approvals.list();
+    const b = bus();
+    const pay = vi.fn(() => 'paid by b');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.list().map((x) => x.id)).toEqual([held!.id]);
+    expect(b.approvals.approve(held!.id, { by: 'console b' })).toEqual({ staged: true });
+    const second = (() => {
+      try {
+        a.approvals.reject(held!.id, { by: 'console a' });
+        return undefined;
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(second).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('already decided') });
+    // The live sender in the first bus gets the reply the second delivered.
+    expect(await asked).toBe('paid by b');
+    expect(pay).toHaveBeenCalledTimes(1);
+    const decisions = a.getMessageLog().filter((e) => e.messageId === held!.id);
+    expect(decisions).toMatchObject([{ approval: 'approved', decidedBy: 'console b' }]);
+  });
+
+  it('approving twice in one bus: the second gets INVALID_ARGUMENT', async () => {
+    const id = await holdAndClose();
+    const b = bus();
+    b.register('payment', { handlers: { pay: () => 'ok' } });
+    b.approvals.approve(id);
+    expect(() => b.approvals.approve(id)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+});
+
+describe('Orchestrator#result()', () => {
+  it('rejects with INVALID_ARGUMENT for an id the log does not hold', async () => {
+    const b = bus();
+    expect(await errorOf(b.result('no-such-id'))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('no-such-id') });
+    expect(await errorOf(b.result(42 as unknown as string))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  it('waits for a message in flight and resolves with its reply', async () => {
+    const b = bus({ policies: [{ from: 'a', to: 'b', allow: ['delegate'] }] });
+    let release!: () => void;
+    const started = new Promise<void>((running) => {
+      b.register('b', {
+        handlers: {
+          work: () =>
+            new Promise((r) => {
+              release = () => r('done');
+              running();
+            }),
+        },
+      });
+    });
+    const job = b.register('a').delegate('b', 'work', {});
+    const result = b.result(job.id);
+    await started;
+    release();
+    expect(await result).toBe('done');
+    expect(await job).toBe('done');
+  });
+
+  it('a :memory: log keeps the old behaviour: close() cancels a held message (CLOSED), a file log leaves it held', async () => {
+    const decisions: string[] = [];
+    for (const options of [{ audit: {} }, { audit: { path } }]) {
+      const b = new Orchestrator({ policies: RULES, ...options });
+      b.events.on('approval:decided', (e) => decisions.push(`${options.audit.path === undefined ? 'memory' : 'file'}: ${e.decision}`));
+      b.register('payment', { handlers: { pay: () => 'paid' } });
+      const asked = errorOf(b.register('purchase').ask('payment', 'pay', {}));
+      await b.flush();
+      await b.close();
+      expect(await asked).toMatchObject({ code: 'CLOSED' });
+    }
+    expect(decisions).toEqual(['memory: cancelled']);
   });
 });
