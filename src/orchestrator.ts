@@ -110,6 +110,11 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #lostClaims = new Map<string, BusError>();
   #closing: Promise<void> | undefined;
 
+  /** True once `close()` was called: nothing can be sent or decided any more (the approval page shows it). */
+  get closed(): boolean {
+    return this.#pipeline.closed;
+  }
+
   /** This process's node id (`options.node`, default random). */
   readonly node: string;
 
