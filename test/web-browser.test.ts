@@ -43,9 +43,10 @@ function paymentBus(): Orchestrator {
   return bus;
 }
 
-async function openPage(bus: Orchestrator): Promise<{ page: Page; server: ApprovalServerHandle; errors: string[] }> {
+async function openPage(bus: Orchestrator, viewport = { width: 1280, height: 800 }): Promise<{ page: Page; server: ApprovalServerHandle; errors: string[] }> {
   const server = await approvalServer(bus, { operator: 'alice' });
   const page = await browser.newPage();
+  await page.setViewportSize(viewport);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => (m.type() === 'error' ? errors.push(m.text()) : undefined));
@@ -70,6 +71,8 @@ describe.skipIf(!present)('approval page in Chromium', () => {
       await expect(card.locator('dd.left').textContent()).resolves.toMatch(/\d+ (s|min \d\d s) left/);
       await expect(card.textContent()).resolves.toContain('purchase -> payment allow:delegate approval');
       await card.locator('button.approve').click();
+      await page.locator('dialog#confirm').waitFor();
+      await page.locator('#confirm-yes').click();
       await expect(job).resolves.toEqual({ paid: true, charged: { item: 'GPU hours', amount: 120, currency: 'EUR' } });
       await page.locator('#status', { hasText: '✓ approved purchase → payment delegate "pay" as alice: approved: staged for delivery' }).waitFor();
       await page.locator('#pending', { hasText: 'nothing is waiting for you' }).waitFor();
@@ -146,6 +149,106 @@ describe.skipIf(!present)('approval page in Chromium', () => {
     } finally {
       await page.close();
       await server.close();
+    }
+  }, 30_000);
+
+  it('asks before approving: the confirm step shows the whole payload, the rule and the deadline; Cancel sends nothing', async () => {
+    const bus = paymentBus();
+    const purchase = bus.register('purchase');
+    const { page, server, errors } = await openPage(bus);
+    try {
+      const long = 'x'.repeat(3000);
+      const job = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, memo: long }, { timeoutMs: 90_000 });
+      const card = page.locator('article.card');
+      await card.waitFor();
+      await card.locator('button.approve').click();
+      const dialog = page.locator('dialog#confirm');
+      await dialog.waitFor();
+      await expect(page.locator('#confirm-title').textContent()).resolves.toBe('Approve this delegate as alice?');
+      const facts = (await page.locator('#confirm-facts').textContent()) ?? '';
+      expect(facts).toContain('purchase -> payment allow:delegate approval');
+      expect(facts).toMatch(/deadline.*\d+ (s|min \d\d s) left/);
+      // The whole payload, not a preview.
+      expect(JSON.parse((await page.locator('#confirm-payload').textContent()) ?? '')).toEqual({ item: 'GPU hours', amount: 120, memo: long });
+      await page.locator('#confirm-no').click();
+      await dialog.waitFor({ state: 'hidden' });
+      await page.locator('#status', { hasText: 'not approved: nothing was sent' }).waitFor();
+      expect(bus.approvals.list()).toHaveLength(1);
+      await card.locator('button.approve').click();
+      await page.locator('#confirm-yes').click();
+      await expect(job).resolves.toMatchObject({ paid: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
+  for (const viewport of [
+    { width: 1280, height: 800 },
+    { width: 390, height: 844 },
+  ]) {
+    it(`shows every column of the audit table at ${viewport.width}x${viewport.height}: the table scrolls within its box, the page does not`, async () => {
+      const bus = paymentBus();
+      const purchase = bus.register('purchase');
+      const { page, server, errors } = await openPage(bus, viewport);
+      try {
+        const job = purchase.delegate('payment', 'pay', { amount: 5 });
+        await bus.flush();
+        bus.approvals.approve(bus.approvals.list()[0]!.id, { by: 'a-rather-long-operator-name@example.com', note: 'PO-7781' });
+        await job;
+        await page.locator('#log tbody tr', { hasText: 'approved by a-rather-long-operator-name@example.com' }).first().waitFor();
+        const layout = await page.evaluate(() => {
+          const box = document.getElementById('log-box')!;
+          const last = [...document.querySelectorAll('#log thead th')].at(-1)!;
+          const page = document.scrollingElement!;
+          const before = { scrollWidth: box.scrollWidth, clientWidth: box.clientWidth };
+          box.scrollLeft = box.scrollWidth;
+          const b = box.getBoundingClientRect();
+          const l = last.getBoundingClientRect();
+          return { ...before, pageOverflow: page.scrollWidth - window.innerWidth, lastVisible: l.left >= b.left - 1 && l.right <= b.right + 1, lastText: last.textContent };
+        });
+        expect(layout.pageOverflow).toBeLessThanOrEqual(0); // nothing sticks out of the page
+        expect(layout.lastText).toBe('approval');
+        expect(layout.lastVisible).toBe(true); // the approval column is reachable, not clipped
+        // At 1280 px the whole table fits; on a phone it scrolls inside its box.
+        if (viewport.width >= 1280) expect(layout.scrollWidth).toBeLessThanOrEqual(layout.clientWidth);
+        else expect(layout.scrollWidth).toBeGreaterThan(layout.clientWidth);
+        expect(errors).toEqual([]);
+      } finally {
+        await page.close();
+        await server.close();
+      }
+    }, 30_000);
+  }
+
+  it('says the bus has closed, lists nothing and stops reconnecting when the bus closes', async () => {
+    const bus = paymentBus();
+    const purchase = bus.register('purchase');
+    const { page, server } = await openPage(bus);
+    try {
+      const job = rejectionOf(purchase.delegate('payment', 'pay', { amount: 5 }));
+      await page.locator('article.card').waitFor();
+      await bus.close();
+      await job;
+      await page.locator('#banner', { hasText: 'the bus has closed' }).waitFor();
+      await expect(page.locator('#connection').textContent()).resolves.toBe('closed');
+      expect(await page.locator('article.card').count()).toBe(0);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
+  it('says so when its server stops, instead of "reconnecting…" forever', async () => {
+    const bus = paymentBus();
+    const { page, server } = await openPage(bus);
+    try {
+      await server.close();
+      await page.locator('#banner', { hasText: 'stopped' }).waitFor();
+      await expect(page.locator('#connection').textContent()).resolves.toBe('closed');
+    } finally {
+      await page.close();
     }
   }, 30_000);
 });

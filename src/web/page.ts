@@ -75,7 +75,8 @@ header { display: flex; gap: 1.5rem; align-items: center; padding: .75rem 1.25re
 h1 { font-size: 1.1rem; margin: 0; }
 h2 { font-size: 1rem; margin: 1rem 0 .5rem; }
 main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1.25rem; padding: 0 1.25rem 1.25rem; }
-@media (max-width: 900px) { main { grid-template-columns: 1fr; } }
+@media (max-width: 900px) { main { grid-template-columns: minmax(0, 1fr); } }
+main > section { min-width: 0; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; min-width: 1.5em; padding: 0 .4em; border-radius: 1em; background: var(--warn); color: #fff; text-align: center; }
 #status { margin: .5rem 1.25rem 0; min-height: 1.4em; }
