@@ -1,7 +1,9 @@
 // The approval page end to end in headless Chromium (Debian's `chromium`, driven by
 // playwright-core). Without /usr/bin/chromium these tests say so and skip; with CI=true
 // they fail instead.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -251,4 +253,62 @@ describe.skipIf(!present)('approval page in Chromium', () => {
       await page.close();
     }
   }, 30_000);
+
+  it('runs the durable example of docs/approvals.md: hold, SIGKILL, restart, approve from the page, read the result', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const work = mkdtempSync(join(tmpdir(), 'switchboard-durable-example-'));
+    const children: ChildProcess[] = [];
+    try {
+      const text = readFileSync(join(root, 'docs/approvals.md'), 'utf8');
+      const blocks = [...text.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]!).filter((b) => b.includes('// durable-approval example'));
+      expect(blocks).toHaveLength(1);
+      const code = blocks[0]!
+        .replace(/from 'agent-switchboard\/(\w+)'/g, (_, sub: string) => `from '${join(root, 'src', sub, 'index.ts')}'`)
+        .replace(/from 'agent-switchboard'/g, `from '${join(root, 'src/index.ts')}'`);
+      symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'), 'dir');
+      writeFileSync(join(work, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+      writeFileSync(join(work, 'durable.mts'), code);
+      const start = (mode: string, until: RegExp) => {
+        const proc = spawn(process.execPath, ['--import', 'tsx', 'durable.mts', mode, 'approvals.db'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+        children.push(proc);
+        let out = '';
+        let err = '';
+        proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        const matched = new Promise<RegExpExecArray>((resolve, reject) => {
+          proc.stdout.on('data', (c: Buffer) => {
+            out += c.toString();
+            const m = until.exec(out);
+            if (m !== null) resolve(m);
+          });
+          proc.on('exit', () => reject(new Error(`${mode} exited before printing ${until}: ${out}${err}`)));
+        });
+        return { proc, matched, output: () => out };
+      };
+      const hold = start('hold', /held (\S+):/);
+      const [, id] = await hold.matched;
+      const killed = new Promise((resolve) => hold.proc.on('exit', (_code, signal) => resolve(signal)));
+      hold.proc.kill('SIGKILL');
+      expect(await killed).toBe('SIGKILL');
+      const serve = start('serve', /approve (\S+) at (\S+)\n/);
+      const [, restoredId, url] = await serve.matched;
+      expect(restoredId).toBe(id);
+      const exited = new Promise<number | null>((resolve) => serve.proc.on('exit', (code) => resolve(code)));
+      const page = await browser.newPage();
+      try {
+        await page.goto(url!);
+        const card = page.locator('article.card', { hasText: 'restored' });
+        await card.waitFor();
+        await expect(card.locator('pre.payload').textContent()).resolves.toContain('"GPU hours"');
+        await card.locator('button.approve').click();
+        await page.locator('#confirm-yes').click();
+        expect(await exited).toBe(0);
+      } finally {
+        await page.close();
+      }
+      expect(serve.output()).toContain('result: {"paid":true,"charged":{"item":"GPU hours","amount":120}}');
+    } finally {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
