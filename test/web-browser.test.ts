@@ -201,14 +201,17 @@ describe.skipIf(!present)('approval page in Chromium', () => {
         await job;
         await page.locator('#log tbody tr', { hasText: 'approved by a-rather-long-operator-name@example.com' }).first().waitFor();
         const layout = await page.evaluate(() => {
-          const box = document.getElementById('log-box')!;
-          const last = [...document.querySelectorAll('#log thead th')].at(-1)!;
-          const page = document.scrollingElement!;
+          // Runs in the page: its DOM, typed loosely here (the tests compile without the DOM library).
+          type Box = { scrollWidth: number; clientWidth: number; scrollLeft: number; textContent: string | null; getBoundingClientRect(): { left: number; right: number } };
+          const w = globalThis as unknown as { innerWidth: number; document: { getElementById(id: string): Box; querySelectorAll(q: string): ArrayLike<Box>; scrollingElement: Box } };
+          const box = w.document.getElementById('log-box');
+          const headers = w.document.querySelectorAll('#log thead th');
+          const last = headers[headers.length - 1]!;
           const before = { scrollWidth: box.scrollWidth, clientWidth: box.clientWidth };
           box.scrollLeft = box.scrollWidth;
           const b = box.getBoundingClientRect();
           const l = last.getBoundingClientRect();
-          return { ...before, pageOverflow: page.scrollWidth - window.innerWidth, lastVisible: l.left >= b.left - 1 && l.right <= b.right + 1, lastText: last.textContent };
+          return { ...before, pageOverflow: w.document.scrollingElement.scrollWidth - w.innerWidth, lastVisible: l.left >= b.left - 1 && l.right <= b.right + 1, lastText: last.textContent };
         });
         expect(layout.pageOverflow).toBeLessThanOrEqual(0); // nothing sticks out of the page
         expect(layout.lastText).toBe('approval');

@@ -399,7 +399,8 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     this.assertOpen();
     try {
       const rows = this.stmts.holds.all() as [string, string, number, number, number, string | null, number, number, string, string][];
-      const batches = new Map<number, unknown[][]>();
+      const batches = new Map<number, string[]>();
+      this.lastBatch = undefined;
       return rows.map(([messageId, to, seq, requestedAt, expiresAt, rule, trust, approved, envelope, payload]) => ({
         approved: approved === 1,
         messageId,
@@ -419,18 +420,31 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     }
   }
 
-  /** The stored record `seq` (its column values), reading each batch once per call through `batches`. */
-  private storedRecord(seq: number, batches: Map<number, unknown[][]>): unknown[] | undefined {
-    const first = this.stmts.containing.get(seq) as number | null | undefined;
-    if (first === null || first === undefined) return undefined;
-    let lines = batches.get(first);
-    if (lines === undefined) {
-      lines = JSON.parse(this.stmts.records.get(first) as string) as unknown[][];
-      batches.set(first, lines);
+  /**
+   * The stored record `seq` (its column values). Each batch is read once per call (through
+   * `batches`: its lines, split but not parsed), and only the wanted line is parsed.
+   */
+  private storedRecord(seq: number, batches: Map<number, string[]>): unknown[] | undefined {
+    let first = this.lastBatch;
+    let lines = first === undefined ? undefined : batches.get(first);
+    if (first === undefined || lines === undefined || seq < first || seq >= first + lines.length) {
+      const found = this.stmts.containing.get(seq) as number | null | undefined;
+      if (found === null || found === undefined) return undefined;
+      first = found;
+      lines = batches.get(first);
+      if (lines === undefined) {
+        // `[\n` line `,\n` line … `\n]`: one record per line.
+        lines = (this.stmts.records.get(first) as string).split('\n').slice(1, -1);
+        batches.set(first, lines);
+      }
+      this.lastBatch = first;
     }
-    const row = lines[seq - first];
-    return row !== undefined && row[0] === seq ? row : undefined;
+    const line = lines[seq - first];
+    if (line === undefined) return undefined;
+    const row = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
+    return row[0] === seq ? row : undefined;
   }
+  private lastBatch: number | undefined;
 
   /**
    * Takes decisions on held messages, each only if its hold is still stored: in one
