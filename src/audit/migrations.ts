@@ -143,9 +143,9 @@ FROM audit_batch b, json_each(b.records) r;
  */
 const SCHEMA_HOLDS = `
 CREATE TABLE approval_hold (
+  seq          INTEGER PRIMARY KEY,
   message_id   TEXT NOT NULL,
   recipient    TEXT NOT NULL,
-  seq          INTEGER NOT NULL,
   requested_at INTEGER NOT NULL,
   expires_at   INTEGER NOT NULL,
   rule         TEXT,
@@ -153,8 +153,8 @@ CREATE TABLE approval_hold (
   approved     INTEGER NOT NULL DEFAULT 0,
   envelope     TEXT NOT NULL,
   payload      TEXT NOT NULL,
-  PRIMARY KEY (message_id, recipient)
-) WITHOUT ROWID;
+  UNIQUE (message_id, recipient)
+);
 CREATE TABLE kept_reply (
   message_id TEXT PRIMARY KEY,
   seq        INTEGER NOT NULL,

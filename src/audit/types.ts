@@ -82,7 +82,7 @@ export interface RefusalSummary {
 
 /** What a {@link HoldStore} keeps of a held message besides its attempt row. */
 export interface HeldCopy {
-  /** The envelope without its payload, as JSON. */
+  /** The envelope's fields its attempt row does not record, as JSON: `{ priority, depth, deadline? }`. */
   readonly envelope: string;
   /** The payload's JSON (whose SHA-256 is the attempt row's payloadHash). */
   readonly payload: string;

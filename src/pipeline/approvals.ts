@@ -76,8 +76,10 @@ export class Approvals {
     const record = this.#journal.attempt(draft, 'pending');
     if (!hold.durable) return record;
     const { approval, encoded, trust } = hold;
+    const e = approval.envelope;
     const held: HeldCopy = {
-      envelope: JSON.stringify({ ...approval.envelope, payload: undefined }),
+      // Only what the pending row does not record: the rest of the envelope is restored from that (chained) row.
+      envelope: `{"priority":"${e.priority}","depth":${e.depth}${e.deadline !== undefined ? `,"deadline":${e.deadline}` : ''}}`,
       payload: encoded.json,
       requestedAt: approval.requestedAt,
       expiresAt: approval.expiresAt,

@@ -3,7 +3,7 @@ import type { PendingApproval } from '../approvals.js';
 import { COL } from '../audit/migrations.js';
 import type { StoredHold } from '../audit/types.js';
 import type { EncodedPayload } from '../codec.js';
-import { MESSAGE_TYPES, PRIORITIES, type Envelope } from '../envelope.js';
+import { PRIORITIES, type Envelope } from '../envelope.js';
 import { BusError } from '../errors.js';
 import type { AgentRecord } from './records.js';
 import { Mailbox } from '../mailbox.js';
@@ -42,33 +42,31 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
   } catch {
     return 'its stored copy cannot be read';
   }
-  const same =
-    stored.id === s.messageId &&
-    stored.to === s.to &&
-    stored.from === row[COL.sender] &&
-    stored.type === row[COL.type] &&
-    stored.intent === row[COL.intent] &&
-    stored.conversationId === row[COL.conversation_id] &&
-    (stored.causationId ?? null) === (row[COL.causation_id] ?? null) &&
-    MESSAGE_TYPES.includes(stored.type as Envelope['type']) &&
+  const type = row[COL.type];
+  const valid =
+    (type === 'ask' || type === 'delegate' || type === 'notify') &&
+    typeof row[COL.sender] === 'string' &&
+    typeof row[COL.intent] === 'string' &&
+    typeof row[COL.conversation_id] === 'string' &&
+    Number.isFinite(row[COL.ts]) &&
     PRIORITIES.includes(stored.priority as Envelope['priority']) &&
     Number.isSafeInteger(stored.depth) &&
-    Number.isFinite(stored.ts) &&
     (stored.deadline === undefined || Number.isFinite(stored.deadline));
-  if (!same) return 'its stored envelope does not match its pending row';
+  if (!valid) return 'its stored envelope cannot be read';
+  // Who, to whom, what and when come from the chained row; only priority, depth and deadline from the copy.
   const envelope: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     id: s.messageId,
-    type: stored.type as Envelope['type'],
-    from: stored.from as string,
+    type,
+    from: row[COL.sender] as string,
     to: s.to,
-    intent: stored.intent as string,
+    intent: row[COL.intent] as string,
     payload: encoded.copy,
-    ts: stored.ts as number,
-    conversationId: stored.conversationId as string,
+    ts: row[COL.ts] as number,
+    conversationId: row[COL.conversation_id] as string,
     priority: stored.priority as Envelope['priority'],
     depth: stored.depth as number,
   };
-  if (typeof stored.causationId === 'string') envelope.causationId = stored.causationId;
+  if (typeof row[COL.causation_id] === 'string') envelope.causationId = row[COL.causation_id] as string;
   if (stored.deadline !== undefined) envelope.deadline = stored.deadline as number;
   Object.freeze(envelope);
   const approval: PendingApproval = Object.freeze({
