@@ -81,8 +81,13 @@ describe('durable approvals: close()', () => {
     await second.flush();
     expect(calls).toBe(1);
     await closeAll();
+    // Decided: the stored copy is gone, the payload's hash stays with its pending row.
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare('SELECT count(*) FROM approval_hold').pluck().get()).toBe(0);
+    db.close();
     const third = bus();
     expect(third.approvals.list()).toEqual([]);
+    expect(third.getMessageLog().find((e) => e.messageId === id && e.type === 'ask')).toMatchObject({ payloadHash: expect.stringMatching(/^[0-9a-f]{64}$/), approval: 'approved' });
     expect(await third.result(id)).toEqual({ paid: 7, call: 1 });
     // Kept until read: once read, the log says it was answered and no longer keeps it.
     expect(await errorOf(third.result(id))).toMatchObject({ code: 'INVALID_ARGUMENT' });
@@ -187,6 +192,23 @@ describe('durable approvals: decisions after a restart', () => {
     expect(b.approvals.list()).toEqual([]);
     expect(await errorOf(b.result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
     expect(pay).not.toHaveBeenCalled();
+  });
+});
+
+describe('durable approvals: a notify', () => {
+  it('a held notify is restored, and approving it delivers it; result() resolves once delivered', async () => {
+    const first = bus();
+    first.register('payment', { handlers: { '*': () => undefined } });
+    const receipt = await first.register('purchase').notify('invoice', { n: 1 }, { to: ['payment'] });
+    expect(receipt.pending).toEqual(['payment']);
+    await closeAll();
+    const second = bus();
+    const [held] = second.approvals.list();
+    expect(held).toMatchObject({ id: `${receipt.id}/payment`, restored: true, envelope: { type: 'notify', payload: { n: 1 } } });
+    const got = new Promise((resolve) => second.register('payment', { handlers: { invoice: (p) => resolve(p) } }));
+    second.approvals.approve(held!.id);
+    expect(await got).toEqual({ n: 1 });
+    expect(await second.result(receipt.id)).toBeUndefined();
   });
 });
 
