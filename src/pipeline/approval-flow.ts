@@ -7,7 +7,7 @@ import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { PipelineConfig } from './config.js';
-import type { Deliveries } from './delivery.js';
+import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
@@ -24,7 +24,7 @@ import { commitInfo, requestEnded } from './tracing.js';
  * decide wins, whichever process it is in), `close()` leaves it held, and a bus opened on
  * the file restores it (`restore`).
  */
-export class Approvals {
+export class ApprovalFlow {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;
@@ -37,7 +37,7 @@ export class Approvals {
   readonly #awaiting: DeadlineQueue<HeldMessage>;
   readonly #awaitingFor = new Map<string, Set<HeldMessage>>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, follow: (p: PendingRequest) => void) {
+  constructor({ config, journal, ledger, deliveries }: PipelineParts, follow: (p: PendingRequest) => void) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -87,6 +87,13 @@ export class Approvals {
       trust,
     };
     return { ...record, held };
+  }
+
+  /** Holds one copy of a notify (its row is the caller's to stage): APPROVAL_QUEUE_FULL when full. */
+  holdCopy(draft: Draft, envelope: Envelope, parent: Delivery | undefined, sender?: AgentRecord): HeldMessage {
+    const hold = this.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
+    this.#ledger.holds.add(hold);
+    return hold;
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */
