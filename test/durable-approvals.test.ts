@@ -195,6 +195,33 @@ describe('durable approvals: decisions after a restart', () => {
   });
 });
 
+describe('durable approvals: retention', () => {
+  it('a kept reply goes with its row when retention (maxRows) drops it', async () => {
+    const id = await holdAndClose({ amount: 2 });
+    const policies: PolicyRule[] = [...RULES, { from: 'a', to: 'b', allow: ['ask'] }];
+    const b = bus({ policies, audit: { path, maxRows: 300 }, limits: { rate: false } });
+    b.register('payment', { handlers: { pay: () => 'kept for a while' } });
+    b.approvals.approve(id);
+    await b.onIdle();
+    await b.flush();
+    const count = () => {
+      const db = new Database(path, { readonly: true });
+      try {
+        return db.prepare('SELECT count(*) FROM kept_reply').pluck().get();
+      } finally {
+        db.close();
+      }
+    };
+    expect(count()).toBe(1);
+    b.register('b', { handlers: { ping: () => 'pong' } });
+    const a = b.register('a');
+    for (let round = 0; round < 8; round++) await Promise.all(Array.from({ length: 50 }, () => a.ask('b', 'ping', {})));
+    await b.flush();
+    expect(count()).toBe(0);
+    expect(await errorOf(b.result(id))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});
+
 describe('durable approvals: a notify', () => {
   it('a held notify is restored, and approving it delivers it; result() resolves once delivered', async () => {
     const first = bus();
