@@ -267,6 +267,23 @@ describe('durable approvals: decided once', () => {
     expect(decisions).toMatchObject([{ approval: 'approved', decidedBy: 'console b' }]);
   });
 
+  it('a console bus on the same file lists what another holds later, and its approval is delivered where the recipient is', async () => {
+    const console_ = bus(); // an operator's process: no agents of its own
+    const requested = new Promise<string>((resolve) => console_.events.on('approval:requested', (e) => resolve(e.approval.id)));
+    const app = bus();
+    const pay = vi.fn((p: unknown) => ({ paid: (p as { amount: number }).amount }));
+    app.register('payment', { handlers: { pay } });
+    const asked = app.register('purchase').ask('payment', 'pay', { amount: 12 });
+    const id = await requested; // seen in the file, without a restart
+    expect(console_.approvals.list()).toMatchObject([{ id, restored: true, envelope: { payload: { amount: 12 } } }]);
+    expect(console_.approvals.approve(id, { by: 'ops' })).toEqual({ staged: true });
+    // The process with the recipient delivers it, and its live sender gets the reply.
+    expect(await asked).toEqual({ paid: 12 });
+    expect(pay).toHaveBeenCalledTimes(1);
+    expect(app.approvals.list()).toEqual([]);
+    expect(app.getMessageLog().find((e) => e.messageId === id)).toMatchObject({ approval: 'approved', decidedBy: 'ops', outcome: 'replied' });
+  });
+
   it('approving twice in one bus: the second gets INVALID_ARGUMENT', async () => {
     const id = await holdAndClose();
     const b = bus();

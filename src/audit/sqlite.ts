@@ -418,6 +418,12 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     }
   }
 
+  /** The key and state of every held message (see HoldStore.holdStates). */
+  holdStates(): [string, string, number][] {
+    this.assertOpen();
+    return this.stmts.holdStates.all() as [string, string, number][];
+  }
+
   /**
    * The stored record `seq` (its column values). Each batch is read once per call (through
    * `batches`: its lines, split but not parsed), and only the wanted line is parsed.
@@ -694,6 +700,7 @@ function prepare(db: Database.Database) {
     conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq DESC').pluck(),
     changes: db.prepare('SELECT total_changes()').pluck(),
     holds: db.prepare('SELECT message_id, recipient, seq, requested_at, expires_at, rule, trust, approved, envelope, payload FROM approval_hold ORDER BY seq').raw(),
+    holdStates: db.prepare('SELECT message_id, recipient, approved FROM approval_hold').raw(),
     holdState: db.prepare('SELECT approved FROM approval_hold WHERE message_id = ? AND recipient = ?').pluck(),
     approveHold: db.prepare('UPDATE approval_hold SET approved = 1 WHERE message_id = ? AND recipient = ?'),
     insertHold: db.prepare('INSERT OR IGNORE INTO approval_hold (message_id, recipient, seq, requested_at, expires_at, rule, trust, envelope, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),

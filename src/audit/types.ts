@@ -135,6 +135,8 @@ export interface HoldStore {
    * @throws BusError AUDIT_UNAVAILABLE when the transaction fails (nothing written, nothing taken).
    */
   decide(decisions: readonly HoldDecision[]): boolean[];
+  /** The key of every held message and whether it was approved (1) or awaits a decision (0): a cheap look at what changed. */
+  holdStates(): [messageId: string, to: string, approved: number][];
   /** Every stored record naming `messageId` (its attempt, follow-ups, replies to it), oldest first, as column values. */
   messageRecords(messageId: string): unknown[][];
   /** The kept reply of `messageId`, deleted as it is read (`remove`), or undefined. */
@@ -144,7 +146,7 @@ export interface HoldStore {
 /** True for a log that implements {@link HoldStore} (check `keepsHolds` for whether it keeps them). */
 export function isHoldStore(log: AuditLog): log is AuditLog & HoldStore {
   const l = log as Partial<HoldStore>;
-  return typeof l.keepsHolds === 'boolean' && typeof l.holds === 'function' && typeof l.decide === 'function' && typeof l.messageRecords === 'function' && typeof l.keptReply === 'function';
+  return typeof l.keepsHolds === 'boolean' && typeof l.holds === 'function' && typeof l.holdStates === 'function' && typeof l.decide === 'function' && typeof l.messageRecords === 'function' && typeof l.keptReply === 'function';
 }
 
 /** A later outcome of a message for one recipient (replied, failed, expired, …). */

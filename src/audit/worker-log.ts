@@ -190,6 +190,13 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     return this.read((log) => log.holds(), () => []);
   }
 
+  holdStates(): [string, string, number][] {
+    return this.read(
+      (log) => log.holdStates(),
+      () => [],
+    );
+  }
+
   messageRecords(messageId: string): unknown[][] {
     return this.read(
       (log) => log.messageRecords(messageId),

@@ -36,6 +36,8 @@ export class ApprovalFlow {
   /** Approved durable messages waiting for their recipient to register, until their deadline. */
   readonly #awaiting: DeadlineQueue<HeldMessage>;
   readonly #awaitingFor = new Map<string, Set<HeldMessage>>();
+  /** Looks at the file for what other processes held or decided (see `sync`), while the bus is open. */
+  readonly #watch: ReturnType<typeof setInterval> | undefined;
 
   constructor({ config, journal, ledger, deliveries }: PipelineParts, follow: (p: PendingRequest) => void) {
     this.#config = config;
@@ -45,6 +47,71 @@ export class ApprovalFlow {
     this.#store = config.holdStore?.keepsHolds === true ? config.holdStore : undefined;
     this.#follow = follow;
     this.#awaiting = new DeadlineQueue(config.clock, (hold) => this.#recipientMissed(hold));
+    if (this.#store !== undefined) {
+      this.#watch = setInterval(() => this.sync(), SYNC_MS);
+      this.#watch.unref?.();
+    }
+  }
+
+  /**
+   * Brings this bus in line with the file, which other processes (other buses on it) also
+   * hold and decide in: a hold of this bus decided elsewhere leaves the list (a live sender
+   * here follows the log for its outcome); one approved elsewhere is delivered here if its
+   * recipient is registered here (the file's transaction makes one process deliver it); a
+   * message another process held since is listed here too (`restored: true`).
+   */
+  sync(): void {
+    const store = this.#store;
+    if (store === undefined) return;
+    let states: [string, string, number][];
+    try {
+      states = store.holdStates();
+    } catch {
+      return; // the file cannot be read now: next time
+    }
+    const inFile = new Map<string, number>();
+    for (const [messageId, to, approved] of states) inFile.set(`${messageId}\u0000${to}`, approved);
+    const keyOf = (hold: HeldMessage) => `${hold.approval.envelope.id}\u0000${hold.approval.envelope.to}`;
+    const known = new Set<string>();
+    const changed = this.#ledger.holds.takeWhere((hold) => {
+      if (!hold.durable) return false;
+      const key = keyOf(hold);
+      known.add(key);
+      return hold.stored === true && inFile.get(key) !== 0;
+    });
+    for (const hold of changed) {
+      if (inFile.get(keyOf(hold)) === 1) {
+        this.#journal.emitDecided(hold.approval, 'approved', undefined, undefined, 'approved by another process');
+        this.#await(hold);
+      } else {
+        this.#lost(hold);
+        this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, 'decided by another process');
+      }
+    }
+    for (const [to, waiting] of this.#awaitingFor) {
+      for (const hold of waiting) {
+        const key = keyOf(hold);
+        known.add(key);
+        if (inFile.has(key)) continue;
+        // Delivered or failed by another process.
+        waiting.delete(hold);
+        this.#awaiting.remove(hold);
+        this.#lost(hold);
+      }
+      if (waiting.size === 0) this.#awaitingFor.delete(to);
+    }
+    let fresh = false;
+    for (const key of inFile.keys()) if (!known.has(key)) fresh = true;
+    if (!fresh) return;
+    let stored: StoredHold[];
+    try {
+      stored = store.holds().filter((s) => !known.has(`${s.messageId}\u0000${s.to}`));
+    } catch {
+      return;
+    }
+    const added = this.restore(stored);
+    const { events } = this.#config;
+    if (events.has('approval:requested')) for (const hold of added) events.emit('approval:requested', { approval: hold.approval });
   }
 
   list(): PendingApproval[] {
@@ -108,6 +175,7 @@ export class ApprovalFlow {
     commit.stage(
       commit.enabled ? this.pendingRecord(draft, hold) : undefined,
       () => {
+        hold.stored = hold.durable;
         if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
       },
       (error) => {
@@ -122,9 +190,10 @@ export class ApprovalFlow {
    * decided; those whose deadline passed meanwhile are recorded expired now, and a copy that
    * does not match its chained `pending` row is never delivered (recorded failed, INVALID_PAYLOAD).
    */
-  restore(stored: readonly StoredHold[]): void {
+  restore(stored: readonly StoredHold[]): HeldMessage[] {
     const store = this.#store;
-    if (store === undefined || stored.length === 0) return;
+    const listed: HeldMessage[] = [];
+    if (store === undefined || stored.length === 0) return listed;
     const now = this.#config.clock.now();
     const journal = this.#journal;
     const decisions: HoldDecision[] = [];
@@ -149,16 +218,18 @@ export class ApprovalFlow {
         p = new PendingRequest(envelope, absentRecord(envelope.from, s.trust), recipient, Math.max(0, (envelope.deadline ?? s.expiresAt) - now), ignore, ignore, undefined);
         p.keepReply = true;
       }
-      const hold: HeldMessage = { approval, encoded, from: envelope.from, pending: p, parent: undefined, deadline: s.expiresAt, heapIndex: -1, durable: true, trust: s.trust };
+      const hold: HeldMessage = { approval, encoded, from: envelope.from, pending: p, parent: undefined, deadline: s.expiresAt, heapIndex: -1, durable: true, trust: s.trust, stored: true };
       if (s.approved) {
         if (p !== undefined) p.state = 'held';
         this.#await(hold);
       } else {
         this.#ledger.holds.add(hold);
         if (p !== undefined) this.#ledger.trackHeld(p);
+        listed.push(hold);
       }
     }
     if (decisions.length > 0) store.decide(decisions);
+    return listed;
   }
 
   /** An agent registered: approved restored messages waiting for it are delivered now. */
@@ -417,6 +488,7 @@ export class ApprovalFlow {
     }
     this.#awaitingFor.clear();
     this.#awaiting.clear();
+    if (this.#watch !== undefined) clearInterval(this.#watch);
   }
 
   /** Fails a request without a row: its message stays in the file, whose next process decides it. */
@@ -536,6 +608,9 @@ export class ApprovalFlow {
 }
 
 function ignore(): void {}
+
+/** How often a bus on a file looks at what other processes held or decided in it. */
+const SYNC_MS = 500;
 
 function refused(e: BusError): ApprovalResult {
   return Object.freeze({ staged: false, delivered: false, code: e.code, reason: e.message });

@@ -21,6 +21,8 @@ export interface HeldMessage extends Hold {
   readonly durable: boolean;
   /** The sender's trust when it was held (the approval's policy re-check uses it for a restored message). */
   readonly trust: number;
+  /** Its pending row (and stored copy) is committed: from then on, its absence from the file means decided elsewhere. */
+  stored?: boolean;
 }
 
 /** Decides how a cancelled hold's decision is recorded (approvals.ts: in the file for a durable hold). */

@@ -413,7 +413,10 @@ export class Pipeline implements ChainPort {
       if (delivery.withdrawn) this.#fanOutWithdrawn(receipt, delivery);
       else this.#deliveries.handOver(delivery);
     }
-    for (const hold of f.holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+    for (const hold of f.holds) {
+      hold.stored = hold.durable;
+      if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+    }
     // The notify's span ends once every recipient was handled, those of other nodes included.
     const done = () => {
       if (trace !== undefined) {
