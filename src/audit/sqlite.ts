@@ -393,10 +393,10 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
    * The held messages this file keeps, oldest first, each with its `pending` attempt row as
    * stored (so the caller can check the copy against the chained row).
    */
-  holds(): StoredHold[] {
+  holds(afterSeq = -1): StoredHold[] {
     this.assertOpen();
     try {
-      const rows = this.stmts.holds.all() as [string, string, number, number, number, string | null, number, number, string, string][];
+      const rows = this.stmts.holds.all(afterSeq) as [string, string, number, number, number, string | null, number, number, string, string][];
       const batches = new Map<number, string[]>();
       this.lastBatch = undefined;
       return rows.map(([messageId, to, seq, requestedAt, expiresAt, rule, trust, approved, envelope, payload]) => ({
@@ -699,7 +699,7 @@ function prepare(db: Database.Database) {
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
     conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq DESC').pluck(),
     changes: db.prepare('SELECT total_changes()').pluck(),
-    holds: db.prepare('SELECT message_id, recipient, seq, requested_at, expires_at, rule, trust, approved, envelope, payload FROM approval_hold ORDER BY seq').raw(),
+    holds: db.prepare('SELECT message_id, recipient, seq, requested_at, expires_at, rule, trust, approved, envelope, payload FROM approval_hold WHERE seq > ? ORDER BY seq').raw(),
     holdStates: db.prepare('SELECT message_id, recipient, approved FROM approval_hold').raw(),
     holdState: db.prepare('SELECT approved FROM approval_hold WHERE message_id = ? AND recipient = ?').pluck(),
     approveHold: db.prepare('UPDATE approval_hold SET approved = 1 WHERE message_id = ? AND recipient = ?'),

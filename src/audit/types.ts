@@ -127,8 +127,8 @@ export interface HoldDecision {
 export interface HoldStore {
   /** True when this log keeps held messages (a file; a `:memory:` log does not). */
   readonly keepsHolds: boolean;
-  /** Every held message, oldest first. */
-  holds(): StoredHold[];
+  /** Every held message, oldest first (only those whose pending row's seq is above `afterSeq`, when given). */
+  holds(afterSeq?: number): StoredHold[];
   /**
    * Writes each decision's records, in one transaction, only if its hold is still stored
    * (deleting it): true for each decision taken here, false for one already taken elsewhere.

@@ -186,8 +186,11 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
   }
 
   /** Held messages, read on this thread's read-only connection (what was handed to the worker committed first). */
-  holds(): StoredHold[] {
-    return this.read((log) => log.holds(), () => []);
+  holds(afterSeq?: number): StoredHold[] {
+    return this.read(
+      (log) => log.holds(afterSeq),
+      () => [],
+    );
   }
 
   holdStates(): [string, string, number][] {

@@ -133,7 +133,7 @@ export class ApprovalDesk {
       if (after !== undefined) return { status: 'already', outcome: outcomeText(after) };
       // Decided through the audit file by another process or console (durable approvals): gone from the queue.
       if (isBusError(error) && error.code === 'INVALID_ARGUMENT' && !this.#bus.approvals.list().some((a) => a.id === id)) {
-        return { status: 'already', outcome: 'decided by another console or process' };
+        return { status: 'already', outcome: 'no longer held (decided by another console or process, or expired)' };
       }
       if (isBusError(error)) return { status: 'refused', code: error.code, message: error.message };
       return { status: 'refused', code: 'ERROR', message: error instanceof Error ? error.message : String(error) };

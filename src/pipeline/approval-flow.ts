@@ -38,6 +38,8 @@ export class ApprovalFlow {
   readonly #awaitingFor = new Map<string, Set<HeldMessage>>();
   /** Looks at the file for what other processes held or decided (see `sync`), while the bus is open. */
   readonly #watch: ReturnType<typeof setInterval> | undefined;
+  /** The highest pending-row seq among the holds read from the file: rows written since have higher ones. */
+  #seenSeq = -1;
 
   constructor({ config, journal, ledger, deliveries }: PipelineParts, follow: (p: PendingRequest) => void) {
     this.#config = config;
@@ -105,7 +107,9 @@ export class ApprovalFlow {
     if (!fresh) return;
     let stored: StoredHold[];
     try {
-      stored = store.holds().filter((s) => !known.has(`${s.messageId}\u0000${s.to}`));
+      stored = store.holds(this.#seenSeq);
+      for (const s of stored) if (s.seq > this.#seenSeq) this.#seenSeq = s.seq;
+      stored = stored.filter((s) => !known.has(`${s.messageId}\u0000${s.to}`));
     } catch {
       return;
     }
@@ -194,6 +198,7 @@ export class ApprovalFlow {
     const store = this.#store;
     const listed: HeldMessage[] = [];
     if (store === undefined || stored.length === 0) return listed;
+    for (const s of stored) if (s.seq > this.#seenSeq) this.#seenSeq = s.seq;
     const now = this.#config.clock.now();
     const journal = this.#journal;
     const decisions: HoldDecision[] = [];
