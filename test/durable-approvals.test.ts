@@ -336,3 +336,15 @@ describe('Orchestrator#result()', () => {
     expect(decisions).toEqual(['memory: cancelled']);
   });
 });
+
+describe('Orchestrator#result() without a file', () => {
+  it('reads a finished message from a :memory: log, on the bus thread or a worker', async () => {
+    for (const worker of [false, true]) {
+      const b = new Orchestrator({ policies: [{ from: 'a', to: 'b', allow: ['ask'] }], audit: { worker } });
+      open.push(b);
+      b.register('b', { handlers: { fail: () => Promise.reject(new Error('no stock')) } });
+      const id = await errorOf(b.register('a').ask('b', 'fail', {})).then((e) => (e as { messageId: string }).messageId);
+      expect(await errorOf(b.result(id))).toMatchObject({ code: 'HANDLER_FAILED', message: expect.stringContaining('no stock') });
+    }
+  });
+});

@@ -203,7 +203,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
   messageRecords(messageId: string): unknown[][] {
     return this.read(
       (log) => log.messageRecords(messageId),
-      () => [],
+      () => this.call({ id: 0, op: 'records', messageId }) as unknown[][],
     );
   }
 

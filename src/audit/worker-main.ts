@@ -15,6 +15,7 @@ export type WorkerRequest =
   | { id: number; op: 'head' }
   | { id: number; op: 'decide'; decisions: HoldDecision[] }
   | { id: number; op: 'takeReply'; messageId: string }
+  | { id: number; op: 'records'; messageId: string }
   | { id: number; op: 'close' };
 
 export type WorkerReply =
@@ -102,6 +103,8 @@ function handle(request: WorkerRequest): void {
         return answer({ id: request.id, ok: true, result: log.head() });
       case 'decide':
         return answer({ id: request.id, ok: true, result: log.decide(request.decisions) });
+      case 'records':
+        return answer({ id: request.id, ok: true, result: log.messageRecords(request.messageId) });
       case 'takeReply':
         return answer({ id: request.id, ok: true, result: log.keptReply(request.messageId, true) });
       case 'close':
