@@ -6,6 +6,7 @@ import { absentRecord, noRecipient, readStoredHold, unreadableApproval } from '.
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
@@ -41,7 +42,10 @@ export class ApprovalFlow {
   /** The highest pending-row seq among the holds read from the file: rows written since have higher ones. */
   #seenSeq = -1;
 
-  constructor({ config, journal, ledger, deliveries }: PipelineParts, follow: (p: PendingRequest) => void) {
+  readonly #after: AfterCommit;
+
+  constructor({ config, journal, ledger, deliveries, after }: PipelineParts, follow: (p: PendingRequest) => void) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -178,13 +182,10 @@ export class ApprovalFlow {
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.pendingRecord(draft, hold) : undefined,
-      () => {
-        hold.stored = hold.durable;
-        if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
-      },
+      () => this.#after.holdCommitted(hold, true),
       (error) => {
-        ledger.holds.take(hold.approval.id);
-        ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        this.#after.holdFailed(hold);
+        this.#after.requestFailed(p, error);
       },
     );
   }

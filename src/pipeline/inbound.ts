@@ -194,18 +194,18 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
   /** A notify: acknowledged once its receipt row is committed (delivered, or held here). */
   #notify(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, held: boolean, answer: Responder): InboundHandle {
-    const { commit, events } = this.#parts.config;
+    const { commit } = this.#parts.config;
     const journal = this.#parts.journal;
     if (held) {
       const hold = this.#parts.approvals.holdCopy(draft, envelope, parent, sender);
       commit.stage(
         journal.enabled ? journal.attempt(draft, 'pending') : undefined,
         () => {
-          if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+          this.#parts.after.holdCommitted(hold);
           answer.reply(NOTIFY_ACK.pending);
         },
         (error) => {
-          this.#parts.ledger.holds.take(hold.approval.id);
+          this.#parts.after.holdFailed(hold);
           answer.error('AUDIT_UNAVAILABLE', errorText(error));
         },
       );

@@ -6,6 +6,7 @@ import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
@@ -38,12 +39,14 @@ export class RemoteSends {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  readonly #after: AfterCommit;
   /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
   readonly #links = new Map<string, ChainLink>();
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
-  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
+  constructor({ config, journal, ledger, deliveries, after }: PipelineParts) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -91,11 +94,10 @@ export class RemoteSends {
     commit.stage(
       this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered', forwardReason(draft, peer)) : undefined,
       () => {
-        p.committed = true;
-        if (p.trace !== undefined) this.#config.telemetry.sendCommitted(p.trace, commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion));
+        this.#after.requestCommitted(p, p.trace === undefined ? undefined : commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion));
         if (p.state === 'pending') this.#carry(envelope, draft.encoded!, p, peer);
       },
-      (error) => this.#ledger.fail(p, new BusError('AUDIT_UNAVAILABLE', errorText(error), { messageId: envelope.id }), undefined),
+      (error) => this.#after.requestFailed(p, error),
     );
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
   }

@@ -4,6 +4,7 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
+import { AfterCommit } from './after-commit.js';
 import { ApprovalFlow } from './approval-flow.js';
 import { Results } from './results.js';
 import type { StoredHold } from '../audit/types.js';
@@ -56,6 +57,7 @@ export class Pipeline implements ChainPort {
   readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
   readonly #results: Results;
+  readonly #after: AfterCommit;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
 
@@ -66,7 +68,8 @@ export class Pipeline implements ChainPort {
       expire: (hold) => this.#approvals.expire(hold),
       cancel: (hold, reason) => this.#approvals.cancelled(hold, reason),
     }));
-    const core = { config, journal, ledger };
+    const after = (this.#after = new AfterCommit(config, ledger));
+    const core = { config, journal, ledger, after };
     const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
     this.#results = new Results(config, ledger);
     const approvals = (this.#approvals = new ApprovalFlow(parts, (p) => this.#results.follow(p)));
@@ -357,7 +360,7 @@ export class Pipeline implements ChainPort {
         () => this.#fanOutCommitted(f, resolve),
         (error) => {
           for (const delivery of f.deliveries) delivery.drop();
-          for (const hold of f.holds) this.#ledger.holds.take(hold.approval.id);
+          for (const hold of f.holds) this.#after.holdFailed(hold);
           const e = toBusError(error, 'AUDIT_UNAVAILABLE', draft.id);
           if (trace !== undefined) this.#config.telemetry.sendRefused(trace, e.code);
           reject(e);
@@ -407,16 +410,13 @@ export class Pipeline implements ChainPort {
 
   /** After the fan-out's batch committed: hand the local copies over, announce the holds, carry the remote copies. */
   #fanOutCommitted(f: FanOut, resolve: (receipt: NotifyReceipt) => void): void {
-    const { events, policy, telemetry } = this.#config;
+    const { policy, telemetry } = this.#config;
     const { receipt, trace } = f;
     for (const delivery of f.deliveries) {
       if (delivery.withdrawn) this.#fanOutWithdrawn(receipt, delivery);
       else this.#deliveries.handOver(delivery);
     }
-    for (const hold of f.holds) {
-      hold.stored = hold.durable;
-      if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-    }
+    for (const hold of f.holds) this.#after.holdCommitted(hold);
     // The notify's span ends once every recipient was handled, those of other nodes included.
     const done = () => {
       if (trace !== undefined) {
