@@ -181,6 +181,19 @@ describe('durable approvals: decisions after a restart', () => {
     expect(await result).toBe('paid late');
   });
 
+  it('an approved message still waiting for its recipient survives a restart and is delivered once it registers', async () => {
+    const id = await holdAndClose({ amount: 8 });
+    const second = bus();
+    second.approvals.approve(id, { by: 'ops' }); // no payment agent in this process
+    await closeAll();
+    const third = bus();
+    expect(third.approvals.list()).toEqual([]); // decided: not listed again
+    const result = third.result(id);
+    third.register('payment', { handlers: { pay: (p: unknown) => ({ paid: (p as { amount: number }).amount }) } });
+    expect(await result).toEqual({ paid: 8 });
+    expect(third.getMessageLog().find((e) => e.messageId === id)).toMatchObject({ approval: 'approved', decidedBy: 'ops', outcome: 'replied' });
+  });
+
   it('a stored payload edited in the file is not delivered: recorded failed with INVALID_PAYLOAD', async () => {
     const id = await holdAndClose({ amount: 5 });
     const db = new Database(path);
