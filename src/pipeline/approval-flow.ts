@@ -11,6 +11,7 @@ import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
+import type { RemoteSends } from './remote-send.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
@@ -43,13 +44,16 @@ export class ApprovalFlow {
   #seenSeq = -1;
 
   readonly #after: AfterCommit;
+  /** Where an approved message to another node's agent is carried. */
+  readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor({ config, journal, ledger, deliveries, after }: PipelineParts, follow: (p: PendingRequest) => void) {
+  constructor({ config, journal, ledger, deliveries, after, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }, follow: (p: PendingRequest) => void) {
     this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
     this.#deliveries = deliveries;
+    this.#remote = remote;
     this.#store = config.holdStore?.keepsHolds === true ? config.holdStore : undefined;
     this.#follow = follow;
     this.#awaiting = new DeadlineQueue(config.clock, (hold) => this.#recipientMissed(hold));
@@ -275,6 +279,11 @@ export class ApprovalFlow {
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
       const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      if (recipient.node !== undefined) {
+        // The receiving node's policy decides again (and may hold it there too): the stricter of both holds.
+        this.#remote.approved(envelope, hold.encoded, p, hold.parent, recipient.node, committed);
+        return STAGED;
+      }
       this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {
@@ -300,9 +309,10 @@ export class ApprovalFlow {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
       trust = sender.trust;
     }
-    const recipient = registry.get(envelope.to);
+    // Held here on its way to another node: where that agent is served now (it may have moved).
+    const recipient = registry.get(envelope.to) ?? (hold.sender === undefined ? this.#remote.recipient(envelope.to) : undefined);
     if (recipient === undefined && !restored) throw new BusError('UNKNOWN_AGENT', `${envelope.to} is no longer registered`, { agentId: envelope.to });
-    const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust });
+    const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust, recipientTrust: recipient?.trust ?? 0 });
     if (decision.decision === 'deny') {
       throw new BusError('POLICY_DENIED', `approved, but the policy in force (version ${decision.policyVersion}) now denies it: ${decision.reason}`, withRule({}, decision));
     }
@@ -330,7 +340,8 @@ export class ApprovalFlow {
       ({ recipient, decision } = this.#recheck(hold));
       if (recipient !== undefined) {
         if (p !== undefined) p.recipient = recipient;
-        delivery = this.#deliveries.reserve(envelope, recipient, p, hold.parent);
+        // Another node's agent: carried once the decision is written (its node decides again).
+        if (recipient.node === undefined) delivery = this.#deliveries.reserve(envelope, recipient, p, hold.parent);
       }
     } catch (error) {
       failure = toBusError(error, 'INVALID_ARGUMENT', envelope.id);
@@ -340,7 +351,7 @@ export class ApprovalFlow {
     else if (delivery !== undefined) records.push(journal.outcome(envelope, 'delivered'));
     let taken: boolean;
     try {
-      taken = this.#decide(hold, records, { keep: failure === undefined && delivery === undefined });
+      taken = this.#decide(hold, records, { keep: failure === undefined && recipient === undefined });
     } catch (error) {
       this.#undoReserve(delivery, p);
       this.#ledger.holds.add(hold); // nothing was written: still held
@@ -356,13 +367,14 @@ export class ApprovalFlow {
       return refused(failure);
     }
     if (always) this.#config.policy.allowExactly(envelope);
-    if (delivery === undefined) {
+    if (recipient === undefined) {
       this.#await(hold);
       return STAGED;
     }
     if (p !== undefined) this.#ledger.release(p);
     const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision!.policyVersion);
-    this.#deliveries.deliverReserved(delivery, undefined, p, committed);
+    if (recipient.node !== undefined) this.#remote.approved(envelope, hold.encoded, p, hold.parent, recipient.node, committed);
+    else this.#deliveries.deliverReserved(delivery!, undefined, p, committed);
     return STAGED;
   }
 

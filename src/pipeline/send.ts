@@ -35,7 +35,7 @@ import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
 import type { SendToken } from '../telemetry-port.js';
-import { Inbound } from './inbound.js';
+import { Inbound, type LocalActivity } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
 import { routeOf } from './route.js';
 import type { InboundPort } from './transport.js';
@@ -58,6 +58,8 @@ export class Pipeline implements ChainPort {
   readonly #remote: RemoteSends;
   readonly #results: Results;
   readonly #after: AfterCommit;
+  /** When a local agent last sent: inbound messages from other nodes yield to local work (inbound-share.ts). */
+  readonly #activity: LocalActivity = { lastLocalSend: Number.NEGATIVE_INFINITY };
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
 
@@ -72,9 +74,9 @@ export class Pipeline implements ChainPort {
     const core = { config, journal, ledger, after };
     const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
     this.#results = new Results(config, ledger);
-    const approvals = (this.#approvals = new ApprovalFlow(parts, (p) => this.#results.follow(p)));
     const remote = (this.#remote = new RemoteSends(parts));
-    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed });
+    const approvals = (this.#approvals = new ApprovalFlow({ ...parts, remote }, (p) => this.#results.follow(p)));
+    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed, activity: this.#activity });
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -90,6 +92,7 @@ export class Pipeline implements ChainPort {
     }
     const { clock, registry } = this.#config;
     const now = clock.now();
+    this.#activity.lastLocalSend = now;
     let resolve!: (value: unknown) => void;
     let reject!: (error: BusError) => void;
     const promise = new Promise<unknown>((res, rej) => {
@@ -126,7 +129,7 @@ export class Pipeline implements ChainPort {
       const signal = checkSignal(o.signal);
       const priority = checkPriority(o.priority, 'normal');
       const depth = this.#checkTail(draft, sender, recipient, type, payload, parent, now);
-      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, toId, type, draft.intent));
+      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, recipient, type, draft.intent));
 
       let deadline = now + timeoutMs;
       const parentDeadline = parent?.envelope.deadline;
@@ -142,8 +145,11 @@ export class Pipeline implements ChainPort {
 
       const route = routeOf(recipient, decision);
       if (route === 'carry') this.#remote.request(draft, envelope, p, parent);
-      else if (route === 'hold') this.#approvals.hold(draft, envelope, p, parent, deadline);
-      else {
+      else if (route === 'hold') {
+        // Held here first, also on its way to another node's agent (carried once approved).
+        if (recipient.node !== undefined) this.#remote.mark(draft, envelope, recipient.node);
+        this.#approvals.hold(draft, envelope, p, parent, deadline);
+      } else {
         this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent, trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion));
         const { events } = this.#config;
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
@@ -164,6 +170,7 @@ export class Pipeline implements ChainPort {
       return Promise.reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'the id generator failed: '));
     }
     const now = this.#config.clock.now();
+    this.#activity.lastLocalSend = now;
     const draft = makeDraft(id, now, 'notify', sender.id, '*', intent, parent);
     const telemetry = this.#config.telemetry;
     let trace: SendToken | undefined;
@@ -378,12 +385,14 @@ export class Pipeline implements ChainPort {
     try {
       const recipient = registry.get(to) ?? this.#remote.recipient(to);
       if (recipient === undefined) throw unknownAgent(to);
-      const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
+      const decision = (d.decision = checkPolicy(policy.current, sender, recipient, 'notify', d.intent));
       const envelope = envelopeOf(d, priority, depth, undefined, payload);
+      // Every row of a copy for another node's agent names that node, a held copy's included.
+      if (recipient.node !== undefined) this.#remote.mark(d, envelope, recipient.node);
       const route = routeOf(recipient, decision);
       if (route === 'carry') {
         // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
-        const record = this.#remote.notifyRecord(d, envelope, recipient.node!);
+        const record = this.#remote.notifyRecord(d, recipient.node!);
         if (record !== undefined) records.push(record);
         f.remotes.push({ envelope, peer: recipient.node! });
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
