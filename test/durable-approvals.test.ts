@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Orchestrator, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
+import { LoopbackNetwork } from './support/loopback.js';
 
 const RULES: PolicyRule[] = [{ from: 'purchase', to: 'payment', allow: ['ask', 'delegate', 'notify'], requireApproval: true }];
 
@@ -358,6 +359,32 @@ describe('Orchestrator#result() without a file', () => {
       b.register('b', { handlers: { fail: () => Promise.reject(new Error('no stock')) } });
       const id = await errorOf(b.register('a').ask('b', 'fail', {})).then((e) => (e as { messageId: string }).messageId);
       expect(await errorOf(b.result(id))).toMatchObject({ code: 'HANDLER_FAILED', message: expect.stringContaining('no stock') });
+    }
+  });
+});
+
+describe('durable approvals: held at the sender on the way to another node', () => {
+  it('a message held at the sending node survives its restart and is carried once approved there', async () => {
+    const net = new LoopbackNetwork();
+    const hold: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask'], requireApproval: true }];
+    const n2 = new Orchestrator({ node: 'n2', transport: net.transport(), policies: [{ from: 'a', to: 'b', allow: ['ask'] }] });
+    const paid: unknown[] = [];
+    n2.register('b', { handlers: { pay: (p: unknown) => (paid.push(p), 'paid on n2') } });
+    try {
+      const first = bus({ node: 'n1', transport: net.transport(), policies: hold });
+      const asked = errorOf(first.register('a').ask('b', 'pay', { amount: 5 }));
+      await first.flush();
+      const [held] = first.approvals.list();
+      expect(held?.envelope).toMatchObject({ from: 'a', to: 'b', payload: { amount: 5 } });
+      await closeAll();
+      expect(await asked).toMatchObject({ code: 'CLOSED' });
+      const again = bus({ node: 'n1', transport: net.transport(), policies: hold });
+      expect(again.approvals.list()).toMatchObject([{ id: held!.id, restored: true }]);
+      expect(again.approvals.approve(held!.id, { by: 'ops' })).toEqual({ staged: true });
+      expect(await again.result(held!.envelope.id)).toBe('paid on n2');
+      expect(paid).toEqual([{ amount: 5 }]);
+    } finally {
+      await n2.close();
     }
   });
 });
