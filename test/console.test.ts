@@ -437,3 +437,36 @@ describe('openApprovalConsole()', () => {
     expect(() => openApprovalConsole({} as never, { operator: 'alice' })).toThrow(/openApprovalConsole\(\): bus must be an Orchestrator/);
   });
 });
+
+describe('ApprovalConsole with a restored message', () => {
+  it('says in the detail view that a held message was restored from the file after a restart', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'switchboard-console-restored-'));
+    const path = join(dir, 'audit.db');
+    const policies = [{ from: 'purchase', to: 'payment', allow: ['delegate' as const], requireApproval: true }];
+    try {
+      const first = makeBus({ policies, audit: { path } });
+      first.register('payment', { handlers: { pay: () => 'paid' } });
+      const job = rejectionOf(first.register('purchase').delegate('payment', 'pay', { item: 'GPU hours' }));
+      await first.flush();
+      await first.close();
+      await job;
+      const bus = makeBus({ policies, audit: { path } });
+      const ui = render(h(ApprovalConsole, { bus, operator: 'alice', columns: 80, rows: 24 }));
+      try {
+        await frameWith(ui, '1 pending');
+        ui.stdin.write('m');
+        await frameWith(ui, 'message queue');
+        ui.stdin.write(ENTER);
+        expect(await frameWith(ui, '(restored)')).toContain('"item": "GPU hours"');
+      } finally {
+        ui.unmount();
+      }
+    } finally {
+      await closeBuses();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -78,7 +78,8 @@ interface Open {
 /**
  * The `interrupted` outcome records for every ask and delegate attempted at or after seq
  * `from` that has no outcome (replied, failed, expired, cancelled…) and is not held for
- * approval (a `pending` attempt with no approval decision), timestamped `now`.
+ * approval (a `pending` attempt with no approval decision, or one still in `approval_hold`:
+ * approved and waiting for its recipient), timestamped `now`.
  */
 export function interruptedSince(db: Database.Database, from: number, now: number, why: string): OutcomeRecord[] {
   const open = new Map<string, Open>();
@@ -130,9 +131,13 @@ export function interruptedSince(db: Database.Database, from: number, now: numbe
     if (type !== 'ask' && type !== 'delegate') continue;
     open.set(key, { id: e.id, to: e.to, from: attempt[COL.sender], conversationId: attempt[COL.conversation_id], node: attempt[COL.node], peerNode: attempt[COL.peer_node], held: false });
   }
+  // A durable hold (decided or not) is still the bus's to deliver: never interrupted.
+  const stillHeld = new Set(
+    (db.prepare('SELECT message_id, recipient FROM approval_hold').raw().all() as [string, string][]).map(([id, to]) => keyOf(id, to)),
+  );
   const out: OutcomeRecord[] = [];
-  for (const o of open.values()) {
-    if (o.held) continue;
+  for (const [key, o] of open) {
+    if (o.held || stillHeld.has(key)) continue;
     out.push({
       kind: 'outcome',
       ts: now,

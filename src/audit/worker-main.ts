@@ -5,7 +5,7 @@ import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_
 import { BusError } from '../errors.js';
 import type { EncodedBatch } from './encode.js';
 import { appendEncoded, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { MessageLogQuery } from './types.js';
+import type { HoldDecision, MessageLogQuery } from './types.js';
 
 /** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
 export type WorkerRequest =
@@ -13,6 +13,9 @@ export type WorkerRequest =
   | { id: number; op: 'query'; filter: MessageLogQuery }
   | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
   | { id: number; op: 'head' }
+  | { id: number; op: 'decide'; decisions: HoldDecision[] }
+  | { id: number; op: 'takeReply'; messageId: string }
+  | { id: number; op: 'records'; messageId: string }
   | { id: number; op: 'close' };
 
 export type WorkerReply =
@@ -112,6 +115,12 @@ function handle(request: WorkerRequest): void {
         return answer({ id: request.id, ok: true, result: log.verify(request.head === undefined ? {} : { head: request.head }) });
       case 'head':
         return answer({ id: request.id, ok: true, result: log.head() });
+      case 'decide':
+        return answer({ id: request.id, ok: true, result: log.decide(request.decisions) });
+      case 'records':
+        return answer({ id: request.id, ok: true, result: log.messageRecords(request.messageId) });
+      case 'takeReply':
+        return answer({ id: request.id, ok: true, result: log.keptReply(request.messageId, true) });
       case 'close':
         log.close();
         answer({ id: request.id, ok: true });

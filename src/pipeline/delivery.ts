@@ -73,7 +73,11 @@ export class Deliveries {
    * Throws NO_HANDLER / MAILBOX_FULL.
    */
   deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
-    const delivery = this.reserve(envelope, recipient, p, parent);
+    this.deliverReserved(this.reserve(envelope, recipient, p, parent), record, p, committed);
+  }
+
+  /** {@link deliver} for a slot already reserved: tracks the request, stages `record`, hands over after the commit. */
+  deliverReserved(delivery: Delivery, record: AuditRecord | undefined, p: PendingRequest | undefined, committed?: CommitInfo): void {
     if (p !== undefined) this.#ledger.track(p);
     this.#config.commit.stage(
       record,
@@ -84,7 +88,7 @@ export class Deliveries {
       (error) => {
         delivery.drop();
         // An approved message's attempt is in the log already: its end must be too (written once the log works).
-        if (record?.kind === 'outcome') this.#journal.recordOutcome(envelope, 'failed', 'AUDIT_UNAVAILABLE', toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id).message);
+        if (record?.kind === 'outcome') this.#journal.recordOutcome(delivery.envelope, 'failed', 'AUDIT_UNAVAILABLE', toBusError(error, 'AUDIT_UNAVAILABLE', delivery.envelope.id).message);
         if (p !== undefined) this.#after.requestFailed(p, error);
       },
     );
@@ -242,7 +246,9 @@ export class Deliveries {
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
-    const record = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
+    let record: AuditRecord | undefined = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
+    // A restored message's sender is gone: its reply is kept with its row, for result().
+    if (record !== undefined && p.keepReply) record = { ...record, keptReply: encoded.json };
     commit.stage(
       record,
       () => {
