@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteAuditLog } from '../src/audit/index.js';
+import { Orchestrator } from '../src/index.js';
 import { mayBeAlive, type Run } from '../src/audit/runs.js';
 import { attemptMaker, tempDirPerTest } from './support/audit-records.js';
 
@@ -56,5 +57,51 @@ describe('a file log opened after a crashed run', () => {
     expect(entries.filter((e) => e.outcome === 'interrupted')).toHaveLength(1); // the notify is not a request
     expect(third.verify().ok).toBe(true);
     third.close();
+  });
+
+  it('leaves an ask approved in the crashed run and still waiting for its recipient held, not interrupted', () => {
+    const path = join(dir.path, 'approved-waiting.db');
+    const attempt = attemptMaker();
+    const held = attempt({ decision: 'pending' });
+    const first = new SqliteAuditLog({ path });
+    first.append([held]);
+    first.close();
+    const second = new SqliteAuditLog({ path });
+    const from = second.head().seq + 1;
+    second.append([{ kind: 'approval', ts: 2, messageId: held.messageId, to: held.to, from: held.from, conversationId: held.conversationId, approval: 'approved', policyVersion: 1 }]);
+    second.close();
+    // As the durable approvals leave it: approved, its copy kept until the recipient registers.
+    const db = new Database(path);
+    db.prepare('INSERT INTO approval_hold (seq, message_id, recipient, requested_at, expires_at, rule, trust, approved, envelope, payload) VALUES (1, ?, ?, 1, ?, NULL, 0, 1, ?, ?)').run(
+      held.messageId, held.to, Date.now() + 3_600_000, '{}', '{}',
+    );
+    db.prepare("INSERT OR REPLACE INTO audit_meta (key, value) VALUES ('runs', ?)").run(JSON.stringify([run({ pid: deadPid(), from })]));
+    db.close();
+    const third = new SqliteAuditLog({ path });
+    expect(third.query({ limit: 10 }).some((e) => e.outcome === 'interrupted')).toBe(false);
+    third.close();
+  });
+});
+
+describe('Orchestrator#result() of an interrupted message', () => {
+  it('rejects with CLOSED, naming the process that stopped', async () => {
+    const path = join(dir.path, 'interrupted.db');
+    const attempt = attemptMaker();
+    const ask = attempt();
+    const first = new SqliteAuditLog({ path });
+    const from = first.head().seq + 1;
+    first.append([ask]);
+    first.close();
+    const db = new Database(path);
+    db.prepare("INSERT OR REPLACE INTO audit_meta (key, value) VALUES ('runs', ?)").run(JSON.stringify([run({ pid: deadPid(), from })]));
+    db.close();
+    const bus = new Orchestrator({ audit: { path } });
+    try {
+      const error = await bus.result(ask.messageId).then(() => undefined, (e: unknown) => e);
+      expect(error).toMatchObject({ code: 'CLOSED', messageId: ask.messageId });
+      expect((error as Error).message).toMatch(/stopped without closing/);
+    } finally {
+      await bus.close();
+    }
   });
 });
