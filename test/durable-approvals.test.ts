@@ -209,6 +209,43 @@ describe('durable approvals: decisions after a restart', () => {
   });
 });
 
+describe('durable approvals: an edited approved flag', () => {
+  it('a hold marked approved in the file with no approval row in the log is not delivered: recorded failed with INVALID_PAYLOAD', async () => {
+    const id = await holdAndClose({ amount: 9 });
+    const db = new Database(path);
+    db.prepare('UPDATE approval_hold SET approved = 1').run();
+    db.close();
+    const b = bus();
+    const pay = vi.fn(() => 'paid');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.list()).toEqual([]);
+    expect(await errorOf(b.result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
+    expect(pay).not.toHaveBeenCalled();
+    expect(b.getMessageLog().find((e) => e.messageId === id)).toMatchObject({ approval: 'cancelled', outcome: 'failed' });
+  });
+
+  it('a hold another process shows approved in the file with no approval row is not delivered by the bus that listed it', async () => {
+    const id = await holdAndClose({ amount: 10 });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const b = bus();
+      const pay = vi.fn(() => 'paid');
+      b.register('payment', { handlers: { pay } });
+      expect(b.approvals.list().map((a) => a.id)).toEqual([id]);
+      const db = new Database(path);
+      db.prepare('UPDATE approval_hold SET approved = 1').run();
+      db.close();
+      const settled = errorOf(b.result(id));
+      vi.advanceTimersByTime(1_000);
+      expect(await settled).toMatchObject({ code: 'INVALID_PAYLOAD' });
+      expect(pay).not.toHaveBeenCalled();
+      expect(b.approvals.list()).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('durable approvals: retention', () => {
   it('a kept reply goes with its row when retention (maxRows) drops it', async () => {
     const id = await holdAndClose({ amount: 2 });

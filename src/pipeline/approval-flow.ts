@@ -2,7 +2,8 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import type { AttemptRecord, AuditRecord, HeldCopy, HoldDecision, HoldStore, StoredHold } from '../audit/types.js';
 import { DeadlineQueue } from '../deadlines.js';
 import type { PolicyDecision } from '../policy.js';
-import { absentRecord, noRecipient, readStoredHold, unreadableApproval } from './restore.js';
+import { absentRecord, noRecipient, readStoredHold, unreadableApproval, UNVOUCHED } from './restore.js';
+import { COL } from '../audit/migrations.js';
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
@@ -91,8 +92,15 @@ export class ApprovalFlow {
     });
     for (const hold of changed) {
       if (inFile.get(keyOf(hold)) === 1) {
-        this.#journal.emitDecided(hold.approval, 'approved', undefined, undefined, 'approved by another process');
-        this.#await(hold);
+        const vouched = this.#approvalRecorded(hold.approval.envelope.id, hold.approval.envelope.to);
+        if (vouched === undefined) {
+          this.#ledger.holds.add(hold); // the log cannot be read now: next time
+        } else if (!vouched) {
+          this.#refuseUnvouched(hold);
+        } else {
+          this.#journal.emitDecided(hold.approval, 'approved', undefined, undefined, 'approved by another process');
+          this.#await(hold);
+        }
       } else {
         this.#lost(hold);
         this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, 'decided by another process');
@@ -208,12 +216,15 @@ export class ApprovalFlow {
     const journal = this.#journal;
     const decisions: HoldDecision[] = [];
     for (const s of stored) {
-      const copy = readStoredHold(s);
+      // The flag is a column any editor of the file can set: only a chained approval row vouches for it.
+      const vouched = s.approved ? this.#approvalRecorded(s.messageId, s.to) : true;
+      if (vouched === undefined) continue; // the log cannot be read now: left in the file for the next look
+      const copy = vouched ? readStoredHold(s) : UNVOUCHED;
       if (typeof copy === 'string') {
         const approval = unreadableApproval(s);
         const why = `the held copy was not restored: ${copy}`;
         const records: AuditRecord[] = [journal.outcome(approval.envelope, 'failed', 'INVALID_PAYLOAD', why)];
-        if (!s.approved) records.unshift(journal.decision(approval, 'cancelled', undefined, why));
+        if (!s.approved || !vouched) records.unshift(journal.decision(approval, 'cancelled', undefined, why));
         decisions.push({ messageId: s.messageId, to: s.to, records, approved: s.approved });
         continue;
       }
@@ -548,6 +559,32 @@ export class ApprovalFlow {
     }
     if (p.state === 'held') this.#ledger.release(p);
     this.#follow(p);
+  }
+
+  /**
+   * Whether the log holds an `approved` decision row for `messageId` to `to` (the file's
+   * `approved` flag is written in the same transaction, so a true flag always has one);
+   * undefined when the log cannot be read.
+   */
+  #approvalRecorded(messageId: string, to: string): boolean | undefined {
+    let rows: unknown[][];
+    try {
+      rows = this.#store!.messageRecords(messageId);
+    } catch {
+      return undefined;
+    }
+    return rows.some((row) => row[COL.kind] === 'approval' && row[COL.message_id] === messageId && row[COL.recipient] === to && row[COL.approval] === 'approved');
+  }
+
+  /** A hold this bus listed that the file shows approved with no approval row: never delivered, recorded failed. */
+  #refuseUnvouched(hold: HeldMessage): void {
+    const envelope = hold.approval.envelope;
+    const why = `the held copy was not delivered: ${UNVOUCHED}`;
+    const error = new BusError('INVALID_PAYLOAD', why, { messageId: envelope.id });
+    const records = [this.#journal.decision(hold.approval, 'cancelled', undefined, why), this.#journal.outcome(envelope, 'failed', error.code, error.message)];
+    if (!this.#decideOrStage(hold, records, { approved: true })) return;
+    this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, why);
+    this.#failWritten(hold, error, 'failed');
   }
 
   #decidedElsewhere(hold: HeldMessage, verb: string): BusError {

@@ -11,6 +11,9 @@ import { Mailbox } from '../mailbox.js';
 // Durable approvals, the restoring side: a held copy read back from the audit file is
 // trusted only as far as its chained attempt row vouches for it.
 
+/** Why a hold the file marks approved is not delivered when no approval row of the log vouches for it. */
+export const UNVOUCHED = 'it is marked approved in the file, but the log records no approval of it';
+
 /** A stored hold that passed its checks: the envelope as it will be delivered, and its payload. */
 export interface RestoredCopy {
   readonly envelope: Envelope;
