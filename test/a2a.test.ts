@@ -1,6 +1,6 @@
 // agent-switchboard/a2a, checked with @a2a-js/sdk's own client and server in both directions.
 import { TaskState, type Task } from '@a2a-js/sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { a2aAgent, a2aServer, SCHEMA_EXTENSION_URI, type A2aServerHandle } from '../src/a2a/index.js';
 import { contractJsonSchema } from '../src/tools/catalog.js';
@@ -332,6 +332,21 @@ describe('a2aServer(): tasks/get and tasks/cancel', () => {
     const task = await sendTask(server, 'quote', [dataPart({ sku: 'a' })]);
     const other = await sdkClient(server.url, OTHER_TOKEN);
     await expect(other.getTask({ tenant: '', id: task.id })).rejects.toThrow(/not found/i);
+  });
+});
+
+describe('a2aServer(): what a caller cannot name', () => {
+  it('refuses a request that names a tenant, so a caller cannot add tables of its own to the server or cancel a task where it does not run', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    await expect(client.sendMessage({ ...request('quote', [dataPart({ sku: 'a' })]), tenant: 'tenant-1' })).rejects.toThrow(/tenant/);
+    const started = await client.sendMessage(request('summarize', [textPart('forever')], true));
+    if (!('status' in started)) throw new Error('expected a task');
+    await expect(client.cancelTask({ tenant: 'elsewhere', id: started.id, metadata: undefined })).rejects.toThrow(/tenant/);
+    expect((await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
+    await client.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+    expect(seen.filter((s) => !s.startsWith('aborted'))).toEqual(['summarize forever']);
   });
 });
 

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { A2A_VERSION_HEADER, AGENT_CARD_PATH, Extensions, formatSSEErrorEvent, formatSSEEvent, HTTP_EXTENSION_HEADER, SSE_HEADERS } from '@a2a-js/sdk';
+import { UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import { defaultServerCallContextBuilder, JsonRpcTransportHandler, validateVersion, type User } from '@a2a-js/sdk/server';
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
@@ -187,6 +188,11 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
       headers: req.headers,
       ...(version !== undefined ? { requestedVersion: version } : {}),
     });
+    // One task space per caller: the SDK keeps a table per tenant (never emptied) and keys
+    // running tasks by it while our store does not, so a named tenant is refused.
+    context.setTenant = (tenant: string | undefined) => {
+      if (tenant !== undefined && tenant !== '') throw new UnsupportedOperationError('this server has no tenants: send tenant empty');
+    };
     let reply: Awaited<ReturnType<JsonRpcTransportHandler['handle']>>;
     try {
       validateVersion(context.requestedVersion, card, 'JSONRPC');
