@@ -348,6 +348,21 @@ describe('a2aServer(): what a caller cannot name', () => {
     await client.cancelTask({ tenant: '', id: started.id, metadata: undefined });
     expect(seen.filter((s) => !s.startsWith('aborted'))).toEqual(['summarize forever']);
   });
+
+  it('refuses referenceTaskIds before the SDK looks them up (and writes the caller\'s text to the console)', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      const req = request('quote', [dataPart({ sku: 'a' })]);
+      await expect(client.sendMessage({ ...req, message: { ...req.message!, referenceTaskIds: ['\u001b[2Jforged'] } })).rejects.toThrow(/referenceTaskIds/);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
+    expect(seen).toEqual([]);
+  });
 });
 
 describe('a2aServer(): options', () => {
