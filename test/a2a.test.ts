@@ -381,6 +381,14 @@ describe('a2aServer(): options', () => {
     expect(error.message).not.toContain('short-secret');
   });
 
+  it('refuses callers whose getter throws with INVALID_ARGUMENT, never the thrown value, and registers nothing', async () => {
+    const { bus } = frontBus();
+    const callers = Object.defineProperty({}, TOKEN, { enumerable: true, get: () => { throw new Error('gotcha'); } });
+    const error = await rejectionOf(a2aServer(bus, { agent: 'front', host: '127.0.0.1', port: 0, callers }));
+    expect([error.code, error.message]).toEqual(['INVALID_ARGUMENT', 'Invalid a2aServer options: cannot read callers: gotcha']);
+    expect(() => bus.register('partner')).not.toThrow();
+  });
+
   it('refuses a caller id that is already registered (DUPLICATE_AGENT) and registers nothing', async () => {
     const { bus } = frontBus();
     bus.register('other');

@@ -11,7 +11,7 @@ import { defaultServerCallContextBuilder, JsonRpcTransportHandler, validateVersi
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
 import type { Contracts } from '../contracts.js';
-import { BusError, describe } from '../errors.js';
+import { BusError, describe, toBusError } from '../errors.js';
 import type { BusEventSource } from '../events.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import { parseOptions } from '../options-schema.js';
@@ -247,7 +247,13 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
 /** sha256(token) → caller id, after checking each entry (tokens never appear in errors). */
 function callerTable(callers: Record<string, string>, agent: string): Map<string, string> {
   const table = new Map<string, string>();
-  const entries = Object.entries(callers);
+  let entries: [string, unknown][];
+  try {
+    entries = Object.entries(callers);
+  } catch (error) {
+    // A getter or a Proxy trap of the caller's object: refused, never thrown through.
+    throw toBusError(error, 'INVALID_ARGUMENT', undefined, 'Invalid a2aServer options: cannot read callers: ');
+  }
   if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers is empty: give at least one bearer token → agent id');
   if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers has more than 10000 tokens');
   for (const [token, id] of entries) {
