@@ -194,6 +194,31 @@ describe('a2aServer(): tasks follow the message', () => {
     expect(statusText(timeout.status?.message)).toMatch(/^TIMEOUT: /);
   });
 
+  it('escapes the agent\'s text in status messages: an error message and a progress note carry no control or bidirectional character', async () => {
+    const bus = makeBus({ contracts, policies: POLICIES });
+    bus.register('front', {
+      handlers: {
+        quote: () => {
+          throw new Error('no price\u001b[2J\u202e');
+        },
+        summarize: (_text: string, ctx: HandlerContext) => {
+          ctx.progress(0.5, 'half\u001b]0;owned\u0007 way');
+          return 'done';
+        },
+      } as never,
+    });
+    const server = await serve(bus);
+    const failed = await sendTask(server, 'quote', [dataPart({ sku: 'a' })]);
+    expect(statusText(failed.status?.message)).toContain('no price\\x1b[2J\\u202e');
+    const client = await sdkClient(server.url, TOKEN);
+    const texts: string[] = [];
+    for await (const event of client.sendMessageStream(request('summarize', [textPart('x')]))) {
+      if (event.payload?.$case === 'statusUpdate' && event.payload.value.status?.message !== undefined) texts.push(statusText(event.payload.value.status.message));
+    }
+    expect(texts).toContain('half\\x1b]0;owned\\x07 way');
+    for (const text of [...texts, statusText(failed.status?.message)]) expect(text).not.toMatch(/[\u0000-\u001f\u202e]/);
+  });
+
   it('is rejected with RATE_LIMITED once the caller\'s bucket is empty', async () => {
     const { bus } = frontBus(POLICIES, { limits: { rate: { perSecond: 0.001, burst: 1 } } });
     const server = await serve(bus);

@@ -6,6 +6,7 @@ import { Role, TaskState, type Message, type Task } from '@a2a-js/sdk';
 import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
 import type { Agent } from '../agent.js';
 import { isBusError, type ErrorCode } from '../errors.js';
+import { escapeText } from '../escape-text.js';
 import type { BusEventSource } from '../events.js';
 import type { PendingApproval } from '../approvals.js';
 import type { Job } from '../types.js';
@@ -199,8 +200,10 @@ export class BusExecutor implements AgentExecutor {
   }
 }
 
+// Status text carries the agent's words (error messages, progress notes, rule names), and a
+// client shows it on a terminal or a page: escaped here, as every such text is.
 function agentMessage(contextId: string, taskId: string | undefined, text: string, metadata: Record<string, unknown>): Message {
-  return { messageId: randomUUID(), contextId, taskId: taskId ?? '', role: Role.ROLE_AGENT, parts: [textPart(text)], metadata, extensions: [], referenceTaskIds: [] };
+  return { messageId: randomUUID(), contextId, taskId: taskId ?? '', role: Role.ROLE_AGENT, parts: [textPart(escapeText(text))], metadata, extensions: [], referenceTaskIds: [] };
 }
 
 function clip(text: string): string {
