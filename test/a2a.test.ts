@@ -390,6 +390,17 @@ describe('a2aServer(): what a caller cannot name', () => {
   });
 });
 
+describe('a2aServer(): errors', () => {
+  it('answers an internal error without its text: a malformed part is "internal error", never the TypeError naming the code', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'SendMessage', params: { message: { messageId: 'm', role: 'ROLE_USER', parts: [null] } } });
+    const res = await fetch(`${server.url}/a2a/jsonrpc`, { method: 'POST', body, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    expect(await res.json()).toEqual({ jsonrpc: '2.0', id: 6, error: { code: -32603, message: 'internal error' } });
+    expect(seen).toEqual([]);
+  });
+});
+
 describe('a2aServer(): options', () => {
   it('refuses an unknown option, naming it', async () => {
     const { bus } = frontBus();

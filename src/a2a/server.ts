@@ -200,7 +200,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
     } catch (error) {
       return json(res, 200, rpcError(body, error));
     }
-    if (!isAsyncIterable(reply)) return json(res, 200, reply);
+    if (!isAsyncIterable(reply)) return json(res, 200, withoutInternals(reply));
     // A stream: a refusal before its first event is a plain JSON-RPC error; then SSE until
     // the task ends. A client that goes away stops the writes, not the reading: the SDK
     // records the task's states as it reads them, so tasks/get stays true.
@@ -294,7 +294,17 @@ function rpcError(body: string, error: unknown): unknown {
   }
   const mapped = JsonRpcTransportHandler.mapToJSONRPCError(error);
   // Code and message only: the SDK's details may carry internals.
-  return { jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } };
+  return withoutInternals({ jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } });
+}
+
+/** JSON-RPC's "internal error": its message is a thrown error's own text (a TypeError's, naming our code). */
+const INTERNAL_ERROR = -32603;
+
+/** `reply`, with the message of an internal error replaced: the caller learns that it failed, not where. */
+function withoutInternals<T>(reply: T): T {
+  const error = (reply as { error?: { code?: unknown } } | null)?.error;
+  if (typeof error !== 'object' || error === null || error.code !== INTERNAL_ERROR) return reply;
+  return { ...reply, error: { code: INTERNAL_ERROR, message: 'internal error' } };
 }
 
 function isAsyncIterable(value: unknown): value is AsyncGenerator<unknown, void, undefined> {
