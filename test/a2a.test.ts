@@ -1,4 +1,5 @@
 // agent-switchboard/a2a, checked with @a2a-js/sdk's own client and server in both directions.
+import { connect, type Socket } from 'node:net';
 import { TaskState, type Task } from '@a2a-js/sdk';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
@@ -398,6 +399,36 @@ describe('a2aServer(): errors', () => {
     const res = await fetch(`${server.url}/a2a/jsonrpc`, { method: 'POST', body, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'a2a-version': '1.0' } });
     expect(await res.json()).toEqual({ jsonrpc: '2.0', id: 6, error: { code: -32603, message: 'internal error' } });
     expect(seen).toEqual([]);
+  });
+});
+
+describe('a2aServer(): connections', () => {
+  it('closes a connection beyond maxConnections at once, and serves again once one closes', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus, { maxConnections: 2 });
+    const { port } = new URL(server.url);
+    const open = async (): Promise<Socket> => {
+      const socket = connect(Number(port), '127.0.0.1');
+      // A whole request answered: the server has accepted and counted this socket (kept alive).
+      socket.write('GET /.well-known/agent-card.json HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      await new Promise<void>((resolve, reject) => {
+        socket.once('data', () => resolve());
+        socket.once('close', () => reject(new Error('closed')));
+      });
+      return socket;
+    };
+    const first = await open();
+    const second = await open();
+    await expect(open()).rejects.toThrow('closed');
+    first.destroy();
+    await expect.poll(async () => (await fetch(`${server.url}/.well-known/agent-card.json`)).status).toBe(200);
+    second.destroy();
+  });
+
+  it('refuses maxConnections of 0, naming it', async () => {
+    const { bus } = frontBus();
+    const error = await rejectionOf(a2aServer(bus, { agent: 'front', host: '127.0.0.1', port: 0, callers: { [TOKEN]: 'partner' }, maxConnections: 0 }));
+    expect(error.message).toMatch(/^Invalid a2aServer options: maxConnections: /);
   });
 });
 

@@ -54,6 +54,8 @@ export interface A2aServerOptions {
   readonly maxBodyBytes?: number;
   /** Tasks remembered for tasks/get and tasks/cancel (the oldest go first). @default 10000 */
   readonly maxTasks?: number;
+  /** Open connections at most, authenticated or not: one beyond is closed at once. @default 1024 */
+  readonly maxConnections?: number;
   /** The URL peers reach this server at, when it sits behind a proxy. @default `http://host:port` */
   readonly publicUrl?: string;
 }
@@ -89,6 +91,7 @@ const optionsSchema = z.strictObject({
   timeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
   maxTasks: z.number().int().min(1).max(10_000_000).optional(),
+  maxConnections: z.number().int().min(1).max(1_000_000).optional(),
   publicUrl: z.url().optional(),
 });
 
@@ -143,6 +146,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const server = createServer();
   server.headersTimeout = 10_000;
   server.requestTimeout = 60_000;
+  // Each socket costs a file descriptor and buffers whether or not it ever authenticates: bounded.
+  server.maxConnections = o.maxConnections ?? 1024;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
