@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Orchestrator, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
 import { LoopbackNetwork } from './support/loopback.js';
 
 const RULES: PolicyRule[] = [{ from: 'purchase', to: 'payment', allow: ['ask', 'delegate', 'notify'], requireApproval: true }];
@@ -385,6 +385,31 @@ describe('Orchestrator#result()', () => {
       expect(await asked).toMatchObject({ code: 'CLOSED' });
     }
     expect(decisions).toEqual(['memory: cancelled']);
+  });
+});
+
+describe('Orchestrator#result(): many waiters', () => {
+  it('reads the log once per look for one message, however many callers wait for it', async () => {
+    const b = bus();
+    b.register('payment', { handlers: { pay: () => undefined } });
+    void b.register('purchase').notify('pay', { amount: 1 }, { to: ['payment'] });
+    await b.flush();
+    const [held] = b.approvals.list();
+    const id = held!.envelope.id;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const waiting = Array.from({ length: 50 }, () => b.result(id));
+      const reads = vi.spyOn(SqliteAuditLog.prototype, 'messageRecords');
+      vi.advanceTimersByTime(200);
+      expect(reads).toHaveBeenCalledTimes(1);
+      reads.mockRestore();
+      b.approvals.approve(held!.id);
+      await b.flush();
+      vi.advanceTimersByTime(200);
+      expect(await Promise.all(waiting)).toEqual(Array(50).fill(undefined));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

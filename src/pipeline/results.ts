@@ -105,12 +105,17 @@ export class Results {
     if (this.#timer !== undefined || this.#followers.size === 0 || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // One read per message, however many wait for it: a read may scan the log.
+      const verdicts = new Map<string, Verdict>();
       for (const f of [...this.#followers]) {
-        let verdict: Verdict;
-        try {
-          verdict = this.#read(f.id);
-        } catch (error) {
-          verdict = { error: error instanceof BusError ? error : new BusError('AUDIT_UNAVAILABLE', String(error)) };
+        let verdict = verdicts.get(f.id);
+        if (verdict === undefined) {
+          try {
+            verdict = this.#read(f.id);
+          } catch (error) {
+            verdict = { error: error instanceof BusError ? error : new BusError('AUDIT_UNAVAILABLE', String(error)) };
+          }
+          verdicts.set(f.id, verdict);
         }
         if (verdict === 'pending') continue;
         this.#followers.delete(f);
