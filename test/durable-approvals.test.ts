@@ -224,6 +224,30 @@ describe('durable approvals: an edited approved flag', () => {
     expect(b.getMessageLog().find((e) => e.messageId === id)).toMatchObject({ approval: 'cancelled', outcome: 'failed' });
   });
 
+  it('a delivered message whose hold is put back in the file, marked approved, is not delivered again', async () => {
+    const id = await holdAndClose({ amount: 11 });
+    const db = new Database(path);
+    const saved = db.prepare('SELECT * FROM approval_hold').all() as Record<string, unknown>[];
+    db.close();
+    const pay = vi.fn(() => 'paid');
+    const second = bus();
+    second.register('payment', { handlers: { pay } });
+    second.approvals.approve(id, { by: 'ops' });
+    expect(await second.result(id)).toBe('paid');
+    await closeAll();
+    const edit = new Database(path);
+    for (const row of saved) {
+      const keys = Object.keys(row);
+      edit.prepare(`INSERT INTO approval_hold (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...keys.map((k) => (k === 'approved' ? 1 : row[k])));
+    }
+    edit.close();
+    const third = bus();
+    third.register('payment', { handlers: { pay } });
+    await third.flush();
+    expect(pay).toHaveBeenCalledTimes(1);
+    expect(third.approvals.list()).toEqual([]);
+  });
+
   it('a hold another process shows approved in the file with no approval row is not delivered by the bus that listed it', async () => {
     const id = await holdAndClose({ amount: 10 });
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });

@@ -562,9 +562,10 @@ export class ApprovalFlow {
   }
 
   /**
-   * Whether the log holds an `approved` decision row for `messageId` to `to` (the file's
-   * `approved` flag is written in the same transaction, so a true flag always has one);
-   * undefined when the log cannot be read.
+   * Whether the log vouches for a hold the file marks approved: its one decision row is
+   * `approved` and no outcome follows it (the flag is set in the transaction of that row,
+   * and the first outcome takes the hold out of the file, so a hold put back after its
+   * delivery has one); undefined when the log cannot be read.
    */
   #approvalRecorded(messageId: string, to: string): boolean | undefined {
     let rows: unknown[][];
@@ -573,7 +574,11 @@ export class ApprovalFlow {
     } catch {
       return undefined;
     }
-    return rows.some((row) => row[COL.kind] === 'approval' && row[COL.message_id] === messageId && row[COL.recipient] === to && row[COL.approval] === 'approved');
+    const own = rows.filter((row) => row[COL.message_id] === messageId && row[COL.recipient] === to);
+    const decisions = own.filter((row) => row[COL.kind] === 'approval');
+    if (decisions.length !== 1 || decisions[0]![COL.approval] !== 'approved') return false;
+    const approvedAt = decisions[0]![COL.seq] as number;
+    return !own.some((row) => row[COL.kind] === 'outcome' && (row[COL.seq] as number) > approvedAt);
   }
 
   /** A hold this bus listed that the file shows approved with no approval row: never delivered, recorded failed. */
