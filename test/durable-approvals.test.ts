@@ -248,6 +248,29 @@ describe('durable approvals: an edited approved flag', () => {
     expect(third.approvals.list()).toEqual([]);
   });
 
+  it('a rejected message whose hold is put back in the file is not delivered when approved: the approval is refused INVALID_PAYLOAD', async () => {
+    const id = await holdAndClose({ amount: 12 });
+    const db = new Database(path);
+    const saved = db.prepare('SELECT * FROM approval_hold').all() as Record<string, unknown>[];
+    db.close();
+    bus().approvals.reject(id, { by: 'ops', reason: 'no' });
+    await closeAll();
+    const edit = new Database(path);
+    for (const row of saved) {
+      const keys = Object.keys(row);
+      edit.prepare(`INSERT INTO approval_hold (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...keys.map((k) => row[k]));
+    }
+    edit.close();
+    const third = bus();
+    const pay = vi.fn(() => 'paid');
+    third.register('payment', { handlers: { pay } });
+    expect(third.approvals.list().map((a) => a.id)).toEqual([id]);
+    expect(third.approvals.approve(id, { by: 'ops' })).toMatchObject({ staged: false, code: 'INVALID_PAYLOAD' });
+    await third.flush();
+    expect(pay).not.toHaveBeenCalled();
+    expect(third.approvals.list()).toEqual([]);
+  });
+
   it('a hold another process shows approved in the file with no approval row is not delivered by the bus that listed it', async () => {
     const id = await holdAndClose({ amount: 10 });
     vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });

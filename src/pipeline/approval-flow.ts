@@ -2,7 +2,7 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import type { AttemptRecord, AuditRecord, HeldCopy, HoldDecision, HoldStore, StoredHold } from '../audit/types.js';
 import { DeadlineQueue } from '../deadlines.js';
 import type { PolicyDecision } from '../policy.js';
-import { absentRecord, noRecipient, readStoredHold, unreadableApproval, UNVOUCHED } from './restore.js';
+import { absentRecord, noRecipient, readStoredHold, REDECIDED, unreadableApproval, UNVOUCHED } from './restore.js';
 import { COL } from '../audit/migrations.js';
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
@@ -343,6 +343,10 @@ export class ApprovalFlow {
     const envelope = hold.approval.envelope;
     const journal = this.#journal;
     const p = hold.pending;
+    // A restored hold is a row any editor of the file can put back: one the log shows decided is never delivered.
+    if (hold.approval.restored === true && this.#decidedInLog(envelope.id, envelope.to)) {
+      return refused(this.#refuseUnvouched(hold, false, REDECIDED));
+    }
     let failure: BusError | undefined;
     let recipient: AgentRecord | undefined;
     let decision: PolicyDecision | undefined;
@@ -581,15 +585,28 @@ export class ApprovalFlow {
     return !own.some((row) => row[COL.kind] === 'outcome' && (row[COL.seq] as number) > approvedAt);
   }
 
-  /** A hold this bus listed that the file shows approved with no approval row: never delivered, recorded failed. */
-  #refuseUnvouched(hold: HeldMessage): void {
+  /** Whether the log records a decision on `messageId` to `to` already (a read failure counts as decided: nothing is delivered on it). */
+  #decidedInLog(messageId: string, to: string): boolean {
+    try {
+      return this.#store!.messageRecords(messageId).some((row) => row[COL.kind] === 'approval' && row[COL.message_id] === messageId && row[COL.recipient] === to);
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * A hold the log does not vouch for (marked approved with no approval row, or decided
+   * before): never delivered, recorded cancelled and failed. Returns the sender's error.
+   */
+  #refuseUnvouched(hold: HeldMessage, approvedInFile = true, what = UNVOUCHED): BusError {
     const envelope = hold.approval.envelope;
-    const why = `the held copy was not delivered: ${UNVOUCHED}`;
+    const why = `the held copy was not delivered: ${what}`;
     const error = new BusError('INVALID_PAYLOAD', why, { messageId: envelope.id });
     const records = [this.#journal.decision(hold.approval, 'cancelled', undefined, why), this.#journal.outcome(envelope, 'failed', error.code, error.message)];
-    if (!this.#decideOrStage(hold, records, { approved: true })) return;
+    if (!this.#decideOrStage(hold, records, { approved: approvedInFile })) return error;
     this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, why);
     this.#failWritten(hold, error, 'failed');
+    return error;
   }
 
   #decidedElsewhere(hold: HeldMessage, verb: string): BusError {

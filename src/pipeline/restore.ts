@@ -14,6 +14,9 @@ import { Mailbox } from '../mailbox.js';
 /** Why a hold the file marks approved is not delivered when no approval row of the log vouches for it. */
 export const UNVOUCHED = 'it is marked approved in the file, but the log records no approval of it';
 
+/** Why a restored hold is not delivered on approval when the log shows it decided already (its row was put back in the file). */
+export const REDECIDED = 'the log records a decision on it already';
+
 /** A stored hold that passed its checks: the envelope as it will be delivered, and its payload. */
 export interface RestoredCopy {
   readonly envelope: Envelope;
