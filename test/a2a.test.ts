@@ -402,6 +402,19 @@ describe('a2aServer(): errors', () => {
   });
 });
 
+describe('a2aServer(): remembered tasks', () => {
+  it('forgets the oldest tasks once they hold more than maxTaskBytes, however few they are', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus, { maxTaskBytes: 100_000 });
+    const client = await sdkClient(server.url, TOKEN);
+    const big = 'x'.repeat(30_000);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await sendTask(server, 'summarize', [textPart(`${i}${big}`)])).id);
+    await expect(client.getTask({ tenant: '', id: ids[0]! })).rejects.toThrow(/not found/i);
+    expect((await client.getTask({ tenant: '', id: ids[3]! })).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+  });
+});
+
 describe('a2aServer(): connections', () => {
   it('closes a connection beyond maxConnections at once, and serves again once one closes', async () => {
     const { bus } = frontBus();

@@ -54,6 +54,8 @@ export interface A2aServerOptions {
   readonly maxBodyBytes?: number;
   /** Tasks remembered for tasks/get and tasks/cancel (the oldest go first). @default 10000 */
   readonly maxTasks?: number;
+  /** Bytes of remembered tasks at most (each keeps the caller's message and the reply; the oldest go first). @default 67108864 */
+  readonly maxTaskBytes?: number;
   /** Open connections at most, authenticated or not: one beyond is closed at once. @default 1024 */
   readonly maxConnections?: number;
   /** The URL peers reach this server at, when it sits behind a proxy. @default `http://host:port` */
@@ -91,6 +93,7 @@ const optionsSchema = z.strictObject({
   timeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
   maxTasks: z.number().int().min(1).max(10_000_000).optional(),
+  maxTaskBytes: z.number().int().min(1024).max(2 ** 40).optional(),
   maxConnections: z.number().int().min(1).max(1_000_000).optional(),
   publicUrl: z.url().optional(),
 });
@@ -165,7 +168,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const url = (o.publicUrl ?? `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`).replace(/\/+$/, '');
   const card = buildCard(o.agent, `${url}${RPC_PATH}`, skills, (o.card ?? {}) as CardOverrides);
   const cardBody = JSON.stringify(cardJson(card));
-  const requestHandler = new OneMessageTasks(card, new BoundedTaskStore(o.maxTasks ?? 10_000), executor);
+  const requestHandler = new OneMessageTasks(card, new BoundedTaskStore(o.maxTasks ?? 10_000, o.maxTaskBytes ?? 64 * 1024 * 1024), executor);
   const transport = new JsonRpcTransportHandler(requestHandler);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
