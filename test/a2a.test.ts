@@ -195,6 +195,30 @@ describe('a2aServer(): tasks follow the message', () => {
     expect(statusText(timeout.status?.message)).toMatch(/^TIMEOUT: /);
   });
 
+  it('keeps a task small however often its handler reports progress: the status is the latest report, the history holds one', async () => {
+    const bus = makeBus({ contracts, policies: POLICIES });
+    bus.register('front', {
+      handlers: {
+        summarize: (_text: string, ctx: HandlerContext) => {
+          for (let i = 1; i <= 300; i++) ctx.progress(i / 1000, `step ${i}`);
+          return 'done';
+        },
+      } as never,
+    });
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    const notes: string[] = [];
+    let id = '';
+    for await (const event of client.sendMessageStream(request('summarize', [textPart('x')]))) {
+      if (event.payload?.$case === 'task') id = event.payload.value.id;
+      if (event.payload?.$case === 'statusUpdate' && event.payload.value.status?.message !== undefined) notes.push(statusText(event.payload.value.status.message));
+    }
+    expect(notes).toContain('step 300');
+    const task = await client.getTask({ tenant: '', id });
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(task.history.length).toBeLessThan(5);
+  });
+
   it('escapes the agent\'s text in status messages: an error message and a progress note carry no control or bidirectional character', async () => {
     const bus = makeBus({ contracts, policies: POLICIES });
     bus.register('front', {
