@@ -293,6 +293,21 @@ describe('durable approvals: an edited approved flag', () => {
   });
 });
 
+describe('Orchestrator#result(): an edited kept reply', () => {
+  it('rejects with INVALID_PAYLOAD when the kept reply does not match the hash its reply row records, never resolving with it', async () => {
+    const id = await holdAndClose({ amount: 13 });
+    const second = bus();
+    second.approvals.approve(id, { by: 'ops' });
+    second.register('payment', { handlers: { pay: () => ({ paid: 13 }) } });
+    await second.onIdle();
+    await closeAll();
+    const db = new Database(path);
+    expect(db.prepare('UPDATE kept_reply SET reply = ?').run(JSON.stringify({ paid: 13_000_000 })).changes).toBe(1);
+    db.close();
+    expect(await errorOf(bus().result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
+  });
+});
+
 describe('durable approvals: retention', () => {
   it('a kept reply goes with its row when retention (maxRows) drops it', async () => {
     const id = await holdAndClose({ amount: 2 });
