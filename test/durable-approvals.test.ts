@@ -293,6 +293,21 @@ describe('durable approvals: an edited approved flag', () => {
   });
 });
 
+describe('durable approvals: an edited rule', () => {
+  it('a restored hold shows the rule its chained pending row records, not the one the file\'s hold row says', async () => {
+    const id = await holdAndClose({ amount: 14 });
+    const before = new Database(path, { readonly: true });
+    const recorded = before.prepare('SELECT rule FROM approval_hold').pluck().get();
+    before.close();
+    expect(typeof recorded).toBe('string');
+    const db = new Database(path);
+    db.prepare('UPDATE approval_hold SET rule = ?').run('petty cash, auto-approve');
+    db.close();
+    const [item] = bus().approvals.list();
+    expect(item).toMatchObject({ id, rule: recorded });
+  });
+});
+
 describe('Orchestrator#result(): an edited kept reply', () => {
   it('rejects with INVALID_PAYLOAD when the kept reply does not match the hash its reply row records, never resolving with it', async () => {
     const id = await holdAndClose({ amount: 13 });

@@ -59,7 +59,7 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
     Number.isSafeInteger(stored.depth) &&
     (stored.deadline === undefined || Number.isFinite(stored.deadline));
   if (!valid) return 'its stored envelope cannot be read';
-  // Who, to whom, what and when come from the chained row; only priority, depth and deadline from the copy.
+  // Who, to whom, what, when and the rule come from the chained row; only priority, depth and deadline from the copy.
   const envelope: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     id: s.messageId,
     type,
@@ -78,7 +78,8 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
   const approval: PendingApproval = Object.freeze({
     id: envelope.type === 'notify' ? `${envelope.id}/${envelope.to}` : envelope.id,
     envelope,
-    ...(s.rule !== undefined ? { rule: s.rule } : {}),
+    // The operator decides on it: the chained row's rule, not the hold row's copy.
+    ...(typeof row[COL.rule] === 'string' ? { rule: row[COL.rule] as string } : {}),
     payloadHash: row[COL.payload_hash] as string,
     payloadBytes: row[COL.payload_bytes] as number,
     requestedAt: s.requestedAt,
