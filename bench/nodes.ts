@@ -23,7 +23,7 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
   const make = async (node: string) =>
     new Orchestrator({
       node,
-      transport: await natsTransport({ servers: url, bus }),
+      transport: await natsTransport({ servers: url, bus, insecure: true }),
       policies: [{ from: 'client', to: 'echo', allow: ['ask'] }],
       limits: { rate: false, maxQueue: 1_000_000 },
       audit: audit === 'off' ? (false as const) : audit === 'memory' ? { path: ':memory:' } : { path: join(dir, `${bus}-${node}.db`) },

@@ -183,6 +183,7 @@ export class Orchestrator<C extends Contracts = any> {
       Object.freeze({
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
+        refused: (report) => inbound.refused(report),
       } satisfies InboundPort),
     );
   }

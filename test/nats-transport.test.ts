@@ -11,7 +11,7 @@ describe('natsTransport()', () => {
   });
 
   it('rejects with TRANSPORT_UNAVAILABLE naming the servers when no broker answers', async () => {
-    await expect(natsTransport({ servers: ['nats://127.0.0.1:1'], bus: 'shop', connectTimeoutMs: 500 })).rejects.toMatchObject({
+    await expect(natsTransport({ servers: ['nats://127.0.0.1:1'], bus: 'shop', insecure: true, connectTimeoutMs: 500 })).rejects.toMatchObject({
       code: 'TRANSPORT_UNAVAILABLE',
       message: expect.stringContaining('nats://127.0.0.1:1'),
     });

@@ -37,7 +37,7 @@ await new Promise<void>((resolve, reject) => {
 // Node 1, here.
 const bus = new Orchestrator({
   node: 'research-1',
-  transport: await natsTransport({ servers: url, bus: 'example' }),
+  transport: await natsTransport({ servers: url, bus: 'example', insecure: true }),
   policies: [
     { from: 'research', to: 'writer', allow: ['ask', 'delegate', 'notify'] },
     { from: 'writer', to: 'research', allow: ['ask'], intents: ['clarify'] },

@@ -8,7 +8,7 @@ if (url === undefined) throw new Error('usage: worker-node.ts <nats-url>');
 
 const bus = new Orchestrator({
   node: 'writers-1',
-  transport: await natsTransport({ servers: url, bus: 'example' }),
+  transport: await natsTransport({ servers: url, bus: 'example', insecure: true }),
   // The receiving node's rules decide what reaches its agents.
   policies: [
     { from: 'research', to: 'writer', allow: ['ask', 'delegate', 'notify'] },

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
+import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
@@ -32,8 +33,10 @@ Commands:
   log <db>       Show the message log, newest first
   export <db>    Write every entry, oldest first, as JSON Lines or CSV
   verify <db>    Check the hash chain end to end
-  nats-config <topology.json>
-                 Write nats-server permissions and node credentials (see docs/nodes.md)
+  fleet init <fleet.json>
+                 Write a fleet's roster, node and operator keys and nats-server
+                 permissions (alias: nats-config; see docs/nodes.md)
+  fleet bucket   Create the fleet's claims bucket (an operator, once)
 
 Options:
   -h, --help     Show help (also: switchboard <command> --help)
@@ -102,7 +105,7 @@ class UsageError extends Error {}
  * @example
  * const code = main(['verify', 'audit.db'], { out: console.log, err: console.error })
  */
-export function main(argv: readonly string[], io: CliIO): number {
+export function main(argv: readonly string[], io: CliIO): number | Promise<number> {
   try {
     const [command, ...rest] = argv;
     if (command === undefined) {
@@ -126,6 +129,8 @@ export function main(argv: readonly string[], io: CliIO): number {
         return runVerify(rest, io);
       case 'nats-config':
         return runNatsConfig(rest, io);
+      case 'fleet':
+        return runFleet(rest, io);
       default:
         throw new UsageError(command.startsWith('-') ? `unknown option ${command}` : `unknown command "${command}"`);
     }
@@ -418,8 +423,10 @@ if (isEntryPoint()) {
     if (e.code === 'EPIPE') process.exit(0); // `switchboard log db | head`
     throw e;
   });
-  process.exitCode = main(process.argv.slice(2), {
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
-  });
+  void Promise.resolve(
+    main(process.argv.slice(2), {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+    }),
+  ).then((code) => (process.exitCode = code));
 }

@@ -30,8 +30,11 @@ import type {
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
-import { Link, type DeadAnswer, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
+import { keysFromSeed, type NodeKeys } from './keys.js';
+import { Link, type DeadAnswer, type DeniedFrame, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
+import { Proofs } from './proofs.js';
+import { loadRoster, RosterIndex } from './roster.js';
 import { Subjects } from './subjects.js';
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);
@@ -160,6 +163,18 @@ interface Held {
 export async function natsTransport(options: NatsTransportOptions): Promise<Transport> {
   const checked = checkNatsOptions(options);
   const subjects = new Subjects(checked.bus);
+  let trust: Trust | undefined;
+  if (checked.roster !== undefined) {
+    const roster = new RosterIndex(loadRoster(checked.roster));
+    if (roster.roster.bus !== checked.bus) throw new BusError('INVALID_ARGUMENT', `natsTransport: the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
+    const keys = keysFromSeed(checked.nkeySeed!);
+    if (roster.nodeOfKey(keys.publicKey) === undefined) {
+      throw new BusError('INVALID_ARGUMENT', `natsTransport: the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
+    }
+    trust = { roster, keys };
+  } else {
+    warnInsecure();
+  }
   const probe = await NodeConnection.open({
     servers: checked.servers,
     inboxPrefix: `${subjects.bus}._r`,
@@ -168,7 +183,24 @@ export async function natsTransport(options: NatsTransportOptions): Promise<Tran
     ...(checked.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: checked.connectTimeoutMs }),
   });
   await probe.close();
-  return new NatsTransport(checked, subjects);
+  return new NatsTransport(checked, subjects, trust);
+}
+
+/** A secure fleet's roster and this node's keys. */
+interface Trust {
+  readonly roster: RosterIndex;
+  readonly keys: NodeKeys;
+}
+
+let warned = false;
+/** One warning per process: an insecure fleet believes whatever the broker delivers. */
+function warnInsecure(): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(
+    'natsTransport runs with insecure: true: no roster, nothing signed or checked; any client of the broker can speak as any agent and read every message. Use `switchboard fleet init` and pass roster and nkeySeed outside tests and local demos.',
+    { code: 'SWITCHBOARD_INSECURE_FLEET' },
+  );
 }
 
 class NatsTransport implements Transport {
@@ -188,15 +220,30 @@ class NatsTransport implements Transport {
   /** Releases in flight: `close()` waits for them before draining. */
   readonly #releasing = new Set<Promise<void>>();
 
-  constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
+  readonly #trust: Trust | undefined;
+
+  constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects, trust: Trust | undefined) {
     this.#options = options;
     this.#subjects = subjects;
+    this.#trust = trust;
   }
 
   attach(node: string, port: InboundPort): void {
     if (this.#node !== undefined) throw new BusError('INVALID_ARGUMENT', `this NATS transport is already attached to node "${this.#node}"; create one transport per orchestrator`);
     if (typeof node !== 'string' || !AGENT_ID_PATTERN.test(node)) throw new BusError('INVALID_ARGUMENT', `node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);
     if (typeof port?.receive !== 'function') throw new BusError('INVALID_ARGUMENT', 'attach needs an InboundPort with a receive() method');
+    const trust = this.#trust;
+    if (trust !== undefined) {
+      const entry = trust.roster.node(node);
+      if (entry === undefined) throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})`);
+      if (entry.signingKey !== trust.keys.publicKey) {
+        const owner = trust.roster.nodeOfKey(trust.keys.publicKey);
+        throw new BusError(
+          'INVALID_ARGUMENT',
+          `node "${node}" was given the seed of key ${trust.keys.publicKey}${owner === undefined ? '' : ` (node "${owner}" in the roster)`}, but the roster lists node "${node}" with key ${entry.signingKey}: start it with its own .nk file`,
+        );
+      }
+    }
     this.#node = node;
     this.#port = port;
     this.#started = this.#start(node);
@@ -313,6 +360,7 @@ class NatsTransport implements Transport {
         node,
         ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
         onLost: (agent, holder) => this.#lost(agent, holder),
+        ...(this.#trust === undefined ? {} : { trust: this.#trust }),
       });
       const directory = new Directory(claims, node);
       claims.onChange(() => directory.invalidate());
@@ -324,7 +372,20 @@ class NatsTransport implements Transport {
       }
       directory.invalidate();
       const maxPayloadBytes = conn.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
-      const link = new Link({ connection: conn, subjects: this.#subjects, node, maxPayloadBytes, onDead: (d) => this.#dead(d) });
+      const trust = this.#trust;
+      const proofs = new Proofs({ bus: this.#subjects.bus, node, ...(trust === undefined ? {} : { roster: trust.roster, keys: trust.keys }) });
+      const link = new Link({
+        connection: conn,
+        subjects: this.#subjects,
+        node,
+        maxPayloadBytes,
+        onDead: (d) => this.#dead(d),
+        onDenied: (d) => this.#denied(d),
+        proofs,
+        ...(trust === undefined ? {} : { roster: trust.roster }),
+        seal: o.seal === 'always',
+        ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }),
+      });
       const parts: Parts = { conn, claims, directory, link };
       conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {
@@ -366,7 +427,7 @@ class NatsTransport implements Transport {
     else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
     else wait = budgetMs;
     const sent = new Sent(id, sink, to, from, type, this.#sent);
-    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait }, sent);
+    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait, peer: outbound.node }, sent);
     this.#sent.delete(id);
     this.#sent.set(id, sent);
     if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
@@ -390,6 +451,23 @@ class NatsTransport implements Transport {
     for (const [id, sent] of [...this.#sent]) {
       if (!sent.waitsOn(to, from, kind)) continue;
       sent.refuse('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`);
+    }
+  }
+
+  /** A frame refused for its proof or as a replay: the receiving bus records it (`message:denied`). */
+  #denied(d: DeniedFrame): void {
+    try {
+      this.#port?.refused?.({
+        code: d.error.code,
+        reason: d.error.message,
+        ...(d.id === undefined ? {} : { id: d.id }),
+        ...(d.kind === undefined ? {} : { type: d.kind }),
+        ...(d.from === undefined ? {} : { from: d.from }),
+        ...(d.to === undefined ? {} : { to: d.to }),
+        ...(d.node === undefined ? {} : { fromNode: d.node }),
+      });
+    } catch {
+      // The record is the bus's; a failing port must not break the carriage.
     }
   }
 
@@ -431,7 +509,8 @@ class NatsTransport implements Transport {
 
   /** Delivers `inbound` if the bus-wide claim of its `from` names the node it says it comes from. */
   #check(inbound: Inbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
-    const said = inbound.node;
+    // With a roster the sender's node is the verified signer, never what the message says.
+    const said = this.#trust === undefined ? inbound.node : inbound.signer;
     if (owner === undefined || owner.node === this.#node || said !== owner.node) {
       const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
       refuse(responder, 'POLICY_DENIED', `${inbound.type} ${inbound.id} says it comes from "${inbound.from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${inbound.from}" is claimed by ${holder}: refused`);
@@ -457,6 +536,9 @@ class NatsTransport implements Transport {
     if (inbound.causationId !== undefined) message.causationId = inbound.causationId;
     if (inbound.budgetMs !== undefined) message.budgetMs = inbound.budgetMs;
     if (inbound.traceparent !== undefined) message.traceparent = inbound.traceparent;
+    if (inbound.proof !== undefined) message.proof = inbound.proof;
+    else message.unverified = true;
+    message.sealed = inbound.sealed;
     let handle: InboundHandle;
     try {
       handle = this.#port!.receive(Object.freeze(message), Object.freeze(new Answer(responder)));

@@ -13,7 +13,7 @@ import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
-import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
+import type { InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
@@ -57,7 +57,7 @@ interface Fields {
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
-export class Inbound implements Pick<InboundPort, 'receive'> {
+export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;
@@ -102,6 +102,21 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       this.#refuse(draft, toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined), answer);
       return NO_HANDLE;
     }
+  }
+
+  /** A frame the transport refused before reading it (proof, roster, replay): its row and `message:denied`, no answer. */
+  refused(report: RefusedInbound): void {
+    let f: Fields;
+    let e: BusError;
+    try {
+      const { id, type, from, to, fromNode, code, reason } = report;
+      f = { ...UNREAD, id: id ?? '?', type, from, to, fromNode, intent: '?' };
+      e = new BusError(typeof code === 'string' ? code : 'POLICY_DENIED', recordedText(reason, 1000), typeof id === 'string' ? { messageId: recordedText(id, MAX_ID_LENGTH) } : {});
+    } catch {
+      f = UNREAD;
+      e = new BusError('POLICY_DENIED', 'a frame refused by the transport');
+    }
+    this.#journal.refused(inboundDraft(f, this.#config.clock.now()), e);
   }
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */

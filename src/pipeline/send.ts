@@ -53,7 +53,7 @@ export class Pipeline implements ChainPort {
   readonly #approvals: Approvals;
   readonly #remote: RemoteSends;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
-  readonly inbound: Pick<InboundPort, 'receive'>;
+  readonly inbound: Pick<InboundPort, 'receive'> & Required<Pick<InboundPort, 'refused'>>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;

@@ -95,6 +95,34 @@ export interface InboundMessage {
   readonly budgetMs?: number;
   /** W3C trace context from the sender, when its bus traces: untrusted like the rest, checked with `checkTraceparent()` by the receiving pipeline. */
   readonly traceparent?: string;
+  /**
+   * The sending node's proof, as the transport verified it against its roster (JSON: node,
+   * key, signature and what it covers): kept with the receipt so the log proves what the
+   * peer sent. Absent when the transport cannot prove the sender (`unverified`).
+   */
+  readonly proof?: string;
+  /** True when the transport could not verify who sent it (an insecure fleet). */
+  readonly unverified?: boolean;
+  /** True when it arrived encrypted for this node. */
+  readonly sealed?: boolean;
+}
+
+/**
+ * A frame the transport refused before anything of it was read: a signature that does not
+ * verify, a signer the roster does not list or does not let speak for `from`, an unsealed
+ * frame where sealing is required, a stale or repeated message. Every field is as the frame
+ * or its subject says (unverified), for the record only.
+ */
+export interface RefusedInbound {
+  readonly id?: string;
+  readonly type?: string;
+  readonly from?: string;
+  readonly to?: string;
+  /** The node the frame names (not verified). */
+  readonly fromNode?: string;
+  readonly code: ErrorCode;
+  /** Why, naming the signature, the roster or the replay. */
+  readonly reason: string;
 }
 
 /** How the receiving node answers one inbound message (each method at most once, but progress). */
@@ -121,6 +149,12 @@ export interface InboundPort {
    * report only the claim still current (not one released or claimed again since).
    */
   claimLost?(agentId: string, holder: string): void;
+  /**
+   * The transport refused a frame for its proof (signature, roster, sealing) or as a replay:
+   * it was neither delivered nor answered. The receiving node records a `denied` row and
+   * emits `message:denied`.
+   */
+  refused?(report: RefusedInbound): void;
 }
 
 /**
