@@ -386,6 +386,14 @@ class NatsTransport implements Transport {
         seal: o.seal === 'always',
         ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }),
       });
+      // Ids admitted before a restart stay refused for the freshness window (a replay captured then).
+      const window = 2 * (o.freshnessMs ?? 120_000);
+      try {
+        const recent = this.#port?.admitted?.(Date.now() - window, 100_000) ?? [];
+        link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+      } catch {
+        // A log that cannot be read now: the freshness check still refuses old captures.
+      }
       const parts: Parts = { conn, claims, directory, link };
       conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {

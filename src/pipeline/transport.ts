@@ -155,6 +155,12 @@ export interface InboundPort {
    * emits `message:denied`.
    */
   refused?(report: RefusedInbound): void;
+  /**
+   * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
+   * restarted node refuses their repeats (a replay captured before the restart). At most
+   * `limit`, newest first.
+   */
+  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
 }
 
 /**
