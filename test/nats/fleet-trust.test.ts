@@ -199,11 +199,16 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await expect(attacker.nc.request(forged.subject, forged.data, { timeout: 500 })).rejects.toThrow(/timeout/i);
     // An unsigned frame (an insecure node's) is refused the same way.
     await expect(attacker.nc.request(subjects.inbound('alice', 'chat-1', 'ask'), Buffer.from('p n2 - -\nsb2 m m1 echo 1 c - 0 normal 5000 - - n2\n{}'), { timeout: 500 })).rejects.toThrow(/timeout/i);
-    await vi.waitFor(() => expect(denied).toHaveLength(2));
+    // A frame that says n1 made it, signed with n2's key: the signature does not verify under n1's.
+    const impostor = signedFrame('n2', 'alice', 'carol');
+    const renamed = Buffer.concat([Buffer.from('p n1'), Buffer.from(impostor.data).subarray('p n2'.length)]);
+    await expect(attacker.nc.request(impostor.subject, renamed, { timeout: 500 })).rejects.toThrow(/timeout/i);
+    await vi.waitFor(() => expect(denied).toHaveLength(3));
     expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/node "n2" signed a ask from "carol", but the roster does not let it serve "carol"/) });
     expect(denied[1]!.reason).toMatch(/without a signature/);
+    expect(denied[2]!.reason).toMatch(/the signature of node "n1" does not verify under its roster key/);
     expect(calls).toEqual([]);
-    expect(n1.getMessageLog({ agentId: 'alice', decision: 'denied' }).length).toBe(2);
+    expect(n1.getMessageLog({ agentId: 'alice', decision: 'denied' }).length).toBe(3);
   });
 
   it('refuses a replayed message within the freshness window and a stale one signed long ago', async () => {
