@@ -12,6 +12,8 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
+import { checkRecordedProof } from '../nats/proofs.js';
+import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
 
@@ -67,7 +69,7 @@ how many, since when, and their codes (its JSON has "refusals": count, first, la
 Example:
   switchboard log audit.db --agent writer --limit 20`;
 
-const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY]
+const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY] [--roster roster.json]
 
 Recompute the hash chain from the oldest kept row to the last. Prints "ok: N rows verified"
 and the chain head (exit 0), or names the first bad row (exit 1).
@@ -77,6 +79,9 @@ Options:
                    still holds that row with that hash (catches a truncated tail)
   --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
                    a command-line argument is visible to other users of the machine)
+  --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
+                   receipt (its signature over what it sent), so the log proves what each
+                   peer sent this node
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -208,12 +213,22 @@ function runVerify(args: string[], io: CliIO): number {
     options: {
       key: { type: 'string' },
       head: { type: 'string' },
+      roster: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help === true) {
     io.out(VERIFY_HELP);
     return 0;
+  }
+  let roster: RosterIndex | undefined;
+  if (values.roster !== undefined) {
+    try {
+      roster = new RosterIndex(loadRoster(values.roster));
+    } catch (e) {
+      io.err(`switchboard: ${(e as Error).message}`);
+      return 1;
+    }
   }
   const wanted = values.head === undefined ? undefined : headArg(values.head);
   const path = onePath(positionals, 'verify');
@@ -228,6 +243,15 @@ function runVerify(args: string[], io: CliIO): number {
       return 1;
     }
     const result = log.verify(wanted === undefined ? {} : { head: wanted });
+    if (result.ok && roster !== undefined) {
+      const peers = checkPeerProofs(log, roster);
+      if (peers.bad !== undefined) {
+        io.out(`bad: ${peers.bad}`);
+        io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
+        return 1;
+      }
+      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}`);
+    }
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
@@ -241,6 +265,24 @@ function runVerify(args: string[], io: CliIO): number {
     return 1;
   } finally {
     log.close();
+  }
+}
+
+/** Checks the proof kept with every receipt from another node, in seq order; stops at the first bad one. */
+function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; bad?: string } {
+  let checked = 0;
+  let unverified = 0;
+  for (let after = 0; ; ) {
+    const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT });
+    if (page.length === 0) return { checked, unverified };
+    for (const e of page) {
+      if (e.unverified === true) unverified++;
+      if (e.proof === undefined) continue;
+      const why = checkRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
+      if (why !== undefined) return { checked, unverified, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${why}` };
+      checked++;
+    }
+    after = page[page.length - 1]!.seq;
   }
 }
 

@@ -228,6 +228,10 @@ class NatsTransport implements Transport {
     this.#trust = trust;
   }
 
+  get unverified(): boolean {
+    return this.#trust === undefined;
+  }
+
   attach(node: string, port: InboundPort): void {
     if (this.#node !== undefined) throw new BusError('INVALID_ARGUMENT', `this NATS transport is already attached to node "${this.#node}"; create one transport per orchestrator`);
     if (typeof node !== 'string' || !AGENT_ID_PATTERN.test(node)) throw new BusError('INVALID_ARGUMENT', `node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);

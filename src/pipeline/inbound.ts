@@ -45,6 +45,7 @@ interface Fields {
   depth: unknown;
   budgetMs: unknown;
   traceparent: unknown;
+  proof: unknown;
 }
 
 /**
@@ -306,6 +307,7 @@ function readFields(m: InboundMessage): Fields {
     depth: m.depth,
     budgetMs: m.budgetMs,
     traceparent: m.traceparent,
+    proof: m.proof,
   };
 }
 
@@ -324,6 +326,7 @@ const UNREAD: Fields = Object.freeze({
   depth: undefined,
   budgetMs: undefined,
   traceparent: undefined,
+  proof: undefined,
 });
 
 /**
@@ -347,6 +350,8 @@ function inboundDraft(f: Fields, now: number): Draft {
     decision: undefined,
     peerNode: typeof f.fromNode === 'string' && f.fromNode !== '' ? recordedText(f.fromNode, MAX_ID_LENGTH) : '?',
     traceparent: undefined,
+    // The transport's verified proof of the sender, kept with the receipt (bounded like every recorded field).
+    ...(typeof f.proof === 'string' && f.proof.length <= 16_384 ? { proof: f.proof } : {}),
   };
 }
 

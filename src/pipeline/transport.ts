@@ -203,6 +203,11 @@ export interface Transport {
   ready(): Promise<void>;
   /** Disconnects; called by `bus.close()` after the pipeline shut down. */
   close(): Promise<void>;
+  /**
+   * True when this transport cannot prove which node sent a message (an insecure fleet):
+   * every cross-node audit row is then marked unverified.
+   */
+  readonly unverified?: boolean;
 }
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);

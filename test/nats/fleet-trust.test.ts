@@ -83,14 +83,29 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await server?.dispose();
   });
 
-  it('carries a signed ask and its reply between two nodes; the receipt keeps the sender node as the verified signer', async () => {
+  it("carries a signed ask and its reply; the receiver's log keeps the sender's proof, which `switchboard verify --roster` checks", async () => {
+    const db = join(dir, `n2-proof-${Date.now()}.db`);
     const n1 = await startNode('n1');
-    const n2 = await startNode('n2');
+    const n2 = await startNode('n2', {}, { audit: { path: db } });
     n2.register('bob', { handlers: { echo: (p) => ({ echo: p }) } });
     const alice = n1.register('alice');
     await Promise.all([n1.ready(), n2.ready()]);
     await expect(alice.ask('bob', 'echo', { x: 1 })).resolves.toEqual({ echo: { x: 1 } });
-    expect(n2.getMessageLog({ agentId: 'bob' }).find((e) => e.type === 'ask')).toMatchObject({ from: 'alice', node: 'n2', peerNode: 'n1', decision: 'allowed' });
+    const receipt = n2.getMessageLog({ agentId: 'bob' }).find((e) => e.type === 'ask')!;
+    expect(receipt).toMatchObject({ from: 'alice', node: 'n2', peerNode: 'n1', decision: 'allowed' });
+    expect(JSON.parse(receipt.proof!)).toMatchObject({ node: 'n1', key: loadRoster(rosterPath).nodes.n1!.signingKey });
+    expect(receipt.unverified).toBeUndefined();
+    await n2.close();
+    const out: string[] = [];
+    const cli = (roster: string) => main(['verify', db, '--roster', roster], { out: (l) => out.push(l), err: (l) => out.push(l) });
+    expect(cli(rosterPath)).toBe(0);
+    expect(out.join('\n')).toMatch(/ok: 1 peer proof verified against the roster of bus "shop"/);
+    // Another fleet's roster (same node names, other keys) does not vouch for it.
+    const other = join(dir, 'other');
+    expect(main(['fleet', 'init', join(dir, 'fleet.json'), '--out', other], quiet)).toBe(0);
+    out.length = 0;
+    expect(cli(join(other, 'roster.json'))).toBe(1);
+    expect(out.join('\n')).toMatch(/bad: seq \d+ \(message \S+ from "alice" of node "n1"\): the recorded key of node "n1" is not its roster key/);
   });
 
   it('refuses to start a node given another node\'s seed, naming both keys and nodes (not "JetStream enabled?")', async () => {
@@ -298,6 +313,22 @@ describe.skipIf(skip !== '')('natsTransport on an open server', () => {
     } finally {
       warn.mockRestore();
     }
+  });
+
+  it('marks every cross-node entry of an insecure fleet unverified, on both nodes', async () => {
+    const bus = `open${process.pid}`;
+    const n1 = new Orchestrator({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: ALLOW_ALL });
+    const n2 = new Orchestrator({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: ALLOW_ALL });
+    buses.push(n1, n2);
+    n2.register('bob', { handlers: { echo: () => 'ok' } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(alice.ask('bob', 'echo', {})).resolves.toBe('ok');
+    for (const entry of [...n1.getMessageLog(), ...n2.getMessageLog()]) {
+      expect(entry.unverified).toBe(true);
+      expect(entry.proof).toBeUndefined();
+    }
+    expect(n2.getMessageLog()).not.toHaveLength(0);
   });
 
   it('refuses a claims stream made beforehand with an extra subject, naming it', async () => {
