@@ -26,6 +26,12 @@ export interface PolicyRule {
   requireApproval?: boolean;
   /** The allow part applies only when the sender's trust is at least this. Only with `allow`. */
   minTrust?: number;
+  /**
+   * Messages this rule allows between nodes are sealed: encrypted for the recipient node
+   * (payload, reply, progress notes, error text). The sending node seals them; a receiving
+   * node whose deciding rule says so refuses one that arrived unsealed. Only with `allow`.
+   */
+  sealed?: boolean;
   /** A label shown in audit entries and `explain()` instead of the generated one. */
   name?: string;
 }
@@ -55,6 +61,8 @@ export interface PolicyDecision {
   reason: string;
   /** The version of the rule set that decided. */
   policyVersion: number;
+  /** True when an allowing rule of the deciding level says `sealed` (messages across nodes are encrypted). */
+  sealed?: boolean;
 }
 
 /** A remark about a rule set that is valid but probably not what its author meant. */
@@ -77,7 +85,7 @@ export interface PolicyLint {
 
 const WILDCARD = '*';
 const RULE_TYPE_VALUES = ['ask', 'delegate', 'notify'] as const satisfies readonly RuleType[];
-const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'name'] as const;
+const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'sealed', 'name'] as const;
 const MAX_TEXT = 128;
 
 // ---------------------------------------------------------------------------------------
@@ -162,6 +170,7 @@ const ruleSchema = z
         .optional(),
       requireApproval: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       minTrust: z.number({ error: (iss) => `expected a finite number, got ${show(iss.input)}` }).optional(),
+      sealed: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       name: z
         .string({ error: (iss) => `expected a string, got ${show(iss.input)}` })
         .min(1, { error: 'must not be empty' })
@@ -187,7 +196,7 @@ const ruleSchema = z
       ctx.addIssue({ code: 'custom', message: 'a rule needs "allow" or "deny"', params: { [CROSS_FIELD]: true } });
     }
     if (rule.allow === undefined) {
-      for (const key of ['requireApproval', 'minTrust'] as const) {
+      for (const key of ['requireApproval', 'minTrust', 'sealed'] as const) {
         if (rule[key] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -249,6 +258,7 @@ export function parseRules(input: unknown): PolicyRule[] {
     if (r.requireApproval !== undefined) rule.requireApproval = r.requireApproval;
     // -0 and 0 gate identically; keep one spelling so equal rules compare equal.
     if (r.minTrust !== undefined) rule.minTrust = r.minTrust === 0 ? 0 : r.minTrust;
+    if (r.sealed !== undefined) rule.sealed = r.sealed;
     if (r.name !== undefined) rule.name = r.name;
     return Object.freeze(rule);
   });
@@ -266,6 +276,7 @@ export function ruleLabel(rule: PolicyRule): string {
   if (rule.intents !== undefined) label += ` intents:${rule.intents.join(',')}`;
   if (rule.requireApproval === true) label += ' approval';
   if (rule.minTrust !== undefined) label += ` minTrust:${rule.minTrust}`;
+  if (rule.sealed === true) label += ' sealed';
   return label;
 }
 
@@ -287,6 +298,7 @@ function canonicalKey(rule: PolicyRule): string {
     rule.intents ?? null,
     rule.requireApproval ?? null,
     rule.minTrust ?? null,
+    rule.sealed ?? null,
     rule.name ?? null,
   ]);
 }
@@ -490,19 +502,19 @@ export class PolicySet {
     const decisions: PolicyDecision[] = [];
     let first: PolicyRule | undefined;
     let firstApproval: PolicyRule | undefined;
+    let sealed = false;
     sorted.forEach((rule, i) => {
       if (first === undefined || this.#compare(rule, first) < 0) first = rule;
+      // Sealing, like approval, is required when any rule admitted at this trust asks for it.
+      if (rule.sealed === true) sealed = true;
       if (rule.requireApproval === true && (firstApproval === undefined || this.#compare(rule, firstApproval) < 0)) {
         firstApproval = rule;
       }
       const next = sorted[i + 1];
       if (next !== undefined && gateOf(next) === gateOf(rule)) return;
       gates.push(gateOf(rule));
-      decisions.push(
-        firstApproval !== undefined
-          ? this.#decision('approval', firstApproval, 'approval required')
-          : this.#decision('allow', first, 'allowed'),
-      );
+      const decided = firstApproval !== undefined ? this.#decision('approval', firstApproval, 'approval required') : this.#decision('allow', first, 'allowed');
+      decisions.push(sealed ? Object.freeze({ ...decided, sealed: true }) : decided);
     });
     return { gates, decisions };
   }

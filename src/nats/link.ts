@@ -31,6 +31,8 @@ export interface Outbound extends WireMeta {
   readonly payloadJson: string;
   /** The node that serves `to` (sealed frames are encrypted for it). */
   readonly peer?: string;
+  /** Seal this message (and its cancel) even when the link does not seal everything. */
+  readonly seal?: boolean;
 }
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
@@ -157,6 +159,7 @@ export type Receiver = (inbound: Inbound, responder: Responder) => void;
 class Pending implements RequestHandle {
   timer: NodeJS.Timeout | undefined;
   peer: string | undefined;
+  sealed = false;
   constructor(
     readonly id: string,
     readonly from: string,
@@ -358,7 +361,7 @@ export class Link {
   readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
     if (this.#finish(p.id) === undefined || !this.#conn.up) return;
     const subject = this.#subjects.inbound(p.to, p.from, 'cancel');
-    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal));
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed));
   };
   readonly #served = new Map<string, Subscription>();
   readonly #inboxSub: Subscription;
@@ -403,13 +406,14 @@ export class Link {
     if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
     const pending = new Pending(id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
     pending.peer = message.peer;
+    pending.sealed = message.seal === true;
     pending.timer = setTimeout(Link.#expire, budgetMs, this, pending);
     this.#pending.set(id, pending);
     const { budgetMs: _wait, ...unbudgeted } = message;
     const subject = this.#subjects.inbound(to, from, type);
     const reply = `${this.#inbox}.${escapeToken(id)}`;
     try {
-      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal);
+      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true);
       this.#conn.nc.publish(subject, data, { reply });
     } catch (cause) {
       this.#finish(id);

@@ -414,8 +414,8 @@ class NatsTransport implements Transport {
   }
 
   #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
-    const { envelope, payloadJson, budgetMs, traceparent } = outbound;
-    const { id, type, from, to, intent, ts, conversationId, causationId, priority, depth } = envelope;
+    const { envelope, payloadJson, budgetMs, traceparent, node: peer, sealed } = outbound;
+    const { id, type, from, to, intent, conversationId, causationId, priority, depth } = envelope;
     const what = `${type} ${id} to "${to}"`;
     if (this.#closing !== undefined) throw new BusError('CLOSED', `${what}: the NATS transport is closed`, { messageId: id });
     const parts = this.#parts;
@@ -424,7 +424,9 @@ class NatsTransport implements Transport {
     const meta = {
       id,
       intent,
-      ts,
+      // The signed time is when this node carries it (a message held for approval here may be
+      // old): the receiver's freshness window counts from it.
+      ts: Date.now(),
       conversationId,
       ...(causationId === undefined ? {} : { causationId }),
       depth,
@@ -439,7 +441,10 @@ class NatsTransport implements Transport {
     else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
     else wait = budgetMs;
     const sent = new Sent(id, sink, to, from, type, this.#sent);
-    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait, peer: outbound.node }, sent);
+    if (sealed === true && this.#trust === undefined) {
+      throw new BusError('POLICY_DENIED', `${what}: its rule requires sealing, and this node has no roster (insecure: true) to seal with`, { messageId: id });
+    }
+    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait, peer, ...(sealed === true ? { seal: true } : {}) }, sent);
     this.#sent.delete(id);
     this.#sent.set(id, sent);
     if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);

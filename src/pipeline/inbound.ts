@@ -46,6 +46,7 @@ interface Fields {
   budgetMs: unknown;
   traceparent: unknown;
   proof: unknown;
+  sealed: unknown;
 }
 
 /**
@@ -170,6 +171,9 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
       return NO_HANDLE;
     }
     const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
+    if (decision.sealed === true && f.sealed !== true) {
+      throw new BusError('POLICY_DENIED', `${decision.reason} requires sealing, and this message from node ${fromNode} arrived unsealed`, { agentId: from, ...(decision.ruleLabel === undefined ? {} : { rule: decision.ruleLabel }) });
+    }
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
@@ -308,6 +312,7 @@ function readFields(m: InboundMessage): Fields {
     budgetMs: m.budgetMs,
     traceparent: m.traceparent,
     proof: m.proof,
+    sealed: m.sealed,
   };
 }
 
@@ -327,6 +332,7 @@ const UNREAD: Fields = Object.freeze({
   budgetMs: undefined,
   traceparent: undefined,
   proof: undefined,
+  sealed: undefined,
 });
 
 /**

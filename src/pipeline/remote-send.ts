@@ -40,6 +40,8 @@ export class RemoteSends {
   readonly #deliveries: Deliveries;
   /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
   readonly #links = new Map<string, ChainLink>();
+  /** Envelopes whose deciding rule says `sealed`: the transport must encrypt them. */
+  readonly #sealed = new WeakSet<Envelope>();
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
@@ -77,6 +79,7 @@ export class RemoteSends {
     const peer = p.recipient.node!;
     draft.peerNode = peer;
     this.#journal.markRemote(envelope, peer);
+    if (draft.decision?.sealed === true) this.#sealed.add(envelope);
     this.#ledger.track(p);
     if (parent !== undefined) {
       const id = envelope.id;
@@ -104,6 +107,7 @@ export class RemoteSends {
   notifyRecord(d: Draft, envelope: Envelope, peer: string): AuditRecord | undefined {
     d.peerNode = peer;
     this.#journal.markRemote(envelope, peer);
+    if (d.decision?.sealed === true) this.#sealed.add(envelope);
     return this.#journal.enabled ? this.#journal.attempt(d, 'allowed', undefined, 'delivered', forwardReason(d, peer)) : undefined;
   }
 
@@ -136,7 +140,7 @@ export class RemoteSends {
         dead: () => undefined,
       };
       this.#acks.add(finish);
-      handle = this.#send(outbound(envelope, encoded.json, undefined, peer), sink);
+      handle = this.#send(outbound(envelope, encoded.json, undefined, peer, this.#sealed.has(envelope)), sink);
     });
   }
 
@@ -162,7 +166,7 @@ export class RemoteSends {
       this.#ledger.expire(p);
       return;
     }
-    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer, this.#sealed.has(envelope)), sink);
     if (sink.answered && p.state === 'settled') cancelCarriage(sink.handle, 'the sender settled the request');
   }
 
@@ -318,9 +322,10 @@ function cancelCarriage(handle: OutboundHandle | undefined, reason: string): voi
 }
 
 /** The message the transport carries, with the send's W3C trace context when it was traced. */
-function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
+function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string, sealed: boolean): OutboundMessage {
   const traceparent = traceparentOf(envelope);
-  return traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+  const out: OutboundMessage = traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+  return sealed ? { ...out, sealed: true } : out;
 }
 
 function forwardReason(draft: Draft, peer: string): string {

@@ -49,6 +49,8 @@ export interface OutboundMessage {
   readonly node: string;
   /** W3C trace context of the send (`traceparentOf(envelope)`), when the sender's bus has telemetry on: carry it (NATS: a header). */
   readonly traceparent?: string;
+  /** The deciding rule says `sealed`: encrypt the payload (and what comes back) for the recipient node, or fail the send. */
+  readonly sealed?: boolean;
 }
 
 /**

@@ -298,6 +298,27 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await vi.waitFor(() => expect(denied).toHaveLength(1));
     expect(denied[0]!.reason).toMatch(/unsealed frame/);
   });
+
+  it('seals what a `sealed: true` rule allows, and the receiving node refuses such a message unsealed', async () => {
+    const policies = [{ from: 'alice', to: 'bob', allow: ['ask' as const], sealed: true }];
+    const n1 = await startNode('n1', {}, { policies });
+    const n2 = await startNode('n2', {}, { policies });
+    n2.register('bob', { handlers: { pay: () => 'paid' } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const spy = await raw('n2');
+    const captured: Msg[] = [];
+    spy.nc.subscribe(subjects.inbound('bob', 'alice', 'ask'), { callback: (_e, m) => void captured.push(m) });
+    await spy.nc.flush();
+    await expect(alice.ask('bob', 'pay', { card: '4111111111111111' })).resolves.toBe('paid');
+    await vi.waitFor(() => expect(captured).toHaveLength(1));
+    expect(Buffer.from(captured[0]!.data).toString('latin1')).not.toContain('4111111111111111');
+    const denied = denials(n2);
+    const plain = signedFrame('n1', 'bob', 'alice', { intent: 'pay' }, '{"card":"4000"}');
+    await expect(spy.nc.request(plain.subject, plain.data, { timeout: 5000 })).resolves.toBeDefined();
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/sealed' requires sealing, and this message from node n1 arrived unsealed/) });
+  });
 });
 
 describe.skipIf(skip !== '')('natsTransport on an open server', () => {

@@ -233,7 +233,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
     expect(Object.getOwnPropertyNames(target)).toEqual([]);
     expect(JSON.stringify(target)).toBe('{}');
     const proto = Object.getPrototypeOf(target) as object;
-    expect(Object.getOwnPropertyNames(proto).sort()).toEqual(['attach', 'claim', 'close', 'constructor', 'locate', 'nodeOf', 'ready', 'release', 'remoteAgents', 'send'].sort());
+    expect(Object.getOwnPropertyNames(proto).sort()).toEqual(['attach', 'claim', 'close', 'constructor', 'locate', 'nodeOf', 'ready', 'release', 'remoteAgents', 'send', 'unverified'].sort());
   });
 });
 
