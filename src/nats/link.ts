@@ -9,13 +9,13 @@
  * arrives after its request ended is a dead letter ({@link LinkOptions.onDead}).
  *
  * Receiving: {@link Link.serve} subscribes to one local agent's inbound subject and hands each
- * decoded, validated message to a callback with a {@link Responder}. It drops a repeated
+ * decoded, validated message to a callback with a {@link LinkResponder}. It drops a repeated
  * message id (a bounded window), aborts the inbound's `signal` at its own deadline or on the
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import { BusError, type ErrorCode } from '../errors.js';
+import { BusError, toBusError } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
 import { Proofs } from './proofs.js';
@@ -50,7 +50,7 @@ export interface RequestHandle {
 }
 
 /** A message that arrived for a local agent, decoded and validated. */
-export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
+export interface LinkInbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
   readonly causationId: string | undefined;
   /** What was left of the sender's deadline (asks and delegates; undefined for a notify). */
   readonly budgetMs: number | undefined;
@@ -83,7 +83,7 @@ export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs'
  * While the connection is down they throw `TRANSPORT_UNAVAILABLE`: the answer is lost and
  * the sender ends with `TIMEOUT` (at most once).
  */
-export interface Responder {
+export interface LinkResponder {
   /** Sends the reply (asks and delegates). */
   reply(payloadJson: string): boolean;
   /** Sends an error: only its code and message cross. */
@@ -153,7 +153,7 @@ export interface LinkOptions {
 }
 
 /** Receives what arrives for one served agent. */
-export type Receiver = (inbound: Inbound, responder: Responder) => void;
+export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
 
 /** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
 class Pending implements RequestHandle {
@@ -187,9 +187,9 @@ interface Carrier {
 
 /**
  * One inbound message: the decoded fields, its deadline, and its answer (it is the
- * {@link Responder} too). One object per message; the `AbortSignal` is made only if read.
+ * {@link LinkResponder} too). One object per message; the `AbortSignal` is made only if read.
  */
-class Arrival implements Inbound, Responder {
+class Arrival implements LinkInbound, LinkResponder {
   readonly id: string;
   readonly intent: string;
   readonly ts: number;
@@ -509,7 +509,7 @@ export class Link {
     } catch (e) {
       // A forged answer settles nothing: the request waits for the real one, or its deadline.
       const id = safeUnescape(token);
-      this.#onDenied?.({ subject: msg.subject, error: asBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
       return;
     }
     let answer;
@@ -519,8 +519,8 @@ export class Link {
     } catch (e) {
       const id = safeUnescape(token);
       const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(asBusError(e, 'INVALID_REPLY'));
-      else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
+      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
+      else this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_REPLY') });
       return;
     }
     const p = this.#finish(answer.id, true);
@@ -546,7 +546,7 @@ export class Link {
     try {
       route = this.#subjects.parseInbound(msg.subject);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     const { to, from, kind } = route;
@@ -559,7 +559,7 @@ export class Link {
         throw new BusError('POLICY_DENIED', `refused before reading: node "${opened.node}" signed a ${kind} from "${from}", but the roster does not let it serve "${from}"`, { agentId: from });
       }
     } catch (e) {
-      this.#onDenied?.({ subject: msg.subject, error: asBusError(e, 'POLICY_DENIED'), to, from, kind, ...proofNode(msg.data) });
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), to, from, kind, ...proofNode(msg.data) });
       return;
     }
     if (kind === 'progress' || kind === 'cancel') {
@@ -570,7 +570,7 @@ export class Link {
     try {
       decoded = decodeMessage(opened.frame, this.#maxBytes, kind !== 'notify');
     } catch (e) {
-      const error = asBusError(e, 'INVALID_ARGUMENT');
+      const error = toBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
       const id = claimedId(opened.frame);
       if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) {
@@ -628,7 +628,7 @@ export class Link {
     try {
       about = decodeAbout(frame, this.#maxBytes);
     } catch (e) {
-      this.#onRejected?.({ subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     if (kind === 'cancel') {
@@ -660,9 +660,4 @@ function safeUnescape(token: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function asBusError(e: unknown, fallback: ErrorCode): BusError {
-  if (e instanceof BusError) return e;
-  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { BusError } from '../errors.js';
-import { formatOptionIssues } from '../options.js';
+import { parseOptions } from '../options-schema.js';
 import type { Roster } from './roster.js';
 import { BUS_NAME_PATTERN } from './subjects.js';
 
@@ -51,7 +51,7 @@ export interface NatsTransportOptions {
 }
 
 const schema = z
-  .object({
+  .strictObject({
     servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)]),
     bus: z.string().regex(BUS_NAME_PATTERN, `must match ${BUS_NAME_PATTERN}`),
     roster: z.union([z.string().min(1), z.looseObject({})]).optional(),
@@ -61,14 +61,11 @@ const schema = z
     freshnessMs: z.number().int().min(1_000).max(3_600_000).optional(),
     leaseMs: z.number().int().min(150).max(3_600_000).optional(),
     connectTimeoutMs: z.number().int().min(1).max(600_000).optional(),
-  })
-  .strict();
+  });
 
 /** Checks `options` once and returns a frozen copy; throws `INVALID_ARGUMENT` naming the key. */
 export function checkNatsOptions(options: unknown): Readonly<NatsTransportOptions> {
-  const result = schema.safeParse(options);
-  if (!result.success) throw new BusError('INVALID_ARGUMENT', `natsTransport: ${formatOptionIssues(result.error)}`);
-  const o = result.data as NatsTransportOptions;
+  const o = parseOptions(schema, options, 'natsTransport') as NatsTransportOptions;
   if (o.roster === undefined && o.insecure !== true) {
     throw new BusError(
       'INVALID_ARGUMENT',
