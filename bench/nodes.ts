@@ -19,7 +19,7 @@ import { natsTransportPair } from './nats-transport.js';
 
 type Audit = 'off' | 'memory' | 'file';
 /** Insecure (no roster), signed (a roster: every message signed and verified), or signed and sealed. */
-type Trust = 'insecure' | 'signed' | 'sealed';
+type Trust = 'insecure' | 'signed' | 'mac' | 'sealed';
 
 const quietIO = { out: () => {}, err: (l: string) => console.error(l) };
 
@@ -30,7 +30,12 @@ async function fleet(url: string, bus: string, dir: string, trust: Trust): Promi
   writeFileSync(`${out}.json`, JSON.stringify({ bus, nodes: { 'bench-a': ['client'], 'bench-b': ['echo'] } }));
   if (runFleetInit([`${out}.json`, '--out', out], quietIO) !== 0) throw new Error('fleet init failed');
   if ((await runFleetBucket(['--servers', url, '--roster', join(out, 'roster.json')], quietIO)) !== 0) throw new Error('fleet bucket failed');
-  return (node) => ({ roster: join(out, 'roster.json'), nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'), ...(trust === 'sealed' ? { seal: 'always' as const } : {}) });
+  return (node) => ({
+    roster: join(out, 'roster.json'),
+    nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'),
+    ...(trust === 'sealed' ? { seal: 'always' as const } : {}),
+    ...(trust === 'mac' ? { proof: 'mac' as const } : {}),
+  });
 }
 
 async function nodePair(url: string, bus: string, audit: Audit, dir: string, trust: Trust = 'insecure') {
@@ -63,7 +68,7 @@ const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
 const server = await benchServer(args);
-const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [] };
+const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
@@ -75,7 +80,7 @@ for (let run = 0; run < runs; run++) {
     rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
-  for (const trust of ['signed', 'sealed'] as const) {
+  for (const trust of ['signed', 'sealed', 'mac'] as const) {
     const pair = await nodePair(server.url, `bench${run}${trust}`, 'file', dir, trust);
     rows[trust]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
@@ -96,6 +101,7 @@ const labels = [
   ['file', 'cross-node ask, audit file'],
   ['signed', 'signed (roster), audit file'],
   ['sealed', 'signed + sealed, audit file'],
+  ['mac', 'MAC (roster), audit file'],
 ] as const;
 for (const [name, label] of labels) {
   const r = rows[name]!;

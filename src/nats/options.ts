@@ -39,6 +39,14 @@ export interface NatsTransportOptions {
    */
   seal?: 'always' | 'never';
   /**
+   * How this node proves it made each frame: `'signature'` (Ed25519 under its roster key:
+   * the receiver's log proves to anyone holding the roster what this node sent) or `'mac'`
+   * (HMAC-SHA256 under a key only this node and the receiving one share, agreed from their
+   * roster sealing keys: far cheaper, equally sure for the receiver, but provable to the
+   * two nodes only). Receivers accept both. @default 'signature'
+   */
+  proof?: 'signature' | 'mac';
+  /**
    * How old (or how far in the future, for a peer's clock ahead of this one) a message's
    * signed timestamp may be, in ms; older ones are refused as replays, and ids admitted
    * within it are refused when repeated. @default 120000
@@ -58,6 +66,7 @@ const schema = z
     nkeySeed: z.string().regex(/^\s*SU[A-Z2-7]{56}\s*$/, 'must be a user nkey seed (SU…)').optional(),
     insecure: z.boolean().optional(),
     seal: z.enum(['always', 'never']).optional(),
+    proof: z.enum(['signature', 'mac']).optional(),
     freshnessMs: z.number().int().min(1_000).max(3_600_000).optional(),
     leaseMs: z.number().int().min(150).max(3_600_000).optional(),
     connectTimeoutMs: z.number().int().min(1).max(600_000).optional(),

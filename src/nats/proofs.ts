@@ -17,7 +17,7 @@
  *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BusError } from '../errors.js';
 import { verifySignature, type NodeKeys } from './keys.js';
 import type { RosterIndex } from './roster.js';
@@ -27,6 +27,8 @@ const NEWLINE = 0x0a;
 /** The longest proof line: `p`, a node id, a flag and a signature. */
 const MAX_PROOF_LINE = 256;
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
+/** A MAC proof: `m.` and 32 bytes of HMAC-SHA256 in base64url. */
+const MAC = /^m\.[A-Za-z0-9_-]{43}$/;
 const ABSENT = '-';
 const NONCE = 12;
 const TAG = 16;
@@ -51,12 +53,24 @@ export class Proofs {
   readonly #keys: NodeKeys | undefined;
   /** `from \0 to` → the AES key of that direction. */
   readonly #sealKeys = new Map<string, Buffer>();
+  /** `from \0 to` → the HMAC key of that direction. */
+  readonly #macKeys = new Map<string, Buffer>();
+  readonly #mac: boolean;
 
-  constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys }) {
+  /**
+   * `mac: true` authenticates each frame this node sends with HMAC-SHA256 under a key only
+   * the two nodes share (from the X25519 agreement of their roster sealing keys and the
+   * direction) instead of an Ed25519 signature: about 25 times cheaper, and just as sure for
+   * the receiver, but the receiver's log then proves what a peer sent only to this fleet
+   * (either end of a pair could have made the MAC), not to a third party. Frames of either
+   * kind are accepted.
+   */
+  constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; mac?: boolean }) {
     this.#bus = options.bus;
     this.#node = options.node;
     this.#roster = options.roster;
     this.#keys = options.keys;
+    this.#mac = options.mac === true;
   }
 
   /** True when frames are signed and checked (a roster was given). */
@@ -75,11 +89,11 @@ export class Proofs {
     const sealed = seal && peer !== undefined;
     const flag = sealed ? 's' : 'o';
     const signed = signedBytes(this.#bus, subject, flag, line, plain);
-    const sig = keys.sign(signed).toString('base64url');
+    const sig = this.#mac && peer !== undefined ? `m.${createHmac('sha256', this.#key('mac', this.#node, peer)).update(signed).digest('base64url')}` : keys.sign(signed).toString('base64url');
     const head = Buffer.from(`p ${this.#node} ${flag} ${sig}\n${line}\n`, 'latin1');
     if (!sealed) return Buffer.concat([head, plain]);
     const nonce = randomBytes(NONCE);
-    const cipher = createCipheriv('aes-256-gcm', this.#sealKey(this.#node, peer), nonce);
+    const cipher = createCipheriv('aes-256-gcm', this.#key('seal', this.#node, peer), nonce);
     cipher.setAAD(signed.subarray(0, signed.length - 64));
     const ct = Buffer.concat([cipher.update(plain), cipher.final()]);
     return Buffer.concat([head, nonce, ct, cipher.getAuthTag()]);
@@ -101,7 +115,7 @@ export class Proofs {
     const key = roster.verifier(node);
     if (key === undefined) throw denied(`signed by node "${node}", which is not in the roster`);
     if (flag !== 'o' && flag !== 's') throw denied(`node "${node}" sent a frame without a signature`);
-    if (sig === undefined || !SIGNATURE.test(sig)) throw denied(`node "${node}" sent a malformed signature`);
+    if (sig === undefined || !(SIGNATURE.test(sig) || MAC.test(sig))) throw denied(`node "${node}" sent a malformed signature`);
     if (requireSealed && flag !== 's') throw denied(`node "${node}" sent an unsealed frame, and this node requires sealing`);
     const lineEnd = rest.byteLength > 4096 ? rest.subarray(0, 4096).indexOf(NEWLINE) : rest.indexOf(NEWLINE);
     if (lineEnd < 0) throw denied('no metadata line');
@@ -111,7 +125,7 @@ export class Proofs {
     if (flag === 's') {
       if (plain.byteLength < NONCE + TAG) throw denied(`sealed body from node "${node}" is too short`);
       try {
-        const decipher = createDecipheriv('aes-256-gcm', this.#sealKey(node, this.#node), plain.subarray(0, NONCE));
+        const decipher = createDecipheriv('aes-256-gcm', this.#key('seal', node, this.#node), plain.subarray(0, NONCE));
         decipher.setAAD(prefix);
         decipher.setAuthTag(plain.subarray(plain.byteLength - TAG));
         plain = Buffer.concat([decipher.update(plain.subarray(NONCE, plain.byteLength - TAG)), decipher.final()]);
@@ -119,8 +133,11 @@ export class Proofs {
         throw denied(`sealed body from node "${node}" does not decrypt for this node (not sealed for it, or altered)`);
       }
     }
-    const signature = Buffer.from(sig, 'base64url');
-    if (!verifySignature(key, Buffer.concat([prefix, digest(plain)]), signature)) {
+    const signed = Buffer.concat([prefix, digest(plain)]);
+    if (sig.startsWith('m.')) {
+      const want = createHmac('sha256', this.#key('mac', node, this.#node)).update(signed).digest();
+      if (!timingSafeEqual(want, Buffer.from(sig.slice(2), 'base64url'))) throw denied(`the MAC of node "${node}" does not verify under the key this node shares with it (forged or altered)`);
+    } else if (!verifySignature(key, signed, Buffer.from(sig, 'base64url'))) {
       throw denied(`the signature of node "${node}" does not verify under its roster key (forged or altered)`);
     }
     const frame = flag === 's' ? Buffer.concat([Buffer.from(`${line}\n`, 'latin1'), plain]) : rest;
@@ -128,18 +145,19 @@ export class Proofs {
     return { node, sealed: flag === 's', frame, proof };
   }
 
-  /** The AES key of the direction `from` → `to` (one of them is this node). */
-  #sealKey(from: string, to: string): Buffer {
+  /** The AES (`seal`) or HMAC (`mac`) key of the direction `from` → `to` (one of them is this node). */
+  #key(use: 'seal' | 'mac', from: string, to: string): Buffer {
+    const cache = use === 'seal' ? this.#sealKeys : this.#macKeys;
     const id = `${from}\0${to}`;
-    let key = this.#sealKeys.get(id);
+    let key = cache.get(id);
     if (key === undefined) {
       const peer = from === this.#node ? to : from;
       const entry = this.#roster?.node(peer);
-      if (entry === undefined || this.#keys === undefined) throw denied(`node "${peer}" is not in the roster: no sealing key`);
+      if (entry === undefined || this.#keys === undefined) throw denied(`node "${peer}" is not in the roster: no key agreed with it`);
       const shared = this.#keys.agree(entry.sealingKey);
-      key = Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-seal1\n${this.#bus}\n${from}\n${to}`, 32));
-      if (this.#sealKeys.size > 10_000) this.#sealKeys.clear();
-      this.#sealKeys.set(id, key);
+      key = Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-${use}1\n${this.#bus}\n${from}\n${to}`, 32));
+      if (cache.size > 10_000) cache.clear();
+      cache.set(id, key);
     }
     return key;
   }
@@ -175,6 +193,7 @@ export function checkRecordedProof(proofJson: string, payloadHash: string, bus: 
   const verifier = roster.verifier(node);
   if (verifier === undefined) return `node "${node}" is not in the roster`;
   if (roster.node(node)!.signingKey !== key) return `the recorded key of node "${node}" is not its roster key`;
+  if (sig.startsWith('m.')) return 'a MAC, which only the two nodes could check (the node sent with proof: \'mac\')';
   const signed = Buffer.concat([signedPrefix(bus, subject, seal, line), Buffer.from(payloadHash, 'latin1')]);
   return verifySignature(verifier, signed, Buffer.from(sig, 'base64url')) ? undefined : `the signature of node "${node}" does not verify`;
 }

@@ -299,6 +299,31 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(denied[0]!.reason).toMatch(/unsealed frame/);
   });
 
+  it("authenticates with a MAC under the pair's agreed key when proof: 'mac', and refuses a MAC made with another pair's key", async () => {
+    const db = join(dir, `n2-mac-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'mac' });
+    const n2 = await startNode('n2', {}, { audit: { path: db } });
+    n2.register('bob', { handlers: { pay: () => 'paid' } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(alice.ask('bob', 'pay', {})).resolves.toBe('paid');
+    expect(JSON.parse(n2.getMessageLog({ agentId: 'bob' }).find((e) => e.type === 'ask')!.proof!)).toMatchObject({ node: 'n1', sig: expect.stringMatching(/^m\./) });
+    // n3's key with n2, presented as n1's.
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const n3 = new Proofs({ bus: BUS, node: 'n3', roster, keys: keysFromSeed(seed('n3')), mac: true });
+    const subject = subjects.inbound('bob', 'alice', 'ask');
+    const line = messageLine({ id: 'mmac-1', intent: 'pay', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' });
+    const framed = Buffer.from(n3.wrap(subject, line, '{}', 'n2', false));
+    const denied = denials(n2);
+    (await raw('n2')).nc.publish(subject, Buffer.concat([Buffer.from('p n1'), framed.subarray('p n3'.length)]));
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]!.reason).toMatch(/the MAC of node "n1" does not verify/);
+    await n2.close();
+    const out: string[] = [];
+    expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    expect(out.join('\n')).toMatch(/1 authenticated by a MAC, provable to this fleet only/);
+  });
+
   it('seals what a `sealed: true` rule allows, and the receiving node refuses such a message unsealed', async () => {
     const policies = [{ from: 'alice', to: 'bob', allow: ['ask' as const], sealed: true }];
     const n1 = await startNode('n1', {}, { policies });
