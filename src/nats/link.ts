@@ -38,7 +38,7 @@ export interface Outbound extends WireMeta {
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
   /** The reply's payload as the UTF-8 text that arrived (the sender's pipeline parses and checks it). */
-  reply(payloadJson: string, payloadBytes: number): void;
+  reply(payloadJson: string, payloadBytes: number, proof?: string): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -525,7 +525,7 @@ export class Link {
     }
     const p = this.#finish(answer.id, true);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes, opened.proof);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }

@@ -87,11 +87,11 @@ class Sent implements RequestCallbacks, OutboundHandle {
     this.#handle = handle;
   }
 
-  reply(json: string): void {
+  reply(json: string, _bytes?: number, proof?: string): void {
     this.#all.delete(this.#id);
     if (!this.#live) return;
     this.#live = false;
-    guard(() => this.#sink.reply(json));
+    guard(() => (proof === undefined ? this.#sink.reply(json) : this.#sink.reply(json, proof)));
   }
 
   error(e: BusError): void {

@@ -172,7 +172,7 @@ export class RemoteSends {
 
   /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
   readonly #answers: SinkTarget = {
-    reply: (sink, p, json) => {
+    reply: (sink, p, json, proof) => {
       let reply: EncodedPayload;
       try {
         reply = this.#readReply(p, json);
@@ -181,7 +181,7 @@ export class RemoteSends {
         this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${sink.peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
         return;
       }
-      this.#deliveries.answer(p, reply);
+      this.#deliveries.answer(p, reply, undefined, undefined, typeof proof === 'string' && proof.length <= 16_384 ? proof : undefined);
     },
     fail: (p, e) => this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed'),
     dead: (envelope, peer, reason, json) => this.#dead(envelope, peer, reason, json),
@@ -232,7 +232,7 @@ const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
 
 /** What a {@link RemoteSink} hands back to its {@link RemoteSends}. */
 interface SinkTarget {
-  reply(sink: RemoteSink, p: PendingRequest, json: string): void;
+  reply(sink: RemoteSink, p: PendingRequest, json: string, proof: unknown): void;
   fail(p: PendingRequest, error: BusError): void;
   dead(ask: Envelope, peer: string, reason: string, json: unknown): void;
 }
@@ -267,7 +267,7 @@ class RemoteSink implements OutboundSink {
     readonly peer: string,
   ) {}
 
-  reply(json: string): void {
+  reply(json: string, proof?: string): void {
     if (this.answered || this.p.state !== 'pending') {
       if (this.#lateReply) return;
       this.#lateReply = true;
@@ -276,7 +276,7 @@ class RemoteSink implements OutboundSink {
     }
     this.answered = true;
     this.#flushProgress();
-    this.target.reply(this, this.p, json);
+    this.target.reply(this, this.p, json, proof);
   }
 
   error(code: ErrorCode, message: string): void {

@@ -59,8 +59,12 @@ export interface OutboundMessage {
  * Calls after the request settled locally (TIMEOUT, cancel) are ignored by the pipeline.
  */
 export interface OutboundSink {
-  /** The recipient's reply payload as JSON text: the pipeline parses, checks and audits it. */
-  reply(payloadJson: string): void;
+  /**
+   * The recipient's reply payload as JSON text: the pipeline parses, checks and audits it.
+   * `proof`: the replying node's proof as the transport verified it (JSON), kept in the
+   * reply row so the sender's log proves what the peer answered.
+   */
+  reply(payloadJson: string, proof?: string): void;
   /**
    * A refusal or failure from the receiving node (`POLICY_DENIED`, `HANDLER_FAILED`, …),
    * or `TRANSPORT_UNAVAILABLE` when the broker cannot be reached. An unknown code is

@@ -83,9 +83,10 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await server?.dispose();
   });
 
-  it("carries a signed ask and its reply; the receiver's log keeps the sender's proof, which `switchboard verify --roster` checks", async () => {
+  it("carries a signed ask and its reply; each log keeps the other node's proof (the ask's on the receiver, the reply's on the sender), which `switchboard verify --roster` checks", async () => {
     const db = join(dir, `n2-proof-${Date.now()}.db`);
-    const n1 = await startNode('n1');
+    const db1 = join(dir, `n1-proof-${Date.now()}.db`);
+    const n1 = await startNode('n1', {}, { audit: { path: db1 } });
     const n2 = await startNode('n2', {}, { audit: { path: db } });
     n2.register('bob', { handlers: { echo: (p) => ({ echo: p }) } });
     const alice = n1.register('alice');
@@ -95,9 +96,15 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(receipt).toMatchObject({ from: 'alice', node: 'n2', peerNode: 'n1', decision: 'allowed' });
     expect(JSON.parse(receipt.proof!)).toMatchObject({ node: 'n1', key: loadRoster(rosterPath).nodes.n1!.signingKey });
     expect(receipt.unverified).toBeUndefined();
+    const reply = n1.getMessageLog({ agentId: 'alice' }).find((e) => e.type === 'reply')!;
+    expect(JSON.parse(reply.proof!)).toMatchObject({ node: 'n2', key: loadRoster(rosterPath).nodes.n2!.signingKey });
     await n2.close();
+    await n1.close();
     const out: string[] = [];
-    const cli = (roster: string) => main(['verify', db, '--roster', roster], { out: (l) => out.push(l), err: (l) => out.push(l) });
+    const cli = (roster: string, file = db) => main(['verify', file, '--roster', roster], { out: (l) => out.push(l), err: (l) => out.push(l) });
+    expect(cli(rosterPath, db1)).toBe(0);
+    expect(out.join('\n')).toMatch(/ok: 1 peer proof verified/);
+    out.length = 0;
     expect(cli(rosterPath)).toBe(0);
     expect(out.join('\n')).toMatch(/ok: 1 peer proof verified against the roster of bus "shop"/);
     // Another fleet's roster (same node names, other keys) does not vouch for it.
