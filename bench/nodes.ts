@@ -8,10 +8,11 @@
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
 //   npm run bench:nodes -- --server=nats://127.0.0.1:4222   against a running server
+//   npm run bench:nodes -- --inbound-per-node=false          limits.inboundPerNode of both nodes (JSON)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Orchestrator } from '../src/index.js';
+import { Orchestrator, type InboundPerNode } from '../src/index.js';
 import { runFleetBucket, runFleetInit } from '../src/cli/fleet.js';
 import { natsTransport, type NatsTransportOptions } from '../src/nats/index.js';
 import { benchServer, measureAsker, natsBaseline, type AskFigures } from './nats-baseline.js';
@@ -45,7 +46,7 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string, tru
       node,
       transport: await natsTransport({ servers: url, bus, ...options(node) }),
       policies: [{ from: 'client', to: 'echo', allow: ['ask'] }],
-      limits: { rate: false, maxQueue: 1_000_000 },
+      limits: { rate: false, maxQueue: 1_000_000, ...inboundPerNode },
       audit: audit === 'off' ? (false as const) : audit === 'memory' ? { path: ':memory:' } : { path: join(dir, `${bus}-${node}.db`) },
     });
   const a = await make('bench-a');
@@ -61,6 +62,9 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string, tru
     },
   };
 }
+
+const share = process.argv.find((a) => a.startsWith('--inbound-per-node='))?.slice('--inbound-per-node='.length);
+const inboundPerNode = share === undefined ? {} : { inboundPerNode: JSON.parse(share) as InboundPerNode | false };
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 

@@ -3,7 +3,7 @@
 // of your own), /tools (an LLM adapter of your own). Everything else under src/ is internal.
 export { Orchestrator, type RegisterOptions, type Explanation } from './orchestrator.js';
 export { Agent } from './agent.js';
-export type { OrchestratorOptions, AuditOptions } from './options.js';
+export type { OrchestratorOptions, AuditOptions, InboundPerNode } from './options.js';
 export type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
 export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender, Job, Progress, AgentInfo, Handler } from './types.js';
 export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';

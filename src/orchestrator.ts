@@ -163,6 +163,7 @@ export class Orchestrator<C extends Contracts = any> {
       node: this.node,
       remoteRate: o.rate,
       remoteTrust: o.remoteTrust,
+      inboundShare: o.inboundShare,
       refusals: this.#refusals,
     });
     this.events = this.#emitter;
@@ -345,13 +346,16 @@ export class Orchestrator<C extends Contracts = any> {
     return lintRules(this.#policy.current.rules);
   }
 
-  /** The policy's decision for a message, without sending it (trust is the sender's, if registered). */
+  /**
+   * The policy's decision for a message, without sending it. The sender's and the
+   * recipient's trust are what this node knows: an agent registered here has its own, one
+   * of another node what `remoteTrust` grants it, any other 0.
+   */
   explain(request: { from: string; to: string; type: RuleType; intent: string }): Explanation {
     const parsed = explainSchema.safeParse(request);
     if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `explain(): ${formatOptionIssues(parsed.error)}`);
     const { from, to, type, intent } = parsed.data;
-    const trust = this.#registry.get(from)?.trust ?? 0;
-    const d = this.#policy.current.evaluate({ from, to, type, intent, trust });
+    const d = this.#policy.current.evaluate({ from, to, type, intent, trust: this.#trustOf(from), recipientTrust: this.#trustOf(to) });
     return { decision: d.decision, reason: d.reason, policyVersion: d.policyVersion, ...(d.rule !== undefined ? { rule: d.rule } : {}) };
   }
 
@@ -438,6 +442,11 @@ export class Orchestrator<C extends Contracts = any> {
     this.#commit.flush();
   }
 
+  /** The trust this node knows for `id`: its registered trust, else what `remoteTrust` grants it, else 0. */
+  #trustOf(id: string): number {
+    return this.#registry.get(id)?.trust ?? this.#remoteTrust.get(id) ?? 0;
+  }
+
   #discover(from: AgentRecord, capability: string): string[] {
     const set = this.#policy.current;
     // An intent no rule names decides like every other such intent: test each named one and one more.
@@ -447,15 +456,15 @@ export class Orchestrator<C extends Contracts = any> {
     while (intents.has(unnamed)) unnamed += '_';
     intents.add(unnamed);
     const found: string[] = [];
-    const consider = (id: string, capabilities: readonly string[]) => {
+    const consider = (id: string, capabilities: readonly string[], recipientTrust: number) => {
       if (id === from.id || !capabilities.includes(capability)) return;
       const reachable = (['ask', 'delegate'] as const).some((type) =>
-        [...intents].some((intent) => set.evaluate({ from: from.id, to: id, type, intent, trust: from.trust }).decision !== 'deny'),
+        [...intents].some((intent) => set.evaluate({ from: from.id, to: id, type, intent, trust: from.trust, recipientTrust }).decision !== 'deny'),
       );
       if (reachable) found.push(id);
     };
-    for (const record of this.#registry.values()) consider(record.id, record.capabilities);
-    for (const remote of this.#transport.remoteAgents()) if (!this.#registry.has(remote.id)) consider(remote.id, remote.capabilities);
+    for (const record of this.#registry.values()) consider(record.id, record.capabilities, record.trust);
+    for (const remote of this.#transport.remoteAgents()) if (!this.#registry.has(remote.id)) consider(remote.id, remote.capabilities, this.#remoteTrust.get(remote.id) ?? 0);
     return found;
   }
 }

@@ -17,7 +17,7 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, toBusError } from '../errors.js';
 import type { NodeConnection } from './connection.js';
-import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
+import { escapeToken, type Subjects } from './subjects.js';
 import { Proofs } from './proofs.js';
 import type { RosterIndex } from './roster.js';
 import { answerLine, claimedId, decodeAbout, decodeAnswer, decodeMessage, errorBody, MAX_BUDGET_MS, messageLine, type DecodedMessage, type WireError, type WireMeta } from './wire.js';
@@ -155,12 +155,23 @@ export interface LinkOptions {
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
 
+/**
+ * The reply token of message `id` to `to`: one per recipient, since a notify keeps one id
+ * for all of them. `__` never occurs inside an escaped token (`_` is always followed by two
+ * hex digits there), so the pair is read back unambiguously.
+ */
+function replyToken(id: string, to: string): string {
+  return `${escapeToken(id)}__${escapeToken(to)}`;
+}
+
 /** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
 class Pending implements RequestHandle {
   timer: NodeJS.Timeout | undefined;
   peer: string | undefined;
   sealed = false;
   constructor(
+    /** Its {@link replyToken}: the key of the link's tables and the last token of its reply subject. */
+    readonly key: string,
     readonly id: string,
     readonly from: string,
     readonly to: string,
@@ -350,8 +361,9 @@ export class Link {
   readonly #seal: boolean;
   readonly #freshnessMs: number;
   readonly #now: () => number;
+  /** Requests in flight by {@link replyToken} (message id and recipient). */
   readonly #pending = new Map<string, Pending>();
-  /** Requests that ended (timed out, cancelled): id → route, oldest first. */
+  /** Requests that ended (timed out, cancelled), by reply token, oldest first. */
   readonly #ended = new Map<string, Pending>();
   /** Recently admitted: `to \0 from \0 id` → when, oldest first. */
   readonly #seen = new Map<string, number>();
@@ -359,7 +371,7 @@ export class Link {
   readonly #running = new Map<string, Arrival>();
   readonly #carrier: Carrier;
   readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
-    if (this.#finish(p.id) === undefined || !this.#conn.up) return;
+    if (this.#finish(p.key) === undefined || !this.#conn.up) return;
     const subject = this.#subjects.inbound(p.to, p.from, 'cancel');
     this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed));
   };
@@ -401,22 +413,24 @@ export class Link {
   request(message: Outbound & { budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
     this.#assertOpen(`${message.type} ${message.id} to "${message.to}"`);
     const { id, from, to, type } = message;
-    if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
+    // A notify to several agents keeps one id: what must be unique is the id and its recipient.
+    const key = replyToken(id, to);
+    if (this.#pending.has(key)) throw new BusError('INVALID_ARGUMENT', `message ${id} to "${to}" is already in flight`, { messageId: id });
     const budgetMs = message.budgetMs;
     if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
-    const pending = new Pending(id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
+    const pending = new Pending(key, id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
     pending.peer = message.peer;
     pending.sealed = message.seal === true;
     pending.timer = setTimeout(Link.#expire, budgetMs, this, pending);
-    this.#pending.set(id, pending);
+    this.#pending.set(key, pending);
     const { budgetMs: _wait, ...unbudgeted } = message;
     const subject = this.#subjects.inbound(to, from, type);
-    const reply = `${this.#inbox}.${escapeToken(id)}`;
+    const reply = `${this.#inbox}.${key}`;
     try {
       const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true);
       this.#conn.nc.publish(subject, data, { reply });
     } catch (cause) {
-      this.#finish(id);
+      this.#finish(key);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
     }
     return pending;
@@ -424,7 +438,7 @@ export class Link {
 
   /** A request's budget ran out here at the sender. */
   static #expire(link: Link, p: Pending): void {
-    if (link.#finish(p.id) !== undefined) {
+    if (link.#finish(p.key) !== undefined) {
       p.callbacks.error(new BusError('TIMEOUT', `${p.type} ${p.id} to "${p.to}" got no reply within ${p.budgetMs} ms`, { messageId: p.id, timeoutMs: p.budgetMs, agentId: p.to }));
     }
   }
@@ -456,9 +470,9 @@ export class Link {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const [id, p] of [...this.#pending]) {
-      this.#finish(id);
-      p.callbacks.error(new BusError('CLOSED', `${p.type} ${id} to "${p.to}" ended: the link closed`, { messageId: id }));
+    for (const [key, p] of [...this.#pending]) {
+      this.#finish(key);
+      p.callbacks.error(new BusError('CLOSED', `${p.type} ${p.id} to "${p.to}" ended: the link closed`, { messageId: p.id }));
     }
     for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
@@ -473,16 +487,17 @@ export class Link {
   }
 
   /**
-   * Ends request `id` if pending. Unless it ended by its answer (`answered`: the one
-   * response the broker lets its recipient send), remembers it to recognise a late answer.
+   * Ends the request of reply token `key` if pending. Unless it ended by its answer
+   * (`answered`: the one response the broker lets its recipient send), remembers it to
+   * recognise a late answer.
    */
-  #finish(id: string, answered = false): Pending | undefined {
-    const p = this.#pending.get(id);
+  #finish(key: string, answered = false): Pending | undefined {
+    const p = this.#pending.get(key);
     if (p === undefined) return undefined;
     clearTimeout(p.timer);
-    this.#pending.delete(id);
+    this.#pending.delete(key);
     if (!answered) {
-      this.#ended.set(id, p);
+      this.#ended.set(key, p);
       if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
     }
     return p;
@@ -492,46 +507,43 @@ export class Link {
     const token = msg.subject.slice(this.#inbox.length + 1);
     if (msg.headers?.code === 503) {
       // No responders: nobody serves the recipient's subject.
-      const id = safeUnescape(token);
-      const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) {
-        p.callbacks.error(new BusError('UNKNOWN_AGENT', `no node serves agent "${p.to}" (${p.type} ${id})`, { messageId: id, agentId: p.to }));
-      }
+      const p = this.#finish(token);
+      if (p !== undefined) p.callbacks.error(new BusError('UNKNOWN_AGENT', `no node serves agent "${p.to}" (${p.type} ${p.id})`, { messageId: p.id, agentId: p.to }));
       return;
     }
     let opened;
     try {
       opened = this.#proofs.open(msg.subject, msg.data, this.#seal);
-      const p = this.#pending.get(safeUnescape(token) ?? '') ?? this.#ended.get(safeUnescape(token) ?? '');
+      const p = this.#pending.get(token) ?? this.#ended.get(token);
       if (this.#roster !== undefined && p !== undefined && !this.#roster.mayServe(opened.node, p.to)) {
         throw new BusError('POLICY_DENIED', `refused before reading: an answer to ${p.id} signed by node "${opened.node}", which the roster does not let serve "${p.to}"`);
       }
     } catch (e) {
       // A forged answer settles nothing: the request waits for the real one, or its deadline.
-      const id = safeUnescape(token);
+      const id = (this.#pending.get(token) ?? this.#ended.get(token))?.id;
       this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
       return;
     }
     let answer;
     try {
       answer = decodeAnswer(opened.frame, this.#maxBytes);
-      if (escapeToken(answer.id) !== token) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
+      const waiting = this.#pending.get(token) ?? this.#ended.get(token);
+      if (waiting !== undefined && waiting.id !== answer.id) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
     } catch (e) {
-      const id = safeUnescape(token);
-      const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
+      const p = this.#finish(token);
+      if (p !== undefined) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
       else this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_REPLY') });
       return;
     }
-    const p = this.#finish(answer.id, true);
+    const p = this.#finish(token, true);
     if (p !== undefined) {
       if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes, opened.proof);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
-    const ended = this.#ended.get(answer.id);
+    const ended = this.#ended.get(token);
     if (ended !== undefined) {
-      this.#ended.delete(answer.id);
+      this.#ended.delete(token);
       this.#onDead?.({
         id: answer.id,
         from: ended.from,
@@ -640,7 +652,13 @@ export class Link {
       return;
     }
     // Progress: only from the delegate's recipient, to its sender.
-    const p = this.#pending.get(about.id);
+    let key: string;
+    try {
+      key = replyToken(about.id, from);
+    } catch {
+      return; // an id no message of ours can have
+    }
+    const p = this.#pending.get(key);
     if (p === undefined || p.type !== 'delegate' || p.from !== to || p.to !== from) return;
     p.callbacks.progress?.(about.payload);
   }
@@ -654,10 +672,4 @@ function proofNode(data: Uint8Array): { node?: string } {
   return node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(node) ? { node } : {};
 }
 
-function safeUnescape(token: string): string | undefined {
-  try {
-    return unescapeToken(token);
-  } catch {
-    return undefined;
-  }
-}
+

@@ -67,6 +67,7 @@ interface Parts {
  * object per message, no closures); everything it holds is `#private`.
  */
 class Sent implements RequestCallbacks, OutboundHandle {
+  /** Its key in the transport's map: message id and recipient (a notify's copies share the id). */
   readonly #id: string;
   readonly #sink: OutboundSink;
   readonly #route: string;
@@ -77,7 +78,7 @@ class Sent implements RequestCallbacks, OutboundHandle {
   #handle: RequestHandle | undefined;
 
   constructor(id: string, sink: OutboundSink, to: string, from: string, type: string, all: Map<string, Sent>) {
-    this.#id = id;
+    this.#id = sentKey(id, to);
     this.#sink = sink;
     this.#route = `${to}\0${from}\0${type}`;
     this.#all = all;
@@ -213,7 +214,7 @@ class NatsTransport implements Transport {
   readonly #held = new Map<string, Held>();
   /** Claims that failed (DUPLICATE_AGENT, a lost lease, …): `ready()` rejects with the first. */
   readonly #failures = new Map<string, BusError>();
-  /** Outbound asks/delegates by message id, kept after a TIMEOUT or cancel for a late reply. */
+  /** Outbound messages by {@link sentKey}, kept after a TIMEOUT or cancel for a late reply. */
   readonly #sent = new Map<string, Sent>();
   #closing: Promise<void> | undefined;
   #lookups = 0;
@@ -445,8 +446,9 @@ class NatsTransport implements Transport {
       throw new BusError('POLICY_DENIED', `${what}: its rule requires sealing, and this node has no roster (insecure: true) to seal with`, { messageId: id });
     }
     sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait, peer, ...(sealed === true ? { seal: true } : {}) }, sent);
-    this.#sent.delete(id);
-    this.#sent.set(id, sent);
+    const key = sentKey(id, to);
+    this.#sent.delete(key);
+    this.#sent.set(key, sent);
     if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
     return sent;
   }
@@ -465,8 +467,9 @@ class NatsTransport implements Transport {
       return;
     }
     const { to, from, kind } = route;
-    for (const [id, sent] of [...this.#sent]) {
+    for (const [key, sent] of [...this.#sent]) {
       if (!sent.waitsOn(to, from, kind)) continue;
+      const id = key.slice(0, key.indexOf('\0'));
       sent.refuse('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`);
     }
   }
@@ -489,7 +492,7 @@ class NatsTransport implements Transport {
   }
 
   #dead(dead: DeadAnswer): void {
-    const sent = this.#sent.get(dead.id);
+    const sent = this.#sent.get(sentKey(dead.id, dead.to));
     if (sent === undefined) return;
     if (dead.answer.kind === 'reply') sent.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, dead.answer.payloadJson);
     else sent.dead(`the answer to ${dead.id} from "${dead.to}" arrived after the request ended: ${dead.answer.error.code}: ${dead.answer.error.message}`);
@@ -618,6 +621,11 @@ class Answer implements Responder {
   progress(fraction: number, note?: string): void {
     guard(() => this.#responder.progress(JSON.stringify(note === undefined ? { fraction } : { fraction, note: String(note).slice(0, MAX_NOTE) })));
   }
+}
+
+/** The key of one outbound message: its id and recipient (a notify keeps one id for all its recipients). */
+function sentKey(id: string, to: string): string {
+  return `${id}\0${to}`;
 }
 
 /** Answers with an error; a dropped connection loses it (the sender ends at its deadline). */

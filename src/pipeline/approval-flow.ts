@@ -2,10 +2,12 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
+import type { RemoteSends } from './remote-send.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { checkWellFormed, withRule } from './checks.js';
@@ -20,12 +22,17 @@ export class ApprovalFlow {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  readonly #after: AfterCommit;
+  /** Where an approved message to another node's agent is carried. */
+  readonly #remote: Pick<RemoteSends, 'recipient' | 'approved'>;
 
-  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
+  constructor({ config, journal, ledger, deliveries, after, remote }: PipelineParts & { readonly remote: Pick<RemoteSends, 'recipient' | 'approved'> }) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
     this.#deliveries = deliveries;
+    this.#remote = remote;
   }
 
   list(): PendingApproval[] {
@@ -67,12 +74,10 @@ export class ApprovalFlow {
     if (events.has('message:sent')) events.emit('message:sent', { envelope });
     commit.stage(
       commit.enabled ? this.#journal.attempt(draft, 'pending') : undefined,
-      () => {
-        if (events.has('approval:requested') && ledger.holds.get(hold.approval.id) === hold) events.emit('approval:requested', { approval: hold.approval });
-      },
+      () => this.#after.holdCommitted(hold, true),
       (error) => {
-        ledger.holds.take(hold.approval.id);
-        ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        this.#after.holdFailed(hold);
+        this.#after.requestFailed(p, error);
       },
     );
   }
@@ -97,11 +102,12 @@ export class ApprovalFlow {
     const { registry, policy } = this.#config;
     // A message from another node names its sender's stand-in (with the trust this node grants it, `remoteTrust`).
     const sender = hold.sender ?? registry.get(envelope.from);
-    const recipient = registry.get(envelope.to);
+    // Held here on its way to another node: where that agent is served now (it may have moved).
+    const recipient = registry.get(envelope.to) ?? (hold.sender === undefined ? this.#remote.recipient(envelope.to) : undefined);
     try {
       if (sender === undefined || !sender.alive) throw new BusError('UNKNOWN_AGENT', `${envelope.from} is no longer registered`, { agentId: envelope.from });
       if (recipient === undefined) throw new BusError('UNKNOWN_AGENT', `${envelope.to} is no longer registered`, { agentId: envelope.to });
-      const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust: sender.trust });
+      const decision = policy.current.evaluate({ from: envelope.from, to: envelope.to, type: envelope.type as RuleType, intent: envelope.intent, trust: sender.trust, recipientTrust: recipient.trust });
       if (decision.decision === 'deny') {
         throw new BusError('POLICY_DENIED', `approved, but the policy in force (version ${decision.policyVersion}) now denies it: ${decision.reason}`, withRule({}, decision));
       }
@@ -113,6 +119,11 @@ export class ApprovalFlow {
       if (p !== undefined) this.#ledger.release(p);
       // The attempt row exists already (decision 'pending'): only the outcome is new.
       const committed = p?.trace === undefined ? undefined : commitInfo('pending', hold.approval.rule, decision.policyVersion);
+      if (recipient.node !== undefined) {
+        // The receiving node's policy decides again (and may hold it there too): the stricter of both holds.
+        this.#remote.approved(envelope, hold.encoded, p, hold.parent, recipient.node, committed);
+        return STAGED;
+      }
       this.#deliveries.deliver(this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered') : undefined, envelope, recipient, p, hold.parent, committed);
       return STAGED;
     } catch (error) {

@@ -178,8 +178,9 @@ export function checkRate(sender: AgentRecord, global: TokenBucket | undefined, 
 }
 
 /** The policy's decision for one recipient: throws POLICY_DENIED; returns allow or approval. */
-export function checkPolicy(policy: PolicySet, sender: AgentRecord, to: string, type: RuleType, intent: string): PolicyDecision {
-  const decision = policy.evaluate({ from: sender.id, to, type, intent, trust: sender.trust });
+export function checkPolicy(policy: PolicySet, sender: AgentRecord, recipient: AgentRecord, type: RuleType, intent: string): PolicyDecision {
+  const to = recipient.id;
+  const decision = policy.evaluate({ from: sender.id, to, type, intent, trust: sender.trust, recipientTrust: recipient.trust });
   if (decision.decision === 'deny') {
     throw new BusError('POLICY_DENIED', `${sender.id} may not ${type} ${to} ("${intent}"): ${decision.reason}`, withRule({}, decision));
   }

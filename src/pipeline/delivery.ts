@@ -7,6 +7,7 @@ import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { AfterCommit } from './after-commit.js';
 import type { CoreParts } from './parts.js';
 import { Context, type ChainPort } from './context.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
@@ -32,10 +33,12 @@ export class Deliveries {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #port: ChainPort;
+  readonly #after: AfterCommit;
   /** Set by the pipeline's shutdown: late replies are no longer recorded. */
   closed = false;
 
-  constructor({ config, journal, ledger }: CoreParts, port: ChainPort) {
+  constructor({ config, journal, ledger, after }: CoreParts, port: ChainPort) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -72,15 +75,12 @@ export class Deliveries {
     this.#config.commit.stage(
       record,
       () => {
-        if (p !== undefined) {
-          p.committed = true;
-          if (p.trace !== undefined && committed !== undefined) this.#config.telemetry.sendCommitted(p.trace, committed);
-        }
+        if (p !== undefined) this.#after.requestCommitted(p, committed);
         this.handOver(delivery);
       },
       (error) => {
         delivery.drop();
-        if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        if (p !== undefined) this.#after.requestFailed(p, error);
       },
     );
   }
