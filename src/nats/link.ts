@@ -130,7 +130,11 @@ export interface LinkOptions {
   node: string;
   /** The largest payload (or reply) this node accepts from a peer, in bytes. */
   maxPayloadBytes: number;
-  /** How many recent message ids the receiver remembers to drop repeats. @default 10000 */
+  /**
+   * How many recent message ids the receiver remembers to refuse repeats. Past it, the
+   * oldest is forgotten and, so that it cannot come back, every message its node signed at
+   * or before that one's time is refused too. @default 100000
+   */
   dedupeWindow?: number;
   /** How many ended requests the sender remembers to recognise a late reply. @default 10000 */
   deadWindow?: number;
@@ -366,7 +370,9 @@ export class Link {
   /** Requests that ended (timed out, cancelled), by reply token, oldest first. */
   readonly #ended = new Map<string, Pending>();
   /** Recently admitted: `to \0 from \0 id` → when, oldest first. */
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new Map<string, Seen>();
+  /** Per signing node: the latest signed time among its forgotten ids; nothing signed at or before it is taken. */
+  readonly #floors = new Map<string, number>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
   readonly #running = new Map<string, Arrival>();
   readonly #carrier: Carrier;
@@ -384,7 +390,7 @@ export class Link {
     this.#subjects = options.subjects;
     this.#inbox = options.subjects.inboxPrefix(options.node);
     this.#maxBytes = options.maxPayloadBytes;
-    this.#dedupeWindow = options.dedupeWindow ?? 10_000;
+    this.#dedupeWindow = options.dedupeWindow ?? 100_000;
     this.#deadWindow = options.deadWindow ?? 10_000;
     this.#maxInbound = options.maxInbound ?? 10_000;
     this.#onDead = options.onDead;
@@ -598,7 +604,9 @@ export class Link {
           ? `its signed time ${new Date(decoded.ts).toISOString()} is more than ${this.#freshnessMs} ms from this node's clock (a replay, or clocks out of sync)`
           : this.#seen.has(`${to}\0${from}\0${decoded.id}`)
             ? `message id ${decoded.id} from "${from}" was admitted already (a replay)`
-            : undefined;
+            : decoded.ts <= (this.#floors.get(opened.node) ?? -Infinity)
+              ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay, or more than ${this.#dedupeWindow} messages within the freshness window)`
+              : undefined;
     if (refusal !== undefined) {
       const error = new BusError('POLICY_DENIED', `${kind} ${decoded.id} refused: ${refusal}`, { messageId: decoded.id });
       this.#onDenied?.({ subject: msg.subject, error, to, from, kind, id: decoded.id, node: opened.node });
@@ -611,7 +619,7 @@ export class Link {
       if (msg.reply !== undefined) msg.respond(this.#proofs.wrap(msg.reply, answerLine('e', decoded.id), errorBody({ code: error.code, message: error.message }), opened.node, opened.sealed || this.#seal));
       return;
     }
-    this.#remember(key, now);
+    this.#remember(key, { at: now, node: opened.node, ts: decoded.ts });
     const arrival = new Arrival(this.#carrier, msg, decoded, kind, from, to, key, opened);
     receiver(arrival, arrival);
   }
@@ -620,19 +628,21 @@ export class Link {
    * Remembers an admitted message id for twice the freshness window (a peer's clock may be
    * ahead by up to one window), forgetting the oldest beyond `dedupeWindow` ids.
    */
-  #remember(key: string, now: number): void {
+  #remember(key: string, seen: Seen): void {
     this.#seen.delete(key);
-    this.#seen.set(key, now);
-    const horizon = now - 2 * this.#freshnessMs;
-    for (const [k, at] of this.#seen) {
-      if (at >= horizon && this.#seen.size <= this.#dedupeWindow) break;
+    this.#seen.set(key, seen);
+    const horizon = seen.at - 2 * this.#freshnessMs;
+    for (const [k, old] of this.#seen) {
+      if (old.at >= horizon && this.#seen.size <= this.#dedupeWindow) break;
       this.#seen.delete(k);
+      // Forgotten while still fresh: raise its node's floor so that it cannot be replayed.
+      if (old.node !== undefined && old.at >= horizon && old.ts > (this.#floors.get(old.node) ?? -Infinity)) this.#floors.set(old.node, old.ts);
     }
   }
 
   /** Message ids admitted earlier (recovered from the audit log at a restart): their repeats are refused. */
   admitted(entries: Iterable<{ to: string; from: string; id: string; at: number }>): void {
-    for (const e of entries) this.#remember(`${e.to}\0${e.from}\0${e.id}`, e.at);
+    for (const e of entries) this.#remember(`${e.to}\0${e.from}\0${e.id}`, { at: e.at, node: undefined, ts: e.at });
   }
 
   #onAbout(subject: string, frame: Uint8Array, kind: 'progress' | 'cancel', to: string, from: string): void {
@@ -662,6 +672,13 @@ export class Link {
     if (p === undefined || p.type !== 'delegate' || p.from !== to || p.to !== from) return;
     p.callbacks.progress?.(about.payload);
   }
+}
+
+/** An admitted message id: when it arrived, and which node signed it when (unknown for ids read back from the log). */
+interface Seen {
+  readonly at: number;
+  readonly node: string | undefined;
+  readonly ts: number;
 }
 
 /** The node a proof line names, unverified (for the record of a refusal). */

@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BusError } from '../../src/errors.js';
 import { NodeConnection } from '../../src/nats/connection.js';
 import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type RejectedInbound, type LinkResponder } from '../../src/nats/link.js';
@@ -188,6 +188,27 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     expect((await second).inbound.id).toBe(fresh.id);
     expect(inbox.map((x) => x.inbound.id)).toEqual([m.id, fresh.id]);
     expect(b.denied.at(-1)?.error.message).toMatch(/admitted already \(a replay\)/);
+  });
+
+  it("refuses a replay of an id it no longer remembers: its node's messages signed at or before that one are refused", async () => {
+    // b remembers 100 ids (dedupeWindow): 101 newer notifies push the first out.
+    const notify = (id: string, ts: number) => {
+      const frame = encodeMessage({ id, intent: 'work', ts, conversationId: 'c1', depth: 0, priority: 'normal' }, '1');
+      a.conn.nc.publish(subjects.inbound('worker.1', 'client:1', 'notify'), unsigned('node-a', frame));
+    };
+    const old = Date.now() - 10_000;
+    notify('mfloor-0', old);
+    for (let i = 1; i <= 101; i++) notify(`mfloor-${i}`, Date.now());
+    await vi.waitFor(() => expect(inbox.length).toBe(102));
+    notify('mfloor-0', old);
+    notify('mfloor-x', old - 1);
+    notify('mfloor-fresh', Date.now());
+    await vi.waitFor(() => expect(inbox.at(-1)?.inbound.id).toBe('mfloor-fresh'));
+    expect(inbox).toHaveLength(103);
+    expect(b.denied.slice(-2).map((d) => d.error.message)).toEqual([
+      expect.stringMatching(/mfloor-0 refused: it was signed at or before the newest message of node "node-a" this node no longer remembers/),
+      expect.stringMatching(/mfloor-x refused: it was signed at or before/),
+    ]);
   });
 
   it('answers a payload over the receiver limit with PAYLOAD_TOO_LARGE instead of delivering it', async () => {
