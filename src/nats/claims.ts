@@ -11,6 +11,7 @@
  * clocks must agree with the server's within a fraction of the lease (NTP), since the age of
  * an entry is judged against the local clock.
  */
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import { BusError, toBusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
@@ -88,8 +89,11 @@ export class Claims {
   #renewing: Promise<void> | undefined;
   #closed = false;
 
-  private constructor(kv: KV, options: ClaimsOptions) {
+  readonly #jsm: JetStreamManager;
+
+  private constructor(kv: KV, jsm: JetStreamManager, options: ClaimsOptions) {
     this.#kv = kv;
+    this.#jsm = jsm;
     this.#subjects = options.subjects;
     this.#node = options.node;
     this.#leaseMs = options.leaseMs ?? 15_000;
@@ -115,7 +119,7 @@ export class Claims {
       throw new BusError('TRANSPORT_UNAVAILABLE', `cannot open the claims bucket "${bucket}" (JetStream enabled on the server?): ${(cause as Error).message}`, { cause });
     }
     const kv = await new Kvm(options.connection.nc).open(bucket, { allow_direct: info.config.allow_direct === true });
-    return new Claims(kv, options);
+    return new Claims(kv, await jetstreamManager(options.connection.nc), options);
   }
 
   /** This node's claim of `agent`, as written to the bucket: signed when there is a roster. */
@@ -309,9 +313,15 @@ export class Claims {
   }
 
   async #readAll(into: Map<string, Seen>): Promise<void> {
-    const keys: string[] = [];
+    // The stream's subject counts name every key in one request (the client pages them):
+    // no consumer whose end must be detected, which could miss it under concurrent writes.
+    const prefix = `$KV.${this.#subjects.claimsBucket()}.`;
+    let keys: string[];
     try {
-      for await (const k of await this.#kv.keys()) keys.push(k);
+      const info = await this.#jsm.streams.info(`KV_${this.#subjects.claimsBucket()}`, { subjects_filter: `${prefix}>` });
+      keys = Object.keys(info.state.subjects ?? {})
+        .filter((s) => s.startsWith(prefix))
+        .map((s) => s.slice(prefix.length));
     } catch (e) {
       throw unavailable('list agents', e);
     }
