@@ -14,6 +14,7 @@ export type { RateSpec } from './limits.js';
 export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
 export type { Clock } from './clock.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
+export { escapeText } from './escape-text.js';
 export { SqliteAuditLog } from './audit/sqlite.js';
 export type {
   AuditLog,

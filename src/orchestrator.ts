@@ -5,13 +5,14 @@ import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from '
 import { NullAuditLog } from './audit/null.js';
 import { SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
-import type { AuditLog, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './audit/types.js';
+import { isHoldStore, type AuditLog, type ChainHead, type MessageLogEntry, type MessageLogQuery, type VerifyOptions, type VerifyResult } from './audit/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError, describe, toBusError } from './errors.js';
 import { BusEmitter, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
+import { freezeObject } from './frozen.js';
 import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
@@ -111,6 +112,11 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #lostClaims = new Map<string, BusError>();
   #closing: Promise<void> | undefined;
 
+  /** True once `close()` was called: nothing can be sent or decided any more (the approval page shows it). */
+  get closed(): boolean {
+    return this.#pipeline.closed;
+  }
+
   /** This process's node id (`options.node`, default random). */
   readonly node: string;
 
@@ -165,6 +171,7 @@ export class Orchestrator<C extends Contracts = any> {
       remoteTrust: o.remoteTrust,
       inboundShare: o.inboundShare,
       refusals: this.#refusals,
+      holdStore: isHoldStore(this.#audit) ? this.#audit : undefined,
     });
     this.events = this.#emitter;
     const pipeline = this.#pipeline;
@@ -179,10 +186,20 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
+    if (isHoldStore(this.#audit) && this.#audit.keepsHolds) {
+      try {
+        this.#pipeline.restore(this.#audit.holds());
+      } catch (error) {
+        // Nothing else holds the log yet: close it, or its worker would outlive this failed constructor.
+        this.#pipeline.shutdown();
+        this.#audit.close();
+        throw toBusError(error, 'AUDIT_UNAVAILABLE');
+      }
+    }
     const inbound = this.#pipeline.inbound;
     this.#transport.attach(
       this.node,
-      Object.freeze({
+      freezeObject({
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
         refused: (report) => inbound.refused(report),
@@ -259,6 +276,7 @@ export class Orchestrator<C extends Contracts = any> {
     this.#registry.set(id, record);
     this.#lostClaims.delete(id); // registered again: its own claim decides now
     const handle = new Agent<C>(record, this.#port);
+    this.#pipeline.registered(record);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
     if (claim !== undefined) {
       // A bus-wide claim in flight: a DUPLICATE_AGENT kills the handle, and ready() rejects.
@@ -341,6 +359,11 @@ export class Orchestrator<C extends Contracts = any> {
     return this.#policy.current.version;
   }
 
+  /** The contracts the bus was built with (the same object), or undefined without. Adapters read their schemas from it. */
+  get contracts(): C | undefined {
+    return this.#options.contracts as C | undefined;
+  }
+
   /** Shadowed or never-matching rules in the set in force. */
   lintPolicies(): PolicyLint[] {
     return lintRules(this.#policy.current.rules);
@@ -378,6 +401,22 @@ export class Orchestrator<C extends Contracts = any> {
   }
 
   /**
+   * The result of a message of this bus's audit log, sent before or after a restart: the
+   * reply (resolved) or the `BusError` of its outcome (rejected). A message still in flight
+   * or held is waited for. A restored message's reply is kept in the log until read here;
+   * a reply that went to its (live) sender is not kept, and says so (INVALID_ARGUMENT).
+   * Rejects with INVALID_ARGUMENT for an id the log does not hold, CLOSED once the bus closes.
+   *
+   * @example
+   * const job = bus.approvals.list()[0]            // restored after a restart
+   * bus.approvals.approve(job.id, { by: 'ops' })
+   * const reply = await bus.result(job.envelope.id) // what the handler returned
+   */
+  result(messageId: string): Promise<unknown> {
+    return this.#pipeline.result(messageId);
+  }
+
+  /**
    * Writes every staged audit row now (they are otherwise written at the end of the tick),
    * open refusal summaries included (otherwise written within a second).
    */
@@ -404,7 +443,8 @@ export class Orchestrator<C extends Contracts = any> {
   }
 
   /**
-   * Stops new sends (CLOSED), fails pending asks with CLOSED, cancels held approvals,
+   * Stops new sends (CLOSED), fails pending asks with CLOSED, cancels held approvals (with a
+   * file log they stay held in the file instead, for the next bus opened on it),
    * aborts running handlers and waits for them at most `timeouts.closeMs`, writes every
    * audit row, closes the database. Leaves no timer behind. Idempotent.
    */

@@ -1,5 +1,6 @@
 // Runs every scenario example end to end (real timers) and checks what it reports.
 import { describe, expect, it } from 'vitest';
+import { run as a2aExample, MAX_QTY } from '../examples/a2a.js';
 import { run as calculatorDiscovery, CALCULATOR, LEGACY } from '../examples/calculator-discovery.js';
 import { run as fraudAlert } from '../examples/fraud-alert.js';
 import { run as managerSubtasks } from '../examples/manager-subtasks.js';
@@ -82,5 +83,19 @@ describe('examples', () => {
     expect(result.legacyRefused).toBe('POLICY_DENIED');
     expect(result.divisionByZero).toBe('HANDLER_FAILED');
     expect(transcript).toContain(`discover('calculation') → [${CALCULATOR}]`);
+  });
+  it('a2a: one bus calls another over A2A; the supplier approves the small order, rejects the large one, the shop denies its intern', async () => {
+    const { result, transcript } = await collect(a2aExample);
+    expect(result.quote).toEqual({ sku: 'bolt-m8', eur: 21 });
+    expect(result.small).toEqual({ orderId: 'SO-bolt-m8-4' });
+    expect(result.large).toMatch(new RegExp(`^HANDLER_FAILED: .*TASK_STATE_REJECTED: APPROVAL_REJECTED: .*over the ${MAX_QTY}-unit limit`));
+    expect(result.intern).toMatch(/^POLICY_DENIED: /);
+    expect(result.supplierLog.map((e) => [e.from, e.intent, e.decision, e.approval, e.outcome])).toEqual([
+      ['shop-co', 'order', 'pending', 'rejected', 'failed'],
+      ['shop-co', 'order', 'pending', 'approved', 'replied'],
+      ['shop-co', 'quote', 'allowed', undefined, 'replied'],
+    ]);
+    expect(result.shopLog.find((e) => e.from === 'intern')).toMatchObject({ decision: 'denied', code: 'POLICY_DENIED' });
+    expect(transcript.indexOf('held for approval')).toBeLessThan(transcript.indexOf('approved by an operator'));
   });
 });

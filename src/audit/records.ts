@@ -88,7 +88,7 @@ function summaryOf(s: RefusalSummary): RefusalSummary {
 const ENUMS: [number, ReadonlySet<string>][] = [
   [6, new Set(MESSAGE_TYPES)],
   [10, new Set(['allowed', 'denied', 'pending'])],
-  [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply'])],
+  [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply', 'interrupted'])],
   [16, new Set(['approved', 'rejected', 'expired', 'cancelled'])],
 ];
 

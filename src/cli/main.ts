@@ -16,6 +16,7 @@ import { checkRecordedProof } from '../nats/proofs.js';
 import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
+import { escapeJson, escapeText } from '../escape-text.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
 export interface CliIO {
@@ -141,11 +142,11 @@ export function main(argv: readonly string[], io: CliIO): number | Promise<numbe
     }
   } catch (e) {
     if (e instanceof UsageError || isParseArgsError(e)) {
-      io.err(`switchboard: ${(e as Error).message}`);
+      io.err(`switchboard: ${escapeText((e as Error).message)}`);
       io.err(`Run "switchboard --help" for usage.`);
       return 2;
     }
-    io.err(`switchboard: ${e instanceof Error ? e.message : String(e)}`);
+    io.err(`switchboard: ${escapeText(e instanceof Error ? e.message : String(e))}`);
     return 1;
   }
 }
@@ -197,7 +198,7 @@ function runLog(args: string[], io: CliIO): number {
   if (log === undefined) return notFound(path, io);
   try {
     const entries = log.query(values.agent === undefined ? { ...filter, limit } : { ...filter, agentId: values.agent, limit });
-    if (values.json === true) for (const e of entries) io.out(JSON.stringify(e));
+    if (values.json === true) for (const e of entries) io.out(escapeJson(JSON.stringify(e)));
     else for (const line of table(entries)) io.out(line);
     return 0;
   } finally {
@@ -255,8 +256,9 @@ function runVerify(args: string[], io: CliIO): number {
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
-      if (result.anchor !== undefined) io.out(`from: seq ${result.anchor.seq} hash ${result.anchor.hash} (older rows were dropped)`);
-      io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      if (result.anchor !== undefined) io.out(`from: ${result.anchor.seq}:${result.anchor.hash} (older rows were dropped)`);
+      // As --head takes it: the line's value can be passed back as it is.
+      io.out(`head: ${head.seq}:${head.hash}`);
       if (wanted !== undefined) io.out(`holds: seq ${wanted.seq}`);
       return 0;
     }
@@ -319,7 +321,7 @@ function runExport(args: string[], io: CliIO): number {
     for (;;) {
       const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT, ...(since !== undefined ? { since } : {}) });
       if (page.length === 0) return 0;
-      for (const e of page) io.out(format === 'csv' ? csvLine(e) : JSON.stringify(e));
+      for (const e of page) io.out(format === 'csv' ? csvLine(e) : escapeJson(JSON.stringify(e)));
       after = (page[page.length - 1] as MessageLogEntry).seq;
     }
   } finally {
@@ -329,12 +331,13 @@ function runExport(args: string[], io: CliIO): number {
 
 const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated', 'refusals'] as const;
 
-/** RFC 4180: every field quoted when it holds a comma, quote or line break; a leading formula character is neutralised. */
+/** RFC 4180: every field quoted when it holds a comma or quote; a leading formula character is neutralised. */
 function csvLine(e: MessageLogEntry): string {
   return CSV_FIELDS.map((k) => {
     const v = (e as unknown as Record<string, unknown>)[k];
     if (v === undefined) return '';
-    let s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // Control, escape and bidirectional characters are shown escaped: a CSV is read on screens and in spreadsheets.
+    let s = escapeText(typeof v === 'object' ? JSON.stringify(v) : String(v));
     if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(',');
@@ -360,7 +363,7 @@ function seqArg(option: string, value: string): number {
 
 function headArg(value: string): ChainHead {
   const m = /^(\d{1,15}):([0-9a-fA-F]{64})$/.exec(value);
-  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters, as "switchboard verify" prints), got "${value}"`);
+  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters: the value of the "head:" line "switchboard verify" prints), got "${value.slice(0, 100)}"`);
   return { seq: Number(m[1]), hash: (m[2] as string).toLowerCase() };
 }
 
@@ -390,7 +393,7 @@ const COLUMNS = [
   { title: 'TYPE', max: 8 },
   { title: 'INTENT', max: 24 },
   { title: 'DECISION', max: 8 },
-  { title: 'OUTCOME', max: 10 },
+  { title: 'OUTCOME', max: 11 },
   { title: 'APPROVAL', max: 28 },
   { title: 'RULE/CODE', max: 40 },
 ] as const;
@@ -409,7 +412,7 @@ function table(entries: readonly MessageLogEntry[]): string[] {
       e.outcome ?? '',
       e.approval === undefined ? '' : e.decidedBy === undefined ? e.approval : `${e.approval}/${e.decidedBy}`,
       e.refusals === undefined ? [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/') : tallyCell(e.refusals),
-    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
+    ].map((cell, i) => cut(escapeText(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
   );
   const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] as string).length)));
   const line = (cells: readonly string[]) =>
@@ -431,12 +434,6 @@ function tallyCell(t: RefusalSummary): string {
 function isoTime(ts: number): string {
   const d = new Date(ts);
   return Number.isNaN(d.getTime()) ? String(ts) : d.toISOString();
-}
-
-/** Control characters (terminal escapes included) are shown escaped, never sent to the terminal. */
-function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 function cut(s: string, max: number): string {

@@ -36,6 +36,7 @@ import { checkNatsOptions, type NatsTransportOptions } from './options.js';
 import { Proofs } from './proofs.js';
 import { loadRoster, RosterIndex } from './roster.js';
 import { Subjects } from './subjects.js';
+import { freezeClass } from '../frozen.js';
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);
 const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
@@ -654,3 +655,8 @@ function guard(fn: () => unknown): void {
     // The answer is lost; the other side ends at its deadline (at most once).
   }
 }
+
+// Frozen: what the transport hands out (itself, carriage handles, responders) cannot be patched by one holder for all.
+freezeClass(NatsTransport);
+freezeClass(Sent);
+freezeClass(Answer);

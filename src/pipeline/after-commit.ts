@@ -35,6 +35,8 @@ export class AfterCommit {
    * With `onlyIfHeld`, not when it was decided or cancelled while its row was written.
    */
   holdCommitted(hold: HeldMessage, onlyIfHeld = false): void {
+    // From now on its absence from the audit file means another process decided it (durable approvals).
+    hold.stored = hold.durable;
     const { events } = this.#config;
     if (!events.has('approval:requested')) return;
     if (onlyIfHeld && this.#ledger.holds.get(hold.approval.id) !== hold) return;

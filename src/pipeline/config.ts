@@ -1,3 +1,4 @@
+import type { HoldStore } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Contracts } from '../contracts.js';
 import type { BusEmitter } from '../events.js';
@@ -44,4 +45,9 @@ export interface PipelineConfig {
   readonly inboundShare: InboundShareSpec | false;
   /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
   readonly refusals: RefusalSummaries;
+  /**
+   * The audit log when it can be asked about one message (`result()`); it keeps held messages
+   * (durable approvals) when `keepsHolds` (a file). Undefined for a custom log or none.
+   */
+  readonly holdStore: HoldStore | undefined;
 }

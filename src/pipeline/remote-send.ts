@@ -17,6 +17,7 @@ import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type N
 import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
 import { traceparentOf, type CommitInfo } from '../telemetry-port.js';
 import { commitInfo } from './tracing.js';
+import { freezeClass } from '../frozen.js';
 
 /** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */
 export type NotifyAnswer = NotifyAck | BusError;
@@ -373,3 +374,6 @@ function readProgress(fraction: unknown, note: unknown): Progress | undefined {
   if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return undefined;
   return Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
 }
+
+// Frozen: the transport holds sinks; none can patch what every other sink runs.
+freezeClass(RemoteSink);

@@ -4,8 +4,11 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
+import { freezeObject } from '../frozen.js';
 import { AfterCommit } from './after-commit.js';
 import { ApprovalFlow } from './approval-flow.js';
+import { Results } from './results.js';
+import type { StoredHold } from '../audit/types.js';
 import {
   checkContract,
   checkDepth,
@@ -54,6 +57,7 @@ export class Pipeline implements ChainPort {
   readonly #deliveries: Deliveries;
   readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
+  readonly #results: Results;
   readonly #after: AfterCommit;
   /** When a local agent last sent: inbound messages from other nodes yield to local work (inbound-share.ts). */
   readonly #activity: LocalActivity = { lastLocalSend: Number.NEGATIVE_INFINITY };
@@ -63,12 +67,16 @@ export class Pipeline implements ChainPort {
   constructor(config: PipelineConfig) {
     this.#config = config;
     const journal = (this.#journal = new Journal(config));
-    const ledger = (this.#ledger = new Ledger(config, journal, (hold) => this.#approvals.expire(hold)));
+    const ledger = (this.#ledger = new Ledger(config, journal, {
+      expire: (hold) => this.#approvals.expire(hold),
+      cancel: (hold, reason) => this.#approvals.cancelled(hold, reason),
+    }));
     const after = (this.#after = new AfterCommit(config, ledger));
     const core = { config, journal, ledger, after };
     const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
+    this.#results = new Results(config, ledger);
     const remote = (this.#remote = new RemoteSends(parts));
-    const approvals = (this.#approvals = new ApprovalFlow({ ...parts, remote }));
+    const approvals = (this.#approvals = new ApprovalFlow({ ...parts, remote }, (p) => this.#results.follow(p)));
     this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed, activity: this.#activity });
   }
 
@@ -105,6 +113,8 @@ export class Pipeline implements ChainPort {
       job.cancel = (reason) => {
         if (pendingRef !== undefined) this.#ledger.cancel(pendingRef, typeof reason === 'string' ? reason : 'cancelled by the sender');
       };
+      // Frozen: whoever holds the job (it may be passed around) cannot swap its methods.
+      freezeObject(job);
     }
 
     const draft = makeDraft(id, now, type, sender.id, to, intent, parent);
@@ -276,6 +286,21 @@ export class Pipeline implements ChainPort {
     this.#approvals.reject(id, options, this.closed);
   }
 
+  /** Puts back the held messages an earlier process left in the audit file. */
+  restore(stored: readonly StoredHold[]): void {
+    this.#approvals.restore(stored);
+  }
+
+  /** A new agent: approved restored messages waiting for it go to it now. */
+  registered(record: AgentRecord): void {
+    this.#approvals.registered(record);
+  }
+
+  /** The reply or error of a message of the log (see results.ts). */
+  result(messageId: unknown): Promise<unknown> {
+    return this.#results.result(messageId);
+  }
+
   // ---- Checks that need the bus's state -------------------------------------------------
 
   #checkOpen(): void {
@@ -375,9 +400,10 @@ export class Pipeline implements ChainPort {
         f.remotes.push({ envelope, peer: recipient.node! });
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
       } else if (route === 'hold') {
-        f.holds.push(this.#approvals.holdCopy(d, envelope, parent));
+        const hold = this.#approvals.holdCopy(d, envelope, parent);
+        f.holds.push(hold);
         receipt.pending.push(to);
-        if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+        if (journal.enabled) records.push(this.#approvals.pendingRecord(d, hold));
         if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
       } else {
         f.deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
@@ -430,7 +456,7 @@ export class Pipeline implements ChainPort {
     receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
     receipt.failed.push(id);
     const reason = `${id} left before the notify reached it`;
-    this.#journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
+    this.#journal.recordOutcome(delivery.envelope, this.closed ? 'cancelled' : 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
     const { events } = this.#config;
     if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
   }
@@ -451,6 +477,7 @@ export class Pipeline implements ChainPort {
     this.closed = true;
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
+    this.#results.close();
     this.#ledger.closeAll();
     this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
@@ -497,5 +524,5 @@ function failedJob(error: BusError): Job {
   job.id = '';
   job.onProgress = () => job;
   job.cancel = () => undefined;
-  return job;
+  return freezeObject(job);
 }

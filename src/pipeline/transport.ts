@@ -1,5 +1,6 @@
 import type { Envelope, RuleType } from '../envelope.js';
 import type { ErrorCode } from '../errors.js';
+import { freezeClass } from '../frozen.js';
 
 // The seam between "decide and record" (the pipeline) and "carry the message" (a
 // transport). The pipeline never carries a message to another node itself, and a
@@ -256,3 +257,6 @@ export function isTransport(value: unknown): value is Transport {
   const t = value as Record<string, unknown>;
   return ['attach', 'locate', 'nodeOf', 'remoteAgents', 'claim', 'release', 'send', 'ready', 'close'].every((m) => typeof t[m] === 'function');
 }
+
+// Frozen like every face handed across the seam.
+freezeClass(InProcessTransport);
