@@ -132,6 +132,12 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(message).toMatch(/node "n1" was given the seed of key \S+ \(node "n2" in the roster\)/);
   });
 
+  it("refuses to claim an agent outside the node's roster entry: ready() rejects naming the entry", async () => {
+    const n1 = await startNode('n1');
+    n1.register('bob');
+    await expect(n1.ready()).rejects.toMatchObject({ code: 'POLICY_DENIED', message: expect.stringMatching(/node "n1" may not serve agent "bob": its roster entry lists \["alice","carol","dave"\]/) });
+  });
+
   it("keeps every claim when a node publishes a rollup on its own claim key (the bucket denies rollups)", async () => {
     const n1 = await startNode('n1');
     const n2 = await startNode('n2');
@@ -145,6 +151,25 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     const kv = await new Kvm(attacker.nc).open(subjects.claimsBucket());
     expect((await kv.get('bob'))?.operation).toBe('PUT');
     await expect(alice.ask('bob', 'echo', {})).resolves.toBe('ok');
+  });
+
+  it('`switchboard fleet bucket` leaves a right stream as it is and names what is wrong with another', async () => {
+    const out: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l) };
+    expect(await main(['fleet', 'bucket', '--servers', server.url, '--creds', join(cfg, 'op.nk'), '--roster', rosterPath], io)).toBe(0);
+    expect(out.join('\n')).toMatch(/claims bucket of bus "shop" ready/);
+    // A roster of another bus whose stream an operator could not have made right: a node-less open server.
+    const bus = `wrong${process.pid}`;
+    const other = join(dir, 'wrong-roster.json');
+    writeFileSync(other, JSON.stringify({ ...loadRoster(rosterPath), bus }));
+    const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: `${bus}._r.x` });
+    conns.push(conn);
+    const jsm = await jetstreamManager(conn.nc);
+    await jsm.streams.add({ name: `KV_sb_${bus}_agents`, subjects: [`$KV.sb_${bus}_agents.>`], allow_rollup_hdrs: true, deny_purge: false });
+    out.length = 0;
+    expect(await main(['fleet', 'bucket', '--servers', natsUrl, '--roster', other], io)).toBe(1);
+    expect(out.join('\n')).toMatch(/unexpected settings, refused: allow_rollup_hdrs is true .*; deny_purge is false/);
+    await jsm.streams.delete(`KV_sb_${bus}_agents`);
   });
 
   it('never lets a node create, purge or delete the claims stream', async () => {
