@@ -9,7 +9,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { keysFromSeed } from '../nats/keys.js';
 import { authorizationBlock, checkTopology } from '../nats/permissions.js';
@@ -47,9 +47,9 @@ Options:
   -h, --help     Show this help
 
 Then an operator creates the claims bucket once:
-  switchboard fleet bucket --servers nats://… --creds DIR/<operator>.nk --roster DIR/roster.json`;
+  switchboard fleet bucket --servers nats://… --creds DIR/<operator>.nk`;
 
-export const FLEET_BUCKET_HELP = `Usage: switchboard fleet bucket --servers URL[,URL…] --creds OPERATOR.nk --roster roster.json
+export const FLEET_BUCKET_HELP = `Usage: switchboard fleet bucket --servers URL[,URL…] --creds OPERATOR.nk [--roster roster.json]
 
 Create the claims bucket of the roster's bus (a JetStream stream) with the settings every
 node checks: exactly the bucket's subject, one value per key, rollup, purge and delete
@@ -59,7 +59,8 @@ reported, named, and left for you to delete.
 Options:
   --servers URLS   The NATS server(s), comma-separated
   --creds FILE     The operator's seed file from fleet init (or a node-less user's seed)
-  --roster FILE    The fleet's roster.json (gives the bus name)
+  --roster FILE    The fleet's roster.json, for the bus name (default: roster.json beside
+                   the --creds file, where fleet init wrote both)
   -h, --help       Show this help`;
 
 interface NkeysModule {
@@ -158,7 +159,7 @@ export function runFleetInit(args: readonly string[], io: FleetIO): number {
   io.out(
     op === undefined
       ? 'next: create the claims bucket once with `switchboard fleet bucket` (add an operator to fleet.json to get credentials allowed to)'
-      : `next: switchboard fleet bucket --servers nats://… --creds ${join(dir, `${escapeToken(op)}.nk`)} --roster ${join(dir, 'roster.json')}`,
+      : `next: an operator creates the claims bucket once: switchboard fleet bucket --servers nats://… --creds ${join(dir, `${escapeToken(op)}.nk`)}`,
   );
   return 0;
 }
@@ -179,11 +180,13 @@ export async function runFleetBucket(args: readonly string[], io: FleetIO): Prom
     io.out(FLEET_BUCKET_HELP);
     return 0;
   }
-  if (values.servers === undefined || values.roster === undefined) return usage(io, 'fleet bucket needs --servers and --roster (and --creds on a server with authorization)');
+  if (values.servers === undefined) return usage(io, 'fleet bucket needs --servers (and --creds on a server with authorization)');
+  const rosterPath = values.roster ?? (values.creds === undefined ? undefined : join(dirname(values.creds), 'roster.json'));
+  if (rosterPath === undefined) return usage(io, 'fleet bucket needs --roster (or --creds beside the roster.json fleet init wrote)');
   let roster: Roster;
   let seed: string | undefined;
   try {
-    roster = loadRoster(values.roster);
+    roster = loadRoster(rosterPath);
     seed = values.creds === undefined ? undefined : readFileSync(values.creds, 'utf8').trim();
   } catch (e) {
     io.err(`switchboard: ${(e as Error).message}`);

@@ -156,7 +156,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
   it('`switchboard fleet bucket` leaves a right stream as it is and names what is wrong with another', async () => {
     const out: string[] = [];
     const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l) };
-    expect(await main(['fleet', 'bucket', '--servers', server.url, '--creds', join(cfg, 'op.nk'), '--roster', rosterPath], io)).toBe(0);
+    expect(await main(['fleet', 'bucket', '--servers', server.url, '--creds', join(cfg, 'op.nk')], io)).toBe(0);
     expect(out.join('\n')).toMatch(/claims bucket of bus "shop" ready/);
     // A roster of another bus whose stream an operator could not have made right: a node-less open server.
     const bus = `wrong${process.pid}`;
