@@ -42,7 +42,9 @@ describe('keysFromSeed()', () => {
 
   it('refuses a seed with a bad checksum without echoing it', () => {
     const { seed } = user();
-    const bad = `${seed.slice(0, -1)}${seed.endsWith('A') ? 'B' : 'A'}`;
+    // A character in the middle: the last one carries padding bits a decoder may ignore.
+    const i = Math.floor(seed.length / 2);
+    const bad = `${seed.slice(0, i)}${seed[i] === 'A' ? 'B' : 'A'}${seed.slice(i + 1)}`;
     expect(() => keysFromSeed(bad)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     try {
       keysFromSeed(bad);
