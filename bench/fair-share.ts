@@ -31,7 +31,7 @@ else await main();
 async function flood(url: string, bus: string): Promise<void> {
   const node = new Orchestrator({
     node: 'peer',
-    transport: await natsTransport({ servers: url, bus }),
+    transport: await natsTransport({ servers: url, bus, insecure: true }),
     policies: [{ from: 'a', to: 'sink', allow: ['ask'] }],
     limits: { rate: false },
     audit: false,
@@ -89,7 +89,7 @@ async function measureLocal(l1: { ask(to: string, intent: string, payload: unkno
 async function oneRun(url: string, bus: string, share: InboundPerNode | false, audit: string, dir: string, seconds: number): Promise<{ calm: Figures; flooded: Figures }> {
   const b = new Orchestrator({
     node: 'victim',
-    transport: await natsTransport({ servers: url, bus }),
+    transport: await natsTransport({ servers: url, bus, insecure: true }),
     policies: [
       { from: 'l1', to: 'l2', allow: ['ask'] },
       { from: 'a', to: 'sink', allow: ['ask'] },

@@ -202,6 +202,8 @@ export class Orchestrator<C extends Contracts = any> {
       freezeObject({
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
+        refused: (report) => inbound.refused(report),
+        admitted: (since, limit) => this.#admitted(since, limit),
       } satisfies InboundPort),
     );
   }
@@ -222,6 +224,19 @@ export class Orchestrator<C extends Contracts = any> {
     this.#lostClaims.set(agentId, error);
     if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
     else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
+  }
+
+  /** The cross-node messages recorded since `since`, newest first: what a restarted node must not take again. */
+  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> {
+    const out: Array<{ id: string; from: string; to: string; ts: number }> = [];
+    let beforeSeq: number | undefined;
+    while (out.length < limit) {
+      const page = this.getMessageLog({ since, limit: Math.min(10_000, limit - out.length), ...(beforeSeq === undefined ? {} : { beforeSeq }) });
+      for (const e of page) if (e.peerNode !== undefined && e.type !== 'reply') out.push({ id: e.messageId, from: e.from, to: e.to, ts: e.ts });
+      if (page.length === 0) break;
+      beforeSeq = page.at(-1)!.seq;
+    }
+    return out;
   }
 
   readonly #port: AgentPort;

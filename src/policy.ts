@@ -33,6 +33,12 @@ export interface PolicyRule {
    * registry.
    */
   minRecipientTrust?: number;
+  /**
+   * Messages this rule allows between nodes are sealed: encrypted for the recipient node
+   * (payload, reply, progress notes, error text). The sending node seals them; a receiving
+   * node whose deciding rule says so refuses one that arrived unsealed. Only with `allow`.
+   */
+  sealed?: boolean;
   /** A label shown in audit entries and `explain()` instead of the generated one. */
   name?: string;
 }
@@ -64,6 +70,8 @@ export interface PolicyDecision {
   reason: string;
   /** The version of the rule set that decided. */
   policyVersion: number;
+  /** True when an allowing rule of the deciding level says `sealed` (messages across nodes are encrypted). */
+  sealed?: boolean;
 }
 
 /** A remark about a rule set that is valid but probably not what its author meant. */
@@ -85,7 +93,7 @@ export interface PolicyLint {
 }
 
 const WILDCARD = '*';
-const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'minRecipientTrust', 'name'] as const;
+const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'minRecipientTrust', 'sealed', 'name'] as const;
 const MAX_TEXT = 128;
 
 // ---------------------------------------------------------------------------------------
@@ -171,6 +179,7 @@ const ruleSchema = z
       requireApproval: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       minTrust: z.number({ error: (iss) => `expected a finite number, got ${show(iss.input)}` }).optional(),
       minRecipientTrust: z.number({ error: (iss) => `expected a finite number, got ${show(iss.input)}` }).optional(),
+      sealed: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       name: z
         .string({ error: (iss) => `expected a string, got ${show(iss.input)}` })
         .min(1, { error: 'must not be empty' })
@@ -196,7 +205,7 @@ const ruleSchema = z
       ctx.addIssue({ code: 'custom', message: 'a rule needs "allow" or "deny"', params: { [CROSS_FIELD]: true } });
     }
     if (rule.allow === undefined) {
-      for (const key of ['requireApproval', 'minTrust', 'minRecipientTrust'] as const) {
+      for (const key of ['requireApproval', 'minTrust', 'minRecipientTrust', 'sealed'] as const) {
         if (rule[key] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -259,6 +268,7 @@ export function parseRules(input: unknown): PolicyRule[] {
     // -0 and 0 gate identically; keep one spelling so equal rules compare equal.
     if (r.minTrust !== undefined) rule.minTrust = r.minTrust === 0 ? 0 : r.minTrust;
     if (r.minRecipientTrust !== undefined) rule.minRecipientTrust = r.minRecipientTrust === 0 ? 0 : r.minRecipientTrust;
+    if (r.sealed !== undefined) rule.sealed = r.sealed;
     if (r.name !== undefined) rule.name = r.name;
     return Object.freeze(rule);
   });
@@ -277,6 +287,7 @@ export function ruleLabel(rule: PolicyRule): string {
   if (rule.requireApproval === true) label += ' approval';
   if (rule.minTrust !== undefined) label += ` minTrust:${rule.minTrust}`;
   if (rule.minRecipientTrust !== undefined) label += ` minRecipientTrust:${rule.minRecipientTrust}`;
+  if (rule.sealed === true) label += ' sealed';
   return label;
 }
 
@@ -299,6 +310,7 @@ function canonicalKey(rule: PolicyRule): string {
     rule.requireApproval ?? null,
     rule.minTrust ?? null,
     rule.minRecipientTrust ?? null,
+    rule.sealed ?? null,
     rule.name ?? null,
   ]);
 }
@@ -532,19 +544,19 @@ export class PolicySet {
     const decisions: PolicyDecision[] = [];
     let first: PolicyRule | undefined;
     let firstApproval: PolicyRule | undefined;
+    let sealed = false;
     sorted.forEach((rule, i) => {
       if (first === undefined || this.#compare(rule, first) < 0) first = rule;
+      // Sealing, like approval, is required when any rule admitted at this trust asks for it.
+      if (rule.sealed === true) sealed = true;
       if (rule.requireApproval === true && (firstApproval === undefined || this.#compare(rule, firstApproval) < 0)) {
         firstApproval = rule;
       }
       const next = sorted[i + 1];
       if (next !== undefined && gateOf(next) === gateOf(rule)) return;
       gates.push(gateOf(rule));
-      decisions.push(
-        firstApproval !== undefined
-          ? this.#decision('approval', firstApproval, 'approval required')
-          : this.#decision('allow', first, 'allowed'),
-      );
+      const decided = firstApproval !== undefined ? this.#decision('approval', firstApproval, 'approval required') : this.#decision('allow', first, 'allowed');
+      decisions.push(sealed ? Object.freeze({ ...decided, sealed: true }) : decided);
     });
     return { gates, decisions };
   }
@@ -563,7 +575,8 @@ export class PolicySet {
         const applying = sorted.filter((r) => gateOf(r) <= g && recipientGateOf(r) <= rg);
         if (applying.length === 0) return undefined;
         const approval = applying.find((r) => r.requireApproval === true);
-        return approval !== undefined ? this.#decision('approval', approval, 'approval required') : this.#decision('allow', applying[0]!, 'allowed');
+        const decided = approval !== undefined ? this.#decision('approval', approval, 'approval required') : this.#decision('allow', applying[0]!, 'allowed');
+        return applying.some((r) => r.sealed === true) ? Object.freeze({ ...decided, sealed: true }) : decided;
       }),
     );
     return { gates, decisions: [], recipientGates, table, rules: sorted };

@@ -40,7 +40,7 @@ interface Run {
 function run(argv: string[], env: Record<string, string | undefined> = {}): Run {
   const out: string[] = [];
   const err: string[] = [];
-  const code = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env });
+  const code = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env }) as number;
   return { code, out, err };
 }
 const fileHash = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');

@@ -47,6 +47,10 @@ export const ROW_COLUMNS = [
   // so every other row keeps its encoding and its hash.
   'node',
   'peer_node',
+  // Fleet trust: on a receipt, the sending node's proof (JSON: node, key, signature and what
+  // it covers) as verified against the roster; on any cross-node row of an insecure fleet,
+  // "unverified". Encoded only when set (with nulls before it), like the node columns.
+  'peer_proof',
 ] as const;
 
 /** Index of each column in a stored record line (the JSON array of {@link ROW_COLUMNS}). */

@@ -50,6 +50,8 @@ export interface AttemptRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** The sending node's proof on a receipt (JSON), or {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
   /**
    * On a `pending` attempt written to a log that keeps held messages ({@link HoldStore}): the
    * held copy, stored beside the row in its transaction. Not part of the row or its hash.
@@ -168,6 +170,8 @@ export interface OutcomeRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
 }
 
 /** A human decision on a held message. */
@@ -189,7 +193,12 @@ export interface ApprovalRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
 }
+
+/** The `proof` of a cross-node row whose sender no roster vouched for (`natsTransport({ insecure: true })`). */
+export const UNVERIFIED = 'unverified';
 
 export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
 
@@ -226,6 +235,14 @@ export interface MessageLogEntry {
   node?: string;
   /** The node at the other end (the sender's on the receiving node, the recipient's on the sending one). */
   peerNode?: string;
+  /**
+   * On a receipt from another node: the sending node's proof as verified against the roster
+   * (JSON: `node`, `key`, `sig`, `subject`, `seal`, `line`), which `switchboard verify
+   * --roster` checks again against the entry's `payloadHash`.
+   */
+  proof?: string;
+  /** True on a cross-node entry of an insecure fleet (no roster): nobody proved who sent it. */
+  unverified?: true;
 }
 
 /** Filters for {@link AuditLog.query}. */

@@ -12,6 +12,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
+import { checkRecordedProof } from '../nats/proofs.js';
+import { loadRoster, RosterIndex } from '../nats/roster.js';
+import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
 import { escapeJson, escapeText } from '../escape-text.js';
 
@@ -33,8 +36,10 @@ Commands:
   log <db>       Show the message log, newest first
   export <db>    Write every entry, oldest first, as JSON Lines or CSV
   verify <db>    Check the hash chain end to end
-  nats-config <topology.json>
-                 Write nats-server permissions and node credentials (see docs/nodes.md)
+  fleet init <fleet.json>
+                 Write a fleet's roster, node and operator keys and nats-server
+                 permissions (alias: nats-config; see docs/nodes.md)
+  fleet bucket   Create the fleet's claims bucket (an operator, once)
 
 Options:
   -h, --help     Show help (also: switchboard <command> --help)
@@ -65,7 +70,7 @@ how many, since when, and their codes (its JSON has "refusals": count, first, la
 Example:
   switchboard log audit.db --agent writer --limit 20`;
 
-const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY]
+const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY] [--roster roster.json]
 
 Recompute the hash chain from the oldest kept row to the last. Prints "ok: N rows verified"
 and the chain head (exit 0), or names the first bad row (exit 1).
@@ -75,6 +80,9 @@ Options:
                    still holds that row with that hash (catches a truncated tail)
   --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
                    a command-line argument is visible to other users of the machine)
+  --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
+                   receipt (its signature over what it sent), so the log proves what each
+                   peer sent this node
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -103,7 +111,7 @@ class UsageError extends Error {}
  * @example
  * const code = main(['verify', 'audit.db'], { out: console.log, err: console.error })
  */
-export function main(argv: readonly string[], io: CliIO): number {
+export function main(argv: readonly string[], io: CliIO): number | Promise<number> {
   try {
     const [command, ...rest] = argv;
     if (command === undefined) {
@@ -127,6 +135,8 @@ export function main(argv: readonly string[], io: CliIO): number {
         return runVerify(rest, io);
       case 'nats-config':
         return runNatsConfig(rest, io);
+      case 'fleet':
+        return runFleet(rest, io);
       default:
         throw new UsageError(command.startsWith('-') ? `unknown option ${command}` : `unknown command "${command}"`);
     }
@@ -204,12 +214,22 @@ function runVerify(args: string[], io: CliIO): number {
     options: {
       key: { type: 'string' },
       head: { type: 'string' },
+      roster: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help === true) {
     io.out(VERIFY_HELP);
     return 0;
+  }
+  let roster: RosterIndex | undefined;
+  if (values.roster !== undefined) {
+    try {
+      roster = new RosterIndex(loadRoster(values.roster));
+    } catch (e) {
+      io.err(`switchboard: ${(e as Error).message}`);
+      return 1;
+    }
   }
   const wanted = values.head === undefined ? undefined : headArg(values.head);
   const path = onePath(positionals, 'verify');
@@ -224,6 +244,15 @@ function runVerify(args: string[], io: CliIO): number {
       return 1;
     }
     const result = log.verify(wanted === undefined ? {} : { head: wanted });
+    if (result.ok && roster !== undefined) {
+      const peers = checkPeerProofs(log, roster);
+      if (peers.bad !== undefined) {
+        io.out(`bad: ${peers.bad}`);
+        io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
+        return 1;
+      }
+      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
+    }
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
@@ -240,6 +269,30 @@ function runVerify(args: string[], io: CliIO): number {
     return 1;
   } finally {
     log.close();
+  }
+}
+
+/** Checks the proof kept with every receipt from another node, in seq order; stops at the first bad one. */
+function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; macs: number; bad?: string } {
+  let checked = 0;
+  let unverified = 0;
+  let macs = 0;
+  for (let after = 0; ; ) {
+    const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT });
+    if (page.length === 0) return { checked, unverified, macs };
+    for (const e of page) {
+      if (e.unverified === true) unverified++;
+      if (e.proof === undefined) continue;
+      // A MAC proves the sender to this node only (either end could have made it): counted, not checkable here.
+      if (e.proof.includes('"sig":"m.')) {
+        macs++;
+        continue;
+      }
+      const why = checkRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
+      if (why !== undefined) return { checked, unverified, macs, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${why}` };
+      checked++;
+    }
+    after = page[page.length - 1]!.seq;
   }
 }
 
@@ -417,8 +470,10 @@ if (isEntryPoint()) {
     if (e.code === 'EPIPE') process.exit(0); // `switchboard log db | head`
     throw e;
   });
-  process.exitCode = main(process.argv.slice(2), {
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
-  });
+  void Promise.resolve(
+    main(process.argv.slice(2), {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+    }),
+  ).then((code) => (process.exitCode = code));
 }

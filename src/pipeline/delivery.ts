@@ -238,13 +238,14 @@ export class Deliveries {
   }
 
   /** Settles a request with its reply: audit the reply, then resolve the asker. */
-  answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void): void {
+  answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void, proof?: string): void {
     this.#ledger.settle(p);
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
     const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
+    if (proof !== undefined) draft.proof = proof; // and keeps the replying node's proof
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
     let record: AuditRecord | undefined = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
     // A restored message's sender is gone: its reply is kept with its row, for result().

@@ -12,7 +12,7 @@ import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import { routeOf } from './route.js';
 import { InboundShare, LOCAL_WORK_WINDOW_MS, type Slot } from './inbound-share.js';
-import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
+import type { InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
@@ -67,6 +67,8 @@ interface Fields {
   depth: unknown;
   budgetMs: unknown;
   traceparent: unknown;
+  proof: unknown;
+  sealed: unknown;
 }
 
 /**
@@ -79,7 +81,7 @@ interface Fields {
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
-export class Inbound implements Pick<InboundPort, 'receive'> {
+export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
   /** The pipeline's parts, read by name where used (an inbound message is not the hot path of a local ask). */
   readonly #parts: InboundParts;
   /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
@@ -162,6 +164,21 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     }
   }
 
+  /** A frame the transport refused before reading it (proof, roster, replay): its row and `message:denied`, no answer. */
+  refused(report: RefusedInbound): void {
+    let f: Fields;
+    let e: BusError;
+    try {
+      const { id, type, from, to, fromNode, code, reason } = report;
+      f = { ...UNREAD, id: id ?? '?', type, from, to, fromNode, intent: '?' };
+      e = new BusError(typeof code === 'string' ? code : 'POLICY_DENIED', recordedText(reason, 1000), typeof id === 'string' ? { messageId: recordedText(id, MAX_ID_LENGTH) } : {});
+    } catch {
+      f = UNREAD;
+      e = new BusError('POLICY_DENIED', 'a frame refused by the transport');
+    }
+    this.#parts.journal.refused(inboundDraft(f, this.#parts.config.clock.now()), e);
+  }
+
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
   #refuse(draft: Draft, e: BusError, answer: Responder): void {
     this.#parts.journal.refused(draft, e);
@@ -212,6 +229,9 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       return NO_HANDLE;
     }
     const decision = (draft.decision = checkPolicy(policy.current, sender, recipient, type, intent));
+    if (decision.sealed === true && f.sealed !== true) {
+      throw new BusError('POLICY_DENIED', `${decision.reason} requires sealing, and this message from node ${fromNode} arrived unsealed`, { agentId: from, ...(decision.ruleLabel === undefined ? {} : { rule: decision.ruleLabel }) });
+    }
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
@@ -349,6 +369,8 @@ function readFields(m: InboundMessage): Fields {
     depth: m.depth,
     budgetMs: m.budgetMs,
     traceparent: m.traceparent,
+    proof: m.proof,
+    sealed: m.sealed,
   };
 }
 
@@ -367,6 +389,8 @@ const UNREAD: Fields = Object.freeze({
   depth: undefined,
   budgetMs: undefined,
   traceparent: undefined,
+  proof: undefined,
+  sealed: undefined,
 });
 
 /**
@@ -390,6 +414,8 @@ function inboundDraft(f: Fields, now: number): Draft {
     decision: undefined,
     peerNode: typeof f.fromNode === 'string' && f.fromNode !== '' ? recordedText(f.fromNode, MAX_ID_LENGTH) : '?',
     traceparent: undefined,
+    // The transport's verified proof of the sender, kept with the receipt (bounded like every recorded field).
+    ...(typeof f.proof === 'string' && f.proof.length <= 16_384 ? { proof: f.proof } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { PendingApproval } from '../approvals.js';
-import type { ApprovalDecision, ApprovalRecord, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from '../audit/types.js';
+import { UNVERIFIED, type ApprovalDecision, type ApprovalRecord, type AttemptRecord, type AuditDecision, type AuditOutcome, type AuditRecord } from '../audit/types.js';
 import type { Envelope } from '../envelope.js';
 import type { BusError, ErrorCode } from '../errors.js';
 import type { Attempt } from '../events.js';
@@ -96,6 +96,8 @@ export class Journal {
     if (draft.peerNode !== undefined) {
       record.node = this.#config.node;
       record.peerNode = draft.peerNode;
+      const proof = draft.proof ?? this.#unverified();
+      if (proof !== undefined) record.proof = proof;
     }
     return record;
   }
@@ -112,8 +114,17 @@ export class Journal {
       outcome,
       ...(code !== undefined ? { code } : {}),
       ...(reason !== undefined ? { reason } : {}),
-      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer, ...this.#unverifiedField() } : {}),
     };
+  }
+
+  /** {@link UNVERIFIED} when this node's transport cannot prove who sent what (an insecure fleet). */
+  #unverified(): string | undefined {
+    return this.#config.transport.unverified === true ? UNVERIFIED : undefined;
+  }
+
+  #unverifiedField(): { proof?: string } {
+    return this.#config.transport.unverified === true ? { proof: UNVERIFIED } : {};
   }
 
   /** Stages an outcome row (audit on). */
@@ -157,7 +168,7 @@ export class Journal {
       ...(by !== undefined ? { decidedBy: by } : {}),
       ...(note !== undefined ? { note } : {}),
       policyVersion: policy.current.version,
-      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer, ...this.#unverifiedField() } : {}),
     };
   }
 

@@ -43,6 +43,8 @@ export class RemoteSends {
   readonly #after: AfterCommit;
   /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
   readonly #links = new Map<string, ChainLink>();
+  /** Envelopes whose deciding rule says `sealed`: the transport must encrypt them. */
+  readonly #sealed = new WeakSet<Envelope>();
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
@@ -80,6 +82,8 @@ export class RemoteSends {
   mark(draft: Draft, envelope: Envelope, peer: string): void {
     draft.peerNode = peer;
     this.#journal.markRemote(envelope, peer);
+    // The deciding rule says sealed: the transport encrypts it (also once approved here).
+    if (draft.decision?.sealed === true) this.#sealed.add(envelope);
   }
 
   /**
@@ -169,7 +173,7 @@ export class RemoteSends {
         dead: () => undefined,
       };
       this.#acks.add(finish);
-      handle = this.#send(outbound(envelope, encoded.json, undefined, peer), sink);
+      handle = this.#send(outbound(envelope, encoded.json, undefined, peer, this.#sealed.has(envelope)), sink);
     });
   }
 
@@ -195,13 +199,13 @@ export class RemoteSends {
       this.#ledger.expire(p);
       return;
     }
-    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer, this.#sealed.has(envelope)), sink);
     if (sink.answered && p.state === 'settled') cancelCarriage(sink.handle, 'the sender settled the request');
   }
 
   /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
   readonly #answers: SinkTarget = {
-    reply: (sink, p, json) => {
+    reply: (sink, p, json, proof) => {
       let reply: EncodedPayload;
       try {
         reply = this.#readReply(p, json);
@@ -210,7 +214,7 @@ export class RemoteSends {
         this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${sink.peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
         return;
       }
-      this.#deliveries.answer(p, reply);
+      this.#deliveries.answer(p, reply, undefined, undefined, typeof proof === 'string' && proof.length <= 16_384 ? proof : undefined);
     },
     fail: (p, e) => this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed'),
     dead: (envelope, peer, reason, json) => this.#dead(envelope, peer, reason, json),
@@ -261,7 +265,7 @@ const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
 
 /** What a {@link RemoteSink} hands back to its {@link RemoteSends}. */
 interface SinkTarget {
-  reply(sink: RemoteSink, p: PendingRequest, json: string): void;
+  reply(sink: RemoteSink, p: PendingRequest, json: string, proof: unknown): void;
   fail(p: PendingRequest, error: BusError): void;
   dead(ask: Envelope, peer: string, reason: string, json: unknown): void;
 }
@@ -296,7 +300,7 @@ class RemoteSink implements OutboundSink {
     readonly peer: string,
   ) {}
 
-  reply(json: string): void {
+  reply(json: string, proof?: string): void {
     if (this.answered || this.p.state !== 'pending') {
       if (this.#lateReply) return;
       this.#lateReply = true;
@@ -305,7 +309,7 @@ class RemoteSink implements OutboundSink {
     }
     this.answered = true;
     this.#flushProgress();
-    this.target.reply(this, this.p, json);
+    this.target.reply(this, this.p, json, proof);
   }
 
   error(code: ErrorCode, message: string): void {
@@ -351,9 +355,10 @@ function cancelCarriage(handle: OutboundHandle | undefined, reason: string): voi
 }
 
 /** The message the transport carries, with the send's W3C trace context when it was traced. */
-function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
+function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string, sealed: boolean): OutboundMessage {
   const traceparent = traceparentOf(envelope);
-  return traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+  const out: OutboundMessage = traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+  return sealed ? { ...out, sealed: true } : out;
 }
 
 /** A refusal from the receiving node as this node's BusError (an unknown code is TRANSPORT_UNAVAILABLE). */

@@ -16,8 +16,8 @@ let seq = 0;
 
 async function twoNodes() {
   const bus = `ob${process.pid}x${seq++}`;
-  const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus }) });
-  const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus }) });
+  const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
+  const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
   return { n1, n2, bus };
 }
 
@@ -47,8 +47,8 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
     const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: subjects.inboxPrefix('raw') });
     try {
       const frame = encodeMessage({ id: 'mraw-1', intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' }, '{not json');
-      const answer = await conn.nc.request(subjects.inbound('b', 'a', 'ask'), frame, { timeout: 5000 });
-      expect(decodeAnswer(answer.data, 1024)).toMatchObject({ kind: 'error', id: 'mraw-1', error: { code: 'INVALID_PAYLOAD' } });
+      const answer = await conn.nc.request(subjects.inbound('b', 'a', 'ask'), Buffer.concat([Buffer.from('p n1 - -\n'), frame]), { timeout: 5000 });
+      expect(decodeAnswer(answer.data.subarray(answer.data.indexOf(0x0a) + 1), 1024)).toMatchObject({ kind: 'error', id: 'mraw-1', error: { code: 'INVALID_PAYLOAD' } });
     } finally {
       await conn.close();
     }
@@ -130,8 +130,8 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
   it("holds at the sender's node a message its own rule holds, carries it once approved there, and the receiver's rule decides again", async () => {
     const bus = `ob${process.pid}x${seq++}`;
     const hold = [{ from: 'a', to: 'b', allow: ['ask' as const], requireApproval: true }];
-    const n1 = makeBus({ node: 'n1', policies: hold, transport: await natsTransport({ servers: natsUrl, bus }) });
-    const n2 = makeBus({ node: 'n2', policies: [{ from: 'a', to: 'b', allow: ['ask'] }], transport: await natsTransport({ servers: natsUrl, bus }) });
+    const n1 = makeBus({ node: 'n1', policies: hold, transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
+    const n2 = makeBus({ node: 'n2', policies: [{ from: 'a', to: 'b', allow: ['ask'] }], transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
     const paid: unknown[] = [];
     n2.register('b', { handlers: { pay: (p) => (paid.push(p), 'paid') } });
     const a = n1.register('a');
@@ -162,7 +162,7 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
 
   it('kills the handle of an agent whose claim another node took over at run time, and says so (agent:lost)', async () => {
     const bus = `ob${process.pid}x${seq++}`;
-    const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, leaseMs: 300 }) });
+    const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true, leaseMs: 300 }) });
     const payment = n1.register('payment');
     await n1.ready();
     const lost = new Promise<{ agentId: string; holder: string }>((resolve) => n1.events.on('agent:lost', resolve));
