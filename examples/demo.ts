@@ -196,7 +196,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 300_000 }),
         purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 300_000 }),
       ];
-      t.say('operator', `${operatorName}: two payments wait for you on ${web.url} (5 minutes before they expire)`);
+      // The sign-in link, not the bare address: that one answers 401 to a browser without the token.
+      t.say('operator', `${operatorName}: two payments wait for you on ${web.loginUrl} (5 minutes before they expire)`);
       undecided = Promise.all(jobs.map(report));
       await undecided;
     } else if (ui !== undefined) {

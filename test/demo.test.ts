@@ -54,6 +54,8 @@ describe('examples/demo.ts runDemo({ web: true })', () => {
       { timeout: 10_000, interval: 50 },
     );
     const [small, big] = pending;
+    // The link the tour prints where the payments wait is the one that signs a browser in.
+    expect(lines.join('\n')).toContain(`two payments wait for you on ${server.loginUrl} `);
     const decide = (body: unknown) => fetch(new URL('/api/decide', server.url), { method: 'POST', headers, body: JSON.stringify(body) });
     expect((await decide({ id: small!.id, decision: 'approve', by: 'carol' })).status).toBe(200);
     expect((await decide({ id: big!.id, decision: 'reject', by: 'carol', reason: 'too expensive' })).status).toBe(200);
