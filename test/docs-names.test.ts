@@ -1,0 +1,48 @@
+// The public surface, as a reader of the docs meets it: every value an entry exports is named
+// somewhere in README.md or docs/, and every entry has its row in the reference's table of
+// entry points. test/surface/exports.txt is the surface (public-surface.test.ts keeps it equal
+// to the code), so a new export without a word of documentation fails here.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
+  .map((f) => readFileSync(join(root, f), 'utf8'))
+  .join('\n');
+
+/** Each entry of exports.txt (`.`, `./testing`, …) with the values it exports. */
+function surface(): Array<{ entry: string; values: string[] }> {
+  const text = readFileSync(join(root, 'test/surface/exports.txt'), 'utf8');
+  return text
+    .split(/\n\n+/)
+    .filter((section) => section.trim() !== '')
+    .map((section) => {
+      const entry = section.split(' ')[0]!;
+      const values = /^\s+values: (.*)$/m.exec(section)?.[1]?.split(', ') ?? [];
+      return { entry, values };
+    });
+}
+
+describe('the docs name the public surface', () => {
+  it('reads every entry of test/surface/exports.txt', () => {
+    const entries = surface().map((s) => s.entry);
+    expect(entries).toContain('.');
+    expect(entries).toContain('./testing');
+    expect(entries.length).toBeGreaterThan(5);
+  });
+
+  it.each(surface())('$entry: every exported value is named in README.md or docs/', ({ values }) => {
+    expect(values.filter((name) => !new RegExp(`\\b${name.replace(/\$/g, '\\$')}\\b`).test(docs))).toEqual([]);
+  });
+
+  it('every subpath has a row in the entry points table of docs/reference.md', () => {
+    const reference = readFileSync(join(root, 'docs/reference.md'), 'utf8');
+    const missing = surface()
+      .map((s) => s.entry)
+      .filter((entry) => entry !== '.')
+      .filter((entry) => !reference.includes(`| \`agent-switchboard/${entry.slice(2)}\` |`));
+    expect(missing).toEqual([]);
+  });
+});
