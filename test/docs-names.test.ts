@@ -1,7 +1,8 @@
 // The public surface, as a reader of the docs meets it: every value an entry exports is named
 // somewhere in README.md or docs/, and every entry has its row in the reference's table of
 // entry points. test/surface/exports.txt is the surface (public-surface.test.ts keeps it equal
-// to the code), so a new export without a word of documentation fails here.
+// to the code), so a new export without a word of documentation fails here. Likewise every
+// key of the Orchestrator's options has its row in the reference's options table.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,5 +45,40 @@ describe('the docs name the public surface', () => {
       .filter((entry) => entry !== '.')
       .filter((entry) => !reference.includes(`| \`agent-switchboard/${entry.slice(2)}\` |`));
     expect(missing).toEqual([]);
+  });
+});
+
+/** Every option key of `new Orchestrator()`, dotted (`limits.maxDepth`, `audit.key`), read from the interfaces in src/options.ts. */
+function optionKeys(): string[] {
+  const source = readFileSync(join(root, 'src/options.ts'), 'utf8');
+  const body = (name: string) => {
+    const start = source.indexOf(`export interface ${name}`);
+    return source.slice(start, source.indexOf('\n}\n', start));
+  };
+  const keys: string[] = [];
+  let parent: string | undefined;
+  for (const line of body('OrchestratorOptions').split('\n')) {
+    const top = /^ {2}(\w+)\?: \{$/.exec(line);
+    if (top !== null) parent = top[1];
+    else if (/^ {2}\};?$/.test(line)) parent = undefined;
+    const key = /^ {2}( {2})?(\w+)\?:/.exec(line);
+    if (key === null || /\?: \{$/.test(line)) continue;
+    keys.push(key[1] !== undefined && parent !== undefined ? `${parent}.${key[2]}` : key[2]!);
+  }
+  for (const line of body('AuditOptions').split('\n')) {
+    const key = /^ {2}(\w+)\?:/.exec(line);
+    if (key !== null && key[1] !== 'path') keys.push(`audit.${key[1]}`);
+  }
+  return keys;
+}
+
+describe('the options table of docs/reference.md', () => {
+  it('reads the keys of src/options.ts, nested ones dotted', () => {
+    expect(optionKeys()).toEqual(expect.arrayContaining(['policies', 'limits.maxDepth', 'timeouts.closeMs', 'audit', 'audit.key', 'approvals.ttlMs', 'telemetry']));
+  });
+
+  it('has a row for every option key', () => {
+    const reference = readFileSync(join(root, 'docs/reference.md'), 'utf8');
+    expect(optionKeys().filter((key) => !reference.includes(`\n| \`${key}\` |`))).toEqual([]);
   });
 });
