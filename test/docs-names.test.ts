@@ -2,11 +2,13 @@
 // somewhere in README.md or docs/, and every entry has its row in the reference's table of
 // entry points. test/surface/exports.txt is the surface (public-surface.test.ts keeps it equal
 // to the code), so a new export without a word of documentation fails here. Likewise every
-// key of the Orchestrator's options has its row in the reference's options table.
+// key of the Orchestrator's options has its row in the reference's options table, every event
+// its row in the events table, and every error code its row there and its section in errors.md.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { ErrorCode } from '../src/errors.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)]
@@ -80,5 +82,28 @@ describe('the options table of docs/reference.md', () => {
   it('has a row for every option key', () => {
     const reference = readFileSync(join(root, 'docs/reference.md'), 'utf8');
     expect(optionKeys().filter((key) => !reference.includes(`\n| \`${key}\` |`))).toEqual([]);
+  });
+});
+
+/** The event names of `BusEvents` in src/events.ts. */
+function eventNames(): string[] {
+  const source = readFileSync(join(root, 'src/events.ts'), 'utf8');
+  const start = source.indexOf('export interface BusEvents');
+  return [...source.slice(start, source.indexOf('\n}\n', start)).matchAll(/^ {2}'([a-z]+:[a-z]+)':/gm)].map((m) => m[1]!);
+}
+
+describe('the events and errors tables', () => {
+  const reference = readFileSync(join(root, 'docs/reference.md'), 'utf8');
+
+  it('docs/reference.md has a row for every event of BusEvents', () => {
+    expect(eventNames()).toEqual(expect.arrayContaining(['message:sent', 'audit:error', 'agent:lost']));
+    expect(eventNames().filter((name) => !reference.includes(`\n| \`${name}\` |`))).toEqual([]);
+  });
+
+  it('docs/reference.md has a row, and docs/errors.md a section, for every error code', () => {
+    const errors = readFileSync(join(root, 'docs/errors.md'), 'utf8');
+    const codes = Object.values(ErrorCode);
+    expect(codes.filter((code) => !reference.includes(`\n| \`${code}\` |`))).toEqual([]);
+    expect(codes.filter((code) => !errors.includes(`\n### \`${code}\`\n`))).toEqual([]);
   });
 });
