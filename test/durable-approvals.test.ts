@@ -4,6 +4,7 @@
  * a restart. Each test uses its own temporary file.
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -525,5 +526,116 @@ describe('durable approvals: held at the sender on the way to another node', () 
     } finally {
       await n2.close();
     }
+  });
+});
+
+/** Changes one stored hold row in the file, as anyone who can write the file could. */
+function editHold(sql: string, ...params: unknown[]): void {
+  const db = new Database(path);
+  expect(db.prepare(`UPDATE approval_hold SET ${sql}`).run(...params).changes).toBe(1);
+  db.close();
+}
+
+describe('durable approvals: an edited hold row (the chained pending row vouches for what a restored hold acts on)', () => {
+  it('raising the stored trust does not let a minTrust rule pass at approval: refused POLICY_DENIED with the trust the sender had', async () => {
+    const first = bus();
+    first.register('payment', { handlers: { pay: () => 'paid' } });
+    const asked = errorOf(first.register('purchase', { trust: 0.1 }).ask('payment', 'pay', { amount: 1 }, { timeoutMs: 60_000 }));
+    await first.flush();
+    const [held] = first.approvals.list();
+    await closeAll();
+    await asked;
+    editHold('trust = ?', 0.9);
+    // The policy in force now asks for trust 0.5 before it holds (or delivers) anything.
+    const b = bus({ policies: [{ from: 'purchase', to: 'payment', allow: ['ask'], requireApproval: true, minTrust: 0.5 }] });
+    const pay = vi.fn(() => 'paid');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.approve(held!.id)).toMatchObject({ staged: false, delivered: false, code: 'POLICY_DENIED' });
+    expect(await errorOf(b.result(held!.envelope.id))).toMatchObject({ code: 'POLICY_DENIED' });
+    expect(pay).not.toHaveBeenCalled();
+  });
+
+  it('a later expires_at does not extend the hold: recorded APPROVAL_EXPIRED at open once its recorded expiry passed', async () => {
+    let now = Date.now();
+    const clock = { now: () => now };
+    const first = bus({ clock });
+    first.register('payment', { handlers: { pay: () => 'paid' } });
+    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 2 }, { timeoutMs: 5_000 }));
+    await first.flush();
+    const [held] = first.approvals.list();
+    await closeAll();
+    await asked;
+    editHold('expires_at = ?, requested_at = ?', now + 86_400_000, now + 60_000);
+    now += 10_000;
+    const b = bus({ clock });
+    expect(b.approvals.list()).toEqual([]);
+    expect(await errorOf(b.result(held!.id))).toMatchObject({ code: 'APPROVAL_EXPIRED' });
+  });
+
+  it('a later expires_at does not extend a hold restored before its expiry: it is listed with, and expires at, the recorded one', async () => {
+    let now = Date.now();
+    const clock = { now: () => now };
+    const first = bus({ clock });
+    first.register('payment', { handlers: { pay: () => 'paid' } });
+    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 3 }, { timeoutMs: 5_000 }));
+    await first.flush();
+    const [held] = first.approvals.list();
+    await closeAll();
+    await asked;
+    editHold('expires_at = ?, requested_at = ?', now + 86_400_000, now + 60_000);
+    const [item] = bus({ clock }).approvals.list();
+    expect(item).toMatchObject({ id: held!.id, requestedAt: held!.requestedAt, expiresAt: held!.expiresAt });
+  });
+
+  it('an edited stored deadline, priority and depth have no effect: the restored envelope has the recorded ones', async () => {
+    const first = bus();
+    first.register('payment', { handlers: { pay: () => 'paid' } });
+    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 4 }, { timeoutMs: 60_000, priority: 'low' }));
+    await first.flush();
+    const [held] = first.approvals.list();
+    expect(held!.envelope).toMatchObject({ priority: 'low', depth: 0 });
+    await closeAll();
+    await asked;
+    editHold('envelope = ?', JSON.stringify({ priority: 'critical', depth: 7, deadline: held!.envelope.deadline! + 86_400_000 }));
+    const [item] = bus().approvals.list();
+    expect(item!.envelope).toMatchObject({ priority: 'low', depth: 0, deadline: held!.envelope.deadline });
+    expect(item!.expiresAt).toBe(held!.expiresAt);
+  });
+
+  it('an untouched log with restored holds still verifies', async () => {
+    await holdAndClose({ amount: 5 });
+    const b = bus();
+    expect(b.approvals.list()).toHaveLength(1);
+    await closeAll();
+    const log = new SqliteAuditLog({ path });
+    try {
+      expect(log.verify()).toMatchObject({ ok: true });
+    } finally {
+      log.close();
+    }
+  });
+
+  it('a hold written before its row recorded these (an older version) is restored with trust 0 and no later than its row time + approvals.ttlMs', async () => {
+    const ts = Date.now();
+    const payload = JSON.stringify({ amount: 6 });
+    const week = 7 * 86_400_000;
+    const log = new SqliteAuditLog({ path });
+    // What the older version wrote: the pending row without the hold column, the rest only in the hold table.
+    log.append([
+      {
+        kind: 'attempt', ts, messageId: 'm-old', from: 'purchase', to: 'payment', type: 'ask', intent: 'pay',
+        payloadHash: createHash('sha256').update(payload).digest('hex'), payloadBytes: Buffer.byteLength(payload),
+        decision: 'pending', policyVersion: 1, conversationId: 'c-old',
+        held: { envelope: JSON.stringify({ priority: 'normal', depth: 0, deadline: ts + week }), payload, requestedAt: ts, expiresAt: ts + week, trust: 0.9 },
+      },
+    ]);
+    log.close();
+    const b = bus({ approvals: { ttlMs: 60_000 }, policies: [{ from: 'purchase', to: 'payment', allow: ['ask'], requireApproval: true, minTrust: 0.5 }] });
+    const [item] = b.approvals.list();
+    expect(item).toMatchObject({ id: 'm-old', restored: true, requestedAt: ts, expiresAt: ts + 60_000, envelope: { deadline: ts + 60_000, payload: { amount: 6 } } });
+    const pay = vi.fn(() => 'paid');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.approve('m-old')).toMatchObject({ staged: false, code: 'POLICY_DENIED' });
+    expect(pay).not.toHaveBeenCalled();
   });
 });

@@ -51,6 +51,10 @@ export const ROW_COLUMNS = [
   // it covers) as verified against the roster; on any cross-node row of an insecure fleet,
   // "unverified". Encoded only when set (with nulls before it), like the node columns.
   'peer_proof',
+  // Durable approvals: on a `pending` attempt whose held copy the file keeps, what a restored
+  // hold acts on besides the row's other columns (JSON: trust, expiresAt, priority, depth,
+  // deadline), so the chain vouches for it. Encoded only when set (with nulls before it).
+  'hold',
 ] as const;
 
 /** Index of each column in a stored record line (the JSON array of {@link ROW_COLUMNS}). */

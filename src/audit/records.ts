@@ -47,6 +47,10 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
   }
   if (r.node !== undefined || r.peerNode !== undefined || r.proof !== undefined) row.push(null, r.node ?? null, r.peerNode ?? null);
   if (r.proof !== undefined) row.push(r.proof);
+  if (r.kind === 'attempt' && r.hold !== undefined) {
+    while (row.length < HOLD) row.push(null);
+    row.push(r.hold);
+  }
   checkRow(row);
   let truncated: Record<string, number> | undefined;
   for (const i of CAPPED) {
@@ -67,6 +71,7 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
 }
 
 const NOTE = ROW_COLUMNS.indexOf('note');
+const HOLD = ROW_COLUMNS.indexOf('hold');
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
 
 /** A plain copy of a refusal summary whose counts add up, or a TypeError (the batch fails, nothing half written). */

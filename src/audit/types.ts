@@ -53,6 +53,12 @@ export interface AttemptRecord {
   /** The sending node's proof on a receipt (JSON), or {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
   readonly proof?: string;
   /**
+   * On a `pending` attempt whose held copy the file keeps: what its restoring acts on (`HoldFacts`
+   * of `hold-facts.ts`, as the JSON `encodeHoldFacts` makes). Part of the row and its
+   * hash, so an edit of the file cannot change a restored hold's trust, life or envelope.
+   */
+  readonly hold?: string;
+  /**
    * On a `pending` attempt written to a log that keeps held messages ({@link HoldStore}): the
    * held copy, stored beside the row in its transaction. Not part of the row or its hash.
    */

@@ -4,6 +4,7 @@ import { DeadlineQueue } from '../deadlines.js';
 import type { PolicyDecision } from '../policy.js';
 import { absentRecord, noRecipient, readStoredHold, REDECIDED, unreadableApproval, UNVOUCHED } from './restore.js';
 import { COL } from '../audit/migrations.js';
+import { encodeHoldFacts } from '../audit/hold-facts.js';
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
@@ -164,8 +165,10 @@ export class ApprovalFlow {
     if (!hold.durable) return record;
     const { approval, encoded, trust } = hold;
     const e = approval.envelope;
+    // What restoring acts on goes in the chained row; the copy beside it is a cache whose
+    // payload is checked against the row's hash and whose other columns restoring ignores.
+    const facts = encodeHoldFacts({ trust, expiresAt: approval.expiresAt, priority: e.priority, depth: e.depth, ...(e.deadline !== undefined ? { deadline: e.deadline } : {}) });
     const held: HeldCopy = {
-      // Only what the pending row does not record: the rest of the envelope is restored from that (chained) row.
       envelope: `{"priority":"${e.priority}","depth":${e.depth}${e.deadline !== undefined ? `,"deadline":${e.deadline}` : ''}}`,
       payload: encoded.json,
       requestedAt: approval.requestedAt,
@@ -173,7 +176,7 @@ export class ApprovalFlow {
       ...(approval.rule !== undefined ? { rule: approval.rule } : {}),
       trust,
     };
-    return { ...record, held };
+    return { ...record, hold: facts, held };
   }
 
   /** Holds one copy of a notify (its row is the caller's to stage): APPROVAL_QUEUE_FULL when full. */
@@ -219,7 +222,7 @@ export class ApprovalFlow {
       // The flag is a column any editor of the file can set: only a chained approval row vouches for it.
       const vouched = s.approved ? this.#approvalRecorded(s.messageId, s.to) : true;
       if (vouched === undefined) continue; // the log cannot be read now: left in the file for the next look
-      const copy = vouched ? readStoredHold(s) : UNVOUCHED;
+      const copy = vouched ? readStoredHold(s, this.#config.approvalTtlMs) : UNVOUCHED;
       if (typeof copy === 'string') {
         const approval = unreadableApproval(s);
         const why = `the held copy was not restored: ${copy}`;
@@ -228,18 +231,20 @@ export class ApprovalFlow {
         decisions.push({ messageId: s.messageId, to: s.to, records, approved: s.approved });
         continue;
       }
-      const { envelope, approval, encoded } = copy;
-      if (s.expiresAt <= now) {
+      // Trust and expiry as the chained row records them (the hold row's columns are a cache an edit could change).
+      const { envelope, approval, encoded, trust } = copy;
+      const expiresAt = approval.expiresAt;
+      if (expiresAt <= now) {
         decisions.push({ messageId: s.messageId, to: s.to, records: this.#expiredRecords(approval, s.approved), approved: s.approved });
         continue;
       }
       let p: PendingRequest | undefined;
       if (envelope.type !== 'notify') {
         const recipient = this.#config.registry.get(envelope.to) ?? absentRecord(envelope.to, 0);
-        p = new PendingRequest(envelope, absentRecord(envelope.from, s.trust), recipient, Math.max(0, (envelope.deadline ?? s.expiresAt) - now), ignore, ignore, undefined);
+        p = new PendingRequest(envelope, absentRecord(envelope.from, trust), recipient, Math.max(0, (envelope.deadline ?? expiresAt) - now), ignore, ignore, undefined);
         p.keepReply = true;
       }
-      const hold: HeldMessage = { approval, encoded, from: envelope.from, pending: p, parent: undefined, deadline: s.expiresAt, heapIndex: -1, durable: true, trust: s.trust, stored: true };
+      const hold: HeldMessage = { approval, encoded, from: envelope.from, pending: p, parent: undefined, deadline: expiresAt, heapIndex: -1, durable: true, trust, stored: true };
       if (s.approved) {
         if (p !== undefined) p.state = 'held';
         this.#await(hold);

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { PendingApproval } from '../approvals.js';
+import { decodeHoldFacts, type HoldFacts } from '../audit/hold-facts.js';
 import { COL } from '../audit/migrations.js';
 import type { StoredHold } from '../audit/types.js';
 import type { EncodedPayload } from '../codec.js';
-import { PRIORITIES, type Envelope } from '../envelope.js';
+import { PRIORITIES, type Envelope, type Priority } from '../envelope.js';
 import { BusError } from '../errors.js';
 import type { AgentRecord } from './records.js';
 import { Mailbox } from '../mailbox.js';
@@ -22,14 +23,25 @@ export interface RestoredCopy {
   readonly envelope: Envelope;
   readonly encoded: EncodedPayload;
   readonly approval: PendingApproval;
+  /** The sender's trust the policy is checked again with on approval. */
+  readonly trust: number;
 }
 
 /**
  * Reads a stored hold back and checks it against its `pending` attempt row (which the hash
- * chain covers): same message, parties, type, intent and conversation, and a payload whose
- * SHA-256 and size are the ones recorded. Returns the copy, or why it cannot be trusted.
+ * chain covers): same message and recipient, and a payload whose SHA-256 and size are the
+ * ones recorded. Everything else it acts on comes from that row: parties, type, intent,
+ * time, conversation and rule, and (in the row's `hold` column) the sender's trust, the
+ * expiry, priority, depth and deadline. The hold table is a cache of the payload only.
+ *
+ * A row written before the `hold` column existed vouches for none of those: such a hold is
+ * restored with trust 0 (a rule that needs trust refuses it at approval), an expiry no later
+ * than the row's time plus `ttlMs` (`approvals.ttlMs`) and a deadline no later than that;
+ * its priority and depth are the copy's.
+ *
+ * Returns the copy, or why it cannot be trusted.
  */
-export function readStoredHold(s: StoredHold): RestoredCopy | string {
+export function readStoredHold(s: StoredHold, ttlMs: number): RestoredCopy | string {
   const row = s.attempt;
   if (row === undefined) return 'its pending row is no longer in the log';
   if (row[COL.kind] !== 'attempt' || row[COL.decision] !== 'pending' || row[COL.message_id] !== s.messageId || row[COL.recipient] !== s.to) {
@@ -38,28 +50,27 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
   if (createHash('sha256').update(s.payload).digest('hex') !== row[COL.payload_hash] || Buffer.byteLength(s.payload) !== row[COL.payload_bytes]) {
     return 'its stored payload does not match the hash its pending row records';
   }
-  let stored: Record<string, unknown>;
+  const type = row[COL.type];
+  const ts = row[COL.ts];
+  const valid =
+    (type === 'ask' || type === 'delegate' || type === 'notify') &&
+    typeof row[COL.sender] === 'string' &&
+    typeof row[COL.intent] === 'string' &&
+    typeof row[COL.conversation_id] === 'string' &&
+    typeof ts === 'number' &&
+    Number.isFinite(ts);
+  if (!valid) return 'its pending row cannot be read';
+  const legacy = row[COL.hold] == null;
+  const facts = legacy ? legacyFacts(s, ts, ttlMs) : decodeHoldFacts(row[COL.hold]);
+  if (facts === undefined) return legacy ? 'its stored envelope cannot be read' : 'its pending row records no readable hold';
   let encoded: EncodedPayload;
   try {
-    stored = JSON.parse(s.envelope) as Record<string, unknown>;
     // The bytes are the ones hashed when it was sent (checked just above), a copy the codec
     // made then: parsing them gives that copy back, without walking it again.
     encoded = { json: s.payload, bytes: row[COL.payload_bytes] as number, copy: deepFreeze(JSON.parse(s.payload)) };
   } catch {
     return 'its stored copy cannot be read';
   }
-  const type = row[COL.type];
-  const valid =
-    (type === 'ask' || type === 'delegate' || type === 'notify') &&
-    typeof row[COL.sender] === 'string' &&
-    typeof row[COL.intent] === 'string' &&
-    typeof row[COL.conversation_id] === 'string' &&
-    Number.isFinite(row[COL.ts]) &&
-    PRIORITIES.includes(stored.priority as Envelope['priority']) &&
-    Number.isSafeInteger(stored.depth) &&
-    (stored.deadline === undefined || Number.isFinite(stored.deadline));
-  if (!valid) return 'its stored envelope cannot be read';
-  // Who, to whom, what, when and the rule come from the chained row; only priority, depth and deadline from the copy.
   const envelope: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     id: s.messageId,
     type,
@@ -67,13 +78,13 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
     to: s.to,
     intent: row[COL.intent] as string,
     payload: encoded.copy,
-    ts: row[COL.ts] as number,
+    ts,
     conversationId: row[COL.conversation_id] as string,
-    priority: stored.priority as Envelope['priority'],
-    depth: stored.depth as number,
+    priority: facts.priority,
+    depth: facts.depth,
   };
   if (typeof row[COL.causation_id] === 'string') envelope.causationId = row[COL.causation_id] as string;
-  if (stored.deadline !== undefined) envelope.deadline = stored.deadline as number;
+  if (facts.deadline !== undefined) envelope.deadline = facts.deadline;
   Object.freeze(envelope);
   const approval: PendingApproval = Object.freeze({
     id: envelope.type === 'notify' ? `${envelope.id}/${envelope.to}` : envelope.id,
@@ -82,11 +93,30 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
     ...(typeof row[COL.rule] === 'string' ? { rule: row[COL.rule] as string } : {}),
     payloadHash: row[COL.payload_hash] as string,
     payloadBytes: row[COL.payload_bytes] as number,
-    requestedAt: s.requestedAt,
-    expiresAt: s.expiresAt,
+    requestedAt: ts,
+    expiresAt: facts.expiresAt,
     restored: true as const,
   });
-  return { envelope, encoded, approval };
+  return { envelope, encoded, approval, trust: facts.trust };
+}
+
+/**
+ * The facts of a hold whose row predates the `hold` column: only the copy's priority and
+ * depth are taken from the file, bounded by what the chained row allows.
+ */
+function legacyFacts(s: StoredHold, ts: number, ttlMs: number): HoldFacts | undefined {
+  let stored: Record<string, unknown>;
+  try {
+    stored = JSON.parse(s.envelope) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  if (typeof stored !== 'object' || stored === null) return undefined;
+  const { priority, depth, deadline } = stored;
+  if (!PRIORITIES.includes(priority as Priority) || typeof depth !== 'number' || !Number.isSafeInteger(depth) || depth < 0) return undefined;
+  if (deadline !== undefined && (typeof deadline !== 'number' || !Number.isFinite(deadline))) return undefined;
+  const expiresAt = Math.min(Number.isFinite(s.expiresAt) ? s.expiresAt : ts, ts + ttlMs);
+  return { trust: 0, expiresAt, priority: priority as Priority, depth, ...(deadline !== undefined ? { deadline: Math.min(deadline, expiresAt) } : {}) };
 }
 
 /** What a decision row needs of a stored hold whose copy could not be read. */
