@@ -147,7 +147,8 @@ FROM audit_batch b, json_each(b.records) r;
  * `pending` attempt row (whose seq is `seq`) and deleted in the transaction of its decision
  * row; and a reply kept for `result()` (written with the reply row, deleted once read or when
  * retention drops that row). Neither table is part of the hash chain: a held copy is checked
- * against its chained attempt row (ids, parties, payload hash) before it is restored.
+ * against its chained attempt row (ids, parties, payload hash) before it is restored, and
+ * only its payload is used (the rest comes from that row's `hold` column).
  */
 const SCHEMA_HOLDS = `
 CREATE TABLE approval_hold (

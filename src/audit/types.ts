@@ -90,7 +90,11 @@ export interface RefusalSummary {
   readonly codes: Readonly<Partial<Record<ErrorCode, number>>>;
 }
 
-/** What a {@link HoldStore} keeps of a held message besides its attempt row. */
+/**
+ * What a {@link HoldStore} keeps of a held message besides its attempt row. Only `payload`
+ * is read back when it is restored (checked against the row's hash); the other fields are
+ * copies of what the row's `hold` column and rule record, kept for readers of the file.
+ */
 export interface HeldCopy {
   /** The envelope's fields its attempt row does not record, as JSON: `{ priority, depth, deadline? }`. */
   readonly envelope: string;
@@ -99,7 +103,7 @@ export interface HeldCopy {
   readonly requestedAt: number;
   readonly expiresAt: number;
   readonly rule?: string;
-  /** The sender's trust when it was held (the policy is checked again with it on approval). */
+  /** The sender's trust when it was held (a copy: the re-check at approval uses the row's). */
   readonly trust: number;
 }
 
