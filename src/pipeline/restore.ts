@@ -128,7 +128,8 @@ export function unreadableApproval(s: StoredHold): PendingApproval {
     from: typeof row?.[COL.sender] === 'string' ? row[COL.sender] : '?',
     conversationId: typeof row?.[COL.conversation_id] === 'string' ? row[COL.conversation_id] : s.messageId,
   } as unknown as Envelope;
-  const requestedAt = typeof row?.[COL.ts] === 'number' ? row[COL.ts] : s.requestedAt;
+  const ts = row?.[COL.ts];
+  const requestedAt = typeof ts === 'number' ? ts : s.requestedAt;
   return { id: s.messageId, envelope, payloadHash: '', payloadBytes: 0, requestedAt, expiresAt: s.expiresAt, restored: true };
 }
 
