@@ -36,6 +36,7 @@ export class GroupCommit {
   /** Chunks whose callbacks are waiting to run, in order; see settle(). */
   private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
   private settling = false;
+  private writingAhead = false;
   /** Told how long each chunk took to commit (ms) and its records (the telemetry), when set. */
   onTimed: ((ms: number, records: number) => void) | undefined = undefined;
 
@@ -70,8 +71,11 @@ export class GroupCommit {
     if (!this.scheduled) {
       this.scheduled = true;
       this.fair.schedule(this.flushSoon);
-    } else if (this.entries.length === this.maxBatch) {
-      queueMicrotask(this.flushSoon); // a yielded flush must not let a sender that never waits pile up records
+    } else if (this.records.length >= this.maxBatch && !this.writingAhead) {
+      // A flush that waits for the next macrotask must not let a sender that never waits pile
+      // up records: write them now, but leave their callbacks (deliveries) to that flush.
+      this.writingAhead = true;
+      queueMicrotask(this.writeAhead);
     }
   }
 
@@ -79,12 +83,12 @@ export class GroupCommit {
   readonly flush = (): void => {
     this.scheduled = false;
     // Inside a callback (settling), only write: the outer loop runs what this commits.
-    while (this.entries.length > 0 || (this.inFlight > 0 && !this.settling)) {
+    while (this.entries.length > 0 || (!this.settling && (this.inFlight > 0 || this.ready.length > 0))) {
       if (this.async !== undefined) {
         this.send(Infinity);
         this.async.drain();
       } else {
-        this.writeAll();
+        this.writeAll(false);
       }
     }
   };
@@ -98,24 +102,69 @@ export class GroupCommit {
   private readonly flushSoon = (): void => {
     this.scheduled = false;
     if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
-    else this.writeAll();
+    else this.writeAll(true);
   };
 
-  /** Takes the staged entries from the front, as many as fill one chunk. */
+  /** Writes what is staged in chunks, leaving their callbacks for the next flush (see stage()). */
+  private readonly writeAhead = (): void => {
+    this.writingAhead = false;
+    if (this.log === undefined || this.async !== undefined) return;
+    while (this.records.length >= this.maxBatch) this.writeChunk();
+  };
+
+  /** Takes the staged entries from the front, as many as fill one chunk (of records, and of sends: with no log, entries have none). */
   private nextChunk(): { records: AuditRecord[]; entries: Entry[] } {
     let n = 0;
     let count = 0;
-    while (n < this.entries.length && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
+    while (n < this.entries.length && n < this.maxBatch && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
     const entries = this.entries.splice(0, n);
     const records = count === this.records.length ? this.records.splice(0) : this.records.splice(0, count);
     return { records, entries };
   }
 
-  private writeAll(): void {
-    while (this.entries.length > 0) {
-      const { records, entries } = this.nextChunk();
-      this.settle(entries, records.length > 0 ? this.write(records) : undefined);
+  /**
+   * Writes the staged chunks and runs their callbacks, one chunk at a time. With `fair`, once
+   * this macrotask has had its slice (counted in sends settled, see {@link FairYield.spend}),
+   * the rest waits for the next macrotask: however many senders share a flush, timers and
+   * I/O get a turn after at most a slice plus one chunk.
+   */
+  private writeAll(fair: boolean): void {
+    if (this.settling) {
+      // Inside a callback: only write; the outer loop runs what this commits, in order.
+      while (this.entries.length > 0) this.writeChunk();
+      return;
     }
+    if (fair) this.fair.spend(0); // opens the slice in a macrotask of its own, so that this flush's work counts
+    while (this.entries.length > 0 || this.ready.length > 0) {
+      if (this.ready.length === 0) this.writeChunk();
+      const ran = this.runChunk();
+      if (fair && (this.entries.length > 0 || this.ready.length > 0) && this.fair.spend(ran)) {
+        if (!this.scheduled) {
+          this.scheduled = true;
+          this.fair.schedule(this.flushSoon); // the slice is over: the next macrotask
+        }
+        return;
+      }
+    }
+  }
+
+  /** Writes one chunk from the front of what is staged; its callbacks wait in `ready`. */
+  private writeChunk(): void {
+    const { records, entries } = this.nextChunk();
+    this.ready.push({ entries, error: records.length > 0 ? this.write(records) : undefined });
+  }
+
+  /** Runs the callbacks of the oldest written chunk; returns how many entries it had. */
+  private runChunk(): number {
+    const chunk = this.ready.shift();
+    if (chunk === undefined) return 0;
+    this.settling = true;
+    try {
+      this.run(chunk);
+    } finally {
+      this.settling = false;
+    }
+    return chunk.entries.length;
   }
 
   /** Pipelined: hands chunks to the log's thread while fewer than `limit` are in flight. */
@@ -151,19 +200,21 @@ export class GroupCommit {
     if (this.settling) return;
     this.settling = true;
     try {
-      for (let chunk = this.ready.shift(); chunk !== undefined; chunk = this.ready.shift()) {
-        for (const entry of chunk.entries) {
-          try {
-            if (chunk.error === undefined) entry.onCommit?.();
-            else entry.onFail?.(chunk.error);
-          } catch (e) {
-            // Bus code that must not throw; say so rather than hide it, and go on with the others.
-            process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
-          }
-        }
-      }
+      for (let chunk = this.ready.shift(); chunk !== undefined; chunk = this.ready.shift()) this.run(chunk);
     } finally {
       this.settling = false;
+    }
+  }
+
+  private run(chunk: { entries: readonly Entry[]; error: BusError | undefined }): void {
+    for (const entry of chunk.entries) {
+      try {
+        if (chunk.error === undefined) entry.onCommit?.();
+        else entry.onFail?.(chunk.error);
+      } catch (e) {
+        // Bus code that must not throw; say so rather than hide it, and go on with the others.
+        process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
+      }
     }
   }
 
