@@ -24,8 +24,9 @@ const MAX_IN_FLIGHT = 8;
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
  * timers without anyone advancing them. After a slice of continuous work in one macrotask
- * (see {@link FairYield}), the flush waits for the next macrotask instead, so a sender that
- * loops cannot starve timers (deadlines, approval expiry) with a synchronous log or none.
+ * (see {@link FairYield}), counted in sends settled, the rest waits for the next macrotask,
+ * so however many senders loop, timers and I/O (deadlines, approval expiry) get a turn
+ * after at most a slice plus one chunk, in every audit mode.
  */
 export class GroupCommit {
   private records: AuditRecord[] = [];
@@ -33,7 +34,7 @@ export class GroupCommit {
   private scheduled = false;
   private inFlight = 0;
   private readonly async: AsyncAuditLog | undefined;
-  /** Chunks whose callbacks are waiting to run, in order; see settle(). */
+  /** Chunks whose callbacks are waiting to run, in order; see runReady(). */
   private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
   private settling = false;
   private writingAhead = false;
@@ -87,6 +88,7 @@ export class GroupCommit {
       if (this.async !== undefined) {
         this.send(Infinity);
         this.async.drain();
+        this.runReady(false);
       } else {
         this.writeAll(false);
       }
@@ -101,15 +103,19 @@ export class GroupCommit {
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;
-    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
-    else this.writeAll(true);
+    if (this.async !== undefined) {
+      this.runReady(true);
+      this.send(MAX_IN_FLIGHT);
+    } else {
+      this.writeAll(true);
+    }
   };
 
-  /** Writes what is staged in chunks, leaving their callbacks for the next flush (see stage()). */
+  /** Writes (or hands to the log's thread) what is staged in chunks, leaving their callbacks for the next flush (see stage()). */
   private readonly writeAhead = (): void => {
     this.writingAhead = false;
-    if (this.log === undefined || this.async !== undefined) return;
-    while (this.records.length >= this.maxBatch) this.writeChunk();
+    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
+    else if (this.log !== undefined) while (this.records.length >= this.maxBatch) this.writeChunk();
   };
 
   /** Takes the staged entries from the front, as many as fill one chunk (of records, and of sends: with no log, entries have none). */
@@ -173,7 +179,8 @@ export class GroupCommit {
     while (this.entries.length > 0 && this.inFlight < limit) {
       const { records, entries } = this.nextChunk();
       if (records.length === 0) {
-        this.settle(entries, undefined);
+        this.ready.push({ entries, error: undefined });
+        this.runReady(true);
         continue;
       }
       this.inFlight++;
@@ -181,7 +188,8 @@ export class GroupCommit {
       log.appendAsync(records, (error) => {
         this.inFlight--;
         if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
-        this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
+        this.ready.push({ entries, error: error === undefined ? undefined : this.failure(error, records.length) });
+        this.runReady(true);
         if (this.entries.length > 0 && !this.scheduled) {
           this.scheduled = true;
           this.fair.schedule(this.flushSoon);
@@ -191,18 +199,24 @@ export class GroupCommit {
   }
 
   /**
-   * Runs a committed (or refused) chunk's callbacks. A callback can start a handler that
-   * flushes again (getMessageLog does): that inner flush writes its records but leaves their
-   * callbacks to this loop, so messages are always delivered in the order they were staged.
+   * Runs the callbacks of committed (or refused) chunks, oldest first; with `fair`, only until
+   * this macrotask has had its slice, leaving the rest to a flush in the next one. A callback
+   * can start a handler that flushes again (getMessageLog does): that inner flush writes its
+   * records but leaves their callbacks to the outer loop, so messages are always delivered in
+   * the order they were staged.
    */
-  private settle(entries: readonly Entry[], error: BusError | undefined): void {
-    this.ready.push({ entries, error });
+  private runReady(fair: boolean): void {
     if (this.settling) return;
-    this.settling = true;
-    try {
-      for (let chunk = this.ready.shift(); chunk !== undefined; chunk = this.ready.shift()) this.run(chunk);
-    } finally {
-      this.settling = false;
+    if (fair) this.fair.spend(0);
+    while (this.ready.length > 0) {
+      const ran = this.runChunk();
+      if (fair && this.ready.length > 0 && this.fair.spend(ran)) {
+        if (!this.scheduled) {
+          this.scheduled = true;
+          this.fair.schedule(this.flushSoon);
+        }
+        return;
+      }
     }
   }
 
