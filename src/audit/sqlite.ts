@@ -196,6 +196,8 @@ export class SqliteAuditLog implements AuditLog {
   private readonly onBackpressure: ((walBytes: number) => void) | undefined;
   /** Set while commits wait for checkpoints, so that the callback is told once per episode. */
   private backpressured = false;
+  /** The `-wal` file's size after the last commit or checkpoint of this connection. */
+  private walSize = 0;
 
   constructor(options: SqliteAuditLogOptions = {}) {
     const parsed = optionsSchema.safeParse(options);
@@ -304,7 +306,7 @@ export class SqliteAuditLog implements AuditLog {
     } catch (e) {
       throw this.appendError(e, count);
     }
-    if (this.identity !== undefined && walBytes(this.path) >= this.restartAt) {
+    if (this.identity !== undefined && (this.walSize = walBytes(this.path)) >= this.restartAt) {
       // The thread's passive checkpoints copied most of it: copy the rest, start the WAL over.
       this.truncateWal(0);
     } else if ((this.uncheckpointed += count) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
@@ -444,7 +446,8 @@ export class SqliteAuditLog implements AuditLog {
    * when none can be made in time (a reader that holds an old snapshot keeps the WAL).
    */
   private makeRoom(count: number): void {
-    let wal = walBytes(this.path);
+    // As measured after the last commit: only this connection's checkpoints shrink the file.
+    let wal = this.walSize;
     if (wal < this.waitAt) {
       this.backpressured = false;
       return;
@@ -482,6 +485,7 @@ export class SqliteAuditLog implements AuditLog {
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
       this.uncheckpointed = 0;
+      this.walSize = walBytes(this.path);
     } catch {
       // Busy: tried again after the next commit.
     } finally {
