@@ -1,4 +1,4 @@
-// Bare NATS request/reply: the floor the cross-node figure is put beside (issue 12). A
+// Bare NATS request/reply: the floor the cross-node figure is put beside. A
 // responder and a requester on two connections to the same server, JSON payloads as the bus
 // sends them, no checks, no audit. Measures asks/s with 1000 in flight and the unloaded p50.
 //

@@ -1,4 +1,4 @@
-// The NATS transport alone, for `npm run bench:nodes` (issue 12): two natsTransport nodes, one
+// The NATS transport alone, for `npm run bench:nodes`: two natsTransport nodes, one
 // serving an echo agent through a port that answers at once. No orchestrator, no checks, no
 // audit: what the transport adds over NATS itself.
 import type { Envelope } from '../src/envelope.js';

@@ -1,5 +1,5 @@
 // Cross-node asks beside bare NATS request/reply, in the same run against the same server
-// (issue 12's target: ≥ 0.5× bare NATS asks/s, unloaded p50 ≤ 3×). Two nodes in this one
+// (the target: ≥ 0.5× bare NATS asks/s, unloaded p50 ≤ 3×). Two nodes in this one
 // process on two connections, like the baseline's requester and responder; the bus checks
 // and records everything on both sides (audit off, in memory and in a file, reported
 // separately). The transport alone (two `natsTransport`s, no orchestrator) is beside them.

@@ -12,7 +12,8 @@
 import { realpathSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule, type Telemetry } from '../src/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type AuditLog, type PendingApproval, type PolicyRule } from '../src/index.js';
+import type { Telemetry } from '../src/otel/index.js';
 import { openApprovalConsole, type ApprovalConsoleHandle } from '../src/console/index.js';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { promptOperator, scriptedOperator } from './demo/operator.js';

@@ -7,8 +7,14 @@ export type RuleType = Exclude<MessageType, 'reply'>;
 /** Delivery priority inside a recipient's mailbox. */
 export type Priority = 'low' | 'normal' | 'high' | 'critical';
 
-export const MESSAGE_TYPES: readonly MessageType[] = ['ask', 'delegate', 'reply', 'notify'];
-export const RULE_TYPES: readonly RuleType[] = ['ask', 'delegate', 'notify'];
+/** Every message type: the one list (audit filters, the stored row's check use it). */
+export const MESSAGE_TYPES = ['ask', 'delegate', 'reply', 'notify'] as const satisfies readonly MessageType[];
+/** The types a sender starts, which rules name: the one list (policy, contracts, inbound checks, tools use it). */
+export const RULE_TYPES = ['ask', 'delegate', 'notify'] as const satisfies readonly RuleType[];
+/** Whether `value` is one of {@link RULE_TYPES}. */
+export function isRuleType(value: unknown): value is RuleType {
+  return value === 'ask' || value === 'delegate' || value === 'notify';
+}
 export const PRIORITIES: readonly Priority[] = ['low', 'normal', 'high', 'critical'];
 
 /**

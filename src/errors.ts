@@ -106,23 +106,34 @@ const codes = new Set<string>(Object.values(ErrorCode));
  */
 export function isBusError(value: unknown): value is BusError {
   if (typeof value !== 'object' || value === null) return false;
-  const v = value as { name?: unknown; code?: unknown };
-  return v.name === 'BusError' && typeof v.code === 'string' && codes.has(v.code);
+  try {
+    const v = value as { name?: unknown; code?: unknown };
+    return v.name === 'BusError' && typeof v.code === 'string' && codes.has(v.code);
+  } catch {
+    return false; // a throwing getter or a revoked Proxy is not a BusError
+  }
 }
 
 /**
- * The one normalizer of thrown values. A BusError passes through (re-made with `messageId`
- * when it lacks one, every other own field and the stack kept as they are); anything else
- * becomes a BusError of `fallback` (HANDLER_FAILED for a handler's throw, INVALID_ARGUMENT
- * for a caller's value that could not be read) whose `cause` is the thrown value.
+ * The one normalizer of thrown values. A BusError of this copy of the package passes
+ * through (re-made with `messageId` when it lacks one, every other own field and the stack
+ * kept as they are); anything else becomes a BusError of `fallback` (HANDLER_FAILED for a
+ * handler's throw, INVALID_ARGUMENT for a caller's value that could not be read,
+ * TRANSPORT_UNAVAILABLE for a broker's) whose `cause` is the thrown value. Its text is
+ * {@link errorText}: capped at {@link MAX_TEXT_LENGTH}, and read without throwing even when
+ * a getter or a revoked Proxy throws. Never throws.
  * @internal
  */
 export function toBusError(error: unknown, fallback: ErrorCode, messageId?: string, prefix?: string): BusError {
-  if (error instanceof BusError) {
-    if (messageId === undefined || error.messageId !== undefined) return error;
-    const descriptors = Object.getOwnPropertyDescriptors(error) as PropertyDescriptorMap;
-    descriptors.messageId = { value: messageId, enumerable: true, writable: false, configurable: true };
-    return Object.create(Object.getPrototypeOf(error) as object, descriptors) as BusError;
+  try {
+    if (error instanceof BusError) {
+      if (messageId === undefined || error.messageId !== undefined) return error;
+      const descriptors = Object.getOwnPropertyDescriptors(error) as PropertyDescriptorMap;
+      descriptors.messageId = { value: messageId, enumerable: true, writable: false, configurable: true };
+      return Object.create(Object.getPrototypeOf(error) as object, descriptors) as BusError;
+    }
+  } catch {
+    // A Proxy around a BusError whose traps throw: normalized like any unreadable value.
   }
   const text = errorText(error);
   return new BusError(fallback, prefix === undefined ? text : `${prefix}${text}`, { cause: error, ...(messageId !== undefined ? { messageId } : {}) });

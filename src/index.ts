@@ -1,22 +1,11 @@
-// The public surface of agent-switchboard. Everything else under src/ is internal.
+// The public surface of agent-switchboard, for users of the bus. Extension points live on
+// their subpaths: /transport (transport authors), /otel (telemetry), /operator (a console
+// of your own), /tools (an LLM adapter of your own). Everything else under src/ is internal.
 export { Orchestrator, type RegisterOptions, type Explanation } from './orchestrator.js';
 export { Agent } from './agent.js';
 export type { OrchestratorOptions, AuditOptions } from './options.js';
 export type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
 export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender, Job, Progress, AgentInfo, Handler } from './types.js';
-export {
-  InProcessTransport,
-  type Transport,
-  type Location,
-  type RemoteAgent,
-  type OutboundMessage,
-  type OutboundSink,
-  type OutboundHandle,
-  type InboundMessage,
-  type InboundPort,
-  type InboundHandle,
-  type Responder,
-} from './pipeline/transport.js';
 export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';
 export type { Attempt, BusEventName, BusEvents, BusEventSource, BusListener } from './events.js';
 export { defineContracts, type ContractDef, type StandardSchemaV1, type Contracts, type InputOf, type OutputOf, type PayloadOf, type IntentsOf } from './contracts.js';
@@ -24,7 +13,6 @@ export { parseRules, ruleLabel, lintRules, type PolicyRule, type PolicyDecision,
 export type { RateSpec } from './limits.js';
 export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
 export type { Clock } from './clock.js';
-export { NOOP_TELEMETRY, traceparentOf, type Telemetry, type SendDraft, type SendToken, type RunToken, type CommitInfo, type RefusalInfo, type TracedEnvelope } from './telemetry.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
 export { SqliteAuditLog } from './audit/sqlite.js';
 export type {

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { BusError } from './errors.js';
 import type { AuditLog, ChainHead } from './audit/types.js';
 import { MIN_WAL_BYTES } from './audit/sqlite.js';
 import type { Clock } from './clock.js';
@@ -8,7 +7,8 @@ import type { PolicyRule } from './policy.js';
 import type { RateSpec } from './limits.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { isTransport, type Transport } from './pipeline/transport.js';
-import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry.js';
+import { parseOptions } from './options-schema.js';
+import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry-port.js';
 
 /** Options of `new Orchestrator(options)`. Every key is optional; a misspelled key is an error. */
 export interface OrchestratorOptions<C extends Contracts = Contracts> {
@@ -212,9 +212,7 @@ export interface ResolvedOptions {
 
 /** Validates the options once, strictly, and fills in the defaults. */
 export function resolveOptions(input: unknown): ResolvedOptions {
-  const parsed = schema.safeParse(input ?? {});
-  if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `Invalid Orchestrator options: ${formatOptionIssues(parsed.error)}`);
-  const o = parsed.data;
+  const o = parseOptions(schema, input ?? {}, 'Orchestrator');
   return {
     policies: o.policies ?? [],
     contracts: o.contracts as Contracts | undefined,
@@ -239,25 +237,4 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     remoteTrust: new Map(Object.entries(o.remoteTrust ?? {})),
     telemetry: o.telemetry ?? NOOP_TELEMETRY,
   };
-}
-
-/** One line per problem, naming the key: `unknown key "limts"`, `limits.maxDepth: …`. */
-export function formatOptionIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => formatIssue(issue, [])).join('; ');
-}
-
-/** One issue as text; a union's issue is explained by its object branch, where a misspelled key shows. */
-function formatIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]): string {
-  const path = [...prefix, ...issue.path];
-  const at = path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.map((k) => `"${at === '' ? k : `${at}.${k}`}"`).join(', ');
-    return `unknown key ${keys}`;
-  }
-  if (issue.code === 'invalid_union') {
-    // The branch that got furthest (an object branch with a nested problem) says the most.
-    const branch = issue.errors.find((branchIssues) => branchIssues.some((i) => i.code === 'unrecognized_keys' || i.path.length > 0));
-    if (branch !== undefined) return branch.map((i) => formatIssue(i, path)).join('; ');
-  }
-  return `${at === '' ? '(options)' : at}: ${issue.message}`;
 }

@@ -16,7 +16,8 @@ import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
 import { Mailbox } from './mailbox.js';
-import { formatOptionIssues, resolveOptions, type OrchestratorOptions, type ResolvedOptions } from './options.js';
+import { formatOptionIssues } from './options-schema.js';
+import { resolveOptions, type OrchestratorOptions, type ResolvedOptions } from './options.js';
 import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
 import type { ApprovalResult } from './approvals.js';
@@ -24,7 +25,7 @@ import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
 import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
-import { guardTelemetry, type Telemetry } from './telemetry.js';
+import { guardTelemetry, type Telemetry } from './telemetry-port.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -66,7 +67,7 @@ const registerSchema = z.strictObject({
 const explainSchema = z.strictObject({
   from: z.string(),
   to: z.string(),
-  type: z.enum(RULE_TYPES as [RuleType, ...RuleType[]]),
+  type: z.enum(RULE_TYPES),
   intent: z.string().min(1),
 });
 

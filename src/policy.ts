@@ -6,7 +6,7 @@
  * depends on rule order. See docs/policies.md for the full story.
  */
 import { z } from 'zod';
-import type { RuleType } from './envelope.js';
+import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError } from './errors.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 
@@ -76,7 +76,6 @@ export interface PolicyLint {
 }
 
 const WILDCARD = '*';
-const RULE_TYPE_VALUES = ['ask', 'delegate', 'notify'] as const satisfies readonly RuleType[];
 const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'name'] as const;
 const MAX_TEXT = 128;
 
@@ -124,7 +123,7 @@ const partySchema = z
     },
   });
 
-const ruleTypeSchema = z.enum(RULE_TYPE_VALUES, {
+const ruleTypeSchema = z.enum(RULE_TYPES, {
   error: (iss) =>
     iss.input === 'reply'
       ? `"reply" is not a rule type (replies need no rule)`

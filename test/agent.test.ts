@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Envelope, HandlerContext } from '../src/index.js';
-import { closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, deferred, makeBus, rejectionOf, settle } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { BusError, Orchestrator, SqliteAuditLog, type AuditLog, type AuditRecord, type BusEvents } from '../src/index.js';
-import { closeBuses, deferred, hang, makeBus, settle } from './helpers.js';
+import { closeBuses, deferred, hang, makeBus, settle } from './support/helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-audit-bus-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { NullAuditLog, SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import { createDigest } from '../src/audit/hash-chain.js';
-import { tamper } from './audit-tamper.js';
+import { tamper } from './support/audit-tamper.js';
 import type { ApprovalRecord, AttemptRecord, AuditRecord, OutcomeRecord } from '../src/audit/index.js';
 import { isBusError } from '../src/errors.js';
 
@@ -586,10 +586,10 @@ describe('SqliteAuditLog options and lifecycle', () => {
   });
 
   it('rejects a misspelled or invalid option with INVALID_ARGUMENT naming it', () => {
-    expect(errorOf(() => new SqliteAuditLog({ durabilty: 'full' } as never)).message).toMatch(/unknown audit option "durabilty"/);
-    expect(errorOf(() => new SqliteAuditLog({ durability: 'paranoid' as never })).message).toMatch(/"durability"/);
-    expect(errorOf(() => new SqliteAuditLog({ busyTimeoutMs: -1 })).message).toMatch(/"busyTimeoutMs"/);
-    expect(errorOf(() => new SqliteAuditLog({ key: '' })).message).toMatch(/"key"/);
+    expect(errorOf(() => new SqliteAuditLog({ durabilty: 'full' } as never)).message).toMatch(/^Invalid SqliteAuditLog options: unknown key "durabilty"/);
+    expect(errorOf(() => new SqliteAuditLog({ durability: 'paranoid' as never })).message).toMatch(/durability: /);
+    expect(errorOf(() => new SqliteAuditLog({ busyTimeoutMs: -1 })).message).toMatch(/busyTimeoutMs: /);
+    expect(errorOf(() => new SqliteAuditLog({ key: '' })).message).toMatch(/key: /);
     expect(codeOf(() => new SqliteAuditLog({ path: '' }))).toBe('INVALID_ARGUMENT');
   });
 

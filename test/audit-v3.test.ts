@@ -1,4 +1,4 @@
-import { tamper } from './audit-tamper.js';
+import { tamper } from './support/audit-tamper.js';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditRecord } from '../src/audit/types.js';
 import { WorkerAuditLog } from '../src/audit/worker-log.js';
-import { closeBuses, makeBus } from './helpers.js';
+import { closeBuses, makeBus } from './support/helpers.js';
 
 afterEach(closeBuses);
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-worker-log-'));

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { describeEvent } from '../src/console/format.js';
 import { BusError, Orchestrator } from '../src/index.js';
 import { InProcessTransport, type InboundPort } from '../src/pipeline/transport.js';
-import { closeBuses, makeBus } from './helpers.js';
+import { closeBuses, makeBus } from './support/helpers.js';
 
 afterEach(closeBuses);
 afterEach(() => vi.restoreAllMocks());

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { tamper } from './audit-tamper.js';
+import { tamper } from './support/audit-tamper.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import type { AttemptRecord, MessageLogEntry } from '../src/audit/index.js';

@@ -2,7 +2,7 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkSize, copyPlainJson, encodePayload } from '../src/codec.js';
-import { closeBuses, makeBus, rejectionOf, thrownBy } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, thrownBy } from './support/helpers.js';
 
 afterEach(closeBuses);
 

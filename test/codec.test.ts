@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_PAYLOAD_DEPTH, decodePayload, encodePayload, hashPayload } from '../src/codec.js';
-import { closeBuses, makeBus, rejectionOf, thrownBy } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, thrownBy } from './support/helpers.js';
 
 afterEach(closeBuses);
 

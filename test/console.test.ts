@@ -5,7 +5,7 @@ import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApprovalConsole, openApprovalConsole, type ExitReason } from '../src/console/index.js';
 import type { Orchestrator } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 
 type Rendered = ReturnType<typeof render>;
 
@@ -392,9 +392,15 @@ describe('ApprovalConsole keys', () => {
 });
 
 describe('openApprovalConsole()', () => {
-  it('refuses a missing operator with INVALID_ARGUMENT', () => {
+  it('refuses a blank operator with INVALID_ARGUMENT naming it', () => {
     const bus = paymentBus();
-    expect(() => openApprovalConsole(bus, { operator: '' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => openApprovalConsole(bus, {} as never)).toThrow(/operator must be a name/);
+    expect(() => openApprovalConsole(bus, { operator: '' })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('operator') }));
+    expect(() => openApprovalConsole(bus, { operator: '   ' })).toThrow(/Invalid openApprovalConsole options: operator: must not be blank/);
+  });
+
+  it('refuses a misspelled option, and a bus that is not an Orchestrator, with INVALID_ARGUMENT naming them', () => {
+    const bus = paymentBus();
+    expect(() => openApprovalConsole(bus, { operater: 'alice' } as never)).toThrow(/Invalid openApprovalConsole options: unknown key "operater"/);
+    expect(() => openApprovalConsole({} as never, { operator: 'alice' })).toThrow(/openApprovalConsole\(\): bus must be an Orchestrator/);
   });
 });

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { BusEvents, Envelope } from '../src/index.js';
-import { closeBuses, deferred, hang, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, deferred, hang, makeBus, rejectionOf, settle } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { defineContracts, isBusError, type ErrorCode, type HandlerContext } from '../src/index.js';
-import { closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, deferred, makeBus, rejectionOf, settle } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -78,8 +78,11 @@ describe('README.md', () => {
     expect(run(code).trim()).toBe(promised);
   });
 
+});
+
+describe('docs/reference.md', () => {
   it('the contracts example runs: a typed delegate the policy allows', () => {
-    const code = snippet('README.md', 'ts', 'const contracts = defineContracts({\n  summarize');
+    const code = snippet('docs/reference.md', 'ts', 'const contracts = defineContracts({\n  summarize');
     expect(run(`${code}\nconsole.log(JSON.stringify(summary));\nawait bus.close();\n`).trim()).toBe('"x"');
   });
 });

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BusEventName, BusEvents } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, settle } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { mcpHandlers, mcpServer } from '../src/mcp/index.js';
 import { contractJsonSchema } from '../src/tools/catalog.js';
 import { defineContracts, Orchestrator, type PolicyRule } from '../src/index.js';
-import { rejectionOf } from './helpers.js';
+import { rejectionOf } from './support/helpers.js';
 
 const contracts = defineContracts({
   calculate: { type: 'ask', input: z.object({ a: z.number(), b: z.number() }), output: z.object({ sum: z.number() }) },

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Orchestrator, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
 import type { InboundMessage, OutboundHandle, Responder } from '../src/pipeline/transport.js';
-import { closeBuses, hang, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, hang, makeBus, rejectionOf, settle } from './support/helpers.js';
 import { recordingResponder } from './support/loopback.js';
 import { brokenAudit, heldCarriage, inboundMessage, twoNodes } from './support/nodes.js';
 

@@ -2,7 +2,7 @@
 // nodes of one bus. What crosses, what each node checks, records and decides.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
-import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './helpers.js';
+import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './support/helpers.js';
 import { recordingResponder } from './support/loopback.js';
 import { brokenAudit, heldCarriage, inboundMessage, twoNodes } from './support/nodes.js';
 

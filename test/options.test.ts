@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Orchestrator, type OrchestratorOptions, type RegisterOptions } from '../src/index.js';
-import { closeBuses, makeBus, thrownBy } from './helpers.js';
+import { closeBuses, makeBus, thrownBy } from './support/helpers.js';
 
 afterEach(closeBuses);
 

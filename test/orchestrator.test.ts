@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { SqliteAuditLog } from '../src/index.js';
-import { closeBuses, deferred, hang, makeBus, rejectionOf, settle, thrownBy } from './helpers.js';
+import { closeBuses, deferred, hang, makeBus, rejectionOf, settle, thrownBy } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -5,9 +5,9 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Orchestrator, ruleLabel, SqliteAuditLog, type AuditLog, type Envelope, type HandlerContext, type OrchestratorOptions, type RunToken, type SendToken } from '../src/index.js';
-import { formatTraceparent, METRIC, NOOP_TELEMETRY, openTelemetry, parseTraceparent, traceparentOf, type SendDraft, type Telemetry } from '../src/otel/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { Orchestrator, ruleLabel, SqliteAuditLog, type AuditLog, type Envelope, type HandlerContext, type OrchestratorOptions } from '../src/index.js';
+import { formatTraceparent, METRIC, NOOP_TELEMETRY, openTelemetry, parseTraceparent, traceparentOf, type RunToken, type SendDraft, type SendToken, type Telemetry } from '../src/otel/index.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 class TestReader extends MetricReader {

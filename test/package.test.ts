@@ -64,6 +64,15 @@ describe('the packed tarball', () => {
     expect(out).toBe('function function function');
   });
 
+  it('imports the subpaths without peer dependencies, each name from its one home', () => {
+    const out = node([
+      '--input-type=module',
+      '-e',
+      "const m = await import('agent-switchboard'); const t = await import('agent-switchboard/transport'); const o = await import('agent-switchboard/operator'); const l = await import('agent-switchboard/tools'); console.log(typeof t.InProcessTransport, typeof o.ApprovalDesk, typeof l.contractJsonSchema, 'InProcessTransport' in m, 'NOOP_TELEMETRY' in m)",
+    ]);
+    expect(out).toBe('function function function false false');
+  });
+
   it('requires both entry points with require() on this Node', () => {
     const out = node([
       '--no-warnings',

@@ -364,7 +364,7 @@ describe('PolicySet#evaluate()', () => {
 });
 
 // ---------------------------------------------------------------------------------------
-// Property: PolicySet agrees with a reference evaluator written straight from the SPEC.
+// Property: PolicySet agrees with a reference evaluator written straight from the rules as docs/policies.md states them.
 
 const IDS = ['a', 'b', 'c', '*'] as const;
 const INTENTS = ['x', 'y'] as const;

@@ -1,5 +1,5 @@
 // Refusals beyond a sender's rate are counted in one summary row instead of a row each, so a
-// flood costs bounded disk and the log still tells what happened (issue 10, item 3).
+// flood costs bounded disk and the log still tells what happened.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { main } from '../src/cli/main.js';
 import { Orchestrator, SqliteAuditLog, type Clock, type MessageLogEntry, type OrchestratorOptions } from '../src/index.js';
 import type { AttemptRecord } from '../src/audit/types.js';
 import { MIN_REFUSAL_RATE, REFUSAL_SUMMARY_MS, RefusalSummaries } from '../src/pipeline/refusal-summary.js';
-import { closeBuses, settle } from './helpers.js';
+import { closeBuses, settle } from './support/helpers.js';
 import { recordingResponder } from './support/loopback.js';
 import { inboundMessage, twoNodes } from './support/nodes.js';
 

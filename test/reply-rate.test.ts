@@ -1,5 +1,5 @@
 // A refused reply is not free: it spends a token from the replier's bucket, so an agent with
-// no rights cannot write refusal rows without bound (issue 10, item 3).
+// no rights cannot write refusal rows without bound.
 import { describe, expect, it } from 'vitest';
 import { Orchestrator, type Clock } from '../src/index.js';
 

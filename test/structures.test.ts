@@ -1,6 +1,6 @@
 // Unit tests of the pipeline's building blocks, without a bus: Mailbox and ApprovalQueue.
 import { describe, expect, it } from 'vitest';
-import { ApprovalQueue, type Hold } from '../src/approvals.js';
+import { ApprovalQueue, type Hold } from '../src/pipeline/approval-queue.js';
 import type { Priority } from '../src/envelope.js';
 import { Mailbox, type MailboxJob } from '../src/mailbox.js';
 

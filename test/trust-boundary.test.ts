@@ -1,9 +1,10 @@
 // The trust boundary by construction: nothing an agent holds (its handle, a handler's ctx)
 // reaches the bus's internals, and nothing a caller's getter does can undo a check.
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineContracts, type HandlerContext, type Telemetry } from '../src/index.js';
+import { defineContracts, type HandlerContext } from '../src/index.js';
+import type { Telemetry } from '../src/otel/index.js';
 import { z } from 'zod';
-import { closeBuses, makeBus, rejectionOf, settle } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, settle } from './support/helpers.js';
 import { LoopbackNetwork, recordingResponder } from './support/loopback.js';
 
 afterEach(closeBuses);

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import { defineContracts, Orchestrator, type Agent, type PendingApproval } from '../src/index.js';
-import { closeBuses } from './helpers.js';
+import { closeBuses } from './support/helpers.js';
 
 afterEach(closeBuses);
 

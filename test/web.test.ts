@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { csrfFor } from '../src/web/auth.js';
 import type { Orchestrator } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
 const servers: ApprovalServerHandle[] = [];
@@ -207,7 +207,7 @@ describe('approvalServer()', () => {
   it('refuses bad options with INVALID_ARGUMENT naming the option', async () => {
     const bus = paymentBus();
     await expect(approvalServer(bus, { token: 'short' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('token') });
-    await expect(approvalServer(bus, { prot: 80 } as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(approvalServer(bus, { prot: 80 } as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: 'Invalid approvalServer options: unknown key "prot"' });
   });
 
   it('works with an approve() that answers with a promise, and reports a rejected BusError as the answer', async () => {

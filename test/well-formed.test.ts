@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkWellFormed } from '../src/pipeline/checks.js';
 import { Orchestrator } from '../src/index.js';
-import { closeBuses, makeBus, rejectionOf, thrownBy } from './helpers.js';
+import { closeBuses, makeBus, rejectionOf, thrownBy } from './support/helpers.js';
 
 afterEach(closeBuses);
 

@@ -3,11 +3,10 @@
 import { jsonSchema, tool, type Tool, type ToolSet } from 'ai';
 import type { Agent } from '../agent.js';
 import type { Contracts } from '../contracts.js';
-import { toolCatalog, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
+import { z } from 'zod';
+import { parseOptions } from '../options-schema.js';
+import { catalogOptionKeys, toolCatalog, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
 import { invokeTool, refusalText, type ToolRefusal } from '../tools/invoke.js';
-
-export { contractJsonSchema, type BusView, type JsonSchemaObject, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
-export type { ToolRefusal } from '../tools/invoke.js';
 
 /** Options of {@link aiTools}. */
 export interface AiToolsOptions<C extends Contracts = Contracts> extends ToolCatalogOptions {
@@ -15,6 +14,8 @@ export interface AiToolsOptions<C extends Contracts = Contracts> extends ToolCat
   /** Deadline of each ask or delegate a tool makes. @default the bus's `timeouts.askMs` / `delegateMs` */
   readonly timeoutMs?: number;
 }
+
+const optionsSchema = z.strictObject({ ...catalogOptionKeys, timeoutMs: z.number().int().positive().max(2_147_483_647).optional() });
 
 /**
  * The error a refused tool call throws. The AI SDK shows the model its message,
@@ -49,8 +50,8 @@ export class ToolRefusalError extends Error {
  * const { text } = await generateText({ model, tools, stopWhen: stepCountIs(5), prompt });
  */
 export function aiTools<C extends Contracts>(agent: Agent<C>, options: AiToolsOptions<C>): ToolSet {
-  const specs = toolCatalog(agent, options);
-  const timeoutMs = options.timeoutMs;
+  const { timeoutMs, ...catalog } = parseOptions(optionsSchema, options, 'aiTools');
+  const specs = toolCatalog(agent, catalog as ToolCatalogOptions);
   const tools: Record<string, Tool> = {};
   for (const spec of specs) tools[spec.name] = toAiTool(agent, spec, timeoutMs);
   return tools;

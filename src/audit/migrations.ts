@@ -96,7 +96,7 @@ CREATE TABLE audit (
 );
 
 -- (CHECKs use OR chains, not IN lists: a constant IN list builds an ephemeral table on every
--- statement run, which measured ~9 µs per inserted row.)
+-- statement run, a cost paid per inserted row.)
 
 -- Attempts by sender / by recipient: the two halves of the agentId query (a UNION of two
 -- index-ordered scans). The rowid (seq) is the implicit last key, so each is already in

@@ -3,6 +3,7 @@
  * caller-influenced string capped at {@link STRING_CAP} characters with its original length
  * kept in the `truncated` column, so no single record can make an unbounded row.
  */
+import { MESSAGE_TYPES } from '../envelope.js';
 import { ErrorCode } from '../errors.js';
 import { ROW_COLUMNS } from './migrations.js';
 import type { AuditRecord, RefusalSummary } from './types.js';
@@ -84,7 +85,7 @@ function summaryOf(s: RefusalSummary): RefusalSummary {
 }
 
 const ENUMS: [number, ReadonlySet<string>][] = [
-  [6, new Set(['ask', 'delegate', 'reply', 'notify'])],
+  [6, new Set(MESSAGE_TYPES)],
   [10, new Set(['allowed', 'denied', 'pending'])],
   [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply'])],
   [16, new Set(['approved', 'rejected', 'expired', 'cancelled'])],

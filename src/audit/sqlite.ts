@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
+import { parseOptions } from '../options-schema.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { BatchCache, runQuery } from './batch-query.js';
@@ -11,7 +12,6 @@ import { verifyRows, type VerifyRow } from './verify-batches.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
-import type { MessageType } from '../envelope.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
 export interface SqliteAuditLogOptions {
@@ -116,7 +116,7 @@ const filterSchema = z.strictObject({
   limit: z.number().int().optional(),
   before: z.number().optional(),
   since: z.number().optional(),
-  type: z.enum(MESSAGE_TYPES as [MessageType, ...MessageType[]]).optional(),
+  type: z.enum(MESSAGE_TYPES).optional(),
   decision: z.enum(['allowed', 'denied', 'pending']).optional(),
   conversationId: z.string().min(1).optional(),
   beforeSeq: z.number().int().optional(),
@@ -200,9 +200,7 @@ export class SqliteAuditLog implements AuditLog {
   private walSize = 0;
 
   constructor(options: SqliteAuditLogOptions = {}) {
-    const parsed = optionsSchema.safeParse(options);
-    if (!parsed.success) throw zodError('audit option', parsed.error);
-    const o = parsed.data;
+    const o = parseOptions(optionsSchema, options, 'SqliteAuditLog');
     this.options = o;
     this.path = o.path ?? ':memory:';
     this.readonly = o.readonly ?? false;
@@ -339,7 +337,7 @@ export class SqliteAuditLog implements AuditLog {
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
     this.assertOpen();
     const parsed = filterSchema.safeParse(filter);
-    if (!parsed.success) throw zodError('query filter', parsed.error);
+    if (!parsed.success) throw filterError(parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
     const ascending = f.afterSeq !== undefined;
@@ -385,8 +383,8 @@ export class SqliteAuditLog implements AuditLog {
    * Recomputes the hash chain from the oldest kept record to the last. Catches an edited,
    * deleted, inserted or reordered record (naming the first bad seq) and, given `head`, a
    * truncated tail: the log must still hold that seq with that hash. `checked` counts the
-   * records that matched (before the first bad one). Synchronous, and it blocks: about
-   * 1.2–1.6 µs per record.
+   * records that matched (before the first bad one). Synchronous, and it blocks for a time
+   * proportional to the records kept (docs/performance.md has the current figure).
    *
    * @throws BusError `AUDIT_UNAVAILABLE` for a keyed log opened without its key.
    */
@@ -765,13 +763,14 @@ function unavailable(message: string, cause: unknown): BusError {
   return new BusError('AUDIT_UNAVAILABLE', message, { cause });
 }
 
-function zodError(what: string, error: z.ZodError): BusError {
+/** A query's filter is an argument, not options: its refusal names the filter key in quotes. */
+function filterError(error: z.ZodError): BusError {
   const issue = error.issues[0];
-  if (issue === undefined) return new BusError('INVALID_ARGUMENT', `invalid ${what}`);
+  if (issue === undefined) return new BusError('INVALID_ARGUMENT', 'invalid query filter');
   if (issue.code === 'unrecognized_keys') {
-    return new BusError('INVALID_ARGUMENT', `unknown ${what} ${issue.keys.map((k) => `"${k}"`).join(', ')}`);
+    return new BusError('INVALID_ARGUMENT', `unknown query filter ${issue.keys.map((k) => `"${k}"`).join(', ')}`);
   }
-  return new BusError('INVALID_ARGUMENT', `invalid ${what} "${issue.path.join('.')}": ${issue.message}`);
+  return new BusError('INVALID_ARGUMENT', `invalid query filter "${issue.path.join('.')}": ${issue.message}`);
 }
 
 function messageOf(e: unknown): string {

@@ -5,7 +5,7 @@
 import { createElement as h, useCallback, useEffect, useRef, useState, type ReactElement } from 'react';
 import { Box, Text, useInput, useWindowSize, type Key } from 'ink';
 import type { PendingApproval } from '../approvals.js';
-import { answerText, outcomeText, type DeskAnswer, type OperatorBus } from '../operator.js';
+import { answerText, outcomeText, type DeskAnswer, type OperatorBus } from '../operator/desk.js';
 import { Detail, payloadLines, payloadRoom } from './detail.js';
 import { Feed } from './feed.js';
 import { describeHeld, matchesAgent, pendingCount, routeOf, summarize } from './format.js';

@@ -1,7 +1,7 @@
 // The console's subscriptions to the bus, through its public API only.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { PendingApproval } from '../approvals.js';
-import { ApprovalDesk, type OperatorBus } from '../operator.js';
+import { ApprovalDesk, type OperatorBus } from '../operator/desk.js';
 import type { BusEventName, BusEventSource, BusListener } from '../events.js';
 import { clockTime, describeEvent, type FeedLine } from './format.js';
 
@@ -43,7 +43,7 @@ export function usePending(bus: OperatorBus): [readonly PendingApproval[], () =>
 /** An ApprovalDesk over the bus for as long as the component is mounted. */
 export function useDesk(bus: OperatorBus): ApprovalDesk {
   const [desk] = useState(() => new ApprovalDesk(bus));
-  useEffect(() => () => desk.close(), [desk]);
+  useEffect(() => () => void desk.close(), [desk]);
   return desk;
 }
 

@@ -1,4 +1,3 @@
 // agent-switchboard/console: the terminal approval console (ink and react are optional peers).
 export { openApprovalConsole, type ApprovalConsoleHandle, type ApprovalConsoleOptions } from './open.js';
 export { ApprovalConsole, type ApprovalConsoleProps, type ExitReason } from './approval-console.js';
-export { ApprovalDesk, type OperatorBus, type DecisionRequest, type DeskAnswer, type DecidedItem } from '../operator.js';

@@ -1,12 +1,16 @@
 // Mounts the approval console on the terminal (stdin and stdout must be TTYs).
+import { userInfo } from 'node:os';
 import { createElement as h } from 'react';
 import { render } from 'ink';
-import { BusError } from '../errors.js';
-import type { OperatorBus } from '../operator.js';
+import { z } from 'zod';
+import { checkOperatorBus, type OperatorBus } from '../operator/desk.js';
+import { objectWith, parseOptions } from '../options-schema.js';
 import { ApprovalConsole, type ApprovalConsoleProps, type ExitReason } from './approval-console.js';
 
 /** Options of `openApprovalConsole()`. */
-export interface ApprovalConsoleOptions extends Omit<ApprovalConsoleProps, 'bus' | 'onExit' | 'finished'> {
+export interface ApprovalConsoleOptions extends Omit<ApprovalConsoleProps, 'bus' | 'onExit' | 'finished' | 'operator'> {
+  /** Recorded as `decidedBy` in the audit log (1 to 256 characters). @default the operating system's user name */
+  readonly operator?: string;
   /** Where it reads keys. @default process.stdin */
   readonly stdin?: NodeJS.ReadStream;
   /** Where it draws. @default process.stdout */
@@ -19,8 +23,27 @@ export interface ApprovalConsoleHandle {
   readonly exited: Promise<ExitReason>;
   /** The host has nothing more to send: the console closes once nothing is pending. */
   finish(): void;
-  /** Closes the console now. Idempotent. */
-  close(): void;
+  /** Closes the console now; resolves once it is gone. Idempotent. */
+  close(): Promise<void>;
+}
+
+const optionsSchema = z.strictObject({
+  operator: z.string().min(1).max(256).refine((name) => name.trim() !== '', 'must not be blank').optional(),
+  columns: z.number().int().min(1).max(10_000).optional(),
+  rows: z.number().int().min(1).max(10_000).optional(),
+  history: z.number().int().min(1).max(1_000_000).optional(),
+  denyReason: z.string().max(1000).optional(),
+  stdin: objectWith<NodeJS.ReadStream>('a readable stream', 'on').optional(),
+  stdout: objectWith<NodeJS.WriteStream>('a writable stream', 'write').optional(),
+});
+
+/** Who is at the terminal; a fixed name when the system cannot say. */
+function osUser(): string {
+  try {
+    return userInfo().username || 'console';
+  } catch {
+    return 'console';
+  }
 }
 
 /**
@@ -34,14 +57,10 @@ export interface ApprovalConsoleHandle {
  * await ui.exited; // the operator pressed q
  * await bus.close();
  */
-export function openApprovalConsole(bus: OperatorBus, options: ApprovalConsoleOptions): ApprovalConsoleHandle {
-  if (typeof options?.operator !== 'string' || options.operator.trim() === '' || options.operator.length > 256) {
-    throw new BusError('INVALID_ARGUMENT', `openApprovalConsole(): operator must be a name of 1 to 256 characters, got ${JSON.stringify(options?.operator)}`);
-  }
-  if (typeof bus?.approvals?.list !== 'function' || typeof bus.events?.on !== 'function') {
-    throw new BusError('INVALID_ARGUMENT', 'openApprovalConsole(): bus must be an Orchestrator (events and approvals)');
-  }
-  const { stdin, stdout, ...props } = options;
+export function openApprovalConsole(bus: OperatorBus, options: ApprovalConsoleOptions = {}): ApprovalConsoleHandle {
+  const { stdin, stdout, operator, ...rest } = parseOptions(optionsSchema, options, 'openApprovalConsole');
+  checkOperatorBus(bus, 'openApprovalConsole');
+  const props = { ...stripUndefined(rest), operator: operator ?? osUser() };
   let reason: ExitReason = 'quit';
   let finished = false;
   let gone = false;
@@ -64,6 +83,12 @@ export function openApprovalConsole(bus: OperatorBus, options: ApprovalConsoleOp
     },
     close() {
       if (!gone) instance.unmount();
+      return exited.then(() => undefined);
     },
   };
+}
+
+/** The keys that are set, so `exactOptionalPropertyTypes` props carry no `undefined`. */
+function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]: Exclude<T[K], undefined> };
 }

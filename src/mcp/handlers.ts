@@ -2,7 +2,9 @@
 // reach them by intent through the policy, the limits and the audit log like any agent.
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
 import { BusError } from '../errors.js';
+import { parseOptions } from '../options-schema.js';
 import type { Handler } from '../types.js';
 
 /** Options of {@link mcpHandlers}. */
@@ -14,6 +16,12 @@ export interface McpHandlersOptions {
   /** More tools than this (or more list pages than this) is an INVALID_ARGUMENT error. @default 256 */
   readonly maxTools?: number;
 }
+
+const optionsSchema = z.strictObject({
+  tools: z.array(z.string()).optional(),
+  prefix: z.string().optional(),
+  maxTools: z.number().int().min(1).optional(),
+});
 
 /**
  * Lists the tools of a connected MCP client and returns one handler per tool, by intent
@@ -29,9 +37,10 @@ export interface McpHandlersOptions {
  * bus.register('files', { handlers, capabilities: ['files'] });
  */
 export async function mcpHandlers(client: Client, options: McpHandlersOptions = {}): Promise<Record<string, Handler>> {
-  const prefix = options.prefix ?? '';
-  const maxTools = options.maxTools ?? 256;
-  const wanted = options.tools === undefined ? undefined : new Set(options.tools);
+  const o = parseOptions(optionsSchema, options, 'mcpHandlers');
+  const prefix = o.prefix ?? '';
+  const maxTools = o.maxTools ?? 256;
+  const wanted = o.tools === undefined ? undefined : new Set(o.tools);
   const names: string[] = [];
   let cursor: string | undefined;
   for (let page = 0; ; page++) {

@@ -5,7 +5,9 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { Agent } from '../agent.js';
 import type { Contracts } from '../contracts.js';
-import { toolCatalog, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
+import { z } from 'zod';
+import { parseOptions } from '../options-schema.js';
+import { catalogOptionKeys, toolCatalog, type ToolCatalogOptions, type ToolSpec } from '../tools/catalog.js';
 import { invokeTool, refusalText } from '../tools/invoke.js';
 
 /** Options of {@link mcpServer}. */
@@ -16,6 +18,12 @@ export interface McpServerOptions<C extends Contracts = Contracts> extends ToolC
   /** Deadline of each ask or delegate a tool makes. @default the bus's `timeouts.askMs` / `delegateMs` */
   readonly timeoutMs?: number;
 }
+
+const optionsSchema = z.strictObject({
+  ...catalogOptionKeys,
+  serverInfo: z.strictObject({ name: z.string().min(1), version: z.string().min(1) }).optional(),
+  timeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
+});
 
 /**
  * An MCP server exposing what `agent` may ask or delegate (`types` adds notify) as tools,
@@ -29,13 +37,12 @@ export interface McpServerOptions<C extends Contracts = Contracts> extends ToolC
  * await server.connect(new StdioServerTransport());
  */
 export function mcpServer<C extends Contracts>(agent: Agent<C>, options: McpServerOptions<C>): Server {
-  // Read once: the catalog options, validated by the first toolCatalog() call below.
-  const catalogOptions: ToolCatalogOptions = { ...options };
-  const timeoutMs = options.timeoutMs;
+  const { timeoutMs, serverInfo, ...catalog } = parseOptions(optionsSchema, options, 'mcpServer');
+  const catalogOptions = catalog as ToolCatalogOptions;
   let listed = byName(toolCatalog(agent, catalogOptions));
 
   const server = new Server(
-    { name: options.serverInfo?.name ?? `agent-switchboard:${agent.id}`, version: options.serverInfo?.version ?? '1.0.0' },
+    { name: serverInfo?.name ?? `agent-switchboard:${agent.id}`, version: serverInfo?.version ?? '1.0.0' },
     { capabilities: { tools: {} } },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => {

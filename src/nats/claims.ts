@@ -12,7 +12,7 @@
  * an entry is judged against the local clock.
  */
 import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
-import { BusError } from '../errors.js';
+import { BusError, toBusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import type { NodeConnection } from './connection.js';
 import { unescapeToken, type Subjects } from './subjects.js';
@@ -370,6 +370,5 @@ function isWrongSequence(e: unknown): boolean {
 }
 
 function unavailable(what: string, cause: unknown): BusError {
-  if (cause instanceof BusError) return cause;
-  return new BusError('TRANSPORT_UNAVAILABLE', `${what}: the claims bucket cannot be reached: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  return toBusError(cause, 'TRANSPORT_UNAVAILABLE', undefined, `${what}: the claims bucket cannot be reached: `);
 }

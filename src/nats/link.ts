@@ -9,13 +9,13 @@
  * arrives after its request ended is a dead letter ({@link LinkOptions.onDead}).
  *
  * Receiving: {@link Link.serve} subscribes to one local agent's inbound subject and hands each
- * decoded, validated message to a callback with a {@link Responder}. It drops a repeated
+ * decoded, validated message to a callback with a {@link LinkResponder}. It drops a repeated
  * message id (a bounded window), aborts the inbound's `signal` at its own deadline or on the
  * sender's cancel, and answers a malformed request with an error instead of leaving its
  * sender to time out.
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
-import { BusError, type ErrorCode } from '../errors.js';
+import { BusError, toBusError } from '../errors.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
 import {
@@ -57,7 +57,7 @@ export interface RequestHandle {
 }
 
 /** A message that arrived for a local agent, decoded and validated. */
-export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
+export interface LinkInbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs' | 'traceparent' | 'node'> {
   readonly causationId: string | undefined;
   /** What was left of the sender's deadline (asks and delegates; undefined for a notify). */
   readonly budgetMs: number | undefined;
@@ -84,7 +84,7 @@ export interface Inbound extends Omit<DecodedMessage, 'causationId' | 'budgetMs'
  * While the connection is down they throw `TRANSPORT_UNAVAILABLE`: the answer is lost and
  * the sender ends with `TIMEOUT` (at most once).
  */
-export interface Responder {
+export interface LinkResponder {
   /** Sends the reply (asks and delegates). */
   reply(payloadJson: string): boolean;
   /** Sends an error: only its code and message cross. */
@@ -125,7 +125,7 @@ export interface LinkOptions {
 }
 
 /** Receives what arrives for one served agent. */
-export type Receiver = (inbound: Inbound, responder: Responder) => void;
+export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
 
 /** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
 class Pending implements RequestHandle {
@@ -155,9 +155,9 @@ interface Carrier {
 
 /**
  * One inbound message: the decoded fields, its deadline, and its answer (it is the
- * {@link Responder} too). One object per message; the `AbortSignal` is made only if read.
+ * {@link LinkResponder} too). One object per message; the `AbortSignal` is made only if read.
  */
-class Arrival implements Inbound, Responder {
+class Arrival implements LinkInbound, LinkResponder {
   readonly id: string;
   readonly intent: string;
   readonly ts: number;
@@ -445,8 +445,8 @@ export class Link {
     } catch (e) {
       const id = safeUnescape(token);
       const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(asBusError(e, 'INVALID_REPLY'));
-      else this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_REPLY') });
+      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
+      else this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_REPLY') });
       return;
     }
     const p = this.#finish(answer.id, true);
@@ -472,7 +472,7 @@ export class Link {
     try {
       route = this.#subjects.parseInbound(msg.subject);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     const { to, from, kind } = route;
@@ -484,7 +484,7 @@ export class Link {
     try {
       decoded = decodeMessage(msg.data, this.#maxBytes, kind !== 'notify');
     } catch (e) {
-      const error = asBusError(e, 'INVALID_ARGUMENT');
+      const error = toBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
       const id = claimedId(msg.data);
       if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) msg.respond(encodeError(id, { code: error.code, message: error.message }));
@@ -513,7 +513,7 @@ export class Link {
     try {
       about = decodeAbout(msg.data, this.#maxBytes);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: asBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     if (kind === 'cancel') {
@@ -537,9 +537,4 @@ function safeUnescape(token: string): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function asBusError(e: unknown, fallback: ErrorCode): BusError {
-  if (e instanceof BusError) return e;
-  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }

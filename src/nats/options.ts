@@ -3,8 +3,7 @@
  * misspelled key is an error that names it.
  */
 import { z } from 'zod';
-import { BusError } from '../errors.js';
-import { formatOptionIssues } from '../options.js';
+import { parseOptions } from '../options-schema.js';
 import { BUS_NAME_PATTERN } from './subjects.js';
 
 /** How a node reaches NATS and which bus it joins. */
@@ -22,18 +21,15 @@ export interface NatsTransportOptions {
 }
 
 const schema = z
-  .object({
+  .strictObject({
     servers: z.union([z.string().min(1), z.array(z.string().min(1)).min(1).max(64)]),
     bus: z.string().regex(BUS_NAME_PATTERN, `must match ${BUS_NAME_PATTERN}`),
     nkeySeed: z.string().regex(/^\s*SU[A-Z2-7]{56}\s*$/, 'must be a user nkey seed (SU…)').optional(),
     leaseMs: z.number().int().min(150).max(3_600_000).optional(),
     connectTimeoutMs: z.number().int().min(1).max(600_000).optional(),
-  })
-  .strict();
+  });
 
 /** Checks `options` once and returns a frozen copy; throws `INVALID_ARGUMENT` naming the key. */
 export function checkNatsOptions(options: unknown): Readonly<NatsTransportOptions> {
-  const result = schema.safeParse(options);
-  if (!result.success) throw new BusError('INVALID_ARGUMENT', `natsTransport: ${formatOptionIssues(result.error)}`);
-  return Object.freeze(result.data as NatsTransportOptions);
+  return Object.freeze(parseOptions(schema, options, 'natsTransport') as NatsTransportOptions);
 }

@@ -13,7 +13,7 @@
  *   server this check is what stops a forged header).
  * - **Sending** never throws: every failure reaches the sink as a code.
  */
-import { BusError, isBusError, type ErrorCode } from '../errors.js';
+import { BusError, toBusError, type ErrorCode } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import type {
   InboundHandle,
@@ -30,7 +30,7 @@ import type {
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
-import { Link, type DeadAnswer, type Inbound, type RequestCallbacks, type RequestHandle, type Responder as LinkResponder } from './link.js';
+import { Link, type DeadAnswer, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
 import { Subjects } from './subjects.js';
 
@@ -246,7 +246,7 @@ class NatsTransport implements Transport {
     this.#held.set(id, held);
     settled.catch((e: unknown) => {
       if (this.#held.get(id) === held) this.#held.delete(id);
-      this.#failures.set(id, asBusError(e, 'TRANSPORT_UNAVAILABLE'));
+      this.#failures.set(id, toBusError(e, 'TRANSPORT_UNAVAILABLE'));
     });
     return settled;
   }
@@ -268,7 +268,7 @@ class NatsTransport implements Transport {
     try {
       return this.#send(outbound, sink);
     } catch (e) {
-      const error = asBusError(e, 'TRANSPORT_UNAVAILABLE');
+      const error = toBusError(e, 'TRANSPORT_UNAVAILABLE');
       guard(() => sink.error(error.code, error.message));
       return NOOP;
     }
@@ -288,7 +288,7 @@ class NatsTransport implements Transport {
     const failure = this.#failures.values().next();
     if (failure.done !== true) throw failure.value;
     await parts.conn.nc.flush().catch((e: unknown) => {
-      throw asBusError(e, 'TRANSPORT_UNAVAILABLE');
+      throw toBusError(e, 'TRANSPORT_UNAVAILABLE');
     });
   }
 
@@ -401,7 +401,7 @@ class NatsTransport implements Transport {
   }
 
   /** A message from a peer for one of this node's agents: check who sent it, then deliver. */
-  #receive(parts: Parts, inbound: Inbound, responder: LinkResponder): void {
+  #receive(parts: Parts, inbound: LinkInbound, responder: LinkResponder): void {
     const { to, from, id } = inbound;
     const held = this.#held.get(to);
     if (held === undefined || held.released || !parts.claims.holds(to)) {
@@ -424,13 +424,13 @@ class NatsTransport implements Transport {
       .lookup(from)
       .then(
         (found) => this.#check(inbound, responder, found === undefined ? undefined : { id: found.agent, node: found.node, capabilities: found.capabilities, trust: found.trust }),
-        (e: unknown) => refuse(responder, 'TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${asBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
+        (e: unknown) => refuse(responder, 'TRANSPORT_UNAVAILABLE', `cannot check the claim of "${from}": ${toBusError(e, 'TRANSPORT_UNAVAILABLE').message}`),
       )
       .finally(() => this.#lookups--);
   }
 
   /** Delivers `inbound` if the bus-wide claim of its `from` names the node it says it comes from. */
-  #check(inbound: Inbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
+  #check(inbound: LinkInbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
     const said = inbound.node;
     if (owner === undefined || owner.node === this.#node || said !== owner.node) {
       const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
@@ -441,7 +441,7 @@ class NatsTransport implements Transport {
     this.#deliver(inbound, responder, owner.node);
   }
 
-  #deliver(inbound: Inbound, responder: LinkResponder, fromNode: string): void {
+  #deliver(inbound: LinkInbound, responder: LinkResponder, fromNode: string): void {
     const message: { -readonly [K in keyof InboundMessage]: InboundMessage[K] } = {
       id: inbound.id,
       type: inbound.type,
@@ -461,7 +461,7 @@ class NatsTransport implements Transport {
     try {
       handle = this.#port!.receive(Object.freeze(message), Object.freeze(new Answer(responder)));
     } catch (e) {
-      const error = asBusError(e, 'HANDLER_FAILED');
+      const error = toBusError(e, 'HANDLER_FAILED');
       refuse(responder, error.code, error.message);
       return;
     }
@@ -546,9 +546,4 @@ function guard(fn: () => unknown): void {
   } catch {
     // The answer is lost; the other side ends at its deadline (at most once).
   }
-}
-
-function asBusError(e: unknown, fallback: ErrorCode): BusError {
-  if (isBusError(e)) return e;
-  return new BusError(fallback, e instanceof Error ? e.message : String(e), { cause: e });
 }

@@ -29,7 +29,7 @@ import {
   type SendToken,
   type Telemetry,
   type TracedEnvelope,
-} from '../telemetry.js';
+} from '../telemetry-port.js';
 import * as A from './attributes.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 

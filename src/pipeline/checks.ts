@@ -6,7 +6,7 @@ import type { TokenBucket } from '../limits.js';
 import type { PolicyDecision, PolicySet } from '../policy.js';
 import type { AgentRecord, Delivery } from './records.js';
 
-// The checks of a send, in the SPEC's order. Each throws the refusal's BusError and needs
+// The checks of a send, in the documented order (docs/architecture.md). Each throws the refusal's BusError and needs
 // no more of the bus than what it is given. Caller-supplied objects are read here once
 // into plain snapshots; every later step sees only the snapshot.
 
@@ -120,8 +120,9 @@ export function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal;
 }
 
-export function checkPriority(priority: unknown): Priority {
-  if (priority === undefined) return 'normal';
+/** A send's priority (`normal` when left out), or a message's from another node, which must name one. */
+export function checkPriority(priority: unknown, fallback?: Priority): Priority {
+  if (priority === undefined && fallback !== undefined) return fallback;
   if (!PRIORITIES.includes(priority as Priority)) {
     throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
   }
@@ -132,7 +133,11 @@ export function checkPriority(priority: unknown): Priority {
 export function checkDepth(parent: Delivery | undefined, maxDepth: number): number {
   // A handler whose own message expired or was cancelled cannot start new work in its chain.
   if (parent?.aborted) throw new BusError('CANCELLED', `the message ${parent.envelope.id} being handled was cancelled or expired; its chain is closed`);
-  const depth = parent === undefined ? 0 : parent.envelope.depth + 1;
+  return checkDepthLimit(parent === undefined ? 0 : parent.envelope.depth + 1, maxDepth);
+}
+
+/** A message's depth against `maxDepth` (MAX_DEPTH), the same for a local send and one from another node. */
+export function checkDepthLimit(depth: number, maxDepth: number): number {
   if (depth > maxDepth) {
     throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${maxDepth}`);
   }

@@ -4,7 +4,7 @@ import type { BusEmitter } from '../events.js';
 import type { GroupCommit } from '../group-commit.js';
 import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
-import type { Telemetry } from '../telemetry.js';
+import type { Telemetry } from '../telemetry-port.js';
 import type { AgentRecord } from './records.js';
 import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';

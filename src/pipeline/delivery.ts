@@ -3,18 +3,24 @@ import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, ty
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
-import type { CommitInfo } from '../telemetry.js';
+import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { CoreParts } from './parts.js';
 import { Context, type ChainPort } from './context.js';
-import { envelopeOf, replyDraft } from './draft.js';
+import { envelopeOf, replyDraft, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
 import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
 import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
+
+/** The core parts and the deliveries: what the approval flow and the cross-node sides are built from. */
+export interface PipelineParts extends CoreParts {
+  readonly deliveries: Deliveries;
+}
 
 /**
  * From an admitted message to its handler and back: reserve a mailbox slot, hand over
@@ -29,7 +35,7 @@ export class Deliveries {
   /** Set by the pipeline's shutdown: late replies are no longer recorded. */
   closed = false;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, port: ChainPort) {
+  constructor({ config, journal, ledger }: CoreParts, port: ChainPort) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -79,10 +85,15 @@ export class Deliveries {
     );
   }
 
+  /** {@link deliver} with the attempt row of an allowed send (when the log is on). */
+  deliverAllowed(draft: Draft, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
+    this.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
+  }
+
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
   handOver(delivery: Delivery): void {
-    if (delivery.withdrawn) return;
-    delivery.handedOver = true;
+    if (delivery.phase === 'withdrawn') return;
+    delivery.phase = 'queued';
     const { events } = this.#config;
     if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
     const parent = delivery.parent;

@@ -1,20 +1,18 @@
 import { hashPayload, type EncodedPayload } from '../codec.js';
-import { PRIORITIES, type Envelope, type Priority, type RuleType } from '../envelope.js';
+import { isRuleType, type Envelope, type Priority } from '../envelope.js';
 import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
-import type { Approvals } from './approvals.js';
-import { checkContract, checkIntent, checkPolicy, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
-import type { PipelineConfig } from './config.js';
-import type { Deliveries } from './delivery.js';
+import type { ApprovalFlow } from './approval-flow.js';
+import { checkContract, checkDepthLimit, checkIntent, checkPolicy, checkPriority, checkRate, checkWellFormed, recordedText, unknownAgent } from './checks.js';
+import type { PipelineParts } from './delivery.js';
 import { envelopeOf, type Draft } from './draft.js';
-import type { Journal } from './journal.js';
-import type { Ledger } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
+import { routeOf } from './route.js';
 import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
-import { checkTraceparent } from '../telemetry.js';
+import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
 export const SEEN_IDS = 10_000;
@@ -25,10 +23,16 @@ const MAX_BUDGET_MS = 2_147_483_647;
 /** Ids, conversation and causation ids from another node are at most this long. */
 const MAX_ID_LENGTH = 256;
 
-const TYPES: ReadonlySet<string> = new Set(['ask', 'delegate', 'notify']);
 /** The bucket key every sender this node's directory does not know shares (no agent id holds a NUL). */
 const UNKNOWN_SENDERS = '\u0000unknown';
 const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
+
+/** What the receiving side is built from: the pipeline's parts, the approval flow, the sending side, and whether the bus closed. */
+export interface InboundParts extends PipelineParts {
+  readonly approvals: ApprovalFlow;
+  readonly remote: RemoteSends;
+  readonly closed: () => boolean;
+}
 
 /** An inbound message's fields, each read once. */
 interface Fields {
@@ -58,13 +62,8 @@ interface Fields {
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
 export class Inbound implements Pick<InboundPort, 'receive'> {
-  readonly #config: PipelineConfig;
-  readonly #journal: Journal;
-  readonly #ledger: Ledger;
-  readonly #deliveries: Deliveries;
-  readonly #approvals: Approvals;
-  readonly #remote: RemoteSends;
-  readonly #closed: () => boolean;
+  /** The pipeline's parts, read by name where used (an inbound message is not the hot path of a local ask). */
+  readonly #parts: InboundParts;
   /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
   readonly #seen = new Set<string>();
   /** A bucket per known remote sender (node and agent), plus one for unknown ones, least recently used first. */
@@ -73,19 +72,13 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries, approvals: Approvals, remote: RemoteSends, closed: () => boolean) {
-    this.#config = config;
-    this.#journal = journal;
-    this.#ledger = ledger;
-    this.#deliveries = deliveries;
-    this.#approvals = approvals;
-    this.#remote = remote;
-    this.#closed = closed;
+  constructor(parts: InboundParts) {
+    this.#parts = parts;
   }
 
   receive(inbound: InboundMessage, responder: Responder): InboundHandle {
     const answer = once(responder);
-    const now = this.#config.clock.now();
+    const now = this.#parts.config.clock.now();
     let f: Fields;
     try {
       f = readFields(inbound);
@@ -96,7 +89,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     }
     const draft = inboundDraft(f, now);
     try {
-      if (this.#closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
+      if (this.#parts.closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
       return this.#admit(f, draft, now, answer);
     } catch (error) {
       this.#refuse(draft, toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined), answer);
@@ -106,21 +99,21 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
   #refuse(draft: Draft, e: BusError, answer: Responder): void {
-    this.#journal.refused(draft, e);
+    this.#parts.journal.refused(draft, e);
     answer.error(e.code, e.message);
   }
 
   /** The checks, in order, then the hold or the delivery. Throws the refusal. */
   #admit(f: Fields, draft: Draft, now: number, answer: Responder): InboundHandle {
-    const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#config;
+    const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#parts.config;
     const fromNode = checkNodeId(f.fromNode);
     const id = checkText(f.id, 'id');
     const type = f.type;
-    if (typeof type !== 'string' || !TYPES.has(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
+    if (!isRuleType(type)) throw new BusError('INVALID_ARGUMENT', `type must be ask, delegate or notify, got ${describe(type)}`);
     const from = f.from;
     if (!isAgentId(from)) throw new BusError('INVALID_ARGUMENT', `from must be an agent id, got ${describe(from)}`);
     // A node may speak only for agents it serves: never as this node, never as one of ours, never as another node's.
-    if (fromNode === this.#config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
+    if (fromNode === this.#parts.config.node) throw new BusError('POLICY_DENIED', `a message from another node cannot claim to come from this node (${fromNode})`, { agentId: from });
     if (registry.has(from)) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by this node`, { agentId: from });
     const home = transport.nodeOf(from);
     if (home !== undefined && home !== fromNode) throw new BusError('POLICY_DENIED', `node ${fromNode} cannot send as "${from}": that agent is served by node ${home}`, { agentId: from });
@@ -132,39 +125,39 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const intent = f.intent;
     const conversationId = checkText(f.conversationId, 'conversationId');
     const causationId = f.causationId === undefined ? undefined : checkText(f.causationId, 'causationId');
-    const priority = f.priority;
-    if (!PRIORITIES.includes(priority as Priority)) throw new BusError('INVALID_ARGUMENT', `priority must be one of ${PRIORITIES.join(', ')}, got ${describe(priority)}`);
+    const priority = checkPriority(f.priority);
     const depth = f.depth;
     if (typeof depth !== 'number' || !Number.isSafeInteger(depth) || depth < 0) throw new BusError('INVALID_ARGUMENT', `depth must be a whole number >= 0, got ${describe(depth)}`);
-    if (depth > maxDepth) throw new BusError('MAX_DEPTH', `causal chain too deep: depth ${depth} exceeds maxDepth ${maxDepth}`);
+    checkDepthLimit(depth, maxDepth);
     const budgetMs = type === 'notify' ? undefined : checkBudget(f.budgetMs);
     const encoded: EncodedPayload = decodeJson(f.payloadJson, maxPayloadBytes, 'payload');
     draft.encoded = encoded;
-    if (this.#journal.enabled) draft.hash = hashPayload(encoded);
-    checkContract(contracts, type as RuleType, intent, encoded.copy);
+    if (this.#parts.journal.enabled) draft.hash = hashPayload(encoded);
+    checkContract(contracts, type, intent, encoded.copy);
 
     const known = this.#known(from, fromNode);
     // Trust is what this node grants (remoteTrust), never what the sending node's claim says.
-    const sender = remoteRecord(from, fromNode, this.#config.remoteTrust.get(from) ?? 0, known?.capabilities);
+    const sender = remoteRecord(from, fromNode, this.#parts.config.remoteTrust.get(from) ?? 0, known?.capabilities);
     checkRate({ ...sender, bucket: this.#bucket(known === undefined ? undefined : `${fromNode}\u0000${from}`, now) }, undefined, now);
     // A notify keeps one id for all its recipients: a repeat is the same id from the same node to the same agent.
     const key = `${fromNode}\u0000${id}\u0000${to}`;
     if (this.#seen.has(key)) {
-      this.#dropRepeat(draft, priority as Priority, depth);
+      this.#dropRepeat(draft, priority, depth);
       return NO_HANDLE;
     }
-    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type as RuleType, intent));
+    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type, intent));
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
-    if (this.#config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
-    const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority as Priority, depth, deadline, encoded.copy);
-    this.#journal.markRemote(envelope, fromNode);
-    const parent = this.#remote.chainOf(causationId, from);
+    if (this.#parts.config.telemetry.enabled) draft.traceparent = checkTraceparent(f.traceparent);
+    const envelope = envelopeOf({ ...draft, id, from, to, intent, conversationId, causationId }, priority, depth, deadline, encoded.copy);
+    this.#parts.journal.markRemote(envelope, fromNode);
+    const parent = this.#parts.remote.chainOf(causationId, from);
+    const held = routeOf(recipient, decision) === 'hold';
     const handle =
       type === 'notify'
-        ? this.#notify(draft, envelope, recipient, sender, parent, decision.decision === 'approval', answer)
-        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, decision.decision === 'approval', answer);
+        ? this.#notify(draft, envelope, recipient, sender, parent, held, answer)
+        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, held, answer);
     // Only an admitted message is remembered: refusals cannot fill the memory or burn an id.
     this.#remember(key);
     return handle;
@@ -172,7 +165,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
 
   /** This node's directory entry for `from` on `fromNode`, by a map rebuilt only when `remoteAgents()` hands out a new array. */
   #known(from: string, fromNode: string): RemoteAgent | undefined {
-    const agents = this.#config.transport.remoteAgents();
+    const agents = this.#parts.config.transport.remoteAgents();
     if (agents !== this.#directory) {
       this.#directory = agents;
       this.#byId = new Map(agents.map((a) => [a.id, a]));
@@ -193,22 +186,18 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       undefined,
     );
     if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
-    if (held) {
-      this.#approvals.hold(draft, envelope, p, parent, envelope.deadline!);
-    } else {
-      this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent);
-    }
-    const ledger = this.#ledger;
+    if (held) this.#parts.approvals.hold(draft, envelope, p, parent, envelope.deadline!);
+    else this.#parts.deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
+    const ledger = this.#parts.ledger;
     return { cancel: (reason) => ledger.cancel(p, `cancelled by the sender: ${recordedText(reason, 1000)}`) };
   }
 
   /** A notify: acknowledged once its receipt row is committed (delivered, or held here). */
   #notify(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, held: boolean, answer: Responder): InboundHandle {
-    const { commit, events } = this.#config;
-    const journal = this.#journal;
+    const { commit, events } = this.#parts.config;
+    const journal = this.#parts.journal;
     if (held) {
-      const hold = this.#approvals.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
-      this.#ledger.holds.add(hold);
+      const hold = this.#parts.approvals.holdCopy(draft, envelope, parent, sender);
       commit.stage(
         journal.enabled ? journal.attempt(draft, 'pending') : undefined,
         () => {
@@ -216,17 +205,17 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
           answer.reply(NOTIFY_ACK.pending);
         },
         (error) => {
-          this.#ledger.holds.take(hold.approval.id);
+          this.#parts.ledger.holds.take(hold.approval.id);
           answer.error('AUDIT_UNAVAILABLE', errorText(error));
         },
       );
       return NO_HANDLE;
     }
-    const delivery = this.#deliveries.reserve(envelope, recipient, undefined, parent);
+    const delivery = this.#parts.deliveries.reserve(envelope, recipient, undefined, parent);
     commit.stage(
       journal.enabled ? journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined,
       () => {
-        this.#deliveries.handOver(delivery);
+        this.#parts.deliveries.handOver(delivery);
         answer.reply(NOTIFY_ACK.delivered);
       },
       (error) => {
@@ -251,8 +240,8 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   /** A repeated id is neither delivered nor answered (the first one is answered): its row and `message:dead` say so. */
   #dropRepeat(draft: Draft, priority: Priority, depth: number): void {
     const reason = `repeated message id "${draft.id}" from node ${draft.peerNode}: dropped`;
-    if (this.#journal.enabled) this.#config.commit.stage(this.#journal.attempt(draft, 'denied', undefined, undefined, reason));
-    const { events } = this.#config;
+    if (this.#parts.journal.enabled) this.#parts.config.commit.stage(this.#parts.journal.attempt(draft, 'denied', undefined, undefined, reason));
+    const { events } = this.#parts.config;
     if (events.has('message:dead')) events.emit('message:dead', { envelope: envelopeOf(draft, priority, depth, undefined, null), reason });
   }
 
@@ -262,7 +251,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
    * Undefined when rate limits are off. At most {@link REMOTE_BUCKETS}, least recently used forgotten.
    */
   #bucket(key: string | undefined, now: number): TokenBucket | undefined {
-    const spec = this.#config.remoteRate;
+    const spec = this.#parts.config.remoteRate;
     if (spec === false) return undefined;
     const k = key ?? UNKNOWN_SENDERS;
     let bucket = this.#buckets.get(k);
@@ -321,7 +310,7 @@ function inboundDraft(f: Fields, now: number): Draft {
   return {
     id: id === '' ? '?' : id,
     ts: now,
-    type: typeof f.type === 'string' && TYPES.has(f.type) ? (f.type as Draft['type']) : 'notify',
+    type: isRuleType(f.type) ? f.type : 'notify',
     from: recordedText(f.from, MAX_ID_LENGTH),
     to: recordedText(f.to, MAX_ID_LENGTH),
     intent: recordedText(f.intent, 128),

@@ -1,8 +1,8 @@
-import { ApprovalQueue, type Hold } from '../approvals.js';
+import { ApprovalQueue, type Hold } from './approval-queue.js';
 import type { AuditOutcome } from '../audit/types.js';
 import { DeadlineQueue } from '../deadlines.js';
 import { BusError, type ErrorCode } from '../errors.js';
-import type { Telemetry } from '../telemetry.js';
+import type { Telemetry } from '../telemetry-port.js';
 import type { PipelineConfig } from './config.js';
 import type { Journal } from './journal.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
@@ -25,7 +25,7 @@ export class Ledger {
   readonly #deadlines: DeadlineQueue<PendingRequest>;
   readonly #journal: Journal;
   readonly #telemetry: Telemetry;
-  /** Held messages; their expiry is decided by approvals.ts, through `onHoldExpired`. */
+  /** Held messages; their expiry is decided by approval-flow.ts, through `onHoldExpired`. */
   readonly holds: ApprovalQueue<HeldMessage>;
 
   constructor(config: PipelineConfig, journal: Journal, onHoldExpired: (hold: HeldMessage) => void) {

@@ -3,7 +3,7 @@ import type { BusError, ErrorCode } from '../errors.js';
 import type { Expirable } from '../deadlines.js';
 import type { TokenBucket } from '../limits.js';
 import type { Mailbox, MailboxJob } from '../mailbox.js';
-import type { RunToken, SendToken } from '../telemetry.js';
+import type { RunToken, SendToken } from '../telemetry-port.js';
 import type { Handler, Progress } from '../types.js';
 
 // The pipeline's records: plain data the ledger and delivery keep. No behaviour beyond
@@ -82,15 +82,19 @@ export class PendingRequest implements Expirable {
 }
 
 /**
+ * Where one delivery is, like {@link PendingRequest.state}: `reserved` (a mailbox slot,
+ * before its audit row is committed), `queued` (committed and in the mailbox), `running`,
+ * `finished`, or `withdrawn` (left the mailbox before it ran; it never will).
+ */
+export type DeliveryPhase = 'reserved' | 'queued' | 'running' | 'finished' | 'withdrawn';
+
+/**
  * One message on its way into one handler: a mailbox job, and the node of the causal
  * chain its handler's own sends hang from (for reentrancy and chained deadlines).
  */
 export class Delivery implements MailboxJob {
-  withdrawn = false;
-  /** Committed to the audit log and put in the recipient's mailbox. */
-  handedOver = false;
-  started = false;
-  finished = false;
+  phase: DeliveryPhase = 'reserved';
+  /** Aborting the handler's signal is apart from the phase (see {@link aborted}): a running handler may be aborted. */
   /** The handler run's telemetry token, for the sends of its ctx (only when telemetry is on). */
   runToken: RunToken | undefined = undefined;
   /** Why the handler failed (HANDLER_FAILED, NO_HANDLER), for the run's telemetry. */
@@ -109,6 +113,29 @@ export class Delivery implements MailboxJob {
 
   get priority(): Envelope['priority'] {
     return this.envelope.priority;
+  }
+
+  /** The mailbox's view of the phase: it sets this when it withdraws the job. */
+  get withdrawn(): boolean {
+    return this.phase === 'withdrawn';
+  }
+
+  set withdrawn(value: boolean) {
+    if (value) this.phase = 'withdrawn';
+  }
+
+  /** The mailbox's view of the phase: it sets this when the handler starts. */
+  get started(): boolean {
+    return this.phase === 'running' || this.phase === 'finished';
+  }
+
+  set started(value: boolean) {
+    if (value) this.phase = 'running';
+  }
+
+  /** Committed to the audit log and put in the recipient's mailbox (and maybe run since). */
+  get handedOver(): boolean {
+    return this.phase === 'queued' || this.phase === 'running' || this.phase === 'finished';
   }
 
   run(): Promise<void> {
@@ -142,14 +169,14 @@ export class Delivery implements MailboxJob {
 
   /** The handler is done (or never ran): nothing more to abort or wait for. */
   finish(): void {
-    this.finished = true;
+    this.phase = 'finished';
     this.recipient.deliveries.delete(this);
   }
 
   /** True when this chain already runs a handler of `agentId` that is waiting on it. */
   chainPassesThrough(agentId: string): boolean {
     for (let d: Delivery | undefined = this; d !== undefined; d = d.parent) {
-      if (d.recipient.id === agentId && d.started && !d.finished) return true;
+      if (d.recipient.id === agentId && d.phase === 'running') return true;
     }
     return false;
   }

@@ -7,14 +7,14 @@ import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
-import type { Deliveries } from './delivery.js';
+import type { Deliveries, PipelineParts } from './delivery.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import type { Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type NotifyAck } from './remote.js';
 import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
-import { traceparentOf } from '../telemetry.js';
+import { traceparentOf } from '../telemetry-port.js';
 import { commitInfo } from './tracing.js';
 
 /** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */
@@ -43,7 +43,7 @@ export class RemoteSends {
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;

@@ -4,7 +4,7 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
-import { Approvals } from './approvals.js';
+import { ApprovalFlow } from './approval-flow.js';
 import {
   checkContract,
   checkDepth,
@@ -31,16 +31,17 @@ import { Journal } from './journal.js';
 import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
-import type { SendToken } from '../telemetry.js';
+import type { SendToken } from '../telemetry-port.js';
 import { Inbound } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
+import { routeOf } from './route.js';
 import type { InboundPort } from './transport.js';
 
 type MutableJob = Job & { id: string; onProgress: Job['onProgress']; cancel: Job['cancel'] };
 
 /**
  * The send pipeline, top to bottom: request (ask, delegate), notify and reply. Each send
- * is read once, passes the checks in the SPEC's order (closed → arguments → payload →
+ * is read once, passes the checks in one order (closed → arguments → payload →
  * liveness again → rate → policy), is audited, and only then delivered. Unregister and
  * close end here too. Handles and ctx reach it only through their `#private` port.
  */
@@ -50,19 +51,20 @@ export class Pipeline implements ChainPort {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
-  readonly #approvals: Approvals;
+  readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
   /** Where the transport hands messages from other nodes (see inbound.ts). */
   readonly inbound: Pick<InboundPort, 'receive'>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
-    this.#journal = new Journal(config);
-    this.#ledger = new Ledger(config, this.#journal, (hold) => this.#approvals.expire(hold));
-    this.#deliveries = new Deliveries(config, this.#journal, this.#ledger, this);
-    this.#approvals = new Approvals(config, this.#journal, this.#ledger, this.#deliveries);
-    this.#remote = new RemoteSends(config, this.#journal, this.#ledger, this.#deliveries);
-    this.inbound = new Inbound(config, this.#journal, this.#ledger, this.#deliveries, this.#approvals, this.#remote, () => this.closed);
+    const journal = (this.#journal = new Journal(config));
+    const ledger = (this.#ledger = new Ledger(config, journal, (hold) => this.#approvals.expire(hold)));
+    const core = { config, journal, ledger };
+    const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
+    const approvals = (this.#approvals = new ApprovalFlow(parts));
+    const remote = (this.#remote = new RemoteSends(parts));
+    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed });
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -112,33 +114,27 @@ export class Pipeline implements ChainPort {
       const o = readOptions(options, SEND_OPTION_KEYS);
       const timeoutMs = o.timeoutMs === undefined ? (type === 'ask' ? this.#config.askMs : this.#config.delegateMs) : checkTimeout(o.timeoutMs);
       const signal = checkSignal(o.signal);
-      const priority = checkPriority(o.priority);
-      const depth = checkDepth(parent, this.#config.maxDepth);
-      this.#encode(draft, payload, type);
-      // The payload walk ran caller code (getters): check again what it could have undone.
-      this.#checkLive(sender, recipient);
-      checkRate(sender, this.#config.globalRate, now);
+      const priority = checkPriority(o.priority, 'normal');
+      const depth = this.#checkTail(draft, sender, recipient, type, payload, parent, now);
       const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, toId, type, draft.intent));
 
       let deadline = now + timeoutMs;
       const parentDeadline = parent?.envelope.deadline;
       if (parentDeadline !== undefined && parentDeadline < deadline) deadline = parentDeadline;
       const envelope = envelopeOf(draft, priority, depth, deadline);
-      // Where the call was made, so a TIMEOUT's stack points at the caller. Costs ~2-4 µs, as
-      // much as the rest of an ask, so only with `diagnostics.callSites`.
+      // Where the call was made, so a TIMEOUT's stack points at the caller. Capturing a stack
+      // costs about as much as the rest of an ask, so only with `diagnostics.callSites`.
       let callSite: { stack?: string } | undefined;
       if (this.#config.callSites) Error.captureStackTrace((callSite = {}), this.request);
       const p = new PendingRequest(envelope, sender, recipient, deadline - now, resolve, reject, callSite);
       pendingRef = p;
       p.trace = trace;
 
-      if (recipient.node !== undefined) {
-        this.#remote.request(draft, envelope, p, parent);
-      } else if (decision.decision === 'approval') {
-        this.#approvals.hold(draft, envelope, p, parent, deadline);
-      } else {
-        const committed = trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion);
-        this.#deliveries.deliver(this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined, envelope, recipient, p, parent, committed);
+      const route = routeOf(recipient, decision);
+      if (route === 'carry') this.#remote.request(draft, envelope, p, parent);
+      else if (route === 'hold') this.#approvals.hold(draft, envelope, p, parent, deadline);
+      else {
+        this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent, trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion));
         const { events } = this.#config;
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
       }
@@ -169,11 +165,8 @@ export class Pipeline implements ChainPort {
       if (telemetry.enabled) trace = startSend(telemetry, { ...draft, to: notifyDestination(listed) }, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
       draft.traceparent = trace?.traceparent;
       checkIntent(intent);
-      const priority = checkPriority(o.priority);
-      const depth = checkDepth(parent, this.#config.maxDepth);
-      this.#encode(draft, payload, 'notify');
-      this.#checkLive(sender, undefined);
-      checkRate(sender, this.#config.globalRate, now);
+      const priority = checkPriority(o.priority, 'normal');
+      const depth = this.#checkTail(draft, sender, undefined, 'notify', payload, parent, now);
       return this.#fanOut(draft, sender, listed, priority, depth, parent, trace);
     } catch (error) {
       trace ??= startSend(telemetry, draft, parent === undefined ? 0 : parent.envelope.depth + 1, parent?.runToken);
@@ -286,6 +279,20 @@ export class Pipeline implements ChainPort {
     if (recipient !== undefined && !recipient.alive) throw unknownAgent(recipient.id);
   }
 
+  /**
+   * The checks every local send ends with, in this order (after its own: recipient,
+   * intent, options, priority): depth, the payload (one walk, then the contract on the
+   * copy), liveness again (the walk ran caller code), rate. The policy comes last, per
+   * recipient. Returns the depth.
+   */
+  #checkTail(draft: Draft, sender: AgentRecord, recipient: AgentRecord | undefined, type: RuleType, payload: unknown, parent: Delivery | undefined, now: number): number {
+    const depth = checkDepth(parent, this.#config.maxDepth);
+    this.#encode(draft, payload, type);
+    this.#checkLive(sender, recipient);
+    checkRate(sender, this.#config.globalRate, now);
+    return depth;
+  }
+
   /** Plain JSON (one read of the payload), then the contract on that copy, then size. */
   #encode(draft: Draft, payload: unknown, type: RuleType): void {
     const max = this.#config.maxPayloadBytes;
@@ -306,98 +313,114 @@ export class Pipeline implements ChainPort {
   // ---- Notify fan-out ---------------------------------------------------------------------
 
   #fanOut(draft: Draft, sender: AgentRecord, listed: string[] | undefined, priority: Priority, depth: number, parent: Delivery | undefined, trace: SendToken | undefined): Promise<NotifyReceipt> {
-    const { registry, commit, events, policy, telemetry } = this.#config;
-    const targets = listed ?? broadcastTargets(registry, this.#config.transport.remoteAgents(), sender.id);
-    const receipt = { id: draft.id, delivered: [] as string[], denied: [] as string[], pending: [] as string[], failed: [] as string[] };
-    const records: AuditRecord[] = [];
-    const deliveries: Delivery[] = [];
-    const holds: HeldMessage[] = [];
-    const remotes: { envelope: Envelope; peer: string }[] = [];
-    const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
+    const targets = listed ?? broadcastTargets(this.#config.registry, this.#config.transport.remoteAgents(), sender.id);
+    const f: FanOut = {
+      draft,
+      trace,
+      receipt: { id: draft.id, delivered: [], denied: [], pending: [], failed: [] },
+      records: [],
+      deliveries: [],
+      holds: [],
+      remotes: [],
+    };
     const journal = this.#journal;
-
     if (targets.length === 0 && journal.enabled) {
-      records.push(journal.attempt({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
+      f.records.push(journal.attempt({ ...draft, to: '*' }, 'allowed', undefined, undefined, 'no other agent is registered'));
     }
-    for (const to of targets) {
-      const d: Draft = { ...draft, to, decision: undefined };
-      try {
-        const recipient = registry.get(to) ?? this.#remote.recipient(to);
-        if (recipient === undefined) throw unknownAgent(to);
-        const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
-        const envelope = envelopeOf(d, priority, depth, undefined, payload);
-        if (recipient.node !== undefined) {
-          // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
-          const record = this.#remote.notifyRecord(d, envelope, recipient.node);
-          if (record !== undefined) records.push(record);
-          remotes.push({ envelope, peer: recipient.node });
-          if (events.has('message:sent')) events.emit('message:sent', { envelope });
-        } else if (decision.decision === 'approval') {
-          const hold = this.#approvals.makeHold(d, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs);
-          this.#ledger.holds.add(hold);
-          holds.push(hold);
-          receipt.pending.push(to);
-          if (journal.enabled) records.push(journal.attempt(d, 'pending'));
-          if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
-        } else {
-          deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
-          receipt.delivered.push(to);
-          if (journal.enabled) records.push(journal.attempt(d, 'allowed', undefined, 'delivered'));
-          if (events.has('message:sent')) events.emit('message:sent', { envelope });
-        }
-      } catch (error) {
-        const e = toBusError(error, 'INVALID_ARGUMENT');
-        (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
-        if (journal.enabled) records.push(journal.refusal(d, e));
-        journal.denied(d, e);
-        if (trace !== undefined) telemetry.sendRefused(trace, e.code, refusalInfo(e, to));
-      }
-    }
-
+    const payload = decodePayload(draft.encoded!); // frozen, so one copy serves every recipient
+    for (const to of targets) this.#fanOutCopy(f, to, sender, priority, depth, parent, payload);
     return new Promise<NotifyReceipt>((resolve, reject) => {
-      commit.stage(
-        records,
-        () => {
-          for (const delivery of deliveries) {
-            if (delivery.withdrawn) {
-              // Withdrawn in the same tick (unregister, close): it never reached the mailbox.
-              const id = delivery.recipient.id;
-              receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
-              receipt.failed.push(id);
-              const reason = `${id} left before the notify reached it`;
-              journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
-              if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
-            } else this.#deliveries.handOver(delivery);
-          }
-          for (const hold of holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
-          // The notify's span ends once every recipient was handled, those of other nodes included.
-          const done = () => {
-            if (trace !== undefined) {
-              if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
-              telemetry.sendSettled(trace);
-            }
-            resolve(Object.freeze(receipt));
-          };
-          if (remotes.length === 0) {
-            done();
-            return;
-          }
-          const encoded = draft.encoded!;
-          void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
-            answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
-            if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
-            done();
-          });
-        },
+      this.#config.commit.stage(
+        f.records,
+        () => this.#fanOutCommitted(f, resolve),
         (error) => {
-          for (const delivery of deliveries) delivery.drop();
-          for (const hold of holds) this.#ledger.holds.take(hold.approval.id);
+          for (const delivery of f.deliveries) delivery.drop();
+          for (const hold of f.holds) this.#ledger.holds.take(hold.approval.id);
           const e = toBusError(error, 'AUDIT_UNAVAILABLE', draft.id);
-          if (trace !== undefined) telemetry.sendRefused(trace, e.code);
+          if (trace !== undefined) this.#config.telemetry.sendRefused(trace, e.code);
           reject(e);
         },
       );
     });
+  }
+
+  /** One recipient of a notify: its policy decision, then its route (its row joins the fan-out's batch). */
+  #fanOutCopy(f: FanOut, to: string, sender: AgentRecord, priority: Priority, depth: number, parent: Delivery | undefined, payload: unknown): void {
+    const { registry, events, policy, telemetry } = this.#config;
+    const journal = this.#journal;
+    const { receipt, records, trace } = f;
+    const d: Draft = { ...f.draft, to, decision: undefined };
+    try {
+      const recipient = registry.get(to) ?? this.#remote.recipient(to);
+      if (recipient === undefined) throw unknownAgent(to);
+      const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
+      const envelope = envelopeOf(d, priority, depth, undefined, payload);
+      const route = routeOf(recipient, decision);
+      if (route === 'carry') {
+        // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
+        const record = this.#remote.notifyRecord(d, envelope, recipient.node!);
+        if (record !== undefined) records.push(record);
+        f.remotes.push({ envelope, peer: recipient.node! });
+        if (events.has('message:sent')) events.emit('message:sent', { envelope });
+      } else if (route === 'hold') {
+        f.holds.push(this.#approvals.holdCopy(d, envelope, parent));
+        receipt.pending.push(to);
+        if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+        if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
+      } else {
+        f.deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
+        receipt.delivered.push(to);
+        if (journal.enabled) records.push(journal.attempt(d, 'allowed', undefined, 'delivered'));
+        if (events.has('message:sent')) events.emit('message:sent', { envelope });
+      }
+    } catch (error) {
+      const e = toBusError(error, 'INVALID_ARGUMENT');
+      (e.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed).push(to);
+      if (journal.enabled) records.push(journal.refusal(d, e));
+      journal.denied(d, e);
+      if (trace !== undefined) telemetry.sendRefused(trace, e.code, refusalInfo(e, to));
+    }
+  }
+
+  /** After the fan-out's batch committed: hand the local copies over, announce the holds, carry the remote copies. */
+  #fanOutCommitted(f: FanOut, resolve: (receipt: NotifyReceipt) => void): void {
+    const { events, policy, telemetry } = this.#config;
+    const { receipt, trace } = f;
+    for (const delivery of f.deliveries) {
+      if (delivery.withdrawn) this.#fanOutWithdrawn(receipt, delivery);
+      else this.#deliveries.handOver(delivery);
+    }
+    for (const hold of f.holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+    // The notify's span ends once every recipient was handled, those of other nodes included.
+    const done = () => {
+      if (trace !== undefined) {
+        if (receipt.delivered.length > 0) telemetry.sendCommitted(trace, commitInfo('allowed', undefined, policy.current.version));
+        telemetry.sendSettled(trace);
+      }
+      resolve(Object.freeze(receipt));
+    };
+    const remotes = f.remotes;
+    if (remotes.length === 0) {
+      done();
+      return;
+    }
+    const encoded = f.draft.encoded!;
+    void Promise.all(remotes.map((r) => this.#remote.notify(r.envelope, encoded, r.peer))).then((answers) => {
+      answers.forEach((answer, i) => receiptList(receipt, answer).push(remotes[i]!.envelope.to));
+      if (trace !== undefined) answers.forEach((answer, i) => answer instanceof BusError && telemetry.sendRefused(trace, answer.code, refusalInfo(answer, remotes[i]!.envelope.to)));
+      done();
+    });
+  }
+
+  /** A local copy withdrawn in the same tick (unregister, close): it never reached the mailbox. */
+  #fanOutWithdrawn(receipt: Receipt, delivery: Delivery): void {
+    const id = delivery.recipient.id;
+    receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
+    receipt.failed.push(id);
+    const reason = `${id} left before the notify reached it`;
+    this.#journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
+    const { events } = this.#config;
+    if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
   }
 
   // ---- Leaving: unregister and close ----------------------------------------------------------
@@ -432,8 +455,22 @@ function broadcastTargets(registry: ReadonlyMap<string, AgentRecord>, remote: re
   return targets;
 }
 
+/** A notify's receipt while it is being filled. */
+type Receipt = { id: string; delivered: string[]; denied: string[]; pending: string[]; failed: string[] };
+
+/** One notify's fan-out: what its batch holds, and what follows the commit. */
+interface FanOut {
+  readonly draft: Draft;
+  readonly trace: SendToken | undefined;
+  readonly receipt: Receipt;
+  readonly records: AuditRecord[];
+  readonly deliveries: Delivery[];
+  readonly holds: HeldMessage[];
+  readonly remotes: { envelope: Envelope; peer: string }[];
+}
+
 /** The receipt list a remote recipient goes in, by its node's answer. */
-function receiptList(receipt: { delivered: string[]; denied: string[]; pending: string[]; failed: string[] }, answer: NotifyAnswer): string[] {
+function receiptList(receipt: Receipt, answer: NotifyAnswer): string[] {
   if (answer === 'delivered') return receipt.delivered;
   if (answer === 'pending') return receipt.pending;
   return answer.code === 'POLICY_DENIED' ? receipt.denied : receipt.failed;

@@ -1,5 +1,5 @@
 import type { BusError } from '../errors.js';
-import type { CommitInfo, RunToken, SendToken, Telemetry } from '../telemetry.js';
+import type { CommitInfo, RunToken, SendToken, Telemetry } from '../telemetry-port.js';
 import type { Draft } from './draft.js';
 import type { PendingRequest } from './records.js';
 

@@ -1,4 +1,4 @@
-import type { Envelope } from '../envelope.js';
+import type { Envelope, RuleType } from '../envelope.js';
 import type { ErrorCode } from '../errors.js';
 
 // The seam between "decide and record" (the pipeline) and "carry the message" (a
@@ -80,7 +80,7 @@ export interface OutboundHandle {
 /** A message arriving from another node, untrusted: the receiving pipeline checks all of it. */
 export interface InboundMessage {
   readonly id: string;
-  readonly type: 'ask' | 'delegate' | 'notify';
+  readonly type: RuleType;
   /** The sending agent; the transport vouches only that it belongs to `fromNode`. */
   readonly from: string;
   readonly fromNode: string;

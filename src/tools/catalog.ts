@@ -5,8 +5,9 @@
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
 import type { ContractDef, Contracts } from '../contracts.js';
-import type { RuleType } from '../envelope.js';
+import { RULE_TYPES, type RuleType } from '../envelope.js';
 import { BusError } from '../errors.js';
+import { fn, objectWith } from '../options-schema.js';
 import type { Explanation } from '../orchestrator.js';
 import type { AgentInfo } from '../types.js';
 import type { StandardSchemaV1 } from '../standard-schema.js';
@@ -39,6 +40,22 @@ export interface ToolCatalogOptions {
   /** More tools than this is an INVALID_ARGUMENT error (narrow with `targets`/`intents`). @default 128 */
   readonly maxTools?: number;
 }
+
+/**
+ * The keys of {@link ToolCatalogOptions}, for the strict schema of each adapter's options
+ * (`z.strictObject({ ...catalogOptionKeys, timeoutMs: … })`).
+ * @internal
+ */
+export const catalogOptionKeys = {
+  bus: objectWith<BusView>('the Orchestrator the agent is registered on', 'explain', 'agents'),
+  contracts: z.custom<Contracts>((v) => typeof v === 'object' && v !== null, 'must be the contracts the bus was built with'),
+  types: z.array(z.enum(RULE_TYPES)).optional(),
+  intents: z.array(z.string()).optional(),
+  targets: z.array(z.string()).optional(),
+  capability: z.string().optional(),
+  name: fn<(tool: { type: RuleType; to: string; intent: string }) => string>().optional(),
+  maxTools: z.number().int().min(1).optional(),
+};
 
 /** One tool: a send of `type`/`intent` to `to` that the policy allows or holds for approval. */
 export interface ToolSpec {
@@ -78,12 +95,7 @@ export function contractJsonSchema(input: z.ZodType | StandardSchemaV1): JsonSch
  * call, so a rule revoked later makes the call come back as a refusal.
  */
 export function toolCatalog(agent: Agent<any>, options: ToolCatalogOptions): ToolSpec[] {
-  if (typeof options !== 'object' || options === null) throw new BusError('INVALID_ARGUMENT', 'tool options must be an object with { bus, contracts }');
   const { bus, contracts } = options;
-  if (typeof bus?.explain !== 'function' || typeof bus.agents !== 'function') {
-    throw new BusError('INVALID_ARGUMENT', 'tool options.bus must be the Orchestrator the agent is registered on');
-  }
-  if (typeof contracts !== 'object' || contracts === null) throw new BusError('INVALID_ARGUMENT', 'tool options.contracts must be the contracts the bus was built with');
   const types = new Set(options.types ?? ['ask', 'delegate']);
   const maxTools = options.maxTools ?? 128;
   const from = agent.id;

@@ -1,3 +1,2 @@
 // agent-switchboard/web: the approval web page (node:http only, no framework).
 export { approvalServer, type ApprovalServerHandle, type ApprovalServerOptions, type WebBus } from './server.js';
-export { ApprovalDesk, type OperatorBus, type DecisionRequest, type DeskAnswer, type DecidedItem } from '../operator.js';

@@ -5,10 +5,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import type { PendingApproval } from '../approvals.js';
-import { BusError } from '../errors.js';
 import type { BusEventName } from '../events.js';
 import type { MessageLogEntry, MessageLogQuery } from '../audit/types.js';
-import { answerText, ApprovalDesk, type DeskAnswer, type OperatorBus } from '../operator.js';
+import { answerText, ApprovalDesk, checkOperatorBus, type DeskAnswer, type OperatorBus } from '../operator/desk.js';
+import { parseOptions } from '../options-schema.js';
 import { csrfFor, csrfRefusal, newToken, presentedToken, tokenCookie, tokenMatches } from './auth.js';
 import { APP_JS, CSP, CSS, pageHtml } from './page.js';
 
@@ -51,7 +51,7 @@ export interface ApprovalServerHandle {
 }
 
 const optionsSchema = z
-  .object({
+  .strictObject({
     port: z.number().int().min(0).max(65535).optional(),
     host: z.string().min(1).max(255).optional(),
     token: z.string().min(16).max(512).optional(),
@@ -60,8 +60,7 @@ const optionsSchema = z
     maxClients: z.number().int().min(1).max(1000).optional(),
     maxShown: z.number().int().min(1).max(1000).optional(),
     logTail: z.number().int().min(0).max(500).optional(),
-  })
-  .strict();
+  });
 
 const decideSchema = z.discriminatedUnion('decision', [
   z.object({ decision: z.literal('approve'), id: z.string().min(1).max(300), by: z.string().trim().min(1).max(256), note: z.string().max(1000).optional(), always: z.boolean().optional() }).strict(),
@@ -85,15 +84,8 @@ const STATE_EVENTS: readonly BusEventName[] = ['approval:requested', 'approval:d
  * await web.close();
  */
 export async function approvalServer(bus: WebBus, options: ApprovalServerOptions = {}): Promise<ApprovalServerHandle> {
-  const parsed = optionsSchema.safeParse(options);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new BusError('INVALID_ARGUMENT', `approvalServer(): ${issue.path.join('.') || 'options'}: ${issue.message}`);
-  }
-  if (typeof bus?.approvals?.list !== 'function' || typeof bus.events?.on !== 'function') {
-    throw new BusError('INVALID_ARGUMENT', 'approvalServer(): bus must be an Orchestrator (events and approvals)');
-  }
-  const o = parsed.data;
+  const o = parseOptions(optionsSchema, options, 'approvalServer');
+  checkOperatorBus(bus, 'approvalServer');
   const host = o.host ?? '127.0.0.1';
   const token = o.token ?? newToken();
   const csrf = csrfFor(token);
@@ -262,7 +254,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
         clearInterval(heartbeat);
         if (queued !== undefined) clearTimeout(queued);
         for (const name of STATE_EVENTS) bus.events.off(name, broadcast);
-        desk.close();
+        void desk.close();
         for (const res of clients) res.end();
         clients.clear();
         server.close(() => resolve());

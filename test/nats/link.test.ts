@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BusError } from '../../src/errors.js';
 import { NodeConnection } from '../../src/nats/connection.js';
-import { Link, type DeadAnswer, type Inbound, type RejectedInbound, type Responder } from '../../src/nats/link.js';
+import { Link, type DeadAnswer, type LinkInbound, type RejectedInbound, type LinkResponder } from '../../src/nats/link.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { decodeAnswer, encodeAbout, encodeMessage } from '../../src/nats/wire.js';
 import { natsBin, natsUrl, skip } from './context.js';
@@ -71,9 +71,9 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
   let subjects: Subjects;
   let a: Node;
   let b: Node;
-  const inbox: Array<{ inbound: Inbound; responder: Responder }> = [];
-  let nextInbound: ((x: { inbound: Inbound; responder: Responder }) => void) | undefined;
-  const received = () => new Promise<{ inbound: Inbound; responder: Responder }>((r) => (nextInbound = r));
+  const inbox: Array<{ inbound: LinkInbound; responder: LinkResponder }> = [];
+  let nextInbound: ((x: { inbound: LinkInbound; responder: LinkResponder }) => void) | undefined;
+  const received = () => new Promise<{ inbound: LinkInbound; responder: LinkResponder }>((r) => (nextInbound = r));
 
   beforeAll(async () => {
     subjects = new Subjects(bus());

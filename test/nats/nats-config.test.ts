@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { Claims } from '../../src/nats/claims.js';
 import { NodeConnection, type Refusal } from '../../src/nats/connection.js';
-import { Link, type Inbound } from '../../src/nats/link.js';
+import { Link, type LinkInbound } from '../../src/nats/link.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { encodeMessage } from '../../src/nats/wire.js';
 import { natsBin, skip } from './context.js';
@@ -110,7 +110,7 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
   });
 
   it("refuses a node publishing as another node's agent: the message never arrives", async () => {
-    const got: Inbound[] = [];
+    const got: LinkInbound[] = [];
     let legitSeen!: () => void;
     const seen = new Promise<void>((r) => (legitSeen = r));
     const l2 = new Link({ connection: n2, subjects, node: 'n2', maxPayloadBytes: 1024 });

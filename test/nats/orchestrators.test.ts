@@ -6,7 +6,7 @@ import { NodeConnection } from '../../src/nats/connection.js';
 import { natsTransport } from '../../src/nats/index.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { decodeAnswer, encodeMessage } from '../../src/nats/wire.js';
-import { closeBuses, makeBus } from '../helpers.js';
+import { closeBuses, makeBus } from '../support/helpers.js';
 import { natsUrl, skip } from './context.js';
 
 if (skip !== '') console.warn(`[nats] orchestrators.test.ts skipped: ${skip}`);

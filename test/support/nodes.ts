@@ -2,7 +2,7 @@
 // inbound message as a (possibly hostile) peer would send it, and an audit log that fails.
 import type { OrchestratorOptions } from '../../src/index.js';
 import type { InboundMessage, OutboundHandle, OutboundMessage, OutboundSink } from '../../src/pipeline/transport.js';
-import { makeBus } from '../helpers.js';
+import { makeBus } from './helpers.js';
 import { LoopbackNetwork } from './loopback.js';
 
 /** Nodes n1 and n2 of one loopback network (closed by `closeBuses()`). */

@@ -21,7 +21,7 @@ export interface SendDraft {
 /**
  * An envelope as the pipeline delivers it: with the W3C trace context of its send, if any.
  * The `traceparent` key exists only on envelopes of a traced send (a bus with an enabled
- * telemetry); `Envelope` itself stays as the SPEC lists it.
+ * telemetry); `Envelope` itself keeps its public shape.
  */
 export type TracedEnvelope = Envelope & { readonly traceparent?: string | undefined };
 

@@ -3,10 +3,10 @@
 // is only what the kit does not offer: a registry of the buses a test made, error
 // extractors, a gate, and a handler body that honours its signal.
 import { vi } from 'vitest';
-import { BusError, isBusError, type Orchestrator, type OrchestratorOptions } from '../src/index.js';
-import { closeBus, createTestBus, flushMicrotasks, sequentialIds } from '../src/testing/index.js';
+import { BusError, isBusError, type Orchestrator, type OrchestratorOptions } from '../../src/index.js';
+import { closeBus, createTestBus, flushMicrotasks, sequentialIds } from '../../src/testing/index.js';
 
-export { ALLOW_ALL } from '../src/testing/index.js';
+export { ALLOW_ALL } from '../../src/testing/index.js';
 
 const open: Orchestrator[] = [];
 let made = 0;

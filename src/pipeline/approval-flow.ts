@@ -3,7 +3,7 @@ import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
 import type { PipelineConfig } from './config.js';
-import type { Deliveries } from './delivery.js';
+import type { Deliveries, PipelineParts } from './delivery.js';
 import type { Draft } from './draft.js';
 import type { Journal } from './journal.js';
 import { closedError, type HeldMessage, type Ledger } from './ledger.js';
@@ -15,13 +15,13 @@ import { commitInfo, requestEnded } from './tracing.js';
  * Messages held for a human: hold, approve (re-check policy and hash, then deliver),
  * reject, expire, and cancel when an agent leaves or the bus closes.
  */
-export class Approvals {
+export class ApprovalFlow {
   readonly #config: PipelineConfig;
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
 
-  constructor(config: PipelineConfig, journal: Journal, ledger: Ledger, deliveries: Deliveries) {
+  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -47,6 +47,13 @@ export class Approvals {
     });
     const hold: HeldMessage = { approval, encoded: draft.encoded!, from: draft.from, pending: p, parent, deadline: expiresAt, heapIndex: -1 };
     return sender === undefined ? hold : { ...hold, sender };
+  }
+
+  /** Holds one copy of a notify (its row is the caller's to stage): APPROVAL_QUEUE_FULL when full. */
+  holdCopy(draft: Draft, envelope: Envelope, parent: Delivery | undefined, sender?: AgentRecord): HeldMessage {
+    const hold = this.makeHold(draft, envelope, undefined, parent, draft.ts + this.#config.approvalTtlMs, sender);
+    this.#ledger.holds.add(hold);
+    return hold;
   }
 
   /** Holds an ask or delegate: its 'pending' row, then `approval:requested` once committed. */

@@ -1,8 +1,10 @@
 // The operator's desk: decides held messages exactly once, for the terminal console and the
 // web page alike. Uses only the bus's public API (events, approvals.list/approve/reject).
-import type { ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
-import { isBusError } from './errors.js';
-import type { BusEventSource, BusEvents } from './events.js';
+import type { ApproveOptions, PendingApproval, RejectOptions } from '../approvals.js';
+import { isBusError } from '../errors.js';
+import type { BusEventSource, BusEvents } from '../events.js';
+import { checkArgument, objectWith, parseOptions } from '../options-schema.js';
+import { z } from 'zod';
 
 /**
  * What the consoles need of an `Orchestrator`: its events and its approval queue.
@@ -51,6 +53,21 @@ export function outcomeText(item: Pick<DecidedItem, 'decision' | 'by'>): string 
   return `${item.decision}${item.by !== undefined ? ` by ${item.by}` : ''}`;
 }
 
+/** Options of {@link ApprovalDesk}. */
+export interface ApprovalDeskOptions {
+  /** How many decisions `recent()` keeps. @default 200 */
+  readonly remember?: number;
+}
+
+const deskOptions = z.strictObject({ remember: z.number().int().min(1).max(100_000).optional() });
+
+const operatorBus = objectWith<OperatorBus>('an Orchestrator (events and approvals)', 'events.on', 'events.off', 'approvals.list');
+
+/** The bus an operator's tool serves, checked: `<factory>(): bus must be an Orchestrator …`. @internal */
+export function checkOperatorBus<B extends OperatorBus>(bus: B, factory: string): B {
+  return checkArgument(operatorBus, bus, factory, 'bus') as B;
+}
+
 /**
  * Decides held messages exactly once: a second decision on an item answers `already` (or
  * `busy` while the first is being recorded) instead of reaching the bus, and the desk
@@ -72,9 +89,9 @@ export class ApprovalDesk {
   #closed = false;
 
   /** Subscribes to `approval:decided` until `close()`. */
-  constructor(bus: OperatorBus, options: { remember?: number } = {}) {
-    this.#bus = bus;
-    this.#remember = Math.max(1, options.remember ?? 200);
+  constructor(bus: OperatorBus, options: ApprovalDeskOptions = {}) {
+    this.#bus = checkOperatorBus(bus, 'ApprovalDesk');
+    this.#remember = parseOptions(deskOptions, options, 'ApprovalDesk').remember ?? 200;
     bus.events.on('approval:decided', this.#onDecided);
   }
 
@@ -121,11 +138,12 @@ export class ApprovalDesk {
     }
   }
 
-  /** Unsubscribes from the bus. Idempotent. */
-  close(): void {
+  /** Unsubscribes from the bus. Idempotent; resolves at once (there is nothing to wait for). */
+  close(): Promise<void> {
     this.#closed = true;
     this.#listeners.clear();
     this.#bus.events.off('approval:decided', this.#onDecided);
+    return Promise.resolve();
   }
 }
 
