@@ -10,8 +10,8 @@
 //   wal     Max-rate asks on a file log for DURATION_S seconds (default 60): 256 closed-loop askers; the
 //           largest `-wal` file seen (sampled every 50 ms), asks/s, backpressure events, and the
 //           bytes left beside the database file after close(). WORKER=false: `worker: false`.
-//   soak    The same load for DURATION_S seconds (default 300) on a file log: RSS each 30 s after a
-//           forced GC (warm = after the first minute), and the same WAL and close figures.
+//   soak    The same load for DURATION_S seconds (default 300) on a file log: RSS and the main
+//           thread's JS heap each 30 s after a forced GC, and the same WAL and close figures.
 //
 // SWITCHBOARD_SRC=/path/to/other/checkout/src runs the same against another version: that is
 // how the "before" figures were taken (the commit before refusal summaries, a70cc61):
@@ -139,7 +139,9 @@ async function sustained(defaultSeconds: number, rssEvery: number | undefined): 
       await new Promise((r) => setTimeout(r, t0 + s * 1000 - performance.now()));
       if (rssEverySeconds < seconds) {
         gc?.();
-        figures[`rss MB at ${s} s`] = process.memoryUsage().rss / 2 ** 20;
+        const m = process.memoryUsage();
+        figures[`rss MB at ${s} s`] = m.rss / 2 ** 20;
+        figures[`heap MB at ${s} s`] = m.heapUsed / 2 ** 20;
       }
     }
     stop = true;
