@@ -140,18 +140,20 @@ export class GroupCommit {
       while (this.entries.length > 0) this.writeChunk();
       return;
     }
-    if (fair) this.fair.spend(0); // opens the slice in a macrotask of its own, so that this flush's work counts
+    // Opens the slice in a macrotask of its own (so that this flush's work counts), or finds it over.
+    if (fair && this.fair.spend(0)) return this.later();
     while (this.entries.length > 0 || this.ready.length > 0) {
       if (this.ready.length === 0) this.writeChunk();
       const ran = this.runChunk();
-      if (fair && (this.entries.length > 0 || this.ready.length > 0) && this.fair.spend(ran)) {
-        if (!this.scheduled) {
-          this.scheduled = true;
-          this.fair.schedule(this.flushSoon); // the slice is over: the next macrotask
-        }
-        return;
-      }
+      if (fair && (this.entries.length > 0 || this.ready.length > 0) && this.fair.spend(ran)) return this.later();
     }
+  }
+
+  /** The slice is over: the rest waits for a flush on the next macrotask. */
+  private later(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.fair.schedule(this.flushSoon);
   }
 
   /** Writes one chunk from the front of what is staged; its callbacks wait in `ready`. */
@@ -206,17 +208,11 @@ export class GroupCommit {
    * the order they were staged.
    */
   private runReady(fair: boolean): void {
-    if (this.settling) return;
-    if (fair) this.fair.spend(0);
+    if (this.settling || this.ready.length === 0) return;
+    if (fair && this.fair.spend(0)) return this.later();
     while (this.ready.length > 0) {
       const ran = this.runChunk();
-      if (fair && this.ready.length > 0 && this.fair.spend(ran)) {
-        if (!this.scheduled) {
-          this.scheduled = true;
-          this.fair.schedule(this.flushSoon);
-        }
-        return;
-      }
+      if (fair && this.ready.length > 0 && this.fair.spend(ran)) return this.later();
     }
   }
 

@@ -92,7 +92,7 @@ describe('GroupCommit fair flushing', () => {
     const clock = manualClock();
     const appended: number[] = [];
     const log = { append: (r: readonly unknown[]) => void appended.push(r.length), query: () => [], verify: () => ({ ok: true, checked: 0 }), close: () => undefined };
-    const commit = new GroupCommit(log, 10, () => {}, new FairYield(clock, 0, 0));
+    const commit = new GroupCommit(log, 10, () => {}, new FairYield(clock, 0, 1));
     let committed = 0;
     commit.stage(record(), () => committed++); // opens the slice
     await microtasks(2);
