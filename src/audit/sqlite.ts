@@ -263,6 +263,7 @@ export class SqliteAuditLog implements AuditLog {
     this.identity = this.readonly || db.memory ? undefined : identityOf(this.path);
     this.checkpointer?.stop();
     this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
+    this.walSize = this.identity === undefined ? 0 : walBytes(this.path);
     this.stmts = prepare(db);
     this.queryStmts.clear();
     this.batches.clear();
