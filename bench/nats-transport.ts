@@ -8,8 +8,8 @@ import type { OutboundMessage, Transport } from '../src/pipeline/transport.js';
 /** Two nodes on `url`: `ask(payload)` goes from node `a`'s `client` to node `b`'s `echo`. */
 export async function natsTransportPair(url: string): Promise<{ ask(payload: unknown): Promise<unknown>; close(): Promise<void> }> {
   const bus = `bench${Math.random().toString(36).slice(2, 10)}`;
-  const a: Transport = await natsTransport({ servers: url, bus });
-  const b: Transport = await natsTransport({ servers: url, bus });
+  const a: Transport = await natsTransport({ servers: url, bus, insecure: true });
+  const b: Transport = await natsTransport({ servers: url, bus, insecure: true });
   a.attach('a', { receive: () => ({ cancel() {} }) });
   b.attach('b', {
     receive(inbound, responder) {

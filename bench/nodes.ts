@@ -8,24 +8,45 @@
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
 //   npm run bench:nodes -- --server=nats://127.0.0.1:4222   against a running server
-import { mkdtempSync, rmSync } from 'node:fs';
+//   npm run bench:nodes -- --inbound-per-node=false          limits.inboundPerNode of both nodes (JSON)
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Orchestrator } from '../src/index.js';
-import { natsTransport } from '../src/nats/index.js';
+import { Orchestrator, type InboundPerNode } from '../src/index.js';
+import { runFleetBucket, runFleetInit } from '../src/cli/fleet.js';
+import { natsTransport, type NatsTransportOptions } from '../src/nats/index.js';
 import { benchServer, measureAsker, natsBaseline, type AskFigures } from './nats-baseline.js';
 import { natsTransportPair } from './nats-transport.js';
 
 type Audit = 'off' | 'memory' | 'file';
+/** Insecure (no roster), signed (a roster: every message signed and verified), or signed and sealed. */
+type Trust = 'insecure' | 'signed' | 'mac' | 'sealed';
 
+const quietIO = { out: () => {}, err: (l: string) => console.error(l) };
 
-async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
+/** A two-node fleet of `bus` (fleet init, then the claims bucket): each node's transport options. */
+async function fleet(url: string, bus: string, dir: string, trust: Trust): Promise<(node: string) => Partial<NatsTransportOptions>> {
+  if (trust === 'insecure') return () => ({ insecure: true });
+  const out = join(dir, bus);
+  writeFileSync(`${out}.json`, JSON.stringify({ bus, nodes: { 'bench-a': ['client'], 'bench-b': ['echo'] } }));
+  if (runFleetInit([`${out}.json`, '--out', out], quietIO) !== 0) throw new Error('fleet init failed');
+  if ((await runFleetBucket(['--servers', url, '--roster', join(out, 'roster.json')], quietIO)) !== 0) throw new Error('fleet bucket failed');
+  return (node) => ({
+    roster: join(out, 'roster.json'),
+    nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'),
+    ...(trust === 'sealed' ? { seal: 'always' as const } : {}),
+    ...(trust === 'mac' ? { proof: 'mac' as const } : {}),
+  });
+}
+
+async function nodePair(url: string, bus: string, audit: Audit, dir: string, trust: Trust = 'insecure') {
+  const options = await fleet(url, bus, dir, trust);
   const make = async (node: string) =>
     new Orchestrator({
       node,
-      transport: await natsTransport({ servers: url, bus }),
+      transport: await natsTransport({ servers: url, bus, ...options(node) }),
       policies: [{ from: 'client', to: 'echo', allow: ['ask'] }],
-      limits: { rate: false, maxQueue: 1_000_000 },
+      limits: { rate: false, maxQueue: 1_000_000, ...inboundPerNode },
       audit: audit === 'off' ? (false as const) : audit === 'memory' ? { path: ':memory:' } : { path: join(dir, `${bus}-${node}.db`) },
     });
   const a = await make('bench-a');
@@ -42,13 +63,16 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string) {
   };
 }
 
+const share = process.argv.find((a) => a.startsWith('--inbound-per-node='))?.slice('--inbound-per-node='.length);
+const inboundPerNode = share === undefined ? {} : { inboundPerNode: JSON.parse(share) as InboundPerNode | false };
+
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
 const server = await benchServer(args);
-const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [] };
+const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
@@ -60,6 +84,11 @@ for (let run = 0; run < runs; run++) {
     rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
+  for (const trust of ['signed', 'sealed', 'mac'] as const) {
+    const pair = await nodePair(server.url, `bench${run}${trust}`, 'file', dir, trust);
+    rows[trust]!.push(await measureAsker(pair.ask, quick));
+    await pair.close();
+  }
 }
 await server.stop();
 rmSync(dir, { recursive: true, force: true });
@@ -67,20 +96,24 @@ rmSync(dir, { recursive: true, force: true });
 const bare = { asksPerSecond: median(rows.bare!.map((r) => r.asksPerSecond)), p50: median(rows.bare!.map((r) => r.p50)) };
 console.log(`nats-server ${server.url}; ${runs} runs, medians; 1000 asks in flight, then one at a time for p50/p99`);
 console.log(`load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} at the end`);
-console.log('figure                         asks/s    ×bare   p50 ms   ×bare   p99 ms');
+console.log('figure                         asks/s    ×bare   p50 ms   ×bare   p99 ms  loaded p95 ms');
 const labels = [
   ['bare', 'bare NATS request/reply'],
   ['transport', 'natsTransport alone'],
   ['off', 'cross-node ask, audit off'],
   ['memory', 'cross-node ask, audit :memory:'],
   ['file', 'cross-node ask, audit file'],
+  ['signed', 'signed (roster), audit file'],
+  ['sealed', 'signed + sealed, audit file'],
+  ['mac', 'MAC (roster), audit file'],
 ] as const;
 for (const [name, label] of labels) {
   const r = rows[name]!;
   const aps = median(r.map((x) => x.asksPerSecond));
   const p50 = median(r.map((x) => x.p50));
   const p99 = median(r.map((x) => x.p99));
+  const lp95 = median(r.map((x) => x.loadedP95));
   console.log(
-    `${label.padEnd(30)} ${String(Math.round(aps)).padStart(7)}  ${(aps / bare.asksPerSecond).toFixed(2).padStart(6)}×  ${p50.toFixed(3).padStart(7)}  ${(p50 / bare.p50).toFixed(2).padStart(5)}×  ${p99.toFixed(3).padStart(7)}`,
+    `${label.padEnd(30)} ${String(Math.round(aps)).padStart(7)}  ${(aps / bare.asksPerSecond).toFixed(2).padStart(6)}×  ${p50.toFixed(3).padStart(7)}  ${(p50 / bare.p50).toFixed(2).padStart(5)}×  ${p99.toFixed(3).padStart(7)}  ${lp95.toFixed(1).padStart(9)}`,
   );
 }

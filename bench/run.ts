@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as tick } from 'node:timers/promises';
 import { Orchestrator, SqliteAuditLog, type AttemptRecord, type OrchestratorOptions } from '../src/index.js';
+import { held, restoreMs } from './approvals.js';
 import { costModel } from './cost-model.js';
 import { mittRequestReply } from './mitt-baseline.js';
 import { telemetryModes } from './telemetry.js';
@@ -375,6 +376,24 @@ if (wants('fanout')) {
     say(`  ${mode.padEnd(40)} ${fmt(r.notifies).padStart(10)}   ${fmt(r.deliveries).padStart(10)}`);
   }
   results.fanOut = table;
+  say('');
+}
+
+if (wants('approvals')) {
+  const count = quick ? 2000 : 10_000;
+  const rounds = quick ? 1 : 3;
+  say(`approvals: ${fmt(count)} asks held for a human          held/s   CPU µs each`);
+  const table: Record<string, { perSecond: number; cpuMicros: number }> = {};
+  const mid = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+  for (const mode of ['memory', 'file'] as const) {
+    const runs: { perSecond: number; cpuMicros: number }[] = [];
+    for (let r = 0; r < rounds; r++) runs.push(await held(mode === 'memory' ? ':memory:' : join(dir, `held-${r}.db`), count));
+    const row = (table[mode] = { perSecond: Math.round(mid(runs.map((x) => x.perSecond))), cpuMicros: mid(runs.map((x) => x.cpuMicros)) });
+    say(`  ${mode.padEnd(40)} ${fmt(row.perSecond).padStart(10)}   ${row.cpuMicros.toFixed(1).padStart(8)}`);
+  }
+  const restore = await restoreMs(dir, count);
+  say(`  open a file holding ${fmt(count)} (restored, listed)  ${restore.restoreMs.toFixed(0)} ms   (the same file, nothing held: ${restore.emptyOpenMs.toFixed(0)} ms)`);
+  results.approvals = { count, held: table, ...restore };
   say('');
 }
 

@@ -12,7 +12,7 @@
 // Inside this repository the imports are '../src/…'; in your app 'agent-switchboard' and 'agent-switchboard/ai'.
 import { pathToFileURL } from 'node:url';
 import { generateText, stepCountIs } from 'ai';
-import { MockLanguageModelV2 } from 'ai/test';
+import { MockLanguageModelV4 } from 'ai/test';
 import { z } from 'zod';
 import { aiTools } from '../src/ai/index.js';
 import { defineContracts, Orchestrator, type PolicyRule } from '../src/index.js';
@@ -39,26 +39,26 @@ export interface AiToolsResult {
 }
 
 /** A stand-in for a real model: calls the calculator, then asks for a refund, then answers. */
-function scriptedModel(): MockLanguageModelV2 {
-  const usage = { inputTokens: 10, outputTokens: 10, totalTokens: 20 };
-  return new MockLanguageModelV2({
+function scriptedModel(): MockLanguageModelV4 {
+  const usage = { inputTokens: { total: 10, noCache: 10, cacheRead: undefined, cacheWrite: undefined }, outputTokens: { total: 10, text: 10, reasoning: undefined } };
+  return new MockLanguageModelV4({
     doGenerate: async ({ prompt }) => {
       const toolMessages = prompt.filter((m) => m.role === 'tool');
       if (toolMessages.length === 0) {
         const input = JSON.stringify({ a: 3, b: 19.99, op: '*' });
-        return { content: [{ type: 'tool-call', toolCallId: 't1', toolName: 'ask_calculator_calculate', input }], finishReason: 'tool-calls', usage, warnings: [] };
+        return { content: [{ type: 'tool-call', toolCallId: 't1', toolName: 'ask_calculator_calculate', input }], finishReason: { unified: 'tool-calls' as const, raw: undefined }, usage, warnings: [] };
       }
       if (toolMessages.length === 1) {
         const total = (toolMessages[0]!.content[0] as unknown as { output: { value: { result: number } } }).output.value.result;
         const input = JSON.stringify({ order: 'A-1001', amount: total });
-        return { content: [{ type: 'tool-call', toolCallId: 't2', toolName: 'delegate_payments_refund', input }], finishReason: 'tool-calls', usage, warnings: [] };
+        return { content: [{ type: 'tool-call', toolCallId: 't2', toolName: 'delegate_payments_refund', input }], finishReason: { unified: 'tool-calls' as const, raw: undefined }, usage, warnings: [] };
       }
       const last = toolMessages[1]!.content[0] as { output: { type: string; value: unknown } };
       const text =
         last.output.type === 'error-text'
           ? `I could not refund order A-1001: the request was refused (${String(last.output.value)}).`
           : `Refunded ${JSON.stringify(last.output.value)}.`;
-      return { content: [{ type: 'text', text }], finishReason: 'stop', usage, warnings: [] };
+      return { content: [{ type: 'text', text }], finishReason: { unified: 'stop' as const, raw: undefined }, usage, warnings: [] };
     },
   });
 }

@@ -1,4 +1,4 @@
-// A live tour of agent-switchboard: `npm run demo` (add `--auto` to skip the question,
+// A live tour of agent-switchboard: `npm run demo` (`npm run demo -- --help` lists the flags; add `--auto` to skip the question,
 // `--interactive [--operator NAME]` to decide in the terminal approval console
 // (agent-switchboard/console), or `--web` to decide on the approval web page
 // (agent-switchboard/web)).
@@ -196,7 +196,8 @@ export async function runDemo(options: DemoOptions): Promise<void> {
         purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, currency: 'EUR' }, { timeoutMs: 300_000 }),
         purchase.delegate('payment', 'pay', { item: 'conference tickets', amount: 900, currency: 'EUR' }, { timeoutMs: 300_000 }),
       ];
-      t.say('operator', `${operatorName}: two payments wait for you on ${web.url} (5 minutes before they expire)`);
+      // The sign-in link, not the bare address: that one answers 401 to a browser without the token.
+      t.say('operator', `${operatorName}: two payments wait for you on ${web.loginUrl} (5 minutes before they expire)`);
       undecided = Promise.all(jobs.map(report));
       await undecided;
     } else if (ui !== undefined) {
@@ -259,8 +260,37 @@ function isMain(): boolean {
   }
 }
 
+const USAGE = `Usage: npm run demo -- [--auto | --interactive [--operator NAME] | --web [--port N] [--operator NAME]]
+
+  (none)         on a terminal, ask once whether to approve the payment; elsewhere as --auto
+  --auto         a scripted operator decides
+  --interactive  decide in the terminal approval console (agent-switchboard/console)
+  --web          decide on the approval web page (agent-switchboard/web); prints its sign-in link
+  --port N       the web page's port (default: a free one)
+  --operator N   the operator's name in the console or on the page`;
+
+/** The first argument the demo does not know (a flag's value is known), or undefined. */
+function unknownArgument(args: readonly string[]): string | undefined {
+  const flags = new Set(['--auto', '--interactive', '--web', '--help', '-h']);
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--operator' || args[i] === '--port') i++;
+    else if (!flags.has(args[i]!)) return args[i];
+  }
+  return undefined;
+}
+
 if (isMain()) {
   const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const unknown = unknownArgument(args);
+  if (unknown !== undefined) {
+    // A typo such as --atuo must not run the tour in another mode than the one asked for.
+    console.error(`unknown argument ${JSON.stringify(unknown)}\n\n${USAGE}`);
+    process.exit(2);
+  }
   const terminal = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const interactive = args.includes('--interactive') && terminal;
   if (args.includes('--interactive') && !terminal) {

@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { Orchestrator, isBusError, type OrchestratorOptions } from '../src/index.js';
 
-/** Builds the bus and both agents. Tests call it to get a fresh, independent app. */
+/** Builds the bus and both agents: a fresh, independent app each call (a test can import it). */
 export function createApp(options: OrchestratorOptions = {}) {
   const bus = new Orchestrator({
     // Default deny: this one rule is the only thing anyone may send.

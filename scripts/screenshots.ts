@@ -73,7 +73,7 @@ const profile = mkdtempSync(join(tmpdir(), 'switchboard-shots-'));
 const browser = await chromium.launchPersistentContext(profile, {
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  viewport: { width: 1280, height: 860 },
+  viewport: { width: 1280, height: 800 },
 });
 
 try {
@@ -116,17 +116,26 @@ try {
       purchase.delegate('payment', 'pay', { note: '<script>alert("agent text is shown as text")</script>', amount: 5 }, { timeoutMs: 90_000 }),
     ];
     const page = await browser.newPage();
+    await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto(server.loginUrl);
     await page.locator('article.card').nth(1).waitFor();
     await page.locator('article.card input.reason').first().fill('within the Q3 travel budget');
     await page.screenshot({ path: 'docs/web-console.png', fullPage: true });
+    // The confirm step an approval goes through.
+    await page.locator('article.card button.approve').first().click();
+    await page.locator('dialog#confirm').waitFor();
+    await page.screenshot({ path: 'docs/web-confirm.png' });
+    await page.locator('#confirm-no').click();
+    // A phone: the cards stack, the audit table scrolls within its box.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.screenshot({ path: 'docs/web-console-phone.png', fullPage: true });
     await page.close();
     for (const a of bus.approvals.list()) bus.approvals.reject(a.id, { by: 'screenshot' });
     await Promise.allSettled(jobs);
     await server.close();
     await bus.close();
   }
-  console.log('wrote docs/console.png and docs/web-console.png');
+  console.log('wrote docs/console.png, docs/web-console.png, docs/web-confirm.png and docs/web-console-phone.png');
 } finally {
   await browser.close();
   rmSync(profile, { recursive: true, force: true });

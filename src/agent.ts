@@ -2,6 +2,7 @@ import type { Contracts, InputOf, IntentsOf, OutputOf } from './contracts.js';
 import { BusError, describe, toBusError } from './errors.js';
 import type { HandlerFor, Handler, Job, NotifyOptions, NotifyReceipt, SendInput, Sender, SendOptions } from './types.js';
 import type { AgentRecord } from './pipeline/records.js';
+import { freezeClass } from './frozen.js';
 
 /** What a handle may ask of the bus: its sends and discovery, always as its own record. @internal */
 export interface AgentPort {
@@ -31,6 +32,7 @@ export class Agent<C extends Contracts = any> implements Sender<C> {
   constructor(record: AgentRecord, port: AgentPort) {
     this.#record = record;
     this.#port = port;
+    Object.freeze(this);
   }
 
   /** This agent's id. */
@@ -129,7 +131,11 @@ export class Agent<C extends Contracts = any> implements Sender<C> {
   }
 }
 
+// Frozen: a handler holding one handle cannot patch the methods every other handle calls.
+freezeClass(Agent);
+
 /** A send's message, each own key read once into a null-prototype snapshot; unknown keys refused. */
+
 function readMessage(message: unknown): Record<string, unknown> {
   if (typeof message !== 'object' || message === null) {
     throw new BusError('INVALID_ARGUMENT', `send(message): expected an object, got ${describe(message)}`);

@@ -15,6 +15,11 @@ export interface PendingApproval {
   readonly requestedAt: number;
   /** Epoch ms when it expires as APPROVAL_EXPIRED. */
   readonly expiresAt: number;
+  /**
+   * True when it was held by an earlier process and restored from the audit file (durable
+   * approvals): its sender's promise is gone, and its result is read with `bus.result(id)`.
+   */
+  readonly restored?: true;
 }
 
 /** Options of `approvals.approve()`. */

@@ -13,6 +13,16 @@ interface Entry {
 const MAX_IN_FLIGHT = 8;
 
 /**
+ * At most this many records nobody waits for (outcomes, approval decisions, refusals) are
+ * held after their write failed, to be written once the log works again; beyond it the
+ * oldest are dropped (and counted in a warning).
+ */
+export const MAX_HELD_RECORDS = 10_000;
+
+/** How often held records are tried again while nothing else is written. */
+const RETRY_MS = 1_000;
+
+/**
  * Audit before delivery, without a write per message: the records staged during one tick
  * are written in one transaction (chunks of at most `maxBatch`), and only after a chunk
  * commits do its callbacks run, which is where messages are delivered. If a write fails,
@@ -40,6 +50,11 @@ export class GroupCommit {
   private writingAhead = false;
   /** Told how long each chunk took to commit (ms) and its records (the telemetry), when set. */
   onTimed: ((ms: number, records: number) => void) | undefined = undefined;
+  /** Records of failed chunks that nobody waited for: written first once the log works again. */
+  private held: AuditRecord[] = [];
+  /** Held records dropped beyond {@link MAX_HELD_RECORDS}, not yet reported. */
+  private droppedHeld = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private log: AuditLog | undefined,
@@ -83,6 +98,7 @@ export class GroupCommit {
   /** Writes everything staged now and waits for it, then runs the callbacks. Safe to call at any time. */
   readonly flush = (): void => {
     this.scheduled = false;
+    if (!this.settling) this.retryHeld();
     // Inside a callback (settling), only write: the outer loop runs what this commits.
     while (this.entries.length > 0 || (!this.settling && (this.inFlight > 0 || this.ready.length > 0))) {
       if (this.async !== undefined) {
@@ -98,7 +114,24 @@ export class GroupCommit {
   /** Writes what is staged, then stops recording: used by close() before the log is closed. */
   shutdown(): void {
     this.flush();
+    if (this.async !== undefined && this.held.length > 0) this.async.drain();
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const lost = this.held.length + this.droppedHeld;
+    if (lost > 0) {
+      process.emitWarning(
+        `agent-switchboard: ${lost} audit records (outcomes, decisions, refusals) could not be written before close: the log kept failing; a file log records the requests among them as interrupted when it is opened again`,
+        { code: 'SWITCHBOARD_AUDIT_LOST' },
+      );
+    }
+    this.held = [];
+    this.droppedHeld = 0;
     this.log = undefined;
+  }
+
+  /** How many records wait to be written again (after a failed write). */
+  get heldCount(): number {
+    return this.held.length;
   }
 
   private readonly flushSoon = (): void => {
@@ -135,6 +168,7 @@ export class GroupCommit {
    * I/O get a turn after at most a slice plus one chunk.
    */
   private writeAll(fair: boolean): void {
+    if (this.entries.length > 0) this.retryHeld();
     if (this.settling) {
       // Inside a callback: only write; the outer loop runs what this commits, in order.
       while (this.entries.length > 0) this.writeChunk();
@@ -159,7 +193,77 @@ export class GroupCommit {
   /** Writes one chunk from the front of what is staged; its callbacks wait in `ready`. */
   private writeChunk(): void {
     const { records, entries } = this.nextChunk();
-    this.ready.push({ entries, error: records.length > 0 ? this.write(records) : undefined });
+    const error = records.length > 0 ? this.write(records) : undefined;
+    if (error !== undefined) this.hold(records, entries);
+    this.ready.push({ entries, error });
+  }
+
+  /**
+   * Keeps the records of a failed chunk that no callback answers for (an outcome, a
+   * decision, a refusal: the caller was already told), so they are written later rather
+   * than lost. Records with an `onFail` are refused to their sender instead.
+   */
+  private hold(records: readonly AuditRecord[], entries: readonly Entry[]): void {
+    let at = 0;
+    for (const entry of entries) {
+      if (entry.onFail === undefined) for (let i = 0; i < entry.count; i++) this.held.push(records[at + i]!);
+      at += entry.count;
+    }
+    this.bound();
+  }
+
+  private bound(): void {
+    const over = this.held.length - MAX_HELD_RECORDS;
+    if (over > 0) {
+      this.held.splice(0, over);
+      this.droppedHeld += over;
+    }
+    if (this.held.length > 0 && this.retryTimer === undefined && this.log !== undefined) {
+      this.retryTimer = setTimeout(this.retryLater, RETRY_MS);
+      this.retryTimer.unref?.();
+    }
+  }
+
+  private readonly retryLater = (): void => {
+    this.retryTimer = undefined;
+    this.retryHeld();
+  };
+
+  /** Writes the held records (before anything newer), or keeps holding them if the log still fails. */
+  private retryHeld(): void {
+    if (this.held.length === 0 || this.log === undefined) return;
+    const records = this.held;
+    this.held = [];
+    if (this.async !== undefined) {
+      this.inFlight++;
+      this.async.appendAsync(records, (error) => {
+        this.inFlight--;
+        if (error !== undefined) this.holdAgain(records);
+        else this.written(records.length);
+      });
+      return;
+    }
+    try {
+      this.log.append(records);
+      this.written(records.length);
+    } catch {
+      this.holdAgain(records);
+    }
+  }
+
+  private holdAgain(records: AuditRecord[]): void {
+    this.held = this.held.length === 0 ? records : records.concat(this.held);
+    this.bound();
+  }
+
+  /** Held records were written: say how many were dropped meanwhile, if any. */
+  private written(count: number): void {
+    if (this.droppedHeld === 0 || count === 0) return;
+    const dropped = this.droppedHeld;
+    this.droppedHeld = 0;
+    process.emitWarning(`agent-switchboard: the audit log works again; ${dropped} audit records held while it failed were dropped (more than ${MAX_HELD_RECORDS} waited)`, {
+      code: 'SWITCHBOARD_AUDIT_LOST',
+    });
   }
 
   /** Runs the callbacks of the oldest written chunk; returns how many entries it had. */
@@ -178,6 +282,7 @@ export class GroupCommit {
   /** Pipelined: hands chunks to the log's thread while fewer than `limit` are in flight. */
   private send(limit: number): void {
     const log = this.async!;
+    if (this.entries.length > 0 && this.inFlight < limit) this.retryHeld();
     while (this.entries.length > 0 && this.inFlight < limit) {
       const { records, entries } = this.nextChunk();
       if (records.length === 0) {
@@ -190,6 +295,7 @@ export class GroupCommit {
       log.appendAsync(records, (error) => {
         this.inFlight--;
         if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
+        else this.hold(records, entries);
         this.ready.push({ entries, error: error === undefined ? undefined : this.failure(error, records.length) });
         this.runReady(true);
         if (this.entries.length > 0 && !this.scheduled) {

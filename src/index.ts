@@ -3,7 +3,7 @@
 // of your own), /tools (an LLM adapter of your own). Everything else under src/ is internal.
 export { Orchestrator, type RegisterOptions, type Explanation } from './orchestrator.js';
 export { Agent } from './agent.js';
-export type { OrchestratorOptions, AuditOptions } from './options.js';
+export type { OrchestratorOptions, AuditOptions, InboundPerNode } from './options.js';
 export type { Envelope, MessageType, Priority, RuleType } from './envelope.js';
 export type { HandlerContext, HandlerFor, HandlerMap, NotifyOptions, NotifyReceipt, SendInput, SendOptions, Sender, Job, Progress, AgentInfo, Handler } from './types.js';
 export { BusError, ErrorCode, isBusError, type BusErrorDetails } from './errors.js';
@@ -14,6 +14,7 @@ export type { RateSpec } from './limits.js';
 export type { Approvals, ApprovalResult, ApproveOptions, RejectOptions, PendingApproval } from './approvals.js';
 export type { Clock } from './clock.js';
 export { AGENT_ID_PATTERN, isAgentId } from './ids.js';
+export { escapeText } from './escape-text.js';
 export { SqliteAuditLog } from './audit/sqlite.js';
 export type {
   AuditLog,

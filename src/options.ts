@@ -7,6 +7,7 @@ import type { PolicyRule } from './policy.js';
 import type { RateSpec } from './limits.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { isTransport, type Transport } from './pipeline/transport.js';
+import { INBOUND_SHARE_DEFAULTS, type InboundShareSpec } from './pipeline/inbound-share.js';
 import { parseOptions } from './options-schema.js';
 import { isTelemetry, NOOP_TELEMETRY, type Telemetry } from './telemetry-port.js';
 
@@ -32,6 +33,18 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
     maxAgents?: number;
     /** Default mailbox bound per agent (messages waiting). @default 1000 */
     maxQueue?: number;
+    /**
+     * Each peer node's fair share of this node, so that one node sending as fast as it can
+     * does not starve this node's own senders: at most `maxInFlight` of its messages admitted
+     * and unanswered at once (one held for approval does not count), at most `perTurn`
+     * admitted per turn of the event loop (the rest wait for a later turn, after the local
+     * work queued meanwhile), and at most `maxQueued` waiting; beyond that a message is
+     * refused at once with `MAILBOX_FULL`. Time spent waiting comes off its budget. Senders
+     * this node's directory does not place on their node share one share. `false` admits
+     * everything at once (no fair share). See docs/nodes.md.
+     * @default { maxInFlight: 4, perTurn: 2, maxQueued: 1000, maxQueuedBytes: 8388608 }
+     */
+    inboundPerNode?: InboundPerNode | false;
   };
   timeouts?: {
     /** Deadline of an ask. @default 30000 */
@@ -93,6 +106,18 @@ export interface OrchestratorOptions<C extends Contracts = Contracts> {
   telemetry?: Telemetry;
 }
 
+/** `limits.inboundPerNode`: each peer node's fair share of this node. Every key is optional. */
+export interface InboundPerNode {
+  /** Messages from one node admitted and not yet answered at once. @default 4 */
+  maxInFlight?: number;
+  /** Messages from one node admitted per turn of the event loop. @default 2 */
+  perTurn?: number;
+  /** Messages from one node waiting for their turn; beyond it, `MAILBOX_FULL` at once. @default 1000 */
+  maxQueued?: number;
+  /** Payload bytes (UTF-16 units of the JSON text) of one node's waiting messages; beyond it, `MAILBOX_FULL` at once. @default 8388608 */
+  maxQueuedBytes?: number;
+}
+
 /** Options of the default SQLite audit log. */
 export interface AuditOptions {
   /** `:memory:` or a file path. @default ':memory:' */
@@ -142,6 +167,17 @@ const schema = z.strictObject({
       maxDepth: z.number().int().min(0).max(1000).optional(),
       maxAgents: positiveInt.optional(),
       maxQueue: z.number().int().min(0).optional(),
+      inboundPerNode: z
+        .union([
+          z.literal(false),
+          z.strictObject({
+            maxInFlight: z.number().int().min(1).max(1_000_000).optional(),
+            perTurn: z.number().int().min(1).max(1_000_000).optional(),
+            maxQueued: z.number().int().min(0).max(10_000_000).optional(),
+            maxQueuedBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+          }),
+        ])
+        .optional(),
     })
     .optional(),
   timeouts: z.strictObject({ askMs: ms.optional(), delegateMs: ms.optional(), closeMs: z.number().int().min(0).max(2_147_483_647).optional() }).optional(),
@@ -193,6 +229,7 @@ export interface ResolvedOptions {
   maxDepth: number;
   maxAgents: number;
   maxQueue: number;
+  inboundShare: InboundShareSpec | false;
   askMs: number;
   delegateMs: number;
   closeMs: number;
@@ -222,6 +259,7 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     maxDepth: o.limits?.maxDepth ?? 8,
     maxAgents: o.limits?.maxAgents ?? 10_000,
     maxQueue: o.limits?.maxQueue ?? 1000,
+    inboundShare: inboundShareOf(o.limits?.inboundPerNode),
     askMs: o.timeouts?.askMs ?? 30_000,
     delegateMs: o.timeouts?.delegateMs ?? 30_000,
     closeMs: o.timeouts?.closeMs ?? 1000,
@@ -237,4 +275,15 @@ export function resolveOptions(input: unknown): ResolvedOptions {
     remoteTrust: new Map(Object.entries(o.remoteTrust ?? {})),
     telemetry: o.telemetry ?? NOOP_TELEMETRY,
   };
+}
+
+/** `limits.inboundPerNode` with its defaults filled in. */
+function inboundShareOf(o: { [K in keyof InboundPerNode]?: number | undefined } | false | undefined): InboundShareSpec | false {
+  if (o === false) return false;
+  return Object.freeze({
+    maxInFlight: o?.maxInFlight ?? INBOUND_SHARE_DEFAULTS.maxInFlight,
+    perTurn: o?.perTurn ?? INBOUND_SHARE_DEFAULTS.perTurn,
+    maxQueued: o?.maxQueued ?? INBOUND_SHARE_DEFAULTS.maxQueued,
+    maxQueuedBytes: o?.maxQueuedBytes ?? INBOUND_SHARE_DEFAULTS.maxQueuedBytes,
+  });
 }

@@ -5,13 +5,14 @@ import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from '
 import { NullAuditLog } from './audit/null.js';
 import { DEFAULT_MAX_WAL_BYTES, SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
-import type { AuditLog, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './audit/types.js';
+import { isHoldStore, type AuditLog, type ChainHead, type MessageLogEntry, type MessageLogQuery, type VerifyOptions, type VerifyResult } from './audit/types.js';
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError, describe, toBusError } from './errors.js';
 import { BusEmitter, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
+import { freezeObject } from './frozen.js';
 import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
@@ -111,6 +112,11 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #lostClaims = new Map<string, BusError>();
   #closing: Promise<void> | undefined;
 
+  /** True once `close()` was called: nothing can be sent or decided any more (the approval page shows it). */
+  get closed(): boolean {
+    return this.#pipeline.closed;
+  }
+
   /** This process's node id (`options.node`, default random). */
   readonly node: string;
 
@@ -165,7 +171,9 @@ export class Orchestrator<C extends Contracts = any> {
       node: this.node,
       remoteRate: o.rate,
       remoteTrust: o.remoteTrust,
+      inboundShare: o.inboundShare,
       refusals: this.#refusals,
+      holdStore: isHoldStore(this.#audit) ? this.#audit : undefined,
     });
     this.events = this.#emitter;
     const pipeline = this.#pipeline;
@@ -180,12 +188,24 @@ export class Orchestrator<C extends Contracts = any> {
       reply: (sender, inReplyTo, payload) => pipeline.reply(sender, inReplyTo, payload),
       discover: (from, capability) => this.#discover(from, capability),
     };
+    if (isHoldStore(this.#audit) && this.#audit.keepsHolds) {
+      try {
+        this.#pipeline.restore(this.#audit.holds());
+      } catch (error) {
+        // Nothing else holds the log yet: close it, or its worker would outlive this failed constructor.
+        this.#pipeline.shutdown();
+        this.#audit.close();
+        throw toBusError(error, 'AUDIT_UNAVAILABLE');
+      }
+    }
     const inbound = this.#pipeline.inbound;
     this.#transport.attach(
       this.node,
-      Object.freeze({
+      freezeObject({
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
+        refused: (report) => inbound.refused(report),
+        admitted: (since, limit) => this.#admitted(since, limit),
       } satisfies InboundPort),
     );
   }
@@ -206,6 +226,19 @@ export class Orchestrator<C extends Contracts = any> {
     this.#lostClaims.set(agentId, error);
     if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
     else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
+  }
+
+  /** The cross-node messages recorded since `since`, newest first: what a restarted node must not take again. */
+  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> {
+    const out: Array<{ id: string; from: string; to: string; ts: number }> = [];
+    let beforeSeq: number | undefined;
+    while (out.length < limit) {
+      const page = this.getMessageLog({ since, limit: Math.min(10_000, limit - out.length), ...(beforeSeq === undefined ? {} : { beforeSeq }) });
+      for (const e of page) if (e.peerNode !== undefined && e.type !== 'reply') out.push({ id: e.messageId, from: e.from, to: e.to, ts: e.ts });
+      if (page.length === 0) break;
+      beforeSeq = page.at(-1)!.seq;
+    }
+    return out;
   }
 
   readonly #port: AgentPort;
@@ -245,6 +278,7 @@ export class Orchestrator<C extends Contracts = any> {
     this.#registry.set(id, record);
     this.#lostClaims.delete(id); // registered again: its own claim decides now
     const handle = new Agent<C>(record, this.#port);
+    this.#pipeline.registered(record);
     const claim = this.#transport.claim({ id, node: this.node, capabilities: record.capabilities, trust: record.trust });
     if (claim !== undefined) {
       // A bus-wide claim in flight: a DUPLICATE_AGENT kills the handle, and ready() rejects.
@@ -327,18 +361,26 @@ export class Orchestrator<C extends Contracts = any> {
     return this.#policy.current.version;
   }
 
+  /** The contracts the bus was built with (the same object), or undefined without. Adapters read their schemas from it. */
+  get contracts(): C | undefined {
+    return this.#options.contracts as C | undefined;
+  }
+
   /** Shadowed or never-matching rules in the set in force. */
   lintPolicies(): PolicyLint[] {
     return lintRules(this.#policy.current.rules);
   }
 
-  /** The policy's decision for a message, without sending it (trust is the sender's, if registered). */
+  /**
+   * The policy's decision for a message, without sending it. The sender's and the
+   * recipient's trust are what this node knows: an agent registered here has its own, one
+   * of another node what `remoteTrust` grants it, any other 0.
+   */
   explain(request: { from: string; to: string; type: RuleType; intent: string }): Explanation {
     const parsed = explainSchema.safeParse(request);
     if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `explain(): ${formatOptionIssues(parsed.error)}`);
     const { from, to, type, intent } = parsed.data;
-    const trust = this.#registry.get(from)?.trust ?? 0;
-    const d = this.#policy.current.evaluate({ from, to, type, intent, trust });
+    const d = this.#policy.current.evaluate({ from, to, type, intent, trust: this.#trustOf(from), recipientTrust: this.#trustOf(to) });
     return { decision: d.decision, reason: d.reason, policyVersion: d.policyVersion, ...(d.rule !== undefined ? { rule: d.rule } : {}) };
   }
 
@@ -358,6 +400,22 @@ export class Orchestrator<C extends Contracts = any> {
   auditHead(): ChainHead {
     this.#flushAudit();
     return this.#audit.head?.() ?? { seq: 0, hash: '0'.repeat(64) };
+  }
+
+  /**
+   * The result of a message of this bus's audit log, sent before or after a restart: the
+   * reply (resolved) or the `BusError` of its outcome (rejected). A message still in flight
+   * or held is waited for. A restored message's reply is kept in the log until read here;
+   * a reply that went to its (live) sender is not kept, and says so (INVALID_ARGUMENT).
+   * Rejects with INVALID_ARGUMENT for an id the log does not hold, CLOSED once the bus closes.
+   *
+   * @example
+   * const job = bus.approvals.list()[0]            // restored after a restart
+   * bus.approvals.approve(job.id, { by: 'ops' })
+   * const reply = await bus.result(job.envelope.id) // what the handler returned
+   */
+  result(messageId: string): Promise<unknown> {
+    return this.#pipeline.result(messageId);
   }
 
   /**
@@ -387,7 +445,8 @@ export class Orchestrator<C extends Contracts = any> {
   }
 
   /**
-   * Stops new sends (CLOSED), fails pending asks with CLOSED, cancels held approvals,
+   * Stops new sends (CLOSED), fails pending asks with CLOSED, cancels held approvals (with a
+   * file log they stay held in the file instead, for the next bus opened on it),
    * aborts running handlers and waits for them at most `timeouts.closeMs`, writes every
    * audit row, closes the database. Leaves no timer behind. Idempotent.
    */
@@ -425,6 +484,11 @@ export class Orchestrator<C extends Contracts = any> {
     this.#commit.flush();
   }
 
+  /** The trust this node knows for `id`: its registered trust, else what `remoteTrust` grants it, else 0. */
+  #trustOf(id: string): number {
+    return this.#registry.get(id)?.trust ?? this.#remoteTrust.get(id) ?? 0;
+  }
+
   #discover(from: AgentRecord, capability: string): string[] {
     const set = this.#policy.current;
     // An intent no rule names decides like every other such intent: test each named one and one more.
@@ -434,15 +498,15 @@ export class Orchestrator<C extends Contracts = any> {
     while (intents.has(unnamed)) unnamed += '_';
     intents.add(unnamed);
     const found: string[] = [];
-    const consider = (id: string, capabilities: readonly string[]) => {
+    const consider = (id: string, capabilities: readonly string[], recipientTrust: number) => {
       if (id === from.id || !capabilities.includes(capability)) return;
       const reachable = (['ask', 'delegate'] as const).some((type) =>
-        [...intents].some((intent) => set.evaluate({ from: from.id, to: id, type, intent, trust: from.trust }).decision !== 'deny'),
+        [...intents].some((intent) => set.evaluate({ from: from.id, to: id, type, intent, trust: from.trust, recipientTrust }).decision !== 'deny'),
       );
       if (reachable) found.push(id);
     };
-    for (const record of this.#registry.values()) consider(record.id, record.capabilities);
-    for (const remote of this.#transport.remoteAgents()) if (!this.#registry.has(remote.id)) consider(remote.id, remote.capabilities);
+    for (const record of this.#registry.values()) consider(record.id, record.capabilities, record.trust);
+    for (const remote of this.#transport.remoteAgents()) if (!this.#registry.has(remote.id)) consider(remote.id, remote.capabilities, this.#remoteTrust.get(remote.id) ?? 0);
     return found;
   }
 }

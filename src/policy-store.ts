@@ -40,8 +40,9 @@ export class PolicyStore {
       if (otherIntents.length > 0) rules.push({ ...rule, intents: otherIntents });
       const otherTypes = rule.allow!.filter((t) => t !== type);
       if (otherTypes.length > 0 || rule.deny !== undefined) {
-        const { allow: _allow, requireApproval: _approval, minTrust: _trust, ...rest } = rule;
-        rules.push({ ...rest, intents: [intent], ...(otherTypes.length > 0 ? { allow: otherTypes, requireApproval: true, ...(rule.minTrust !== undefined ? { minTrust: rule.minTrust } : {}) } : {}) });
+        const { allow: _allow, requireApproval: _approval, minTrust: _trust, minRecipientTrust: _recipientTrust, ...rest } = rule;
+        const gates = { ...(rule.minTrust !== undefined ? { minTrust: rule.minTrust } : {}), ...(rule.minRecipientTrust !== undefined ? { minRecipientTrust: rule.minRecipientTrust } : {}) };
+        rules.push({ ...rest, intents: [intent], ...(otherTypes.length > 0 ? { allow: otherTypes, requireApproval: true, ...gates } : {}) });
       }
     }
     rules.push({ from, to, allow: [type], intents: [intent] });

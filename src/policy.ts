@@ -26,6 +26,19 @@ export interface PolicyRule {
   requireApproval?: boolean;
   /** The allow part applies only when the sender's trust is at least this. Only with `allow`. */
   minTrust?: number;
+  /**
+   * The allow part applies only when the recipient's trust is at least this (its registered
+   * `trust`; for another node's agent, the trust this node grants it in `remoteTrust`, 0
+   * when unlisted). Only with `allow`. Across nodes both nodes check it, each with its own
+   * registry.
+   */
+  minRecipientTrust?: number;
+  /**
+   * Messages this rule allows between nodes are sealed: encrypted for the recipient node
+   * (payload, reply, progress notes, error text). The sending node seals them; a receiving
+   * node whose deciding rule says so refuses one that arrived unsealed. Only with `allow`.
+   */
+  sealed?: boolean;
   /** A label shown in audit entries and `explain()` instead of the generated one. */
   name?: string;
 }
@@ -38,6 +51,8 @@ export interface PolicyRequest {
   intent: string;
   /** The sender's trust. @default 0 */
   trust?: number;
+  /** The recipient's trust, for rules with `minRecipientTrust`. @default 0 */
+  recipientTrust?: number;
 }
 
 /** The outcome of {@link PolicySet.evaluate}. Decisions are frozen and may be shared. */
@@ -55,6 +70,8 @@ export interface PolicyDecision {
   reason: string;
   /** The version of the rule set that decided. */
   policyVersion: number;
+  /** True when an allowing rule of the deciding level says `sealed` (messages across nodes are encrypted). */
+  sealed?: boolean;
 }
 
 /** A remark about a rule set that is valid but probably not what its author meant. */
@@ -76,7 +93,7 @@ export interface PolicyLint {
 }
 
 const WILDCARD = '*';
-const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'name'] as const;
+const RULE_KEYS = ['from', 'to', 'allow', 'deny', 'intents', 'requireApproval', 'minTrust', 'minRecipientTrust', 'sealed', 'name'] as const;
 const MAX_TEXT = 128;
 
 // ---------------------------------------------------------------------------------------
@@ -161,6 +178,8 @@ const ruleSchema = z
         .optional(),
       requireApproval: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       minTrust: z.number({ error: (iss) => `expected a finite number, got ${show(iss.input)}` }).optional(),
+      minRecipientTrust: z.number({ error: (iss) => `expected a finite number, got ${show(iss.input)}` }).optional(),
+      sealed: z.boolean({ error: (iss) => `expected true or false, got ${show(iss.input)}` }).optional(),
       name: z
         .string({ error: (iss) => `expected a string, got ${show(iss.input)}` })
         .min(1, { error: 'must not be empty' })
@@ -186,7 +205,7 @@ const ruleSchema = z
       ctx.addIssue({ code: 'custom', message: 'a rule needs "allow" or "deny"', params: { [CROSS_FIELD]: true } });
     }
     if (rule.allow === undefined) {
-      for (const key of ['requireApproval', 'minTrust'] as const) {
+      for (const key of ['requireApproval', 'minTrust', 'minRecipientTrust', 'sealed'] as const) {
         if (rule[key] !== undefined) {
           ctx.addIssue({
             code: 'custom',
@@ -248,6 +267,8 @@ export function parseRules(input: unknown): PolicyRule[] {
     if (r.requireApproval !== undefined) rule.requireApproval = r.requireApproval;
     // -0 and 0 gate identically; keep one spelling so equal rules compare equal.
     if (r.minTrust !== undefined) rule.minTrust = r.minTrust === 0 ? 0 : r.minTrust;
+    if (r.minRecipientTrust !== undefined) rule.minRecipientTrust = r.minRecipientTrust === 0 ? 0 : r.minRecipientTrust;
+    if (r.sealed !== undefined) rule.sealed = r.sealed;
     if (r.name !== undefined) rule.name = r.name;
     return Object.freeze(rule);
   });
@@ -265,6 +286,8 @@ export function ruleLabel(rule: PolicyRule): string {
   if (rule.intents !== undefined) label += ` intents:${rule.intents.join(',')}`;
   if (rule.requireApproval === true) label += ' approval';
   if (rule.minTrust !== undefined) label += ` minTrust:${rule.minTrust}`;
+  if (rule.minRecipientTrust !== undefined) label += ` minRecipientTrust:${rule.minRecipientTrust}`;
+  if (rule.sealed === true) label += ' sealed';
   return label;
 }
 
@@ -286,6 +309,8 @@ function canonicalKey(rule: PolicyRule): string {
     rule.intents ?? null,
     rule.requireApproval ?? null,
     rule.minTrust ?? null,
+    rule.minRecipientTrust ?? null,
+    rule.sealed ?? null,
     rule.name ?? null,
   ]);
 }
@@ -294,10 +319,19 @@ function canonicalKey(rule: PolicyRule): string {
  * The allowing rules of one level for one type, compiled for any trust: `gates` are the
  * distinct `minTrust` values ascending (-Infinity for ungated rules), and `decisions[i]`
  * is the decision for a trust in [gates[i], gates[i + 1]).
+ *
+ * When a rule of the group has `minRecipientTrust`, the group is a table instead:
+ * `recipientGates` are the distinct recipient gates ascending, and `table[i][j]` is the
+ * decision for a sender trust in [gates[i], gates[i + 1]) and a recipient trust in
+ * [recipientGates[j], recipientGates[j + 1]), undefined where no rule of the group applies.
  */
 interface AllowGroup {
   readonly gates: readonly number[];
   readonly decisions: readonly PolicyDecision[];
+  readonly recipientGates?: readonly number[];
+  readonly table?: readonly (readonly (PolicyDecision | undefined)[])[];
+  /** The group's rules (table groups only): a default deny names the gate they missed. */
+  readonly rules?: readonly PolicyRule[];
 }
 
 /** One level (a from/to pair, one intent or any intent) for one type. */
@@ -329,23 +363,45 @@ function gateOf(rule: PolicyRule): number {
   return rule.minTrust ?? Number.NEGATIVE_INFINITY;
 }
 
+function recipientGateOf(rule: PolicyRule): number {
+  return rule.minRecipientTrust ?? Number.NEGATIVE_INFINITY;
+}
+
+/** The index of the last gate at or below `trust`, -1 when none is. */
+function lastReached(gates: readonly number[], trust: number): number {
+  let i = -1;
+  while (i + 1 < gates.length && (gates[i + 1] as number) <= trust) i++;
+  return i;
+}
+
 function denyIn(cell: Cell | undefined, intent: string): PolicyDecision | undefined {
   if (cell === undefined || !cell.hasDeny) return undefined;
   return cell.byIntent?.get(intent)?.deny ?? cell.any?.deny;
 }
 
-function allowedBy(group: AllowGroup | undefined, trust: number): PolicyDecision | undefined {
+function allowedBy(group: AllowGroup | undefined, trust: number, recipientTrust: number): PolicyDecision | undefined {
   if (group === undefined) return undefined;
-  const { gates, decisions } = group;
+  const { gates, decisions, table } = group;
+  if (table !== undefined) {
+    const i = lastReached(gates, trust);
+    const j = lastReached(group.recipientGates!, recipientTrust);
+    return i < 0 || j < 0 ? undefined : table[i]![j];
+  }
   // Usually one gate; a linear walk beats a binary search at these sizes.
   let found: PolicyDecision | undefined;
   for (let i = 0; i < gates.length && (gates[i] as number) <= trust; i++) found = decisions[i];
   return found;
 }
 
-function allowIn(cell: Cell | undefined, intent: string, trust: number): PolicyDecision | undefined {
+function allowIn(cell: Cell | undefined, intent: string, trust: number, recipientTrust: number): PolicyDecision | undefined {
   if (cell === undefined) return undefined;
-  return allowedBy(cell.byIntent?.get(intent)?.allow, trust) ?? allowedBy(cell.any?.allow, trust);
+  return allowedBy(cell.byIntent?.get(intent)?.allow, trust, recipientTrust) ?? allowedBy(cell.any?.allow, trust, recipientTrust);
+}
+
+/** A trust from the request: 0 when absent; NaN passes no gate (but ungated rules still apply). */
+function trustOf(raw: number | undefined): number {
+  const t = raw ?? 0;
+  return t === t ? t : Number.NEGATIVE_INFINITY;
 }
 
 /**
@@ -377,7 +433,7 @@ export class PolicySet {
     this.rules = Object.freeze([...rules]);
     for (const rule of this.rules) if (!this.#keys.has(rule)) this.#keys.set(rule, canonicalKey(rule));
     this.#index = this.#build();
-    this.#gated = this.rules.some((r) => r.minTrust !== undefined);
+    this.#gated = this.rules.some((r) => r.minTrust !== undefined || r.minRecipientTrust !== undefined);
   }
 
   /** The decision for one message. Never throws; an unknown type is simply denied. */
@@ -394,11 +450,9 @@ export class PolicySet {
       const c3 = star?.get(WILDCARD);
       const denied = denyIn(c0, intent) ?? denyIn(c1, intent) ?? denyIn(c2, intent) ?? denyIn(c3, intent);
       if (denied !== undefined) return denied;
-      const raw = req.trust ?? 0;
-      // A NaN trust passes no gate but still gets ungated rules.
-      const trust = raw === raw ? raw : Number.NEGATIVE_INFINITY;
-      const allowed =
-        allowIn(c0, intent, trust) ?? allowIn(c1, intent, trust) ?? allowIn(c2, intent, trust) ?? allowIn(c3, intent, trust);
+      const trust = trustOf(req.trust);
+      const rt = trustOf(req.recipientTrust);
+      const allowed = allowIn(c0, intent, trust, rt) ?? allowIn(c1, intent, trust, rt) ?? allowIn(c2, intent, trust, rt) ?? allowIn(c3, intent, trust, rt);
       if (allowed !== undefined) return allowed;
     }
     return this.#defaultDeny(req);
@@ -484,26 +538,48 @@ export class PolicySet {
    * the canonically first rule).
    */
   #compileAllows(rules: readonly PolicyRule[]): AllowGroup {
+    if (rules.some((r) => r.minRecipientTrust !== undefined)) return this.#compileTable(rules);
     const sorted = [...rules].sort((a, b) => gateOf(a) - gateOf(b) || this.#compare(a, b));
     const gates: number[] = [];
     const decisions: PolicyDecision[] = [];
     let first: PolicyRule | undefined;
     let firstApproval: PolicyRule | undefined;
+    let sealed = false;
     sorted.forEach((rule, i) => {
       if (first === undefined || this.#compare(rule, first) < 0) first = rule;
+      // Sealing, like approval, is required when any rule admitted at this trust asks for it.
+      if (rule.sealed === true) sealed = true;
       if (rule.requireApproval === true && (firstApproval === undefined || this.#compare(rule, firstApproval) < 0)) {
         firstApproval = rule;
       }
       const next = sorted[i + 1];
       if (next !== undefined && gateOf(next) === gateOf(rule)) return;
       gates.push(gateOf(rule));
-      decisions.push(
-        firstApproval !== undefined
-          ? this.#decision('approval', firstApproval, 'approval required')
-          : this.#decision('allow', first, 'allowed'),
-      );
+      const decided = firstApproval !== undefined ? this.#decision('approval', firstApproval, 'approval required') : this.#decision('allow', first, 'allowed');
+      decisions.push(sealed ? Object.freeze({ ...decided, sealed: true }) : decided);
     });
     return { gates, decisions };
+  }
+
+  /**
+   * A group with recipient gates: for each pair of a sender gate and a recipient gate, the
+   * decision of the rules both reach (as in {@link #compileAllows}), or undefined.
+   */
+  #compileTable(rules: readonly PolicyRule[]): AllowGroup {
+    const distinct = (gates: number[]): number[] => [...new Set(gates)].sort((a, b) => a - b);
+    const gates = distinct(rules.map(gateOf));
+    const recipientGates = distinct(rules.map(recipientGateOf));
+    const sorted = [...rules].sort(this.#compare);
+    const table = gates.map((g) =>
+      recipientGates.map((rg) => {
+        const applying = sorted.filter((r) => gateOf(r) <= g && recipientGateOf(r) <= rg);
+        if (applying.length === 0) return undefined;
+        const approval = applying.find((r) => r.requireApproval === true);
+        const decided = approval !== undefined ? this.#decision('approval', approval, 'approval required') : this.#decision('allow', applying[0]!, 'allowed');
+        return applying.some((r) => r.sealed === true) ? Object.freeze({ ...decided, sealed: true }) : decided;
+      }),
+    );
+    return { gates, decisions: [], recipientGates, table, rules: sorted };
   }
 
   /** The slow path: say why nothing allowed it, naming a trust gate that was not reached. */
@@ -513,6 +589,7 @@ export class PolicySet {
     const byFrom = this.#gated ? this.#index.get(type) : undefined;
     if (byFrom === undefined) return { decision: 'deny', reason, policyVersion: this.version };
     const trust = req.trust ?? 0;
+    const recipientTrust = req.recipientTrust ?? 0;
     const cells = [
       byFrom.get(from)?.get(to),
       byFrom.get(from)?.get(WILDCARD),
@@ -521,6 +598,14 @@ export class PolicySet {
     ];
     search: for (const cell of cells) {
       for (const group of [cell?.byIntent?.get(intent)?.allow, cell?.any?.allow]) {
+        if (group?.rules !== undefined) {
+          // Every rule of the group missed a gate (else it would have decided): name the first's.
+          const rule = group.rules[0]!;
+          const gate = gateOf(rule);
+          const what = trust >= gate ? `recipient trust >= ${recipientGateOf(rule)}` : `trust >= ${gate}`;
+          reason = `no rule allows ${from} -> ${to} ${type} '${intent}' at trust ${trust}, recipient trust ${recipientTrust} (default deny; rule '${ruleLabel(rule)}' needs ${what})`;
+          break search;
+        }
         const gate = group?.gates[0];
         if (gate !== undefined && !(trust >= gate)) {
           const rule = group?.decisions[0]?.rule;
@@ -567,6 +652,7 @@ function allowCovers(s: PolicyRule, r: PolicyRule, type: RuleType): boolean {
     (s.intents === undefined) === (r.intents === undefined) &&
     intentsCover(s.intents, r.intents) &&
     gateOf(s) <= gateOf(r) &&
+    recipientGateOf(s) <= recipientGateOf(r) &&
     (r.requireApproval !== true || s.requireApproval === true)
   );
 }

@@ -1,6 +1,6 @@
 // agent-switchboard/ai: tools for the Vercel AI SDK, driven end to end by its mock model.
 import { generateText, stepCountIs, type ToolSet } from 'ai';
-import { MockLanguageModelV2 } from 'ai/test';
+import { MockLanguageModelV4 } from 'ai/test';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { aiTools, ToolRefusalError } from '../src/ai/index.js';
@@ -48,20 +48,20 @@ function setup() {
   return { bus, planner, calls };
 }
 
-const usage = { inputTokens: 1, outputTokens: 1, totalTokens: 2 };
+const usage = { inputTokens: { total: 1, noCache: 1, cacheRead: undefined, cacheWrite: undefined }, outputTokens: { total: 1, text: 1, reasoning: undefined } };
 
 /** A mock model that calls `toolName` with `input` first, then answers with what the tool gave it. */
 function scriptedModel(toolName: string, input: unknown) {
-  return new MockLanguageModelV2({
+  return new MockLanguageModelV4({
     doGenerate: async ({ prompt }) => {
       const last = prompt[prompt.length - 1];
       if (last?.role === 'tool') {
         const part = last.content[0]!;
-        return { content: [{ type: 'text', text: `tool said: ${JSON.stringify(part.output)}` }], finishReason: 'stop', usage, warnings: [] };
+        return { content: [{ type: 'text', text: `tool said: ${JSON.stringify("output" in part ? part.output : part)}` }], finishReason: { unified: 'stop' as const, raw: undefined }, usage, warnings: [] };
       }
       return {
         content: [{ type: 'tool-call', toolCallId: 'call-1', toolName, input: JSON.stringify(input) }],
-        finishReason: 'tool-calls',
+        finishReason: { unified: 'tool-calls' as const, raw: undefined },
         usage,
         warnings: [],
       };

@@ -371,6 +371,19 @@ describe('approvals.approve()', () => {
       expect((await refusal(purchase.delegate('payment', 'refund', {}))).code).toBe('POLICY_DENIED');
     });
 
+    it("keeps a split rule's trust gates, minRecipientTrust included, for the types it still holds", async () => {
+      const b = open({
+        policies: [{ from: 'purchase', to: 'payment', allow: ['delegate', 'ask'], intents: ['pay'], requireApproval: true, minTrust: 1, minRecipientTrust: 5 }],
+      });
+      b.register('payment', { trust: 5, handlers: { '*': () => 'paid' } });
+      const purchase = b.register('purchase', { trust: 1 });
+      const first = purchase.delegate('payment', 'pay', { amount: 1 });
+      await tick();
+      b.approvals.approve(first.id, { always: true });
+      await expect(first).resolves.toBe('paid');
+      expect(b.policies()).toContainEqual({ from: 'purchase', to: 'payment', intents: ['pay'], allow: ['ask'], requireApproval: true, minTrust: 1, minRecipientTrust: 5 });
+    });
+
     it('is refused with INVALID_ARGUMENT when not a boolean, leaving the hold in place', async () => {
       const { b, purchase } = setup();
       const job = purchase.delegate('payment', 'pay', { amount: 1 });

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteAuditLog } from '../src/audit/index.js';
+import { SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import type { MessageLogEntry, MessageLogQuery } from '../src/audit/index.js';
 
 const fixture = new URL('./fixtures/audit-v2.db', import.meta.url).pathname;
@@ -31,7 +31,7 @@ describe('schema v3 migration', () => {
     for (const q of expected.queries) expect(withoutSeq(log.query(q.filter)), JSON.stringify(q.filter)).toEqual(q.entries);
     log.close();
     const db = new Database(path, { readonly: true });
-    expect(db.pragma('user_version', { simple: true })).toBe(3);
+    expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.prepare("SELECT count(*) FROM sqlite_schema WHERE name = 'audit'").pluck().get()).toBe(0);
     expect(db.prepare('SELECT count(*) FROM audit_records').pluck().get()).toBe(expected.head.seq);
     expect(db.prepare('SELECT hash FROM audit_records WHERE seq = ?').pluck().get(expected.head.seq)).toBe(expected.head.hash);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditRecord } from '../src/audit/types.js';
 import { WorkerAuditLog } from '../src/audit/worker-log.js';
+import Database from 'better-sqlite3';
+import { isBusError } from '../src/errors.js';
 import { closeBuses, makeBus } from './support/helpers.js';
 
 afterEach(closeBuses);
@@ -61,6 +63,34 @@ describe('worker audit log on the bus', () => {
     await expect(Promise.all([first, second])).resolves.toEqual(['ok', 'ok']);
     expect(inner).toBe(1);
     await expect(a.ask('x', 'other', {})).resolves.toBe('ok');
+  });
+});
+
+describe('AUDIT_UNAVAILABLE from the worker log', () => {
+  it('carries the SQLite error as its cause, as the inline log does', { timeout: 30_000 }, async () => {
+    const causeOf = async (worker: boolean) => {
+      const path = join(dir, `cause-${String(worker)}.db`);
+      const bus = makeBus({ audit: { path, worker, busyTimeoutMs: 0 } });
+      bus.register('w', { handlers: { go: () => 'ok' } });
+      const a = bus.register('a');
+      await a.ask('w', 'go', {});
+      // Another connection holds the write lock: the bus's commit fails with SQLITE_BUSY.
+      const other = new Database(path);
+      other.exec('BEGIN IMMEDIATE');
+      try {
+        const error = await a.ask('w', 'go', {}).then(() => undefined, (e: unknown) => e);
+        expect(isBusError(error) && error.code).toBe('AUDIT_UNAVAILABLE');
+        return (error as Error).cause as { code?: unknown; message?: unknown } | undefined;
+      } finally {
+        other.exec('ROLLBACK');
+        other.close();
+      }
+    };
+    const inline = await causeOf(false);
+    expect(inline?.code).toBe('SQLITE_BUSY');
+    const onWorker = await causeOf(true);
+    expect(onWorker?.code).toBe('SQLITE_BUSY');
+    expect(onWorker?.message).toBe(inline?.message);
   });
 });
 

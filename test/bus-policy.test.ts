@@ -322,6 +322,24 @@ describe('Orchestrator trust (register options.trust and rule minTrust)', () => 
   });
 });
 
+describe('Orchestrator trust of the recipient (rule minRecipientTrust)', () => {
+  it('lets a message through only to a recipient whose registered trust reaches the gate, and explain() says so', async () => {
+    const b = open({ policies: [{ from: 'front', to: '*', allow: ['ask', 'notify'], minRecipientTrust: 50, name: 'front to trusted' }] });
+    b.register('ledger', { trust: 50, handlers: { '*': () => 'ok' } });
+    b.register('scratch', { trust: 49, handlers: { '*': () => 'ok' } });
+    const front = b.register('front');
+
+    await expect(front.ask('ledger', 'read', {})).resolves.toBe('ok');
+    const low = await refusal(front.ask('scratch', 'read', {}));
+    expect(low.code).toBe('POLICY_DENIED');
+    expect(low.message).toContain('needs recipient trust >= 50');
+    const receipt = await front.notify('news', {});
+    expect(receipt).toMatchObject({ delivered: ['ledger'], denied: ['scratch'] });
+    expect(b.explain({ from: 'front', to: 'scratch', type: 'ask', intent: 'read' }).decision).toBe('deny');
+    expect(b.explain({ from: 'front', to: 'ledger', type: 'ask', intent: 'read' })).toMatchObject({ decision: 'allow', rule: { name: 'front to trusted' } });
+  });
+});
+
 describe('Orchestrator#register() ids', () => {
   const hostile: [string, string][] = [
     ['leading space', ' writer'],

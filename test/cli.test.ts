@@ -40,7 +40,7 @@ interface Run {
 function run(argv: string[], env: Record<string, string | undefined> = {}): Run {
   const out: string[] = [];
   const err: string[] = [];
-  const code = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env });
+  const code = main(argv, { out: (l) => out.push(l), err: (l) => err.push(l), env }) as number;
   return { code, out, err };
 }
 const fileHash = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -122,6 +122,25 @@ describe('switchboard log', () => {
     expect(r.out.join('\n')).not.toContain('\u001b');
     expect(r.out[1]).toContain('x\\x1b[2Jy');
   });
+
+  it('escapes bidirectional controls and C1 controls (in the table, --json and export), so no text is reordered or steered', () => {
+    const path = join(dir, 'bidi.db');
+    const log = new SqliteAuditLog({ path });
+    const reason = 'ok\u202Edeyorppa \u2066x\u2069 \u200F\u061C \u009b31m';
+    log.append([attempt({ intent: 'ok\u202Edeyorppa', decision: 'denied', reason, outcome: undefined as never })]);
+    log.close();
+    const unsafe = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+    const table = run(['log', path]);
+    for (const line of table.out) expect(line).not.toMatch(unsafe);
+    expect(table.out[1]).toContain('ok\\u202edeyorppa');
+    for (const argv of [['log', path, '--json'], ['export', path], ['export', path, '--format', 'csv']]) {
+      const r = run(argv);
+      expect(r.code).toBe(0);
+      for (const line of r.out) expect(line, argv.join(' ')).not.toMatch(unsafe);
+    }
+    // JSON Lines stay lossless: the escapes are JSON's own.
+    expect((JSON.parse(run(['export', path]).out[0]!) as MessageLogEntry).reason).toBe(reason);
+  });
 });
 
 describe('switchboard verify', () => {
@@ -129,7 +148,7 @@ describe('switchboard verify', () => {
     const r = run(['verify', db]);
     expect(r.code).toBe(0);
     expect(r.out[0]).toBe('ok: 5 rows verified');
-    expect(r.out[1]).toMatch(/^head: seq 5 hash [0-9a-f]{64}$/);
+    expect(r.out[1]).toMatch(/^head: 5:[0-9a-f]{64}$/);
   });
 
   it('exits 1 naming the first bad row', () => {
@@ -290,10 +309,12 @@ describe('switchboard log filters', () => {
 describe('switchboard verify --head', () => {
   it('passes while the log holds the head and fails once the tail is cut', () => {
     const ok = run(['verify', db]);
-    const [, seq, hash] = /^head: seq (\d+) hash ([0-9a-f]{64})$/.exec(ok.out[1]!)!;
-    expect(run(['verify', db, '--head', `${seq}:${hash}`]).code).toBe(0);
+    // The head line's value is what --head takes, as printed.
+    const head = /^head: (\S+)$/.exec(ok.out[1]!)![1]!;
+    expect(head).toMatch(/^\d+:[0-9a-f]{64}$/);
+    expect(run(['verify', db, '--head', head]).code).toBe(0);
     tamper(db, (r) => r.splice(-1));
-    const cut = run(['verify', db, '--head', `${seq}:${hash}`]);
+    const cut = run(['verify', db, '--head', head]);
     expect(cut.code).toBe(1);
     expect(cut.out[0]).toMatch(/^bad: the log ends at row \d+ but the head given is row \d+/);
   });
@@ -301,6 +322,6 @@ describe('switchboard verify --head', () => {
   it('refuses a malformed head (exit 2)', () => {
     const r = run(['verify', db, '--head', '5:nothex']);
     expect(r.code).toBe(2);
-    expect(r.err[0]).toMatch(/--head must be SEQ:HASH/);
+    expect(r.err[0]).toMatch(/--head must be SEQ:HASH .*the value of the "head:" line "switchboard verify" prints/);
   });
 });

@@ -391,6 +391,39 @@ describe('ApprovalConsole keys', () => {
   });
 });
 
+describe('ApprovalConsole and agent text', () => {
+  const OSC8 = '\u001B]8;;https://evil.example\u0007';
+  const SGR = '\u001B[32m';
+  it('an OSC 8 hyperlink or SGR colours in an intent or an error message never reach the rendered output', async () => {
+    const bus = makeBus({ policies: [{ from: 'research', to: 'writer', allow: ['ask'] }] });
+    bus.register('writer', { handlers: { clarify: () => { throw new Error(`${SGR}OK${OSC8}x`); } } });
+    const research = bus.register('research');
+    const ui = open(bus, () => {}, { columns: 200 });
+    expect((await rejectionOf(research.ask('writer', 'clarify', {}))).code).toBe('HANDLER_FAILED');
+    expect((await rejectionOf(research.ask('writer', `${OSC8}pay`, {}))).code).toBe('INVALID_ARGUMENT');
+    await frameWith(ui, 'INVALID_ARGUMENT');
+    await frameWith(ui, 'HANDLER_FAILED');
+    const raw = ui.lastFrame() ?? '';
+    // What the console draws itself is plain SGR; nothing of the agent's sequences is left.
+    const inert = raw.replace(/\u001B\[[0-9;]*m/g, '');
+    expect(inert).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    expect(raw).not.toContain(`${SGR}OK`);
+    expect(raw).not.toContain('\u001B]8');
+    // They are shown as text instead.
+    expect(frame(ui)).toContain('\\x1b]8;;https://evil');
+  });
+
+  it('bidirectional controls in an error message are shown escaped', async () => {
+    const bus = makeBus({ policies: [{ from: 'research', to: 'writer', allow: ['ask'] }] });
+    bus.register('writer', { handlers: { clarify: () => { throw new Error('ok\u202Edeyorppa'); } } });
+    const ui = open(bus, () => {}, { columns: 200 });
+    await rejectionOf(bus.register('research').ask('writer', 'clarify', {}));
+    const text = await frameWith(ui, 'HANDLER_FAILED');
+    expect(text).not.toContain('\u202E');
+    expect(text).toContain('ok\\u202edeyorppa');
+  });
+});
+
 describe('openApprovalConsole()', () => {
   it('refuses a blank operator with INVALID_ARGUMENT naming it', () => {
     const bus = paymentBus();
@@ -402,5 +435,38 @@ describe('openApprovalConsole()', () => {
     const bus = paymentBus();
     expect(() => openApprovalConsole(bus, { operater: 'alice' } as never)).toThrow(/Invalid openApprovalConsole options: unknown key "operater"/);
     expect(() => openApprovalConsole({} as never, { operator: 'alice' })).toThrow(/openApprovalConsole\(\): bus must be an Orchestrator/);
+  });
+});
+
+describe('ApprovalConsole with a restored message', () => {
+  it('says in the detail view that a held message was restored from the file after a restart', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'switchboard-console-restored-'));
+    const path = join(dir, 'audit.db');
+    const policies = [{ from: 'purchase', to: 'payment', allow: ['delegate' as const], requireApproval: true }];
+    try {
+      const first = makeBus({ policies, audit: { path } });
+      first.register('payment', { handlers: { pay: () => 'paid' } });
+      const job = rejectionOf(first.register('purchase').delegate('payment', 'pay', { item: 'GPU hours' }));
+      await first.flush();
+      await first.close();
+      await job;
+      const bus = makeBus({ policies, audit: { path } });
+      const ui = render(h(ApprovalConsole, { bus, operator: 'alice', columns: 80, rows: 24 }));
+      try {
+        await frameWith(ui, '1 pending');
+        ui.stdin.write('m');
+        await frameWith(ui, 'message queue');
+        ui.stdin.write(ENTER);
+        expect(await frameWith(ui, '(restored)')).toContain('"item": "GPU hours"');
+      } finally {
+        ui.unmount();
+      }
+    } finally {
+      await closeBuses();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { runDemo } from '../examples/demo.js';
 
@@ -54,6 +56,8 @@ describe('examples/demo.ts runDemo({ web: true })', () => {
       { timeout: 10_000, interval: 50 },
     );
     const [small, big] = pending;
+    // The link the tour prints where the payments wait is the one that signs a browser in.
+    expect(lines.join('\n')).toContain(`two payments wait for you on ${server.loginUrl} `);
     const decide = (body: unknown) => fetch(new URL('/api/decide', server.url), { method: 'POST', headers, body: JSON.stringify(body) });
     expect((await decide({ id: small!.id, decision: 'approve', by: 'carol' })).status).toBe(200);
     expect((await decide({ id: big!.id, decision: 'reject', by: 'carol', reason: 'too expensive' })).status).toBe(200);
@@ -64,5 +68,25 @@ describe('examples/demo.ts runDemo({ web: true })', () => {
     expect(transcript).toContain('too expensive');
     expect(transcript).toMatch(/purchase\s+payment\s+delegate\s+pay\s+pending\s+replied\s+approved by carol/);
     expect(transcript).toMatch(/verifyAuditLog\(\): \{ ok: true/);
+  }, 30_000);
+});
+
+describe('examples/demo.ts on the command line', () => {
+  const demo = fileURLToPath(new URL('../examples/demo.ts', import.meta.url));
+  const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', demo, ...args], { encoding: 'utf8', timeout: 30_000 });
+
+  it('refuses an unknown argument with exit code 2, naming it, before the tour starts', () => {
+    const { status, stdout, stderr } = run('--atuo');
+    expect(status).toBe(2);
+    expect(stderr).toContain('unknown argument "--atuo"');
+    expect(stderr).toContain('Usage: npm run demo --');
+    expect(stdout).toBe('');
+  }, 30_000);
+
+  it('prints its usage for --help and exits 0', () => {
+    const { status, stdout } = run('--help');
+    expect(status).toBe(0);
+    expect(stdout).toMatch(/^Usage: npm run demo -- /);
+    expect(stdout).toContain('--web');
   }, 30_000);
 });

@@ -4,11 +4,11 @@
 // that are fragments (they use a `bus` or `research` defined elsewhere) are not run here;
 // the examples they come from are, in examples.test.ts and adapter-examples.test.ts.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 // Snippets run in a scratch directory that resolves packages from this checkout.
@@ -40,13 +40,6 @@ function run(code: string): string {
   writeFileSync(file, onSources(code));
   return execFileSync(process.execPath, ['--import', 'tsx', file], { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
 }
-
-// The test that docs/getting-started.md tells a reader to write, registered here as it is.
-const helloTest = join(work, 'hello.test.ts');
-writeFileSync(helloTest, onSources(snippet('docs/getting-started.md', 'ts', "describe('hello app'")));
-describe('docs/getting-started.md: the test for the hello app, as the page shows it', async () => {
-  await import(helloTest);
-});
 
 // The worked example of docs/testing.md: its blocks in order (the workflow, the setup, the
 // tests), with the imports the page names, registered here as they are.
@@ -87,15 +80,6 @@ describe('docs/reference.md', () => {
   });
 });
 
-describe('docs/getting-started.md', () => {
-  it('shows examples/hello.ts as it is, and the output it prints', () => {
-    const shown = snippet('docs/getting-started.md', 'ts', '// Two agents, one rule, one ask.');
-    expect(shown).toBe(readFileSync(join(root, 'examples/hello.ts'), 'utf8'));
-    const printed = execFileSync(process.execPath, ['--import', 'tsx', join(root, 'examples/hello.ts')], { cwd: work, encoding: 'utf8', timeout: 30_000 });
-    expect(printed).toBe(snippet('docs/getting-started.md', 'text', 'writer answered:'));
-  });
-});
-
 describe('docs/approvals.md', () => {
   it('the end-to-end example prints the decisions and audit entries its comments show', () => {
     const out = run(snippet('docs/approvals.md', 'ts', '// 3. The audit log, oldest first.'));
@@ -115,4 +99,74 @@ describe('docs/observability.md', () => {
     const printed = run(`${code}\nconsole.log(JSON.stringify(exporter.getFinishedSpans().map((s) => s.name)));\n`).trim().split('\n').at(-1)!;
     expect(JSON.parse(printed)).toEqual(promised);
   });
+});
+
+describe('docs/a2a.md', () => {
+  it('the serving example prints what its comments show', () => {
+    const code = snippet('docs/a2a.md', 'ts', 'const server = await a2aServer(bus, {');
+    const promised = [...code.matchAll(/console\.log\(.*\n\/\/ (.*)$/gm)].map((m) => m[1]);
+    expect(run(code).trim().split('\n')).toEqual(promised);
+  });
+});
+
+// docs/getting-started.md, step by step in a fresh folder, as a reader would: its shell
+// lines run as they are (the package installed from a tarball packed from this checkout,
+// since it is not on the registry), its files written under the names it gives them, and
+// what it says the app prints compared with what it prints.
+describe('docs/getting-started.md: every step in a fresh folder', () => {
+  const guide = readFileSync(join(root, 'docs/getting-started.md'), 'utf8');
+  let project = '';
+  let tarball = '';
+  // The child npm, tsc and vitest must not think they run inside this vitest.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('VITEST') && k !== 'NODE_OPTIONS' && k !== 'TEST'));
+  const shell = (line: string) =>
+    execFileSync('sh', ['-c', line], { cwd: project, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240_000, env: { ...env, NO_COLOR: '1', npm_config_prefer_offline: 'true', npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' } });
+  const lines = (marker: string) =>
+    snippet('docs/getting-started.md', 'sh', marker)
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && !l.startsWith('#'));
+
+  beforeAll(() => {
+    const packDir = join(work, 'pack');
+    mkdirSync(packDir);
+    const src = join(packDir, 'src-copy');
+    mkdirSync(src);
+    for (const f of ['package.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'LICENSE', 'src', 'docs']) cpSync(join(root, f), join(src, f), { recursive: true });
+    symlinkSync(join(root, 'node_modules'), join(src, 'node_modules'), 'dir');
+    const name = execFileSync('npm', ['pack', '--pack-destination', packDir], { cwd: src, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env }).trim().split('\n').at(-1)!;
+    tarball = join(packDir, name);
+    project = join(work, 'my-agents');
+  }, 240_000);
+
+  it('1. creates an ESM project with the package, zod, TypeScript, tsx, vitest and @types/node', () => {
+    const steps = lines('npm init -y');
+    expect(steps[0]).toBe('mkdir my-agents && cd my-agents');
+    mkdirSync(project);
+    for (const step of steps.slice(1)) shell(step.replace('npm install agent-switchboard zod', `npm install ${tarball} zod`));
+    const manifest = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as { type: string; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    expect(manifest.type).toBe('module');
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(['agent-switchboard', 'zod']);
+    expect(Object.keys(manifest.devDependencies).sort()).toEqual(['@types/node', 'tsx', 'typescript', 'vitest']);
+    // Every file the guide names, written as it shows it.
+    const files = [...guide.matchAll(/^`([\w./-]+)`:\n\n```\w+\n([\s\S]*?)^```/gm)];
+    expect(files.map((m) => m[1])).toEqual(['tsconfig.json', 'app.ts', 'main.ts', 'test/app.test.ts']);
+    for (const [, file, body] of files) {
+      mkdirSync(join(project, file!, '..'), { recursive: true });
+      writeFileSync(join(project, file!), body!);
+    }
+  }, 300_000);
+
+  it('2-3. type-checks with tsc and prints what the guide shows', () => {
+    const [tsc, run] = lines('npx tsx main.ts');
+    expect(tsc).toBe('npx tsc');
+    expect(shell(tsc!)).toBe('');
+    expect(shell(run!)).toBe(snippet('docs/getting-started.md', 'text', 'audit log verified'));
+  }, 120_000);
+
+  it('4. passes its test with vitest', () => {
+    const [test] = lines('npx vitest run');
+    const out = shell(`${test!} 2>&1`);
+    expect(out.replace(/\u001b\[[0-9;]*m/g, '')).toMatch(/Tests\s+3 passed/);
+  }, 120_000);
 });

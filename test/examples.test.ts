@@ -1,5 +1,8 @@
 // Runs every scenario example end to end (real timers) and checks what it reports.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { run as a2aExample, MAX_QTY } from '../examples/a2a.js';
 import { run as calculatorDiscovery, CALCULATOR, LEGACY } from '../examples/calculator-discovery.js';
 import { run as fraudAlert } from '../examples/fraud-alert.js';
 import { run as managerSubtasks } from '../examples/manager-subtasks.js';
@@ -83,4 +86,33 @@ describe('examples', () => {
     expect(result.divisionByZero).toBe('HANDLER_FAILED');
     expect(transcript).toContain(`discover('calculation') → [${CALCULATOR}]`);
   });
+  it('a2a: one bus calls another over A2A; the supplier approves the small order, rejects the large one, the shop denies its intern', async () => {
+    const { result, transcript } = await collect(a2aExample);
+    expect(result.quote).toEqual({ sku: 'bolt-m8', eur: 21 });
+    expect(result.small).toEqual({ orderId: 'SO-bolt-m8-4' });
+    expect(result.large).toMatch(new RegExp(`^HANDLER_FAILED: .*TASK_STATE_REJECTED: APPROVAL_REJECTED: .*over the ${MAX_QTY}-unit limit`));
+    expect(result.intern).toMatch(/^POLICY_DENIED: /);
+    expect(result.supplierLog.map((e) => [e.from, e.intent, e.decision, e.approval, e.outcome])).toEqual([
+      ['shop-co', 'order', 'pending', 'rejected', 'failed'],
+      ['shop-co', 'order', 'pending', 'approved', 'replied'],
+      ['shop-co', 'quote', 'allowed', undefined, 'replied'],
+    ]);
+    expect(result.shopLog.find((e) => e.from === 'intern')).toMatchObject({ decision: 'denied', code: 'POLICY_DENIED' });
+    expect(transcript.indexOf('held for approval')).toBeLessThan(transcript.indexOf('approved by an operator'));
+  });
+});
+
+describe('examples/hello.ts, run as docs/getting-started.md says (npx tsx examples/hello.ts)', () => {
+  it('prints the answer, the refusal of an intent no rule allows, the audit log and its verification', () => {
+    const hello = fileURLToPath(new URL('../examples/hello.ts', import.meta.url));
+    const out = execFileSync(process.execPath, ['--import', 'tsx', hello], { encoding: 'utf8', timeout: 30_000 });
+    expect(out).toContain("answer: 'platform engineers, under 100 words'");
+    expect(out).toContain('refused: POLICY_DENIED: research may not ask writer ("publish")');
+    expect(out.trim().split('\n').slice(-4)).toEqual([
+      'audit: research -> writer ask clarify: allowed, replied',
+      'audit: writer -> research reply clarify: allowed, delivered',
+      'audit: research -> writer ask publish: denied (POLICY_DENIED)',
+      'verify: { ok: true, checked: 3 }',
+    ]);
+  }, 30_000);
 });

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AsyncAuditLog, AuditLog, AuditRecord } from '../src/audit/types.js';
 import { BusError } from '../src/errors.js';
 import { FairYield, type FairClock } from '../src/fair-yield.js';
-import { GroupCommit } from '../src/group-commit.js';
+import { GroupCommit, MAX_HELD_RECORDS } from '../src/group-commit.js';
 import { flushMicrotasks } from '../src/testing/index.js';
 
 afterEach(() => {
@@ -420,5 +420,56 @@ describe('GroupCommit timers', () => {
     await flushMicrotasks();
     expect(log.inFlight()).toBe(0);
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('GroupCommit: records nobody waits for, after a failed write', () => {
+  it('holds them (not those whose stager was told), and writes them first once the log works again', () => {
+    const log = syncLog();
+    const commit = new GroupCommit(log, 250, () => {});
+    log.failNext = 1;
+    let refused = 0;
+    commit.stage(rec('outcome-1'));
+    commit.stage(rec('attempt-1'), () => {}, () => refused++);
+    commit.stage(rec('outcome-2'));
+    commit.flush();
+    expect(refused).toBe(1);
+    expect(commit.heldCount).toBe(2);
+    commit.stage(rec('attempt-2'), () => {});
+    commit.flush();
+    expect(log.appends).toEqual([['outcome-1', 'outcome-2'], ['attempt-2']]);
+    expect(commit.heldCount).toBe(0);
+  });
+
+  it('tries again on a timer while nothing else is written', () => {
+    vi.useFakeTimers();
+    const log = syncLog();
+    const commit = new GroupCommit(log, 250, () => {});
+    log.failNext = 2;
+    commit.stage(rec('outcome-1'));
+    commit.flush();
+    vi.advanceTimersByTime(1_000); // still failing
+    expect(commit.heldCount).toBe(1);
+    vi.advanceTimersByTime(1_000);
+    expect(log.appends).toEqual([['outcome-1']]);
+    expect(commit.heldCount).toBe(0);
+    commit.shutdown();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it(`keeps at most ${MAX_HELD_RECORDS} records, dropping the oldest, and says how many were dropped`, () => {
+    const warnings: string[] = [];
+    vi.spyOn(process, 'emitWarning').mockImplementation(((w: string) => void warnings.push(w)) as typeof process.emitWarning);
+    const log = syncLog();
+    const commit = new GroupCommit(log, 100_000, () => {});
+    log.failNext = 1;
+    commit.stage(Array.from({ length: MAX_HELD_RECORDS + 5 }, (_, i) => rec(`o${i}`)));
+    commit.flush();
+    expect(commit.heldCount).toBe(MAX_HELD_RECORDS);
+    commit.flush();
+    expect(log.appends[0]).toHaveLength(MAX_HELD_RECORDS);
+    expect(log.appends[0]![0]).toBe('o5');
+    expect(warnings.join('\n')).toMatch(/5 audit records held while it failed were dropped/);
+    commit.shutdown();
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BusError, Orchestrator, SqliteAuditLog } from '../src/index.js';
-import { NATIVE_MISSING_MESSAGE, setSqliteLoader } from '../src/audit/native.js';
+import { loadSqlite, NATIVE_MISSING_MESSAGE, oldNodeMessage, setSqliteLoader } from '../src/audit/native.js';
 
 const everything = [{ from: '*', to: '*', allow: ['ask'] as const }];
 
@@ -78,5 +78,14 @@ describe('better-sqlite3 is loaded only for SQLite logs', () => {
     refusal(() => new SqliteAuditLog());
     refusal(() => new SqliteAuditLog());
     expect(loads).toBe(2);
+  });
+
+  it('refuses a Node older than 22 before the loader runs (on Node 20 loading the module crashes the process)', () => {
+    setSqliteLoader(failingLoader);
+    const error = refusal(() => loadSqlite('20.20.2'));
+    expect(error.code).toBe('AUDIT_UNAVAILABLE');
+    expect(error.message).toBe(oldNodeMessage('20.20.2'));
+    expect(error.message).toMatch(/needs Node >= 22; this is Node 20\.20\.2/);
+    expect(loads).toBe(0);
   });
 });

@@ -216,6 +216,34 @@ describe('notify across nodes', () => {
     expect(got.sort()).toEqual(['a2', 'b']);
   });
 
+  it('delivers a notify to each of several agents of one remote node, and its receipt lists each', async () => {
+    const { n1, n2, t1 } = twoNodes();
+    const got: string[] = [];
+    for (const id of ['b', 'c']) n2.register(id, { handlers: { news: () => void got.push(id) } });
+    const a = n1.register('a');
+    const receipt = await a.notify('news', {}, { to: ['b', 'c'] });
+    await hops();
+    expect(receipt).toMatchObject({ delivered: ['b', 'c'], failed: [] });
+    expect(got).toEqual(['b', 'c']);
+    // One id for the notify, one carriage per recipient.
+    expect(t1.sent.map((o) => [o.envelope.id, o.envelope.to])).toEqual([
+      [receipt.id, 'b'],
+      [receipt.id, 'c'],
+    ]);
+  });
+
+  it('emits message:failed naming the code when a remote recipient of a notify is not delivered', async () => {
+    const { n1, n2 } = twoNodes({}, { policies: [{ from: 'a', to: 'b', allow: ['notify'] }] });
+    n2.register('b', { handlers: { news: () => undefined } });
+    n2.register('c', { handlers: { news: () => undefined } });
+    const a = n1.register('a');
+    const failed: { to: string; code: string; reason: string }[] = [];
+    n1.events.on('message:failed', ({ envelope, code, reason }) => failed.push({ to: envelope.to, code, reason }));
+    const receipt = await a.notify('news', {}, { to: ['b', 'c'] });
+    expect(receipt).toMatchObject({ delivered: ['b'], denied: ['c'] });
+    expect(failed).toEqual([{ to: 'c', code: 'POLICY_DENIED', reason: expect.stringContaining('(node n2)') }]);
+  });
+
   it('delivers a listed notify to a remote agent', async () => {
     const { n1, n2 } = twoNodes();
     const got = deferred<unknown>();
@@ -345,11 +373,47 @@ describe('the receiving node', () => {
   });
 });
 
+describe('minRecipientTrust across nodes', () => {
+  const GATED: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask', 'notify'], minRecipientTrust: 50 }];
+
+  it("refuses at the sender's node, never carried, when the trust it grants the remote recipient (remoteTrust, 0 unlisted) is below the gate", async () => {
+    for (const remoteTrust of [{}, { b: 49 }]) {
+      const { n1, n2, t1 } = twoNodes({ policies: GATED, remoteTrust }, { policies: ALLOW_ALL });
+      n2.register('b', { trust: 100, handlers: { echo: () => 'ok', news: () => undefined } });
+      const a = n1.register('a');
+      const e = await rejectionOf(a.ask('b', 'echo', {}));
+      expect(e.code).toBe('POLICY_DENIED');
+      expect(e.message).toContain('needs recipient trust >= 50');
+      expect((await a.notify('news', {}, { to: ['b'] })).denied).toEqual(['b']);
+      expect(t1.sent).toEqual([]);
+      expect(n1.explain({ from: 'a', to: 'b', type: 'ask', intent: 'echo' }).decision).toBe('deny');
+    }
+  });
+
+  it("refuses at the receiver's node when the recipient's own registered trust there is below the gate", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: ALLOW_ALL }, { policies: GATED });
+    const calls: unknown[] = [];
+    n2.register('b', { trust: 10, handlers: { echo: (p) => (calls.push(p), 'ok') } });
+    const a = n1.register('a');
+    const e = await rejectionOf(a.ask('b', 'echo', {}));
+    expect(e).toMatchObject({ code: 'POLICY_DENIED', message: expect.stringContaining('(node n2)') });
+    expect(t1.sent).toHaveLength(1);
+    expect(calls).toEqual([]);
+  });
+
+  it('delivers when both nodes find the recipient trusted enough, each by its own registry', async () => {
+    const { n1, n2 } = twoNodes({ policies: GATED, remoteTrust: { b: 50 } }, { policies: GATED });
+    n2.register('b', { trust: 50, handlers: { echo: () => 'ok' } });
+    const a = n1.register('a');
+    await expect(a.ask('b', 'echo', {})).resolves.toBe('ok');
+  });
+});
+
 describe('approvals and audit across nodes', () => {
   const HOLD: PolicyRule[] = [{ from: 'a', to: 'b', allow: ['ask', 'notify'], requireApproval: true }];
 
   it('holds an approval at the receiving node; approving there delivers and answers the sender', async () => {
-    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: HOLD });
+    const { n1, n2 } = twoNodes({ policies: ALLOW_ALL }, { policies: HOLD });
     n2.register('b', { handlers: { pay: () => 'paid' } });
     const a = n1.register('a');
     const answer = a.ask('b', 'pay', { amount: 5 });
@@ -361,13 +425,61 @@ describe('approvals and audit across nodes', () => {
     await expect(answer).resolves.toBe('paid');
   });
 
-  it('forwards a message the sender’s own policy would hold: the receiver’s policy decides', async () => {
-    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+  it("holds at the sender's node a message its own rule holds, before carrying it; approving there carries it", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+    const paid: unknown[] = [];
+    n2.register('b', { handlers: { pay: (p) => (paid.push(p), 'paid') } });
+    const a = n1.register('a');
+    const answer = a.ask('b', 'pay', { amount: 5 });
+    await hops();
+    expect(t1.sent).toEqual([]);
+    expect(paid).toEqual([]);
+    const [held] = n1.approvals.list();
+    expect(held?.envelope).toMatchObject({ from: 'a', to: 'b', intent: 'pay', payload: { amount: 5 } });
+    expect(n1.approvals.approve(held!.id)).toEqual({ staged: true });
+    await expect(answer).resolves.toBe('paid');
+    expect(t1.sent).toHaveLength(1);
+    expect(n2.approvals.list()).toEqual([]);
+    await n1.flush();
+    expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]).toMatchObject({ decision: 'pending', outcome: 'replied', node: 'n1', peerNode: 'n2' });
+  });
+
+  it("never carries a message rejected at the sender's node: APPROVAL_REJECTED", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
     n2.register('b', { handlers: { pay: () => 'paid' } });
     const a = n1.register('a');
-    await expect(a.ask('b', 'pay', {})).resolves.toBe('paid');
-    expect(n1.approvals.list()).toEqual([]);
-    expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]!.reason).toContain('its approval is decided there');
+    const answer = rejectionOf(a.ask('b', 'pay', {}));
+    await hops();
+    n1.approvals.reject(n1.approvals.list()[0]!.id, { reason: 'no' });
+    expect((await answer).code).toBe('APPROVAL_REJECTED');
+    expect(t1.sent).toEqual([]);
+  });
+
+  it('needs both approvals when both nodes hold it: first at the sender, then at the receiver', async () => {
+    const { n1, n2 } = twoNodes({ policies: HOLD }, { policies: HOLD });
+    n2.register('b', { handlers: { pay: () => 'paid' } });
+    const a = n1.register('a');
+    const answer = a.ask('b', 'pay', {});
+    await hops();
+    expect(n2.approvals.list()).toEqual([]);
+    n1.approvals.approve(n1.approvals.list()[0]!.id);
+    await hops();
+    const [there] = n2.approvals.list();
+    expect(there?.envelope).toMatchObject({ from: 'a', to: 'b', intent: 'pay' });
+    n2.approvals.approve(there!.id);
+    await expect(answer).resolves.toBe('paid');
+  });
+
+  it("holds a notify to another node's agent at the sender when its rule says so; approving there delivers it", async () => {
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
+    const got = deferred<unknown>();
+    n2.register('b', { handlers: { news: (p) => void got.resolve(p) } });
+    const a = n1.register('a');
+    const receipt = await a.notify('news', { v: 3 }, { to: ['b'] });
+    expect(receipt.pending).toEqual(['b']);
+    expect(t1.sent).toEqual([]);
+    n1.approvals.approve(n1.approvals.list()[0]!.id);
+    await expect(got.promise).resolves.toEqual({ v: 3 });
   });
 
   it('answers APPROVAL_REJECTED when the receiving node rejects the held message', async () => {

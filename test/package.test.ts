@@ -15,6 +15,7 @@ const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
 let work: string;
 let app: string;
 let tarball: string;
+let packageJsonBefore: string;
 
 function sh(cmd: string, args: string[], cwd: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false' } });
@@ -29,6 +30,7 @@ beforeAll(() => {
     cpSync(join(root, f), join(src, f), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(src, 'node_modules'), 'dir');
+  packageJsonBefore = readFileSync(join(src, 'package.json'), 'utf8');
   sh('npm', ['pack', '--pack-destination', work], src);
   tarball = join(work, `agent-switchboard-${version}.tgz`);
 
@@ -43,7 +45,7 @@ afterAll(() => {
 });
 
 describe('the packed tarball', () => {
-  it('ships dist, the docs, README and LICENSE, with no source maps and no prepare script', () => {
+  it('ships dist, the docs, README and LICENSE, with no source maps and a prepare script that builds only beside the sources', () => {
     const files = sh('tar', ['tzf', tarball], work).split('\n').filter(Boolean);
     expect(files).toContain('package/LICENSE');
     expect(files).toContain('package/dist/index.js');
@@ -51,8 +53,14 @@ describe('the packed tarball', () => {
     expect(files).toContain('package/dist/testing/index.js');
     expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(files.filter((f) => f.startsWith('package/src/') || f.startsWith('package/test/'))).toEqual([]);
+    // The packed manifest is the clone's, unchanged: its prepare script is a no-op without src/.
     const manifest = JSON.parse(readFileSync(join(app, 'node_modules/agent-switchboard/package.json'), 'utf8')) as { scripts: Record<string, string> };
-    expect(manifest.scripts.prepare).toBeUndefined();
+    expect(manifest.scripts.prepare).toMatch(/existsSync\('src'\) && /);
+    expect(sh('npm', ['run', 'prepare'], join(app, 'node_modules/agent-switchboard'))).not.toContain('tsc');
+  });
+
+  it('leaves package.json of the folder it packs byte for byte as it was', () => {
+    expect(readFileSync(join(work, 'src-copy/package.json'), 'utf8')).toBe(packageJsonBefore);
   });
 
   it('imports both entry points with import', () => {
@@ -94,6 +102,32 @@ await bus.close();
 `,
     );
     expect(JSON.parse(node(['ask.mjs']))).toEqual({ sum: 5, verified: true });
+  });
+
+  it('names every package to install when a subpath with optional peers is imported without them', () => {
+    // The fresh app installed none of the optional peers (npm leaves optional peers out).
+    const out = node([
+      '--input-type=module',
+      '-e',
+      `const report = {};
+for (const s of ['console', 'nats', 'mcp', 'otel', 'ai', 'a2a']) {
+  try { await import('agent-switchboard/' + s); report[s] = 'loaded'; } catch (e) { report[s] = e.code + ' ' + e.message; }
+}
+console.log(JSON.stringify(report));`,
+    ]);
+    const report = JSON.parse(out) as Record<string, string>;
+    const needs: Record<string, string[]> = {
+      console: ['ink', 'react'],
+      nats: ['@nats-io/transport-node', '@nats-io/jetstream', '@nats-io/kv', '@nats-io/nkeys'],
+      mcp: ['@modelcontextprotocol/sdk'],
+      otel: ['@opentelemetry/api'],
+      ai: ['ai'],
+      a2a: ['@a2a-js/sdk'],
+    };
+    for (const [s, packages] of Object.entries(needs)) {
+      expect(report[s]).toMatch(new RegExp(`^ERR_SWITCHBOARD_MISSING_PEER agent-switchboard/${s} needs `));
+      for (const p of packages) expect(report[s]).toContain(`"${p}@`);
+    }
   });
 
   it('runs the switchboard CLI through npx', () => {

@@ -112,6 +112,10 @@ describe('parseRules()', () => {
     ['a non-boolean requireApproval', [{ from: 'a', to: 'b', allow: ['ask'], requireApproval: 'yes' }], 'policies[0].requireApproval: expected true or false'],
     ['an infinite minTrust', [{ from: 'a', to: 'b', allow: ['ask'], minTrust: Number.POSITIVE_INFINITY }], 'policies[0].minTrust: expected a finite number'],
     ['a NaN minTrust', [{ from: 'a', to: 'b', allow: ['ask'], minTrust: Number.NaN }], 'policies[0].minTrust: expected a finite number'],
+    ['minRecipientTrust without allow', [{ from: 'a', to: 'b', deny: ['ask'], minRecipientTrust: 5 }], 'policies[0].minRecipientTrust: only applies to allowed types'],
+    ['an infinite minRecipientTrust', [{ from: 'a', to: 'b', allow: ['ask'], minRecipientTrust: Number.NEGATIVE_INFINITY }], 'policies[0].minRecipientTrust: expected a finite number'],
+    ['a string minRecipientTrust', [{ from: 'a', to: 'b', allow: ['ask'], minRecipientTrust: '5' }], 'policies[0].minRecipientTrust: expected a finite number, got "5"'],
+    ['a misspelt minRecipientTrust', [{ from: 'a', to: 'b', allow: ['ask'], minRecipientTrst: 5 }], 'policies[0]: unknown key "minRecipientTrst" (did you mean "minRecipientTrust"?)'],
     ['empty intents', [{ from: 'a', to: 'b', allow: ['ask'], intents: [] }], 'policies[0].intents: must list at least one intent'],
     ['an empty intent', [{ from: 'a', to: 'b', allow: ['ask'], intents: ['x', ''] }], 'policies[0].intents[1]: an intent must not be empty'],
     ['a too long intent', [{ from: 'a', to: 'b', allow: ['ask'], intents: ['x'.repeat(129)] }], 'policies[0].intents[0]: an intent is at most 128 characters'],
@@ -317,6 +321,43 @@ describe('PolicySet#evaluate()', () => {
     });
   });
 
+  describe('with minRecipientTrust', () => {
+    const set = policy([
+      { from: '*', to: 'vault', allow: ['ask'], minRecipientTrust: 80 },
+      { from: 'a', to: '*', allow: ['ask'], minTrust: 10, minRecipientTrust: 20, requireApproval: true },
+    ]);
+    const at = (from: string, trust: number, recipientTrust: number | undefined) =>
+      set.evaluate({ from, to: 'vault', type: 'ask', intent: 'x', trust, ...(recipientTrust === undefined ? {} : { recipientTrust }) });
+
+    it('applies an allow only when the recipient reaches minRecipientTrust', () => {
+      expect(at('b', 0, 80)).toMatchObject({ decision: 'allow', ruleLabel: '* -> vault allow:ask minRecipientTrust:80' });
+      expect(at('b', 0, 79).decision).toBe('deny');
+    });
+
+    it('needs both gates of a rule with both, and falls through to a less specific level otherwise', () => {
+      expect(at('a', 10, 20)).toMatchObject({ decision: 'approval', ruleLabel: 'a -> * allow:ask approval minTrust:10 minRecipientTrust:20' });
+      expect(at('a', 9, 20).decision).toBe('deny');
+      expect(at('a', 9, 90)).toMatchObject({ decision: 'allow', ruleLabel: '* -> vault allow:ask minRecipientTrust:80' });
+    });
+
+    it('takes recipient trust 0 when none is given, and names the recipient gate in a default deny', () => {
+      expect(at('a', 10, undefined).reason).toBe(
+        "no rule allows a -> vault ask 'x' at trust 10, recipient trust 0 (default deny; rule 'a -> * allow:ask approval minTrust:10 minRecipientTrust:20' needs recipient trust >= 20)",
+      );
+      expect(at('a', 0, undefined).reason).toContain('needs trust >= 10');
+    });
+
+    it('lets a NaN recipient trust through no recipient gate', () => {
+      expect(at('b', 0, Number.NaN).decision).toBe('deny');
+      const mixed = policy([
+        { from: 'a', to: 'b', allow: ['ask'] },
+        { from: 'a', to: 'b', allow: ['ask'], requireApproval: true, minRecipientTrust: 5 },
+      ]);
+      expect(mixed.evaluate({ from: 'a', to: 'b', type: 'ask', intent: 'x', recipientTrust: Number.NaN }).decision).toBe('allow');
+      expect(mixed.evaluate({ from: 'a', to: 'b', type: 'ask', intent: 'x', recipientTrust: 5 }).decision).toBe('approval');
+    });
+  });
+
   it('is unbothered by prototype names as ids and intents', () => {
     const names = ['constructor', 'toString', 'hasOwnProperty', 'valueOf'];
     const empty = policy([]);
@@ -379,6 +420,7 @@ const ruleArb: fc.Arbitrary<PolicyRule> = fc
       intents: fc.subarray([...INTENTS], { minLength: 1 }),
       requireApproval: fc.boolean(),
       minTrust: fc.constantFrom(-1, 0, 10, 50),
+      minRecipientTrust: fc.constantFrom(-1, 0, 10, 50),
       name: fc.constantFrom('n1', 'n2'),
     },
     { requiredKeys: ['from', 'to'] },
@@ -388,6 +430,7 @@ const ruleArb: fc.Arbitrary<PolicyRule> = fc
     if (rule.allow === undefined) {
       delete rule.requireApproval;
       delete rule.minTrust;
+      delete rule.minRecipientTrust;
       if (rule.deny === undefined) rule.deny = ['notify'];
     }
     return rule;
@@ -400,6 +443,7 @@ const requestArb: fc.Arbitrary<PolicyRequest> = fc.record(
     type: fc.constantFrom(...RULE_TYPES),
     intent: fc.constantFrom('x', 'y', 'z'),
     trust: fc.constantFrom(-1, 0, 5, 10, 50, 100),
+    recipientTrust: fc.constantFrom(-1, 0, 5, 10, 50, 100, Number.NaN),
   },
   { requiredKeys: ['from', 'to', 'type', 'intent'] },
 );
@@ -412,6 +456,7 @@ interface Reference {
 
 function reference(rules: readonly PolicyRule[], req: PolicyRequest): Reference {
   const trust = req.trust ?? 0;
+  const recipientTrust = req.recipientTrust ?? 0;
   const levels: [boolean, boolean, boolean][] = [];
   for (const fromAny of [false, true]) for (const toAny of [false, true]) for (const anyIntent of [false, true]) levels.push([fromAny, toAny, anyIntent]);
   const atLevel = (r: PolicyRule, [fromAny, toAny, anyIntent]: [boolean, boolean, boolean]): boolean =>
@@ -426,7 +471,11 @@ function reference(rules: readonly PolicyRule[], req: PolicyRequest): Reference 
   // (2) else the most specific level with a rule allowing it decides
   for (const level of levels) {
     const allows = rules.filter(
-      (r) => atLevel(r, level) && r.allow?.includes(req.type) === true && (r.minTrust === undefined || trust >= r.minTrust),
+      (r) =>
+        atLevel(r, level) &&
+        r.allow?.includes(req.type) === true &&
+        (r.minTrust === undefined || trust >= r.minTrust) &&
+        (r.minRecipientTrust === undefined || recipientTrust >= r.minRecipientTrust),
     );
     if (allows.length > 0) {
       const approvals = allows.filter((r) => r.requireApproval === true);
@@ -469,6 +518,22 @@ describe('PolicySet#evaluate() (properties)', () => {
     );
     // 4000 runs take ~8 s alone on 2 cores, over 20 s when the machine is shared.
   }, 60_000);
+
+  it('never denies at a higher sender or recipient trust what it allows at a lower one', () => {
+    const trusts = [-1, 0, 5, 10, 50, 100];
+    fc.assert(
+      fc.property(fc.array(ruleArb, { maxLength: 10 }), requestArb, (input, req) => {
+        const set = new PolicySet(parseRules(input), 1);
+        for (const t of trusts)
+          for (const rt of trusts) {
+            if (set.evaluate({ ...req, trust: t, recipientTrust: rt }).decision === 'deny') continue;
+            for (const t2 of trusts.filter((x) => x >= t))
+              for (const rt2 of trusts.filter((x) => x >= rt)) expect(set.evaluate({ ...req, trust: t2, recipientTrust: rt2 }).decision).not.toBe('deny');
+          }
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
 
 // ---------------------------------------------------------------------------------------
@@ -543,7 +608,7 @@ describe('lintRules()', () => {
       for (const to of ['a', 'b', 'c', 'd'])
         for (const type of RULE_TYPES)
           for (const intent of ['x', 'y', 'z'])
-            for (const trust of [-1, 0, 10, 50]) requests.push({ from, to, type, intent, trust });
+            for (const trust of [-1, 0, 10, 50]) for (const recipientTrust of [-1, 0, 10, 50]) requests.push({ from, to, type, intent, trust, recipientTrust });
     fc.assert(
       fc.property(fc.array(ruleArb, { maxLength: 10 }), (input) => {
         const rules = parseRules(input);
@@ -555,12 +620,13 @@ describe('lintRules()', () => {
           rule[lint.part] = rule[lint.part].filter((t) => !lint.types!.includes(t));
         }
         const kept = trimmed
-          .map(({ allow, deny, requireApproval, minTrust, ...rest }): PolicyRule => ({
+          .map(({ allow, deny, requireApproval, minTrust, minRecipientTrust, ...rest }): PolicyRule => ({
             ...rest,
             ...(allow.length > 0 ? { allow } : {}),
             ...(deny.length > 0 ? { deny } : {}),
             ...(allow.length > 0 && requireApproval !== undefined ? { requireApproval } : {}),
             ...(allow.length > 0 && minTrust !== undefined ? { minTrust } : {}),
+            ...(allow.length > 0 && minRecipientTrust !== undefined ? { minRecipientTrust } : {}),
           }))
           .filter((r) => r.allow !== undefined || r.deny !== undefined);
         const after = new PolicySet(parseRules(kept), 1);

@@ -11,11 +11,12 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** `./dist/web/index.js` → `src/web/index.ts`, for every subpath but package.json. */
 function entries(): Array<{ subpath: string; source: string }> {
-  const manifest = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, string | { import: string }> };
+  const manifest = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, string | { import: string; default?: string }> };
   return Object.entries(manifest.exports)
     .filter(([subpath]) => subpath !== './package.json')
     .map(([subpath, target]) => {
-      const dist = typeof target === 'string' ? target : target.import;
+      // The index, not a subpath's `import` entry: that one only checks the optional peers, then loads it.
+      const dist = typeof target === 'string' ? target : (target.default ?? target.import);
       return { subpath, source: dist.replace(/^\.\/dist\//, 'src/').replace(/\.js$/, '.ts') };
     });
 }

@@ -189,6 +189,138 @@ describe('faces with nothing behind them', () => {
   });
 });
 
+describe('frozen faces', () => {
+  /** What a hostile handler tries: every way to put its own function where another face will call it. */
+  const patchAttempts = (target: object, name: string, fn: unknown): string[] => {
+    const took: string[] = [];
+    const attempts: [string, () => void][] = [
+      ['assign', () => ((target as Record<string, unknown>)[name] = fn)],
+      ['defineProperty', () => Object.defineProperty(target, name, { value: fn })],
+      [
+        'delete',
+        () => {
+          // Deleting a property the object does not own changes nothing; only an own one counts.
+          if (Object.hasOwn(target, name) && delete (target as Record<string, unknown>)[name]) return;
+          throw new Error('nothing deleted');
+        },
+      ],
+      ['setPrototypeOf', () => Object.setPrototypeOf(target, { [name]: fn })],
+    ];
+    for (const [how, attempt] of attempts) {
+      try {
+        attempt();
+        took.push(how);
+      } catch {
+        // refused: a frozen object throws in strict code
+      }
+    }
+    return took;
+  };
+
+  it("a handler cannot patch ask on the prototype every ctx shares to send as the next agent that asks", async () => {
+    const bus = makeBus({
+      policies: [
+        { from: 'admin', to: 'vault', allow: ['ask'] },
+        { from: 'admin', to: 'helper', allow: ['ask'] },
+        { from: '*', to: 'mallory', allow: ['ask'] },
+        { from: '*', to: 'admin', allow: ['ask'] },
+      ],
+    });
+    let opened = false;
+    bus.register('vault', { handlers: { open: () => ((opened = true), 'opened') } });
+    bus.register('helper', { handlers: { q: () => 'helped' } });
+    // A trusted agent whose handler asks its helper.
+    bus.register('admin', { handlers: { work: (_p, ctx) => ctx.ask('helper', 'q', {}) } });
+    let took: string[] = [];
+    bus.register('mallory', {
+      handlers: {
+        attack: (_p, ctx) => {
+          const proto = Object.getPrototypeOf(ctx) as Record<string, any>;
+          const original = proto.ask as (...a: unknown[]) => unknown;
+          const evil = function (this: unknown) {
+            return original.call(this, 'vault', 'open', {});
+          };
+          took = [...patchAttempts(proto, 'ask', evil), ...patchAttempts(ctx, 'ask', evil), ...patchAttempts(original, 'call', evil)];
+          return 'done';
+        },
+      },
+    });
+    const x = bus.register('x');
+    await x.ask('mallory', 'attack', {});
+    expect(took).toEqual([]);
+    await expect(x.ask('admin', 'work', {})).resolves.toBe('helped');
+    expect(opened).toBe(false);
+    expect(bus.getMessageLog({ agentId: 'vault' })).toEqual([]);
+  });
+
+  it('a handler cannot patch the methods every handle shares, nor a handle or a delegate job it holds', async () => {
+    const bus = makeBus({ policies: [{ from: '*', to: '*', allow: ['ask', 'delegate'] }] });
+    bus.register('b', { handlers: { q: () => 'ok' } });
+    const a = bus.register('a');
+    const proto = Object.getPrototypeOf(a) as object;
+    const evil = () => 'patched';
+    expect(patchAttempts(proto, 'ask', evil)).toEqual([]);
+    expect(patchAttempts(a, 'ask', evil)).toEqual([]);
+    const id = Object.getOwnPropertyDescriptor(proto, 'id')!.get!;
+    expect(patchAttempts(id, 'call', evil)).toEqual([]);
+    expect(patchAttempts(proto.constructor, 'prototype', {})).toEqual([]);
+    const job = a.delegate('b', 'q', {});
+    expect(patchAttempts(job, 'cancel', evil)).toEqual([]);
+    expect(patchAttempts(job.cancel, 'call', evil)).toEqual([]);
+    await expect(job).resolves.toBe('ok');
+    await expect(a.ask('b', 'q', {})).resolves.toBe('ok');
+  });
+
+  it('what crosses the transport seam (the inbound port, a sink) cannot be patched by one holder for all', async () => {
+    const net = new LoopbackNetwork();
+    const t1 = net.transport();
+    const sinks: object[] = [];
+    const send = t1.send.bind(t1);
+    t1.send = (outbound, sink) => (sinks.push(sink), send(outbound, sink));
+    const one = makeBus({ node: 'one', transport: t1, policies: [{ from: '*', to: '*', allow: ['ask'] }] });
+    const two = makeBus({ node: 'two', transport: net.transport(), policies: [{ from: '*', to: '*', allow: ['ask'] }] });
+    two.register('b', { handlers: { q: () => 'ok' } });
+    const a = one.register('a');
+    await Promise.all([one.ready(), two.ready()]);
+    await expect(a.ask('b', 'q', {})).resolves.toBe('ok');
+    expect(sinks).toHaveLength(1);
+    const evil = () => undefined;
+    expect(patchAttempts(Object.getPrototypeOf(sinks[0]) as object, 'reply', evil)).toEqual([]);
+    for (const port of net.ports.values()) {
+      expect(patchAttempts(port, 'receive', evil)).toEqual([]);
+      expect(patchAttempts(port.receive, 'call', evil)).toEqual([]);
+    }
+  });
+});
+
+describe("a handler's return value", () => {
+  it('has its then read exactly once', async () => {
+    const bus = makeBus();
+    let reads = 0;
+    bus.register('b', {
+      handlers: {
+        q: () => ({
+          get then() {
+            reads++;
+            // A getter that shows a second reader something else.
+            return reads === 1 ? (resolve: (v: unknown) => void) => resolve('first') : (resolve: (v: unknown) => void) => resolve('second');
+          },
+        }),
+      },
+    });
+    await expect(bus.register('a').ask('b', 'q', {})).resolves.toBe('first');
+    expect(reads).toBe(1);
+  });
+
+  it('a thenable whose then throws fails the ask with HANDLER_FAILED', async () => {
+    const bus = makeBus();
+    bus.register('b', { handlers: { q: () => ({ then() { throw new Error('boom'); } }) } });
+    const error = await rejectionOf(bus.register('a').ask('b', 'q', {}));
+    expect(error.code).toBe('HANDLER_FAILED');
+    expect(error.message).toContain('boom');
+  });
+});
+
 describe('read once', () => {
   it('a send() message whose type flips from ask to notify is read once: with notify-only rules it gets no reply', async () => {
     const bus = makeBus({ policies: [{ from: 'a', to: 'b', allow: ['notify'] }] });

@@ -1,7 +1,9 @@
 // The approval page end to end in headless Chromium (Debian's `chromium`, driven by
 // playwright-core). Without /usr/bin/chromium these tests say so and skip; with CI=true
 // they fail instead.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -43,9 +45,10 @@ function paymentBus(): Orchestrator {
   return bus;
 }
 
-async function openPage(bus: Orchestrator): Promise<{ page: Page; server: ApprovalServerHandle; errors: string[] }> {
+async function openPage(bus: Orchestrator, viewport = { width: 1280, height: 800 }): Promise<{ page: Page; server: ApprovalServerHandle; errors: string[] }> {
   const server = await approvalServer(bus, { operator: 'alice' });
   const page = await browser.newPage();
+  await page.setViewportSize(viewport);
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => (m.type() === 'error' ? errors.push(m.text()) : undefined));
@@ -70,6 +73,8 @@ describe.skipIf(!present)('approval page in Chromium', () => {
       await expect(card.locator('dd.left').textContent()).resolves.toMatch(/\d+ (s|min \d\d s) left/);
       await expect(card.textContent()).resolves.toContain('purchase -> payment allow:delegate approval');
       await card.locator('button.approve').click();
+      await page.locator('dialog#confirm').waitFor();
+      await page.locator('#confirm-yes').click();
       await expect(job).resolves.toEqual({ paid: true, charged: { item: 'GPU hours', amount: 120, currency: 'EUR' } });
       await page.locator('#status', { hasText: '✓ approved purchase → payment delegate "pay" as alice: approved: staged for delivery' }).waitFor();
       await page.locator('#pending', { hasText: 'nothing is waiting for you' }).waitFor();
@@ -148,4 +153,165 @@ describe.skipIf(!present)('approval page in Chromium', () => {
       await server.close();
     }
   }, 30_000);
+
+  it('asks before approving: the confirm step shows the whole payload, the rule and the deadline; Cancel sends nothing', async () => {
+    const bus = paymentBus();
+    const purchase = bus.register('purchase');
+    const { page, server, errors } = await openPage(bus);
+    try {
+      const long = 'x'.repeat(3000);
+      const job = purchase.delegate('payment', 'pay', { item: 'GPU hours', amount: 120, memo: long }, { timeoutMs: 90_000 });
+      const card = page.locator('article.card');
+      await card.waitFor();
+      await card.locator('button.approve').click();
+      const dialog = page.locator('dialog#confirm');
+      await dialog.waitFor();
+      await expect(page.locator('#confirm-title').textContent()).resolves.toBe('Approve this delegate as alice?');
+      const facts = (await page.locator('#confirm-facts').textContent()) ?? '';
+      expect(facts).toContain('purchase -> payment allow:delegate approval');
+      expect(facts).toMatch(/deadline.*\d+ (s|min \d\d s) left/);
+      // The whole payload, not a preview.
+      expect(JSON.parse((await page.locator('#confirm-payload').textContent()) ?? '')).toEqual({ item: 'GPU hours', amount: 120, memo: long });
+      await page.locator('#confirm-no').click();
+      await dialog.waitFor({ state: 'hidden' });
+      await page.locator('#status', { hasText: 'not approved: nothing was sent' }).waitFor();
+      expect(bus.approvals.list()).toHaveLength(1);
+      await card.locator('button.approve').click();
+      await page.locator('#confirm-yes').click();
+      await expect(job).resolves.toMatchObject({ paid: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
+  for (const viewport of [
+    { width: 1280, height: 800 },
+    { width: 390, height: 844 },
+  ]) {
+    it(`shows every column of the audit table at ${viewport.width}x${viewport.height}: the table scrolls within its box, the page does not`, async () => {
+      const bus = paymentBus();
+      const purchase = bus.register('purchase');
+      const { page, server, errors } = await openPage(bus, viewport);
+      try {
+        const job = purchase.delegate('payment', 'pay', { amount: 5 });
+        await bus.flush();
+        bus.approvals.approve(bus.approvals.list()[0]!.id, { by: 'a-rather-long-operator-name@example.com', note: 'PO-7781' });
+        await job;
+        await page.locator('#log tbody tr', { hasText: 'approved by a-rather-long-operator-name@example.com' }).first().waitFor();
+        const layout = await page.evaluate(() => {
+          // Runs in the page: its DOM, typed loosely here (the tests compile without the DOM library).
+          type Box = { scrollWidth: number; clientWidth: number; scrollLeft: number; textContent: string | null; getBoundingClientRect(): { left: number; right: number } };
+          const w = globalThis as unknown as { innerWidth: number; document: { getElementById(id: string): Box; querySelectorAll(q: string): ArrayLike<Box>; scrollingElement: Box } };
+          const box = w.document.getElementById('log-box');
+          const headers = w.document.querySelectorAll('#log thead th');
+          const last = headers[headers.length - 1]!;
+          const before = { scrollWidth: box.scrollWidth, clientWidth: box.clientWidth };
+          box.scrollLeft = box.scrollWidth;
+          const b = box.getBoundingClientRect();
+          const l = last.getBoundingClientRect();
+          return { ...before, pageOverflow: w.document.scrollingElement.scrollWidth - w.innerWidth, lastVisible: l.left >= b.left - 1 && l.right <= b.right + 1, lastText: last.textContent };
+        });
+        expect(layout.pageOverflow).toBeLessThanOrEqual(0); // nothing sticks out of the page
+        expect(layout.lastText).toBe('approval');
+        expect(layout.lastVisible).toBe(true); // the approval column is reachable, not clipped
+        // At 1280 px the whole table fits; on a phone it scrolls inside its box.
+        if (viewport.width >= 1280) expect(layout.scrollWidth).toBeLessThanOrEqual(layout.clientWidth);
+        else expect(layout.scrollWidth).toBeGreaterThan(layout.clientWidth);
+        expect(errors).toEqual([]);
+      } finally {
+        await page.close();
+        await server.close();
+      }
+    }, 30_000);
+  }
+
+  it('says the bus has closed, lists nothing and stops reconnecting when the bus closes', async () => {
+    const bus = paymentBus();
+    const purchase = bus.register('purchase');
+    const { page, server } = await openPage(bus);
+    try {
+      const job = rejectionOf(purchase.delegate('payment', 'pay', { amount: 5 }));
+      await page.locator('article.card').waitFor();
+      await bus.close();
+      await job;
+      await page.locator('#banner', { hasText: 'the bus has closed' }).waitFor();
+      await expect(page.locator('#connection').textContent()).resolves.toBe('closed');
+      expect(await page.locator('article.card').count()).toBe(0);
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
+  it('says so when its server stops, instead of "reconnecting…" forever', async () => {
+    const bus = paymentBus();
+    const { page, server } = await openPage(bus);
+    try {
+      await server.close();
+      await page.locator('#banner', { hasText: 'stopped' }).waitFor();
+      await expect(page.locator('#connection').textContent()).resolves.toBe('closed');
+    } finally {
+      await page.close();
+    }
+  }, 30_000);
+
+  it('runs the durable example of docs/approvals.md: hold, SIGKILL, restart, approve from the page, read the result', async () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const work = mkdtempSync(join(tmpdir(), 'switchboard-durable-example-'));
+    const children: ChildProcess[] = [];
+    try {
+      const text = readFileSync(join(root, 'docs/approvals.md'), 'utf8');
+      const blocks = [...text.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]!).filter((b) => b.includes('// durable-approval example'));
+      expect(blocks).toHaveLength(1);
+      const code = blocks[0]!
+        .replace(/from 'agent-switchboard\/(\w+)'/g, (_, sub: string) => `from '${join(root, 'src', sub, 'index.ts')}'`)
+        .replace(/from 'agent-switchboard'/g, `from '${join(root, 'src/index.ts')}'`);
+      symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'), 'dir');
+      writeFileSync(join(work, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+      writeFileSync(join(work, 'durable.mts'), code);
+      const start = (mode: string, until: RegExp) => {
+        const proc = spawn(process.execPath, ['--import', 'tsx', 'durable.mts', mode, 'approvals.db'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+        children.push(proc);
+        let out = '';
+        let err = '';
+        proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        const matched = new Promise<RegExpExecArray>((resolve, reject) => {
+          proc.stdout.on('data', (c: Buffer) => {
+            out += c.toString();
+            const m = until.exec(out);
+            if (m !== null) resolve(m);
+          });
+          proc.on('exit', () => reject(new Error(`${mode} exited before printing ${until}: ${out}${err}`)));
+        });
+        return { proc, matched, output: () => out };
+      };
+      const hold = start('hold', /held (\S+):/);
+      const [, id] = await hold.matched;
+      const killed = new Promise((resolve) => hold.proc.on('exit', (_code, signal) => resolve(signal)));
+      hold.proc.kill('SIGKILL');
+      expect(await killed).toBe('SIGKILL');
+      const serve = start('serve', /approve (\S+) at (\S+)\n/);
+      const [, restoredId, url] = await serve.matched;
+      expect(restoredId).toBe(id);
+      const exited = new Promise<number | null>((resolve) => serve.proc.on('exit', (code) => resolve(code)));
+      const page = await browser.newPage();
+      try {
+        await page.goto(url!);
+        const card = page.locator('article.card', { hasText: 'restored' });
+        await card.waitFor();
+        await expect(card.locator('pre.payload').textContent()).resolves.toContain('"GPU hours"');
+        await card.locator('button.approve').click();
+        await page.locator('#confirm-yes').click();
+        expect(await exited).toBe(0);
+      } finally {
+        await page.close();
+      }
+      expect(serve.output()).toContain('result: {"paid":true,"charged":{"item":"GPU hours","amount":120}}');
+    } finally {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -1,5 +1,8 @@
 // The approval web server at the HTTP level: the token, CSRF, escaping, exactly-once
 // decisions, input validation and bounded bodies.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { csrfFor } from '../src/web/auth.js';
@@ -234,5 +237,44 @@ describe('approvalServer()', () => {
     const approved = await post(server, { id, decision: 'approve', by: 'alice' });
     expect(await approved.json()).toMatchObject({ status: 'decided', staged: true, text: 'approved: staged for delivery' });
     await expect(job).resolves.toMatchObject({ paid: true });
+  });
+});
+
+describe('approvalServer() with durable approvals', () => {
+  it('answers 409 when another bus on the same audit file decided the message first', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchboard-web-durable-'));
+    try {
+      const path = join(dir, 'audit.db');
+      const rules = { policies: [{ from: 'purchase', to: 'payment', allow: ['delegate' as const], requireApproval: true }] };
+      const a = makeBus({ ...rules, audit: { path } });
+      a.register('payment', { handlers: { pay: () => 'paid' } });
+      const job = a.register('purchase').delegate('payment', 'pay', { amount: 1 });
+      const id = await held(a);
+      const b = makeBus({ ...rules, audit: { path } });
+      b.register('payment', { handlers: { pay: () => 'paid by b' } });
+      const server = await serve(a);
+      b.approvals.approve(id, { by: 'bob' });
+      const res = await post(server, { id, decision: 'approve', by: 'alice' });
+      expect(res.status).toBe(409);
+      expect(((await res.json()) as { text: string }).text).toContain('already decided');
+      expect(await job).toBe('paid by b');
+    } finally {
+      await closeBuses();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tells the page when the bus has closed: state closed, nothing listed, the stream ends with a closed event', async () => {
+    const bus = paymentBus();
+    const job = rejectionOf(bus.register('purchase').delegate('payment', 'pay', { amount: 1 }));
+    await held(bus);
+    const server = await serve(bus);
+    await bus.close();
+    await job;
+    const state = (await (await fetch(new URL('/api/state', server.url), { headers: auth })).json()) as { closed: boolean; pending: unknown[] };
+    expect(state).toMatchObject({ closed: true, pending: [] });
+    const stream = await (await fetch(new URL('/api/events', server.url), { headers: auth })).text();
+    expect(stream).toContain('event: closed');
+    expect(stream).toContain('the bus has closed');
   });
 });

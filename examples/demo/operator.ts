@@ -1,5 +1,5 @@
 // The human in the loop, kept simple: a scripted operator for CI and pipes, or one
-// question on the terminal. (A full approval TUI is a separate piece of work.)
+// question on the terminal (the full approval console is `--interactive`, the web page `--web`).
 import { userInfo } from 'node:os';
 import { createInterface } from 'node:readline/promises';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,5 +1,8 @@
 // Prints what happens on the bus as it happens: one compact line per event.
-import type { BusEventSource, Envelope, MessageLogEntry } from '../../src/index.js';
+import { escapeText, type BusEventSource, type Envelope, type MessageLogEntry } from '../../src/index.js';
+
+// Every agent-controlled string (ids, intents, reasons, payloads) is printed through escapeText:
+// nothing an agent wrote steers the terminal. The transcript's own colours are added after.
 
 /** ANSI styling, or none. Colours are only for a terminal, and never with NO_COLOR set. */
 export interface Style {
@@ -39,7 +42,7 @@ export class Transcript {
 
   /** What an agent (or the operator) says or sees, in its own words. */
   say(who: string, text: string): void {
-    this.out(`${timeOf()}  ${this.style.cyan(`${who}:`)} ${text}`);
+    this.out(`${timeOf()}  ${this.style.cyan(`${escapeText(who)}:`)} ${escapeText(text)}`);
   }
 
   /** A line without a timestamp. */
@@ -54,17 +57,17 @@ export class Transcript {
     events.on('message:delivered', ({ envelope }) => this.message(envelope, s.green('✓ delivered')));
     events.on('message:replied', ({ envelope }) => this.message(envelope, s.green('↩ replied')));
     events.on('message:denied', ({ attempt, code, reason, rule }) =>
-      this.route(attempt.from, attempt.to, `${attempt.type} ${attempt.intent}`, `${s.red(`✗ refused ${code}`)}  ${s.dim(rule !== undefined ? `rule '${rule}'` : reason)}`),
+      this.route(attempt.from, attempt.to, `${attempt.type} ${attempt.intent}`, `${s.red(`✗ refused ${code}`)}  ${s.dim(escapeText(rule !== undefined ? `rule '${rule}'` : reason))}`),
     );
     events.on('message:expired', ({ envelope, code }) => this.message(envelope, s.yellow(`⌛ expired ${code}`)));
-    events.on('message:failed', ({ envelope, code, reason }) => this.message(envelope, `${s.red(`✗ failed ${code}`)}  ${s.dim(reason)}`));
-    events.on('message:dead', ({ envelope, reason }) => this.message(envelope, `${s.red('☠ dead')}  ${s.dim(reason)}`));
+    events.on('message:failed', ({ envelope, code, reason }) => this.message(envelope, `${s.red(`✗ failed ${code}`)}  ${s.dim(escapeText(reason))}`));
+    events.on('message:dead', ({ envelope, reason }) => this.message(envelope, `${s.red('☠ dead')}  ${s.dim(escapeText(reason))}`));
     events.on('approval:requested', ({ approval }) => {
       const e = approval.envelope;
-      this.message(e, `${s.yellow('⏸ held for approval')}  ${s.dim(`rule '${approval.rule ?? '?'}'`)}`);
+      this.message(e, `${s.yellow('⏸ held for approval')}  ${s.dim(escapeText(`rule '${approval.rule ?? '?'}'`))}`);
     });
     events.on('approval:decided', ({ approval, decision, by, reason }) => {
-      const text = `${decision}${by !== undefined ? ` by ${by}` : ''}${reason !== undefined ? ` (${reason})` : ''}`;
+      const text = escapeText(`${decision}${by !== undefined ? ` by ${by}` : ''}${reason !== undefined ? ` (${reason})` : ''}`);
       this.message(approval.envelope, decision === 'approved' ? s.green(`✓ ${text}`) : s.red(`✗ ${text}`));
     });
   }
@@ -74,7 +77,7 @@ export class Transcript {
   }
 
   private route(from: string, to: string, what: string, status: string): void {
-    this.out(`${timeOf()}  ${`${from} → ${to}`.padEnd(ROUTE_WIDTH)} ${what.padEnd(WHAT_WIDTH)} ${status}`);
+    this.out(`${timeOf()}  ${escapeText(`${from} → ${to}`).padEnd(ROUTE_WIDTH)} ${escapeText(what).padEnd(WHAT_WIDTH)} ${status}`);
   }
 
   /** The audit log as a table, oldest first. */
@@ -90,7 +93,7 @@ export class Transcript {
       e.outcome ?? '',
       e.approval === undefined ? '' : `${e.approval}${e.decidedBy !== undefined ? ` by ${e.decidedBy}` : ''}`,
       e.code ?? '',
-    ]);
+    ].map(escapeText));
     const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
     const line = (cells: readonly string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd();
     this.out(this.style.bold(line(header)));

@@ -1,17 +1,38 @@
-// One bus, two processes, over NATS. Run it with `npm run example:nodes`.
+// One bus, two processes, over NATS: a signed, sealed fleet from `fleet init` to a verified
+// log. Run it with `npm run example:nodes`.
 //
-// Starts a nats-server of its own (or uses NATS_URL), starts node "writers-1" in a child
-// process (examples/nodes/worker-node.ts), and runs node "research-1" here: an ask, a delegate
-// with progress and a call back across nodes, a broadcast notify, and a send the receiving
-// node refuses. Each node keeps its own audit log.
+// 1. `switchboard fleet init` writes the roster, each node's seed and the server's auth.conf.
+// 2. A nats-server of its own starts with that auth.conf (or NATS_URL is used as given).
+// 3. The operator creates the claims bucket (`switchboard fleet bucket`).
+// 4. Node "writers-1" runs in a child process (examples/nodes/worker-node.ts), node
+//    "research-1" here: an ask, a delegate with progress and a call back across nodes, a
+//    broadcast notify, and a send the receiving node refuses. Every message is signed by its
+//    node and sealed for the other (seal: 'always'); each node keeps its own audit log.
+// 5. `switchboard verify <db> --roster roster.json` checks each log's chain and every proof a
+//    peer sent with its messages.
 // Inside this repository the imports are '../../src/…'; in your app they are
-// 'agent-switchboard' and 'agent-switchboard/nats'.
+// 'agent-switchboard' and 'agent-switchboard/nats', and the CLI is `npx switchboard`.
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { main as switchboard } from '../../src/cli/main.js';
 import { Orchestrator, isBusError } from '../../src/index.js';
 import { natsTransport } from '../../src/nats/index.js';
 import { findNatsServer, INSTALL_HINT, startNatsServer } from '../../scripts/nats-server.js';
 
+const cli = async (...args: string[]) => {
+  console.log(`$ switchboard ${args.join(' ')}`);
+  const code = await switchboard(args, { out: (l) => console.log(`  ${l}`), err: (l) => console.error(`  ${l}`) });
+  if (code !== 0) throw new Error(`switchboard ${args[0]} exited with ${code}`);
+};
+
+// 1. The fleet's keys and configuration.
+const dir = mkdtempSync(join(tmpdir(), 'switchboard-example-fleet-'));
+writeFileSync(join(dir, 'fleet.json'), JSON.stringify({ bus: 'example', nodes: { 'research-1': ['research'], 'writers-1': ['writer'] }, operators: ['ops'] }));
+await cli('fleet', 'init', join(dir, 'fleet.json'), '--out', dir);
+
+// 2. The broker, with the generated authorization block.
 let url = process.env.NATS_URL;
 let stopServer = async () => {};
 if (url === undefined) {
@@ -20,14 +41,17 @@ if (url === undefined) {
     console.error(`This example needs a nats-server: ${INSTALL_HINT}, or set NATS_URL.`);
     process.exit(1);
   }
-  const server = await startNatsServer(bin);
+  const server = await startNatsServer(bin, { extraConfig: readFileSync(join(dir, 'auth.conf'), 'utf8') });
   url = server.url;
   stopServer = server.dispose;
-  console.log(`started nats-server at ${url}`);
+  console.log(`started nats-server at ${url} with ${join(dir, 'auth.conf')}`);
 }
 
-// Node 2, in a process of its own.
-const worker = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'worker-node.ts'), url], { stdio: ['pipe', 'pipe', 'inherit'] });
+// 3. The claims bucket, by the operator.
+await cli('fleet', 'bucket', '--servers', url, '--creds', join(dir, 'ops.nk'), '--roster', join(dir, 'roster.json'));
+
+// 4. Node 2, in a process of its own.
+const worker = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'worker-node.ts'), url, dir], { stdio: ['pipe', 'pipe', 'inherit'] });
 worker.stdout!.pipe(process.stdout);
 await new Promise<void>((resolve, reject) => {
   worker.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
@@ -37,7 +61,14 @@ await new Promise<void>((resolve, reject) => {
 // Node 1, here.
 const bus = new Orchestrator({
   node: 'research-1',
-  transport: await natsTransport({ servers: url, bus: 'example' }),
+  transport: await natsTransport({
+    servers: url,
+    bus: 'example',
+    roster: join(dir, 'roster.json'),
+    nkeySeed: readFileSync(join(dir, 'research-1.nk'), 'utf8'),
+    seal: 'always',
+  }),
+  audit: { path: join(dir, 'research-1.db') },
   policies: [
     { from: 'research', to: 'writer', allow: ['ask', 'delegate', 'notify'] },
     { from: 'writer', to: 'research', allow: ['ask'], intents: ['clarify'] },
@@ -71,3 +102,8 @@ await bus.close();
 worker.stdin!.write('close\n');
 await new Promise((resolve) => worker.once('exit', resolve));
 await stopServer();
+
+// 5. Each log: its chain, and every proof its peer sent with a message.
+await cli('verify', join(dir, 'research-1.db'), '--roster', join(dir, 'roster.json'));
+await cli('verify', join(dir, 'writers-1.db'), '--roster', join(dir, 'roster.json'));
+rmSync(dir, { recursive: true, force: true });

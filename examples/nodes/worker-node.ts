@@ -1,14 +1,24 @@
 // Node "writers-1" of the nodes example, in a process of its own: serves the `writer` agent.
-// Started by examples/nodes/main.ts with the NATS URL; prints "ready" once reachable bus-wide.
+// Started by examples/nodes/main.ts with the NATS URL and the fleet's directory (its roster
+// and this node's seed); prints "ready" once reachable bus-wide.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Orchestrator } from '../../src/index.js';
 import { natsTransport } from '../../src/nats/index.js';
 
-const url = process.argv[2];
-if (url === undefined) throw new Error('usage: worker-node.ts <nats-url>');
+const [url, dir] = process.argv.slice(2);
+if (url === undefined || dir === undefined) throw new Error('usage: worker-node.ts <nats-url> <fleet-dir>');
 
 const bus = new Orchestrator({
   node: 'writers-1',
-  transport: await natsTransport({ servers: url, bus: 'example' }),
+  transport: await natsTransport({
+    servers: url,
+    bus: 'example',
+    roster: join(dir, 'roster.json'),
+    nkeySeed: readFileSync(join(dir, 'writers-1.nk'), 'utf8'),
+    seal: 'always',
+  }),
+  audit: { path: join(dir, 'writers-1.db') },
   // The receiving node's rules decide what reaches its agents.
   policies: [
     { from: 'research', to: 'writer', allow: ['ask', 'delegate', 'notify'] },

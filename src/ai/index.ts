@@ -33,6 +33,11 @@ export class ToolRefusalError extends Error {
     this.reason = refusal.reason;
     this.stack = `${this.name}: ${this.message}`;
   }
+
+  /** `CODE: reason`, what the model reads: ai 7 writes a tool error as `String(error)`. */
+  override toString(): string {
+    return this.message;
+  }
 }
 
 /**
@@ -58,12 +63,13 @@ export function aiTools<C extends Contracts>(agent: Agent<C>, options: AiToolsOp
 }
 
 function toAiTool(agent: Agent<any>, spec: ToolSpec, timeoutMs: number | undefined): Tool {
-  return tool<unknown, unknown>({
+  // No explicit type arguments: their number changed between ai 5 and 7 (a context type).
+  return tool({
     description: spec.description,
     // No `validate`: the bus checks the payload against the contract, so a bad one is
     // audited and comes back to the model as INVALID_PAYLOAD with the paths that failed.
     inputSchema: jsonSchema<unknown>(spec.inputSchema),
-    execute: async (input, { abortSignal }) => {
+    execute: async (input: unknown, { abortSignal }: { abortSignal?: AbortSignal | undefined }) => {
       const outcome = await invokeTool(agent, spec, input, { signal: abortSignal, timeoutMs });
       if (!outcome.ok) throw new ToolRefusalError(outcome.refusal);
       return outcome.value;

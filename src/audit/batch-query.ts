@@ -10,7 +10,7 @@
  */
 import type Database from 'better-sqlite3';
 import { COL } from './migrations.js';
-import type { AuditOutcome, MessageLogEntry, RefusalSummary } from './types.js';
+import { UNVERIFIED, type AuditOutcome, type MessageLogEntry, type RefusalSummary } from './types.js';
 
 /** A validated filter. */
 export interface BatchFilter {
@@ -399,6 +399,9 @@ function fold(load: (first: number) => Batch | undefined, a: Row, firsts: Iterab
   if (truncated != null) e.truncated = { ...(truncated as Record<string, number>) };
   if (a[COL.node] != null) e.node = a[COL.node] as string;
   if (a[COL.peer_node] != null) e.peerNode = a[COL.peer_node] as string;
+  const proof = a[COL.peer_proof];
+  if (proof === UNVERIFIED) e.unverified = true;
+  else if (typeof proof === 'string') e.proof = proof;
   return e;
 }
 

@@ -23,6 +23,10 @@ export interface EncodedBatch {
   readonly conversations: string;
   /** JSON array of the messages of records without a conversation, each once. */
   readonly messages: string;
+  /** Held copies of `pending` rows (see HoldStore): `[index in batch, messageId, to, requestedAt, expiresAt, rule, trust, envelope, payload]`. */
+  readonly holds?: unknown[][];
+  /** Replies kept for result(): `[index in batch, messageId answered, reply JSON]`. */
+  readonly replies?: unknown[][];
 }
 
 /** A record that cannot be stored: `index` is its position among the records given. */
@@ -48,11 +52,14 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
     const agents = new Set<string>();
     const conversations = new Set<string>();
     const messages = new Set<string>();
+    let holds: unknown[][] | undefined;
+    let replies: unknown[][] | undefined;
     for (let i = start; i < end; i++) {
       let row: unknown[];
       let line: string;
+      const record = records[i] as AuditRecord;
       try {
-        row = toRow(records[i] as AuditRecord, 0);
+        row = toRow(record, 0);
         line = encodeRow(row); // may replace lone surrogates in row: index what is stored
       } catch (e) {
         throw new InvalidRecordError(i, e);
@@ -64,6 +71,15 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
       const conversation = row[COL.conversation_id];
       if (typeof conversation === 'string') conversations.add(conversation);
       else messages.add(row[COL.message_id] as string);
+      // Side tables of durable approvals: rare, so the common record pays one property read.
+      if (record.kind === 'attempt') {
+        const held = record.held;
+        if (held !== undefined) {
+          (holds ??= []).push([i - start, record.messageId, record.to, held.requestedAt, held.expiresAt, held.rule ?? null, held.trust, held.envelope, held.payload]);
+        } else if (record.keptReply !== undefined && record.inReplyTo !== undefined) {
+          (replies ??= []).push([i - start, record.inReplyTo, record.keptReply]);
+        }
+      }
     }
     batches.push({
       count: end - start,
@@ -71,6 +87,8 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
       agents: JSON.stringify([...agents]),
       conversations: JSON.stringify([...conversations]),
       messages: messages.size === 0 ? '[]' : JSON.stringify([...messages]),
+      ...(holds !== undefined ? { holds } : {}),
+      ...(replies !== undefined ? { replies } : {}),
     });
   }
   return batches;

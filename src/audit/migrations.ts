@@ -47,6 +47,10 @@ export const ROW_COLUMNS = [
   // so every other row keeps its encoding and its hash.
   'node',
   'peer_node',
+  // Fleet trust: on a receipt, the sending node's proof (JSON: node, key, signature and what
+  // it covers) as verified against the roster; on any cross-node row of an insecure fleet,
+  // "unverified". Encoded only when set (with nulls before it), like the node columns.
+  'peer_proof',
 ] as const;
 
 /** Index of each column in a stored record line (the JSON array of {@link ROW_COLUMNS}). */
@@ -132,6 +136,35 @@ CREATE VIEW audit_records AS SELECT
 ${V3_COLUMNS.map((c, i) => `  json_extract(r.value, '$[${i}]') AS ${c}`).join(',\n')},
   lower(hex(substr(b.hashes, r.key * 32 + 1, 32))) AS hash
 FROM audit_batch b, json_each(b.records) r;
+`;
+
+/**
+ * Durable approvals: a held message's envelope and payload, written in the transaction of its
+ * `pending` attempt row (whose seq is `seq`) and deleted in the transaction of its decision
+ * row; and a reply kept for `result()` (written with the reply row, deleted once read or when
+ * retention drops that row). Neither table is part of the hash chain: a held copy is checked
+ * against its chained attempt row (ids, parties, payload hash) before it is restored.
+ */
+const SCHEMA_HOLDS = `
+CREATE TABLE approval_hold (
+  seq          INTEGER PRIMARY KEY,
+  message_id   TEXT NOT NULL,
+  recipient    TEXT NOT NULL,
+  requested_at INTEGER NOT NULL,
+  expires_at   INTEGER NOT NULL,
+  rule         TEXT,
+  trust        REAL NOT NULL,
+  approved     INTEGER NOT NULL DEFAULT 0,
+  envelope     TEXT NOT NULL,
+  payload      TEXT NOT NULL,
+  UNIQUE (message_id, recipient)
+);
+CREATE TABLE kept_reply (
+  message_id TEXT PRIMARY KEY,
+  seq        INTEGER NOT NULL,
+  reply      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX kept_reply_seq ON kept_reply (seq);
 `;
 
 /** Records per stored batch row: bounds what a query reads to find a handful of records. */
@@ -230,6 +263,19 @@ export const MIGRATIONS: readonly Migration[] = [
       db.exec(SCHEMA_V3);
       migrateV2Rows(db);
     },
+  },
+  {
+    version: 4,
+    description: 'every record without a conversation indexed by its message id (v2 follow-ups were indexed under their attempt\'s conversation), so verify can check each lookup table against the records',
+    up: (db) =>
+      db.exec(
+        `INSERT OR IGNORE INTO audit_message (message_id, first_seq) SELECT r.value ->> ${COL.message_id}, b.first_seq FROM audit_batch b, json_each(b.records) r WHERE (r.value ->> ${COL.conversation_id}) IS NULL`,
+      ),
+  },
+  {
+    version: 5,
+    description: 'held messages (envelope and payload) beside their pending rows, and replies kept for result()',
+    up: (db) => db.exec(SCHEMA_HOLDS),
   },
 ];
 

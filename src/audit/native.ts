@@ -31,11 +31,26 @@ export const NATIVE_MISSING_MESSAGE =
   '(with pnpm, `pnpm approve-builds` then `pnpm rebuild better-sqlite3`; where no prebuilt binary ships it compiles one, ' +
   'which needs python3, make and a C++ compiler), or pass `audit: false` to run without an audit log';
 
+/** The oldest Node major the SQLite audit log runs on (the package's `engines`). */
+export const MIN_NODE_MAJOR = 22;
+
+/** The message of the error thrown on a Node older than {@link MIN_NODE_MAJOR}. */
+export function oldNodeMessage(version: string): string {
+  return (
+    `The SQLite audit log needs Node >= ${MIN_NODE_MAJOR}; this is Node ${version}, on which the native module ` +
+    'better-sqlite3 crashes the process as it loads. Upgrade Node (22 or newer), or pass `audit: false` to run without an audit log'
+  );
+}
+
 /**
  * The better-sqlite3 constructor, loaded on the first call.
- * @throws BusError AUDIT_UNAVAILABLE when the module cannot be loaded (`cause`: the loader's error).
+ * @throws BusError AUDIT_UNAVAILABLE on a Node older than 22, checked before the native
+ *   module is touched (it would end the process with a segmentation fault, printing nothing),
+ *   or when the module cannot be loaded (`cause`: the loader's error).
  */
-export function loadSqlite(): DatabaseConstructor {
+export function loadSqlite(nodeVersion: string = process.versions.node): DatabaseConstructor {
+  const major = Number.parseInt(nodeVersion, 10);
+  if (!(major >= MIN_NODE_MAJOR)) throw new BusError('AUDIT_UNAVAILABLE', oldNodeMessage(nodeVersion));
   if (loaded !== undefined) return loaded;
   try {
     loaded = loader();

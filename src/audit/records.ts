@@ -45,7 +45,8 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
     default:
       throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
   }
-  if (r.node !== undefined || r.peerNode !== undefined) row.push(null, r.node ?? null, r.peerNode ?? null);
+  if (r.node !== undefined || r.peerNode !== undefined || r.proof !== undefined) row.push(null, r.node ?? null, r.peerNode ?? null);
+  if (r.proof !== undefined) row.push(r.proof);
   checkRow(row);
   let truncated: Record<string, number> | undefined;
   for (const i of CAPPED) {
@@ -87,7 +88,7 @@ function summaryOf(s: RefusalSummary): RefusalSummary {
 const ENUMS: [number, ReadonlySet<string>][] = [
   [6, new Set(MESSAGE_TYPES)],
   [10, new Set(['allowed', 'denied', 'pending'])],
-  [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply'])],
+  [15, new Set(['delivered', 'replied', 'failed', 'expired', 'cancelled', 'late-reply', 'interrupted'])],
   [16, new Set(['approved', 'rejected', 'expired', 'cancelled'])],
 ];
 

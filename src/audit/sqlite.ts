@@ -9,9 +9,11 @@ import { Checkpointer } from './checkpointer.js';
 import { createByteDigest, createDigest, GENESIS, keyCheck, type ByteDigest, type ChainAlgorithm, type Digest } from './hash-chain.js';
 import { loadSqlite } from './native.js';
 import { verifyRows, type VerifyRow } from './verify-batches.js';
+import { checkIndexes, checkSchema } from './verify-indexes.js';
+import { interruptedSince, mayBeAlive, META_RUNS, newRun, parseRuns, type Run } from './runs.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
-import type { AuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
+import type { AuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
 export interface SqliteAuditLogOptions {
@@ -158,9 +160,11 @@ interface Identity {
  * log.verify()                     // { ok: true, checked: 1 }
  * log.close()
  */
-export class SqliteAuditLog implements AuditLog {
+export class SqliteAuditLog implements AuditLog, HoldStore {
   /** The path the log was opened with. */
   readonly path: string;
+  /** A file log keeps held messages (durable approvals); `:memory:` does not. */
+  readonly keepsHolds: boolean;
   /** Which hash chain the log uses. */
   readonly chain: ChainAlgorithm;
   /** True when opened with `readonly: true`. */
@@ -179,6 +183,7 @@ export class SqliteAuditLog implements AuditLog {
   /** Batches recent queries parsed, kept while the database is unchanged (see {@link BatchCache}). */
   private readonly batches = new BatchCache();
   private appendTx!: Database.Transaction<(batches: readonly EncodedBatch[]) => ChainHead>;
+  private decideTx!: Database.Transaction<(decisions: readonly HoldDecision[]) => boolean[]>;
   /** The file written, to notice when the path no longer leads to it (file logs only). */
   private identity: Identity | undefined;
   /** Set when the file at the path was lost: the head it had, kept for the next file. */
@@ -198,12 +203,15 @@ export class SqliteAuditLog implements AuditLog {
   private backpressured = false;
   /** The `-wal` file's size after the last commit or checkpoint of this connection. */
   private walSize = 0;
+  /** This writer's run, registered in a file log's metadata while it is open. */
+  private run: Run | undefined;
 
   constructor(options: SqliteAuditLogOptions = {}) {
     const o = parseOptions(optionsSchema, options, 'SqliteAuditLog');
     this.options = o;
     this.path = o.path ?? ':memory:';
     this.readonly = o.readonly ?? false;
+    this.keepsHolds = this.path !== ':memory:';
     this.maxRows = o.maxRows ?? (this.path === ':memory:' ? DEFAULT_MEMORY_MAX_ROWS : Infinity);
     this.onCommit = o.onCommit;
     this.onBackpressure = o.onBackpressure;
@@ -213,6 +221,54 @@ export class SqliteAuditLog implements AuditLog {
     this.chain = this.open();
     this.digest = this.chain === 'sha256' ? createDigest() : o.key === undefined ? undefined : createDigest(o.key);
     this.byteDigest = this.chain === 'sha256' ? createByteDigest() : o.key === undefined ? undefined : createByteDigest(o.key);
+    if (!this.readonly && this.identity !== undefined) this.startRun();
+  }
+
+  /**
+   * Registers this writer's run in the file, first recording `interrupted` for what runs
+   * that ended without closing left open (see runs.ts). Never fails the open: without the
+   * write lock (another writer holds it), the earlier runs are left for a later open.
+   */
+  private startRun(): void {
+    try {
+      this.db
+        .transaction(() => {
+          const runs = parseRuns(this.stmts.meta.get(META_RUNS) as string | undefined);
+          const alive = runs.filter(mayBeAlive);
+          const dead = runs.filter((r) => !mayBeAlive(r));
+          let keep = runs;
+          if (dead.length > 0 && alive.length === 0) {
+            const from = Math.min(...dead.map((r) => r.from));
+            const why = `the process that was running it (${dead.map((r) => `pid ${r.pid}`).join(', ')}) stopped without closing the log; found when the log was opened again`;
+            const records = interruptedSince(this.db, from, Date.now(), why);
+            if (records.length > 0) this.writeBatches(encodeBatches(records));
+            keep = [];
+          }
+          this.run = newRun(this.head().seq);
+          this.stmts.setMeta.run(META_RUNS, JSON.stringify([...keep, this.run]));
+        })
+        .immediate();
+    } catch (e) {
+      this.run = undefined;
+      process.emitWarning(`agent-switchboard: could not register this run in ${this.path} (${messageOf(e)}); runs that ended without closing are left for a later open`, { code: 'SWITCHBOARD_AUDIT_RUNS' });
+    }
+  }
+
+  /** Removes this run from the file: it closed, so nothing of it is left without an outcome by a crash. */
+  private endRun(): void {
+    const run = this.run;
+    if (run === undefined || this.lost !== undefined) return;
+    this.run = undefined;
+    try {
+      this.db
+        .transaction(() => {
+          const runs = parseRuns(this.stmts.meta.get(META_RUNS) as string | undefined).filter((r) => r.id !== run.id);
+          this.stmts.setMeta.run(META_RUNS, JSON.stringify(runs));
+        })
+        .immediate();
+    } catch {
+      // The next opener finds the run and, once this process is gone, checks what it left open.
+    }
   }
 
   /** Opens (and when needed creates or migrates) the database at the path; returns its chain. */
@@ -268,6 +324,18 @@ export class SqliteAuditLog implements AuditLog {
     this.queryStmts.clear();
     this.batches.clear();
     this.appendTx = db.transaction((batches: readonly EncodedBatch[]) => this.writeBatches(batches));
+    this.decideTx = db.transaction((decisions: readonly HoldDecision[]) => {
+      // Under the write lock: of two connections deciding one hold, the second finds it gone.
+      const { holdState, deleteHold, approveHold } = this.stmts;
+      const taken = decisions.map((d) => {
+        if (holdState.get(d.messageId, d.to) !== (d.approved === true ? 1 : 0)) return false;
+        (d.keep === true ? approveHold : deleteHold).run(d.messageId, d.to);
+        return true;
+      });
+      const records = decisions.flatMap((d, i) => (taken[i] ? d.records : []));
+      if (records.length > 0) this.writeBatches(encodeBatches(records));
+      return taken;
+    });
     return chain;
   }
 
@@ -408,7 +476,14 @@ export class SqliteAuditLog implements AuditLog {
     }
     // A head older than the anchor was dropped by retention: the log is longer, not truncated.
     const headSeen = want === undefined || want.seq < anchor.seq || (want.seq === anchor.seq && want.hash === anchor.hash);
-    return verifyRows(this.stmts.verify.iterate() as IterableIterator<VerifyRow>, digest, anchor, want, headSeen);
+    const result = verifyRows(this.stmts.verify.iterate() as IterableIterator<VerifyRow>, digest, anchor, want, headSeen);
+    if (!result.ok) return result;
+    // The chain holds: now what queries read beside it (see verify-indexes.ts).
+    const schema = checkSchema(this.db);
+    if (schema !== undefined) return { ...result, ok: false, checked: 0, firstBad: anchor.seq + 1, reason: `${schema}: queries could show what the chain does not hold` };
+    const missing = checkIndexes(this.db, anchor.seq);
+    if (missing !== undefined) return { ...result, ok: false, checked: missing.seq - anchor.seq - 1, firstBad: missing.seq, reason: missing.reason };
+    return result;
   }
 
   /** The last record's seq and hash; `{ seq: 0, hash: GENESIS }` for an empty log. */
@@ -419,6 +494,122 @@ export class SqliteAuditLog implements AuditLog {
   }
 
   /**
+   * The held messages this file keeps, oldest first, each with its `pending` attempt row as
+   * stored (so the caller can check the copy against the chained row).
+   */
+  holds(afterSeq = -1): StoredHold[] {
+    this.assertOpen();
+    try {
+      const rows = this.stmts.holds.all(afterSeq) as [string, string, number, number, number, string | null, number, number, string, string][];
+      const batches = new Map<number, string[]>();
+      this.lastBatch = undefined;
+      return rows.map(([messageId, to, seq, requestedAt, expiresAt, rule, trust, approved, envelope, payload]) => ({
+        approved: approved === 1,
+        messageId,
+        to,
+        seq,
+        requestedAt,
+        expiresAt,
+        ...(rule !== null ? { rule } : {}),
+        trust,
+        envelope,
+        payload,
+        attempt: this.storedRecord(seq, batches),
+      }));
+    } catch (e) {
+      if (e instanceof BusError) throw e;
+      throw unavailable(`cannot read the held messages of ${this.path}: ${messageOf(e)}`, e);
+    }
+  }
+
+  /** The key and state of every held message (see HoldStore.holdStates). */
+  holdStates(): [string, string, number][] {
+    this.assertOpen();
+    return this.stmts.holdStates.all() as [string, string, number][];
+  }
+
+  /**
+   * The stored record `seq` (its column values). Each batch is read once per call (through
+   * `batches`: its lines, split but not parsed), and only the wanted line is parsed.
+   */
+  private storedRecord(seq: number, batches: Map<number, string[]>): unknown[] | undefined {
+    let first = this.lastBatch;
+    let lines = first === undefined ? undefined : batches.get(first);
+    if (first === undefined || lines === undefined || seq < first || seq >= first + lines.length) {
+      const found = this.stmts.containing.get(seq) as number | null | undefined;
+      if (found === null || found === undefined) return undefined;
+      first = found;
+      lines = batches.get(first);
+      if (lines === undefined) {
+        // `[\n` line `,\n` line … `\n]`: one record per line.
+        lines = (this.stmts.records.get(first) as string).split('\n').slice(1, -1);
+        batches.set(first, lines);
+      }
+      this.lastBatch = first;
+    }
+    const line = lines[seq - first];
+    if (line === undefined) return undefined;
+    const row = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
+    return row[0] === seq ? row : undefined;
+  }
+  private lastBatch: number | undefined;
+
+  /**
+   * Takes decisions on held messages, each only if its hold is still stored: in one
+   * transaction, the rows of the decisions taken are written and their holds deleted.
+   */
+  decide(decisions: readonly HoldDecision[]): boolean[] {
+    this.assertOpen();
+    if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
+    if (decisions.length === 0) return [];
+    this.checkIdentity();
+    try {
+      return this.decideTx.immediate(decisions);
+    } catch (e) {
+      throw this.appendError(e, decisions.reduce((n, d) => n + d.records.length, 0));
+    }
+  }
+
+  /**
+   * Every stored record that names `messageId` as its message or as the message it replies
+   * to, oldest first. Searches the batches newest first and stops at the batch of the
+   * message's attempt: a recent message is found at once, an old one costs a scan.
+   */
+  messageRecords(messageId: string): unknown[][] {
+    this.assertOpen();
+    const needle = JSON.stringify(messageId);
+    const found: unknown[][] = [];
+    const batches = this.stmts.mentioning.iterate(needle) as IterableIterator<[number, string]>;
+    try {
+      for (const [, text] of batches) {
+        let attempt = false;
+        for (const row of JSON.parse(text) as unknown[][]) {
+          const own = row[COL.message_id] === messageId;
+          if (own || (row[COL.in_reply_to] === messageId && row[COL.type] === 'reply')) found.push(row);
+          if (own && row[COL.kind] === 'attempt') attempt = true;
+        }
+        if (attempt) break;
+      }
+    } catch (e) {
+      throw unavailable(`cannot read audit database ${this.path}: ${messageOf(e)}`, e);
+    } finally {
+      batches.return?.();
+    }
+    return found.sort((a, b) => (a[0] as number) - (b[0] as number));
+  }
+
+  /** The reply kept for `messageId` (a restored message's), deleted when `remove`. */
+  keptReply(messageId: string, remove: boolean): string | undefined {
+    this.assertOpen();
+    const reply = this.stmts.keptReply.get(messageId) as string | undefined;
+    if (reply !== undefined && remove) {
+      if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
+      this.stmts.dropReply.run(messageId);
+    }
+    return reply;
+  }
+
+  /**
    * Closes the database. A file log's checkpoint thread closes its connection first, and the
    * WAL is checkpointed and truncated, so the file left is self-contained: once no other
    * connection is open, SQLite removes the `-wal` and `-shm` files. Idempotent; later calls
@@ -426,6 +617,7 @@ export class SqliteAuditLog implements AuditLog {
    */
   close(): void {
     if (this.closed) return;
+    this.endRun();
     this.closed = true;
     this.checkpointer?.stop();
     this.checkpointer = undefined;
@@ -530,7 +722,7 @@ export class SqliteAuditLog implements AuditLog {
     let seq = headSeq;
     let prev = headHash;
     const digest = this.digest as Digest; // a writer always has one (checked at open)
-    const { insertBatch, insertSlices, insertConversations, insertMessages } = this.stmts;
+    const { insertBatch, insertSlices, insertConversations, insertMessages, insertHold, insertReply } = this.stmts;
     for (const b of batches) {
       const first = seq + 1;
       const batchPrev = prev;
@@ -548,6 +740,8 @@ export class SqliteAuditLog implements AuditLog {
       insertSlices.run(first, b.agents);
       insertConversations.run(first, b.conversations);
       if (b.messages !== '[]') insertMessages.run(first, b.messages);
+      if (b.holds !== undefined) for (const h of b.holds) insertHold.run(h[1], h[2], first + (h[0] as number), h[3], h[4], h[5], h[6], h[7], h[8]);
+      if (b.replies !== undefined) for (const r of b.replies) insertReply.run(r[1], first + (r[0] as number), r[2]);
     }
     if (this.maxRows !== Infinity && seq - this.anchor().seq > this.maxRows) this.trim(seq);
     return { seq, hash: prev };
@@ -569,6 +763,8 @@ export class SqliteAuditLog implements AuditLog {
         else dropMessage.run(r[COL.message_id], firstSeq);
       }
       dropBatch.run(firstSeq);
+      // A kept reply goes with its row (retention); a held message stays until decided.
+      this.stmts.dropRepliesBefore.run(firstSeq + count);
       const next = this.stmts.firstAnchor.get() as [number, string] | undefined;
       if (next !== undefined) setMeta.run(META_ANCHOR, JSON.stringify({ seq: next[0] - 1, hash: next[1] }));
     }
@@ -674,6 +870,17 @@ function prepare(db: Database.Database) {
     anyMessages: db.prepare('SELECT 1 FROM audit_message LIMIT 1').pluck(),
     conversationUpTo: db.prepare('SELECT first_seq FROM audit_conversation WHERE conversation_id = ? AND first_seq <= ? ORDER BY first_seq DESC').pluck(),
     changes: db.prepare('SELECT total_changes()').pluck(),
+    holds: db.prepare('SELECT message_id, recipient, seq, requested_at, expires_at, rule, trust, approved, envelope, payload FROM approval_hold WHERE seq > ? ORDER BY seq').raw(),
+    holdStates: db.prepare('SELECT message_id, recipient, approved FROM approval_hold').raw(),
+    holdState: db.prepare('SELECT approved FROM approval_hold WHERE message_id = ? AND recipient = ?').pluck(),
+    approveHold: db.prepare('UPDATE approval_hold SET approved = 1 WHERE message_id = ? AND recipient = ?'),
+    insertHold: db.prepare('INSERT OR IGNORE INTO approval_hold (message_id, recipient, seq, requested_at, expires_at, rule, trust, envelope, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+    deleteHold: db.prepare('DELETE FROM approval_hold WHERE message_id = ? AND recipient = ?'),
+    insertReply: db.prepare('INSERT OR REPLACE INTO kept_reply (message_id, seq, reply) VALUES (?, ?, ?)'),
+    keptReply: db.prepare('SELECT reply FROM kept_reply WHERE message_id = ?').pluck(),
+    dropReply: db.prepare('DELETE FROM kept_reply WHERE message_id = ?'),
+    dropRepliesBefore: db.prepare('DELETE FROM kept_reply WHERE seq < ?'),
+    mentioning: db.prepare('SELECT first_seq, records FROM audit_batch WHERE instr(records, ?) > 0 ORDER BY first_seq DESC').raw(),
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
   return stmts;

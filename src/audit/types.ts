@@ -11,7 +11,9 @@ export type AuditOutcome =
   | 'failed'
   | 'expired'
   | 'cancelled'
-  | 'late-reply';
+  | 'late-reply'
+  /** Found without an outcome when a file log was opened after the process that sent it stopped (a crash). */
+  | 'interrupted';
 
 /** The human decision on a held message. */
 export type ApprovalDecision = 'approved' | 'rejected' | 'expired' | 'cancelled';
@@ -48,6 +50,18 @@ export interface AttemptRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** The sending node's proof on a receipt (JSON), or {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
+  /**
+   * On a `pending` attempt written to a log that keeps held messages ({@link HoldStore}): the
+   * held copy, stored beside the row in its transaction. Not part of the row or its hash.
+   */
+  readonly held?: HeldCopy;
+  /**
+   * On a reply row answering a restored message (its sender's promise died with an earlier
+   * process): the reply's JSON, kept for `result()`. Not part of the row or its hash.
+   */
+  readonly keptReply?: string;
   /**
    * Set on a refusal-summary row: this row stands for `count` refusals of its sender beyond
    * its rate (its own message is the first of them), which were counted, not written one by one.
@@ -70,6 +84,75 @@ export interface RefusalSummary {
   readonly codes: Readonly<Partial<Record<ErrorCode, number>>>;
 }
 
+/** What a {@link HoldStore} keeps of a held message besides its attempt row. */
+export interface HeldCopy {
+  /** The envelope's fields its attempt row does not record, as JSON: `{ priority, depth, deadline? }`. */
+  readonly envelope: string;
+  /** The payload's JSON (whose SHA-256 is the attempt row's payloadHash). */
+  readonly payload: string;
+  readonly requestedAt: number;
+  readonly expiresAt: number;
+  readonly rule?: string;
+  /** The sender's trust when it was held (the policy is checked again with it on approval). */
+  readonly trust: number;
+}
+
+/** A held message as a {@link HoldStore} restores it. */
+export interface StoredHold extends HeldCopy {
+  /** Approved by an earlier process, which had no recipient to deliver it to yet. */
+  readonly approved: boolean;
+  readonly messageId: string;
+  readonly to: string;
+  /** Seq of its `pending` attempt row. */
+  readonly seq: number;
+  /** That row as stored (the values of its columns, in ROW_COLUMNS order), or undefined when retention dropped it. */
+  readonly attempt: readonly unknown[] | undefined;
+}
+
+/** One decision taken against a {@link HoldStore}: its rows are written only if the hold is still there. */
+export interface HoldDecision {
+  readonly messageId: string;
+  readonly to: string;
+  readonly records: readonly AuditRecord[];
+  /**
+   * Approved, but its recipient is not registered yet: the hold is kept, marked approved,
+   * until its delivery is recorded (a decision with `approved: true`) or its deadline.
+   */
+  readonly keep?: boolean;
+  /** This decision is about an approved hold (its delivery or failure), not a pending one. */
+  readonly approved?: boolean;
+}
+
+/**
+ * A log that keeps held messages (the SQLite log on a file): written with their `pending`
+ * rows, deleted with the row of their decision, so the database is the arbiter of who
+ * decides first. Optional: a log without it (`:memory:`, a custom log) holds in memory only.
+ */
+export interface HoldStore {
+  /** True when this log keeps held messages (a file; a `:memory:` log does not). */
+  readonly keepsHolds: boolean;
+  /** Every held message, oldest first (only those whose pending row's seq is above `afterSeq`, when given). */
+  holds(afterSeq?: number): StoredHold[];
+  /**
+   * Writes each decision's records, in one transaction, only if its hold is still stored
+   * (deleting it): true for each decision taken here, false for one already taken elsewhere.
+   * @throws BusError AUDIT_UNAVAILABLE when the transaction fails (nothing written, nothing taken).
+   */
+  decide(decisions: readonly HoldDecision[]): boolean[];
+  /** The key of every held message and whether it was approved (1) or awaits a decision (0): a cheap look at what changed. */
+  holdStates(): [messageId: string, to: string, approved: number][];
+  /** Every stored record naming `messageId` (its attempt, follow-ups, replies to it), oldest first, as column values. */
+  messageRecords(messageId: string): unknown[][];
+  /** The kept reply of `messageId`, deleted as it is read (`remove`), or undefined. */
+  keptReply(messageId: string, remove: boolean): string | undefined;
+}
+
+/** True for a log that implements {@link HoldStore} (check `keepsHolds` for whether it keeps them). */
+export function isHoldStore(log: AuditLog): log is AuditLog & HoldStore {
+  const l = log as Partial<HoldStore>;
+  return typeof l.keepsHolds === 'boolean' && typeof l.holds === 'function' && typeof l.holdStates === 'function' && typeof l.decide === 'function' && typeof l.messageRecords === 'function' && typeof l.keptReply === 'function';
+}
+
 /** A later outcome of a message for one recipient (replied, failed, expired, …). */
 export interface OutcomeRecord {
   readonly kind: 'outcome';
@@ -87,6 +170,8 @@ export interface OutcomeRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
 }
 
 /** A human decision on a held message. */
@@ -108,7 +193,12 @@ export interface ApprovalRecord {
   readonly node?: string;
   /** The node at the other end of that message (the sender's or the recipient's). */
   readonly peerNode?: string;
+  /** {@link UNVERIFIED} on a cross-node row of an insecure fleet. */
+  readonly proof?: string;
 }
+
+/** The `proof` of a cross-node row whose sender no roster vouched for (`natsTransport({ insecure: true })`). */
+export const UNVERIFIED = 'unverified';
 
 export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
 
@@ -145,6 +235,14 @@ export interface MessageLogEntry {
   node?: string;
   /** The node at the other end (the sender's on the receiving node, the recipient's on the sending one). */
   peerNode?: string;
+  /**
+   * On a receipt from another node: the sending node's proof as verified against the roster
+   * (JSON: `node`, `key`, `sig`, `subject`, `seal`, `line`), which `switchboard verify
+   * --roster` checks again against the entry's `payloadHash`.
+   */
+  proof?: string;
+  /** True on a cross-node entry of an insecure fleet (no roster): nobody proved who sent it. */
+  unverified?: true;
 }
 
 /** Filters for {@link AuditLog.query}. */

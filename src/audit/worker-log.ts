@@ -6,7 +6,7 @@ import { BusError } from '../errors.js';
 import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
 import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { AsyncAuditLog, AuditRecord, ChainHead, MessageLogEntry, MessageLogQuery, VerifyOptions, VerifyResult } from './types.js';
+import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
 
 /** How long a synchronous call waits for the worker before failing closed (plus lock waits). */
@@ -52,7 +52,9 @@ function tsxApi(): string | undefined {
  *
  * Used by default for file logs; `audit: { worker: false }` keeps SQLite on the main thread.
  */
-export class WorkerAuditLog implements AsyncAuditLog {
+export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
+  /** A file log keeps held messages (durable approvals); `:memory:` does not. */
+  readonly keepsHolds: boolean;
   private worker!: Worker;
   private port!: MessagePort;
   private counter!: Int32Array;
@@ -82,6 +84,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
   constructor(options: SqliteAuditLogOptions) {
     const { onCommit, onBackpressure, ...rest } = options;
     this.options = { checkpoints: 'thread', ...rest };
+    this.keepsHolds = options.path !== undefined && options.path !== ':memory:';
     this.onCommit = onCommit;
     this.onBackpressure = onBackpressure;
     // A missing native module is reported here, in one clear sentence, before a worker starts.
@@ -183,6 +186,53 @@ export class WorkerAuditLog implements AsyncAuditLog {
     this.drain();
     if (this.broken !== undefined) throw this.broken;
     return this.readerLog().query(filter);
+  }
+
+  /** Held messages, read on this thread's read-only connection (what was handed to the worker committed first). */
+  holds(afterSeq?: number): StoredHold[] {
+    return this.read(
+      (log) => log.holds(afterSeq),
+      () => [],
+    );
+  }
+
+  holdStates(): [string, string, number][] {
+    return this.read(
+      (log) => log.holdStates(),
+      () => [],
+    );
+  }
+
+  messageRecords(messageId: string): unknown[][] {
+    return this.read(
+      (log) => log.messageRecords(messageId),
+      () => this.call({ id: 0, op: 'records', messageId }) as unknown[][],
+    );
+  }
+
+  keptReply(messageId: string, remove: boolean): string | undefined {
+    if (remove) return this.call({ id: 0, op: 'takeReply', messageId }) as string | undefined;
+    return this.read(
+      (log) => log.keptReply(messageId, false),
+      () => undefined,
+    );
+  }
+
+  /** Decisions go to the writer (the worker), whose transaction arbitrates between connections. */
+  decide(decisions: readonly HoldDecision[]): boolean[] {
+    this.drain();
+    return this.call({ id: 0, op: 'decide', decisions: [...decisions] }) as boolean[];
+  }
+
+  /** Runs `read` on this thread's reader of a file log (`memory` for a :memory: one, which keeps no holds). */
+  private read<T>(read: (log: SqliteAuditLog) => T, memory: () => T): T {
+    if (!this.keepsHolds) return memory();
+    if (this.closed) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed');
+    this.recover();
+    if (this.broken !== undefined) throw this.broken;
+    this.drain();
+    if (this.broken !== undefined) throw this.broken;
+    return read(this.readerLog());
   }
 
   /** The read-only connection to the file now at the path (the writer follows a replaced file the same way). */
@@ -294,7 +344,7 @@ export class WorkerAuditLog implements AsyncAuditLog {
     if (this.broken !== undefined) return;
     this.broken = new BusError('AUDIT_UNAVAILABLE', message, cause === undefined ? {} : { cause });
     void this.worker.terminate();
-    const failed: WorkerReply = { id: -1, ok: false, error: { message, code: 'AUDIT_UNAVAILABLE' } };
+    const failed: WorkerReply = { id: -1, ok: false, error: { message, code: 'AUDIT_UNAVAILABLE', ...(cause instanceof Error ? { cause: { name: cause.name, message: cause.message } } : {}) } };
     const waiting = [...this.callbacks.values()];
     this.callbacks.clear();
     for (const callback of waiting) callback(failed);
@@ -302,5 +352,8 @@ export class WorkerAuditLog implements AsyncAuditLog {
 }
 
 function toError(reply: Extract<WorkerReply, { ok: false }>): BusError {
-  return new BusError('AUDIT_UNAVAILABLE', reply.error.message);
+  const c = reply.error.cause;
+  if (c === undefined) return new BusError('AUDIT_UNAVAILABLE', reply.error.message);
+  const cause = Object.assign(new Error(c.message), { name: c.name }, c.code !== undefined ? { code: c.code } : {});
+  return new BusError('AUDIT_UNAVAILABLE', reply.error.message, { cause });
 }

@@ -5,7 +5,7 @@ import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_
 import { BusError } from '../errors.js';
 import type { EncodedBatch } from './encode.js';
 import { appendEncoded, DEFAULT_MAX_WAL_BYTES, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { MessageLogQuery } from './types.js';
+import type { HoldDecision, MessageLogQuery } from './types.js';
 
 /** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
 export type WorkerRequest =
@@ -13,11 +13,21 @@ export type WorkerRequest =
   | { id: number; op: 'query'; filter: MessageLogQuery }
   | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
   | { id: number; op: 'head' }
+  | { id: number; op: 'decide'; decisions: HoldDecision[] }
+  | { id: number; op: 'takeReply'; messageId: string }
+  | { id: number; op: 'records'; messageId: string }
   | { id: number; op: 'close' };
 
 export type WorkerReply =
   | { id: number; ok: true; result?: unknown }
-  | { id: number; ok: false; error: { message: string; code: string } };
+  | { id: number; ok: false; error: WireError };
+
+/** An error as it crosses the thread: its message and code, and its cause's (a SQLite error's code, e.g. `SQLITE_FULL`). */
+export interface WireError {
+  message: string;
+  code: string;
+  cause?: { name: string; message: string; code?: string };
+}
 
 /** Told as it happens, not in answer to a request: commits wait for a checkpoint (the WAL's size). */
 export interface WorkerNotice {
@@ -47,8 +57,15 @@ function answer(reply: WorkerReply): void {
 }
 
 function failure(id: number, error: unknown): WorkerReply {
-  const e = error as { message?: unknown; code?: unknown };
-  return { id, ok: false, error: { message: String(e?.message ?? error), code: typeof e?.code === 'string' ? e.code : 'AUDIT_UNAVAILABLE' } };
+  const e = error as { message?: unknown; code?: unknown; cause?: unknown };
+  const wire: WireError = { message: String(e?.message ?? error), code: typeof e?.code === 'string' ? e.code : 'AUDIT_UNAVAILABLE' };
+  // The inline log's error carries the SQLite error as its cause: so does the worker's (as plain fields: an Error does not clone with its code).
+  const c = e?.cause as { name?: unknown; message?: unknown; code?: unknown } | undefined;
+  if (c !== undefined && c !== null) {
+    wire.cause = { name: typeof c.name === 'string' ? c.name : 'Error', message: String(c.message ?? c) };
+    if (typeof c.code === 'string') wire.cause.code = c.code;
+  }
+  return { id, ok: false, error: wire };
 }
 
 let log: SqliteAuditLog | undefined;
@@ -108,6 +125,12 @@ function handle(request: WorkerRequest): void {
         return answer({ id: request.id, ok: true, result: log.verify(request.head === undefined ? {} : { head: request.head }) });
       case 'head':
         return answer({ id: request.id, ok: true, result: log.head() });
+      case 'decide':
+        return answer({ id: request.id, ok: true, result: log.decide(request.decisions) });
+      case 'records':
+        return answer({ id: request.id, ok: true, result: log.messageRecords(request.messageId) });
+      case 'takeReply':
+        return answer({ id: request.id, ok: true, result: log.keptReply(request.messageId, true) });
       case 'close':
         log.close();
         answer({ id: request.id, ok: true });

@@ -12,7 +12,11 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
+import { checkRecordedProof } from '../nats/proofs.js';
+import { loadRoster, RosterIndex } from '../nats/roster.js';
+import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
+import { escapeJson, escapeText } from '../escape-text.js';
 
 /** Where {@link main} writes. Each call is one line, without its newline. */
 export interface CliIO {
@@ -32,8 +36,10 @@ Commands:
   log <db>       Show the message log, newest first
   export <db>    Write every entry, oldest first, as JSON Lines or CSV
   verify <db>    Check the hash chain end to end
-  nats-config <topology.json>
-                 Write nats-server permissions and node credentials (see docs/nodes.md)
+  fleet init <fleet.json>
+                 Write a fleet's roster, node and operator keys and nats-server
+                 permissions (alias: nats-config; see docs/nodes.md)
+  fleet bucket   Create the fleet's claims bucket (an operator, once)
 
 Options:
   -h, --help     Show help (also: switchboard <command> --help)
@@ -64,7 +70,7 @@ how many, since when, and their codes (its JSON has "refusals": count, first, la
 Example:
   switchboard log audit.db --agent writer --limit 20`;
 
-const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY]
+const VERIFY_HELP = `Usage: switchboard verify <db> [--head SEQ:HASH] [--key KEY] [--roster roster.json]
 
 Recompute the hash chain from the oldest kept row to the last. Prints "ok: N rows verified"
 and the chain head (exit 0), or names the first bad row (exit 1).
@@ -74,6 +80,9 @@ Options:
                    still holds that row with that hash (catches a truncated tail)
   --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
                    a command-line argument is visible to other users of the machine)
+  --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
+                   receipt (its signature over what it sent), so the log proves what each
+                   peer sent this node
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -102,7 +111,7 @@ class UsageError extends Error {}
  * @example
  * const code = main(['verify', 'audit.db'], { out: console.log, err: console.error })
  */
-export function main(argv: readonly string[], io: CliIO): number {
+export function main(argv: readonly string[], io: CliIO): number | Promise<number> {
   try {
     const [command, ...rest] = argv;
     if (command === undefined) {
@@ -126,16 +135,18 @@ export function main(argv: readonly string[], io: CliIO): number {
         return runVerify(rest, io);
       case 'nats-config':
         return runNatsConfig(rest, io);
+      case 'fleet':
+        return runFleet(rest, io);
       default:
         throw new UsageError(command.startsWith('-') ? `unknown option ${command}` : `unknown command "${command}"`);
     }
   } catch (e) {
     if (e instanceof UsageError || isParseArgsError(e)) {
-      io.err(`switchboard: ${(e as Error).message}`);
+      io.err(`switchboard: ${escapeText((e as Error).message)}`);
       io.err(`Run "switchboard --help" for usage.`);
       return 2;
     }
-    io.err(`switchboard: ${e instanceof Error ? e.message : String(e)}`);
+    io.err(`switchboard: ${escapeText(e instanceof Error ? e.message : String(e))}`);
     return 1;
   }
 }
@@ -187,7 +198,7 @@ function runLog(args: string[], io: CliIO): number {
   if (log === undefined) return notFound(path, io);
   try {
     const entries = log.query(values.agent === undefined ? { ...filter, limit } : { ...filter, agentId: values.agent, limit });
-    if (values.json === true) for (const e of entries) io.out(JSON.stringify(e));
+    if (values.json === true) for (const e of entries) io.out(escapeJson(JSON.stringify(e)));
     else for (const line of table(entries)) io.out(line);
     return 0;
   } finally {
@@ -203,12 +214,22 @@ function runVerify(args: string[], io: CliIO): number {
     options: {
       key: { type: 'string' },
       head: { type: 'string' },
+      roster: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help === true) {
     io.out(VERIFY_HELP);
     return 0;
+  }
+  let roster: RosterIndex | undefined;
+  if (values.roster !== undefined) {
+    try {
+      roster = new RosterIndex(loadRoster(values.roster));
+    } catch (e) {
+      io.err(`switchboard: ${(e as Error).message}`);
+      return 1;
+    }
   }
   const wanted = values.head === undefined ? undefined : headArg(values.head);
   const path = onePath(positionals, 'verify');
@@ -223,11 +244,21 @@ function runVerify(args: string[], io: CliIO): number {
       return 1;
     }
     const result = log.verify(wanted === undefined ? {} : { head: wanted });
+    if (result.ok && roster !== undefined) {
+      const peers = checkPeerProofs(log, roster);
+      if (peers.bad !== undefined) {
+        io.out(`bad: ${peers.bad}`);
+        io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
+        return 1;
+      }
+      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
+    }
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
-      if (result.anchor !== undefined) io.out(`from: seq ${result.anchor.seq} hash ${result.anchor.hash} (older rows were dropped)`);
-      io.out(`head: seq ${head.seq} hash ${head.hash}`);
+      if (result.anchor !== undefined) io.out(`from: ${result.anchor.seq}:${result.anchor.hash} (older rows were dropped)`);
+      // As --head takes it: the line's value can be passed back as it is.
+      io.out(`head: ${head.seq}:${head.hash}`);
       if (wanted !== undefined) io.out(`holds: seq ${wanted.seq}`);
       return 0;
     }
@@ -236,6 +267,30 @@ function runVerify(args: string[], io: CliIO): number {
     return 1;
   } finally {
     log.close();
+  }
+}
+
+/** Checks the proof kept with every receipt from another node, in seq order; stops at the first bad one. */
+function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; macs: number; bad?: string } {
+  let checked = 0;
+  let unverified = 0;
+  let macs = 0;
+  for (let after = 0; ; ) {
+    const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT });
+    if (page.length === 0) return { checked, unverified, macs };
+    for (const e of page) {
+      if (e.unverified === true) unverified++;
+      if (e.proof === undefined) continue;
+      // A MAC proves the sender to this node only (either end could have made it): counted, not checkable here.
+      if (e.proof.includes('"sig":"m.')) {
+        macs++;
+        continue;
+      }
+      const why = checkRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
+      if (why !== undefined) return { checked, unverified, macs, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${why}` };
+      checked++;
+    }
+    after = page[page.length - 1]!.seq;
   }
 }
 
@@ -266,7 +321,7 @@ function runExport(args: string[], io: CliIO): number {
     for (;;) {
       const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT, ...(since !== undefined ? { since } : {}) });
       if (page.length === 0) return 0;
-      for (const e of page) io.out(format === 'csv' ? csvLine(e) : JSON.stringify(e));
+      for (const e of page) io.out(format === 'csv' ? csvLine(e) : escapeJson(JSON.stringify(e)));
       after = (page[page.length - 1] as MessageLogEntry).seq;
     }
   } finally {
@@ -276,12 +331,13 @@ function runExport(args: string[], io: CliIO): number {
 
 const CSV_FIELDS = ['seq', 'messageId', 'ts', 'from', 'to', 'type', 'intent', 'payloadHash', 'payloadBytes', 'decision', 'reason', 'rule', 'policyVersion', 'code', 'approval', 'decidedBy', 'outcome', 'conversationId', 'causationId', 'inReplyTo', 'truncated', 'refusals'] as const;
 
-/** RFC 4180: every field quoted when it holds a comma, quote or line break; a leading formula character is neutralised. */
+/** RFC 4180: every field quoted when it holds a comma or quote; a leading formula character is neutralised. */
 function csvLine(e: MessageLogEntry): string {
   return CSV_FIELDS.map((k) => {
     const v = (e as unknown as Record<string, unknown>)[k];
     if (v === undefined) return '';
-    let s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // Control, escape and bidirectional characters are shown escaped: a CSV is read on screens and in spreadsheets.
+    let s = escapeText(typeof v === 'object' ? JSON.stringify(v) : String(v));
     if (/^[=+\-@\t\r]/.test(s) && typeof v === 'string') s = `'${s}`;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }).join(',');
@@ -307,7 +363,7 @@ function seqArg(option: string, value: string): number {
 
 function headArg(value: string): ChainHead {
   const m = /^(\d{1,15}):([0-9a-fA-F]{64})$/.exec(value);
-  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters, as "switchboard verify" prints), got "${value}"`);
+  if (m === null) throw new UsageError(`--head must be SEQ:HASH (a row number, a colon and 64 hex characters: the value of the "head:" line "switchboard verify" prints), got "${value.slice(0, 100)}"`);
   return { seq: Number(m[1]), hash: (m[2] as string).toLowerCase() };
 }
 
@@ -337,7 +393,7 @@ const COLUMNS = [
   { title: 'TYPE', max: 8 },
   { title: 'INTENT', max: 24 },
   { title: 'DECISION', max: 8 },
-  { title: 'OUTCOME', max: 10 },
+  { title: 'OUTCOME', max: 11 },
   { title: 'APPROVAL', max: 28 },
   { title: 'RULE/CODE', max: 40 },
 ] as const;
@@ -356,7 +412,7 @@ function table(entries: readonly MessageLogEntry[]): string[] {
       e.outcome ?? '',
       e.approval === undefined ? '' : e.decidedBy === undefined ? e.approval : `${e.approval}/${e.decidedBy}`,
       e.refusals === undefined ? [e.code, e.rule].filter((v) => v !== undefined && v !== '').join('/') : tallyCell(e.refusals),
-    ].map((cell, i) => cut(printable(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
+    ].map((cell, i) => cut(escapeText(cell === '' ? '-' : cell), e.refusals !== undefined && i === COLUMNS.length - 1 ? 120 : (COLUMNS[i]?.max ?? 24))),
   );
   const widths = COLUMNS.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] as string).length)));
   const line = (cells: readonly string[]) =>
@@ -378,12 +434,6 @@ function tallyCell(t: RefusalSummary): string {
 function isoTime(ts: number): string {
   const d = new Date(ts);
   return Number.isNaN(d.getTime()) ? String(ts) : d.toISOString();
-}
-
-/** Control characters (terminal escapes included) are shown escaped, never sent to the terminal. */
-function printable(s: string): string {
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 function cut(s: string, max: number): string {
@@ -418,8 +468,10 @@ if (isEntryPoint()) {
     if (e.code === 'EPIPE') process.exit(0); // `switchboard log db | head`
     throw e;
   });
-  process.exitCode = main(process.argv.slice(2), {
-    out: (line) => process.stdout.write(`${line}\n`),
-    err: (line) => process.stderr.write(`${line}\n`),
-  });
+  void Promise.resolve(
+    main(process.argv.slice(2), {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+    }),
+  ).then((code) => (process.exitCode = code));
 }

@@ -3,7 +3,8 @@
 // Every key answers in every view, on the status line at least. Uses only the bus's public
 // API (through ApprovalDesk): events.on/off and approvals.list/approve/reject.
 import { createElement as h, useCallback, useEffect, useRef, useState, type ReactElement } from 'react';
-import { Box, Text, useInput, useWindowSize, type Key } from 'ink';
+import { Box, useInput, useWindowSize, type Key } from 'ink';
+import { Text } from './text.js';
 import type { PendingApproval } from '../approvals.js';
 import { answerText, outcomeText, type DeskAnswer, type OperatorBus } from '../operator/desk.js';
 import { Detail, payloadLines, payloadRoom } from './detail.js';

@@ -1,7 +1,8 @@
 // One held message in full: envelope, rule, deadline and the whole payload (scrolled when
 // it is taller than the room), with the question being asked of the operator.
 import { createElement as h, type ReactElement } from 'react';
-import { Box, Text } from 'ink';
+import { Box } from 'ink';
+import { Text } from './text.js';
 import type { PendingApproval } from '../approvals.js';
 import { clockTime, expiresIn, routeOf, toJson, wrapLines } from './format.js';
 
@@ -49,7 +50,7 @@ export function Detail({ item, gone, now, height, width, scroll, footer }: Detai
       h(Text, { dimColor: true }, 'deadline '),
       `${clockTime(deadline)} `,
       gone !== undefined ? h(Text, { color: 'red' }, gone) : h(Text, { color: 'yellow' }, `expires in ${expiresIn(item.expiresAt, now)}`),
-      h(Text, { dimColor: true }, ` · held since ${clockTime(item.requestedAt)}`),
+      h(Text, { dimColor: true }, ` · held since ${clockTime(item.requestedAt)}${item.restored === true ? ' (restored)' : ''}`),
     ),
     h(Text, { wrap: 'truncate-end', dimColor: true }, `id ${item.id} · conversation ${e.conversationId} · depth ${e.depth}`),
     h(Text, { wrap: 'truncate-end', dimColor: true }, `payload · ${item.payloadBytes} bytes · sha256 ${item.payloadHash.slice(0, 16)}…${top > 0 ? ` · ${top} lines above` : ''}`),

@@ -1,6 +1,7 @@
 // The live feed: what happened on the bus, newest last, scrolled back by `offset` lines.
 import { createElement as h, type ReactElement } from 'react';
-import { Box, Text } from 'ink';
+import { Box } from 'ink';
+import { Text } from './text.js';
 import { cell, type FeedLine, type Tone } from './format.js';
 
 /** Ink text props for a tone. */

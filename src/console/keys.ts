@@ -1,6 +1,7 @@
 // The console's keys: the help screen and the hint line, which shortens with the width.
 import { createElement as h, type ReactElement } from 'react';
-import { Box, Text } from 'ink';
+import { Box } from 'ink';
+import { Text } from './text.js';
 
 /** Every key, as the help screen lists it. */
 export const KEYS: readonly (readonly [string, string])[] = [

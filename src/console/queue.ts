@@ -1,7 +1,8 @@
 // The message queue: held messages (a window of them around the selection), the selected
 // one marked.
 import { createElement as h, type ReactElement } from 'react';
-import { Box, Text } from 'ink';
+import { Box } from 'ink';
+import { Text } from './text.js';
 import type { PendingApproval } from '../approvals.js';
 import { cell, expiresIn, pendingCount, routeOf, summarize } from './format.js';
 

@@ -11,10 +11,14 @@
  * clocks must agree with the server's within a fraction of the lease (NTP), since the age of
  * an entry is judged against the local clock.
  */
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude, type KV, type KvEntry } from '@nats-io/kv';
 import { BusError, toBusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
+import { MAX_CLAIM_BYTES, openClaimsStream } from './bucket.js';
 import type { NodeConnection } from './connection.js';
+import { verifySignature, type NodeKeys } from './keys.js';
+import type { RosterIndex } from './roster.js';
 import { unescapeToken, type Subjects } from './subjects.js';
 
 /** One claimed agent, as `agents()` and `discover()` see it across the bus. */
@@ -36,38 +40,35 @@ export interface ClaimsOptions {
   now?: () => number;
   /** Called when a claim this node held was taken by another (it missed its renewals). */
   onLost?(agent: string, holder: string): void;
+  /**
+   * The roster and this node's keys: claims are signed, and a claim is believed only when
+   * its signature verifies under the roster key of the node it names and that node may
+   * serve the agent. Without it (an insecure fleet) claims are unsigned and believed as
+   * written, and this node creates the bucket when it is missing.
+   */
+  trust?: { roster: RosterIndex; keys: NodeKeys };
 }
+
+/** A claim as read: what it says and until when its signer vouched for it. */
+type ReadClaim = ClaimRecord & { leaseMs: number; ts: number };
 
 /** What this node last saw of one key: newer revisions replace older ones. */
 interface Seen {
   revision: number;
-  claim: (ClaimRecord & { leaseMs: number }) | undefined;
+  claim: ReadClaim | undefined;
   created: number;
 }
 
 interface Held {
   revision: number;
   value: Uint8Array;
+  readonly info: { capabilities?: readonly string[]; trust?: number };
 }
 
-const MAX_VALUE_BYTES = 64 * 1024;
+const MAX_VALUE_BYTES = MAX_CLAIM_BYTES;
 const utf8 = new TextEncoder();
-
-/**
- * Creates the bucket, or opens it when it exists with the same settings. Two nodes creating
- * it at the same moment can make the server refuse the slower one (nats-server 2.9 answers
- * "subjects overlap" instead of "already exists"): the retry then finds the bucket made.
- */
-async function createBucket(kvm: Kvm, bucket: string): Promise<KV> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await kvm.create(bucket, { history: 1, maxValueSize: MAX_VALUE_BYTES });
-    } catch (e) {
-      if (attempt >= 3 || !isCreateRace(e)) throw e;
-      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
-    }
-  }
-}
+/** What a claim's signature covers, before the claim's own fields: the bus binds it. */
+const CLAIM_DOMAIN = 'sb-claim1';
 
 /** This node's claims, and the view of everyone's. {@link close} releases them. */
 export class Claims {
@@ -77,6 +78,7 @@ export class Claims {
   readonly #leaseMs: number;
   readonly #now: () => number;
   readonly #onLost: ((agent: string, holder: string) => void) | undefined;
+  readonly #trust: ClaimsOptions['trust'];
   readonly #held = new Map<string, Held>();
   readonly #seen = new Map<string, Seen>();
   #watching: Promise<void> | undefined;
@@ -87,13 +89,17 @@ export class Claims {
   #renewing: Promise<void> | undefined;
   #closed = false;
 
-  private constructor(kv: KV, options: ClaimsOptions) {
+  readonly #jsm: JetStreamManager;
+
+  private constructor(kv: KV, jsm: JetStreamManager, options: ClaimsOptions) {
     this.#kv = kv;
+    this.#jsm = jsm;
     this.#subjects = options.subjects;
     this.#node = options.node;
     this.#leaseMs = options.leaseMs ?? 15_000;
     this.#now = options.now ?? Date.now;
     this.#onLost = options.onLost;
+    this.#trust = options.trust;
     this.#timer = setInterval(() => void this.renew().catch(() => {}), Math.max(50, Math.floor(this.#leaseMs / 3)));
     this.#timer.unref();
   }
@@ -105,12 +111,23 @@ export class Claims {
       throw new BusError('INVALID_ARGUMENT', `leaseMs must be an integer from 150 to 3600000, got ${JSON.stringify(options.leaseMs)}`);
     }
     const bucket = options.subjects.claimsBucket();
+    let info;
     try {
-      const kv = await createBucket(new Kvm(options.connection.nc), bucket);
-      return new Claims(kv, options);
+      info = await openClaimsStream(options.connection.nc, options.subjects.bus, options.trust === undefined);
     } catch (cause) {
+      if (cause instanceof BusError) throw cause;
       throw new BusError('TRANSPORT_UNAVAILABLE', `cannot open the claims bucket "${bucket}" (JetStream enabled on the server?): ${(cause as Error).message}`, { cause });
     }
+    const kv = await new Kvm(options.connection.nc).open(bucket, { allow_direct: info.config.allow_direct === true });
+    return new Claims(kv, await jetstreamManager(options.connection.nc), options);
+  }
+
+  /** This node's claim of `agent`, as written to the bucket: signed when there is a roster. */
+  #value(agent: string, info: { capabilities?: readonly string[]; trust?: number }): Uint8Array {
+    const body = { v: 2, node: this.#node, agent, capabilities: [...(info.capabilities ?? [])], trust: info.trust ?? 0, leaseMs: this.#leaseMs, ts: this.#now() };
+    if (this.#trust === undefined) return utf8.encode(JSON.stringify(body));
+    const sig = this.#trust.keys.sign(utf8.encode(`${CLAIM_DOMAIN}\n${this.#subjects.bus}\n${JSON.stringify(body)}`)).toString('base64');
+    return utf8.encode(JSON.stringify({ ...body, sig }));
   }
 
   /**
@@ -120,25 +137,29 @@ export class Claims {
    */
   async claim(agent: string, info: { capabilities?: readonly string[]; trust?: number } = {}): Promise<void> {
     this.#assertOpen();
-    const value = utf8.encode(JSON.stringify({ v: 1, node: this.#node, capabilities: [...(info.capabilities ?? [])], trust: info.trust ?? 0, leaseMs: this.#leaseMs }));
+    const { roster } = this.#trust ?? {};
+    if (roster !== undefined && !roster.mayServe(this.#node, agent)) {
+      throw new BusError('POLICY_DENIED', `node "${this.#node}" may not serve agent "${agent}": its roster entry lists ${JSON.stringify(roster.node(this.#node)?.agents ?? [])}`, { agentId: agent });
+    }
+    const value = this.#value(agent, info);
     const key = this.#subjects.claimKey(agent);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const revision = await this.#kv.create(key, value);
-        this.#held.set(agent, { revision, value });
+        this.#held.set(agent, { revision, value, info });
         return;
       } catch (e) {
         if (!isWrongSequence(e)) throw unavailable(`claim "${agent}"`, e);
       }
       const entry = await this.#kv.get(key);
       if (entry === null || entry.operation !== 'PUT') continue;
-      const holder = readClaim(agent, entry);
-      if (holder !== undefined && holder.node !== this.#node && this.#live(entry, holder.leaseMs)) {
+      const holder = this.#read(agent, entry);
+      if (holder !== undefined && holder.node !== this.#node && this.#alive(entry, holder)) {
         throw new BusError('DUPLICATE_AGENT', `agent id "${agent}" is already claimed by node "${holder.node}"`, { agentId: agent });
       }
       try {
         const revision = await this.#kv.update(key, value, entry.revision);
-        this.#held.set(agent, { revision, value });
+        this.#held.set(agent, { revision, value, info });
         return;
       } catch (e) {
         if (!isWrongSequence(e)) throw unavailable(`claim "${agent}"`, e);
@@ -179,20 +200,31 @@ export class Claims {
     await Promise.all(
       [...this.#held].map(async ([agent, held]) => {
         const key = this.#subjects.claimKey(agent);
+        // Signed claims carry their time: each renewal signs it afresh.
+        const value = this.#trust === undefined ? held.value : this.#value(agent, held.info);
         try {
-          held.revision = await this.#kv.update(key, held.value, held.revision);
+          held.revision = await this.#kv.update(key, value, held.revision);
+          held.value = value;
         } catch (e) {
           if (!isWrongSequence(e) || this.#held.get(agent) !== held) return;
           const entry = await this.#kv.get(key).catch(() => null);
           // Released or claimed again while this looked: that is the news, not this answer.
           if (this.#held.get(agent) !== held) return;
-          const holder = entry === null ? undefined : readClaim(agent, entry);
-          if (entry !== null && holder?.node === this.#node) {
-            held.revision = entry.revision; // still ours (a write of ours this node had not seen answered)
+          const holder = entry === null || entry.operation !== 'PUT' ? undefined : this.#read(agent, entry);
+          if (holder !== undefined && holder.node !== this.#node) {
+            // Only a valid claim by another node the roster lets serve the id takes it away.
+            this.#held.delete(agent);
+            this.#onLost?.(agent, holder.node);
             return;
           }
-          this.#held.delete(agent);
-          this.#onLost?.(agent, holder?.node ?? '(released)');
+          // Still ours (a write of ours this node had not seen answered), or missing, or
+          // written by someone who may not claim it: claim it again.
+          try {
+            held.revision = entry === null || entry.operation !== 'PUT' ? await this.#kv.create(key, value) : await this.#kv.update(key, value, entry.revision);
+            held.value = value;
+          } catch {
+            // Raced again: the next renewal looks once more.
+          }
         }
       }),
     );
@@ -246,7 +278,7 @@ export class Claims {
     let until = Infinity;
     for (const { claim, created } of this.#seen.values()) {
       if (claim === undefined) continue;
-      const expires = created + claim.leaseMs;
+      const expires = Math.min(created, claim.ts) + claim.leaseMs;
       if (expires <= now) continue;
       claims.push({ agent: claim.agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
       if (expires < until) until = expires;
@@ -269,7 +301,7 @@ export class Claims {
     if (entry === null) return undefined;
     this.#apply(this.#seen, entry);
     const seen = this.#seen.get(agent);
-    if (seen?.claim === undefined || seen.created + seen.claim.leaseMs <= this.#now()) return undefined;
+    if (seen?.claim === undefined || Math.min(seen.created, seen.claim.ts) + seen.claim.leaseMs <= this.#now()) return undefined;
     const { node, capabilities, trust } = seen.claim;
     return { agent, node, capabilities, trust };
   }
@@ -281,9 +313,15 @@ export class Claims {
   }
 
   async #readAll(into: Map<string, Seen>): Promise<void> {
-    const keys: string[] = [];
+    // The stream's subject counts name every key in one request (the client pages them):
+    // no consumer whose end must be detected, which could miss it under concurrent writes.
+    const prefix = `$KV.${this.#subjects.claimsBucket()}.`;
+    let keys: string[];
     try {
-      for await (const k of await this.#kv.keys()) keys.push(k);
+      const info = await this.#jsm.streams.info(`KV_${this.#subjects.claimsBucket()}`, { subjects_filter: `${prefix}>` });
+      keys = Object.keys(info.state.subjects ?? {})
+        .filter((s) => s.startsWith(prefix))
+        .map((s) => s.slice(prefix.length));
     } catch (e) {
       throw unavailable('list agents', e);
     }
@@ -301,7 +339,7 @@ export class Claims {
     }
     const known = into.get(agent);
     if (known !== undefined && known.revision >= entry.revision) return;
-    const claim = entry.operation === 'PUT' ? readClaim(agent, entry) : undefined;
+    const claim = entry.operation === 'PUT' ? this.#read(agent, entry) : undefined;
     into.set(agent, { revision: entry.revision, claim, created: entry.created.getTime() });
   }
 
@@ -309,7 +347,7 @@ export class Claims {
     const now = this.#now();
     const out: ClaimRecord[] = [];
     for (const { claim, created } of seen.values()) {
-      if (claim !== undefined && created + claim.leaseMs > now) out.push({ agent: claim.agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
+      if (claim !== undefined && Math.min(created, claim.ts) + claim.leaseMs > now) out.push({ agent: claim.agent, node: claim.node, capabilities: claim.capabilities, trust: claim.trust });
     }
     return out.sort((a, b) => (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0));
   }
@@ -331,8 +369,13 @@ export class Claims {
     this.#closed = true;
   }
 
-  #live(entry: KvEntry, leaseMs: number): boolean {
-    return entry.created.getTime() + leaseMs > this.#now();
+  #alive(entry: KvEntry, claim: ReadClaim): boolean {
+    return Math.min(entry.created.getTime(), claim.ts) + claim.leaseMs > this.#now();
+  }
+
+  /** A claim as this node believes it, or undefined (unreadable, unsigned or not the roster's). */
+  #read(agent: string, entry: KvEntry): ReadClaim | undefined {
+    return readClaim(agent, entry, this.#subjects.bus, this.#trust?.roster);
   }
 
   #assertOpen(): void {
@@ -340,8 +383,13 @@ export class Claims {
   }
 }
 
-/** A claim written by a peer: hostile until it parses. */
-function readClaim(agent: string, entry: KvEntry): (ClaimRecord & { leaseMs: number }) | undefined {
+/**
+ * A claim written by a peer: hostile until it parses and, with a roster, until its signature
+ * verifies under the key of the node it names and that node may serve `agent` (the key of
+ * the entry). The node is the signer's; a claim naming another node than its signer does not
+ * verify.
+ */
+function readClaim(agent: string, entry: KvEntry, bus: string, roster: RosterIndex | undefined): ReadClaim | undefined {
   if (entry.value.byteLength > MAX_VALUE_BYTES) return undefined;
   let v: unknown;
   try {
@@ -350,18 +398,20 @@ function readClaim(agent: string, entry: KvEntry): (ClaimRecord & { leaseMs: num
     return undefined;
   }
   if (typeof v !== 'object' || v === null) return undefined;
-  const { node, capabilities, trust, leaseMs } = v as Record<string, unknown>;
+  const { v: version, node, agent: named, capabilities, trust, leaseMs, ts, sig } = v as Record<string, unknown>;
   if (typeof node !== 'string' || !AGENT_ID_PATTERN.test(node)) return undefined;
   if (!Array.isArray(capabilities) || capabilities.length > 256 || !capabilities.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 128)) return undefined;
   if (typeof trust !== 'number' || !Number.isFinite(trust)) return undefined;
   if (typeof leaseMs !== 'number' || !Number.isInteger(leaseMs) || leaseMs < 150 || leaseMs > 3_600_000) return undefined;
-  return { agent, node, capabilities: Object.freeze([...(capabilities as string[])]), trust, leaseMs };
-}
-
-/** JetStream's answers to a stream created by someone else at the same moment: "already in use", "subjects overlap". */
-function isCreateRace(e: unknown): boolean {
-  const code = (e as { code?: unknown })?.code;
-  return code === 10058 || code === 10065 || /already in use|subjects overlap/i.test(String((e as Error)?.message ?? ''));
+  const stamped = typeof ts === 'number' && Number.isSafeInteger(ts) ? ts : Infinity;
+  if (roster !== undefined) {
+    if (version !== 2 || named !== agent || stamped === Infinity || typeof sig !== 'string') return undefined;
+    const key = roster.verifier(node);
+    if (key === undefined || !roster.mayServe(node, agent)) return undefined;
+    const body = JSON.stringify({ v: 2, node, agent, capabilities, trust, leaseMs, ts: stamped });
+    if (!verifySignature(key, utf8.encode(`${CLAIM_DOMAIN}\n${bus}\n${body}`), Buffer.from(sig, 'base64'))) return undefined;
+  }
+  return { agent, node, capabilities: Object.freeze([...(capabilities as string[])]), trust, leaseMs, ts: stamped };
 }
 
 function isWrongSequence(e: unknown): boolean {

@@ -5,7 +5,10 @@
  * {@link natsTransport} connects a node to a NATS server (JetStream enabled) and implements
  * the orchestrator's transport seam: bus-wide agent id claims with a lease, a synchronous
  * directory of every node's agents, and asks, delegates (progress, cancel) and notifies
- * between nodes on subjects whose sender the broker pins to the node's credentials.
+ * between nodes, every one signed by its node and checked against the fleet's
+ * {@link Roster} (and sealed for the recipient node when asked).
  */
 export { natsTransport } from './transport.js';
 export type { NatsTransportOptions } from './options.js';
+export { checkRoster, loadRoster } from './roster.js';
+export type { Roster, RosterNode, RosterOperator } from './roster.js';

@@ -17,21 +17,10 @@
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, toBusError } from '../errors.js';
 import type { NodeConnection } from './connection.js';
-import { escapeToken, unescapeToken, type Subjects } from './subjects.js';
-import {
-  claimedId,
-  decodeAbout,
-  decodeAnswer,
-  decodeMessage,
-  encodeAbout,
-  encodeError,
-  encodeMessage,
-  encodeReply,
-  MAX_BUDGET_MS,
-  type DecodedMessage,
-  type WireError,
-  type WireMeta,
-} from './wire.js';
+import { escapeToken, type Subjects } from './subjects.js';
+import { Proofs } from './proofs.js';
+import type { RosterIndex } from './roster.js';
+import { answerLine, claimedId, decodeAbout, decodeAnswer, decodeMessage, errorBody, MAX_BUDGET_MS, messageLine, type DecodedMessage, type WireError, type WireMeta } from './wire.js';
 
 /** An ask or delegate (or notify) leaving this node. */
 export interface Outbound extends WireMeta {
@@ -40,12 +29,16 @@ export interface Outbound extends WireMeta {
   readonly to: string;
   /** The payload, already serialized by the sender's codec. */
   readonly payloadJson: string;
+  /** The node that serves `to` (sealed frames are encrypted for it). */
+  readonly peer?: string;
+  /** Seal this message (and its cancel) even when the link does not seal everything. */
+  readonly seal?: boolean;
 }
 
 /** How a request ends (exactly one of `reply`/`error`), and what it reports meanwhile. */
 export interface RequestCallbacks {
   /** The reply's payload as the UTF-8 text that arrived (the sender's pipeline parses and checks it). */
-  reply(payloadJson: string, payloadBytes: number): void;
+  reply(payloadJson: string, payloadBytes: number, proof?: string): void;
   error(error: BusError): void;
   /** A delegate's progress report. */
   progress?(payload: unknown): void;
@@ -68,6 +61,12 @@ export interface LinkInbound extends Omit<DecodedMessage, 'causationId' | 'budge
   /** From the subject, which the broker pins to the sender's credentials. */
   readonly from: string;
   readonly to: string;
+  /** The node whose signature the message carries (verified against the roster; as written on an insecure fleet). */
+  readonly signer: string;
+  /** Whether it arrived sealed. */
+  readonly sealed: boolean;
+  /** The sender's proof (JSON) to keep with the receipt; undefined on an insecure fleet. */
+  readonly proof: string | undefined;
   /** Aborts at the receiver's own deadline (reason `TIMEOUT`) or on the sender's cancel (`CANCELLED`). Made on first read. */
   readonly signal: AbortSignal;
   /** True once the signal aborted (read without making the signal). */
@@ -107,6 +106,23 @@ export interface RejectedInbound {
   readonly error: BusError;
 }
 
+/**
+ * A frame refused because its proof failed (signature, roster, sealing) or it was a replay:
+ * never delivered, never answered; the transport records it.
+ */
+export interface DeniedFrame {
+  readonly subject: string;
+  readonly error: BusError;
+  /** What the subject says (when it parses): recipient, sender and kind. */
+  readonly to?: string;
+  readonly from?: string;
+  readonly kind?: string;
+  /** The message id the frame names, when readable. */
+  readonly id?: string;
+  /** The node the proof line names (unverified when the signature failed). */
+  readonly node?: string;
+}
+
 export interface LinkOptions {
   connection: NodeConnection;
   subjects: Subjects;
@@ -114,7 +130,11 @@ export interface LinkOptions {
   node: string;
   /** The largest payload (or reply) this node accepts from a peer, in bytes. */
   maxPayloadBytes: number;
-  /** How many recent message ids the receiver remembers to drop repeats. @default 10000 */
+  /**
+   * How many recent message ids the receiver remembers to refuse repeats. Past it, the
+   * oldest is forgotten and, so that it cannot come back, every message its node signed at
+   * or before that one's time is refused too. @default 100000
+   */
   dedupeWindow?: number;
   /** How many ended requests the sender remembers to recognise a late reply. @default 10000 */
   deadWindow?: number;
@@ -122,15 +142,40 @@ export interface LinkOptions {
   maxInbound?: number;
   onDead?(dead: DeadAnswer): void;
   onRejected?(rejected: RejectedInbound): void;
+  /** Signs, seals, verifies and opens every frame. @default unsigned frames (an insecure fleet) */
+  proofs?: Proofs;
+  /** The roster (absent on an insecure fleet): a signer may speak only for agents it may serve. */
+  roster?: RosterIndex;
+  /** Seal every frame this node sends, and refuse unsealed ones. @default false */
+  seal?: boolean;
+  /** How far a message's timestamp may be from this node's clock, and how long its id is remembered. @default 120000 */
+  freshnessMs?: number;
+  /** Epoch ms now. @default Date.now */
+  now?: () => number;
+  /** A frame refused for its proof or as a replay. */
+  onDenied?(denied: DeniedFrame): void;
 }
 
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
 
+/**
+ * The reply token of message `id` to `to`: one per recipient, since a notify keeps one id
+ * for all of them. `__` never occurs inside an escaped token (`_` is always followed by two
+ * hex digits there), so the pair is read back unambiguously.
+ */
+function replyToken(id: string, to: string): string {
+  return `${escapeToken(id)}__${escapeToken(to)}`;
+}
+
 /** One request in flight: also its {@link RequestHandle} (one object per request, no closures). */
 class Pending implements RequestHandle {
   timer: NodeJS.Timeout | undefined;
+  peer: string | undefined;
+  sealed = false;
   constructor(
+    /** Its {@link replyToken}: the key of the link's tables and the last token of its reply subject. */
+    readonly key: string,
     readonly id: string,
     readonly from: string,
     readonly to: string,
@@ -149,6 +194,8 @@ class Pending implements RequestHandle {
 interface Carrier {
   readonly conn: NodeConnection;
   readonly subjects: Subjects;
+  readonly proofs: Proofs;
+  readonly seal: boolean;
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
   readonly running: Map<string, Arrival>;
 }
@@ -170,6 +217,9 @@ class Arrival implements LinkInbound, LinkResponder {
   readonly node: string | undefined;
   readonly payloadJson: string;
   readonly payloadBytes: number;
+  readonly signer: string;
+  readonly sealed: boolean;
+  readonly proof: string | undefined;
   readonly #carrier: Carrier;
   readonly #msg: Msg;
   readonly #key: string;
@@ -187,7 +237,11 @@ class Arrival implements LinkInbound, LinkResponder {
     readonly from: string,
     readonly to: string,
     key: string,
+    opened: { node: string; sealed: boolean; proof: string | undefined },
   ) {
+    this.signer = opened.node;
+    this.sealed = opened.sealed;
+    this.proof = opened.proof;
     this.id = decoded.id;
     this.intent = decoded.intent;
     this.ts = decoded.ts;
@@ -255,26 +309,30 @@ class Arrival implements LinkInbound, LinkResponder {
   }
 
   reply(payloadJson: string): boolean {
-    return this.#answer(encodeReply, payloadJson);
+    return this.#answer('r', payloadJson);
   }
 
   error(error: WireError): boolean {
-    return this.#answer(encodeError, error);
+    return this.#answer('e', errorBody(error));
   }
 
   progress(payloadJson: string): boolean {
     if (this.#settled || this.type !== 'delegate') return false;
-    this.#carrier.conn.assertUp(`progress of ${this.id}`);
-    this.#carrier.conn.nc.publish(this.#carrier.subjects.inbound(this.from, this.to, 'progress'), encodeAbout(this.id, payloadJson));
+    const c = this.#carrier;
+    c.conn.assertUp(`progress of ${this.id}`);
+    const subject = c.subjects.inbound(this.from, this.to, 'progress');
+    c.conn.nc.publish(subject, c.proofs.wrap(subject, answerLine('a', this.id), payloadJson, this.signer, this.sealed || c.seal));
     return true;
   }
 
-  #answer<T>(encode: (id: string, value: T) => Uint8Array, value: T): boolean {
-    if (this.#settled || this.#msg.reply === undefined) return false;
+  #answer(kind: 'r' | 'e', body: string): boolean {
+    const reply = this.#msg.reply;
+    if (this.#settled || reply === undefined) return false;
     this.#settled = true;
     this.#stop();
-    this.#carrier.conn.assertUp(`answer to ${this.id}`);
-    return this.#msg.respond(encode(this.id, value));
+    const c = this.#carrier;
+    c.conn.assertUp(`answer to ${this.id}`);
+    return this.#msg.respond(c.proofs.wrap(reply, answerLine(kind, this.id), body, this.signer, this.sealed || c.seal));
   }
 
   #stop(): void {
@@ -301,17 +359,27 @@ export class Link {
   readonly #maxInbound: number;
   readonly #onDead: ((dead: DeadAnswer) => void) | undefined;
   readonly #onRejected: ((r: RejectedInbound) => void) | undefined;
+  readonly #onDenied: ((d: DeniedFrame) => void) | undefined;
+  readonly #proofs: Proofs;
+  readonly #roster: RosterIndex | undefined;
+  readonly #seal: boolean;
+  readonly #freshnessMs: number;
+  readonly #now: () => number;
+  /** Requests in flight by {@link replyToken} (message id and recipient). */
   readonly #pending = new Map<string, Pending>();
-  /** Requests that ended (timed out, cancelled): id → route, oldest first. */
+  /** Requests that ended (timed out, cancelled), by reply token, oldest first. */
   readonly #ended = new Map<string, Pending>();
-  /** Recently received: `to \0 from \0 id`, oldest first. */
-  readonly #seen = new Set<string>();
+  /** Recently admitted: `to \0 from \0 id` → when, oldest first. */
+  readonly #seen = new Map<string, Seen>();
+  /** Per signing node: the latest signed time among its forgotten ids; nothing signed at or before it is taken. */
+  readonly #floors = new Map<string, number>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
   readonly #running = new Map<string, Arrival>();
   readonly #carrier: Carrier;
   readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
-    if (this.#finish(p.id) === undefined || !this.#conn.up) return;
-    this.#conn.nc.publish(this.#subjects.inbound(p.to, p.from, 'cancel'), encodeAbout(p.id, JSON.stringify(reason ?? null)));
+    if (this.#finish(p.key) === undefined || !this.#conn.up) return;
+    const subject = this.#subjects.inbound(p.to, p.from, 'cancel');
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed));
   };
   readonly #served = new Map<string, Subscription>();
   readonly #inboxSub: Subscription;
@@ -322,12 +390,18 @@ export class Link {
     this.#subjects = options.subjects;
     this.#inbox = options.subjects.inboxPrefix(options.node);
     this.#maxBytes = options.maxPayloadBytes;
-    this.#dedupeWindow = options.dedupeWindow ?? 10_000;
+    this.#dedupeWindow = options.dedupeWindow ?? 100_000;
     this.#deadWindow = options.deadWindow ?? 10_000;
     this.#maxInbound = options.maxInbound ?? 10_000;
     this.#onDead = options.onDead;
     this.#onRejected = options.onRejected;
-    this.#carrier = { conn: this.#conn, subjects: this.#subjects, running: this.#running };
+    this.#onDenied = options.onDenied;
+    this.#proofs = options.proofs ?? new Proofs({ bus: options.subjects.bus, node: options.node });
+    this.#roster = options.roster;
+    this.#seal = options.seal ?? false;
+    this.#freshnessMs = options.freshnessMs ?? 120_000;
+    this.#now = options.now ?? Date.now;
+    this.#carrier = { conn: this.#conn, subjects: this.#subjects, proofs: this.#proofs, seal: this.#seal, running: this.#running };
     this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
   }
 
@@ -345,18 +419,24 @@ export class Link {
   request(message: Outbound & { budgetMs: number }, callbacks: RequestCallbacks): RequestHandle {
     this.#assertOpen(`${message.type} ${message.id} to "${message.to}"`);
     const { id, from, to, type } = message;
-    if (this.#pending.has(id)) throw new BusError('INVALID_ARGUMENT', `message ${id} is already in flight`, { messageId: id });
+    // A notify to several agents keeps one id: what must be unique is the id and its recipient.
+    const key = replyToken(id, to);
+    if (this.#pending.has(key)) throw new BusError('INVALID_ARGUMENT', `message ${id} to "${to}" is already in flight`, { messageId: id });
     const budgetMs = message.budgetMs;
     if (!(budgetMs >= 1 && budgetMs <= MAX_BUDGET_MS)) throw new BusError('INVALID_ARGUMENT', `${type} ${id}: budgetMs must be from 1 to ${MAX_BUDGET_MS}, got ${budgetMs}`, { messageId: id });
-    const pending = new Pending(id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
+    const pending = new Pending(key, id, from, to, type, budgetMs, callbacks, this.#cancelRequest);
+    pending.peer = message.peer;
+    pending.sealed = message.seal === true;
     pending.timer = setTimeout(Link.#expire, budgetMs, this, pending);
-    this.#pending.set(id, pending);
+    this.#pending.set(key, pending);
     const { budgetMs: _wait, ...unbudgeted } = message;
-    const data = encodeMessage(type === 'notify' ? unbudgeted : message, message.payloadJson);
+    const subject = this.#subjects.inbound(to, from, type);
+    const reply = `${this.#inbox}.${key}`;
     try {
-      this.#conn.nc.publish(this.#subjects.inbound(to, from, type), data, { reply: `${this.#inbox}.${escapeToken(id)}` });
+      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true);
+      this.#conn.nc.publish(subject, data, { reply });
     } catch (cause) {
-      this.#finish(id);
+      this.#finish(key);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
     }
     return pending;
@@ -364,7 +444,7 @@ export class Link {
 
   /** A request's budget ran out here at the sender. */
   static #expire(link: Link, p: Pending): void {
-    if (link.#finish(p.id) !== undefined) {
+    if (link.#finish(p.key) !== undefined) {
       p.callbacks.error(new BusError('TIMEOUT', `${p.type} ${p.id} to "${p.to}" got no reply within ${p.budgetMs} ms`, { messageId: p.id, timeoutMs: p.budgetMs, agentId: p.to }));
     }
   }
@@ -372,7 +452,8 @@ export class Link {
   /** Sends a notify to one remote agent (at most once, no answer). Throws like {@link request}. */
   notify(message: Outbound & { type: 'notify' }): void {
     this.#assertOpen(`notify ${message.id} to "${message.to}"`);
-    this.#conn.nc.publish(this.#subjects.inbound(message.to, message.from, 'notify'), encodeMessage(message, message.payloadJson));
+    const subject = this.#subjects.inbound(message.to, message.from, 'notify');
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, messageLine(message), message.payloadJson, message.peer, this.#seal));
   }
 
   /**
@@ -395,9 +476,9 @@ export class Link {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const [id, p] of [...this.#pending]) {
-      this.#finish(id);
-      p.callbacks.error(new BusError('CLOSED', `${p.type} ${id} to "${p.to}" ended: the link closed`, { messageId: id }));
+    for (const [key, p] of [...this.#pending]) {
+      this.#finish(key);
+      p.callbacks.error(new BusError('CLOSED', `${p.type} ${p.id} to "${p.to}" ended: the link closed`, { messageId: p.id }));
     }
     for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
@@ -412,16 +493,17 @@ export class Link {
   }
 
   /**
-   * Ends request `id` if pending. Unless it ended by its answer (`answered`: the one
-   * response the broker lets its recipient send), remembers it to recognise a late answer.
+   * Ends the request of reply token `key` if pending. Unless it ended by its answer
+   * (`answered`: the one response the broker lets its recipient send), remembers it to
+   * recognise a late answer.
    */
-  #finish(id: string, answered = false): Pending | undefined {
-    const p = this.#pending.get(id);
+  #finish(key: string, answered = false): Pending | undefined {
+    const p = this.#pending.get(key);
     if (p === undefined) return undefined;
     clearTimeout(p.timer);
-    this.#pending.delete(id);
+    this.#pending.delete(key);
     if (!answered) {
-      this.#ended.set(id, p);
+      this.#ended.set(key, p);
       if (this.#ended.size > this.#deadWindow) this.#ended.delete(this.#ended.keys().next().value!);
     }
     return p;
@@ -431,33 +513,43 @@ export class Link {
     const token = msg.subject.slice(this.#inbox.length + 1);
     if (msg.headers?.code === 503) {
       // No responders: nobody serves the recipient's subject.
-      const id = safeUnescape(token);
-      const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) {
-        p.callbacks.error(new BusError('UNKNOWN_AGENT', `no node serves agent "${p.to}" (${p.type} ${id})`, { messageId: id, agentId: p.to }));
+      const p = this.#finish(token);
+      if (p !== undefined) p.callbacks.error(new BusError('UNKNOWN_AGENT', `no node serves agent "${p.to}" (${p.type} ${p.id})`, { messageId: p.id, agentId: p.to }));
+      return;
+    }
+    let opened;
+    try {
+      opened = this.#proofs.open(msg.subject, msg.data, this.#seal);
+      const p = this.#pending.get(token) ?? this.#ended.get(token);
+      if (this.#roster !== undefined && p !== undefined && !this.#roster.mayServe(opened.node, p.to)) {
+        throw new BusError('POLICY_DENIED', `refused before reading: an answer to ${p.id} signed by node "${opened.node}", which the roster does not let serve "${p.to}"`);
       }
+    } catch (e) {
+      // A forged answer settles nothing: the request waits for the real one, or its deadline.
+      const id = (this.#pending.get(token) ?? this.#ended.get(token))?.id;
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
       return;
     }
     let answer;
     try {
-      answer = decodeAnswer(msg.data, this.#maxBytes);
-      if (escapeToken(answer.id) !== token) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
+      answer = decodeAnswer(opened.frame, this.#maxBytes);
+      const waiting = this.#pending.get(token) ?? this.#ended.get(token);
+      if (waiting !== undefined && waiting.id !== answer.id) throw new BusError('INVALID_REPLY', `answer for message ${answer.id} arrived on the inbox of another message`);
     } catch (e) {
-      const id = safeUnescape(token);
-      const p = id === undefined ? undefined : this.#pending.get(id);
-      if (id !== undefined && p !== undefined && this.#finish(id)) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
+      const p = this.#finish(token);
+      if (p !== undefined) p.callbacks.error(toBusError(e, 'INVALID_REPLY'));
       else this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_REPLY') });
       return;
     }
-    const p = this.#finish(answer.id, true);
+    const p = this.#finish(token, true);
     if (p !== undefined) {
-      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes);
+      if (answer.kind === 'reply') p.callbacks.reply(answer.payloadJson, answer.payloadBytes, opened.proof);
       else p.callbacks.error(new BusError(answer.error.code, answer.error.message, { messageId: answer.id, agentId: p.to }));
       return;
     }
-    const ended = this.#ended.get(answer.id);
+    const ended = this.#ended.get(token);
     if (ended !== undefined) {
-      this.#ended.delete(answer.id);
+      this.#ended.delete(token);
       this.#onDead?.({
         id: answer.id,
         from: ended.from,
@@ -476,44 +568,89 @@ export class Link {
       return;
     }
     const { to, from, kind } = route;
+    // The proof first: nothing of a frame is read, answered or delivered before its signer
+    // is known to be a roster node that may speak for `from`.
+    let opened;
+    try {
+      opened = this.#proofs.open(msg.subject, msg.data, this.#seal);
+      if (this.#roster !== undefined && !this.#roster.mayServe(opened.node, from)) {
+        throw new BusError('POLICY_DENIED', `refused before reading: node "${opened.node}" signed a ${kind} from "${from}", but the roster does not let it serve "${from}"`, { agentId: from });
+      }
+    } catch (e) {
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), to, from, kind, ...proofNode(msg.data) });
+      return;
+    }
     if (kind === 'progress' || kind === 'cancel') {
-      this.#onAbout(msg, kind, to, from);
+      this.#onAbout(msg.subject, opened.frame, kind, to, from);
       return;
     }
     let decoded: DecodedMessage;
     try {
-      decoded = decodeMessage(msg.data, this.#maxBytes, kind !== 'notify');
+      decoded = decodeMessage(opened.frame, this.#maxBytes, kind !== 'notify');
     } catch (e) {
       const error = toBusError(e, 'INVALID_ARGUMENT');
       this.#onRejected?.({ subject: msg.subject, error });
-      const id = claimedId(msg.data);
-      if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) msg.respond(encodeError(id, { code: error.code, message: error.message }));
+      const id = claimedId(opened.frame);
+      if (kind !== 'notify' && msg.reply !== undefined && id !== undefined) {
+        msg.respond(this.#proofs.wrap(msg.reply, answerLine('e', id), errorBody({ code: error.code, message: error.message }), opened.node, opened.sealed || this.#seal));
+      }
+      return;
+    }
+    const now = this.#now();
+    const refusal =
+      this.#roster !== undefined && decoded.node !== opened.node
+        ? `the message says it comes from node "${decoded.node ?? '(none)'}" but node "${opened.node}" signed it`
+        : Math.abs(now - decoded.ts) > this.#freshnessMs
+          ? `its signed time ${new Date(decoded.ts).toISOString()} is more than ${this.#freshnessMs} ms from this node's clock (a replay, or clocks out of sync)`
+          : this.#seen.has(`${to}\0${from}\0${decoded.id}`)
+            ? `message id ${decoded.id} from "${from}" was admitted already (a replay)`
+            : decoded.ts <= (this.#floors.get(opened.node) ?? -Infinity)
+              ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay, or more than ${this.#dedupeWindow} messages within the freshness window)`
+              : undefined;
+    if (refusal !== undefined) {
+      const error = new BusError('POLICY_DENIED', `${kind} ${decoded.id} refused: ${refusal}`, { messageId: decoded.id });
+      this.#onDenied?.({ subject: msg.subject, error, to, from, kind, id: decoded.id, node: opened.node });
       return;
     }
     const key = `${to}\0${from}\0${decoded.id}`;
     if (kind !== 'notify' && this.#running.size >= this.#maxInbound) {
       const error = new BusError('MAILBOX_FULL', `node is handling ${this.#running.size} requests already (maxInbound); ${kind} ${decoded.id} from "${from}" refused`, { messageId: decoded.id, agentId: to });
       this.#onRejected?.({ subject: msg.subject, error });
-      if (msg.reply !== undefined) msg.respond(encodeError(decoded.id, { code: error.code, message: error.message }));
+      if (msg.reply !== undefined) msg.respond(this.#proofs.wrap(msg.reply, answerLine('e', decoded.id), errorBody({ code: error.code, message: error.message }), opened.node, opened.sealed || this.#seal));
       return;
     }
-    if (this.#seen.has(key)) {
-      this.#onRejected?.({ subject: msg.subject, error: new BusError('INVALID_ARGUMENT', `repeated message id ${decoded.id} from "${from}" dropped`, { messageId: decoded.id }) });
-      return;
-    }
-    this.#seen.add(key);
-    if (this.#seen.size > this.#dedupeWindow) this.#seen.delete(this.#seen.values().next().value!);
-
-    const arrival = new Arrival(this.#carrier, msg, decoded, kind, from, to, key);
+    this.#remember(key, { at: now, node: opened.node, ts: decoded.ts });
+    const arrival = new Arrival(this.#carrier, msg, decoded, kind, from, to, key, opened);
     receiver(arrival, arrival);
   }
 
-  #onAbout(msg: Msg, kind: 'progress' | 'cancel', to: string, from: string): void {
+  /**
+   * Remembers an admitted message id for twice the freshness window (a peer's clock may be
+   * ahead by up to one window), forgetting the oldest beyond `dedupeWindow` ids.
+   */
+  #remember(key: string, seen: Seen): void {
+    this.#seen.delete(key);
+    this.#seen.set(key, seen);
+    const horizon = seen.at - 2 * this.#freshnessMs;
+    for (const [k, old] of this.#seen) {
+      if (old.at >= horizon && this.#seen.size <= this.#dedupeWindow) break;
+      this.#seen.delete(k);
+      // Forgotten while still fresh: raise its node's floor so that it cannot be replayed.
+      if (old.node !== undefined && old.at >= horizon && old.ts > (this.#floors.get(old.node) ?? -Infinity)) this.#floors.set(old.node, old.ts);
+    }
+  }
+
+  /** Message ids admitted earlier (recovered from the audit log at a restart): their repeats are refused. */
+  admitted(entries: Iterable<{ to: string; from: string; id: string; at: number }>): void {
+    for (const e of entries) this.#remember(`${e.to}\0${e.from}\0${e.id}`, { at: e.at, node: undefined, ts: e.at });
+  }
+
+  #onAbout(subject: string, frame: Uint8Array, kind: 'progress' | 'cancel', to: string, from: string): void {
     let about;
     try {
-      about = decodeAbout(msg.data, this.#maxBytes);
+      about = decodeAbout(frame, this.#maxBytes);
     } catch (e) {
-      this.#onRejected?.({ subject: msg.subject, error: toBusError(e, 'INVALID_ARGUMENT') });
+      this.#onRejected?.({ subject, error: toBusError(e, 'INVALID_ARGUMENT') });
       return;
     }
     if (kind === 'cancel') {
@@ -525,16 +662,31 @@ export class Link {
       return;
     }
     // Progress: only from the delegate's recipient, to its sender.
-    const p = this.#pending.get(about.id);
+    let key: string;
+    try {
+      key = replyToken(about.id, from);
+    } catch {
+      return; // an id no message of ours can have
+    }
+    const p = this.#pending.get(key);
     if (p === undefined || p.type !== 'delegate' || p.from !== to || p.to !== from) return;
     p.callbacks.progress?.(about.payload);
   }
 }
 
-function safeUnescape(token: string): string | undefined {
-  try {
-    return unescapeToken(token);
-  } catch {
-    return undefined;
-  }
+/** An admitted message id: when it arrived, and which node signed it when (unknown for ids read back from the log). */
+interface Seen {
+  readonly at: number;
+  readonly node: string | undefined;
+  readonly ts: number;
 }
+
+/** The node a proof line names, unverified (for the record of a refusal). */
+function proofNode(data: Uint8Array): { node?: string } {
+  const end = data.subarray(0, 256).indexOf(0x0a);
+  if (end < 0) return {};
+  const node = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 3)[1];
+  return node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(node) ? { node } : {};
+}
+
+

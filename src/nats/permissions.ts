@@ -8,69 +8,80 @@
  */
 import { BusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
+import { checkAgentList, checkOwnership } from './roster.js';
 import { Subjects } from './subjects.js';
 
-/** Which node serves which agents, on which bus. */
+/** Which node serves which agents, on which bus, and who operates it (`fleet.json`). */
 export interface Topology {
   readonly bus: string;
-  /** node id → the agent ids it serves. */
+  /** node id → the agent ids (or `prefix*` patterns) it serves. */
   readonly nodes: Readonly<Record<string, readonly string[]>>;
+  /** Operator ids: each gets a key pair; they create the claims bucket and sign approvals. */
+  readonly operators: readonly string[];
 }
 
 /** One node's permissions, as nats-server reads them. */
 export interface NodePermissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
-  allow_responses: { max: number };
+  allow_responses?: { max: number };
 }
 
 const MAX_NODES = 1_000;
-const MAX_AGENTS = 100_000;
 
 /**
- * Checks a topology read from a file: a valid bus name, node and agent ids matching the
- * agent id pattern, every agent on exactly one node. Throws `INVALID_ARGUMENT` naming the
- * first problem.
+ * Checks a topology read from a file: a valid bus name, node and agent ids (or `prefix*`
+ * patterns) matching the agent id pattern, every agent on one node at most, operator ids.
+ * Throws `INVALID_ARGUMENT` naming the first problem.
  */
 export function checkTopology(value: unknown): Topology {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('expected an object { "bus": "...", "nodes": { "<node>": ["<agent>", ...] } }');
-  const { bus, nodes, ...rest } = value as Record<string, unknown>;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('expected an object { "bus": "...", "nodes": { "<node>": ["<agent>", ...] }, "operators": ["<id>"] }');
+  const { bus, nodes, operators, ...rest } = value as Record<string, unknown>;
   const extra = Object.keys(rest);
-  if (extra.length > 0) throw bad(`unknown key ${JSON.stringify(extra[0])} (expected "bus" and "nodes")`);
+  if (extra.length > 0) throw bad(`unknown key ${JSON.stringify(extra[0])} (expected "bus", "nodes" and "operators")`);
   new Subjects(bus as string);
   if (typeof nodes !== 'object' || nodes === null || Array.isArray(nodes)) throw bad('"nodes" must be an object of node id → list of agent ids');
   const entries = Object.entries(nodes);
   if (entries.length === 0 || entries.length > MAX_NODES) throw bad(`"nodes" must name 1 to ${MAX_NODES} nodes, got ${entries.length}`);
-  const owner = new Map<string, string>();
+  const out: Record<string, string[]> = {};
   for (const [node, agents] of entries) {
     if (!AGENT_ID_PATTERN.test(node)) throw bad(`node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);
-    if (!Array.isArray(agents)) throw bad(`node "${node}": expected a list of agent ids`);
-    for (const agent of agents) {
-      if (typeof agent !== 'string' || !AGENT_ID_PATTERN.test(agent)) throw bad(`node "${node}": agent id ${JSON.stringify(agent)} does not match ${AGENT_ID_PATTERN}`);
-      const other = owner.get(agent);
-      if (other !== undefined) throw bad(`agent "${agent}" is listed on two nodes: "${other}" and "${node}"`);
-      owner.set(agent, node);
-      if (owner.size > MAX_AGENTS) throw bad(`more than ${MAX_AGENTS} agents`);
+    out[node] = checkAgentList(node, agents, bad);
+  }
+  checkOwnership(out, bad);
+  const ops: string[] = [];
+  if (operators !== undefined) {
+    if (!Array.isArray(operators)) throw bad('"operators" must be a list of operator ids');
+    for (const op of operators) {
+      if (typeof op !== 'string' || !AGENT_ID_PATTERN.test(op)) throw bad(`operator id ${JSON.stringify(op)} does not match ${AGENT_ID_PATTERN}`);
+      if (Object.hasOwn(out, op) || ops.includes(op)) throw bad(`operator id "${op}" is used twice (node ids and operator ids share one namespace of key files)`);
+      ops.push(op);
     }
   }
-  return { bus: bus as string, nodes: Object.fromEntries(entries.map(([n, a]) => [n, [...(a as string[])]])) };
+  return { bus: bus as string, nodes: out, operators: ops };
 }
 
-/** The permissions of `node`'s NATS user. */
-export function nodePermissions(topology: Topology, node: string): NodePermissions {
+/**
+ * The permissions of `node`'s NATS user. Exact agent ids are pinned by subject; a `prefix*`
+ * pattern cannot be (NATS wildcards match whole tokens), so a node with one may publish and
+ * subscribe on every agent's subjects and write any claim key: signatures checked against
+ * the roster pin those ids instead, and sealing keeps payloads from it.
+ */
+export function nodePermissions(topology: Pick<Topology, 'bus' | 'nodes'>, node: string): NodePermissions {
   const s = new Subjects(topology.bus);
   const agents = topology.nodes[node];
   if (agents === undefined) throw bad(`node "${node}" is not in the topology`);
   const stream = `KV_${s.claimsBucket()}`;
+  const exact = agents.filter((a) => !a.endsWith('*'));
+  const patterned = exact.length !== agents.length;
   return {
     publish: {
       allow: [
-        ...agents.map((a) => s.outboundOf(a)),
-        ...agents.map((a) => `$KV.${s.claimsBucket()}.${s.claimKey(a)}`),
-        // JetStream API calls the claims need, on the claims stream only.
+        ...(patterned ? [`${s.bus}.in.*.*.*`, `$KV.${s.claimsBucket()}.*`] : [...exact.map((a) => s.outboundOf(a)), ...exact.map((a) => `$KV.${s.claimsBucket()}.${s.claimKey(a)}`)]),
+        // Reading the claims stream (its settings, its entries, a watch): never creating,
+        // updating, purging or deleting it.
         '$JS.API.INFO',
         `$JS.API.STREAM.INFO.${stream}`,
-        `$JS.API.STREAM.CREATE.${stream}`,
         `$JS.API.STREAM.MSG.GET.${stream}`,
         `$JS.API.DIRECT.GET.${stream}`,
         `$JS.API.DIRECT.GET.${stream}.>`,
@@ -81,8 +92,18 @@ export function nodePermissions(topology: Topology, node: string): NodePermissio
         `$JS.FC.${stream}.>`,
       ],
     },
-    subscribe: { allow: [...agents.map((a) => s.inboundFor(a)), `${s.inboxPrefix(node)}.>`] },
+    subscribe: { allow: [...(patterned ? [`${s.bus}.in.*.*.*`] : exact.map((a) => s.inboundFor(a))), `${s.inboxPrefix(node)}.>`] },
     allow_responses: { max: 1 },
+  };
+}
+
+/** The permissions of an operator's NATS user: create and inspect the claims stream, nothing else. */
+export function operatorPermissions(bus: string): NodePermissions {
+  const s = new Subjects(bus);
+  const stream = `KV_${s.claimsBucket()}`;
+  return {
+    publish: { allow: ['$JS.API.INFO', `$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`, `$JS.API.STREAM.INFO.${stream}`] },
+    subscribe: { allow: ['_INBOX.>'] },
   };
 }
 
@@ -90,10 +111,11 @@ export function nodePermissions(topology: Topology, node: string): NodePermissio
  * The server's `authorization { users = [...] }` block: one nkey user per node.
  * `publicKeys` maps node id → the user's public nkey (`U…`).
  */
-export function authorizationBlock(topology: Topology, publicKeys: ReadonlyMap<string, string>): string {
+export function authorizationBlock(topology: Pick<Topology, 'bus' | 'nodes'> & { operators?: readonly string[] }, publicKeys: ReadonlyMap<string, string>): string {
   const lines = [
-    `# Generated by \`switchboard nats-config\` for bus "${topology.bus}". Include it from nats-server.conf.`,
-    `# Each node connects with its own nkey and may publish only as its own agents.`,
+    `# Generated by \`switchboard fleet init\` for bus "${topology.bus}". Include it from nats-server.conf.`,
+    `# Each node connects with its own nkey and may publish only as its own agents; no node may`,
+    `# create, update, purge or delete the claims stream (an operator creates it: switchboard fleet bucket).`,
     'authorization {',
     '  users = [',
   ];
@@ -106,7 +128,19 @@ export function authorizationBlock(topology: Topology, publicKeys: ReadonlyMap<s
       `    { nkey: ${JSON.stringify(key)}, permissions: {`,
       `        publish: { allow: ${list(p.publish.allow)} }`,
       `        subscribe: { allow: ${list(p.subscribe.allow)} }`,
-      `        allow_responses: { max: ${p.allow_responses.max} }`,
+      `        allow_responses: { max: ${p.allow_responses!.max} }`,
+      `    } }`,
+    );
+  }
+  for (const op of topology.operators ?? []) {
+    const key = publicKeys.get(op);
+    if (key === undefined || !/^U[A-Z2-7]{55}$/.test(key)) throw bad(`no valid public user nkey for operator "${op}"`);
+    const p = operatorPermissions(topology.bus);
+    lines.push(
+      `    # operator ${JSON.stringify(op)}`,
+      `    { nkey: ${JSON.stringify(key)}, permissions: {`,
+      `        publish: { allow: ${list(p.publish.allow)} }`,
+      `        subscribe: { allow: ${list(p.subscribe.allow)} }`,
       `    } }`,
     );
   }

@@ -8,7 +8,8 @@
  * - `<bus>.in.<to>.<from>.<kind>`: everything addressed to agent `to` by agent `from`
  *   (`ask`, `delegate`, `notify`, `cancel` sent by the asker, `progress` sent by the
  *   delegate's recipient back to its sender). The broker's publish permissions pin `from`.
- * - `<bus>._r.<node>.<token>`: a node's private reply inbox (never `_INBOX.>`).
+ * - `<bus>._r.<node>.<id>__<to>`: a node's private reply inbox (never `_INBOX.>`), one token per
+ *   message and recipient (a notify keeps one id for all its recipients).
  * - KV bucket `sb_<bus>_agents`, key `<agent>`: the bus-wide claim of an agent id.
  */
 import { BusError } from '../errors.js';

@@ -30,9 +30,13 @@ import type {
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
 import { Directory } from './directory.js';
-import { Link, type DeadAnswer, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
+import { keysFromSeed, type NodeKeys } from './keys.js';
+import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
+import { Proofs } from './proofs.js';
+import { loadRoster, RosterIndex } from './roster.js';
 import { Subjects } from './subjects.js';
+import { freezeClass } from '../frozen.js';
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);
 const NOOP: OutboundHandle = Object.freeze({ cancel: () => undefined });
@@ -64,6 +68,7 @@ interface Parts {
  * object per message, no closures); everything it holds is `#private`.
  */
 class Sent implements RequestCallbacks, OutboundHandle {
+  /** Its key in the transport's map: message id and recipient (a notify's copies share the id). */
   readonly #id: string;
   readonly #sink: OutboundSink;
   readonly #route: string;
@@ -74,7 +79,7 @@ class Sent implements RequestCallbacks, OutboundHandle {
   #handle: RequestHandle | undefined;
 
   constructor(id: string, sink: OutboundSink, to: string, from: string, type: string, all: Map<string, Sent>) {
-    this.#id = id;
+    this.#id = sentKey(id, to);
     this.#sink = sink;
     this.#route = `${to}\0${from}\0${type}`;
     this.#all = all;
@@ -84,11 +89,11 @@ class Sent implements RequestCallbacks, OutboundHandle {
     this.#handle = handle;
   }
 
-  reply(json: string): void {
+  reply(json: string, _bytes?: number, proof?: string): void {
     this.#all.delete(this.#id);
     if (!this.#live) return;
     this.#live = false;
-    guard(() => this.#sink.reply(json));
+    guard(() => (proof === undefined ? this.#sink.reply(json) : this.#sink.reply(json, proof)));
   }
 
   error(e: BusError): void {
@@ -160,6 +165,18 @@ interface Held {
 export async function natsTransport(options: NatsTransportOptions): Promise<Transport> {
   const checked = checkNatsOptions(options);
   const subjects = new Subjects(checked.bus);
+  let trust: Trust | undefined;
+  if (checked.roster !== undefined) {
+    const roster = new RosterIndex(loadRoster(checked.roster));
+    if (roster.roster.bus !== checked.bus) throw new BusError('INVALID_ARGUMENT', `natsTransport: the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
+    const keys = keysFromSeed(checked.nkeySeed!);
+    if (roster.nodeOfKey(keys.publicKey) === undefined) {
+      throw new BusError('INVALID_ARGUMENT', `natsTransport: the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
+    }
+    trust = { roster, keys };
+  } else {
+    warnInsecure();
+  }
   const probe = await NodeConnection.open({
     servers: checked.servers,
     inboxPrefix: `${subjects.bus}._r`,
@@ -168,7 +185,24 @@ export async function natsTransport(options: NatsTransportOptions): Promise<Tran
     ...(checked.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: checked.connectTimeoutMs }),
   });
   await probe.close();
-  return new NatsTransport(checked, subjects);
+  return new NatsTransport(checked, subjects, trust);
+}
+
+/** A secure fleet's roster and this node's keys. */
+interface Trust {
+  readonly roster: RosterIndex;
+  readonly keys: NodeKeys;
+}
+
+let warned = false;
+/** One warning per process: an insecure fleet believes whatever the broker delivers. */
+function warnInsecure(): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(
+    'natsTransport runs with insecure: true: no roster, nothing signed or checked; any client of the broker can speak as any agent and read every message. Use `switchboard fleet init` and pass roster and nkeySeed outside tests and local demos.',
+    { code: 'SWITCHBOARD_INSECURE_FLEET' },
+  );
 }
 
 class NatsTransport implements Transport {
@@ -181,22 +215,41 @@ class NatsTransport implements Transport {
   readonly #held = new Map<string, Held>();
   /** Claims that failed (DUPLICATE_AGENT, a lost lease, …): `ready()` rejects with the first. */
   readonly #failures = new Map<string, BusError>();
-  /** Outbound asks/delegates by message id, kept after a TIMEOUT or cancel for a late reply. */
+  /** Outbound messages by {@link sentKey}, kept after a TIMEOUT or cancel for a late reply. */
   readonly #sent = new Map<string, Sent>();
   #closing: Promise<void> | undefined;
   #lookups = 0;
   /** Releases in flight: `close()` waits for them before draining. */
   readonly #releasing = new Set<Promise<void>>();
 
-  constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects) {
+  readonly #trust: Trust | undefined;
+
+  constructor(options: Readonly<NatsTransportOptions>, subjects: Subjects, trust: Trust | undefined) {
     this.#options = options;
     this.#subjects = subjects;
+    this.#trust = trust;
+  }
+
+  get unverified(): boolean {
+    return this.#trust === undefined;
   }
 
   attach(node: string, port: InboundPort): void {
     if (this.#node !== undefined) throw new BusError('INVALID_ARGUMENT', `this NATS transport is already attached to node "${this.#node}"; create one transport per orchestrator`);
     if (typeof node !== 'string' || !AGENT_ID_PATTERN.test(node)) throw new BusError('INVALID_ARGUMENT', `node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);
     if (typeof port?.receive !== 'function') throw new BusError('INVALID_ARGUMENT', 'attach needs an InboundPort with a receive() method');
+    const trust = this.#trust;
+    if (trust !== undefined) {
+      const entry = trust.roster.node(node);
+      if (entry === undefined) throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})`);
+      if (entry.signingKey !== trust.keys.publicKey) {
+        const owner = trust.roster.nodeOfKey(trust.keys.publicKey);
+        throw new BusError(
+          'INVALID_ARGUMENT',
+          `node "${node}" was given the seed of key ${trust.keys.publicKey}${owner === undefined ? '' : ` (node "${owner}" in the roster)`}, but the roster lists node "${node}" with key ${entry.signingKey}: start it with its own .nk file`,
+        );
+      }
+    }
     this.#node = node;
     this.#port = port;
     this.#started = this.#start(node);
@@ -313,6 +366,7 @@ class NatsTransport implements Transport {
         node,
         ...(o.leaseMs === undefined ? {} : { leaseMs: o.leaseMs }),
         onLost: (agent, holder) => this.#lost(agent, holder),
+        ...(this.#trust === undefined ? {} : { trust: this.#trust }),
       });
       const directory = new Directory(claims, node);
       claims.onChange(() => directory.invalidate());
@@ -324,7 +378,28 @@ class NatsTransport implements Transport {
       }
       directory.invalidate();
       const maxPayloadBytes = conn.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
-      const link = new Link({ connection: conn, subjects: this.#subjects, node, maxPayloadBytes, onDead: (d) => this.#dead(d) });
+      const trust = this.#trust;
+      const proofs = new Proofs({ bus: this.#subjects.bus, node, mac: o.proof === 'mac', ...(trust === undefined ? {} : { roster: trust.roster, keys: trust.keys }) });
+      const link = new Link({
+        connection: conn,
+        subjects: this.#subjects,
+        node,
+        maxPayloadBytes,
+        onDead: (d) => this.#dead(d),
+        onDenied: (d) => this.#denied(d),
+        proofs,
+        ...(trust === undefined ? {} : { roster: trust.roster }),
+        seal: o.seal === 'always',
+        ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }),
+      });
+      // Ids admitted before a restart stay refused for the freshness window (a replay captured then).
+      const window = 2 * (o.freshnessMs ?? 120_000);
+      try {
+        const recent = this.#port?.admitted?.(Date.now() - window, 100_000) ?? [];
+        link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+      } catch {
+        // A log that cannot be read now: the freshness check still refuses old captures.
+      }
       const parts: Parts = { conn, claims, directory, link };
       conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {
@@ -341,8 +416,8 @@ class NatsTransport implements Transport {
   }
 
   #send(outbound: OutboundMessage, sink: OutboundSink): OutboundHandle {
-    const { envelope, payloadJson, budgetMs, traceparent } = outbound;
-    const { id, type, from, to, intent, ts, conversationId, causationId, priority, depth } = envelope;
+    const { envelope, payloadJson, budgetMs, traceparent, node: peer, sealed } = outbound;
+    const { id, type, from, to, intent, conversationId, causationId, priority, depth } = envelope;
     const what = `${type} ${id} to "${to}"`;
     if (this.#closing !== undefined) throw new BusError('CLOSED', `${what}: the NATS transport is closed`, { messageId: id });
     const parts = this.#parts;
@@ -351,7 +426,9 @@ class NatsTransport implements Transport {
     const meta = {
       id,
       intent,
-      ts,
+      // The signed time is when this node carries it (a message held for approval here may be
+      // old): the receiver's freshness window counts from it.
+      ts: Date.now(),
       conversationId,
       ...(causationId === undefined ? {} : { causationId }),
       depth,
@@ -366,9 +443,13 @@ class NatsTransport implements Transport {
     else if (budgetMs < 1) throw new BusError('TIMEOUT', `${what}: its deadline passed before it left this node`, { messageId: id });
     else wait = budgetMs;
     const sent = new Sent(id, sink, to, from, type, this.#sent);
-    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait }, sent);
-    this.#sent.delete(id);
-    this.#sent.set(id, sent);
+    if (sealed === true && this.#trust === undefined) {
+      throw new BusError('POLICY_DENIED', `${what}: its rule requires sealing, and this node has no roster (insecure: true) to seal with`, { messageId: id });
+    }
+    sent.handle = parts.link.request({ ...meta, type, from, to, payloadJson, budgetMs: wait, peer, ...(sealed === true ? { seal: true } : {}) }, sent);
+    const key = sentKey(id, to);
+    this.#sent.delete(key);
+    this.#sent.set(key, sent);
     if (this.#sent.size > DEAD_WINDOW) this.#sent.delete(this.#sent.keys().next().value!);
     return sent;
   }
@@ -387,14 +468,32 @@ class NatsTransport implements Transport {
       return;
     }
     const { to, from, kind } = route;
-    for (const [id, sent] of [...this.#sent]) {
+    for (const [key, sent] of [...this.#sent]) {
       if (!sent.waitsOn(to, from, kind)) continue;
+      const id = key.slice(0, key.indexOf('\0'));
       sent.refuse('POLICY_DENIED', `the NATS server refused to let node "${this.#node}" publish ${kind} ${id} as "${from}" to "${to}" (its credentials do not cover "${from}")`);
     }
   }
 
+  /** A frame refused for its proof or as a replay: the receiving bus records it (`message:denied`). */
+  #denied(d: DeniedFrame): void {
+    try {
+      this.#port?.refused?.({
+        code: d.error.code,
+        reason: d.error.message,
+        ...(d.id === undefined ? {} : { id: d.id }),
+        ...(d.kind === undefined ? {} : { type: d.kind }),
+        ...(d.from === undefined ? {} : { from: d.from }),
+        ...(d.to === undefined ? {} : { to: d.to }),
+        ...(d.node === undefined ? {} : { fromNode: d.node }),
+      });
+    } catch {
+      // The record is the bus's; a failing port must not break the carriage.
+    }
+  }
+
   #dead(dead: DeadAnswer): void {
-    const sent = this.#sent.get(dead.id);
+    const sent = this.#sent.get(sentKey(dead.id, dead.to));
     if (sent === undefined) return;
     if (dead.answer.kind === 'reply') sent.dead(`the reply to ${dead.id} from "${dead.to}" arrived after the request ended`, dead.answer.payloadJson);
     else sent.dead(`the answer to ${dead.id} from "${dead.to}" arrived after the request ended: ${dead.answer.error.code}: ${dead.answer.error.message}`);
@@ -431,7 +530,8 @@ class NatsTransport implements Transport {
 
   /** Delivers `inbound` if the bus-wide claim of its `from` names the node it says it comes from. */
   #check(inbound: LinkInbound, responder: LinkResponder, owner: RemoteAgent | undefined): void {
-    const said = inbound.node;
+    // With a roster the sender's node is the verified signer, never what the message says.
+    const said = this.#trust === undefined ? inbound.node : inbound.signer;
     if (owner === undefined || owner.node === this.#node || said !== owner.node) {
       const holder = owner === undefined ? 'no node' : `node "${owner.node}"`;
       refuse(responder, 'POLICY_DENIED', `${inbound.type} ${inbound.id} says it comes from "${inbound.from}" of node ${said === undefined ? '(none)' : `"${said}"`}, but "${inbound.from}" is claimed by ${holder}: refused`);
@@ -457,6 +557,9 @@ class NatsTransport implements Transport {
     if (inbound.causationId !== undefined) message.causationId = inbound.causationId;
     if (inbound.budgetMs !== undefined) message.budgetMs = inbound.budgetMs;
     if (inbound.traceparent !== undefined) message.traceparent = inbound.traceparent;
+    if (inbound.proof !== undefined) message.proof = inbound.proof;
+    else message.unverified = true;
+    message.sealed = inbound.sealed;
     let handle: InboundHandle;
     try {
       handle = this.#port!.receive(Object.freeze(message), Object.freeze(new Answer(responder)));
@@ -521,6 +624,11 @@ class Answer implements Responder {
   }
 }
 
+/** The key of one outbound message: its id and recipient (a notify keeps one id for all its recipients). */
+function sentKey(id: string, to: string): string {
+  return `${id}\0${to}`;
+}
+
 /** Answers with an error; a dropped connection loses it (the sender ends at its deadline). */
 function refuse(responder: LinkResponder, code: ErrorCode, message: string): void {
   try {
@@ -547,3 +655,8 @@ function guard(fn: () => unknown): void {
     // The answer is lost; the other side ends at its deadline (at most once).
   }
 }
+
+// Frozen: what the transport hands out (itself, carriage handles, responders) cannot be patched by one holder for all.
+freezeClass(NatsTransport);
+freezeClass(Sent);
+freezeClass(Answer);

@@ -99,14 +99,26 @@ function frame(meta: string, payloadJson: string): Uint8Array {
   return Buffer.from(`${meta}\n${payloadJson}`, 'utf8');
 }
 
-/** Encodes an ask, delegate or notify: its metadata and its payload JSON. */
-export function encodeMessage(meta: WireMeta, payloadJson: string): Uint8Array {
+/** The metadata line of an ask, delegate or notify (without its newline). */
+export function messageLine(meta: WireMeta): string {
   const budget = meta.budgetMs === undefined ? ABSENT : String(Math.max(1, Math.min(MAX_BUDGET_MS, Math.ceil(meta.budgetMs))));
   const trace = meta.traceparent !== undefined && TRACEPARENT.test(meta.traceparent) ? meta.traceparent : ABSENT;
-  return frame(
-    `${WIRE_VERSION} m ${meta.id} ${encodeURIComponent(meta.intent)} ${meta.ts} ${meta.conversationId} ${meta.causationId ?? ABSENT} ${meta.depth} ${meta.priority} ${budget} ${trace} ${meta.node ?? ABSENT}`,
-    payloadJson,
-  );
+  return `${WIRE_VERSION} m ${meta.id} ${encodeURIComponent(meta.intent)} ${meta.ts} ${meta.conversationId} ${meta.causationId ?? ABSENT} ${meta.depth} ${meta.priority} ${budget} ${trace} ${meta.node ?? ABSENT}`;
+}
+
+/** The metadata line of a reply (`r`), an error (`e`) or a progress report or cancel (`a`) about message `id`. */
+export function answerLine(kind: 'r' | 'e' | 'a', id: string): string {
+  return `${WIRE_VERSION} ${kind} ${id}`;
+}
+
+/** The body of an error answer: only `code` and a message cut to {@link MAX_ERROR_MESSAGE}. */
+export function errorBody(error: WireError): string {
+  return JSON.stringify({ code: error.code, message: String(error.message).slice(0, MAX_ERROR_MESSAGE) });
+}
+
+/** Encodes an ask, delegate or notify: its metadata and its payload JSON. */
+export function encodeMessage(meta: WireMeta, payloadJson: string): Uint8Array {
+  return frame(messageLine(meta), payloadJson);
 }
 
 /**
@@ -154,8 +166,7 @@ export function encodeReply(id: string, payloadJson: string): Uint8Array {
 
 /** Encodes an error answer to message `id`: only `code` and a message cut to {@link MAX_ERROR_MESSAGE}. */
 export function encodeError(id: string, error: WireError): Uint8Array {
-  const message = String(error.message).slice(0, MAX_ERROR_MESSAGE);
-  return frame(`${WIRE_VERSION} e ${id}`, JSON.stringify({ code: error.code, message }));
+  return frame(`${WIRE_VERSION} e ${id}`, errorBody(error));
 }
 
 /** Encodes a progress report (or a cancel) about message `id`. */

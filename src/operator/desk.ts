@@ -131,6 +131,10 @@ export class ApprovalDesk {
       const after = this.#decided.get(id);
       // Decided by someone else between the check and the call (or expired meanwhile).
       if (after !== undefined) return { status: 'already', outcome: outcomeText(after) };
+      // Decided through the audit file by another process or console (durable approvals): gone from the queue.
+      if (isBusError(error) && error.code === 'INVALID_ARGUMENT' && !this.#bus.approvals.list().some((a) => a.id === id)) {
+        return { status: 'already', outcome: 'no longer held (decided by another console or process, or expired)' };
+      }
       if (isBusError(error)) return { status: 'refused', code: error.code, message: error.message };
       return { status: 'refused', code: 'ERROR', message: error instanceof Error ? error.message : String(error) };
     } finally {

@@ -1,5 +1,6 @@
 import { PRIORITIES, type Priority, type RuleType } from '../envelope.js';
 import { describeIssues, validate, type ContractDef, type Contracts } from '../contracts.js';
+import { escapeText, hasUnsafeText } from '../escape-text.js';
 import { article, BusError, describe, toBusError, type BusErrorDetails } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import type { TokenBucket } from '../limits.js';
@@ -77,6 +78,12 @@ export function checkIntent(intent: unknown): asserts intent is string {
     throw new BusError('INVALID_ARGUMENT', `intent must be a non-empty string of at most ${MAX_INTENT_LENGTH} characters (not "*"), got ${describe(intent)}`);
   }
   checkWellFormed(intent, 'intent');
+  if (hasUnsafeText(intent)) {
+    const at = [...intent].findIndex((c) => hasUnsafeText(c));
+    const bad = [...intent][at]!.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    // Intents name handlers and reach operators' screens: no character there may steer a terminal.
+    throw new BusError('INVALID_ARGUMENT', `intent "${escapeText(intent)}" contains U+${bad} at ${at}: control, escape and bidirectional characters are not allowed in an intent`);
+  }
 }
 
 // A lone surrogate (half of a UTF-16 pair) is not a Unicode character: the log's UTF-8 would
@@ -178,8 +185,9 @@ export function checkRate(sender: AgentRecord, global: TokenBucket | undefined, 
 }
 
 /** The policy's decision for one recipient: throws POLICY_DENIED; returns allow or approval. */
-export function checkPolicy(policy: PolicySet, sender: AgentRecord, to: string, type: RuleType, intent: string): PolicyDecision {
-  const decision = policy.evaluate({ from: sender.id, to, type, intent, trust: sender.trust });
+export function checkPolicy(policy: PolicySet, sender: AgentRecord, recipient: AgentRecord, type: RuleType, intent: string): PolicyDecision {
+  const to = recipient.id;
+  const decision = policy.evaluate({ from: sender.id, to, type, intent, trust: sender.trust, recipientTrust: recipient.trust });
   if (decision.decision === 'deny') {
     throw new BusError('POLICY_DENIED', `${sender.id} may not ${type} ${to} ("${intent}"): ${decision.reason}`, withRule({}, decision));
   }

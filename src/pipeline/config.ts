@@ -1,3 +1,4 @@
+import type { HoldStore } from '../audit/types.js';
 import type { Clock } from '../clock.js';
 import type { Contracts } from '../contracts.js';
 import type { BusEmitter } from '../events.js';
@@ -5,6 +6,7 @@ import type { GroupCommit } from '../group-commit.js';
 import type { RateSpec, TokenBucket } from '../limits.js';
 import type { PolicyStore } from '../policy-store.js';
 import type { Telemetry } from '../telemetry-port.js';
+import type { InboundShareSpec } from './inbound-share.js';
 import type { AgentRecord } from './records.js';
 import type { RefusalSummaries } from './refusal-summary.js';
 import type { Transport } from './transport.js';
@@ -39,6 +41,13 @@ export interface PipelineConfig {
   readonly remoteRate: RateSpec | false;
   /** The trust this node grants other nodes' agents (`remoteTrust`); 0 for any other. */
   readonly remoteTrust: ReadonlyMap<string, number>;
+  /** Each peer node's fair share of this node (`limits.inboundPerNode`), or false for none. */
+  readonly inboundShare: InboundShareSpec | false;
   /** Where refusal rows go: one by one within a sender's rate, counted in one row beyond it. */
   readonly refusals: RefusalSummaries;
+  /**
+   * The audit log when it can be asked about one message (`result()`); it keeps held messages
+   * (durable approvals) when `keepsHolds` (a file). Undefined for a custom log or none.
+   */
+  readonly holdStore: HoldStore | undefined;
 }

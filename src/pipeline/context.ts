@@ -1,6 +1,7 @@
 import type { Envelope } from '../envelope.js';
 import type { HandlerContext, Job, NotifyOptions, NotifyReceipt, SendOptions } from '../types.js';
 import type { AgentRecord, Delivery } from './records.js';
+import { freezeClass } from '../frozen.js';
 
 /** What a handler's ctx may ask of the pipeline: sends inside its chain, and progress. */
 export interface ChainPort {
@@ -21,6 +22,7 @@ export class Context implements HandlerContext {
   constructor(port: ChainPort, delivery: Delivery) {
     this.#port = port;
     this.#delivery = delivery;
+    Object.freeze(this);
   }
 
   get message(): Envelope {
@@ -56,3 +58,6 @@ export class Context implements HandlerContext {
     return { agentId: this.agentId, messageId: this.message.id };
   }
 }
+
+// Frozen: a handler cannot patch `ask` on the prototype that every other ctx shares.
+freezeClass(Context);

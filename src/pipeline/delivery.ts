@@ -7,6 +7,7 @@ import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
 import type { PipelineConfig } from './config.js';
+import type { AfterCommit } from './after-commit.js';
 import type { CoreParts } from './parts.js';
 import { Context, type ChainPort } from './context.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
@@ -16,6 +17,9 @@ import { Delivery, type AgentRecord, type PendingRequest } from './records.js';
 import { requestEnded } from './tracing.js';
 
 const RESOLVED = Promise.resolve();
+/** The platform's `then`, kept at load: a handler's native promise is adopted without a second read. */
+// eslint-disable-next-line @typescript-eslint/unbound-method
+const NATIVE_THEN = Promise.prototype.then as (this: Promise<unknown>, ok: (v: unknown) => void, ko: (e: unknown) => void) => Promise<void>;
 
 /** The core parts and the deliveries: what the approval flow and the cross-node sides are built from. */
 export interface PipelineParts extends CoreParts {
@@ -32,10 +36,12 @@ export class Deliveries {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #port: ChainPort;
+  readonly #after: AfterCommit;
   /** Set by the pipeline's shutdown: late replies are no longer recorded. */
   closed = false;
 
-  constructor({ config, journal, ledger }: CoreParts, port: ChainPort) {
+  constructor({ config, journal, ledger, after }: CoreParts, port: ChainPort) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -67,20 +73,23 @@ export class Deliveries {
    * Throws NO_HANDLER / MAILBOX_FULL.
    */
   deliver(record: AuditRecord | undefined, envelope: Envelope, recipient: AgentRecord, p: PendingRequest | undefined, parent: Delivery | undefined, committed?: CommitInfo): void {
-    const delivery = this.reserve(envelope, recipient, p, parent);
+    this.deliverReserved(this.reserve(envelope, recipient, p, parent), record, p, committed);
+  }
+
+  /** {@link deliver} for a slot already reserved: tracks the request, stages `record`, hands over after the commit. */
+  deliverReserved(delivery: Delivery, record: AuditRecord | undefined, p: PendingRequest | undefined, committed?: CommitInfo): void {
     if (p !== undefined) this.#ledger.track(p);
     this.#config.commit.stage(
       record,
       () => {
-        if (p !== undefined) {
-          p.committed = true;
-          if (p.trace !== undefined && committed !== undefined) this.#config.telemetry.sendCommitted(p.trace, committed);
-        }
+        if (p !== undefined) this.#after.requestCommitted(p, committed);
         this.handOver(delivery);
       },
       (error) => {
         delivery.drop();
-        if (p !== undefined) this.#ledger.fail(p, toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id), undefined);
+        // An approved message's attempt is in the log already: its end must be too (written once the log works).
+        if (record?.kind === 'outcome') this.#journal.recordOutcome(delivery.envelope, 'failed', 'AUDIT_UNAVAILABLE', toBusError(error, 'AUDIT_UNAVAILABLE', delivery.envelope.id).message);
+        if (p !== undefined) this.#after.requestFailed(p, error);
       },
     );
   }
@@ -92,7 +101,11 @@ export class Deliveries {
 
   /** After the commit: tell listeners, then put the message in the mailbox (which may start the handler at once). */
   handOver(delivery: Delivery): void {
-    if (delivery.phase === 'withdrawn') return;
+    if (delivery.phase === 'withdrawn') {
+      // Withdrawn while its row was committed (close, unregister): a notify's end is recorded here.
+      if (delivery.pending === undefined) this.#notRun(delivery, delivery.abortReason);
+      return;
+    }
     delivery.phase = 'queued';
     const { events } = this.#config;
     if (events.has('message:delivered')) events.emit('message:delivered', { envelope: delivery.envelope });
@@ -107,7 +120,12 @@ export class Deliveries {
    */
   abortAll(record: AgentRecord, reason: BusError): void {
     for (const d of [...record.deliveries]) {
-      if (!d.started) d.drop();
+      if (!d.started) {
+        const queued = d.handedOver; // (read before the drop withdraws it)
+        d.drop();
+        // A queued notify never runs now: its outcome says so (a request's is the ledger's).
+        if (queued && d.pending === undefined) this.#notRun(d, reason);
+      }
       d.abort(reason);
       if (d.runToken !== undefined) this.#config.telemetry.handlerEnded(d.runToken, reason.code);
     }
@@ -139,34 +157,47 @@ export class Deliveries {
     });
   };
 
-  /** Calls the handler and reads what it returned (or threw). Never throws or rejects. */
+  /** Calls the handler and reads what it returned (or threw), its `then` once. Never throws or rejects. */
   #run(d: Delivery, handler: Handler): Promise<void> {
     let out: unknown;
-    let thenable: boolean;
+    let then: unknown;
     try {
       out = handler(d.envelope.payload, new Context(this.#port, d));
       // Reading `then` is reading the handler's value: a revoked Proxy or a throwing getter fails here.
-      thenable = typeof out === 'object' && out !== null && typeof (out as { then?: unknown }).then === 'function';
+      if (typeof out === 'object' && out !== null) then = (out as { then?: unknown }).then;
     } catch (error) {
       d.finish();
       this.#failed(d, error, 'HANDLER_FAILED');
       return RESOLVED;
     }
-    if (thenable) {
-      return Promise.resolve(out).then(
-        (value) => {
-          d.finish();
-          this.#returned(d, value);
-        },
-        (error) => {
-          d.finish();
-          this.#failed(d, error, 'HANDLER_FAILED');
-        },
-      );
+    if (typeof then !== 'function') {
+      d.finish();
+      this.#returned(d, out);
+      return RESOLVED;
     }
-    d.finish();
-    this.#returned(d, out);
-    return RESOLVED;
+    const returned = (value: unknown) => {
+      d.finish();
+      this.#returned(d, value);
+    };
+    const failed = (error: unknown) => {
+      d.finish();
+      this.#failed(d, error, 'HANDLER_FAILED');
+    };
+    // The `then` read above is the one called: `Promise.resolve(out)` would read it again (a getter could answer differently).
+    if (then === NATIVE_THEN) {
+      try {
+        return NATIVE_THEN.call(out as Promise<unknown>, returned, failed);
+      } catch {
+        // Not a native promise (a Proxy of one): adopt it as any thenable below.
+      }
+    }
+    return new Promise((resolve, reject) => {
+      try {
+        (then as (ok: (v: unknown) => void, ko: (e: unknown) => void) => unknown).call(out, resolve, reject);
+      } catch (error) {
+        reject(error);
+      }
+    }).then(returned, failed);
   }
 
   #returned(d: Delivery, value: unknown): void {
@@ -207,15 +238,18 @@ export class Deliveries {
   }
 
   /** Settles a request with its reply: audit the reply, then resolve the asker. */
-  answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void): void {
+  answer(p: PendingRequest, encoded: EncodedPayload, onCommit?: () => void, onFail?: (error: BusError) => void, proof?: string): void {
     this.#ledger.settle(p);
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
     const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
+    if (proof !== undefined) draft.proof = proof; // and keeps the replying node's proof
     // The reply row is also the record of the ask's outcome 'replied' (the log folds it in).
-    const record = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
+    let record: AuditRecord | undefined = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
+    // A restored message's sender is gone: its reply is kept with its row, for result().
+    if (record !== undefined && p.keepReply) record = { ...record, keptReply: encoded.json };
     commit.stage(
       record,
       () => {
@@ -227,11 +261,19 @@ export class Deliveries {
       },
       (error) => {
         const e = toBusError(error, 'AUDIT_UNAVAILABLE', ask.id);
+        // The reply was refused: the ask's outcome is this failure (held until the log can write it).
+        this.#journal.recordOutcome(ask, 'failed', 'AUDIT_UNAVAILABLE', e.message);
         requestEnded(this.#config.telemetry, p, e);
         p.reject(e);
         onFail?.(e);
       },
     );
+  }
+
+  /** A notify admitted but withdrawn before its handler ran: `cancelled` when the bus closes, else `failed`. */
+  #notRun(d: Delivery, reason: BusError | undefined): void {
+    const code = reason?.code ?? 'CLOSED';
+    this.#journal.recordOutcome(d.envelope, code === 'CLOSED' ? 'cancelled' : 'failed', code, `${d.recipient.id} never ran it: ${reason?.message ?? 'the orchestrator closed'}`);
   }
 
   #failed(d: Delivery, error: unknown, code: 'HANDLER_FAILED' | 'NO_HANDLER'): void {

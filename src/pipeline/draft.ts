@@ -22,6 +22,8 @@ export interface Draft {
   traceparent: string | undefined;
   /** The node at the other end, for a message that crosses nodes (recorded with this node's id). */
   peerNode?: string;
+  /** On a receipt: the sending node's proof as its transport verified it, kept in the row. */
+  proof?: string;
 }
 
 /** The chain a send hangs from: the envelope of the message whose handler sends it. */

@@ -11,7 +11,8 @@ import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import { routeOf } from './route.js';
-import type { InboundHandle, InboundMessage, InboundPort, RemoteAgent, Responder } from './transport.js';
+import { InboundShare, LOCAL_WORK_WINDOW_MS, type Slot } from './inbound-share.js';
+import type { InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
@@ -26,12 +27,29 @@ const MAX_ID_LENGTH = 256;
 /** The bucket key every sender this node's directory does not know shares (no agent id holds a NUL). */
 const UNKNOWN_SENDERS = '\u0000unknown';
 const NO_HANDLE: InboundHandle = Object.freeze({ cancel: () => undefined });
+/** The slot of a message no share counts (fair share off, or refused before admission). */
+const NO_SLOT: Slot = Object.freeze({ release: () => undefined });
 
-/** What the receiving side is built from: the pipeline's parts, the approval flow, the sending side, and whether the bus closed. */
+/** When this node's own agents last sent (the bus clock): the fair shares hold while they send. */
+export interface LocalActivity {
+  lastLocalSend: number;
+}
+
+/**
+ * What the receiving side is built from: the pipeline's parts, the approval flow, the
+ * sending side, whether the bus closed, and when a local agent last sent.
+ */
 export interface InboundParts extends PipelineParts {
   readonly approvals: ApprovalFlow;
   readonly remote: RemoteSends;
   readonly closed: () => boolean;
+  readonly activity: LocalActivity;
+}
+
+/** A message as it arrived: its fields, read once, and how to answer it. */
+interface Arrived {
+  readonly f: Fields;
+  readonly responder: Responder;
 }
 
 /** An inbound message's fields, each read once. */
@@ -49,6 +67,8 @@ interface Fields {
   depth: unknown;
   budgetMs: unknown;
   traceparent: unknown;
+  proof: unknown;
+  sealed: unknown;
 }
 
 /**
@@ -61,7 +81,7 @@ interface Fields {
  * From then on it is a local delivery: the handler's return, a throw, `reply()`,
  * `ctx.progress` and the deadline reach the sender through the responder.
  */
-export class Inbound implements Pick<InboundPort, 'receive'> {
+export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
   /** The pipeline's parts, read by name where used (an inbound message is not the hot path of a local ask). */
   readonly #parts: InboundParts;
   /** Keys of recently admitted inbound messages (insertion order is age): a repeat is dropped. */
@@ -71,30 +91,92 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   /** The last `remoteAgents()` array seen, and its entries by id. */
   #directory: readonly RemoteAgent[] | undefined;
   #byId = new Map<string, RemoteAgent>();
+  /** Each peer node's fair share of this node, or undefined when `limits.inboundPerNode` is false. */
+  readonly #share: InboundShare<Arrived> | undefined;
 
   constructor(parts: InboundParts) {
     this.#parts = parts;
+    const { config, activity } = parts;
+    const spec = config.inboundShare;
+    this.#share =
+      spec === false
+        ? undefined
+        : new InboundShare<Arrived>(
+            spec,
+            {
+              admit: (m, slot, waitedFrom) => this.#run(m, slot, waitedFrom),
+              refuse: (m, e) => this.#refuse(inboundDraft(m.f, config.clock.now()), e, once(m.responder, NO_SLOT)),
+            },
+            () => config.clock.now(),
+            () => config.clock.now() - activity.lastLocalSend < LOCAL_WORK_WINDOW_MS,
+          );
   }
 
   receive(inbound: InboundMessage, responder: Responder): InboundHandle {
-    const answer = once(responder);
-    const now = this.#parts.config.clock.now();
     let f: Fields;
     try {
       f = readFields(inbound);
     } catch (error) {
       // Unreadable (not an object, a throwing getter): refused and audited like any other refusal.
-      this.#refuse(inboundDraft(UNREAD, now), toBusError(error, 'INVALID_ARGUMENT', undefined, 'the inbound message could not be read: '), answer);
+      this.#refuse(inboundDraft(UNREAD, this.#parts.config.clock.now()), toBusError(error, 'INVALID_ARGUMENT', undefined, 'the inbound message could not be read: '), once(responder, NO_SLOT));
       return NO_HANDLE;
     }
+    // Over the size limit: refused at once (unparsed), never held in a queue.
+    const bytes = typeof f.payloadJson === 'string' ? f.payloadJson.length : 0;
+    if (this.#share === undefined || bytes > this.#parts.config.maxPayloadBytes) return this.#run({ f, responder }, NO_SLOT, undefined);
+    return this.#share.offer(this.#shareKey(f), { f, responder }, bytes);
+  }
+
+  /**
+   * The fair share a message counts against: its node's when this node's directory places
+   * its sender there, else the one share of every sender it does not know (made-up node ids
+   * buy no fresh share).
+   */
+  #shareKey(f: Fields): string {
+    const { from, fromNode } = f;
+    if (typeof from !== 'string' || typeof fromNode !== 'string') return UNKNOWN_SENDERS;
+    return this.#known(from, fromNode) !== undefined ? fromNode : UNKNOWN_SENDERS;
+  }
+
+  /**
+   * Checks and delivers (or holds) one message its node's share admitted; `slot` is freed
+   * once it is answered or held. A message that waited for its turn has that much less of
+   * its budget left, and none left is a TIMEOUT.
+   */
+  #run(m: Arrived, slot: Slot, waitedFrom: number | undefined): InboundHandle {
+    const answer = once(m.responder, slot);
+    const now = this.#parts.config.clock.now();
+    const f = m.f;
     const draft = inboundDraft(f, now);
     try {
       if (this.#parts.closed()) throw new BusError('CLOSED', 'the orchestrator is closed');
-      return this.#admit(f, draft, now, answer);
+      if (waitedFrom !== undefined && typeof f.budgetMs === 'number' && f.type !== 'notify') {
+        const waited = now - waitedFrom;
+        if (f.budgetMs - waited <= 0) {
+          throw new BusError('TIMEOUT', `waited ${waited}ms for its turn in node ${draft.peerNode}'s share here, past its budget of ${f.budgetMs}ms`, { timeoutMs: f.budgetMs });
+        }
+        f.budgetMs -= waited;
+      }
+      return this.#admit(f, draft, now, answer, slot);
     } catch (error) {
       this.#refuse(draft, toBusError(error, 'INVALID_ARGUMENT', typeof f.id === 'string' ? draft.id : undefined), answer);
       return NO_HANDLE;
     }
+  }
+
+  /** A frame the transport refused before reading it (proof, roster, replay): its row and `message:denied`, no answer. */
+  refused(report: RefusedInbound): void {
+    let f: Fields;
+    let e: BusError;
+    try {
+      const { id, type, from, to, fromNode, code, reason } = report;
+      f = { ...UNREAD, id: id ?? '?', type, from, to, fromNode, intent: '?' };
+      e = new BusError(typeof code === 'string' ? code : 'POLICY_DENIED', recordedText(reason, 1000), typeof id === 'string' ? { messageId: recordedText(id, MAX_ID_LENGTH) } : {});
+    } catch {
+      f = UNREAD;
+      e = new BusError('POLICY_DENIED', 'a frame refused by the transport');
+    }
+    this.#parts.journal.refused(inboundDraft(f, this.#parts.config.clock.now()), e);
   }
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
@@ -104,7 +186,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   }
 
   /** The checks, in order, then the hold or the delivery. Throws the refusal. */
-  #admit(f: Fields, draft: Draft, now: number, answer: Responder): InboundHandle {
+  #admit(f: Fields, draft: Draft, now: number, answer: Responder, slot: Slot): InboundHandle {
     const { registry, transport, maxDepth, maxPayloadBytes, contracts, policy } = this.#parts.config;
     const fromNode = checkNodeId(f.fromNode);
     const id = checkText(f.id, 'id');
@@ -143,9 +225,13 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const key = `${fromNode}\u0000${id}\u0000${to}`;
     if (this.#seen.has(key)) {
       this.#dropRepeat(draft, priority, depth);
+      slot.release();
       return NO_HANDLE;
     }
-    const decision = (draft.decision = checkPolicy(policy.current, sender, to, type, intent));
+    const decision = (draft.decision = checkPolicy(policy.current, sender, recipient, type, intent));
+    if (decision.sealed === true && f.sealed !== true) {
+      throw new BusError('POLICY_DENIED', `${decision.reason} requires sealing, and this message from node ${fromNode} arrived unsealed`, { agentId: from, ...(decision.ruleLabel === undefined ? {} : { rule: decision.ruleLabel }) });
+    }
 
     const deadline = budgetMs === undefined ? undefined : now + budgetMs;
     // The sender's trace context, checked like every field: the run here is its send's child.
@@ -157,7 +243,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
     const handle =
       type === 'notify'
         ? this.#notify(draft, envelope, recipient, sender, parent, held, answer)
-        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, held, answer);
+        : this.#request(draft, envelope, recipient, sender, parent, budgetMs!, held, answer, slot);
     // Only an admitted message is remembered: refusals cannot fill the memory or burn an id.
     this.#remember(key);
     return handle;
@@ -175,7 +261,7 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
   }
 
   /** An ask or delegate: a pending request whose answer goes to the responder. */
-  #request(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, budgetMs: number, held: boolean, answer: Responder): InboundHandle {
+  #request(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, budgetMs: number, held: boolean, answer: Responder, slot: Slot): InboundHandle {
     const p = new PendingRequest(
       envelope,
       sender,
@@ -186,26 +272,29 @@ export class Inbound implements Pick<InboundPort, 'receive'> {
       undefined,
     );
     if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
-    if (held) this.#parts.approvals.hold(draft, envelope, p, parent, envelope.deadline!);
-    else this.#parts.deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
+    if (held) {
+      this.#parts.approvals.hold(draft, envelope, p, parent, envelope.deadline!);
+      // A human decides when: a held message does not keep its node's share.
+      slot.release();
+    } else this.#parts.deliveries.deliverAllowed(draft, envelope, recipient, p, parent);
     const ledger = this.#parts.ledger;
     return { cancel: (reason) => ledger.cancel(p, `cancelled by the sender: ${recordedText(reason, 1000)}`) };
   }
 
   /** A notify: acknowledged once its receipt row is committed (delivered, or held here). */
   #notify(draft: Draft, envelope: Envelope, recipient: AgentRecord, sender: AgentRecord, parent: Delivery | undefined, held: boolean, answer: Responder): InboundHandle {
-    const { commit, events } = this.#parts.config;
+    const { commit } = this.#parts.config;
     const journal = this.#parts.journal;
     if (held) {
       const hold = this.#parts.approvals.holdCopy(draft, envelope, parent, sender);
       commit.stage(
         journal.enabled ? journal.attempt(draft, 'pending') : undefined,
         () => {
-          if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+          this.#parts.after.holdCommitted(hold);
           answer.reply(NOTIFY_ACK.pending);
         },
         (error) => {
-          this.#parts.ledger.holds.take(hold.approval.id);
+          this.#parts.after.holdFailed(hold);
           answer.error('AUDIT_UNAVAILABLE', errorText(error));
         },
       );
@@ -280,6 +369,8 @@ function readFields(m: InboundMessage): Fields {
     depth: m.depth,
     budgetMs: m.budgetMs,
     traceparent: m.traceparent,
+    proof: m.proof,
+    sealed: m.sealed,
   };
 }
 
@@ -298,6 +389,8 @@ const UNREAD: Fields = Object.freeze({
   depth: undefined,
   budgetMs: undefined,
   traceparent: undefined,
+  proof: undefined,
+  sealed: undefined,
 });
 
 /**
@@ -321,6 +414,8 @@ function inboundDraft(f: Fields, now: number): Draft {
     decision: undefined,
     peerNode: typeof f.fromNode === 'string' && f.fromNode !== '' ? recordedText(f.fromNode, MAX_ID_LENGTH) : '?',
     traceparent: undefined,
+    // The transport's verified proof of the sender, kept with the receipt (bounded like every recorded field).
+    ...(typeof f.proof === 'string' && f.proof.length <= 16_384 ? { proof: f.proof } : {}),
   };
 }
 
@@ -345,8 +440,11 @@ function checkBudget(budgetMs: unknown): number {
   return budgetMs;
 }
 
-/** Each of the responder's answers at most once (progress any number of times before one), and never a throw back into the pipeline. */
-function once(responder: Responder): Responder {
+/**
+ * Each of the responder's answers at most once (progress any number of times before one),
+ * and never a throw back into the pipeline. The first answer frees the message's `slot`.
+ */
+function once(responder: Responder, slot: Slot): Responder {
   let done = false;
   const guard = (fn: () => void): void => {
     try {
@@ -359,11 +457,13 @@ function once(responder: Responder): Responder {
     reply: (json) => {
       if (done) return;
       done = true;
+      slot.release();
       guard(() => responder.reply(json));
     },
     error: (code: ErrorCode, message) => {
       if (done) return;
       done = true;
+      slot.release();
       guard(() => responder.error(code, message));
     },
     progress: (fraction, note) => {

@@ -1,5 +1,5 @@
 import type { PendingApproval } from '../approvals.js';
-import type { ApprovalDecision, AttemptRecord, AuditDecision, AuditOutcome, AuditRecord } from '../audit/types.js';
+import { UNVERIFIED, type ApprovalDecision, type ApprovalRecord, type AttemptRecord, type AuditDecision, type AuditOutcome, type AuditRecord } from '../audit/types.js';
 import type { Envelope } from '../envelope.js';
 import type { BusError, ErrorCode } from '../errors.js';
 import type { Attempt } from '../events.js';
@@ -96,6 +96,8 @@ export class Journal {
     if (draft.peerNode !== undefined) {
       record.node = this.#config.node;
       record.peerNode = draft.peerNode;
+      const proof = draft.proof ?? this.#unverified();
+      if (proof !== undefined) record.proof = proof;
     }
     return record;
   }
@@ -112,8 +114,17 @@ export class Journal {
       outcome,
       ...(code !== undefined ? { code } : {}),
       ...(reason !== undefined ? { reason } : {}),
-      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer } : {}),
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer, ...this.#unverifiedField() } : {}),
     };
+  }
+
+  /** {@link UNVERIFIED} when this node's transport cannot prove who sent what (an insecure fleet). */
+  #unverified(): string | undefined {
+    return this.#config.transport.unverified === true ? UNVERIFIED : undefined;
+  }
+
+  #unverifiedField(): { proof?: string } {
+    return this.#config.transport.unverified === true ? { proof: UNVERIFIED } : {};
   }
 
   /** Stages an outcome row (audit on). */
@@ -124,6 +135,11 @@ export class Journal {
   /** A request ended badly: its outcome row and `message:expired` / `message:failed`. */
   ended(envelope: Envelope, outcome: AuditOutcome, error: BusError): void {
     this.recordOutcome(envelope, outcome, error.code, error.message);
+    this.emitEnded(envelope, outcome, error);
+  }
+
+  /** `message:expired` / `message:failed` for an outcome whose row is written elsewhere. */
+  emitEnded(envelope: Envelope, outcome: AuditOutcome, error: BusError): void {
     const { events } = this.#config;
     if (outcome === 'expired') {
       if (events.has('message:expired')) events.emit('message:expired', { envelope, code: 'TIMEOUT' });
@@ -132,23 +148,33 @@ export class Journal {
 
   /** A human (or automatic) decision: its row and `approval:decided`. */
   decided(approval: PendingApproval, decision: ApprovalDecision, by: string | undefined, note: string | undefined, reason: string | undefined): void {
-    const { commit, events, clock, policy } = this.#config;
+    if (this.enabled) this.#config.commit.stage(this.decision(approval, decision, by, note));
+    this.emitDecided(approval, decision, by, note, reason);
+  }
+
+  /** The row of a decision (written by the caller: staged, or in the file's own transaction for a durable hold). */
+  decision(approval: PendingApproval, decision: ApprovalDecision, by: string | undefined, note: string | undefined): ApprovalRecord {
+    const { clock, policy } = this.#config;
     const envelope = approval.envelope;
-    if (commit.enabled) {
-      commit.stage({
-        kind: 'approval',
-        ts: clock.now(),
-        messageId: envelope.id,
-        to: envelope.to,
-        from: envelope.from,
-        conversationId: envelope.conversationId,
-        approval: decision,
-        ...(by !== undefined ? { decidedBy: by } : {}),
-        ...(note !== undefined ? { note } : {}),
-        policyVersion: policy.current.version,
-        ...(this.peerOf(envelope) !== undefined ? { node: this.#config.node, peerNode: this.peerOf(envelope)! } : {}),
-      });
-    }
+    const peer = this.peerOf(envelope);
+    return {
+      kind: 'approval',
+      ts: clock.now(),
+      messageId: envelope.id,
+      to: envelope.to,
+      from: envelope.from,
+      conversationId: envelope.conversationId,
+      approval: decision,
+      ...(by !== undefined ? { decidedBy: by } : {}),
+      ...(note !== undefined ? { note } : {}),
+      policyVersion: policy.current.version,
+      ...(peer !== undefined ? { node: this.#config.node, peerNode: peer, ...this.#unverifiedField() } : {}),
+    };
+  }
+
+  /** `approval:decided`. */
+  emitDecided(approval: PendingApproval, decision: ApprovalDecision, by: string | undefined, note: string | undefined, reason: string | undefined): void {
+    const { events } = this.#config;
     if (events.has('approval:decided')) {
       events.emit('approval:decided', {
         approval,

@@ -14,6 +14,22 @@ export interface HeldMessage extends Hold {
   readonly parent: Delivery | undefined;
   /** The sender's stand-in when another node sent it (it is not in this node's registry). */
   readonly sender?: AgentRecord;
+  /**
+   * Stored in the audit file beside its `pending` row (durable approvals): its decision is
+   * taken through the file (first wins), and closing the bus leaves it held.
+   */
+  readonly durable: boolean;
+  /** The sender's trust when it was held (the approval's policy re-check uses it for a restored message). */
+  readonly trust: number;
+  /** Its pending row (and stored copy) is committed: from then on, its absence from the file means decided elsewhere. */
+  stored?: boolean;
+}
+
+/** Decides how a cancelled hold's decision is recorded (approvals.ts: in the file for a durable hold). */
+export interface HoldEnds {
+  expire(hold: HeldMessage): void;
+  /** Records the cancellation; false when the hold was already decided elsewhere. */
+  cancel(hold: HeldMessage, reason: string): boolean;
 }
 
 /**
@@ -28,11 +44,14 @@ export class Ledger {
   /** Held messages; their expiry is decided by approval-flow.ts, through `onHoldExpired`. */
   readonly holds: ApprovalQueue<HeldMessage>;
 
-  constructor(config: PipelineConfig, journal: Journal, onHoldExpired: (hold: HeldMessage) => void) {
+  readonly #ends: HoldEnds;
+
+  constructor(config: PipelineConfig, journal: Journal, ends: HoldEnds) {
     this.#journal = journal;
     this.#telemetry = config.telemetry;
+    this.#ends = ends;
     this.#deadlines = new DeadlineQueue(config.clock, (p) => this.expire(p));
-    this.holds = new ApprovalQueue<HeldMessage>(config.clock, config.maxPending, config.maxPendingPerSender, onHoldExpired);
+    this.holds = new ApprovalQueue<HeldMessage>(config.clock, config.maxPending, config.maxPendingPerSender, (hold) => ends.expire(hold));
     if (config.telemetry.enabled) this.holds.onSize = (count) => config.telemetry.approvalsHeld(count);
   }
 
@@ -112,7 +131,7 @@ export class Ledger {
     });
     if (p.state === 'held') {
       const hold = this.holds.take(p.envelope.id);
-      if (hold !== undefined) this.#journal.decided(hold.approval, 'cancelled', undefined, undefined, reason);
+      if (hold !== undefined) this.#ends.cancel(hold, reason);
     }
     this.fail(p, error, 'cancelled');
   }

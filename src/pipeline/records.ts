@@ -46,18 +46,45 @@ export class PendingRequest implements Expirable {
   committed = false;
   /** The send's telemetry token (only when telemetry is on). */
   trace: SendToken | undefined = undefined;
+  /** Told the outcome after the sender (`bus.result()` callers), when any. */
+  observers: ((error: BusError | undefined, value: unknown) => void)[] | undefined = undefined;
+  /** Its reply is kept in the log for `result()`: its sender's promise died with an earlier process. */
+  keepReply = false;
+  readonly #resolve: (value: unknown) => void;
+  readonly #reject: (error: BusError) => void;
 
   constructor(
     readonly envelope: Envelope,
     readonly sender: AgentRecord,
-    readonly recipient: AgentRecord,
+    /** Set again when a restored message's recipient registers (it held a stand-in until then). */
+    public recipient: AgentRecord,
     readonly timeoutMs: number,
-    readonly resolve: (value: unknown) => void,
-    readonly reject: (error: BusError) => void,
+    resolve: (value: unknown) => void,
+    reject: (error: BusError) => void,
     /** Where the call was made (with `diagnostics.callSites`), so a TIMEOUT's stack points at the caller. */
     readonly callSite: { stack?: string } | undefined,
   ) {
     this.deadline = envelope.deadline!;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  /** Answers the sender with the reply, then the observers. */
+  resolve(value: unknown): void {
+    this.#resolve(value);
+    if (this.observers !== undefined) this.#tell(undefined, value);
+  }
+
+  /** Fails the sender's promise, then tells the observers. */
+  reject(error: BusError): void {
+    this.#reject(error);
+    if (this.observers !== undefined) this.#tell(error, undefined);
+  }
+
+  #tell(error: BusError | undefined, value: unknown): void {
+    const observers = this.observers!;
+    this.observers = undefined;
+    for (const observer of observers) observer(error, value);
   }
 
   /**
@@ -159,6 +186,11 @@ export class Delivery implements MailboxJob {
 
   get aborted(): boolean {
     return this.#abortReason !== undefined;
+  }
+
+  /** Why it was aborted (close, unregister, deadline, cancel), once it was. */
+  get abortReason(): BusError | undefined {
+    return this.#abortReason;
   }
 
   /** Out of the mailbox and the recipient's index: it will not run (withdrawn before it started). */

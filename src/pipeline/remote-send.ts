@@ -6,6 +6,7 @@ import type { Progress } from '../types.js';
 import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
+import type { AfterCommit } from './after-commit.js';
 import type { PipelineConfig } from './config.js';
 import type { Deliveries, PipelineParts } from './delivery.js';
 import { envelopeOf, replyDraft, type Draft } from './draft.js';
@@ -14,8 +15,9 @@ import type { Ledger } from './ledger.js';
 import type { AgentRecord, Delivery, PendingRequest } from './records.js';
 import { decodeJson, readNotifyAck, remoteCode, remoteRecord, remoteText, type NotifyAck } from './remote.js';
 import type { OutboundHandle, OutboundMessage, OutboundSink } from './transport.js';
-import { traceparentOf } from '../telemetry-port.js';
+import { traceparentOf, type CommitInfo } from '../telemetry-port.js';
 import { commitInfo } from './tracing.js';
+import { freezeClass } from '../frozen.js';
 
 /** A remote notify's answer for one recipient: acknowledged, or refused with a BusError. */
 export type NotifyAnswer = NotifyAck | BusError;
@@ -38,12 +40,16 @@ export class RemoteSends {
   readonly #journal: Journal;
   readonly #ledger: Ledger;
   readonly #deliveries: Deliveries;
+  readonly #after: AfterCommit;
   /** Requests in flight that a handler sent: an inbound message caused by one re-enters its chain. */
   readonly #links = new Map<string, ChainLink>();
+  /** Envelopes whose deciding rule says `sealed`: the transport must encrypt them. */
+  readonly #sealed = new WeakSet<Envelope>();
   /** Notifies waiting for their acknowledgement: closing answers them (and clears their timers). */
   readonly #acks = new Set<(answer: NotifyAnswer) => void>();
 
-  constructor({ config, journal, ledger, deliveries }: PipelineParts) {
+  constructor({ config, journal, ledger, deliveries, after }: PipelineParts) {
+    this.#after = after;
     this.#config = config;
     this.#journal = journal;
     this.#ledger = ledger;
@@ -55,7 +61,8 @@ export class RemoteSends {
     const { transport } = this.#config;
     if (transport.locate(id) !== 'remote') return undefined;
     const node = transport.nodeOf(id);
-    return isAgentId(node) ? remoteRecord(id, node) : undefined;
+    // Its trust is what this node grants it (remoteTrust), for rules with minRecipientTrust.
+    return isAgentId(node) ? remoteRecord(id, node, this.#config.remoteTrust.get(id) ?? 0) : undefined;
   }
 
   /**
@@ -69,14 +76,48 @@ export class RemoteSends {
   }
 
   /**
-   * An ask or delegate to a remote agent, checked: commit the attempt row, then carry it.
-   * An 'approval' decision of this node's policy forwards it: approvals are held at the
-   * receiving node, whose own policy decides again.
+   * Names `peer` on every row of a message to a remote agent (its attempt row included,
+   * whether allowed or held here for approval).
+   */
+  mark(draft: Draft, envelope: Envelope, peer: string): void {
+    draft.peerNode = peer;
+    this.#journal.markRemote(envelope, peer);
+    // The deciding rule says sealed: the transport encrypts it (also once approved here).
+    if (draft.decision?.sealed === true) this.#sealed.add(envelope);
+  }
+
+  /**
+   * An ask or delegate to a remote agent, checked and allowed by this node's policy: commit
+   * the attempt row, then carry it. (One this node's policy holds for approval is held here
+   * first, see {@link approved}; the receiving node's policy decides again.)
    */
   request(draft: Draft, envelope: Envelope, p: PendingRequest, parent: Delivery | undefined): void {
     const peer = p.recipient.node!;
-    draft.peerNode = peer;
+    this.mark(draft, envelope, peer);
+    const record = this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered', `forwarded to node ${peer}`) : undefined;
+    const committed = p.trace === undefined ? undefined : commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion);
+    this.#forward(record, envelope, draft.encoded!, p, parent, peer, committed);
+    const { events } = this.#config;
+    if (events.has('message:sent')) events.emit('message:sent', { envelope });
+  }
+
+  /**
+   * A message to a remote agent that this node held for approval was approved here: its
+   * outcome row (the attempt row is the 'pending' one), then it is carried like any other.
+   * An ask or delegate settles from the sink; a notify's answer is recorded when it comes.
+   */
+  approved(envelope: Envelope, encoded: EncodedPayload, p: PendingRequest | undefined, parent: Delivery | undefined, peer: string, committed: CommitInfo | undefined): void {
     this.#journal.markRemote(envelope, peer);
+    const record = this.#journal.enabled ? this.#journal.outcome(envelope, 'delivered', undefined, `approved here, forwarded to node ${peer}`) : undefined;
+    if (p !== undefined) {
+      this.#forward(record, envelope, encoded, p, parent, peer, committed);
+      return;
+    }
+    this.#config.commit.stage(record, () => void this.notify(envelope, encoded, peer));
+  }
+
+  /** Tracks `p`, stages `record`, and carries the message once it is committed. */
+  #forward(record: AuditRecord | undefined, envelope: Envelope, encoded: EncodedPayload, p: PendingRequest, parent: Delivery | undefined, peer: string, committed: CommitInfo | undefined): void {
     this.#ledger.track(p);
     if (parent !== undefined) {
       const id = envelope.id;
@@ -87,24 +128,19 @@ export class RemoteSends {
         before?.();
       };
     }
-    const { commit, events } = this.#config;
-    commit.stage(
-      this.#journal.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered', forwardReason(draft, peer)) : undefined,
+    this.#config.commit.stage(
+      record,
       () => {
-        p.committed = true;
-        if (p.trace !== undefined) this.#config.telemetry.sendCommitted(p.trace, commitInfo('allowed', draft.decision?.ruleLabel, draft.decision?.policyVersion));
-        if (p.state === 'pending') this.#carry(envelope, draft.encoded!, p, peer);
+        this.#after.requestCommitted(p, committed);
+        if (p.state === 'pending') this.#carry(envelope, encoded, p, peer);
       },
-      (error) => this.#ledger.fail(p, new BusError('AUDIT_UNAVAILABLE', errorText(error), { messageId: envelope.id }), undefined),
+      (error) => this.#after.requestFailed(p, error),
     );
-    if (events.has('message:sent')) events.emit('message:sent', { envelope });
   }
 
-  /** The attempt row of one remote recipient of a notify (its peer node recorded). */
-  notifyRecord(d: Draft, envelope: Envelope, peer: string): AuditRecord | undefined {
-    d.peerNode = peer;
-    this.#journal.markRemote(envelope, peer);
-    return this.#journal.enabled ? this.#journal.attempt(d, 'allowed', undefined, 'delivered', forwardReason(d, peer)) : undefined;
+  /** The attempt row of one remote recipient of a notify that this node's policy allowed (after {@link mark}). */
+  notifyRecord(d: Draft, peer: string): AuditRecord | undefined {
+    return this.#journal.enabled ? this.#journal.attempt(d, 'allowed', undefined, 'delivered', `forwarded to node ${peer}`) : undefined;
   }
 
   /**
@@ -125,7 +161,8 @@ export class RemoteSends {
         this.#acks.delete(finish);
         if (answer instanceof BusError) {
           if (answer.code === 'TIMEOUT') cancelCarriage(handle, 'the notify was not acknowledged in time');
-          this.#journal.recordOutcome(envelope, 'failed', answer.code, answer.message);
+          // Its row and `message:failed` say why this recipient is listed failed or denied.
+          this.#journal.ended(envelope, 'failed', answer);
         }
         resolve(answer);
       };
@@ -136,7 +173,7 @@ export class RemoteSends {
         dead: () => undefined,
       };
       this.#acks.add(finish);
-      handle = this.#send(outbound(envelope, encoded.json, undefined, peer), sink);
+      handle = this.#send(outbound(envelope, encoded.json, undefined, peer, this.#sealed.has(envelope)), sink);
     });
   }
 
@@ -162,13 +199,13 @@ export class RemoteSends {
       this.#ledger.expire(p);
       return;
     }
-    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer), sink);
+    sink.handle = this.#send(outbound(envelope, encoded.json, budgetMs, peer, this.#sealed.has(envelope)), sink);
     if (sink.answered && p.state === 'settled') cancelCarriage(sink.handle, 'the sender settled the request');
   }
 
   /** What every {@link RemoteSink} of this node calls back (made once, not per message). */
   readonly #answers: SinkTarget = {
-    reply: (sink, p, json) => {
+    reply: (sink, p, json, proof) => {
       let reply: EncodedPayload;
       try {
         reply = this.#readReply(p, json);
@@ -177,7 +214,7 @@ export class RemoteSends {
         this.#ledger.fail(p, new BusError('HANDLER_FAILED', `${envelope.to} on node ${sink.peer} replied to "${envelope.intent}" with a refused reply: ${errorText(error)}`, { messageId: envelope.id, agentId: envelope.to }), 'failed');
         return;
       }
-      this.#deliveries.answer(p, reply);
+      this.#deliveries.answer(p, reply, undefined, undefined, typeof proof === 'string' && proof.length <= 16_384 ? proof : undefined);
     },
     fail: (p, e) => this.#ledger.fail(p, e, e.code === 'TIMEOUT' ? 'expired' : 'failed'),
     dead: (envelope, peer, reason, json) => this.#dead(envelope, peer, reason, json),
@@ -228,7 +265,7 @@ const NO_HANDLE: OutboundHandle = Object.freeze({ cancel: () => undefined });
 
 /** What a {@link RemoteSink} hands back to its {@link RemoteSends}. */
 interface SinkTarget {
-  reply(sink: RemoteSink, p: PendingRequest, json: string): void;
+  reply(sink: RemoteSink, p: PendingRequest, json: string, proof: unknown): void;
   fail(p: PendingRequest, error: BusError): void;
   dead(ask: Envelope, peer: string, reason: string, json: unknown): void;
 }
@@ -263,7 +300,7 @@ class RemoteSink implements OutboundSink {
     readonly peer: string,
   ) {}
 
-  reply(json: string): void {
+  reply(json: string, proof?: string): void {
     if (this.answered || this.p.state !== 'pending') {
       if (this.#lateReply) return;
       this.#lateReply = true;
@@ -272,7 +309,7 @@ class RemoteSink implements OutboundSink {
     }
     this.answered = true;
     this.#flushProgress();
-    this.target.reply(this, this.p, json);
+    this.target.reply(this, this.p, json, proof);
   }
 
   error(code: ErrorCode, message: string): void {
@@ -318,14 +355,10 @@ function cancelCarriage(handle: OutboundHandle | undefined, reason: string): voi
 }
 
 /** The message the transport carries, with the send's W3C trace context when it was traced. */
-function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string): OutboundMessage {
+function outbound(envelope: Envelope, payloadJson: string, budgetMs: number | undefined, node: string, sealed: boolean): OutboundMessage {
   const traceparent = traceparentOf(envelope);
-  return traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
-}
-
-function forwardReason(draft: Draft, peer: string): string {
-  const held = draft.decision?.decision === 'approval';
-  return held ? `forwarded to node ${peer}; its approval is decided there (${draft.decision!.reason})` : `forwarded to node ${peer}`;
+  const out: OutboundMessage = traceparent === undefined ? { envelope, payloadJson, budgetMs, node } : { envelope, payloadJson, budgetMs, node, traceparent };
+  return sealed ? { ...out, sealed: true } : out;
 }
 
 /** A refusal from the receiving node as this node's BusError (an unknown code is TRANSPORT_UNAVAILABLE). */
@@ -341,3 +374,6 @@ function readProgress(fraction: unknown, note: unknown): Progress | undefined {
   if (note !== undefined && (typeof note !== 'string' || note.length > MAX_TEXT_LENGTH)) return undefined;
   return Object.freeze(note === undefined ? { fraction } : { fraction, note: remoteText(note) });
 }
+
+// Frozen: the transport holds sinks; none can patch what every other sink runs.
+freezeClass(RemoteSink);

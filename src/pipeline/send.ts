@@ -4,7 +4,11 @@ import { checkSize, copyPlainJson, decodePayload, hashPayload } from '../codec.j
 import type { Envelope, Priority, RuleType } from '../envelope.js';
 import { BusError, describe, toBusError } from '../errors.js';
 import type { Job, NotifyReceipt } from '../types.js';
+import { freezeObject } from '../frozen.js';
+import { AfterCommit } from './after-commit.js';
 import { ApprovalFlow } from './approval-flow.js';
+import { Results } from './results.js';
+import type { StoredHold } from '../audit/types.js';
 import {
   checkContract,
   checkDepth,
@@ -32,7 +36,7 @@ import { Ledger, type HeldMessage } from './ledger.js';
 import { PendingRequest, type AgentRecord, type Delivery } from './records.js';
 import { commitInfo, notifyDestination, refusalInfo, startSend } from './tracing.js';
 import type { SendToken } from '../telemetry-port.js';
-import { Inbound } from './inbound.js';
+import { Inbound, type LocalActivity } from './inbound.js';
 import { RemoteSends, type NotifyAnswer } from './remote-send.js';
 import { routeOf } from './route.js';
 import type { InboundPort } from './transport.js';
@@ -53,18 +57,27 @@ export class Pipeline implements ChainPort {
   readonly #deliveries: Deliveries;
   readonly #approvals: ApprovalFlow;
   readonly #remote: RemoteSends;
+  readonly #results: Results;
+  readonly #after: AfterCommit;
+  /** When a local agent last sent: inbound messages from other nodes yield to local work (inbound-share.ts). */
+  readonly #activity: LocalActivity = { lastLocalSend: Number.NEGATIVE_INFINITY };
   /** Where the transport hands messages from other nodes (see inbound.ts). */
-  readonly inbound: Pick<InboundPort, 'receive'>;
+  readonly inbound: Pick<InboundPort, 'receive'> & Required<Pick<InboundPort, 'refused'>>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;
     const journal = (this.#journal = new Journal(config));
-    const ledger = (this.#ledger = new Ledger(config, journal, (hold) => this.#approvals.expire(hold)));
-    const core = { config, journal, ledger };
+    const ledger = (this.#ledger = new Ledger(config, journal, {
+      expire: (hold) => this.#approvals.expire(hold),
+      cancel: (hold, reason) => this.#approvals.cancelled(hold, reason),
+    }));
+    const after = (this.#after = new AfterCommit(config, ledger));
+    const core = { config, journal, ledger, after };
     const parts = { ...core, deliveries: (this.#deliveries = new Deliveries(core, this)) };
-    const approvals = (this.#approvals = new ApprovalFlow(parts));
+    this.#results = new Results(config, ledger);
     const remote = (this.#remote = new RemoteSends(parts));
-    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed });
+    const approvals = (this.#approvals = new ApprovalFlow({ ...parts, remote }, (p) => this.#results.follow(p)));
+    this.inbound = new Inbound({ ...parts, approvals, remote, closed: () => this.closed, activity: this.#activity });
   }
 
   // ---- Sending ------------------------------------------------------------------------
@@ -80,6 +93,7 @@ export class Pipeline implements ChainPort {
     }
     const { clock, registry } = this.#config;
     const now = clock.now();
+    this.#activity.lastLocalSend = now;
     let resolve!: (value: unknown) => void;
     let reject!: (error: BusError) => void;
     const promise = new Promise<unknown>((res, rej) => {
@@ -99,6 +113,8 @@ export class Pipeline implements ChainPort {
       job.cancel = (reason) => {
         if (pendingRef !== undefined) this.#ledger.cancel(pendingRef, typeof reason === 'string' ? reason : 'cancelled by the sender');
       };
+      // Frozen: whoever holds the job (it may be passed around) cannot swap its methods.
+      freezeObject(job);
     }
 
     const draft = makeDraft(id, now, type, sender.id, to, intent, parent);
@@ -116,7 +132,7 @@ export class Pipeline implements ChainPort {
       const signal = checkSignal(o.signal);
       const priority = checkPriority(o.priority, 'normal');
       const depth = this.#checkTail(draft, sender, recipient, type, payload, parent, now);
-      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, toId, type, draft.intent));
+      const decision = (draft.decision = checkPolicy(this.#config.policy.current, sender, recipient, type, draft.intent));
 
       let deadline = now + timeoutMs;
       const parentDeadline = parent?.envelope.deadline;
@@ -132,8 +148,11 @@ export class Pipeline implements ChainPort {
 
       const route = routeOf(recipient, decision);
       if (route === 'carry') this.#remote.request(draft, envelope, p, parent);
-      else if (route === 'hold') this.#approvals.hold(draft, envelope, p, parent, deadline);
-      else {
+      else if (route === 'hold') {
+        // Held here first, also on its way to another node's agent (carried once approved).
+        if (recipient.node !== undefined) this.#remote.mark(draft, envelope, recipient.node);
+        this.#approvals.hold(draft, envelope, p, parent, deadline);
+      } else {
         this.#deliveries.deliverAllowed(draft, envelope, recipient, p, parent, trace === undefined ? undefined : commitInfo('allowed', decision.ruleLabel, decision.policyVersion));
         const { events } = this.#config;
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
@@ -154,6 +173,7 @@ export class Pipeline implements ChainPort {
       return Promise.reject(toBusError(error, 'INVALID_ARGUMENT', undefined, 'the id generator failed: '));
     }
     const now = this.#config.clock.now();
+    this.#activity.lastLocalSend = now;
     const draft = makeDraft(id, now, 'notify', sender.id, '*', intent, parent);
     const telemetry = this.#config.telemetry;
     let trace: SendToken | undefined;
@@ -266,6 +286,21 @@ export class Pipeline implements ChainPort {
     this.#approvals.reject(id, options, this.closed);
   }
 
+  /** Puts back the held messages an earlier process left in the audit file. */
+  restore(stored: readonly StoredHold[]): void {
+    this.#approvals.restore(stored);
+  }
+
+  /** A new agent: approved restored messages waiting for it go to it now. */
+  registered(record: AgentRecord): void {
+    this.#approvals.registered(record);
+  }
+
+  /** The reply or error of a message of the log (see results.ts). */
+  result(messageId: unknown): Promise<unknown> {
+    return this.#results.result(messageId);
+  }
+
   // ---- Checks that need the bus's state -------------------------------------------------
 
   #checkOpen(): void {
@@ -335,7 +370,7 @@ export class Pipeline implements ChainPort {
         () => this.#fanOutCommitted(f, resolve),
         (error) => {
           for (const delivery of f.deliveries) delivery.drop();
-          for (const hold of f.holds) this.#ledger.holds.take(hold.approval.id);
+          for (const hold of f.holds) this.#after.holdFailed(hold);
           const e = toBusError(error, 'AUDIT_UNAVAILABLE', draft.id);
           if (trace !== undefined) this.#config.telemetry.sendRefused(trace, e.code);
           reject(e);
@@ -353,19 +388,22 @@ export class Pipeline implements ChainPort {
     try {
       const recipient = registry.get(to) ?? this.#remote.recipient(to);
       if (recipient === undefined) throw unknownAgent(to);
-      const decision = (d.decision = checkPolicy(policy.current, sender, to, 'notify', d.intent));
+      const decision = (d.decision = checkPolicy(policy.current, sender, recipient, 'notify', d.intent));
       const envelope = envelopeOf(d, priority, depth, undefined, payload);
+      // Every row of a copy for another node's agent names that node, a held copy's included.
+      if (recipient.node !== undefined) this.#remote.mark(d, envelope, recipient.node);
       const route = routeOf(recipient, decision);
       if (route === 'carry') {
         // Another node's agent: its node acknowledges (delivered, held there, denied, failed) after this commit.
-        const record = this.#remote.notifyRecord(d, envelope, recipient.node!);
+        const record = this.#remote.notifyRecord(d, recipient.node!);
         if (record !== undefined) records.push(record);
         f.remotes.push({ envelope, peer: recipient.node! });
         if (events.has('message:sent')) events.emit('message:sent', { envelope });
       } else if (route === 'hold') {
-        f.holds.push(this.#approvals.holdCopy(d, envelope, parent));
+        const hold = this.#approvals.holdCopy(d, envelope, parent);
+        f.holds.push(hold);
         receipt.pending.push(to);
-        if (journal.enabled) records.push(journal.attempt(d, 'pending'));
+        if (journal.enabled) records.push(this.#approvals.pendingRecord(d, hold));
         if (trace !== undefined) telemetry.sendHeld(trace, decision.ruleLabel);
       } else {
         f.deliveries.push(this.#deliveries.reserve(envelope, recipient, undefined, parent));
@@ -384,13 +422,13 @@ export class Pipeline implements ChainPort {
 
   /** After the fan-out's batch committed: hand the local copies over, announce the holds, carry the remote copies. */
   #fanOutCommitted(f: FanOut, resolve: (receipt: NotifyReceipt) => void): void {
-    const { events, policy, telemetry } = this.#config;
+    const { policy, telemetry } = this.#config;
     const { receipt, trace } = f;
     for (const delivery of f.deliveries) {
       if (delivery.withdrawn) this.#fanOutWithdrawn(receipt, delivery);
       else this.#deliveries.handOver(delivery);
     }
-    for (const hold of f.holds) if (events.has('approval:requested')) events.emit('approval:requested', { approval: hold.approval });
+    for (const hold of f.holds) this.#after.holdCommitted(hold);
     // The notify's span ends once every recipient was handled, those of other nodes included.
     const done = () => {
       if (trace !== undefined) {
@@ -418,7 +456,7 @@ export class Pipeline implements ChainPort {
     receipt.delivered.splice(receipt.delivered.indexOf(id), 1);
     receipt.failed.push(id);
     const reason = `${id} left before the notify reached it`;
-    this.#journal.recordOutcome(delivery.envelope, 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
+    this.#journal.recordOutcome(delivery.envelope, this.closed ? 'cancelled' : 'failed', this.closed ? 'CLOSED' : 'UNKNOWN_AGENT', reason);
     const { events } = this.#config;
     if (events.has('message:dead')) events.emit('message:dead', { envelope: delivery.envelope, reason });
   }
@@ -439,6 +477,7 @@ export class Pipeline implements ChainPort {
     this.closed = true;
     this.#deliveries.closed = true;
     this.#approvals.cancelAll();
+    this.#results.close();
     this.#ledger.closeAll();
     this.#remote.closeAll();
     const closing = new BusError('CLOSED', 'the orchestrator is closing');
@@ -485,5 +524,5 @@ function failedJob(error: BusError): Job {
   job.id = '';
   job.onProgress = () => job;
   job.cancel = () => undefined;
-  return job;
+  return freezeObject(job);
 }

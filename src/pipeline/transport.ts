@@ -1,5 +1,6 @@
 import type { Envelope, RuleType } from '../envelope.js';
 import type { ErrorCode } from '../errors.js';
+import { freezeClass } from '../frozen.js';
 
 // The seam between "decide and record" (the pipeline) and "carry the message" (a
 // transport). The pipeline never carries a message to another node itself, and a
@@ -49,6 +50,8 @@ export interface OutboundMessage {
   readonly node: string;
   /** W3C trace context of the send (`traceparentOf(envelope)`), when the sender's bus has telemetry on: carry it (NATS: a header). */
   readonly traceparent?: string;
+  /** The deciding rule says `sealed`: encrypt the payload (and what comes back) for the recipient node, or fail the send. */
+  readonly sealed?: boolean;
 }
 
 /**
@@ -57,8 +60,12 @@ export interface OutboundMessage {
  * Calls after the request settled locally (TIMEOUT, cancel) are ignored by the pipeline.
  */
 export interface OutboundSink {
-  /** The recipient's reply payload as JSON text: the pipeline parses, checks and audits it. */
-  reply(payloadJson: string): void;
+  /**
+   * The recipient's reply payload as JSON text: the pipeline parses, checks and audits it.
+   * `proof`: the replying node's proof as the transport verified it (JSON), kept in the
+   * reply row so the sender's log proves what the peer answered.
+   */
+  reply(payloadJson: string, proof?: string): void;
   /**
    * A refusal or failure from the receiving node (`POLICY_DENIED`, `HANDLER_FAILED`, …),
    * or `TRANSPORT_UNAVAILABLE` when the broker cannot be reached. An unknown code is
@@ -95,6 +102,34 @@ export interface InboundMessage {
   readonly budgetMs?: number;
   /** W3C trace context from the sender, when its bus traces: untrusted like the rest, checked with `checkTraceparent()` by the receiving pipeline. */
   readonly traceparent?: string;
+  /**
+   * The sending node's proof, as the transport verified it against its roster (JSON: node,
+   * key, signature and what it covers): kept with the receipt so the log proves what the
+   * peer sent. Absent when the transport cannot prove the sender (`unverified`).
+   */
+  readonly proof?: string;
+  /** True when the transport could not verify who sent it (an insecure fleet). */
+  readonly unverified?: boolean;
+  /** True when it arrived encrypted for this node. */
+  readonly sealed?: boolean;
+}
+
+/**
+ * A frame the transport refused before anything of it was read: a signature that does not
+ * verify, a signer the roster does not list or does not let speak for `from`, an unsealed
+ * frame where sealing is required, a stale or repeated message. Every field is as the frame
+ * or its subject says (unverified), for the record only.
+ */
+export interface RefusedInbound {
+  readonly id?: string;
+  readonly type?: string;
+  readonly from?: string;
+  readonly to?: string;
+  /** The node the frame names (not verified). */
+  readonly fromNode?: string;
+  readonly code: ErrorCode;
+  /** Why, naming the signature, the roster or the replay. */
+  readonly reason: string;
 }
 
 /** How the receiving node answers one inbound message (each method at most once, but progress). */
@@ -121,6 +156,18 @@ export interface InboundPort {
    * report only the claim still current (not one released or claimed again since).
    */
   claimLost?(agentId: string, holder: string): void;
+  /**
+   * The transport refused a frame for its proof (signature, roster, sealing) or as a replay:
+   * it was neither delivered nor answered. The receiving node records a `denied` row and
+   * emits `message:denied`.
+   */
+  refused?(report: RefusedInbound): void;
+  /**
+   * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
+   * restarted node refuses their repeats (a replay captured before the restart). At most
+   * `limit`, newest first.
+   */
+  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
 }
 
 /**
@@ -163,6 +210,11 @@ export interface Transport {
   ready(): Promise<void>;
   /** Disconnects; called by `bus.close()` after the pipeline shut down. */
   close(): Promise<void>;
+  /**
+   * True when this transport cannot prove which node sent a message (an insecure fleet):
+   * every cross-node audit row is then marked unverified.
+   */
+  readonly unverified?: boolean;
 }
 
 const NONE: readonly RemoteAgent[] = Object.freeze([]);
@@ -205,3 +257,6 @@ export function isTransport(value: unknown): value is Transport {
   const t = value as Record<string, unknown>;
   return ['attach', 'locate', 'nodeOf', 'remoteAgents', 'claim', 'release', 'send', 'ready', 'close'].every((m) => typeof t[m] === 'function');
 }
+
+// Frozen like every face handed across the seam.
+freezeClass(InProcessTransport);

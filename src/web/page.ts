@@ -1,6 +1,9 @@
 // The approval page's static parts. The HTML carries no script and no data besides the
 // CSRF token (hex); app.js builds everything with textContent, so agent-written text is
-// never parsed as markup, and the CSP forbids inline script anyway.
+// never parsed as markup, and the CSP forbids inline script anyway; every such text passes
+// escapeText (its source is part of app.js), so no bidirectional control reorders it.
+
+import { escapeText } from '../escape-text.js';
 
 /** The Content-Security-Policy of every response. */
 export const CSP = [
@@ -33,6 +36,7 @@ export function pageHtml(csrf: string): string {
   <label>operator <input id="operator" maxlength="256" autocomplete="username" placeholder="your name"></label>
   <span id="connection" class="muted">connecting…</span>
 </header>
+<p id="banner" role="alert" hidden></p>
 <p id="status" role="status" aria-live="polite"></p>
 <main>
   <section>
@@ -42,10 +46,24 @@ export function pageHtml(csrf: string): string {
   <section>
     <h2>recent decisions</h2>
     <ol id="decisions" class="rows"></ol>
+  </section>
+  <section class="wide">
     <h2>audit log (newest first)</h2>
+    <div class="scroll" id="log-box" tabindex="0" aria-label="audit log, scrolls sideways on narrow screens">
     <table id="log"><thead><tr><th>time</th><th>from</th><th>to</th><th>type</th><th>intent</th><th>decision</th><th>outcome</th><th>approval</th></tr></thead><tbody></tbody></table>
+    </div>
   </section>
 </main>
+<dialog id="confirm" aria-labelledby="confirm-title">
+  <h2 id="confirm-title"></h2>
+  <dl id="confirm-facts"></dl>
+  <pre id="confirm-payload"></pre>
+  <p id="confirm-note" class="muted"></p>
+  <div class="actions">
+    <button id="confirm-yes" class="approve" type="button">Approve</button>
+    <button id="confirm-no" type="button">Cancel</button>
+  </div>
+</dialog>
 </body>
 </html>
 `;
@@ -60,7 +78,8 @@ header { display: flex; gap: 1.5rem; align-items: center; padding: .75rem 1.25re
 h1 { font-size: 1.1rem; margin: 0; }
 h2 { font-size: 1rem; margin: 1rem 0 .5rem; }
 main { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 1.25rem; padding: 0 1.25rem 1.25rem; }
-@media (max-width: 900px) { main { grid-template-columns: 1fr; } }
+@media (max-width: 900px) { main { grid-template-columns: minmax(0, 1fr); } }
+main > section { min-width: 0; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; min-width: 1.5em; padding: 0 .4em; border-radius: 1em; background: var(--warn); color: #fff; text-align: center; }
 #status { margin: .5rem 1.25rem 0; min-height: 1.4em; }
@@ -77,20 +96,35 @@ button { padding: .3rem .8rem; border-radius: 4px; border: 1px solid var(--line)
 button.approve { background: var(--ok); color: #fff; border-color: var(--ok); }
 button.reject { background: var(--bad); color: #fff; border-color: var(--bad); }
 .rows { padding-left: 1.25rem; margin: 0; } .rows li { margin: .15rem 0; overflow-wrap: anywhere; }
+section.wide { grid-column: 1 / -1; }
+.scroll { overflow: auto; max-width: 100%; max-height: 32rem; border: 1px solid var(--line); border-radius: 4px; background: var(--card); }
 table { border-collapse: collapse; width: 100%; font-size: 12px; }
-th, td { text-align: left; padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
-#log { display: block; overflow-x: auto; }
+th, td { text-align: left; padding: .2rem .5rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th { position: sticky; top: 0; background: var(--card); }
+#banner { margin: .75rem 1.25rem 0; padding: .6rem .9rem; border: 1px solid var(--bad); border-left-width: 4px; border-radius: 6px; background: var(--card); color: var(--bad); font-weight: 600; }
+#banner[hidden] { display: none; }
+body.closed #connection { color: var(--bad); font-weight: 600; }
+article.card.offline { opacity: .55; }
+dialog { width: min(46rem, calc(100vw - 1.5rem)); max-height: calc(100vh - 1.5rem); border: 1px solid var(--line); border-left: 4px solid var(--ok); border-radius: 8px; padding: 1rem 1.1rem; background: var(--card); color: var(--fg); }
+dialog::backdrop { background: rgb(0 0 0 / .45); }
+dialog h2 { margin: 0 0 .5rem; }
+dialog dl { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .75rem; margin: 0 0 .6rem; }
+dialog dt { color: var(--muted); } dialog dd { margin: 0; overflow-wrap: anywhere; }
+dialog pre { max-height: 45vh; }
+@media (max-width: 600px) { header { gap: .5rem 1rem; padding: .6rem .75rem; } main { padding: 0 .75rem .75rem; } #status, #banner { margin-left: .75rem; margin-right: .75rem; } .card dl, dialog dl { grid-template-columns: 1fr; } .card dt, dialog dt { margin-top: .2rem; } }
 `;
 
 /** The page's script: state over server-sent events, decisions by POST with the CSRF header. */
 export const APP_JS = `'use strict';
 (() => {
+  // The library's own escapeText: agent text shows no control or bidirectional character here either.
+  const escapeText = ${escapeText.toString()};
   const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
   const $ = (id) => document.getElementById(id);
   const el = (tag, props, ...children) => {
     const node = document.createElement(tag);
     if (props) for (const [k, v] of Object.entries(props)) {
-      if (k === 'text') node.textContent = v; else if (k === 'class') node.className = v; else node.setAttribute(k, v);
+      if (k === 'text') node.textContent = escapeText(String(v)); else if (k === 'class') node.className = v; else node.setAttribute(k, v);
     }
     for (const child of children) if (child) node.append(child);
     return node;
@@ -102,7 +136,7 @@ export const APP_JS = `'use strict';
   let state = { pending: [], recent: [], log: [] };
   const drafts = new Map(); // reason typed per item, kept across re-renders
 
-  const say = (text, tone) => { const s = $('status'); s.textContent = text; s.className = tone || ''; };
+  const say = (text, tone) => { const s = $('status'); s.textContent = escapeText(text); s.className = tone || ''; };
   const clock = (ms) => new Date(ms).toLocaleTimeString();
   const left = (expiresAt) => {
     const s = Math.ceil((expiresAt - (Date.now() + skew)) / 1000);
@@ -110,8 +144,48 @@ export const APP_JS = `'use strict';
     return s < 60 ? s + ' s left' : Math.floor(s / 60) + ' min ' + String(s % 60).padStart(2, '0') + ' s left';
   };
 
+  const operatorName = () => operator.value.trim() || (state.operator || '');
+  const what = (e) => e.from + ' → ' + e.to + ' ' + e.type + ' "' + e.intent + '"';
+  let offline = false;
+
+  // The confirm step before an approval: the whole payload, the rule and the deadline, as the terminal console shows them.
+  const dialog = $('confirm');
+  let confirming; // { item, card }
+  function confirmApprove(item, card) {
+    const by = operatorName();
+    if (!by) { say('type your name in "operator" first: it is recorded with the decision', 'bad'); operator.focus(); return; }
+    const e = item.envelope;
+    const always = card.querySelector('input.always').checked;
+    confirming = { item, card };
+    $('confirm-title').textContent = always ? 'Approve as ' + by + ', and always allow ' + what(e) + '?' : 'Approve this ' + e.type + ' as ' + by + '?';
+    $('confirm-facts').replaceChildren(
+      el('dt', { text: 'message' }), el('dd', { text: what(e) }),
+      el('dt', { text: 'rule' }), el('dd', { text: item.rule || '(none)' }),
+      el('dt', { text: 'deadline' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: clock(e.deadline || item.expiresAt) + ' · ' + left(item.expiresAt) }),
+      el('dt', { text: 'held since' }), el('dd', { text: clock(item.requestedAt) + (item.restored ? ' (restored after a restart)' : '') }),
+      el('dt', { text: 'payload' }), el('dd', { text: item.payloadBytes + ' bytes · sha256 ' + item.payloadHash }));
+    $('confirm-payload').textContent = JSON.stringify(e.payload, null, 2);
+    const note = card.querySelector('input.reason').value.trim();
+    $('confirm-note').textContent = (note ? 'note recorded with it: ' + note + ' · ' : '') + 'once approved it is delivered to ' + e.to + '.';
+    dialog.showModal();
+    $('confirm-yes').focus();
+  }
+  function closeConfirm(text) {
+    if (dialog.open) dialog.close();
+    if (confirming && text) say(text, 'bad');
+    confirming = undefined;
+  }
+  $('confirm-yes').addEventListener('click', () => {
+    const c = confirming;
+    closeConfirm();
+    if (c) decide(c.item, true, c.card);
+  });
+  $('confirm-no').addEventListener('click', () => closeConfirm('not approved: nothing was sent'));
+  dialog.addEventListener('cancel', () => { confirming = undefined; say('not approved: nothing was sent', 'bad'); });
+
   async function decide(item, approve, card) {
-    const by = operator.value.trim() || (state.operator || '');
+    if (offline) return;
+    const by = operatorName();
     if (!by) { say('type your name in "operator" first: it is recorded with the decision', 'bad'); operator.focus(); return; }
     const reason = card.querySelector('input.reason').value.trim();
     const always = card.querySelector('input.always').checked;
@@ -137,7 +211,7 @@ export const APP_JS = `'use strict';
     reason.addEventListener('input', () => drafts.set(item.id, reason.value));
     const always = el('input', { type: 'checkbox', class: 'always' });
     const node = el('article', { class: 'card', 'data-id': item.id },
-      el('h3', { text: e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' }),
+      el('h3', { text: e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' + (item.restored ? ' · restored' : '') }),
       el('dl', null,
         el('dt', { text: 'time left' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: left(item.expiresAt) }),
         el('dt', { text: 'rule' }), el('dd', { text: item.rule || '(none)' }),
@@ -149,7 +223,7 @@ export const APP_JS = `'use strict';
         el('label', null, always, document.createTextNode(' always allow')),
         el('button', { class: 'approve', type: 'button', text: 'Approve' }),
         el('button', { class: 'reject', type: 'button', text: 'Reject' })));
-    node.querySelector('button.approve').addEventListener('click', () => decide(item, true, node));
+    node.querySelector('button.approve').addEventListener('click', () => confirmApprove(item, node));
     node.querySelector('button.reject').addEventListener('click', () => decide(item, false, node));
     return node;
   }
@@ -157,6 +231,7 @@ export const APP_JS = `'use strict';
   function render() {
     const list = $('pending');
     const shown = new Set(state.pending.map((a) => a.id));
+    if (confirming && !shown.has(confirming.item.id)) closeConfirm('no longer held (decided elsewhere, expired or cancelled): ' + what(confirming.item.envelope));
     for (const id of drafts.keys()) if (!shown.has(id)) drafts.delete(id);
     const existing = new Map([...list.querySelectorAll('article.card')].map((n) => [n.dataset.id, n]));
     list.replaceChildren(...state.pending.map((a) => existing.get(a.id) || card(a)));
@@ -171,13 +246,46 @@ export const APP_JS = `'use strict';
   }
 
   setInterval(() => { for (const n of document.querySelectorAll('[data-expires]')) n.textContent = left(Number(n.dataset.expires)); }, 1000);
+  // Closed for good: the bus (or this page's server) is gone. Nothing stays listed as if it could be decided.
+  function shutDown(reason) {
+    offline = true;
+    events.close();
+    closeConfirm();
+    document.body.classList.add('closed');
+    $('connection').textContent = 'closed';
+    const banner = $('banner');
+    banner.textContent = reason;
+    banner.hidden = false;
+    state = { ...state, pending: [], more: 0 };
+    render();
+    $('pending').replaceChildren(el('p', { class: 'muted', text: 'nothing can be decided here: ' + reason }));
+  }
+  const setOffline = (value) => {
+    offline = value;
+    for (const n of document.querySelectorAll('article.card')) n.classList.toggle('offline', value);
+    for (const b of document.querySelectorAll('article.card button')) b.disabled = value;
+  };
+
+  let failures = 0;
   const events = new EventSource('/api/events');
   events.addEventListener('state', (m) => {
     state = JSON.parse(m.data);
     skew = state.now - Date.now();
-    $('connection').textContent = 'live';
+    failures = 0;
+    $('connection').textContent = state.closed ? 'closed' : 'live';
     render();
+    setOffline(false);
   });
-  events.addEventListener('error', () => { $('connection').textContent = 'reconnecting…'; });
+  events.addEventListener('closed', (m) => shutDown(JSON.parse(m.data).reason));
+  events.addEventListener('error', () => {
+    if (document.body.classList.contains('closed')) return;
+    // A server that went away without a word: a few retries, then say so instead of "reconnecting…" forever.
+    if (++failures >= 4 || events.readyState === EventSource.CLOSED) {
+      shutDown('the server cannot be reached: the bus has closed or its page server stopped (reload to try again)');
+      return;
+    }
+    $('connection').textContent = 'reconnecting…';
+    setOffline(true);
+  });
 })();
 `;

@@ -15,6 +15,8 @@ import { APP_JS, CSP, CSS, pageHtml } from './page.js';
 /** What the web page needs of an `Orchestrator`: events, approvals and (optionally) the audit log. */
 export interface WebBus extends OperatorBus {
   getMessageLog?(query?: MessageLogQuery): MessageLogEntry[];
+  /** True once the bus is closed: the page says so and lists nothing to decide. */
+  readonly closed?: boolean;
 }
 
 /** Options of `approvalServer()`. */
@@ -70,6 +72,8 @@ const decideSchema = z.discriminatedUnion('decision', [
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 /** How often, at most, the page's state is sent again while the bus is busy. */
 const BROADCAST_MS = 100;
+/** How often the server looks whether the bus has closed (it emits nothing as it closes). */
+const CLOSED_CHECK_MS = 500;
 /** Events after which the page's state is sent again (coalesced, see BROADCAST_MS). */
 const STATE_EVENTS: readonly BusEventName[] = ['approval:requested', 'approval:decided', 'message:delivered', 'message:replied', 'message:denied', 'message:expired', 'message:failed', 'agent:lost'];
 
@@ -97,8 +101,11 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
   const clients = new Set<ServerResponse>();
   let port = 0;
 
+  const busClosed = () => bus.closed === true;
   const state = () => {
-    const pending = desk.pending();
+    const closed = busClosed();
+    // A closed bus decides nothing: the page lists nothing to decide.
+    const pending = closed ? [] : desk.pending();
     let log: MessageLogEntry[] = [];
     try {
       if (logTail > 0 && typeof bus.getMessageLog === 'function') log = bus.getMessageLog({ limit: logTail });
@@ -107,6 +114,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     }
     return {
       now: Date.now(),
+      closed,
       operator: o.operator ?? null,
       pending: pending.slice(0, maxShown).map(viewOf),
       more: Math.max(0, pending.length - maxShown),
@@ -141,6 +149,20 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     for (const res of clients) res.write(': keep-alive\n\n');
   }, 15_000);
   heartbeat.unref();
+  /** Tells every page the bus (or this server) is gone, then ends their streams: their EventSource stops for good. */
+  const closedFrame = (reason: string) => `event: closed\ndata: ${JSON.stringify({ reason })}\n\n`;
+  const endAll = (reason: string) => {
+    const frame = closedFrame(reason);
+    for (const res of clients) res.end(frame);
+    clients.clear();
+  };
+  const BUS_CLOSED = 'the bus has closed: nothing is held here any more';
+  const closedWatch = setInterval(() => {
+    if (!busClosed()) return;
+    clearInterval(closedWatch);
+    endAll(BUS_CLOSED);
+  }, CLOSED_CHECK_MS);
+  closedWatch.unref();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     setSecurityHeaders(res);
@@ -181,6 +203,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
       case 'GET /api/events': {
         if (clients.size >= maxClients) return send(res, 503, { error: `too many pages open (${maxClients})` });
         res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' });
+        if (busClosed()) return void res.end(`retry: 2000\nevent: state\ndata: ${JSON.stringify(state())}\n\n${closedFrame(BUS_CLOSED)}`);
         res.write(`retry: 2000\nevent: state\ndata: ${JSON.stringify(state())}\n\n`);
         clients.add(res);
         req.on('close', () => clients.delete(res));
@@ -252,11 +275,11 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     close() {
       closing ??= new Promise<void>((resolve) => {
         clearInterval(heartbeat);
+        clearInterval(closedWatch);
         if (queued !== undefined) clearTimeout(queued);
         for (const name of STATE_EVENTS) bus.events.off(name, broadcast);
         void desk.close();
-        for (const res of clients) res.end();
-        clients.clear();
+        endAll(busClosed() ? BUS_CLOSED : 'the approval server stopped: nothing can be decided here any more');
         server.close(() => resolve());
         server.closeAllConnections();
       });
@@ -267,7 +290,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
 
 /** What the page sees of a held message. */
 function viewOf(a: PendingApproval) {
-  return { id: a.id, envelope: a.envelope, rule: a.rule ?? null, payloadHash: a.payloadHash, payloadBytes: a.payloadBytes, requestedAt: a.requestedAt, expiresAt: a.expiresAt };
+  return { id: a.id, envelope: a.envelope, rule: a.rule ?? null, payloadHash: a.payloadHash, payloadBytes: a.payloadBytes, requestedAt: a.requestedAt, expiresAt: a.expiresAt, restored: a.restored === true };
 }
 
 /** HTTP status for a desk answer: 409 for a second decision, 404 for an unknown item, 422 for a refusal. */

@@ -34,7 +34,7 @@ describe.skipIf(skip !== '')('a broker that cannot be reached', () => {
       { from: 'client', to: '*', allow: ['ask' as const] },
     ];
     const make = async (node: string) =>
-      new Orchestrator({ node, policies, transport: await natsTransport({ servers: server.url, bus: 'down', leaseMs: 5_000 }) });
+      new Orchestrator({ node, policies, transport: await natsTransport({ servers: server.url, bus: 'down', insecure: true, leaseMs: 5_000 }) });
     const a = await make('a');
     const b = await make('b');
     try {

@@ -1,7 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BusError } from '../../src/errors.js';
 import { NodeConnection } from '../../src/nats/connection.js';
-import { Link, type DeadAnswer, type LinkInbound, type RejectedInbound, type LinkResponder } from '../../src/nats/link.js';
+import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type RejectedInbound, type LinkResponder } from '../../src/nats/link.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { decodeAnswer, encodeAbout, encodeMessage } from '../../src/nats/wire.js';
 import { natsBin, natsUrl, skip } from './context.js';
@@ -17,6 +17,7 @@ interface Node {
   link: Link;
   dead: DeadAnswer[];
   rejected: RejectedInbound[];
+  denied: DeniedFrame[];
   /** Resolves when a dead letter for `id` has arrived. */
   deadFor(id: string): Promise<DeadAnswer>;
 }
@@ -25,18 +26,24 @@ async function node(url: string, subjects: Subjects, name: string, maxPayloadByt
   const conn = await NodeConnection.open({ servers: url, inboxPrefix: subjects.inboxPrefix(name), name });
   const dead: DeadAnswer[] = [];
   const rejected: RejectedInbound[] = [];
+  const denied: DeniedFrame[] = [];
   const waiters = new Map<string, (d: DeadAnswer) => void>();
   const onDead = (d: DeadAnswer) => {
     dead.push(d);
     waiters.get(d.id)?.(d);
   };
-  const link = new Link({ connection: conn, subjects, node: name, maxPayloadBytes, dedupeWindow: 100, onDead, onRejected: (r) => rejected.push(r) });
+  const link = new Link({ connection: conn, subjects, node: name, maxPayloadBytes, dedupeWindow: 100, onDead, onRejected: (r) => rejected.push(r), onDenied: (d) => denied.push(d) });
   const deadFor = (id: string) => {
     const found = dead.find((d) => d.id === id);
     return found !== undefined ? Promise.resolve(found) : new Promise<DeadAnswer>((r) => waiters.set(id, r));
   };
-  return { conn, link, dead, rejected, deadFor };
+  return { conn, link, dead, rejected, denied, deadFor };
 }
+
+/** A frame as an insecure fleet's node sends it: an unsigned proof line, then the frame. */
+const unsigned = (node: string, frame: Uint8Array) => Buffer.concat([Buffer.from(`p ${node} - -\n`), frame]);
+/** The frame inside an answer (its proof line dropped). */
+const inner = (data: Uint8Array) => data.subarray(data.indexOf(0x0a) + 1);
 
 /** Resolves with the next call of one callback. */
 function outcome() {
@@ -174,13 +181,34 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     a.link.request(m, outcome().callbacks);
     await first;
     // Replay the same id on the wire, then a fresh message: only the fresh one arrives.
-    a.conn.nc.publish(subjects.inbound('worker.1', 'client:1', 'ask'), encodeMessage(m, m.payloadJson));
+    a.conn.nc.publish(subjects.inbound('worker.1', 'client:1', 'ask'), unsigned('node-a', encodeMessage(m, m.payloadJson)));
     const fresh = msg('client:1', 'worker.1', 'ask');
     const second = received();
     a.link.request(fresh, outcome().callbacks);
     expect((await second).inbound.id).toBe(fresh.id);
     expect(inbox.map((x) => x.inbound.id)).toEqual([m.id, fresh.id]);
-    expect(b.rejected.at(-1)?.error.message).toMatch(/repeated message id/);
+    expect(b.denied.at(-1)?.error.message).toMatch(/admitted already \(a replay\)/);
+  });
+
+  it("refuses a replay of an id it no longer remembers: its node's messages signed at or before that one are refused", async () => {
+    // b remembers 100 ids (dedupeWindow): 101 newer notifies push the first out.
+    const notify = (id: string, ts: number) => {
+      const frame = encodeMessage({ id, intent: 'work', ts, conversationId: 'c1', depth: 0, priority: 'normal' }, '1');
+      a.conn.nc.publish(subjects.inbound('worker.1', 'client:1', 'notify'), unsigned('node-a', frame));
+    };
+    const old = Date.now() - 10_000;
+    notify('mfloor-0', old);
+    for (let i = 1; i <= 101; i++) notify(`mfloor-${i}`, Date.now());
+    await vi.waitFor(() => expect(inbox.length).toBe(102));
+    notify('mfloor-0', old);
+    notify('mfloor-x', old - 1);
+    notify('mfloor-fresh', Date.now());
+    await vi.waitFor(() => expect(inbox.at(-1)?.inbound.id).toBe('mfloor-fresh'));
+    expect(inbox).toHaveLength(103);
+    expect(b.denied.slice(-2).map((d) => d.error.message)).toEqual([
+      expect.stringMatching(/mfloor-0 refused: it was signed at or before the newest message of node "node-a" this node no longer remembers/),
+      expect.stringMatching(/mfloor-x refused: it was signed at or before/),
+    ]);
   });
 
   it('answers a payload over the receiver limit with PAYLOAD_TOO_LARGE instead of delivering it', async () => {
@@ -193,8 +221,8 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
   it('answers a malformed request with an error instead of leaving its sender to time out', async () => {
     const m = msg('client:1', 'worker.1', 'ask');
     const frame = Buffer.from(encodeMessage(m, m.payloadJson)).toString('utf8').replace(' 0 normal ', ' -5 normal ');
-    const answer = await a.conn.nc.request(subjects.inbound('worker.1', 'client:1', 'ask'), Buffer.from(frame), { timeout: 5000 });
-    expect(decodeAnswer(answer.data, 1024)).toMatchObject({ kind: 'error', id: m.id, error: { code: 'INVALID_ARGUMENT', message: expect.stringContaining('field depth') } });
+    const answer = await a.conn.nc.request(subjects.inbound('worker.1', 'client:1', 'ask'), unsigned('node-a', Buffer.from(frame)), { timeout: 5000 });
+    expect(decodeAnswer(inner(answer.data), 1024)).toMatchObject({ kind: 'error', id: m.id, error: { code: 'INVALID_ARGUMENT', message: expect.stringContaining('field depth') } });
     expect(inbox).toHaveLength(0);
     expect(b.rejected.at(-1)?.error.code).toBe('INVALID_ARGUMENT');
   });
@@ -206,7 +234,7 @@ describe.skipIf(skip !== '')('Link between two nodes', () => {
     a.link.request(m, o.callbacks);
     const { responder } = await got;
     // Another agent (served on node b's connection, which here is unrestricted) claims to report progress.
-    b.conn.nc.publish(subjects.inbound('client:1', 'someone-else', 'progress'), encodeAbout(m.id, '{"pct":99}'));
+    b.conn.nc.publish(subjects.inbound('client:1', 'someone-else', 'progress'), unsigned('node-b', encodeAbout(m.id, '{"pct":99}')));
     responder.progress('{"pct":1}');
     await o.progressCount(1);
     responder.reply('null');

@@ -16,8 +16,8 @@ let seq = 0;
 
 async function twoNodes() {
   const bus = `ob${process.pid}x${seq++}`;
-  const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus }) });
-  const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus }) });
+  const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
+  const n2 = makeBus({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
   return { n1, n2, bus };
 }
 
@@ -47,8 +47,8 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
     const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: subjects.inboxPrefix('raw') });
     try {
       const frame = encodeMessage({ id: 'mraw-1', intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' }, '{not json');
-      const answer = await conn.nc.request(subjects.inbound('b', 'a', 'ask'), frame, { timeout: 5000 });
-      expect(decodeAnswer(answer.data, 1024)).toMatchObject({ kind: 'error', id: 'mraw-1', error: { code: 'INVALID_PAYLOAD' } });
+      const answer = await conn.nc.request(subjects.inbound('b', 'a', 'ask'), Buffer.concat([Buffer.from('p n1 - -\n'), frame]), { timeout: 5000 });
+      expect(decodeAnswer(answer.data.subarray(answer.data.indexOf(0x0a) + 1), 1024)).toMatchObject({ kind: 'error', id: 'mraw-1', error: { code: 'INVALID_PAYLOAD' } });
     } finally {
       await conn.close();
     }
@@ -100,6 +100,52 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
     expect(notified).toEqual([{ n: 1 }]);
   });
 
+  it('delivers a notify to each of several agents of one remote node, and its receipt lists each as delivered', async () => {
+    const { n1, n2 } = await twoNodes();
+    const got: string[] = [];
+    let arrived!: () => void;
+    const both = new Promise<void>((r) => (arrived = r));
+    for (const id of ['b', 'c', 'd']) {
+      n2.register(id, {
+        handlers: {
+          note: () => {
+            got.push(id);
+            if (got.length === 3) arrived();
+          },
+        },
+      });
+    }
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const failed: unknown[] = [];
+    n1.events.on('message:failed', (e) => failed.push(e));
+    const listed = await a.notify('note', { n: 1 }, { to: ['b', 'c', 'd'] });
+    expect(listed).toMatchObject({ delivered: ['b', 'c', 'd'], failed: [], denied: [], pending: [] });
+    const broadcast = await a.notify('note', { n: 2 });
+    expect([...broadcast.delivered].sort()).toEqual(['b', 'c', 'd']);
+    await both;
+    expect(failed).toEqual([]);
+  });
+
+  it("holds at the sender's node a message its own rule holds, carries it once approved there, and the receiver's rule decides again", async () => {
+    const bus = `ob${process.pid}x${seq++}`;
+    const hold = [{ from: 'a', to: 'b', allow: ['ask' as const], requireApproval: true }];
+    const n1 = makeBus({ node: 'n1', policies: hold, transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
+    const n2 = makeBus({ node: 'n2', policies: [{ from: 'a', to: 'b', allow: ['ask'] }], transport: await natsTransport({ servers: natsUrl, bus, insecure: true }) });
+    const paid: unknown[] = [];
+    n2.register('b', { handlers: { pay: (p) => (paid.push(p), 'paid') } });
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const answer = a.ask('b', 'pay', { amount: 5 });
+    // Held at once, before anything was published.
+    const held = n1.approvals.list();
+    expect(held).toHaveLength(1);
+    expect(paid).toEqual([]);
+    n1.approvals.approve(held[0]!.id);
+    await expect(answer).resolves.toBe('paid');
+    expect(paid).toEqual([{ amount: 5 }]);
+  });
+
   it('rejects a second node registering a taken id: ready() names the holder', async () => {
     const { n1, n2 } = await twoNodes();
     n1.register('payment');
@@ -116,7 +162,7 @@ describe.skipIf(skip !== '')('two Orchestrators over natsTransport', () => {
 
   it('kills the handle of an agent whose claim another node took over at run time, and says so (agent:lost)', async () => {
     const bus = `ob${process.pid}x${seq++}`;
-    const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, leaseMs: 300 }) });
+    const n1 = makeBus({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true, leaseMs: 300 }) });
     const payment = n1.register('payment');
     await n1.ready();
     const lost = new Promise<{ agentId: string; holder: string }>((resolve) => n1.events.on('agent:lost', resolve));

@@ -41,7 +41,7 @@ interface TestNode {
 
 async function startNode(bus: string, node: string, agents: string[], extra: Partial<NatsTransportOptions> & { url?: string } = {}): Promise<TestNode> {
   const { url = natsUrl, ...rest } = extra;
-  const transport = await natsTransport({ servers: url, bus, ...rest });
+  const transport = await natsTransport({ servers: url, bus, insecure: true, ...rest });
   opened.push(transport);
   const received: Received[] = [];
   const waiters: Array<(r: Received) => void> = [];
@@ -207,7 +207,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
   });
 
   it('answers a send before attach with TRANSPORT_UNAVAILABLE, inside send()', async () => {
-    const t = await natsTransport({ servers: natsUrl, bus: newBus() });
+    const t = await natsTransport({ servers: natsUrl, bus: newBus(), insecure: true });
     opened.push(t);
     const s = sink();
     t.send(out('a', 'b', 'n2'), s.sink);
@@ -215,7 +215,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
   });
 
   it('refuses a bad node id, a second attach, and ready() before attach', async () => {
-    const t = await natsTransport({ servers: natsUrl, bus: newBus() });
+    const t = await natsTransport({ servers: natsUrl, bus: newBus(), insecure: true });
     opened.push(t);
     await expect(t.ready()).rejects.toMatchObject({ code: 'TRANSPORT_UNAVAILABLE' });
     expect(() => t.attach('bad node', { receive: () => ({ cancel() {} }) })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
@@ -225,7 +225,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
   });
 
   it('exposes no connection, credentials or internals through the transport object', async () => {
-    const target = await natsTransport({ servers: natsUrl, bus: newBus() });
+    const target = await natsTransport({ servers: natsUrl, bus: newBus(), insecure: true });
     opened.push(target);
     target.attach('n1', { receive: () => ({ cancel() {} }) });
     await target.ready();
@@ -233,7 +233,7 @@ describe.skipIf(skip !== '')('natsTransport: directory and claims', () => {
     expect(Object.getOwnPropertyNames(target)).toEqual([]);
     expect(JSON.stringify(target)).toBe('{}');
     const proto = Object.getPrototypeOf(target) as object;
-    expect(Object.getOwnPropertyNames(proto).sort()).toEqual(['attach', 'claim', 'close', 'constructor', 'locate', 'nodeOf', 'ready', 'release', 'remoteAgents', 'send'].sort());
+    expect(Object.getOwnPropertyNames(proto).sort()).toEqual(['attach', 'claim', 'close', 'constructor', 'locate', 'nodeOf', 'ready', 'release', 'remoteAgents', 'send', 'unverified'].sort());
   });
 });
 
@@ -377,8 +377,9 @@ describe.skipIf(skip !== '')('natsTransport: messages between two nodes', () => 
       const before = two.received.length;
       const forge = async (from: string, node: string | undefined) => {
         const frame = encodeMessage({ id: `forged-${n++}`, intent: 'work', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, ...(node === undefined ? {} : { node }) }, '{}');
-        const answer = await conn.nc.request(subjects.inbound('worker.1', from, 'ask'), frame, { timeout: 5000 });
-        return decodeAnswer(answer.data, 1024);
+        // An insecure fleet's proof line names a node and carries no signature.
+        const answer = await conn.nc.request(subjects.inbound('worker.1', from, 'ask'), Buffer.concat([Buffer.from(`p ${node ?? 'node-x'} - -\n`), frame]), { timeout: 5000 });
+        return decodeAnswer(answer.data.subarray(answer.data.indexOf(0x0a) + 1), 1024);
       };
       // `client` is node-1's, but the message says node-x sent it.
       expect(await forge('client', 'node-x')).toMatchObject({ kind: 'error', error: { code: 'POLICY_DENIED', message: expect.stringContaining('claimed by node "node-1"') } });
@@ -405,7 +406,7 @@ describe.skipIf(skip !== '')('natsTransport when the broker stops', () => {
   });
 
   it('rejects with TRANSPORT_UNAVAILABLE naming the servers when the first connect fails', async () => {
-    await expect(natsTransport({ servers: 'nats://127.0.0.1:1', bus: 'x', connectTimeoutMs: 500 })).rejects.toMatchObject({
+    await expect(natsTransport({ servers: 'nats://127.0.0.1:1', bus: 'x', insecure: true, connectTimeoutMs: 500 })).rejects.toMatchObject({
       code: 'TRANSPORT_UNAVAILABLE',
       message: expect.stringContaining('nats://127.0.0.1:1'),
     });
@@ -450,9 +451,10 @@ describe.skipIf(skip !== '')('natsTransport with nats-config credentials', () =>
   const seed = (node: string) => readFileSync(join(dir, 'cfg', `${node}.nk`), 'utf8');
   beforeAll(async () => {
     const topo = join(dir, 'topo.json');
-    writeFileSync(topo, JSON.stringify({ bus: 'auth', nodes: { n1: ['alice'], n2: ['bob'] } }));
+    writeFileSync(topo, JSON.stringify({ bus: 'auth', nodes: { n1: ['alice'], n2: ['bob'] }, operators: ['op'] }));
     expect(main(['nats-config', topo, '--out', join(dir, 'cfg')], { out: () => {}, err: () => {} })).toBe(0);
     server = await startNatsServer(natsBin, { extraConfig: readFileSync(join(dir, 'cfg', 'auth.conf'), 'utf8') });
+    expect(await main(['fleet', 'bucket', '--servers', server.url, '--creds', join(dir, 'cfg', 'op.nk'), '--roster', join(dir, 'cfg', 'roster.json')], { out: () => {}, err: () => {} })).toBe(0);
   });
   afterAll(async () => {
     await server?.dispose();

@@ -1,0 +1,207 @@
+// a2aAgent: a remote A2A agent as handlers of a local agent. Its card is read once; each of
+// its skills becomes an intent whose handler calls the remote with the SDK's client.
+import { randomUUID } from 'node:crypto';
+import { Role, TaskState, type AgentCard, type Artifact, type Message, type Task, type TaskStatus } from '@a2a-js/sdk';
+import { ClientFactory, ClientFactoryOptions, DefaultAgentCardResolver, JsonRpcTransportFactory, RestTransportFactory, type Client } from '@a2a-js/sdk/client';
+import { z } from 'zod';
+import { BusError } from '../errors.js';
+import { parseOptions } from '../options-schema.js';
+import type { Handler, HandlerContext } from '../types.js';
+import { partOf, valueOfParts } from './parts.js';
+import { stateName } from './task-states.js';
+
+/** Options of {@link a2aAgent}. */
+export interface A2aAgentOptions {
+  /** The URL of the remote agent card (`https://…/.well-known/agent-card.json`). */
+  readonly card: string;
+  /** Headers sent with every request, the card's included (e.g. `authorization: Bearer …`). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Only these skills become intents. @default every skill of the card */
+  readonly skills?: readonly string[];
+  /** Skills on a card at most (INVALID_ARGUMENT beyond). @default 256 */
+  readonly maxSkills?: number;
+  /** Bytes of one response (the card, a reply, a whole stream) read at most; beyond, the call fails. @default 16777216 */
+  readonly maxResponseBytes?: number;
+}
+
+/** What `bus.register(id, …)` takes: one handler per skill of the remote card. */
+export interface A2aAgentRegistration {
+  readonly handlers: Record<string, Handler>;
+  readonly capabilities: readonly string[];
+}
+
+const optionsSchema = z.strictObject({
+  card: z.url({ protocol: /^https?$/ }),
+  headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$/, 'must be an HTTP header name'), z.string().max(8192).regex(/^[^\r\n\0]*$/, 'must not contain line breaks')).optional(),
+  skills: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
+  maxSkills: z.number().int().min(1).max(100_000).optional(),
+  maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
+});
+
+const TERMINAL: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED]);
+/** States in which the remote waits for something a bus message cannot give. */
+const STOPPED: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED]);
+
+/**
+ * Reads a remote A2A agent's card and returns register options whose handlers call it:
+ * one intent per skill (the skill id), the payload sent as one part (a string as text,
+ * anything else as data) with `message.metadata.skill` naming the skill. The reply is the
+ * final artifact's value (one data part → its data, one text part → the string, several
+ * → an array); a remote task that does not complete is HANDLER_FAILED naming its state.
+ * Streams when the remote supports it; its status updates become `ctx.progress` reports.
+ *
+ * @example
+ * bus.register('remote-research', await a2aAgent({ card: 'https://research.example/.well-known/agent-card.json',
+ *   headers: { authorization: `Bearer ${process.env.REMOTE_TOKEN}` } }));
+ */
+export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegistration> {
+  const o = parseOptions(optionsSchema, options, 'a2aAgent');
+  const extra = o.headers ?? {};
+  const maxResponseBytes = o.maxResponseBytes ?? 16 * 1024 * 1024;
+  // The remote is not trusted to be small: every response body is counted as it is read.
+  const fetchImpl: typeof fetch = async (input, init) => {
+    const headers = new Headers(init?.headers);
+    for (const [name, value] of Object.entries(extra)) headers.set(name, value);
+    const response = await fetch(input, { ...init, headers });
+    return response.body === null ? response : new Response(capped(response.body, maxResponseBytes), { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+  let card: AgentCard;
+  try {
+    card = await new DefaultAgentCardResolver({ fetchImpl }).resolve(o.card, '');
+  } catch (error) {
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${(error as Error).message}`, { cause: error });
+  }
+  const maxSkills = o.maxSkills ?? 256;
+  if (card.skills.length > maxSkills) throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the card at ${o.card} lists more than ${maxSkills} skills (maxSkills): choose some with options.skills`);
+  const offered = new Set(card.skills.map((s) => s.id));
+  const wanted = o.skills ?? [...offered];
+  const missing = wanted.filter((id) => !offered.has(id));
+  if (missing.length > 0) throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the card at ${o.card} has no skill ${missing.map((s) => JSON.stringify(s)).join(', ')}`);
+  const factory = new ClientFactory(
+    ClientFactoryOptions.createFrom(ClientFactoryOptions.default, { transports: [new JsonRpcTransportFactory({ fetchImpl }), new RestTransportFactory({ fetchImpl })] }),
+  );
+  let client: Client;
+  try {
+    client = await factory.createFromAgentCard(card);
+  } catch (error) {
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): no transport of the card at ${o.card} can be used: ${(error as Error).message}`, { cause: error });
+  }
+  const streaming = card.capabilities?.streaming === true;
+  const handlers: Record<string, Handler> = Object.create(null) as Record<string, Handler>;
+  for (const skill of wanted) handlers[skill] = (payload, ctx) => call(client, streaming, skill, payload, ctx);
+  return { handlers, capabilities: ['a2a'] };
+}
+
+async function call(client: Client, streaming: boolean, skill: string, payload: unknown, ctx: HandlerContext): Promise<unknown> {
+  const message: Message = {
+    messageId: randomUUID(),
+    contextId: '',
+    taskId: '',
+    role: Role.ROLE_USER,
+    parts: [partOf(payload)],
+    metadata: { skill },
+    extensions: [],
+    referenceTaskIds: [],
+  };
+  const request = { tenant: '', message, configuration: undefined, metadata: undefined };
+  const seen = new TaskView();
+  const cancelRemote = () => {
+    if (seen.id !== undefined && !seen.final) void client.cancelTask({ tenant: '', id: seen.id, metadata: undefined }).catch(() => undefined);
+  };
+  ctx.signal.addEventListener('abort', cancelRemote, { once: true });
+  try {
+    if (streaming) {
+      for await (const event of client.sendMessageStream(request, { signal: ctx.signal })) {
+        const p = event.payload;
+        if (p === undefined) continue;
+        if (p.$case === 'message') return answerOf(p.value.parts);
+        if (p.$case === 'task') seen.task(p.value);
+        else if (p.$case === 'artifactUpdate' && p.value.artifact !== undefined) seen.artifact(p.value.artifact, p.value.append);
+        else if (p.$case === 'statusUpdate' && p.value.status !== undefined) {
+          seen.status(p.value.status);
+          const progress = p.value.metadata?.['progress'];
+          const note = textOf(p.value.status.message);
+          if (p.value.status.state === TaskState.TASK_STATE_WORKING && (note !== undefined || typeof progress === 'number')) {
+            ctx.progress(typeof progress === 'number' && progress >= 0 && progress <= 1 ? progress : seen.fraction, note);
+            if (typeof progress === 'number') seen.fraction = progress;
+          }
+        }
+        if (seen.final) break;
+      }
+    } else {
+      const result = await client.sendMessage(request, { signal: ctx.signal });
+      if ('parts' in result) return answerOf(result.parts);
+      seen.task(result);
+    }
+  } finally {
+    ctx.signal.removeEventListener('abort', cancelRemote);
+  }
+  return seen.answer();
+}
+
+/** What the client has seen of one remote task. */
+class TaskView {
+  id: string | undefined;
+  state: TaskState | undefined;
+  reason: string | undefined;
+  fraction = 0;
+  readonly #artifacts = new Map<string, Artifact>();
+
+  get final(): boolean {
+    return this.state !== undefined && (TERMINAL.has(this.state) || STOPPED.has(this.state));
+  }
+
+  task(task: Task): void {
+    this.id = task.id;
+    for (const artifact of task.artifacts) this.#artifacts.set(artifact.artifactId, artifact);
+    if (task.status !== undefined) this.status(task.status);
+  }
+
+  status(status: TaskStatus): void {
+    this.state = status.state;
+    this.reason = textOf(status.message);
+  }
+
+  artifact(artifact: Artifact, append: boolean): void {
+    const earlier = this.#artifacts.get(artifact.artifactId);
+    this.#artifacts.set(artifact.artifactId, append && earlier !== undefined ? { ...earlier, parts: [...earlier.parts, ...artifact.parts] } : artifact);
+  }
+
+  answer(): unknown {
+    if (this.state !== TaskState.TASK_STATE_COMPLETED) {
+      const state = this.state === undefined ? 'no final state' : stateName(this.state);
+      // The remote's text is capped: it becomes an error message, an audit row, a console line.
+      const reason = this.reason === undefined ? '' : `: ${this.reason.length > 1000 ? `${this.reason.slice(0, 1000)}…` : this.reason}`;
+      throw new Error(`the remote A2A task ended ${state}${reason}`);
+    }
+    const last = [...this.#artifacts.values()].at(-1);
+    return last === undefined ? null : answerOf(last.parts);
+  }
+}
+
+function answerOf(parts: Message['parts']): unknown {
+  if (parts.length === 0) return null;
+  const value = valueOfParts(parts);
+  if (!value.ok) throw new Error(`the remote A2A agent answered with ${value.reason.replace(/^a /, 'a ')}`);
+  return value.value;
+}
+
+function textOf(message: Message | undefined): string | undefined {
+  if (message === undefined) return undefined;
+  const texts = message.parts.flatMap((p) => (p.content?.$case === 'text' ? [p.content.value] : []));
+  return texts.length === 0 ? undefined : texts.join('\n');
+}
+
+/** `body`, failing once more than `max` bytes went through. */
+function capped(body: ReadableStream<Uint8Array>, max: number): ReadableStream<Uint8Array> {
+  let seen = 0;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        seen += chunk.byteLength;
+        if (seen > max) controller.error(new Error(`the remote A2A agent sent more than ${max} bytes in one response (maxResponseBytes)`));
+        else controller.enqueue(chunk);
+      },
+    }),
+  );
+}

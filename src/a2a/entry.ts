@@ -1,0 +1,9 @@
+// The `import` entry of agent-switchboard/a2a (package.json exports): its optional peers are
+// checked first, so a missing one is an error naming every package to install; then the
+// subpath itself is loaded. `require()` and the types use index.ts directly. The names
+// below are index.ts's runtime exports (test/peers.test.ts keeps them equal).
+import { checkPeers } from '../peers.js';
+
+checkPeers('a2a', import.meta.url);
+
+export const { RPC_PATH, SCHEMA_EXTENSION_URI, a2aAgent, a2aServer } = await import('./index.js');
