@@ -47,6 +47,12 @@ export interface BusEvents {
   /** The audit log could not be written; the batch's messages were refused. */
   'audit:error': { error: Error; records: number };
   /**
+   * A file log's WAL passed three quarters of `audit.maxWalBytes` (`walBytes` now):
+   * checkpoints are not keeping up (or a reader holds an old snapshot), so commits wait for
+   * one rather than grow the WAL, and messages are delivered later. Once per episode.
+   */
+  'audit:backpressure': { walBytes: number; maxWalBytes: number };
+  /**
    * Another node took over an agent id this node served (this node missed its lease
    * renewals): the local agent was unregistered and its handle is dead; `ready()` rejects
    * with DUPLICATE_AGENT until the id is registered here again. Re-register it (possibly
