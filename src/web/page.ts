@@ -211,8 +211,9 @@ export const APP_JS = `'use strict';
     reason.addEventListener('input', () => drafts.set(item.id, reason.value));
     const always = el('input', { type: 'checkbox', class: 'always' });
     const node = el('article', { class: 'card', 'data-id': item.id },
-      el('h3', { text: e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' + (item.restored ? ' · restored' : '') }),
+      el('h3', { text: (item.node ? item.node + ': ' : '') + e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' + (item.restored ? ' · restored' : '') }),
       el('dl', null,
+        item.node ? el('dt', { text: 'node' }) : null, item.node ? el('dd', { class: 'node', text: item.node }) : null,
         el('dt', { text: 'time left' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: left(item.expiresAt) }),
         el('dt', { text: 'rule' }), el('dd', { text: item.rule || '(none)' }),
         el('dt', { text: 'deadline' }), el('dd', { text: clock(e.deadline || item.expiresAt) + ' (held since ' + clock(item.requestedAt) + ')' }),
