@@ -10,12 +10,11 @@
  * by this node, so an operator believes no list or outcome the broker made up.
  */
 import type { Subscription } from '@nats-io/transport-node';
-import type { PendingApproval } from '../approvals.js';
 import { BusError, isBusError } from '../errors.js';
 import type { BusEvents } from '../events.js';
 import type { ApprovalDeskPort } from '../pipeline/transport.js';
 import type { NodeConnection } from './connection.js';
-import { openFrame, sealFrame, type Signer } from './desk-wire.js';
+import { openFrame, sealFor, sealFrame, type Signer } from './desk-wire.js';
 import { verifierOf } from './keys.js';
 import type { RosterIndex } from './roster.js';
 import type { Subjects } from './subjects.js';
@@ -58,9 +57,9 @@ export class DeskService {
       connection.nc.subscribe(subjects.desk(node, 'decide'), { callback: (error, msg) => { if (error === null) this.#answer(msg.data, (m) => msg.respond(m), 'decide'); } }),
     );
     this.#unlisten.push(
-      desk.events.on('approval:requested', ({ approval }) => this.#tell({ event: 'requested', approval: plain(approval) })),
+      desk.events.on('approval:requested', ({ approval }) => this.#tell({ event: 'requested', id: approval.id })),
       desk.events.on('approval:decided', (e: BusEvents['approval:decided']) =>
-        this.#tell({ event: 'decided', approval: plain(e.approval), decision: e.decision, ...(e.by !== undefined ? { by: e.by } : {}), ...(e.reason !== undefined ? { reason: e.reason } : {}) }),
+        this.#tell({ event: 'decided', id: e.approval.id, decision: e.decision, ...(e.by !== undefined ? { by: e.by } : {}), ...(e.reason !== undefined ? { reason: e.reason } : {}) }),
       ),
     );
   }
@@ -93,7 +92,15 @@ export class DeskService {
     };
     if (isBusError(body)) return send({ nonce: null, ok: false, code: body.code, message: body.message });
     const nonce = body.nonce as string;
-    if (kind === 'list') return send({ nonce, ok: true, items: this.#o.desk.approvals.list().map(plain) });
+    if (kind === 'list') {
+      let sealed: Record<string, string>;
+      try {
+        sealed = sealFor(String(body.eph), nonce, this.#o.desk.approvals.list());
+      } catch (error) {
+        return send({ nonce, ok: false, code: 'INVALID_ARGUMENT', message: `fleet approvals: a list request needs its one-time key "eph": ${(error as Error).message}` });
+      }
+      return send({ nonce, ok: true, sealed });
+    }
     void this.#decide(body).then(
       (result) => send({ nonce, ok: true, ...(result === undefined ? {} : { result }) }),
       (error: unknown) => {
@@ -148,9 +155,4 @@ export class DeskService {
       this.#nonces.delete(nonce);
     }
   }
-}
-
-/** A held message as it crosses: its fields as JSON has them. */
-function plain(a: PendingApproval): PendingApproval {
-  return JSON.parse(JSON.stringify(a)) as PendingApproval;
 }

@@ -13,7 +13,7 @@ import { BusEmitter, type BusEventSource } from '../events.js';
 import { objectWith, parseOptions } from '../options-schema.js';
 import type { Transport } from '../pipeline/transport.js';
 import { NodeConnection } from './connection.js';
-import { openFrame, sealFrame } from './desk-wire.js';
+import { ephemeralKey, openFrame, sealFrame } from './desk-wire.js';
 import { fleetOf, type FleetOf } from './fleet-of.js';
 import { keysFromSeed, type NodeKeys } from './keys.js';
 
@@ -187,14 +187,16 @@ class FleetDesk implements FleetApprovals {
 
   /** Lists `node` again; a node that is not running (no responders) holds nothing visible. */
   async #refreshNode(node: string): Promise<void> {
-    let answer: Record<string, unknown>;
+    const eph = ephemeralKey();
+    let listed: unknown;
     try {
-      answer = await this.#request(node, 'list', {});
+      const answer = await this.#request(node, 'list', { eph: eph.publicKey });
+      listed = eph.open(answer.sealed, answer.nonce as string);
     } catch (e) {
       if (isBusError(e) && e.code === 'TRANSPORT_UNAVAILABLE' && /no node answers/.test(e.message)) this.#held.delete(node);
       return;
     }
-    const items = Array.isArray(answer.items) ? answer.items.filter(isApproval).map((a) => Object.freeze({ ...a, node })) : [];
+    const items = Array.isArray(listed) ? listed.filter(isApproval).map((a) => Object.freeze({ ...a, node })) : [];
     const before = new Set((this.#held.get(node) ?? []).map((a) => a.id));
     this.#held.set(node, items);
     for (const item of items) if (!before.has(item.id)) this.events.emit('approval:requested', { approval: item });
@@ -249,17 +251,15 @@ class FleetDesk implements FleetApprovals {
     if (this.#closed) return;
     const { subjects, roster } = this.#fleet;
     const body = openFrame(data, (b) => (typeof b.node === 'string' && roster.verifier(b.node) !== undefined ? roster.verifier(b.node)! : `notice of node ${JSON.stringify(String(b.node))}, not in the roster`));
-    if (isBusError(body) || body.kind !== 'changed' || body.bus !== subjects.bus || !isApproval(body.approval)) return;
+    if (isBusError(body) || body.kind !== 'changed' || body.bus !== subjects.bus || typeof body.id !== 'string') return;
     if (typeof body.ts !== 'number' || Math.abs(Date.now() - body.ts) > 120_000) return;
     const node = body.node as string;
-    const approval = Object.freeze({ ...body.approval, node });
     if (body.event === 'requested') {
-      const items = this.#held.get(node) ?? [];
-      if (items.some((a) => a.id === approval.id)) return;
-      this.#held.set(node, [...items, approval]);
-      this.events.emit('approval:requested', { approval });
+      // The notice carries no payload: the node's sealed list does (refreshNode emits the event).
+      void this.#refreshNode(node);
     } else if (body.event === 'decided' && typeof body.decision === 'string' && ['approved', 'rejected', 'expired', 'cancelled'].includes(body.decision)) {
-      this.#drop(node, approval.id);
+      const approval = this.#drop(node, body.id);
+      if (approval === undefined) return; // never listed here: no view shows it
       this.events.emit('approval:decided', {
         approval,
         decision: body.decision as 'approved',
