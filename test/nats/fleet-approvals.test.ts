@@ -1,9 +1,11 @@
 // fleetApprovals against a real nats-server started with the configuration `switchboard
 // fleet init` generates: one console for the held messages of two nodes, decided by
 // operators of the roster only, once.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createElement as h } from 'react';
 import { render } from 'ink-testing-library';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -223,6 +225,48 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     });
     expect(again.status).toBe(409);
   });
+
+  it('runs the fleet-page example of docs/approvals.md: a node serves the fleet page; approving a message held on another node records the operator', async () => {
+    const { n2, id2, charged } = await twoNodes();
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const work = mkdtempSync(join(tmpdir(), 'switchboard-fleet-page-'));
+    const text = readFileSync(join(root, 'docs/approvals.md'), 'utf8');
+    const blocks = [...text.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]!).filter((b) => b.includes('// fleet-page example'));
+    expect(blocks).toHaveLength(1);
+    symlinkSync(join(root, 'node_modules'), join(work, 'node_modules'), 'dir');
+    writeFileSync(join(work, 'package.json'), JSON.stringify({ type: 'module', private: true }));
+    writeFileSync(join(work, 'fleet-page.mts'), blocks[0]!.replace(/from 'agent-switchboard\/(\w+)'/g, (_, sub: string) => `from '${join(root, 'src', sub, 'index.ts')}'`).replace(/from 'agent-switchboard'/g, `from '${join(root, 'src/index.ts')}'`));
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'fleet-page.mts', server.url, cfg, 'n3', 'alice'], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    try {
+      let out = '';
+      let err = '';
+      proc.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      const printed = await new Promise<RegExpExecArray>((resolve, reject) => {
+        proc.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /(\d+) held in the fleet: approve at (\S+)\n/.exec(out);
+          if (m !== null) resolve(m);
+        });
+        proc.on('exit', () => reject(new Error(`exited before printing its page: ${out}${err}`)));
+      });
+      expect(printed[1]).toBe('2');
+      const token = new URL(printed[2]!).searchParams.get('token')!;
+      const res = await fetch(new URL('/api/decide', printed[2]!), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-switchboard-csrf': csrfFor(token) },
+        body: JSON.stringify({ id: id2, decision: 'approve', by: 'alice' }),
+      });
+      expect(res.status).toBe(200);
+      await expect(charged).resolves.toEqual({ charged: { amount: 42 } });
+      expect(n2.getMessageLog({ agentId: 'shopper', type: 'ask' })[0]).toMatchObject({ approval: 'approved', decidedBy: 'alice' });
+      proc.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 /** A raw signed request of `kind` to `node`; the node's answer, checked against its roster key. */

@@ -104,7 +104,7 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
     const opRefused: Refusal[] = [];
     op.onRefused((r) => opRefused.push(r));
     try {
-      const answering = n2.nc.subscribe(subjects.desk('n2', 'list'), { callback: (_e, msg) => msg.respond(new TextEncoder().encode('here')) });
+      const answering = n2.nc.subscribe(subjects.desk('n2', 'list'), { callback: (_e, msg) => void msg.respond(new TextEncoder().encode('here')) });
       const notices = op.nc.subscribe(subjects.deskChanges());
       await Promise.all([n2.nc.flush(), op.nc.flush()]);
       const reply = await op.nc.request(subjects.desk('n2', 'list'), new Uint8Array(1), { timeout: 5_000 });
