@@ -233,7 +233,7 @@ class FleetDesk implements FleetApprovals {
     try {
       reply = await this.#conn.nc.request(subjects.desk(node, kind), data, { timeout: this.#timeoutMs });
     } catch (cause) {
-      const none = (cause as Error)?.message?.includes('503') || (cause as { code?: unknown })?.code === '503' || (cause as Error)?.name === 'NoRespondersError';
+      const none = noResponders(cause);
       throw new BusError('TRANSPORT_UNAVAILABLE', none ? `fleetApprovals: no node answers for "${node}" (not running)` : `fleetApprovals: node "${node}" did not answer ${kind} within ${this.#timeoutMs} ms: ${(cause as Error)?.message}`, { cause });
     }
     const verifier = roster.verifier(node);
@@ -268,6 +268,14 @@ class FleetDesk implements FleetApprovals {
       });
     }
   }
+}
+
+/** True when the broker said nobody subscribes to the subject (the node is not running), at any depth of `cause`. */
+function noResponders(error: unknown): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as Error).name === 'NoResponders' || /no responders/i.test(String((e as Error).message))) return true;
+  }
+  return false;
 }
 
 /** The fields a view reads of a held message, checked (the node is trusted, its bytes still parsed with care). */

@@ -54,8 +54,8 @@ async function startNode(node: string, db?: string): Promise<Orchestrator> {
 }
 
 /** Two nodes, each holding one ask of its own: n1 buyer → clerk, n2 shopper → pay. */
-async function twoNodes() {
-  const n1 = await startNode('n1');
+async function twoNodes(n1Db?: string) {
+  const n1 = await startNode('n1', n1Db);
   const n2 = await startNode('n2');
   n1.register('clerk', { handlers: { sell: (p) => ({ sold: p }) } });
   n2.register('pay', { handlers: { charge: (p) => ({ charged: p }) } });
@@ -117,6 +117,20 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     await expect(decided).resolves.toMatchObject({ approval: { id: id1, node: 'n1' }, decision: 'approved', by: 'local' });
     await expect(sold).resolves.toEqual({ sold: { item: 'tea' } });
     expect(fleet.approvals.list().map((a) => a.id)).toEqual([id2]);
+  });
+
+  it("shows a stopped node's held messages no more after the next refresh, and again once it restarts (durable approvals)", async () => {
+    const db = join(dir, `n1-${Date.now()}.db`);
+    const { n1, id1, id2 } = await twoNodes(db);
+    const fleet = await fleetAs('alice');
+    expect(fleet.approvals.list().map((a) => a.node).sort()).toEqual(['n1', 'n2']);
+    await n1.close(); // a file log keeps the hold
+    await fleet.refresh();
+    expect(fleet.approvals.list().map((a) => [a.node, a.id])).toEqual([['n2', id2]]);
+    const again = await startNode('n1', db);
+    await again.ready();
+    await fleet.refresh();
+    expect(fleet.approvals.list().map((a) => [a.node, a.id, a.restored === true]).sort()).toEqual([['n1', id1, true], ['n2', id2, false]]);
   });
 
   it('approves a message held on node n2 from the fleet console: it is delivered and n2 records decidedBy = the operator id', async () => {
