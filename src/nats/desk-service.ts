@@ -93,13 +93,19 @@ export class DeskService {
     if (isBusError(body)) return send({ nonce: null, ok: false, code: body.code, message: body.message });
     const nonce = body.nonce as string;
     if (kind === 'list') {
-      let sealed: Record<string, string>;
-      try {
-        sealed = sealFor(String(body.eph), nonce, this.#o.desk.approvals.list());
-      } catch (error) {
-        return send({ nonce, ok: false, code: 'INVALID_ARGUMENT', message: `fleet approvals: a list request needs its one-time key "eph": ${(error as Error).message}` });
+      // The oldest held messages that fit one NATS message; `more` counts the rest.
+      const all = this.#o.desk.approvals.list();
+      const room = (this.#o.connection.nc.info?.max_payload ?? 1024 * 1024) - 4096;
+      for (let shown = all.length; ; shown = Math.floor(shown / 2)) {
+        let sealed: Record<string, string>;
+        try {
+          sealed = sealFor(String(body.eph), nonce, all.slice(0, shown));
+        } catch (error) {
+          return send({ nonce, ok: false, code: 'INVALID_ARGUMENT', message: `fleet approvals: a list request needs its one-time key "eph": ${(error as Error).message}` });
+        }
+        // Base64url grows the ciphertext by a third; the signed frame adds its fields.
+        if (shown === 0 || sealed.ct!.length + 1024 < room) return send({ nonce, ok: true, sealed, more: all.length - shown });
       }
-      return send({ nonce, ok: true, sealed });
     }
     void this.#decide(body).then(
       (result) => send({ nonce, ok: true, ...(result === undefined ? {} : { result }) }),

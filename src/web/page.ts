@@ -240,7 +240,7 @@ export const APP_JS = `'use strict';
     if (state.more > 0) list.append(el('p', { class: 'muted', text: '… and ' + state.more + ' more (oldest shown first)' }));
     $('count').textContent = String(state.pending.length + (state.more || 0));
     $('decisions').replaceChildren(...state.recent.slice().reverse().map((d) =>
-      el('li', { text: clock(d.at) + ' ' + d.decision + (d.by ? ' by ' + d.by : '') + ' · ' + d.from + ' → ' + d.to + ' ' + d.type + ' "' + d.intent + '"' + (d.reason ? ' · ' + d.reason : '') })));
+      el('li', { text: clock(d.at) + ' ' + d.decision + (d.by ? ' by ' + d.by : '') + ' · ' + (d.node ? d.node + ': ' : '') + d.from + ' → ' + d.to + ' ' + d.type + ' "' + d.intent + '"' + (d.reason ? ' · ' + d.reason : '') })));
     $('log').tBodies[0].replaceChildren(...state.log.map((r) => el('tr', null,
       ...[clock(r.ts), r.from, r.to, r.type, r.intent, r.decision + (r.code ? ' ' + r.code : ''), r.outcome || '', r.approval ? r.approval + (r.decidedBy ? ' by ' + r.decidedBy : '') : ''].map((t) => el('td', { text: t })))));
     if (!operator.value && state.operator) operator.value = state.operator;

@@ -127,6 +127,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
         decision: d.decision,
         by: d.by,
         reason: d.reason,
+        node: d.approval.node ?? null,
         from: d.approval.envelope.from,
         to: d.approval.envelope.to,
         type: d.approval.envelope.type,

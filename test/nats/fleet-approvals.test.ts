@@ -133,6 +133,22 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     expect(fleet.approvals.list().map((a) => [a.node, a.id, a.restored === true]).sort()).toEqual([['n1', id1, true], ['n2', id2, false]]);
   });
 
+  it("lists the oldest of a node's held messages that fit one NATS message when all of them do not", async () => {
+    const n2 = await startNode('n2');
+    n2.register('pay', { handlers: { charge: (p) => ({ charged: p }) } });
+    const shopper = n2.register('shopper');
+    await n2.ready();
+    const big = 'x'.repeat(90_000);
+    for (let i = 0; i < 10; i++) shopper.ask('pay', 'charge', { i, big }, { timeoutMs: 60_000 }).catch(() => undefined);
+    await n2.flush();
+    expect(n2.approvals.list()).toHaveLength(10); // 900 kB of payloads: past the server's 1 MB max_payload once encrypted and encoded
+    const fleet = await fleetAs('alice');
+    const shown = fleet.approvals.list();
+    expect(shown.length).toBeGreaterThan(2);
+    expect(shown.length).toBeLessThan(10);
+    expect(shown.map((a) => (a.envelope.payload as { i: number }).i)).toEqual([...Array(shown.length).keys()]);
+  });
+
   it('approves a message held on node n2 from the fleet console: it is delivered and n2 records decidedBy = the operator id', async () => {
     const { n2, id2, charged } = await twoNodes();
     const fleet = await fleetAs('alice');
