@@ -2,10 +2,11 @@
 // fleet init` generates: one console for the held messages of two nodes, decided by
 // operators of the roster only, once.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
 import { createElement as h } from 'react';
 import { render } from 'ink-testing-library';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -255,6 +256,33 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     });
     expect(again.status).toBe(409);
   });
+
+  it.skipIf(!existsSync('/usr/bin/chromium') && process.env['CI'] !== 'true')('shows each held message with its node in Chromium and approves one held on n2 through the confirm step', async () => {
+    const { n2, id1, id2, charged } = await twoNodes();
+    const fleet = await fleetAs('alice');
+    const web = await approvalServer(fleet);
+    closers.push(web);
+    const profile = mkdtempSync(join(tmpdir(), 'switchboard-fleet-chromium-'));
+    const browser = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+    try {
+      const page = await browser.newPage();
+      await page.goto(web.loginUrl);
+      const onN2 = page.locator(`article.card[data-id="${id2}"]`);
+      await onN2.waitFor();
+      await expect(onN2.locator('h3').textContent()).resolves.toBe('n2: shopper → pay · ask "charge"');
+      await expect(onN2.locator('dd.node').textContent()).resolves.toBe('n2');
+      await expect(page.locator(`article.card[data-id="${id1}"] dd.node`).textContent()).resolves.toBe('n1');
+      await expect(page.locator('#operator').inputValue()).resolves.toBe('alice');
+      await onN2.locator('button.approve').click();
+      await page.locator('#confirm-yes').click();
+      await expect(charged).resolves.toEqual({ charged: { amount: 42 } });
+      expect(n2.getMessageLog({ agentId: 'shopper', type: 'ask' })[0]).toMatchObject({ approval: 'approved', decidedBy: 'alice' });
+      await page.locator(`article.card[data-id="${id2}"]`).waitFor({ state: 'detached' });
+    } finally {
+      await browser.close();
+      rmSync(profile, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('runs the fleet-page example of docs/approvals.md: a node serves the fleet page; approving a message held on another node records the operator', async () => {
     const { n2, id2, charged } = await twoNodes();
