@@ -409,7 +409,12 @@ class NatsTransport implements Transport {
       const port = this.#port?.desk;
       const desk = trust === undefined || port === undefined ? undefined : new DeskService({ connection: conn, subjects: this.#subjects, node, roster: trust.roster, keys: trust.keys, desk: port, ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }) });
       // Operators may list as soon as ready() resolves: the broker has the subscriptions by then.
-      if (desk !== undefined) await conn.nc.flush();
+      if (desk !== undefined) {
+        await conn.nc.flush().catch((e: unknown) => {
+          desk.close();
+          throw e;
+        });
+      }
       const parts: Parts = { conn, claims, directory, link, desk };
       conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {
