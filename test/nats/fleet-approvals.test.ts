@@ -14,7 +14,7 @@ import { Orchestrator, type PolicyRule } from '../../src/index.js';
 import { main } from '../../src/cli/main.js';
 import { ApprovalConsole } from '../../src/console/index.js';
 import { NodeConnection } from '../../src/nats/connection.js';
-import { ephemeralKey, openFrame, sealFrame } from '../../src/nats/desk-wire.js';
+import { ephemeralKey, openFrame, sealFor, sealFrame } from '../../src/nats/desk-wire.js';
 import { fleetApprovals, natsTransport, type FleetApprovals } from '../../src/nats/index.js';
 import { keysFromSeed, verifierOf } from '../../src/nats/keys.js';
 import { loadRoster } from '../../src/nats/roster.js';
@@ -216,6 +216,27 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     expect(await ask(conn, 'n2', 'decide', retargeted)).toMatchObject({ ok: false, code: 'POLICY_DENIED' });
     expect(n2.approvals.list().map((a) => a.id)).toEqual([id2]);
     expect(n1.approvals.list()).toHaveLength(1);
+  });
+
+  it("refuses to decide a message two nodes both list (a compromised node copying another's id): neither is asked", async () => {
+    const { n1, n2, id2 } = await twoNodes();
+    // n1's seed in a thief's hands: it answers n1's list with a copy of n2's held message.
+    const thief = await NodeConnection.open({ servers: server.url, inboxPrefix: subjects.inboxPrefix('n1'), nkeySeed: seed('n1') });
+    closers.push(thief);
+    const n1Keys = keysFromSeed(seed('n1'));
+    const copy = n2.approvals.list()[0]!;
+    await n1.close();
+    thief.nc.subscribe(subjects.desk('n1', 'list'), {
+      callback: (_e, msg) => {
+        const body = JSON.parse(JSON.parse(new TextDecoder().decode(msg.data)).body as string) as { nonce: string; eph: string };
+        msg.respond(sealFrame(n1Keys, { kind: 'listed', bus: BUS, node: 'n1', nonce: body.nonce, ok: true, sealed: sealFor(body.eph, body.nonce, [copy]) }));
+      },
+    });
+    await thief.nc.flush();
+    const fleet = await fleetAs('alice');
+    expect(fleet.approvals.list().map((a) => [a.node, a.id]).sort()).toEqual([['n1', id2], ['n2', id2]]);
+    await expect(fleet.approvals.approve(id2)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`nodes "n1" and "n2" both list message "${id2}"`) });
+    expect(n2.approvals.list().map((a) => a.id)).toEqual([id2]);
   });
 
   it('decides once: two operators approving the same message from two fleet consoles, one wins and the other gets INVALID_ARGUMENT', async () => {
