@@ -206,7 +206,7 @@ class FleetDesk implements FleetApprovals {
     if (this.#closed) throw new BusError('CLOSED', 'fleetApprovals: closed');
     const holders = this.#list().filter((a) => a.id === id);
     // One message is held at one node at a time: two claiming it means one of them lies.
-    if (holders.length > 1) throw new BusError('INVALID_ARGUMENT', `fleetApprovals: nodes ${holders.map((a) => `"${a.node}"`).join(' and ')} both list message "${id}": decide it at its node's own console`);
+    if (holders.length > 1) throw new BusError('INVALID_ARGUMENT', `fleetApprovals: nodes ${holders.map((a) => `"${a.node}"`).sort().join(' and ')} both list message "${id}": decide it at its node's own console`);
     const item = holders[0];
     if (item === undefined) throw new BusError('INVALID_ARGUMENT', `fleetApprovals: no node of bus "${this.#fleet.subjects.bus}" holds message "${id}" (decided, expired or unknown)`);
     const answer = await this.#request(item.node, 'decide', { id, ...fields });
