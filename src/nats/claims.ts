@@ -262,6 +262,17 @@ export class Claims {
     return this.#watching;
   }
 
+  /**
+   * Reads every claim of the bucket again into the watched view: the watch delivers a peer's
+   * claim a little after the bucket has it, and `ready()` promises agents claimed before it.
+   */
+  async catchUp(): Promise<void> {
+    this.#assertOpen();
+    await this.watch();
+    await this.#readAll(this.#seen);
+    for (const l of this.#changes) l();
+  }
+
   /** The live claims as last seen by {@link watch} (empty before it resolved), sorted by agent id. */
   snapshot(): ClaimRecord[] {
     return this.#liveIn(this.#seen);

@@ -349,6 +349,11 @@ class NatsTransport implements Transport {
     await parts.conn.nc.flush().catch((e: unknown) => {
       throw toBusError(e, 'TRANSPORT_UNAVAILABLE');
     });
+    // Peers' claims already in the bucket are known before ready() resolves, not whenever
+    // the watch happens to deliver them.
+    await parts.claims.catchUp().catch((e: unknown) => {
+      throw toBusError(e, 'TRANSPORT_UNAVAILABLE');
+    });
   }
 
   close(): Promise<void> {
