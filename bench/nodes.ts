@@ -71,20 +71,27 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
+/** `--only=signed,file`: just these rows (and bare NATS), e.g. to profile one with `node --cpu-prof`. */
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const wanted = (row: string) => only === undefined || only.includes(row);
 const server = await benchServer(args);
 const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
-  const transport = await natsTransportPair(server.url);
-  rows.transport!.push(await measureAsker(transport.ask, quick));
-  await transport.close();
+  if (wanted('transport')) {
+    const transport = await natsTransportPair(server.url);
+    rows.transport!.push(await measureAsker(transport.ask, quick));
+    await transport.close();
+  }
   for (const audit of ['off', 'memory', 'file'] as const) {
+    if (!wanted(audit)) continue;
     const pair = await nodePair(server.url, `bench${run}${audit}`, audit, dir);
     rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
   for (const trust of ['signed', 'sealed', 'mac'] as const) {
+    if (!wanted(trust)) continue;
     const pair = await nodePair(server.url, `bench${run}${trust}`, 'file', dir, trust);
     rows[trust]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
@@ -109,6 +116,7 @@ const labels = [
 ] as const;
 for (const [name, label] of labels) {
   const r = rows[name]!;
+  if (r.length === 0) continue;
   const aps = median(r.map((x) => x.asksPerSecond));
   const p50 = median(r.map((x) => x.p50));
   const p99 = median(r.map((x) => x.p99));
