@@ -19,8 +19,8 @@ import { benchServer, measureAsker, natsBaseline, type AskFigures } from './nats
 import { natsTransportPair } from './nats-transport.js';
 
 type Audit = 'off' | 'memory' | 'file';
-/** Insecure (no roster), signed (a roster: every message signed and verified), or signed and sealed. */
-type Trust = 'insecure' | 'signed' | 'mac' | 'sealed';
+/** Insecure (no roster); a roster with every message signed, MAC'd, or MAC'd with signed digests; sealed besides. */
+type Trust = 'insecure' | 'signed' | 'mac' | 'digest' | 'sealed' | 'digest-sealed';
 
 const quietIO = { out: () => {}, err: (l: string) => console.error(l) };
 
@@ -34,8 +34,9 @@ async function fleet(url: string, bus: string, dir: string, trust: Trust): Promi
   return (node) => ({
     roster: join(out, 'roster.json'),
     nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'),
-    ...(trust === 'sealed' ? { seal: 'always' as const } : {}),
+    ...(trust === 'sealed' || trust === 'digest-sealed' ? { seal: 'always' as const } : {}),
     ...(trust === 'mac' ? { proof: 'mac' as const } : {}),
+    ...(trust === 'digest' || trust === 'digest-sealed' ? { proof: 'digest' as const } : {}),
   });
 }
 
@@ -54,6 +55,16 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string, tru
   const client = a.register('client');
   b.register('echo', { concurrency: 10_000, handlers: { echo: (payload) => payload } });
   await Promise.all([a.ready(), b.ready()]);
+  // a's watch of the claims may not show b's agent yet.
+  for (let tries = 0; ; tries++) {
+    try {
+      await client.ask('echo', 'echo', 0);
+      break;
+    } catch (e) {
+      if (tries > 200 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
   return {
     ask: (payload: unknown) => client.ask('echo', 'echo', payload),
     close: async () => {
@@ -75,7 +86,7 @@ const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
 const wanted = (row: string) => only === undefined || only.includes(row);
 const server = await benchServer(args);
-const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [] };
+const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [], digest: [], 'digest-sealed': [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
@@ -90,7 +101,7 @@ for (let run = 0; run < runs; run++) {
     rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
-  for (const trust of ['signed', 'sealed', 'mac'] as const) {
+  for (const trust of ['signed', 'sealed', 'mac', 'digest', 'digest-sealed'] as const) {
     if (!wanted(trust)) continue;
     const pair = await nodePair(server.url, `bench${run}${trust}`, 'file', dir, trust);
     rows[trust]!.push(await measureAsker(pair.ask, quick));
@@ -113,6 +124,8 @@ const labels = [
   ['signed', 'signed (roster), audit file'],
   ['sealed', 'signed + sealed, audit file'],
   ['mac', 'MAC (roster), audit file'],
+  ['digest', 'MAC + signed digests, file'],
+  ['digest-sealed', 'digests + sealed, file'],
 ] as const;
 for (const [name, label] of labels) {
   const r = rows[name]!;
