@@ -7,6 +7,11 @@
 //           100 KiB inReplyTo; the figure is the file's bytes after close() / refused sends.
 //   memory  Rows kept and memory after 10⁶ asks (2·10⁶ records) on the default `:memory:` log
 //           (maxRows retention at its default, 1,000,000 records).
+//   wal     Max-rate asks on a file log for DURATION_S seconds (default 60): 256 closed-loop askers; the
+//           largest `-wal` file seen (sampled every 50 ms), asks/s, backpressure events, and the
+//           bytes left beside the database file after close(). WORKER=false: `worker: false`.
+//   soak    The same load for DURATION_S seconds (default 300) on a file log: RSS and the main
+//           thread's JS heap each 30 s after a forced GC, and the same WAL and close figures.
 //
 // SWITCHBOARD_SRC=/path/to/other/checkout/src runs the same against another version: that is
 // how the "before" figures were taken (the commit before refusal summaries, a70cc61):
@@ -14,7 +19,7 @@
 //   ln -s "$PWD/node_modules" /tmp/before/node_modules && cp package.json /tmp/before/
 //   SWITCHBOARD_SRC=/tmp/before/src npm run reliability disk
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -102,9 +107,64 @@ async function memory(): Promise<Figures> {
   };
 }
 
+/** Closed-loop max-rate asks on a file log; the WAL's largest size, RSS over time, and what close() leaves. */
+async function sustained(defaultSeconds: number, rssEvery: number | undefined): Promise<Figures> {
+  const seconds = Number(process.env.DURATION_S ?? defaultSeconds);
+  const rssEverySeconds = Math.min(seconds, rssEvery ?? seconds);
+  const worker = process.env.WORKER !== 'false';
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-reliability-'));
+  try {
+    const path = join(dir, 'audit.db');
+    const bus = new Orchestrator({ policies: [{ from: '*', to: '*', allow: ['ask'] }], limits: { rate: false }, audit: { path, worker } });
+    let backpressure = 0;
+    bus.events.on('audit:backpressure', () => backpressure++);
+    bus.register('echo', { handlers: { ping: (p) => p } });
+    const wal = () => statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+    let maxWal = 0;
+    const sampler = setInterval(() => (maxWal = Math.max(maxWal, wal())), 50);
+    const figures: Figures = {};
+    let stop = false;
+    let asks = 0;
+    const text = 'x'.repeat(100);
+    const loops = Array.from({ length: 256 }, async (_, i) => {
+      const sender = bus.register(`sender-${i}`);
+      while (!stop) {
+        await sender.ask('echo', 'ping', { i, text });
+        asks++;
+      }
+    });
+    const t0 = performance.now();
+    for (let s = rssEverySeconds; s <= seconds; s += rssEverySeconds) {
+      await new Promise((r) => setTimeout(r, t0 + s * 1000 - performance.now()));
+      if (rssEverySeconds < seconds) {
+        gc?.();
+        const m = process.memoryUsage();
+        figures[`rss MB at ${s} s`] = m.rss / 2 ** 20;
+        figures[`heap MB at ${s} s`] = m.heapUsed / 2 ** 20;
+      }
+    }
+    stop = true;
+    await Promise.all(loops);
+    const ms = performance.now() - t0;
+    clearInterval(sampler);
+    figures['asks/s'] = asks / (ms / 1000);
+    figures['max wal MiB'] = maxWal / 2 ** 20;
+    figures['backpressure events'] = backpressure;
+    await bus.close();
+    figures['db MiB'] = statSync(path).size / 2 ** 20;
+    figures['bytes beside the file after close'] = readdirSync(dir)
+      .filter((f) => f !== 'audit.db')
+      .reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
+    return figures;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const child = process.env.RELIABILITY_CHILD;
 if (child !== undefined) {
-  const figures = child === 'disk' ? await disk() : await memory();
+  const figures = child === 'disk' ? await disk() : child === 'memory' ? await memory() : child === 'wal' ? await sustained(60, undefined) : await sustained(300, 30);
   process.stdout.write(JSON.stringify(figures));
 } else {
   const args = process.argv.slice(2);
@@ -114,7 +174,7 @@ if (child !== undefined) {
   const kinds = which.length > 0 ? which : ['disk', 'memory'];
   console.log(`source: ${src ?? 'this checkout'}; node ${process.version}; ${runs} runs each; load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   for (const kind of kinds) {
-    if (kind !== 'disk' && kind !== 'memory') throw new Error(`unknown measurement "${kind}" (disk or memory)`);
+    if (!['disk', 'memory', 'wal', 'soak'].includes(kind)) throw new Error(`unknown measurement "${kind}" (disk, memory, wal or soak)`);
     const all: Figures[] = [];
     for (let i = 0; i < runs; i++) {
       const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url)], {

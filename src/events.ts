@@ -3,6 +3,7 @@ import mittModule, { type Emitter } from 'mitt';
 // mitt ships CommonJS-style typings beside its ES module: under NodeNext the types see the
 // module object, while at run time the default import is the function itself.
 const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as <T extends Record<string, unknown>>() => Emitter<T>;
+import { escapeText } from './escape-text.js';
 import type { Envelope, MessageType } from './envelope.js';
 import type { BusError, ErrorCode } from './errors.js';
 import type { ApprovalDecision } from './audit/types.js';
@@ -46,6 +47,12 @@ export interface BusEvents {
   /** The audit log could not be written; the batch's messages were refused. */
   'audit:error': { error: Error; records: number };
   /**
+   * A file log's WAL passed three quarters of `audit.maxWalBytes` (`walBytes` now):
+   * checkpoints are not keeping up (or a reader holds an old snapshot), so commits wait for
+   * one rather than grow the WAL, and messages are delivered later. Once per episode.
+   */
+  'audit:backpressure': { walBytes: number; maxWalBytes: number };
+  /**
    * Another node took over an agent id this node served (this node missed its lease
    * renewals): the local agent was unregistered and its handle is dead; `ready()` rejects
    * with DUPLICATE_AGENT until the id is registered here again. Re-register it (possibly
@@ -86,7 +93,8 @@ export class BusEmitter implements BusEventSource {
       try {
         listener(event as BusEvents[K]);
       } catch (error) {
-        process.emitWarning(`agent-switchboard: a "${name}" listener threw: ${String((error as Error)?.message ?? error)}`, {
+        // What it threw is read safely (a getter of it may throw too) and escaped: it may quote an agent's text.
+        process.emitWarning(`agent-switchboard: a "${name}" listener threw: ${escapeText(messageOf(error))}`, {
           code: 'SWITCHBOARD_LISTENER_ERROR',
         });
       }
@@ -110,11 +118,22 @@ export class BusEmitter implements BusEventSource {
   }
 
   emit<K extends BusEventName>(name: K, event: BusEvents[K]): void {
-    this.emitter.emit(name, event);
+    // Every listener gets the same object: frozen, so one cannot change what the next one reads.
+    this.emitter.emit(name, Object.freeze(event));
   }
 
   clear(): void {
     this.emitter.all.clear();
     this.wrappers.clear();
+  }
+}
+
+/** The message of a thrown value, never throwing itself (a getter, a revoked Proxy). */
+function messageOf(error: unknown): string {
+  try {
+    const message = (error as { message?: unknown } | null)?.message;
+    return String(message ?? error);
+  } catch {
+    return 'a value that cannot be read';
   }
 }

@@ -9,9 +9,9 @@
 export const FAIR_SLICE_MS = 4;
 
 /**
- * Pieces of work scheduled in one macrotask before the clock is even read: a handful of sends
- * never yields (so code that counts microtasks, as tests do, sees no change), and a busy loop
- * pays for one clock read per piece only after these.
+ * Pieces of work (flushes scheduled, sends settled) in one macrotask before the clock is even
+ * read: a handful of sends never yields (so code that counts microtasks, as tests do, sees no
+ * change), and a busy loop pays for one clock read per piece only after these.
  */
 export const FAIR_SLICE_TASKS = 16;
 
@@ -38,8 +38,12 @@ export const systemFairClock: FairClock = {
 
 /**
  * Schedules the bus's pieces of work (group-commit flushes) on microtasks until the current
- * macrotask has run {@link FAIR_SLICE_TASKS} of them and spent {@link FAIR_SLICE_MS}, then
- * on the next macrotask. A slice ends when the event loop gets a turn.
+ * macrotask has done {@link FAIR_SLICE_TASKS} pieces of work and spent {@link FAIR_SLICE_MS},
+ * then on the next macrotask. A slice ends when the event loop gets a turn.
+ *
+ * Work is counted by what it is, not by how often it is scheduled: a flush that settles 250
+ * sends counts 250 ({@link spend}), so however many senders share one flush, a macrotask does
+ * at most one slice of work plus one chunk before timers and I/O get their turn.
  */
 export class FairYield {
   readonly #clock: FairClock;
@@ -48,6 +52,8 @@ export class FairYield {
   /** When the current slice started; -1 when none is open. */
   #start = -1;
   #tasks = 0;
+  /** Set once the open slice has had its share: everything else waits for the next macrotask. */
+  #over = false;
 
   constructor(clock: FairClock = systemFairClock, sliceMs = FAIR_SLICE_MS, sliceTasks = FAIR_SLICE_TASKS) {
     this.#clock = clock;
@@ -57,23 +63,31 @@ export class FairYield {
 
   /** Runs `task` on a microtask, or on the next macrotask once this one has had its slice. */
   schedule(task: () => void): void {
-    if (this.#due()) this.#clock.defer(task);
+    if (this.spend(1)) this.#clock.defer(task);
     else queueMicrotask(task);
   }
 
-  #due(): boolean {
+  /**
+   * Counts `work` pieces done in this macrotask; true once its slice is over, when the
+   * caller should leave the rest for the next macrotask ({@link schedule} does).
+   */
+  spend(work: number): boolean {
     if (this.#start < 0) {
       this.#start = this.#clock.now();
-      this.#tasks = 0;
+      this.#tasks = work;
+      this.#over = false;
       this.#clock.defer(this.#endSlice); // runs once the event loop had a turn
       return false;
     }
-    if (++this.#tasks < this.#sliceTasks || this.#clock.now() - this.#start < this.#sliceMs) return false;
-    this.#start = -1;
+    if (this.#over) return true;
+    this.#tasks += work;
+    if (this.#tasks <= this.#sliceTasks || this.#clock.now() - this.#start < this.#sliceMs) return false;
+    this.#over = true;
     return true;
   }
 
   readonly #endSlice = (): void => {
     this.#start = -1;
+    this.#over = false;
   };
 }

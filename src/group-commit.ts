@@ -34,8 +34,9 @@ const RETRY_MS = 1_000;
  *
  * Flushes on a microtask, not a timer: nothing per message, and it runs under vitest fake
  * timers without anyone advancing them. After a slice of continuous work in one macrotask
- * (see {@link FairYield}), the flush waits for the next macrotask instead, so a sender that
- * loops cannot starve timers (deadlines, approval expiry) with a synchronous log or none.
+ * (see {@link FairYield}), counted in sends settled, the rest waits for the next macrotask,
+ * so however many senders loop, timers and I/O (deadlines, approval expiry) get a turn
+ * after at most a slice plus one chunk, in every audit mode.
  */
 export class GroupCommit {
   private records: AuditRecord[] = [];
@@ -43,9 +44,10 @@ export class GroupCommit {
   private scheduled = false;
   private inFlight = 0;
   private readonly async: AsyncAuditLog | undefined;
-  /** Chunks whose callbacks are waiting to run, in order; see settle(). */
+  /** Chunks whose callbacks are waiting to run, in order; see runReady(). */
   private readonly ready: { entries: readonly Entry[]; error: BusError | undefined }[] = [];
   private settling = false;
+  private writingAhead = false;
   /** Told how long each chunk took to commit (ms) and its records (the telemetry), when set. */
   onTimed: ((ms: number, records: number) => void) | undefined = undefined;
   /** Records of failed chunks that nobody waited for: written first once the log works again. */
@@ -85,8 +87,11 @@ export class GroupCommit {
     if (!this.scheduled) {
       this.scheduled = true;
       this.fair.schedule(this.flushSoon);
-    } else if (this.entries.length === this.maxBatch) {
-      queueMicrotask(this.flushSoon); // a yielded flush must not let a sender that never waits pile up records
+    } else if (this.records.length >= this.maxBatch && !this.writingAhead) {
+      // A flush that waits for the next macrotask must not let a sender that never waits pile
+      // up records: write them now, but leave their callbacks (deliveries) to that flush.
+      this.writingAhead = true;
+      queueMicrotask(this.writeAhead);
     }
   }
 
@@ -95,12 +100,13 @@ export class GroupCommit {
     this.scheduled = false;
     if (!this.settling) this.retryHeld();
     // Inside a callback (settling), only write: the outer loop runs what this commits.
-    while (this.entries.length > 0 || (this.inFlight > 0 && !this.settling)) {
+    while (this.entries.length > 0 || (!this.settling && (this.inFlight > 0 || this.ready.length > 0))) {
       if (this.async !== undefined) {
         this.send(Infinity);
         this.async.drain();
+        this.runReady(false);
       } else {
-        this.writeAll();
+        this.writeAll(false);
       }
     }
   };
@@ -130,28 +136,66 @@ export class GroupCommit {
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;
-    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
-    else this.writeAll();
+    if (this.async !== undefined) {
+      this.runReady(true);
+      this.send(MAX_IN_FLIGHT);
+    } else {
+      this.writeAll(true);
+    }
   };
 
-  /** Takes the staged entries from the front, as many as fill one chunk. */
+  /** Writes (or hands to the log's thread) what is staged in chunks, leaving their callbacks for the next flush (see stage()). */
+  private readonly writeAhead = (): void => {
+    this.writingAhead = false;
+    if (this.async !== undefined) this.send(MAX_IN_FLIGHT);
+    else if (this.log !== undefined) while (this.records.length >= this.maxBatch) this.writeChunk();
+  };
+
+  /** Takes the staged entries from the front, as many as fill one chunk (of records, and of sends: with no log, entries have none). */
   private nextChunk(): { records: AuditRecord[]; entries: Entry[] } {
     let n = 0;
     let count = 0;
-    while (n < this.entries.length && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
+    while (n < this.entries.length && n < this.maxBatch && (count < this.maxBatch || count === 0)) count += this.entries[n++]!.count;
     const entries = this.entries.splice(0, n);
     const records = count === this.records.length ? this.records.splice(0) : this.records.splice(0, count);
     return { records, entries };
   }
 
-  private writeAll(): void {
+  /**
+   * Writes the staged chunks and runs their callbacks, one chunk at a time. With `fair`, once
+   * this macrotask has had its slice (counted in sends settled, see {@link FairYield.spend}),
+   * the rest waits for the next macrotask: however many senders share a flush, timers and
+   * I/O get a turn after at most a slice plus one chunk.
+   */
+  private writeAll(fair: boolean): void {
     if (this.entries.length > 0) this.retryHeld();
-    while (this.entries.length > 0) {
-      const { records, entries } = this.nextChunk();
-      const error = records.length > 0 ? this.write(records) : undefined;
-      if (error !== undefined) this.hold(records, entries);
-      this.settle(entries, error);
+    if (this.settling) {
+      // Inside a callback: only write; the outer loop runs what this commits, in order.
+      while (this.entries.length > 0) this.writeChunk();
+      return;
     }
+    // Opens the slice in a macrotask of its own (so that this flush's work counts), or finds it over.
+    if (fair && this.fair.spend(0)) return this.later();
+    while (this.entries.length > 0 || this.ready.length > 0) {
+      if (this.ready.length === 0) this.writeChunk();
+      const ran = this.runChunk();
+      if (fair && (this.entries.length > 0 || this.ready.length > 0) && this.fair.spend(ran)) return this.later();
+    }
+  }
+
+  /** The slice is over: the rest waits for a flush on the next macrotask. */
+  private later(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.fair.schedule(this.flushSoon);
+  }
+
+  /** Writes one chunk from the front of what is staged; its callbacks wait in `ready`. */
+  private writeChunk(): void {
+    const { records, entries } = this.nextChunk();
+    const error = records.length > 0 ? this.write(records) : undefined;
+    if (error !== undefined) this.hold(records, entries);
+    this.ready.push({ entries, error });
   }
 
   /**
@@ -222,6 +266,19 @@ export class GroupCommit {
     });
   }
 
+  /** Runs the callbacks of the oldest written chunk; returns how many entries it had. */
+  private runChunk(): number {
+    const chunk = this.ready.shift();
+    if (chunk === undefined) return 0;
+    this.settling = true;
+    try {
+      this.run(chunk);
+    } finally {
+      this.settling = false;
+    }
+    return chunk.entries.length;
+  }
+
   /** Pipelined: hands chunks to the log's thread while fewer than `limit` are in flight. */
   private send(limit: number): void {
     const log = this.async!;
@@ -229,7 +286,8 @@ export class GroupCommit {
     while (this.entries.length > 0 && this.inFlight < limit) {
       const { records, entries } = this.nextChunk();
       if (records.length === 0) {
-        this.settle(entries, undefined);
+        this.ready.push({ entries, error: undefined });
+        this.runReady(true);
         continue;
       }
       this.inFlight++;
@@ -238,7 +296,8 @@ export class GroupCommit {
         this.inFlight--;
         if (error === undefined) this.onTimed?.(performance.now() - started, records.length);
         else this.hold(records, entries);
-        this.settle(entries, error === undefined ? undefined : this.failure(error, records.length));
+        this.ready.push({ entries, error: error === undefined ? undefined : this.failure(error, records.length) });
+        this.runReady(true);
         if (this.entries.length > 0 && !this.scheduled) {
           this.scheduled = true;
           this.fair.schedule(this.flushSoon);
@@ -248,28 +307,30 @@ export class GroupCommit {
   }
 
   /**
-   * Runs a committed (or refused) chunk's callbacks. A callback can start a handler that
-   * flushes again (getMessageLog does): that inner flush writes its records but leaves their
-   * callbacks to this loop, so messages are always delivered in the order they were staged.
+   * Runs the callbacks of committed (or refused) chunks, oldest first; with `fair`, only until
+   * this macrotask has had its slice, leaving the rest to a flush in the next one. A callback
+   * can start a handler that flushes again (getMessageLog does): that inner flush writes its
+   * records but leaves their callbacks to the outer loop, so messages are always delivered in
+   * the order they were staged.
    */
-  private settle(entries: readonly Entry[], error: BusError | undefined): void {
-    this.ready.push({ entries, error });
-    if (this.settling) return;
-    this.settling = true;
-    try {
-      for (let chunk = this.ready.shift(); chunk !== undefined; chunk = this.ready.shift()) {
-        for (const entry of chunk.entries) {
-          try {
-            if (chunk.error === undefined) entry.onCommit?.();
-            else entry.onFail?.(chunk.error);
-          } catch (e) {
-            // Bus code that must not throw; say so rather than hide it, and go on with the others.
-            process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
-          }
-        }
+  private runReady(fair: boolean): void {
+    if (this.settling || this.ready.length === 0) return;
+    if (fair && this.fair.spend(0)) return this.later();
+    while (this.ready.length > 0) {
+      const ran = this.runChunk();
+      if (fair && this.ready.length > 0 && this.fair.spend(ran)) return this.later();
+    }
+  }
+
+  private run(chunk: { entries: readonly Entry[]; error: BusError | undefined }): void {
+    for (const entry of chunk.entries) {
+      try {
+        if (chunk.error === undefined) entry.onCommit?.();
+        else entry.onFail?.(chunk.error);
+      } catch (e) {
+        // Bus code that must not throw; say so rather than hide it, and go on with the others.
+        process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
       }
-    } finally {
-      this.settling = false;
     }
   }
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AuditLog, ChainHead } from './audit/types.js';
+import { MIN_WAL_BYTES } from './audit/sqlite.js';
 import type { Clock } from './clock.js';
 import type { Contracts } from './contracts.js';
 import type { PolicyRule } from './policy.js';
@@ -139,6 +140,14 @@ export interface AuditOptions {
    * oldest kept one. @default 1_000_000 for ':memory:', unbounded for a file
    */
   maxRows?: number;
+  /**
+   * The most a file log's `-wal` file may hold, in bytes (at least 1 MiB). Past a quarter, the
+   * writer checkpoints and truncates it; past three quarters, commits wait for a checkpoint
+   * (backpressure, the `audit:backpressure` event) rather than let it grow. `close()` leaves
+   * no WAL behind. A `:memory:` log has no WAL (`maxRows` bounds it).
+   * @default 67_108_864 (64 MiB)
+   */
+  maxWalBytes?: number;
   /** Called after every audit commit with the new head `{ seq, hash }`, e.g. to ship it elsewhere. */
   onCommit?: (head: ChainHead) => void;
 }
@@ -183,6 +192,7 @@ const schema = z.strictObject({
         busyTimeoutMs: z.number().int().min(0).max(60_000).optional(),
         worker: z.boolean().optional(),
         maxRows: positiveInt.optional(),
+        maxWalBytes: z.number().int().min(MIN_WAL_BYTES).max(Number.MAX_SAFE_INTEGER).optional(),
         onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
       }),
     ])

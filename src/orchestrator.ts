@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { Agent, type AgentPort } from './agent.js';
 import type { Approvals, ApproveOptions, PendingApproval, RejectOptions } from './approvals.js';
 import { NullAuditLog } from './audit/null.js';
-import { SqliteAuditLog } from './audit/sqlite.js';
+import { DEFAULT_MAX_WAL_BYTES, SqliteAuditLog } from './audit/sqlite.js';
 import { WorkerAuditLog } from './audit/worker-log.js';
 import { isHoldStore, type AuditLog, type ChainHead, type MessageLogEntry, type MessageLogQuery, type VerifyOptions, type VerifyResult } from './audit/types.js';
 import { systemClock, type Clock } from './clock.js';
@@ -126,7 +126,9 @@ export class Orchestrator<C extends Contracts = any> {
     if (o.contracts !== undefined) defineContracts(o.contracts as Record<string, never>);
     this.#clock = o.clock ?? systemClock;
     this.#policy = new PolicyStore(o.policies);
-    this.#audit = openAudit(o.audit);
+    this.#audit = openAudit(o.audit, (walBytes, maxWalBytes) => {
+      if (this.#emitter.has('audit:backpressure')) this.#emitter.emit('audit:backpressure', { walBytes, maxWalBytes });
+    });
     this.#commit = new GroupCommit(o.audit === false ? undefined : this.#audit, 250, (error, records) => {
       if (this.#emitter.has('audit:error')) this.#emitter.emit('audit:error', { error, records });
     });
@@ -512,7 +514,7 @@ export class Orchestrator<C extends Contracts = any> {
 /** The refusal-summary key of every sender id that neither this node nor its transport knows. */
 const UNKNOWN_SENDERS = '\u0000unknown senders';
 
-function openAudit(audit: ResolvedOptions['audit']): AuditLog {
+function openAudit(audit: ResolvedOptions['audit'], onBackpressure: (walBytes: number, maxWalBytes: number) => void): AuditLog {
   if (audit === false) return new NullAuditLog();
   if (typeof (audit as AuditLog).append === 'function') return audit as AuditLog;
   const o = audit as Exclude<ResolvedOptions['audit'], false | AuditLog>;
@@ -524,6 +526,10 @@ function openAudit(audit: ResolvedOptions['audit']): AuditLog {
     ...(o.busyTimeoutMs !== undefined ? { busyTimeoutMs: o.busyTimeoutMs } : {}),
     ...(o.maxRows !== undefined ? { maxRows: o.maxRows } : {}),
     ...(o.onCommit !== undefined ? { onCommit: o.onCommit } : {}),
+    ...(o.maxWalBytes !== undefined ? { maxWalBytes: o.maxWalBytes } : {}),
+    onBackpressure: (walBytes: number) => onBackpressure(walBytes, o.maxWalBytes ?? DEFAULT_MAX_WAL_BYTES),
+    // Off the bus's thread, also when the log itself is on it (worker: false).
+    checkpoints: 'thread' as const,
   };
   try {
     // A file log writes from a worker thread unless told not to; :memory: stays here unless

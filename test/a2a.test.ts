@@ -1,6 +1,7 @@
 // agent-switchboard/a2a, checked with @a2a-js/sdk's own client and server in both directions.
+import { connect, type Socket } from 'node:net';
 import { TaskState, type Task } from '@a2a-js/sdk';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { a2aAgent, a2aServer, SCHEMA_EXTENSION_URI, type A2aServerHandle } from '../src/a2a/index.js';
 import { contractJsonSchema } from '../src/tools/catalog.js';
@@ -194,6 +195,55 @@ describe('a2aServer(): tasks follow the message', () => {
     expect(statusText(timeout.status?.message)).toMatch(/^TIMEOUT: /);
   });
 
+  it('keeps a task small however often its handler reports progress: the status is the latest report, the history holds one', async () => {
+    const bus = makeBus({ contracts, policies: POLICIES });
+    bus.register('front', {
+      handlers: {
+        summarize: (_text: string, ctx: HandlerContext) => {
+          for (let i = 1; i <= 300; i++) ctx.progress(i / 1000, `step ${i}`);
+          return 'done';
+        },
+      } as never,
+    });
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    const notes: string[] = [];
+    let id = '';
+    for await (const event of client.sendMessageStream(request('summarize', [textPart('x')]))) {
+      if (event.payload?.$case === 'task') id = event.payload.value.id;
+      if (event.payload?.$case === 'statusUpdate' && event.payload.value.status?.message !== undefined) notes.push(statusText(event.payload.value.status.message));
+    }
+    expect(notes).toContain('step 300');
+    const task = await client.getTask({ tenant: '', id });
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(task.history.length).toBeLessThan(5);
+  });
+
+  it('escapes the agent\'s text in status messages: an error message and a progress note carry no control or bidirectional character', async () => {
+    const bus = makeBus({ contracts, policies: POLICIES });
+    bus.register('front', {
+      handlers: {
+        quote: () => {
+          throw new Error('no price\u001b[2J\u202e');
+        },
+        summarize: (_text: string, ctx: HandlerContext) => {
+          ctx.progress(0.5, 'half\u001b]0;owned\u0007 way');
+          return 'done';
+        },
+      } as never,
+    });
+    const server = await serve(bus);
+    const failed = await sendTask(server, 'quote', [dataPart({ sku: 'a' })]);
+    expect(statusText(failed.status?.message)).toContain('no price\\x1b[2J\\u202e');
+    const client = await sdkClient(server.url, TOKEN);
+    const texts: string[] = [];
+    for await (const event of client.sendMessageStream(request('summarize', [textPart('x')]))) {
+      if (event.payload?.$case === 'statusUpdate' && event.payload.value.status?.message !== undefined) texts.push(statusText(event.payload.value.status.message));
+    }
+    expect(texts).toContain('half\\x1b]0;owned\\x07 way');
+    for (const text of [...texts, statusText(failed.status?.message)]) expect(text).not.toMatch(/[\u0000-\u001f\u202e]/);
+  });
+
   it('is rejected with RATE_LIMITED once the caller\'s bucket is empty', async () => {
     const { bus } = frontBus(POLICIES, { limits: { rate: { perSecond: 0.001, burst: 1 } } });
     const server = await serve(bus);
@@ -335,6 +385,90 @@ describe('a2aServer(): tasks/get and tasks/cancel', () => {
   });
 });
 
+describe('a2aServer(): what a caller cannot name', () => {
+  it('refuses a request that names a tenant, so a caller cannot add tables of its own to the server or cancel a task where it does not run', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    await expect(client.sendMessage({ ...request('quote', [dataPart({ sku: 'a' })]), tenant: 'tenant-1' })).rejects.toThrow(/tenant/);
+    const started = await client.sendMessage(request('summarize', [textPart('forever')], true));
+    if (!('status' in started)) throw new Error('expected a task');
+    await expect(client.cancelTask({ tenant: 'elsewhere', id: started.id, metadata: undefined })).rejects.toThrow(/tenant/);
+    expect((await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
+    await client.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+    expect(seen.filter((s) => !s.startsWith('aborted'))).toEqual(['summarize forever']);
+  });
+
+  it('refuses referenceTaskIds before the SDK looks them up (and writes the caller\'s text to the console)', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const client = await sdkClient(server.url, TOKEN);
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      const req = request('quote', [dataPart({ sku: 'a' })]);
+      await expect(client.sendMessage({ ...req, message: { ...req.message!, referenceTaskIds: ['\u001b[2Jforged'] } })).rejects.toThrow(/referenceTaskIds/);
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('a2aServer(): errors', () => {
+  it('answers an internal error without its text: a malformed part is "internal error", never the TypeError naming the code', async () => {
+    const { bus, seen } = frontBus();
+    const server = await serve(bus);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'SendMessage', params: { message: { messageId: 'm', role: 'ROLE_USER', parts: [null] } } });
+    const res = await fetch(`${server.url}/a2a/jsonrpc`, { method: 'POST', body, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'a2a-version': '1.0' } });
+    expect(await res.json()).toEqual({ jsonrpc: '2.0', id: 6, error: { code: -32603, message: 'internal error' } });
+    expect(seen).toEqual([]);
+  });
+});
+
+describe('a2aServer(): remembered tasks', () => {
+  it('forgets the oldest tasks once they hold more than maxTaskBytes, however few they are', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus, { maxTaskBytes: 100_000 });
+    const client = await sdkClient(server.url, TOKEN);
+    const big = 'x'.repeat(30_000);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await sendTask(server, 'summarize', [textPart(`${i}${big}`)])).id);
+    await expect(client.getTask({ tenant: '', id: ids[0]! })).rejects.toThrow(/not found/i);
+    expect((await client.getTask({ tenant: '', id: ids[3]! })).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+  });
+});
+
+describe('a2aServer(): connections', () => {
+  it('closes a connection beyond maxConnections at once, and serves again once one closes', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus, { maxConnections: 2 });
+    const { port } = new URL(server.url);
+    const open = async (): Promise<Socket> => {
+      const socket = connect(Number(port), '127.0.0.1');
+      // A whole request answered: the server has accepted and counted this socket (kept alive).
+      socket.write('GET /.well-known/agent-card.json HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      await new Promise<void>((resolve, reject) => {
+        socket.once('data', () => resolve());
+        socket.once('close', () => reject(new Error('closed')));
+      });
+      return socket;
+    };
+    const first = await open();
+    const second = await open();
+    await expect(open()).rejects.toThrow('closed');
+    first.destroy();
+    await expect.poll(async () => (await fetch(`${server.url}/.well-known/agent-card.json`)).status).toBe(200);
+    second.destroy();
+  });
+
+  it('refuses maxConnections of 0, naming it', async () => {
+    const { bus } = frontBus();
+    const error = await rejectionOf(a2aServer(bus, { agent: 'front', host: '127.0.0.1', port: 0, callers: { [TOKEN]: 'partner' }, maxConnections: 0 }));
+    expect(error.message).toMatch(/^Invalid a2aServer options: maxConnections: /);
+  });
+});
+
 describe('a2aServer(): options', () => {
   it('refuses an unknown option, naming it', async () => {
     const { bus } = frontBus();
@@ -349,6 +483,14 @@ describe('a2aServer(): options', () => {
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toContain('"partner"');
     expect(error.message).not.toContain('short-secret');
+  });
+
+  it('refuses callers whose getter throws with INVALID_ARGUMENT, never the thrown value, and registers nothing', async () => {
+    const { bus } = frontBus();
+    const callers = Object.defineProperty({}, TOKEN, { enumerable: true, get: () => { throw new Error('gotcha'); } });
+    const error = await rejectionOf(a2aServer(bus, { agent: 'front', host: '127.0.0.1', port: 0, callers }));
+    expect([error.code, error.message]).toEqual(['INVALID_ARGUMENT', 'Invalid a2aServer options: cannot read callers: gotcha']);
+    expect(() => bus.register('partner')).not.toThrow();
   });
 
   it('refuses a caller id that is already registered (DUPLICATE_AGENT) and registers nothing', async () => {

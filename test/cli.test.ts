@@ -151,6 +151,16 @@ describe('switchboard verify', () => {
     expect(r.out[1]).toMatch(/^head: 5:[0-9a-f]{64}$/);
   });
 
+  it('prints a bad file\'s own names escaped: an index named with control characters cannot write to the terminal', () => {
+    const edit = new Database(db);
+    edit.exec('CREATE INDEX "x\u001b[2J\u001b]0;owned\u0007" ON audit_message (1)');
+    edit.close();
+    const r = run(['verify', db]);
+    expect(r.code).toBe(1);
+    expect(r.out[0]).toMatch(/^bad: an unexpected index x/);
+    for (const line of [...r.out, ...r.err]) expect(line).not.toMatch(/[\u0000-\u001f\u007f]/);
+  });
+
   it('exits 1 naming the first bad row', () => {
     tamper(db, (r) => (r[1]!.line = r[1]!.line.replace(/"(denied|pending)"/, '"allowed"').replace('"delivered"', '"failed"')));
     const r = run(['verify', db]);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Orchestrator, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
 import { LoopbackNetwork } from './support/loopback.js';
 
 const RULES: PolicyRule[] = [{ from: 'purchase', to: 'payment', allow: ['ask', 'delegate', 'notify'], requireApproval: true }];
@@ -209,6 +209,120 @@ describe('durable approvals: decisions after a restart', () => {
   });
 });
 
+describe('durable approvals: an edited approved flag', () => {
+  it('a hold marked approved in the file with no approval row in the log is not delivered: recorded failed with INVALID_PAYLOAD', async () => {
+    const id = await holdAndClose({ amount: 9 });
+    const db = new Database(path);
+    db.prepare('UPDATE approval_hold SET approved = 1').run();
+    db.close();
+    const b = bus();
+    const pay = vi.fn(() => 'paid');
+    b.register('payment', { handlers: { pay } });
+    expect(b.approvals.list()).toEqual([]);
+    expect(await errorOf(b.result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
+    expect(pay).not.toHaveBeenCalled();
+    expect(b.getMessageLog().find((e) => e.messageId === id)).toMatchObject({ approval: 'cancelled', outcome: 'failed' });
+  });
+
+  it('a delivered message whose hold is put back in the file, marked approved, is not delivered again', async () => {
+    const id = await holdAndClose({ amount: 11 });
+    const db = new Database(path);
+    const saved = db.prepare('SELECT * FROM approval_hold').all() as Record<string, unknown>[];
+    db.close();
+    const pay = vi.fn(() => 'paid');
+    const second = bus();
+    second.register('payment', { handlers: { pay } });
+    second.approvals.approve(id, { by: 'ops' });
+    expect(await second.result(id)).toBe('paid');
+    await closeAll();
+    const edit = new Database(path);
+    for (const row of saved) {
+      const keys = Object.keys(row);
+      edit.prepare(`INSERT INTO approval_hold (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...keys.map((k) => (k === 'approved' ? 1 : row[k])));
+    }
+    edit.close();
+    const third = bus();
+    third.register('payment', { handlers: { pay } });
+    await third.flush();
+    expect(pay).toHaveBeenCalledTimes(1);
+    expect(third.approvals.list()).toEqual([]);
+  });
+
+  it('a rejected message whose hold is put back in the file is not delivered when approved: the approval is refused INVALID_PAYLOAD', async () => {
+    const id = await holdAndClose({ amount: 12 });
+    const db = new Database(path);
+    const saved = db.prepare('SELECT * FROM approval_hold').all() as Record<string, unknown>[];
+    db.close();
+    bus().approvals.reject(id, { by: 'ops', reason: 'no' });
+    await closeAll();
+    const edit = new Database(path);
+    for (const row of saved) {
+      const keys = Object.keys(row);
+      edit.prepare(`INSERT INTO approval_hold (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...keys.map((k) => row[k]));
+    }
+    edit.close();
+    const third = bus();
+    const pay = vi.fn(() => 'paid');
+    third.register('payment', { handlers: { pay } });
+    expect(third.approvals.list().map((a) => a.id)).toEqual([id]);
+    expect(third.approvals.approve(id, { by: 'ops' })).toMatchObject({ staged: false, code: 'INVALID_PAYLOAD' });
+    await third.flush();
+    expect(pay).not.toHaveBeenCalled();
+    expect(third.approvals.list()).toEqual([]);
+  });
+
+  it('a hold another process shows approved in the file with no approval row is not delivered by the bus that listed it', async () => {
+    const id = await holdAndClose({ amount: 10 });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const b = bus();
+      const pay = vi.fn(() => 'paid');
+      b.register('payment', { handlers: { pay } });
+      expect(b.approvals.list().map((a) => a.id)).toEqual([id]);
+      const db = new Database(path);
+      db.prepare('UPDATE approval_hold SET approved = 1').run();
+      db.close();
+      const settled = errorOf(b.result(id));
+      vi.advanceTimersByTime(1_000);
+      expect(await settled).toMatchObject({ code: 'INVALID_PAYLOAD' });
+      expect(pay).not.toHaveBeenCalled();
+      expect(b.approvals.list()).toEqual([]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('durable approvals: an edited rule', () => {
+  it('a restored hold shows the rule its chained pending row records, not the one the file\'s hold row says', async () => {
+    const id = await holdAndClose({ amount: 14 });
+    const before = new Database(path, { readonly: true });
+    const recorded = before.prepare('SELECT rule FROM approval_hold').pluck().get();
+    before.close();
+    expect(typeof recorded).toBe('string');
+    const db = new Database(path);
+    db.prepare('UPDATE approval_hold SET rule = ?').run('petty cash, auto-approve');
+    db.close();
+    const [item] = bus().approvals.list();
+    expect(item).toMatchObject({ id, rule: recorded });
+  });
+});
+
+describe('Orchestrator#result(): an edited kept reply', () => {
+  it('rejects with INVALID_PAYLOAD when the kept reply does not match the hash its reply row records, never resolving with it', async () => {
+    const id = await holdAndClose({ amount: 13 });
+    const second = bus();
+    second.approvals.approve(id, { by: 'ops' });
+    second.register('payment', { handlers: { pay: () => ({ paid: 13 }) } });
+    await second.onIdle();
+    await closeAll();
+    const db = new Database(path);
+    expect(db.prepare('UPDATE kept_reply SET reply = ?').run(JSON.stringify({ paid: 13_000_000 })).changes).toBe(1);
+    db.close();
+    expect(await errorOf(bus().result(id))).toMatchObject({ code: 'INVALID_PAYLOAD' });
+  });
+});
+
 describe('durable approvals: retention', () => {
   it('a kept reply goes with its row when retention (maxRows) drops it', async () => {
     const id = await holdAndClose({ amount: 2 });
@@ -348,6 +462,31 @@ describe('Orchestrator#result()', () => {
       expect(await asked).toMatchObject({ code: 'CLOSED' });
     }
     expect(decisions).toEqual(['memory: cancelled']);
+  });
+});
+
+describe('Orchestrator#result(): many waiters', () => {
+  it('reads the log once per look for one message, however many callers wait for it', async () => {
+    const b = bus();
+    b.register('payment', { handlers: { pay: () => undefined } });
+    void b.register('purchase').notify('pay', { amount: 1 }, { to: ['payment'] });
+    await b.flush();
+    const [held] = b.approvals.list();
+    const id = held!.envelope.id;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const waiting = Array.from({ length: 50 }, () => b.result(id));
+      const reads = vi.spyOn(SqliteAuditLog.prototype, 'messageRecords');
+      vi.advanceTimersByTime(200);
+      expect(reads).toHaveBeenCalledTimes(1);
+      reads.mockRestore();
+      b.approvals.approve(held!.id);
+      await b.flush();
+      vi.advanceTimersByTime(200);
+      expect(await Promise.all(waiting)).toEqual(Array(50).fill(undefined));
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -137,3 +137,36 @@ describe('Orchestrator#events', () => {
     expect(calls).toEqual(['second']);
   });
 });
+
+describe('Orchestrator#events: one listener and the next', () => {
+  it('hands every listener a frozen event: one cannot change the code or reason the next one reads', async () => {
+    const bus = makeBus({ policies: [{ from: '*', to: 'vault', deny: ['ask'], name: 'closed' }] });
+    const read: string[] = [];
+    bus.events.on('message:denied', (e) => {
+      try {
+        (e as { code: string }).code = 'RATE_LIMITED';
+      } catch {
+        // refused: the event is frozen
+      }
+    });
+    bus.events.on('message:denied', (e) => read.push(e.code));
+    bus.register('vault', { handlers: { open: () => 1 } });
+    await rejectionOf(bus.register('research').ask('vault', 'open', {}));
+    expect(read).toEqual(['POLICY_DENIED']);
+  });
+
+  it('reports a listener that throws with its message escaped, and survives a thrown value whose message getter throws', async () => {
+    const bus = makeBus();
+    bus.events.on('message:sent', () => {
+      throw new Error('bad\u001b[2J\u202e');
+    });
+    bus.events.on('message:sent', () => {
+      throw Object.defineProperty({}, 'message', { get: () => { throw new Error('gotcha'); } });
+    });
+    bus.register('writer', { handlers: { clarify: () => 1 } });
+    await expect(bus.register('research').ask('writer', 'clarify', {})).resolves.toBe(1);
+    const texts = (warnings.mock.calls as unknown[][]).map((c) => String(c[0]));
+    expect(texts).toContain('agent-switchboard: a "message:sent" listener threw: bad\\x1b[2J\\u202e');
+    for (const text of texts) expect(text).not.toMatch(/[\u0000-\u001f\u202e]/);
+  });
+});

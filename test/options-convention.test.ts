@@ -3,6 +3,7 @@
 // a promise.
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { a2aAgent, a2aServer } from '../src/a2a/index.js';
 import { aiTools } from '../src/ai/index.js';
 import { openApprovalConsole } from '../src/console/index.js';
 import { BusError, defineContracts, Orchestrator, SqliteAuditLog } from '../src/index.js';
@@ -43,6 +44,8 @@ describe('every factory', () => {
     ['aiTools', () => aiTools(bus().register('a'), { bus: bus(), contracts, timeoutMS: 5 } as never)],
     ['mcpServer', () => mcpServer(bus().register('a'), { bus: bus(), contracts, serverinfo: {} } as never)],
     ['mcpHandlers', () => mcpHandlers({} as never, { prefx: 'x.' } as never)],
+    ['a2aServer', () => a2aServer(bus(), { agent: 'front', host: '127.0.0.1', port: 0, callers: {}, maxbodybytes: 1 } as never)],
+    ['a2aAgent', () => a2aAgent({ card: 'http://127.0.0.1:1/.well-known/agent-card.json', header: {} } as never)],
   ];
 
   it.each(misspelled)('%s refuses a misspelled key with INVALID_ARGUMENT in the one wording', async (factory, make) => {

@@ -186,6 +186,30 @@ describe.skipIf(!present)('approval page in Chromium', () => {
     }
   }, 30_000);
 
+  it('shows the payload of the confirm step escaped: a bidirectional or C1 character in a string cannot reorder what the operator approves', async () => {
+    const bus = paymentBus();
+    const { page, server } = await openPage(bus);
+    try {
+      const job = bus.register('purchase').delegate('payment', 'pay', { to: 'ACME\u202e0001', note: 'a\u009bb' }, { timeoutMs: 90_000 });
+      const outcome = job.then(() => 'delivered', (e: { code?: string }) => e.code);
+      const card = page.locator('article.card');
+      await card.waitFor();
+      await card.locator('button.approve').click();
+      await page.locator('dialog#confirm').waitFor();
+      const shown = (await page.locator('#confirm-payload').textContent()) ?? '';
+      expect(shown).not.toMatch(/[\u0080-\u009f\u202e]/);
+      expect(shown).toContain('ACME\\u202e0001');
+      expect(shown).toContain('a\\x9bb');
+      expect(shown.split('\n').length).toBeGreaterThan(2);
+      await page.locator('#confirm-no').click();
+      bus.approvals.reject(bus.approvals.list()[0]!.id);
+      expect(await outcome).toBe('APPROVAL_REJECTED');
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
   for (const viewport of [
     { width: 1280, height: 800 },
     { width: 390, height: 844 },

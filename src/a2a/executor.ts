@@ -6,6 +6,7 @@ import { Role, TaskState, type Message, type Task } from '@a2a-js/sdk';
 import { AgentEvent, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
 import type { Agent } from '../agent.js';
 import { isBusError, type ErrorCode } from '../errors.js';
+import { escapeText } from '../escape-text.js';
 import type { BusEventSource } from '../events.js';
 import type { PendingApproval } from '../approvals.js';
 import type { Job } from '../types.js';
@@ -103,7 +104,10 @@ export class BusExecutor implements AgentExecutor {
         this.#status(taskId, undefined, { messageId });
       }
       if (skill.type === 'delegate') {
-        (reply as Job).onProgress(({ fraction, note }) => this.#status(taskId, note === undefined ? `progress ${Math.round(fraction * 100)}%` : clip(note), { progress: fraction }));
+        // Every report is one message id: the SDK appends a status message to the task's history
+        // once per id, so a handler that reports often updates the status without growing the task.
+        const progressId = `${taskId}:progress`;
+        (reply as Job).onProgress(({ fraction, note }) => this.#status(taskId, note === undefined ? `progress ${Math.round(fraction * 100)}%` : clip(note), { progress: fraction }, progressId));
       }
       try {
         const value = await reply;
@@ -171,14 +175,14 @@ export class BusExecutor implements AgentExecutor {
   }
 
   /** A working status update, with a message when there is something to say. */
-  #status(taskId: string | undefined, text: string | undefined, metadata: Record<string, unknown>): void {
+  #status(taskId: string | undefined, text: string | undefined, metadata: Record<string, unknown>, messageId?: string): void {
     const running = taskId === undefined ? undefined : this.#running.get(taskId);
     if (running === undefined || running.settled || taskId === undefined) return;
     running.bus.publish(
       AgentEvent.statusUpdate({
         taskId,
         contextId: running.contextId,
-        status: { state: TaskState.TASK_STATE_WORKING, message: text === undefined ? undefined : agentMessage(running.contextId, taskId, text, metadata), timestamp: now() },
+        status: { state: TaskState.TASK_STATE_WORKING, message: text === undefined ? undefined : agentMessage(running.contextId, taskId, text, metadata, messageId), timestamp: now() },
         metadata,
       }),
     );
@@ -199,8 +203,10 @@ export class BusExecutor implements AgentExecutor {
   }
 }
 
-function agentMessage(contextId: string, taskId: string | undefined, text: string, metadata: Record<string, unknown>): Message {
-  return { messageId: randomUUID(), contextId, taskId: taskId ?? '', role: Role.ROLE_AGENT, parts: [textPart(text)], metadata, extensions: [], referenceTaskIds: [] };
+// Status text carries the agent's words (error messages, progress notes, rule names), and a
+// client shows it on a terminal or a page: escaped here, as every such text is.
+function agentMessage(contextId: string, taskId: string | undefined, text: string, metadata: Record<string, unknown>, messageId: string = randomUUID()): Message {
+  return { messageId, contextId, taskId: taskId ?? '', role: Role.ROLE_AGENT, parts: [textPart(escapeText(text))], metadata, extensions: [], referenceTaskIds: [] };
 }
 
 function clip(text: string): string {

@@ -22,4 +22,8 @@ function refuseFollowUp(params: SendMessageRequest): void {
   if ((params.message?.taskId ?? '') !== '') {
     throw new UnsupportedOperationError({ message: 'a task here takes one message: send a new message without taskId' });
   }
+  // The SDK would look each one up and write the ids it cannot find, the caller's text, to the console.
+  if ((params.message?.referenceTaskIds?.length ?? 0) > 0) {
+    throw new UnsupportedOperationError({ message: 'a task here takes one message: send it without referenceTaskIds' });
+  }
 }

@@ -6,11 +6,12 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { A2A_VERSION_HEADER, AGENT_CARD_PATH, Extensions, formatSSEErrorEvent, formatSSEEvent, HTTP_EXTENSION_HEADER, SSE_HEADERS } from '@a2a-js/sdk';
+import { UnsupportedOperationError } from '@a2a-js/sdk/errors';
 import { defaultServerCallContextBuilder, JsonRpcTransportHandler, validateVersion, type User } from '@a2a-js/sdk/server';
 import { z } from 'zod';
 import type { Agent } from '../agent.js';
 import type { Contracts } from '../contracts.js';
-import { BusError, describe } from '../errors.js';
+import { BusError, describe, toBusError } from '../errors.js';
 import type { BusEventSource } from '../events.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
 import { parseOptions } from '../options-schema.js';
@@ -53,6 +54,10 @@ export interface A2aServerOptions {
   readonly maxBodyBytes?: number;
   /** Tasks remembered for tasks/get and tasks/cancel (the oldest go first). @default 10000 */
   readonly maxTasks?: number;
+  /** Bytes of remembered tasks at most (each keeps the caller's message and the reply; the oldest go first). @default 67108864 */
+  readonly maxTaskBytes?: number;
+  /** Open connections at most, authenticated or not: one beyond is closed at once. @default 1024 */
+  readonly maxConnections?: number;
   /** The URL peers reach this server at, when it sits behind a proxy. @default `http://host:port` */
   readonly publicUrl?: string;
 }
@@ -88,6 +93,8 @@ const optionsSchema = z.strictObject({
   timeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
   maxTasks: z.number().int().min(1).max(10_000_000).optional(),
+  maxTaskBytes: z.number().int().min(1024).max(2 ** 40).optional(),
+  maxConnections: z.number().int().min(1).max(1_000_000).optional(),
   publicUrl: z.url().optional(),
 });
 
@@ -142,6 +149,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const server = createServer();
   server.headersTimeout = 10_000;
   server.requestTimeout = 60_000;
+  // Each socket costs a file descriptor and buffers whether or not it ever authenticates: bounded.
+  server.maxConnections = o.maxConnections ?? 1024;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -159,7 +168,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const url = (o.publicUrl ?? `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`).replace(/\/+$/, '');
   const card = buildCard(o.agent, `${url}${RPC_PATH}`, skills, (o.card ?? {}) as CardOverrides);
   const cardBody = JSON.stringify(cardJson(card));
-  const requestHandler = new OneMessageTasks(card, new BoundedTaskStore(o.maxTasks ?? 10_000), executor);
+  const requestHandler = new OneMessageTasks(card, new BoundedTaskStore(o.maxTasks ?? 10_000, o.maxTaskBytes ?? 64 * 1024 * 1024), executor);
   const transport = new JsonRpcTransportHandler(requestHandler);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -187,6 +196,11 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
       headers: req.headers,
       ...(version !== undefined ? { requestedVersion: version } : {}),
     });
+    // One task space per caller: the SDK keeps a table per tenant (never emptied) and keys
+    // running tasks by it while our store does not, so a named tenant is refused.
+    context.setTenant = (tenant: string | undefined) => {
+      if (tenant !== undefined && tenant !== '') throw new UnsupportedOperationError('this server has no tenants: send tenant empty');
+    };
     let reply: Awaited<ReturnType<JsonRpcTransportHandler['handle']>>;
     try {
       validateVersion(context.requestedVersion, card, 'JSONRPC');
@@ -194,7 +208,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
     } catch (error) {
       return json(res, 200, rpcError(body, error));
     }
-    if (!isAsyncIterable(reply)) return json(res, 200, reply);
+    if (!isAsyncIterable(reply)) return json(res, 200, withoutInternals(reply));
     // A stream: a refusal before its first event is a plain JSON-RPC error; then SSE until
     // the task ends. A client that goes away stops the writes, not the reading: the SDK
     // records the task's states as it reads them, so tasks/get stays true.
@@ -241,7 +255,13 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
 /** sha256(token) → caller id, after checking each entry (tokens never appear in errors). */
 function callerTable(callers: Record<string, string>, agent: string): Map<string, string> {
   const table = new Map<string, string>();
-  const entries = Object.entries(callers);
+  let entries: [string, unknown][];
+  try {
+    entries = Object.entries(callers);
+  } catch (error) {
+    // A getter or a Proxy trap of the caller's object: refused, never thrown through.
+    throw toBusError(error, 'INVALID_ARGUMENT', undefined, 'Invalid a2aServer options: cannot read callers: ');
+  }
   if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers is empty: give at least one bearer token → agent id');
   if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers has more than 10000 tokens');
   for (const [token, id] of entries) {
@@ -282,7 +302,17 @@ function rpcError(body: string, error: unknown): unknown {
   }
   const mapped = JsonRpcTransportHandler.mapToJSONRPCError(error);
   // Code and message only: the SDK's details may carry internals.
-  return { jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } };
+  return withoutInternals({ jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } });
+}
+
+/** JSON-RPC's "internal error": its message is a thrown error's own text (a TypeError's, naming our code). */
+const INTERNAL_ERROR = -32603;
+
+/** `reply`, with the message of an internal error replaced: the caller learns that it failed, not where. */
+function withoutInternals<T>(reply: T): T {
+  const error = (reply as { error?: { code?: unknown } } | null)?.error;
+  if (typeof error !== 'object' || error === null || error.code !== INTERNAL_ERROR) return reply;
+  return { ...reply, error: { code: INTERNAL_ERROR, message: 'internal error' } };
 }
 
 function isAsyncIterable(value: unknown): value is AsyncGenerator<unknown, void, undefined> {

@@ -65,8 +65,24 @@ export interface SqliteAuditLogOptions {
    * @default 'inline'
    */
   checkpoints?: 'inline' | 'thread';
+  /**
+   * The most a file log's `-wal` file may hold, in bytes. Past a quarter of it, the writer
+   * checkpoints and truncates the WAL between two commits; past three quarters (checkpoints
+   * not keeping up, or a reader holding an old snapshot), commits wait for a checkpoint
+   * (backpressure, see `onBackpressure`) instead of growing the WAL, and fail closed with
+   * `AUDIT_UNAVAILABLE` if none can be made within {@link MAX_BACKPRESSURE_MS}. One
+   * transaction is assumed to fit in the last quarter. At least 1 MiB.
+   * @default 67_108_864 (64 MiB)
+   */
+  maxWalBytes?: number;
   /** Called (on the writing thread) after every commit with the new head; an exception is reported as a warning. */
   onCommit?: (head: ChainHead) => void;
+  /**
+   * Called (on the writing thread) when a commit starts to wait for a checkpoint because the
+   * WAL holds `walBytes` bytes, past three quarters of `maxWalBytes`; once per episode of
+   * waiting. An exception is reported as a warning.
+   */
+  onBackpressure?: (walBytes: number) => void;
 }
 
 export type { ChainHead } from './types.js';
@@ -77,6 +93,13 @@ export interface SqliteVerifyResult extends VerifyResult {
   reason?: string;
 }
 
+/** Default {@link SqliteAuditLogOptions.maxWalBytes}: 64 MiB. */
+export const DEFAULT_MAX_WAL_BYTES = 64 * 1024 * 1024;
+/** The smallest {@link SqliteAuditLogOptions.maxWalBytes}: 1 MiB (a quarter of it must hold one transaction). */
+export const MIN_WAL_BYTES = 1024 * 1024;
+/** How long a commit waits for a checkpoint under backpressure before failing closed. */
+export const MAX_BACKPRESSURE_MS = 5000;
+
 const optionsSchema = z.strictObject({
   path: z.string().min(1).optional(),
   durability: z.enum(['normal', 'full']).optional(),
@@ -85,7 +108,9 @@ const optionsSchema = z.strictObject({
   readonly: z.boolean().optional(),
   maxRows: z.number().int().positive().optional(),
   checkpoints: z.enum(['inline', 'thread']).optional(),
+  maxWalBytes: z.number().int().min(MIN_WAL_BYTES).max(Number.MAX_SAFE_INTEGER).optional(),
   onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
+  onBackpressure: z.custom<(walBytes: number) => void>((v) => typeof v === 'function', 'onBackpressure must be a function').optional(),
 });
 
 const filterSchema = z.strictObject({
@@ -167,6 +192,17 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
   private uncheckpointed = 0;
   private checkpointScheduled = false;
   private checkpointer: Checkpointer | undefined;
+  /** See {@link SqliteAuditLogOptions.maxWalBytes}. */
+  readonly maxWalBytes: number;
+  /** WAL bytes past which the writer truncates the WAL after a commit. */
+  private readonly restartAt: number;
+  /** WAL bytes past which a commit waits for a checkpoint first (backpressure). */
+  private readonly waitAt: number;
+  private readonly onBackpressure: ((walBytes: number) => void) | undefined;
+  /** Set while commits wait for checkpoints, so that the callback is told once per episode. */
+  private backpressured = false;
+  /** The `-wal` file's size after the last commit or checkpoint of this connection. */
+  private walSize = 0;
   /** This writer's run, registered in a file log's metadata while it is open. */
   private run: Run | undefined;
 
@@ -178,6 +214,10 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     this.keepsHolds = this.path !== ':memory:';
     this.maxRows = o.maxRows ?? (this.path === ':memory:' ? DEFAULT_MEMORY_MAX_ROWS : Infinity);
     this.onCommit = o.onCommit;
+    this.onBackpressure = o.onBackpressure;
+    const maxWal = (this.maxWalBytes = o.maxWalBytes ?? DEFAULT_MAX_WAL_BYTES);
+    this.restartAt = Math.floor(maxWal / 4);
+    this.waitAt = Math.floor((maxWal / 4) * 3);
     this.chain = this.open();
     this.digest = this.chain === 'sha256' ? createDigest() : o.key === undefined ? undefined : createDigest(o.key);
     this.byteDigest = this.chain === 'sha256' ? createByteDigest() : o.key === undefined ? undefined : createByteDigest(o.key);
@@ -279,6 +319,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     this.identity = this.readonly || db.memory ? undefined : identityOf(this.path);
     this.checkpointer?.stop();
     this.checkpointer = this.identity !== undefined && o.checkpoints === 'thread' ? new Checkpointer(this.path) : undefined;
+    this.walSize = this.identity === undefined ? 0 : walBytes(this.path);
     this.stmts = prepare(db);
     this.queryStmts.clear();
     this.batches.clear();
@@ -324,6 +365,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     this.assertOpen();
     if (this.readonly) throw new BusError('AUDIT_UNAVAILABLE', `audit log ${this.path} was opened read-only`);
     this.checkIdentity();
+    if (this.identity !== undefined) this.makeRoom(count);
     let head: ChainHead;
     try {
       // IMMEDIATE: take the write lock first, so the head we read cannot go stale.
@@ -331,7 +373,10 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     } catch (e) {
       throw this.appendError(e, count);
     }
-    if ((this.uncheckpointed += count) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
+    if (this.identity !== undefined && (this.walSize = walBytes(this.path)) >= this.restartAt) {
+      // The thread's passive checkpoints copied most of it: copy the rest, start the WAL over.
+      this.truncateWal(0);
+    } else if ((this.uncheckpointed += count) >= CHECKPOINT_RECORDS && this.checkpointer !== undefined) {
       this.uncheckpointed = 0;
       this.checkpointer.request();
     } else if (this.uncheckpointed >= CHECKPOINT_RECORDS && !this.checkpointScheduled && this.identity !== undefined) {
@@ -564,13 +609,79 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     return reply;
   }
 
-  /** Closes the database (checkpointing the WAL). Idempotent; later calls to anything else throw. */
+  /**
+   * Closes the database. A file log's checkpoint thread closes its connection first, and the
+   * WAL is checkpointed and truncated, so the file left is self-contained: once no other
+   * connection is open, SQLite removes the `-wal` and `-shm` files. Idempotent; later calls
+   * to anything else throw.
+   */
   close(): void {
     if (this.closed) return;
     this.endRun();
     this.closed = true;
     this.checkpointer?.stop();
+    this.checkpointer = undefined;
+    if (this.identity !== undefined && this.lost === undefined) {
+      try {
+        this.db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch {
+        // Another connection's snapshot: the last to close checkpoints.
+      }
+    }
     this.db.close();
+  }
+
+  /**
+   * Before a commit: when the WAL is past three quarters of `maxWalBytes`, waits for a
+   * checkpoint that brings it back under (backpressure) rather than growing it; fails closed
+   * when none can be made in time (a reader that holds an old snapshot keeps the WAL).
+   */
+  private makeRoom(count: number): void {
+    // As measured after the last commit: only this connection's checkpoints shrink the file.
+    let wal = this.walSize;
+    if (wal < this.waitAt) {
+      this.backpressured = false;
+      return;
+    }
+    if (!this.backpressured) {
+      this.backpressured = true;
+      if (this.onBackpressure !== undefined) {
+        try {
+          this.onBackpressure(wal);
+        } catch (e) {
+          process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${messageOf(e)}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
+        }
+      }
+    }
+    const until = performance.now() + MAX_BACKPRESSURE_MS;
+    for (;;) {
+      this.truncateWal(Math.max(0, until - performance.now()));
+      wal = walBytes(this.path);
+      if (wal < this.waitAt) return;
+      const left = until - performance.now();
+      if (left <= 0) {
+        throw new BusError(
+          'AUDIT_UNAVAILABLE',
+          `the WAL of audit database ${this.path} holds ${wal} bytes, past three quarters of audit.maxWalBytes (${this.maxWalBytes}), and no checkpoint could shrink it within ${MAX_BACKPRESSURE_MS}ms (another connection holds an old snapshot?); none of the ${count} records were written`,
+        );
+      }
+      Atomics.wait(PAUSE, 0, 0, Math.min(10, left)); // a reader's snapshot: let it finish
+    }
+  }
+
+  /** Copies the WAL into the database and truncates it, on this connection, between two commits; waits at most `waitMs` for the thread's checkpoint. */
+  private truncateWal(waitMs: number): void {
+    const thread = this.checkpointer;
+    if (thread !== undefined && !thread.tryAcquire(waitMs)) return;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.uncheckpointed = 0;
+      this.walSize = walBytes(this.path);
+    } catch {
+      // Busy: tried again after the next commit.
+    } finally {
+      thread?.release();
+    }
   }
 
   /**
@@ -773,6 +884,14 @@ function prepare(db: Database.Database) {
     dataVersion: db.prepare('PRAGMA data_version').pluck(),
   };
   return stmts;
+}
+
+/** What {@link Atomics.wait} sleeps on: nothing ever notifies it. */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/** The size of the `-wal` file beside `path` (0 when there is none). */
+function walBytes(path: string): number {
+  return statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
 }
 
 function identityOf(path: string): Identity | undefined {

@@ -7,7 +7,7 @@ import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
 import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
-import type { WorkerReply, WorkerRequest } from './worker-main.js';
+import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
 
 /** How long a synchronous call waits for the worker before failing closed (plus lock waits). */
 const SYNC_TIMEOUT_MS = 10_000;
@@ -71,6 +71,8 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
 
   /** Runs on this thread: a function cannot cross to the worker. */
   private readonly onCommit: ((head: ChainHead) => void) | undefined;
+  /** Runs on this thread, told by the worker's notice while its commits wait. */
+  private readonly onBackpressure: ((walBytes: number) => void) | undefined;
   private readonly options: SqliteAuditLogOptions;
   /**
    * A file log's queries read here, on a read-only connection of this thread (WAL readers
@@ -80,10 +82,11 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
   private reader: { log: SqliteAuditLog; dev: number; ino: number } | undefined;
 
   constructor(options: SqliteAuditLogOptions) {
-    const { onCommit, ...rest } = options;
+    const { onCommit, onBackpressure, ...rest } = options;
     this.options = { checkpoints: 'thread', ...rest };
     this.keepsHolds = options.path !== undefined && options.path !== ':memory:';
     this.onCommit = onCommit;
+    this.onBackpressure = onBackpressure;
     // A missing native module is reported here, in one clear sentence, before a worker starts.
     loadSqlite();
     this.syncTimeoutMs = SYNC_TIMEOUT_MS + 10 * (options.busyTimeoutMs ?? 50);
@@ -112,7 +115,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     // Events of a worker that has since been replaced concern nobody.
     worker.on('error', (error) => worker === this.worker && this.breakDown(`the audit worker failed: ${error.message}`, error));
     worker.on('exit', (code) => worker === this.worker && !this.closed && this.breakDown(`the audit worker exited (code ${code})`));
-    port1.on('message', (reply: WorkerReply) => port1 === this.port && this.receive(reply));
+    port1.on('message', (reply: WorkerReply | WorkerNotice) => port1 === this.port && this.receive(reply));
     // Idle, the log must not keep the process alive; it is ref'd while appends are in flight.
     worker.unref();
     port1.unref();
@@ -271,6 +274,8 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     if (this.closed) return;
     if (this.broken === undefined) {
       this.drain();
+      // Before the worker's: its connection must be the last, to leave a self-contained file.
+      this.closeReader();
       try {
         this.call({ id: 0, op: 'close' });
       } catch {
@@ -308,7 +313,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
       const seen = Atomics.load(this.counter, 0);
       const received = receiveMessageOnPort(this.port);
       if (received !== undefined) {
-        this.receive(received.message as WorkerReply);
+        this.receive(received.message as WorkerReply | WorkerNotice);
         continue;
       }
       const left = deadline - Date.now();
@@ -318,7 +323,15 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     }
   }
 
-  private receive(reply: WorkerReply): void {
+  private receive(reply: WorkerReply | WorkerNotice): void {
+    if ('backpressure' in reply) {
+      try {
+        this.onBackpressure?.(reply.backpressure);
+      } catch (e) {
+        process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
+      }
+      return;
+    }
     if (reply.id > this.answered) this.answered = reply.id;
     const callback = this.callbacks.get(reply.id);
     if (callback === undefined) return;

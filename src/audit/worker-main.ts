@@ -4,7 +4,7 @@
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
 import type { EncodedBatch } from './encode.js';
-import { appendEncoded, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
+import { appendEncoded, DEFAULT_MAX_WAL_BYTES, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { HoldDecision, MessageLogQuery } from './types.js';
 
 /** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
@@ -29,6 +29,11 @@ export interface WireError {
   cause?: { name: string; message: string; code?: string };
 }
 
+/** Told as it happens, not in answer to a request: commits wait for a checkpoint (the WAL's size). */
+export interface WorkerNotice {
+  readonly backpressure: number;
+}
+
 export interface WorkerInit {
   readonly port: MessagePort;
   readonly signal: SharedArrayBuffer;
@@ -41,6 +46,8 @@ const MAX_FOLD_RECORDS = 8192;
 const MAX_FOLD_MS = 20;
 
 const { port, signal, options } = workerData as WorkerInit;
+/** At most this much encoded text in one transaction, so that one fits in the WAL's last quarter (see maxWalBytes). */
+const MAX_FOLD_BYTES = (options.maxWalBytes ?? DEFAULT_MAX_WAL_BYTES) / 16;
 const counter = new Int32Array(signal);
 
 function answer(reply: WorkerReply): void {
@@ -63,7 +70,8 @@ function failure(id: number, error: unknown): WorkerReply {
 
 let log: SqliteAuditLog | undefined;
 try {
-  log = new SqliteAuditLog(options);
+  // Posted at once: the main thread hears of it while this thread waits.
+  log = new SqliteAuditLog({ ...options, onBackpressure: (walBytes) => port.postMessage({ backpressure: walBytes } satisfies WorkerNotice) });
   answer({ id: 0, ok: true });
 } catch (error) {
   answer(failure(0, error));
@@ -75,11 +83,13 @@ port.on('message', (first: WorkerRequest) => {
   const appends: Extract<WorkerRequest, { op: 'append' }>[] = [];
   let request: WorkerRequest | undefined = first;
   let records = 0;
+  let bytes = 0;
   const started = performance.now();
-  // One transaction at a time; everything queued meanwhile joins the next, capped by records and by time of work.
-  while (request !== undefined && request.op === 'append' && records < MAX_FOLD_RECORDS && performance.now() - started < MAX_FOLD_MS) {
+  // One transaction at a time; everything queued meanwhile joins the next, capped by records, bytes and time of work.
+  while (request !== undefined && request.op === 'append' && records < MAX_FOLD_RECORDS && bytes < MAX_FOLD_BYTES && performance.now() - started < MAX_FOLD_MS) {
     appends.push(request);
     records += request.count;
+    for (const b of request.batches) bytes += b.lines.length;
     request = (receiveMessageOnPort(port)?.message as WorkerRequest | undefined) ?? undefined;
   }
   if (appends.length > 0) appendAll(appends);

@@ -256,13 +256,15 @@ function runVerify(args: string[], io: CliIO): number {
     if (result.ok) {
       const head = log.head();
       io.out(`ok: ${rows(result.checked)} verified`);
-      if (result.anchor !== undefined) io.out(`from: ${result.anchor.seq}:${result.anchor.hash} (older rows were dropped)`);
+      // The file's own values are escaped too: the file under check may be hostile.
+      if (result.anchor !== undefined) io.out(`from: ${escapeText(`${result.anchor.seq}:${result.anchor.hash}`)} (older rows were dropped)`);
       // As --head takes it: the line's value can be passed back as it is.
-      io.out(`head: ${head.seq}:${head.hash}`);
+      io.out(`head: ${escapeText(`${head.seq}:${head.hash}`)}`);
       if (wanted !== undefined) io.out(`holds: seq ${wanted.seq}`);
       return 0;
     }
-    io.out(`bad: ${result.reason ?? `row ${result.firstBad} does not match the chain`}`);
+    // A reason names what the file holds (an index's name, a row's number): escaped.
+    io.out(`bad: ${escapeText(result.reason ?? `row ${result.firstBad} does not match the chain`)}`);
     io.out(`${rows(result.checked)} verified before it`);
     return 1;
   } finally {

@@ -116,6 +116,13 @@ export const describeEvent: { [K in keyof BusEvents]?: (event: BusEvents[K]) => 
     ...(reason !== undefined ? { detail: reason } : {}),
   }),
   'audit:error': ({ error, records }) => ({ agents: [], route: 'audit log', what: `${records} records`, status: '✗ not written', tone: 'red', detail: error.message }),
+  'audit:backpressure': ({ walBytes, maxWalBytes }) => ({
+    agents: [],
+    route: 'audit log',
+    what: `WAL ${(walBytes / 1048576).toFixed(1)} of ${(maxWalBytes / 1048576).toFixed(1)} MiB`,
+    status: '⏳ commits wait for a checkpoint',
+    tone: 'yellow',
+  }),
   'agent:lost': ({ agentId, holder, error }) => ({ agents: [agentId], route: agentId, what: 'agent id', status: `✗ lost to node ${holder}`, tone: 'red', detail: error.message }),
 };
 

@@ -2,7 +2,8 @@ import type { ApprovalResult, ApproveOptions, PendingApproval, RejectOptions } f
 import type { AttemptRecord, AuditRecord, HeldCopy, HoldDecision, HoldStore, StoredHold } from '../audit/types.js';
 import { DeadlineQueue } from '../deadlines.js';
 import type { PolicyDecision } from '../policy.js';
-import { absentRecord, noRecipient, readStoredHold, unreadableApproval } from './restore.js';
+import { absentRecord, noRecipient, readStoredHold, REDECIDED, unreadableApproval, UNVOUCHED } from './restore.js';
+import { COL } from '../audit/migrations.js';
 import { hashPayload } from '../codec.js';
 import type { Envelope, RuleType } from '../envelope.js';
 import { BusError, describe, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
@@ -91,8 +92,15 @@ export class ApprovalFlow {
     });
     for (const hold of changed) {
       if (inFile.get(keyOf(hold)) === 1) {
-        this.#journal.emitDecided(hold.approval, 'approved', undefined, undefined, 'approved by another process');
-        this.#await(hold);
+        const vouched = this.#approvalRecorded(hold.approval.envelope.id, hold.approval.envelope.to);
+        if (vouched === undefined) {
+          this.#ledger.holds.add(hold); // the log cannot be read now: next time
+        } else if (!vouched) {
+          this.#refuseUnvouched(hold);
+        } else {
+          this.#journal.emitDecided(hold.approval, 'approved', undefined, undefined, 'approved by another process');
+          this.#await(hold);
+        }
       } else {
         this.#lost(hold);
         this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, 'decided by another process');
@@ -208,12 +216,15 @@ export class ApprovalFlow {
     const journal = this.#journal;
     const decisions: HoldDecision[] = [];
     for (const s of stored) {
-      const copy = readStoredHold(s);
+      // The flag is a column any editor of the file can set: only a chained approval row vouches for it.
+      const vouched = s.approved ? this.#approvalRecorded(s.messageId, s.to) : true;
+      if (vouched === undefined) continue; // the log cannot be read now: left in the file for the next look
+      const copy = vouched ? readStoredHold(s) : UNVOUCHED;
       if (typeof copy === 'string') {
         const approval = unreadableApproval(s);
         const why = `the held copy was not restored: ${copy}`;
         const records: AuditRecord[] = [journal.outcome(approval.envelope, 'failed', 'INVALID_PAYLOAD', why)];
-        if (!s.approved) records.unshift(journal.decision(approval, 'cancelled', undefined, why));
+        if (!s.approved || !vouched) records.unshift(journal.decision(approval, 'cancelled', undefined, why));
         decisions.push({ messageId: s.messageId, to: s.to, records, approved: s.approved });
         continue;
       }
@@ -332,6 +343,10 @@ export class ApprovalFlow {
     const envelope = hold.approval.envelope;
     const journal = this.#journal;
     const p = hold.pending;
+    // A restored hold is a row any editor of the file can put back: one the log shows decided is never delivered.
+    if (hold.approval.restored === true && this.#decidedInLog(envelope.id, envelope.to)) {
+      return refused(this.#refuseUnvouched(hold, false, REDECIDED));
+    }
     let failure: BusError | undefined;
     let recipient: AgentRecord | undefined;
     let decision: PolicyDecision | undefined;
@@ -548,6 +563,50 @@ export class ApprovalFlow {
     }
     if (p.state === 'held') this.#ledger.release(p);
     this.#follow(p);
+  }
+
+  /**
+   * Whether the log vouches for a hold the file marks approved: its one decision row is
+   * `approved` and no outcome follows it (the flag is set in the transaction of that row,
+   * and the first outcome takes the hold out of the file, so a hold put back after its
+   * delivery has one); undefined when the log cannot be read.
+   */
+  #approvalRecorded(messageId: string, to: string): boolean | undefined {
+    let rows: unknown[][];
+    try {
+      rows = this.#store!.messageRecords(messageId);
+    } catch {
+      return undefined;
+    }
+    const own = rows.filter((row) => row[COL.message_id] === messageId && row[COL.recipient] === to);
+    const decisions = own.filter((row) => row[COL.kind] === 'approval');
+    if (decisions.length !== 1 || decisions[0]![COL.approval] !== 'approved') return false;
+    const approvedAt = decisions[0]![COL.seq] as number;
+    return !own.some((row) => row[COL.kind] === 'outcome' && (row[COL.seq] as number) > approvedAt);
+  }
+
+  /** Whether the log records a decision on `messageId` to `to` already (a read failure counts as decided: nothing is delivered on it). */
+  #decidedInLog(messageId: string, to: string): boolean {
+    try {
+      return this.#store!.messageRecords(messageId).some((row) => row[COL.kind] === 'approval' && row[COL.message_id] === messageId && row[COL.recipient] === to);
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * A hold the log does not vouch for (marked approved with no approval row, or decided
+   * before): never delivered, recorded cancelled and failed. Returns the sender's error.
+   */
+  #refuseUnvouched(hold: HeldMessage, approvedInFile = true, what = UNVOUCHED): BusError {
+    const envelope = hold.approval.envelope;
+    const why = `the held copy was not delivered: ${what}`;
+    const error = new BusError('INVALID_PAYLOAD', why, { messageId: envelope.id });
+    const records = [this.#journal.decision(hold.approval, 'cancelled', undefined, why), this.#journal.outcome(envelope, 'failed', error.code, error.message)];
+    if (!this.#decideOrStage(hold, records, { approved: approvedInFile })) return error;
+    this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, why);
+    this.#failWritten(hold, error, 'failed');
+    return error;
   }
 
   #decidedElsewhere(hold: HeldMessage, verb: string): BusError {

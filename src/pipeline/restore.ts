@@ -11,6 +11,12 @@ import { Mailbox } from '../mailbox.js';
 // Durable approvals, the restoring side: a held copy read back from the audit file is
 // trusted only as far as its chained attempt row vouches for it.
 
+/** Why a hold the file marks approved is not delivered when no approval row of the log vouches for it. */
+export const UNVOUCHED = 'it is marked approved in the file, but the log records no approval of it';
+
+/** Why a restored hold is not delivered on approval when the log shows it decided already (its row was put back in the file). */
+export const REDECIDED = 'the log records a decision on it already';
+
 /** A stored hold that passed its checks: the envelope as it will be delivered, and its payload. */
 export interface RestoredCopy {
   readonly envelope: Envelope;
@@ -53,7 +59,7 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
     Number.isSafeInteger(stored.depth) &&
     (stored.deadline === undefined || Number.isFinite(stored.deadline));
   if (!valid) return 'its stored envelope cannot be read';
-  // Who, to whom, what and when come from the chained row; only priority, depth and deadline from the copy.
+  // Who, to whom, what, when and the rule come from the chained row; only priority, depth and deadline from the copy.
   const envelope: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     id: s.messageId,
     type,
@@ -72,7 +78,8 @@ export function readStoredHold(s: StoredHold): RestoredCopy | string {
   const approval: PendingApproval = Object.freeze({
     id: envelope.type === 'notify' ? `${envelope.id}/${envelope.to}` : envelope.id,
     envelope,
-    ...(s.rule !== undefined ? { rule: s.rule } : {}),
+    // The operator decides on it: the chained row's rule, not the hold row's copy.
+    ...(typeof row[COL.rule] === 'string' ? { rule: row[COL.rule] as string } : {}),
     payloadHash: row[COL.payload_hash] as string,
     payloadBytes: row[COL.payload_bytes] as number,
     requestedAt: s.requestedAt,

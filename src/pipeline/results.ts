@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { COL } from '../audit/migrations.js';
 import { BusError, ErrorCode, describe } from '../errors.js';
 import type { PipelineConfig } from './config.js';
@@ -105,12 +106,17 @@ export class Results {
     if (this.#timer !== undefined || this.#followers.size === 0 || this.#closed) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // One read per message, however many wait for it: a read may scan the log.
+      const verdicts = new Map<string, Verdict>();
       for (const f of [...this.#followers]) {
-        let verdict: Verdict;
-        try {
-          verdict = this.#read(f.id);
-        } catch (error) {
-          verdict = { error: error instanceof BusError ? error : new BusError('AUDIT_UNAVAILABLE', String(error)) };
+        let verdict = verdicts.get(f.id);
+        if (verdict === undefined) {
+          try {
+            verdict = this.#read(f.id);
+          } catch (error) {
+            verdict = { error: error instanceof BusError ? error : new BusError('AUDIT_UNAVAILABLE', String(error)) };
+          }
+          verdicts.set(f.id, verdict);
         }
         if (verdict === 'pending') continue;
         this.#followers.delete(f);
@@ -130,11 +136,16 @@ export class Results {
     }
     this.#config.commit.flush();
     const kept = store.keptReply(id, false);
+    const rows = store.messageRecords(id);
     if (kept !== undefined) {
+      // The kept copy sits beside the chain, not in it: only the hash its reply row records vouches for it.
+      if (!replyHashes(id, rows).has(createHash('sha256').update(kept).digest('hex'))) {
+        return { error: new BusError('INVALID_PAYLOAD', `result("${id}"): the kept reply does not match the hash its reply row records (the file was edited)`, { messageId: id }) };
+      }
       this.#takeReply(id);
       return { value: deepFreeze(JSON.parse(kept)) };
     }
-    return verdictOf(id, store.messageRecords(id));
+    return verdictOf(id, rows);
   }
 }
 
@@ -175,6 +186,11 @@ export function verdictOf(id: string, rows: readonly unknown[][]): Verdict {
   if (type === 'ask' || type === 'delegate') return firstError !== undefined ? { error: firstError } : 'pending';
   if (open) return 'pending';
   return firstError !== undefined && attempts.every((a) => a[COL.decision] === 'denied') ? { error: firstError } : { value: undefined };
+}
+
+/** The payload hashes of the replies to `id` the log records. */
+function replyHashes(id: string, rows: readonly unknown[][]): Set<unknown> {
+  return new Set(rows.filter((r) => r[COL.kind] === 'attempt' && r[COL.type] === 'reply' && r[COL.in_reply_to] === id && r[COL.decision] === 'allowed').map((r) => r[COL.payload_hash]));
 }
 
 const KNOWN_OUTCOMES: ReadonlySet<string> = new Set(['delivered', 'replied', 'late-reply']);

@@ -164,7 +164,8 @@ export const APP_JS = `'use strict';
       el('dt', { text: 'deadline' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: clock(e.deadline || item.expiresAt) + ' · ' + left(item.expiresAt) }),
       el('dt', { text: 'held since' }), el('dd', { text: clock(item.requestedAt) + (item.restored ? ' (restored after a restart)' : '') }),
       el('dt', { text: 'payload' }), el('dd', { text: item.payloadBytes + ' bytes · sha256 ' + item.payloadHash }));
-    $('confirm-payload').textContent = JSON.stringify(e.payload, null, 2);
+    // Line by line: the layout's line breaks stay, and a string's bidirectional or C1 character (JSON leaves those) is shown escaped.
+    $('confirm-payload').textContent = JSON.stringify(e.payload, null, 2).split(String.fromCharCode(10)).map(escapeText).join(String.fromCharCode(10));
     const note = card.querySelector('input.reason').value.trim();
     $('confirm-note').textContent = (note ? 'note recorded with it: ' + note + ' · ' : '') + 'once approved it is delivered to ' + e.to + '.';
     dialog.showModal();

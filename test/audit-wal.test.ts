@@ -1,0 +1,136 @@
+// A file log's WAL under sustained load and at close: bounded by audit.maxWalBytes, with
+// backpressure when checkpoints cannot keep up, and nothing left beside the file after close().
+import Database from 'better-sqlite3';
+import { copyFileSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Orchestrator, type BusEvents, type OrchestratorOptions } from '../src/index.js';
+import { SqliteAuditLog } from '../src/audit/sqlite.js';
+
+const MiB = 1024 * 1024;
+let dir: string | undefined;
+let bus: Orchestrator | undefined;
+afterEach(async () => {
+  await bus?.close();
+  bus = undefined;
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+function freshPath(): string {
+  dir = mkdtempSync(join(tmpdir(), 'switchboard-wal-'));
+  return join(dir, 'audit.db');
+}
+
+const walSize = (path: string): number => statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+
+function busOn(audit: Exclude<OrchestratorOptions['audit'], false | undefined>): Orchestrator {
+  bus = new Orchestrator({ policies: [{ from: '*', to: '*', allow: ['ask'] }], limits: { rate: false }, audit });
+  bus.register('echo', { handlers: { ping: (p) => p } });
+  return bus;
+}
+
+/** `senders` agents that each ask again as soon as answered, until `total` asks were answered. */
+async function burst(b: Orchestrator, senders: number, total: number, name = 'sender'): Promise<void> {
+  let asks = 0;
+  const text = 'x'.repeat(200);
+  await Promise.all(
+    Array.from({ length: senders }, async (_, i) => {
+      const sender = b.register(`${name}-${i}`);
+      while (asks < total) {
+        asks++;
+        await sender.ask('echo', 'ping', { i, text });
+      }
+    }),
+  );
+}
+
+const modes: [string, boolean][] = [
+  ['on a worker', true],
+  ['with worker: false', false],
+];
+
+describe('audit.maxWalBytes', () => {
+  it.each(modes)('keeps the -wal file under maxWalBytes through a burst %s', { timeout: 60_000 }, async (_name, worker) => {
+    const path = freshPath();
+    let maxWal = 0;
+    // After every commit, on this thread: the WAL as the operator's disk sees it.
+    const b = busOn({ path, worker, maxWalBytes: MiB, onCommit: () => void (maxWal = Math.max(maxWal, walSize(path))) });
+    await burst(b, 200, 20_000);
+    await b.flush();
+    expect(b.auditHead().seq).toBeGreaterThanOrEqual(40_000);
+    // Far more was written than the WAL may hold: it was checkpointed and truncated as it went.
+    expect(statSync(path).size).toBeGreaterThan(4 * MiB);
+    expect(maxWal).toBeGreaterThan(0);
+    expect(maxWal).toBeLessThanOrEqual(MiB);
+  });
+
+  it.each([
+    [MiB - 1, 'audit.maxWalBytes'],
+    [MiB + 0.5, 'audit.maxWalBytes'],
+    ['64MB', 'audit.maxWalBytes'],
+  ])('refuses maxWalBytes %s with INVALID_ARGUMENT naming the key', (value, key) => {
+    const attempt = () => new Orchestrator({ audit: { path: ':memory:', maxWalBytes: value as number } });
+    expect(attempt).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(key) }));
+  });
+
+  it('refuses maxWalBytes under 1 MiB on the SQLite log itself, naming the key', () => {
+    expect(() => new SqliteAuditLog({ maxWalBytes: 4096 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('maxWalBytes') }));
+  });
+});
+
+describe('audit:backpressure', () => {
+  it('is emitted with the WAL size while commits wait for a reader that holds an old snapshot, and the asks complete once it lets go', { timeout: 60_000 }, async () => {
+    const path = freshPath();
+    const b = busOn({ path, maxWalBytes: MiB });
+    await burst(b, 1, 10, 'first'); // the file exists
+    // Another connection reading: its snapshot keeps every later frame in the WAL.
+    const reader = new Database(path, { readonly: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM audit_batch').get();
+    const events: BusEvents['audit:backpressure'][] = [];
+    let released = false;
+    b.events.on('audit:backpressure', (e) => {
+      events.push(e);
+      // The writer waits for a checkpoint: this is when an operator's reader finishes.
+      if (!released) {
+        released = true;
+        reader.exec('COMMIT');
+      }
+    });
+    await burst(b, 100, 10_000);
+    reader.close();
+    expect(events.length).toBeGreaterThanOrEqual(1);
+    expect(events[0]!.maxWalBytes).toBe(MiB);
+    expect(events[0]!.walBytes).toBeGreaterThanOrEqual(0.75 * MiB);
+    expect(events[0]!.walBytes).toBeLessThanOrEqual(MiB);
+    await b.flush();
+    expect(walSize(path)).toBeLessThanOrEqual(MiB);
+    expect(b.verifyAuditLog()).toMatchObject({ ok: true });
+  });
+});
+
+describe('Orchestrator#close()', () => {
+  it.each(modes)('leaves no -wal or -shm bytes beside a file log %s, and the file copied alone holds every record', { timeout: 60_000 }, async (_name, worker) => {
+    const path = freshPath();
+    const b = busOn({ path, worker });
+    await burst(b, 50, 3_000);
+    expect(b.getMessageLog({ limit: 1 })).toHaveLength(1); // a worker log's queries open a reader connection
+    const head = b.auditHead();
+    await b.close();
+    bus = undefined;
+    const beside = readdirSync(dir!).filter((f) => f !== 'audit.db');
+    expect(beside.map((f) => [f, statSync(join(dir!, f)).size]).filter(([, size]) => size !== 0)).toEqual([]);
+    const alone = mkdtempSync(join(tmpdir(), 'switchboard-wal-copy-'));
+    try {
+      copyFileSync(path, join(alone, 'audit.db'));
+      const copy = new SqliteAuditLog({ path: join(alone, 'audit.db'), readonly: true });
+      expect(copy.head()).toEqual(head);
+      expect(copy.verify()).toMatchObject({ ok: true, checked: head.seq });
+      copy.close();
+    } finally {
+      rmSync(alone, { recursive: true, force: true });
+    }
+  });
+});
