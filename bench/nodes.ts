@@ -7,6 +7,7 @@
 //   npm run bench:nodes                 starts a nats-server of its own
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
+//   npm run bench:nodes -- --only=file,signed,digest   these rows beside bare NATS
 //   npm run bench:nodes -- --server=nats://127.0.0.1:4222   against a running server
 //   npm run bench:nodes -- --inbound-per-node=false          limits.inboundPerNode of both nodes (JSON)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
