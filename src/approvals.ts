@@ -20,6 +20,8 @@ export interface PendingApproval {
    * approvals): its sender's promise is gone, and its result is read with `bus.result(id)`.
    */
   readonly restored?: true;
+  /** The node that holds it, in a fleet's queue (`fleetApprovals` from agent-switchboard/nats); absent in a bus's own. */
+  readonly node?: string;
 }
 
 /** Options of `approvals.approve()`. */

@@ -206,6 +206,7 @@ export class Orchestrator<C extends Contracts = any> {
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
         refused: (report) => inbound.refused(report),
         admitted: (since, limit) => this.#admitted(since, limit),
+        desk: freezeObject({ events: this.events, approvals: this.approvals }),
       } satisfies InboundPort),
     );
   }

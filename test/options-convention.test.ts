@@ -8,7 +8,7 @@ import { aiTools } from '../src/ai/index.js';
 import { openApprovalConsole } from '../src/console/index.js';
 import { BusError, defineContracts, Orchestrator, SqliteAuditLog } from '../src/index.js';
 import { mcpHandlers, mcpServer } from '../src/mcp/index.js';
-import { natsTransport } from '../src/nats/index.js';
+import { fleetApprovals, natsTransport } from '../src/nats/index.js';
 import { ApprovalDesk } from '../src/operator/index.js';
 import { parseOptions } from '../src/options-schema.js';
 import { approvalServer } from '../src/web/index.js';
@@ -38,6 +38,7 @@ describe('every factory', () => {
     ['Orchestrator', () => new Orchestrator({ audit: false, limts: {} } as never)],
     ['SqliteAuditLog', () => new SqliteAuditLog({ pth: ':memory:' } as never)],
     ['natsTransport', () => natsTransport({ servers: 'nats://127.0.0.1:1', bus: 'b', leaseMS: 1 } as never)],
+    ['fleetApprovals', () => fleetApprovals({ transport: { attach() {}, send() {} }, operatorSeed: 'SU…', timeOutMs: 5 } as never)],
     ['approvalServer', () => approvalServer(bus(), { prot: 80 } as never)],
     ['openApprovalConsole', () => openApprovalConsole(bus(), { operater: 'alice' } as never)],
     ['ApprovalDesk', () => new ApprovalDesk(bus(), { remmber: 3 } as never)],

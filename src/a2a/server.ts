@@ -19,6 +19,7 @@ import { buildCard, cardJson, skillsOf, type CardOverrides } from './card.js';
 import { BusExecutor } from './executor.js';
 import { OneMessageTasks } from './request-handler.js';
 import { BoundedTaskStore } from './task-store.js';
+import { readBody } from '../http-body.js';
 
 /** What a2aServer needs of an `Orchestrator`: stand-in agents, approval events and the contracts. */
 export interface A2aBus {
@@ -330,24 +331,3 @@ function plain(res: ServerResponse, status: number, text: string, headers: Recor
   res.end(text);
 }
 
-/** The body as UTF-8, or undefined when it is over `max` bytes (reading stops there). */
-function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.pause();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}

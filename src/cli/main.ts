@@ -30,7 +30,9 @@ const KEY_ENV = 'SWITCHBOARD_AUDIT_KEY';
 
 const HELP = `Usage: switchboard <command> [options]
 
-Read and check an agent-switchboard audit database. Never modifies it.
+Read and check an agent-switchboard audit database (log, export and verify never
+modify it), and set up a fleet of nodes (fleet init writes new files; fleet bucket
+creates the claims bucket on the server).
 
 Commands:
   log <db>       Show the message log, newest first

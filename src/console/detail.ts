@@ -42,7 +42,7 @@ export function Detail({ item, gone, now, height, width, scroll, footer }: Detai
   return h(
     Box,
     { flexDirection: 'column', height },
-    h(Text, { wrap: 'truncate-end', bold: true }, `${routeOf(e)} · ${e.type} "${e.intent}" · priority ${e.priority}`),
+    h(Text, { wrap: 'truncate-end', bold: true }, `${item.node !== undefined ? `node ${item.node} · ` : ''}${routeOf(e)} · ${e.type} "${e.intent}" · priority ${e.priority}`),
     h(Text, { wrap: 'truncate-end' }, h(Text, { dimColor: true }, 'rule     '), item.rule ?? '(none)'),
     h(
       Text,

@@ -37,6 +37,12 @@ const optionsSchema = z.strictObject({
   stdout: objectWith<NodeJS.WriteStream>('a writable stream', 'write').optional(),
 });
 
+/** A fleet's queue (`fleetApprovals`) names its operator: the id every node records. */
+function fleetOperator(bus: OperatorBus): string | undefined {
+  const op = (bus as { readonly operator?: unknown }).operator;
+  return typeof op === 'string' && op !== '' ? op : undefined;
+}
+
 /** Who is at the terminal; a fixed name when the system cannot say. */
 function osUser(): string {
   try {
@@ -60,7 +66,7 @@ function osUser(): string {
 export function openApprovalConsole(bus: OperatorBus, options: ApprovalConsoleOptions = {}): ApprovalConsoleHandle {
   const { stdin, stdout, operator, ...rest } = parseOptions(optionsSchema, options, 'openApprovalConsole');
   checkOperatorBus(bus, 'openApprovalConsole');
-  const props = { ...stripUndefined(rest), operator: operator ?? osUser() };
+  const props = { ...stripUndefined(rest), operator: operator ?? fleetOperator(bus) ?? osUser() };
   let reason: ExitReason = 'quit';
   let finished = false;
   let gone = false;

@@ -38,7 +38,7 @@ export function Queue({ pending, selected, now, height, width, filter }: QueuePr
       h(
         Text,
         { wrap: 'truncate-end', inverse: mark },
-        `${mark ? '›' : ' '} ${cell(routeOf(e), wide ? 22 : 18)} ${cell(`${e.type} ${e.intent}`, wide ? 19 : 14)} `,
+        `${mark ? '›' : ' '} ${a.node !== undefined ? `${cell(a.node, 10)} ` : ''}${cell(routeOf(e), wide ? 22 : 18)} ${cell(`${e.type} ${e.intent}`, wide ? 19 : 14)} `,
         h(Text, { color: 'yellow' }, `expires in ${expiresIn(a.expiresAt, now)}`),
       ),
       h(Text, { wrap: 'truncate-end', dimColor: !mark }, `    ${summarize(e.payload, Math.max(20, width - 4))}`),

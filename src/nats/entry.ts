@@ -6,4 +6,4 @@ import { checkPeers } from '../peers.js';
 
 checkPeers('nats', import.meta.url);
 
-export const { natsTransport, checkRoster, loadRoster } = await import('./index.js');
+export const { natsTransport, checkRoster, loadRoster, fleetApprovals } = await import('./index.js');

@@ -11,4 +11,6 @@
 export { natsTransport } from './transport.js';
 export type { NatsTransportOptions } from './options.js';
 export { checkRoster, loadRoster } from './roster.js';
+export { fleetApprovals } from './fleet-approvals.js';
+export type { FleetApprovals, FleetApprovalsOptions, FleetApproval, FleetApproveOptions, FleetRejectOptions } from './fleet-approvals.js';
 export type { Roster, RosterNode, RosterOperator } from './roster.js';

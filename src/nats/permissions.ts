@@ -5,6 +5,9 @@
  * A node may publish only as its own agents (`<bus>.in.*.<agent>.*`), write only its own
  * agents' claims, subscribe only to its own agents' inbound subjects and its own inbox
  * prefix, and answer a request it received once (`allow_responses: { max: 1 }`).
+ * For fleet approvals, a node takes operators' requests on its own `<bus>.ops.<node>.list`
+ * and `.decide` and publishes its own `.changed`; an operator may request of every node,
+ * hear every node's notices and read its own inbox prefix (nothing else of the bus).
  */
 import { BusError } from '../errors.js';
 import { AGENT_ID_PATTERN } from '../ids.js';
@@ -90,20 +93,24 @@ export function nodePermissions(topology: Pick<Topology, 'bus' | 'nodes'>, node:
         `$JS.API.CONSUMER.INFO.${stream}.>`,
         `$JS.API.CONSUMER.DELETE.${stream}.>`,
         `$JS.FC.${stream}.>`,
+        s.desk(node, 'changed'),
       ],
     },
-    subscribe: { allow: [...(patterned ? [`${s.bus}.in.*.*.*`] : exact.map((a) => s.inboundFor(a))), `${s.inboxPrefix(node)}.>`] },
+    subscribe: { allow: [...(patterned ? [`${s.bus}.in.*.*.*`] : exact.map((a) => s.inboundFor(a))), `${s.inboxPrefix(node)}.>`, s.desk(node, 'list'), s.desk(node, 'decide')] },
     allow_responses: { max: 1 },
   };
 }
 
-/** The permissions of an operator's NATS user: create and inspect the claims stream, nothing else. */
-export function operatorPermissions(bus: string): NodePermissions {
+/**
+ * The permissions of operator `op`'s NATS user: create and inspect the claims stream, send
+ * fleet-approval requests to any node and hear their notices, read its own inboxes.
+ */
+export function operatorPermissions(bus: string, op: string): NodePermissions {
   const s = new Subjects(bus);
   const stream = `KV_${s.claimsBucket()}`;
   return {
-    publish: { allow: ['$JS.API.INFO', `$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`, `$JS.API.STREAM.INFO.${stream}`] },
-    subscribe: { allow: ['_INBOX.>'] },
+    publish: { allow: ['$JS.API.INFO', `$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`, `$JS.API.STREAM.INFO.${stream}`, s.deskRequests('list'), s.deskRequests('decide')] },
+    subscribe: { allow: ['_INBOX.>', `${s.operatorInbox(op)}.>`, s.deskChanges()] },
   };
 }
 
@@ -135,7 +142,7 @@ export function authorizationBlock(topology: Pick<Topology, 'bus' | 'nodes'> & {
   for (const op of topology.operators ?? []) {
     const key = publicKeys.get(op);
     if (key === undefined || !/^U[A-Z2-7]{55}$/.test(key)) throw bad(`no valid public user nkey for operator "${op}"`);
-    const p = operatorPermissions(topology.bus);
+    const p = operatorPermissions(topology.bus, op);
     lines.push(
       `    # operator ${JSON.stringify(op)}`,
       `    { nkey: ${JSON.stringify(key)}, permissions: {`,

@@ -11,6 +11,9 @@
  * - `<bus>._r.<node>.<id>__<to>`: a node's private reply inbox (never `_INBOX.>`), one token per
  *   message and recipient (a notify keeps one id for all its recipients).
  * - KV bucket `sb_<bus>_agents`, key `<agent>`: the bus-wide claim of an agent id.
+ * - `<bus>.ops.<node>.list` / `.decide`: an operator's signed requests to one node's approval
+ *   queue (fleet approvals); `<bus>.ops.<node>.changed`: the node's signed notices of held
+ *   and decided messages; `<bus>._o.<operator>`: an operator's private reply inbox prefix.
  */
 import { BusError } from '../errors.js';
 
@@ -139,6 +142,26 @@ export class Subjects {
   /** The private inbox prefix of `node` (replies to its requests land under it). */
   inboxPrefix(node: string): string {
     return `${this.bus}._r.${escapeToken(node)}`;
+  }
+
+  /** `<bus>.ops.<node>.<kind>`: where `node` takes operators' requests (`list`, `decide`) and tells of changes (`changed`). */
+  desk(node: string, kind: 'list' | 'decide' | 'changed'): string {
+    return `${this.bus}.ops.${escapeToken(node)}.${kind}`;
+  }
+
+  /** Every node's `changed` notices: what an operator subscribes to. */
+  deskChanges(): string {
+    return `${this.bus}.ops.*.changed`;
+  }
+
+  /** Every node's `kind` requests: what an operator may publish. */
+  deskRequests(kind: 'list' | 'decide'): string {
+    return `${this.bus}.ops.*.${kind}`;
+  }
+
+  /** The private reply inbox prefix of operator `op`. */
+  operatorInbox(op: string): string {
+    return `${this.bus}._o.${escapeToken(op)}`;
   }
 
   /** The KV bucket that holds agent claims. */

@@ -29,7 +29,9 @@ import type {
 } from '../pipeline/transport.js';
 import { Claims } from './claims.js';
 import { NodeConnection, type Refusal } from './connection.js';
+import { DeskService } from './desk-service.js';
 import { Directory } from './directory.js';
+import { rememberFleet } from './fleet-of.js';
 import { keysFromSeed, type NodeKeys } from './keys.js';
 import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
 import { checkNatsOptions, type NatsTransportOptions } from './options.js';
@@ -60,6 +62,8 @@ interface Parts {
   readonly claims: Claims;
   readonly directory: Directory;
   readonly link: Link;
+  /** Answers the fleet's operators (a secure fleet whose bus has an approval queue). */
+  readonly desk: DeskService | undefined;
 }
 
 /**
@@ -185,7 +189,9 @@ export async function natsTransport(options: NatsTransportOptions): Promise<Tran
     ...(checked.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: checked.connectTimeoutMs }),
   });
   await probe.close();
-  return new NatsTransport(checked, subjects, trust);
+  const transport = new NatsTransport(checked, subjects, trust);
+  if (trust !== undefined) rememberFleet(transport, { servers: checked.servers, roster: trust.roster, subjects, ...(checked.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: checked.connectTimeoutMs }) });
+  return transport;
 }
 
 /** A secure fleet's roster and this node's keys. */
@@ -400,9 +406,19 @@ class NatsTransport implements Transport {
       } catch {
         // A log that cannot be read now: the freshness check still refuses old captures.
       }
-      const parts: Parts = { conn, claims, directory, link };
+      const port = this.#port?.desk;
+      const desk = trust === undefined || port === undefined ? undefined : new DeskService({ connection: conn, subjects: this.#subjects, node, roster: trust.roster, keys: trust.keys, desk: port, ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }) });
+      // Operators may list as soon as ready() resolves: the broker has the subscriptions by then.
+      if (desk !== undefined) {
+        await conn.nc.flush().catch((e: unknown) => {
+          desk.close();
+          throw e;
+        });
+      }
+      const parts: Parts = { conn, claims, directory, link, desk };
       conn.onRefused((refusal) => this.#refused(refusal));
       if (this.#closing !== undefined) {
+        desk?.close();
         link.close();
         await claims.close();
         throw new BusError('CLOSED', 'the NATS transport was closed while it connected');
@@ -592,6 +608,7 @@ class NatsTransport implements Transport {
     const parts = await this.#started?.catch(() => undefined);
     this.#parts = undefined;
     if (parts === undefined) return;
+    parts.desk?.close();
     parts.link.close();
     await Promise.allSettled([...this.#releasing]);
     await parts.claims.close();

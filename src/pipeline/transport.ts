@@ -1,4 +1,6 @@
+import type { Approvals } from '../approvals.js';
 import type { Envelope, RuleType } from '../envelope.js';
+import type { BusEventSource } from '../events.js';
 import type { ErrorCode } from '../errors.js';
 import { freezeClass } from '../frozen.js';
 
@@ -168,6 +170,18 @@ export interface InboundPort {
    * `limit`, newest first.
    */
   admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
+  /**
+   * This node's approval queue and its events, for a transport that lets the fleet's
+   * operators list and decide held messages (NATS: `fleetApprovals`). The transport checks
+   * who asks; the queue decides each message once.
+   */
+  readonly desk?: ApprovalDeskPort;
+}
+
+/** A node's approval queue as a transport serves it to the fleet's operators. */
+export interface ApprovalDeskPort {
+  readonly events: BusEventSource;
+  readonly approvals: Approvals;
 }
 
 /**

@@ -11,6 +11,7 @@ export {
   type OutboundHandle,
   type InboundMessage,
   type InboundPort,
+  type ApprovalDeskPort,
   type InboundHandle,
   type Responder,
 } from '../pipeline/transport.js';

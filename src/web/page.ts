@@ -212,8 +212,9 @@ export const APP_JS = `'use strict';
     reason.addEventListener('input', () => drafts.set(item.id, reason.value));
     const always = el('input', { type: 'checkbox', class: 'always' });
     const node = el('article', { class: 'card', 'data-id': item.id },
-      el('h3', { text: e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' + (item.restored ? ' · restored' : '') }),
+      el('h3', { text: (item.node ? item.node + ': ' : '') + e.from + ' → ' + e.to + ' · ' + e.type + ' "' + e.intent + '"' + (item.restored ? ' · restored' : '') }),
       el('dl', null,
+        item.node ? el('dt', { text: 'node' }) : null, item.node ? el('dd', { class: 'node', text: item.node }) : null,
         el('dt', { text: 'time left' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: left(item.expiresAt) }),
         el('dt', { text: 'rule' }), el('dd', { text: item.rule || '(none)' }),
         el('dt', { text: 'deadline' }), el('dd', { text: clock(e.deadline || item.expiresAt) + ' (held since ' + clock(item.requestedAt) + ')' }),
@@ -240,7 +241,7 @@ export const APP_JS = `'use strict';
     if (state.more > 0) list.append(el('p', { class: 'muted', text: '… and ' + state.more + ' more (oldest shown first)' }));
     $('count').textContent = String(state.pending.length + (state.more || 0));
     $('decisions').replaceChildren(...state.recent.slice().reverse().map((d) =>
-      el('li', { text: clock(d.at) + ' ' + d.decision + (d.by ? ' by ' + d.by : '') + ' · ' + d.from + ' → ' + d.to + ' ' + d.type + ' "' + d.intent + '"' + (d.reason ? ' · ' + d.reason : '') })));
+      el('li', { text: clock(d.at) + ' ' + d.decision + (d.by ? ' by ' + d.by : '') + ' · ' + (d.node ? d.node + ': ' : '') + d.from + ' → ' + d.to + ' ' + d.type + ' "' + d.intent + '"' + (d.reason ? ' · ' + d.reason : '') })));
     $('log').tBodies[0].replaceChildren(...state.log.map((r) => el('tr', null,
       ...[clock(r.ts), r.from, r.to, r.type, r.intent, r.decision + (r.code ? ' ' + r.code : ''), r.outcome || '', r.approval ? r.approval + (r.decidedBy ? ' by ' + r.decidedBy : '') : ''].map((t) => el('td', { text: t })))));
     if (!operator.value && state.operator) operator.value = state.operator;

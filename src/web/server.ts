@@ -11,6 +11,7 @@ import { answerText, ApprovalDesk, checkOperatorBus, type DeskAnswer, type Opera
 import { parseOptions } from '../options-schema.js';
 import { csrfFor, csrfRefusal, newToken, presentedToken, tokenCookie, tokenMatches } from './auth.js';
 import { APP_JS, CSP, CSS, pageHtml } from './page.js';
+import { readBody } from '../http-body.js';
 
 /** What the web page needs of an `Orchestrator`: events, approvals and (optionally) the audit log. */
 export interface WebBus extends OperatorBus {
@@ -27,7 +28,7 @@ export interface ApprovalServerOptions {
   host?: string;
   /** The secret every request must present (16 to 512 characters). @default a fresh random one, see `handle.token` */
   token?: string;
-  /** The name the page fills in as the operator (each decision still names who made it). */
+  /** The name the page fills in as the operator (each decision still names who made it). @default a fleet queue's `operator`, else none */
   operator?: string;
   /** Largest request body accepted, in bytes. @default 16384 */
   maxBodyBytes?: number;
@@ -98,6 +99,9 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
   const maxShown = o.maxShown ?? 100;
   const logTail = o.logTail ?? 20;
   const desk = new ApprovalDesk(bus, { remember: 50 });
+  // A fleet's queue (`fleetApprovals`) names its operator: the id every node records.
+  const named = (bus as { readonly operator?: unknown }).operator;
+  const fleetOperator = typeof named === 'string' && named !== '' ? named : undefined;
   const clients = new Set<ServerResponse>();
   let port = 0;
 
@@ -115,7 +119,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     return {
       now: Date.now(),
       closed,
-      operator: o.operator ?? null,
+      operator: o.operator ?? fleetOperator ?? null,
       pending: pending.slice(0, maxShown).map(viewOf),
       more: Math.max(0, pending.length - maxShown),
       recent: desk.recent().map((d) => ({
@@ -124,6 +128,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
         decision: d.decision,
         by: d.by,
         reason: d.reason,
+        node: d.approval.node ?? null,
         from: d.approval.envelope.from,
         to: d.approval.envelope.to,
         type: d.approval.envelope.type,
@@ -290,7 +295,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
 
 /** What the page sees of a held message. */
 function viewOf(a: PendingApproval) {
-  return { id: a.id, envelope: a.envelope, rule: a.rule ?? null, payloadHash: a.payloadHash, payloadBytes: a.payloadBytes, requestedAt: a.requestedAt, expiresAt: a.expiresAt, restored: a.restored === true };
+  return { id: a.id, node: a.node ?? null, envelope: a.envelope, rule: a.rule ?? null, payloadHash: a.payloadHash, payloadBytes: a.payloadBytes, requestedAt: a.requestedAt, expiresAt: a.expiresAt, restored: a.restored === true };
 }
 
 /** HTTP status for a desk answer: 409 for a second decision, 404 for an unknown item, 422 for a refusal. */
@@ -333,24 +338,3 @@ function sendText(res: ServerResponse, status: number, type: string, text: strin
   res.end(text);
 }
 
-/** The body as UTF-8, or undefined when it is over `max` bytes (reading stops there). */
-function readBody(req: IncomingMessage, max: number): Promise<string | undefined> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.pause();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}

@@ -82,6 +82,50 @@ describe.skipIf(skip !== '')('generated permissions on a real nats-server', () =
     await server?.dispose();
   });
 
+  it("fleet approvals: a node may not send operators' requests, listen to another node's, or speak for another node; an operator may request of every node and hear every node's notices", async () => {
+    const until = (subject: string, operation: Refusal['operation']) => new Promise<Refusal>((resolve) => n1.onRefused((r) => r.subject === subject && r.operation === operation && resolve(r)));
+    // n1 asks n2's queue to decide (an operator's request): the broker refuses the publish.
+    const decide = subjects.desk('n2', 'decide');
+    const published = until(decide, 'publish');
+    n1.nc.publish(decide, new Uint8Array(1));
+    expect(await published).toMatchObject({ operation: 'publish', subject: decide });
+    // n1 listens to n2's requests: refused.
+    const list = subjects.desk('n2', 'list');
+    const subscribed = until(list, 'subscription');
+    n1.nc.subscribe(list);
+    expect(await subscribed).toMatchObject({ operation: 'subscription', subject: list });
+    // n1 publishes n2's notice: refused.
+    const changed = subjects.desk('n2', 'changed');
+    const spoke = until(changed, 'publish');
+    n1.nc.publish(changed, new Uint8Array(1));
+    expect(await spoke).toMatchObject({ subject: changed });
+    // The operator may: n2 answers its request on n2's own subject, the operator hears n2's notice.
+    const op = await NodeConnection.open({ servers: server.url, inboxPrefix: subjects.operatorInbox('op'), nkeySeed: readFileSync(join(dir, 'topo', 'op.nk'), 'utf8') });
+    const opRefused: Refusal[] = [];
+    op.onRefused((r) => opRefused.push(r));
+    try {
+      const answering = n2.nc.subscribe(subjects.desk('n2', 'list'), { callback: (_e, msg) => void msg.respond(new TextEncoder().encode('here')) });
+      const notices = op.nc.subscribe(subjects.deskChanges());
+      await Promise.all([n2.nc.flush(), op.nc.flush()]);
+      const reply = await op.nc.request(subjects.desk('n2', 'list'), new Uint8Array(1), { timeout: 5_000 });
+      expect(new TextDecoder().decode(reply.data)).toBe('here');
+      n2.nc.publish(subjects.desk('n2', 'changed'), new TextEncoder().encode('notice'));
+      for await (const m of notices) {
+        expect(new TextDecoder().decode(m.data)).toBe('notice');
+        break;
+      }
+      answering.unsubscribe();
+      // An operator cannot read another operator's inbox.
+      const other = `${subjects.operatorInbox('someone')}.>`;
+      const refusedOther = new Promise<Refusal>((resolve) => op.onRefused((r) => r.subject === other && resolve(r)));
+      op.nc.subscribe(other);
+      expect(await refusedOther).toMatchObject({ operation: 'subscription' });
+      expect(opRefused.map((r) => r.subject)).toEqual([other]);
+    } finally {
+      await op.close();
+    }
+  });
+
   it('refuses a connection without credentials', async () => {
     await expect(NodeConnection.open({ servers: server.url, inboxPrefix: 'shop._r.x', connectTimeoutMs: 2000 })).rejects.toMatchObject({ code: 'TRANSPORT_UNAVAILABLE' });
   });
