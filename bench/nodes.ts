@@ -7,6 +7,7 @@
 //   npm run bench:nodes                 starts a nats-server of its own
 //   npm run bench:nodes -- --quick      smaller counts
 //   npm run bench:nodes -- --runs=5     medians of five runs (default 3)
+//   npm run bench:nodes -- --only=file,signed,digest   these rows beside bare NATS
 //   npm run bench:nodes -- --server=nats://127.0.0.1:4222   against a running server
 //   npm run bench:nodes -- --inbound-per-node=false          limits.inboundPerNode of both nodes (JSON)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,8 +20,8 @@ import { benchServer, measureAsker, natsBaseline, type AskFigures } from './nats
 import { natsTransportPair } from './nats-transport.js';
 
 type Audit = 'off' | 'memory' | 'file';
-/** Insecure (no roster), signed (a roster: every message signed and verified), or signed and sealed. */
-type Trust = 'insecure' | 'signed' | 'mac' | 'sealed';
+/** Insecure (no roster); a roster with every message signed, MAC'd, or MAC'd with signed digests; sealed besides. */
+type Trust = 'insecure' | 'signed' | 'mac' | 'digest' | 'sealed' | 'digest-sealed';
 
 const quietIO = { out: () => {}, err: (l: string) => console.error(l) };
 
@@ -34,8 +35,9 @@ async function fleet(url: string, bus: string, dir: string, trust: Trust): Promi
   return (node) => ({
     roster: join(out, 'roster.json'),
     nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'),
-    ...(trust === 'sealed' ? { seal: 'always' as const } : {}),
+    ...(trust === 'sealed' || trust === 'digest-sealed' ? { seal: 'always' as const } : {}),
     ...(trust === 'mac' ? { proof: 'mac' as const } : {}),
+    ...(trust === 'digest' || trust === 'digest-sealed' ? { proof: 'digest' as const } : {}),
   });
 }
 
@@ -54,6 +56,16 @@ async function nodePair(url: string, bus: string, audit: Audit, dir: string, tru
   const client = a.register('client');
   b.register('echo', { concurrency: 10_000, handlers: { echo: (payload) => payload } });
   await Promise.all([a.ready(), b.ready()]);
+  // a's watch of the claims may not show b's agent yet.
+  for (let tries = 0; ; tries++) {
+    try {
+      await client.ask('echo', 'echo', 0);
+      break;
+    } catch (e) {
+      if (tries > 200 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
   return {
     ask: (payload: unknown) => client.ask('echo', 'echo', payload),
     close: async () => {
@@ -71,20 +83,27 @@ const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.len
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const runs = Number(args.find((a) => a.startsWith('--runs='))?.slice(7) ?? 3);
+/** `--only=signed,file`: just these rows (and bare NATS), e.g. to profile one with `node --cpu-prof`. */
+const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const wanted = (row: string) => only === undefined || only.includes(row);
 const server = await benchServer(args);
-const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [] };
+const rows: Record<string, AskFigures[]> = { bare: [], transport: [], off: [], memory: [], file: [], signed: [], sealed: [], mac: [], digest: [], 'digest-sealed': [] };
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-nodes-bench-'));
 for (let run = 0; run < runs; run++) {
   rows.bare!.push(await natsBaseline(server.url, quick));
-  const transport = await natsTransportPair(server.url);
-  rows.transport!.push(await measureAsker(transport.ask, quick));
-  await transport.close();
+  if (wanted('transport')) {
+    const transport = await natsTransportPair(server.url);
+    rows.transport!.push(await measureAsker(transport.ask, quick));
+    await transport.close();
+  }
   for (const audit of ['off', 'memory', 'file'] as const) {
+    if (!wanted(audit)) continue;
     const pair = await nodePair(server.url, `bench${run}${audit}`, audit, dir);
     rows[audit]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
   }
-  for (const trust of ['signed', 'sealed', 'mac'] as const) {
+  for (const trust of ['signed', 'sealed', 'mac', 'digest', 'digest-sealed'] as const) {
+    if (!wanted(trust)) continue;
     const pair = await nodePair(server.url, `bench${run}${trust}`, 'file', dir, trust);
     rows[trust]!.push(await measureAsker(pair.ask, quick));
     await pair.close();
@@ -106,9 +125,12 @@ const labels = [
   ['signed', 'signed (roster), audit file'],
   ['sealed', 'signed + sealed, audit file'],
   ['mac', 'MAC (roster), audit file'],
+  ['digest', 'MAC + signed digests, file'],
+  ['digest-sealed', 'digests + sealed, file'],
 ] as const;
 for (const [name, label] of labels) {
   const r = rows[name]!;
+  if (r.length === 0) continue;
   const aps = median(r.map((x) => x.asksPerSecond));
   const p50 = median(r.map((x) => x.p50));
   const p99 = median(r.map((x) => x.p99));

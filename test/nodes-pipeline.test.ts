@@ -1,7 +1,7 @@
 // The pipeline side of nodes: two Orchestrators joined by an in-memory transport act as two
 // nodes of one bus. What crosses, what each node checks, records and decides.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
+import type { AuditRecord, Envelope, HandlerContext, OrchestratorOptions, PolicyRule } from '../src/index.js';
 import { ALLOW_ALL, closeBuses, deferred, makeBus, rejectionOf, settle } from './support/helpers.js';
 import { recordingResponder } from './support/loopback.js';
 import { brokenAudit, heldCarriage, inboundMessage, twoNodes } from './support/nodes.js';
@@ -602,6 +602,40 @@ describe('what comes back to the sender', () => {
     await n1.close();
     await expect(receipt).resolves.toMatchObject({ failed: ['b'] });
     expect(carried[0]!.cancelled).toHaveLength(1);
+  });
+});
+
+/** An async audit log whose commits of reply rows wait until the test releases them. */
+function heldReplies() {
+  const held: (() => void)[] = [];
+  const rows: AuditRecord[] = [];
+  const log = {
+    append: (records: readonly AuditRecord[]) => void rows.push(...records),
+    appendAsync(records: readonly AuditRecord[], done: (error?: Error) => void) {
+      const commit = () => (rows.push(...records), done());
+      if (records.some((r) => r.kind === 'attempt' && r.type === 'reply')) held.push(commit);
+      else queueMicrotask(commit);
+    },
+    drain: () => held.splice(0).forEach((f) => f()),
+    query: () => [],
+    verify: () => ({ ok: true, checked: 0 }),
+    close: () => undefined,
+  };
+  return { log, held, rows };
+}
+
+describe('the reply to another node', () => {
+  it('leaves before its reply row is committed, and the row is committed after', async () => {
+    const audit = heldReplies();
+    const { n1, n2 } = twoNodes({}, { audit: audit.log });
+    n2.register('b', { handlers: { echo: (p) => ({ echoed: p }) } });
+    const a = n1.register('a');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(a.ask('b', 'echo', { x: 1 })).resolves.toEqual({ echoed: { x: 1 } });
+    expect(audit.held).toHaveLength(1);
+    expect(audit.rows.filter((r) => r.kind === 'attempt' && r.type === 'reply')).toEqual([]);
+    audit.held.splice(0).forEach((commit) => commit());
+    expect(audit.rows.filter((r) => r.kind === 'attempt' && r.type === 'reply')).toHaveLength(1);
   });
 });
 

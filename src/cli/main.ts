@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
-import { checkRecordedProof } from '../nats/proofs.js';
+import { readRecordedProof } from '../nats/proofs.js';
 import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
@@ -83,8 +83,10 @@ Options:
   --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
                    a command-line argument is visible to other users of the machine)
   --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
-                   receipt (its signature over what it sent), so the log proves what each
-                   peer sent this node
+                   receipt (its signature over what it sent, or its MAC and a later
+                   signed row of the same node whose digest covers it), so the log proves
+                   what each peer sent this node; MAC'd rows no signed row covers are
+                   counted apart
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -253,7 +255,7 @@ function runVerify(args: string[], io: CliIO): number {
         io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
         return 1;
       }
-      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
+      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.covered > 0 ? ` (${peers.covered} of them MAC'd and covered by a signed digest)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
     }
     if (result.ok) {
       const head = log.head();
@@ -274,28 +276,34 @@ function runVerify(args: string[], io: CliIO): number {
   }
 }
 
-/** Checks the proof kept with every receipt from another node, in seq order; stops at the first bad one. */
-function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; macs: number; bad?: string } {
+/**
+ * Checks the proof kept with every receipt from another node, in seq order; stops at the
+ * first bad one. A MAC'd row counts as proven when a signed row of the same node in this
+ * log lists its cover (digest proofs); else it is provable to the fleet only.
+ */
+function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; macs: number; covered: number; bad?: string } {
   let checked = 0;
   let unverified = 0;
-  let macs = 0;
+  const covers = new Set<string>();
+  const macs: string[] = [];
   for (let after = 0; ; ) {
     const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT });
-    if (page.length === 0) return { checked, unverified, macs };
+    if (page.length === 0) break;
     for (const e of page) {
       if (e.unverified === true) unverified++;
       if (e.proof === undefined) continue;
-      // A MAC proves the sender to this node only (either end could have made it): counted, not checkable here.
-      if (e.proof.includes('"sig":"m.')) {
-        macs++;
-        continue;
+      const read = readRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
+      if (read.kind === 'bad') return { checked, unverified, macs: macs.length, covered: 0, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${read.why}` };
+      if (read.kind === 'mac') macs.push(`${read.node}\0${read.cover}`);
+      else {
+        checked++;
+        for (const c of read.covers) covers.add(`${read.node}\0${c}`);
       }
-      const why = checkRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
-      if (why !== undefined) return { checked, unverified, macs, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${why}` };
-      checked++;
     }
     after = page[page.length - 1]!.seq;
   }
+  const covered = macs.filter((m) => covers.has(m)).length;
+  return { checked: checked + covered, unverified, macs: macs.length - covered, covered };
 }
 
 function runExport(args: string[], io: CliIO): number {

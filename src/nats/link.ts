@@ -683,7 +683,8 @@ interface Seen {
 
 /** The node a proof line names, unverified (for the record of a refusal). */
 function proofNode(data: Uint8Array): { node?: string } {
-  const end = data.subarray(0, 256).indexOf(0x0a);
+  // A signed frame's proof line may list covers (digest proofs): up to 2048 bytes.
+  const end = data.subarray(0, 2048).indexOf(0x0a);
   if (end < 0) return {};
   const node = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 3)[1];
   return node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(node) ? { node } : {};

@@ -43,9 +43,13 @@ export interface NatsTransportOptions {
    * the receiver's log proves to anyone holding the roster what this node sent) or `'mac'`
    * (HMAC-SHA256 under a key only this node and the receiving one share, agreed from their
    * roster sealing keys: far cheaper, equally sure for the receiver, but provable to the
-   * two nodes only). Receivers accept both. @default 'signature'
+   * two nodes only), or `'digest'` (a MAC on routine frames, and one frame in 64 to each
+   * peer, or the first after 100 ms, signed with the covers of the MAC'd frames sent to it
+   * since the last signed one: the receiver's log proves to anyone holding the roster each
+   * MAC'd row a later signed row covers; rows after a node's last signed frame to it hold a
+   * MAC only until that node sends it another). Receivers accept all three. @default 'signature'
    */
-  proof?: 'signature' | 'mac';
+  proof?: 'signature' | 'mac' | 'digest';
   /**
    * How old (or how far in the future, for a peer's clock ahead of this one) a message's
    * signed timestamp may be, in ms; older ones are refused as replays, and ids admitted
@@ -66,7 +70,7 @@ const schema = z
     nkeySeed: z.string().regex(/^\s*SU[A-Z2-7]{56}\s*$/, 'must be a user nkey seed (SU…)').optional(),
     insecure: z.boolean().optional(),
     seal: z.enum(['always', 'never']).optional(),
-    proof: z.enum(['signature', 'mac']).optional(),
+    proof: z.enum(['signature', 'mac', 'digest']).optional(),
     freshnessMs: z.number().int().min(1_000).max(3_600_000).optional(),
     leaseMs: z.number().int().min(150).max(3_600_000).optional(),
     connectTimeoutMs: z.number().int().min(1).max(600_000).optional(),

@@ -15,6 +15,14 @@
  * agreement of the two nodes' sealing keys and the direction (sender → recipient), with a
  * random 96-bit nonce before the ciphertext and the signed prefix as associated data.
  *
+ * Digests (`proof: 'digest'`): each frame carries a MAC (`m.…`) under the pair's key, and
+ * every {@link DIGEST_EVERY}th frame to a peer (or the first after {@link DIGEST_MS}) is
+ * signed instead, with a fifth field `c.<h>.<h>…` listing the covers of the MAC'd frames sent
+ * to that peer since the previous signed one: each `h` the first 16 bytes (base64url) of the
+ * SHA-256 of what that frame's MAC covered. The signature covers the list too, so the
+ * receiver's log keeps a proof anyone holding the roster can check for every MAC'd row that a
+ * later signed row covers.
+ *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -24,8 +32,14 @@ import type { RosterIndex } from './roster.js';
 import { WIRE_ID_PATTERN } from './wire.js';
 
 const NEWLINE = 0x0a;
-/** The longest proof line: `p`, a node id, a flag and a signature. */
-const MAX_PROOF_LINE = 256;
+/** At most this many frames to one peer between two signed ones (digest proofs). */
+export const DIGEST_EVERY = 64;
+/** The first frame to a peer this long after the last signed one is signed (digest proofs). */
+export const DIGEST_MS = 100;
+/** The longest proof line: `p`, a node id, a flag, a signature and the covers of up to {@link DIGEST_EVERY} frames. */
+const MAX_PROOF_LINE = 2048;
+/** A signed frame's covers: `c.` then up to DIGEST_EVERY - 1 covers of 16 bytes in base64url, dot-separated. */
+const COVERS = new RegExp(`^c(?:\\.[A-Za-z0-9_-]{22}){1,${DIGEST_EVERY - 1}}$`);
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
 /** A MAC proof: `m.` and 32 bytes of HMAC-SHA256 in base64url. */
 const MAC = /^m\.[A-Za-z0-9_-]{43}$/;
@@ -56,6 +70,10 @@ export class Proofs {
   /** `from \0 to` → the HMAC key of that direction. */
   readonly #macKeys = new Map<string, Buffer>();
   readonly #mac: boolean;
+  readonly #digest: boolean;
+  /** Per peer (digest proofs): covers of the MAC'd frames sent since the last signed one, and when that was. */
+  readonly #pendingCovers = new Map<string, { covers: string[]; signedAt: number }>();
+  readonly #now: () => number;
 
   /**
    * `mac: true` authenticates each frame this node sends with HMAC-SHA256 under a key only
@@ -64,13 +82,18 @@ export class Proofs {
    * the receiver, but the receiver's log then proves what a peer sent only to this fleet
    * (either end of a pair could have made the MAC), not to a third party. Frames of either
    * kind are accepted.
+   *
+   * `proof: 'digest'` MACs routine frames and signs one in {@link DIGEST_EVERY} to each peer
+   * (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before it.
    */
-  constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; mac?: boolean }) {
+  constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; proof?: 'signature' | 'mac' | 'digest'; now?: () => number }) {
     this.#bus = options.bus;
     this.#node = options.node;
     this.#roster = options.roster;
     this.#keys = options.keys;
-    this.#mac = options.mac === true;
+    this.#mac = options.proof === 'mac';
+    this.#digest = options.proof === 'digest';
+    this.#now = options.now ?? Date.now;
   }
 
   /** True when frames are signed and checked (a roster was given). */
@@ -88,13 +111,26 @@ export class Proofs {
     const plain = Buffer.from(body, 'utf8');
     const sealed = seal && peer !== undefined;
     const flag = sealed ? 's' : 'o';
-    const signed = signedBytes(this.#bus, subject, flag, line, plain);
-    const sig = this.#mac && peer !== undefined ? `m.${createHmac('sha256', this.#key('mac', this.#node, peer)).update(signed).digest('base64url')}` : keys.sign(signed).toString('base64url');
-    const head = Buffer.from(`p ${this.#node} ${flag} ${sig}\n${line}\n`, 'latin1');
+    let signed = signedBytes(this.#bus, subject, flag, line, plain);
+    let proof: string;
+    const pending = this.#digest && peer !== undefined ? this.#pending(peer) : undefined;
+    if (pending !== undefined && pending.covers.length < DIGEST_EVERY - 1 && this.#now() - pending.signedAt < DIGEST_MS) {
+      proof = `m.${createHmac('sha256', this.#key('mac', this.#node, peer!)).update(signed).digest('base64url')}`;
+      pending.covers.push(coverOf(signed));
+    } else if (pending !== undefined) {
+      const covers = pending.covers.length === 0 ? undefined : `c.${pending.covers.join('.')}`;
+      if (covers !== undefined) signed = Buffer.concat([signed, Buffer.from(`\n${covers}`, 'latin1')]);
+      proof = covers === undefined ? keys.sign(signed).toString('base64url') : `${keys.sign(signed).toString('base64url')} ${covers}`;
+      pending.covers = [];
+      pending.signedAt = this.#now();
+    } else {
+      proof = this.#mac && peer !== undefined ? `m.${createHmac('sha256', this.#key('mac', this.#node, peer)).update(signed).digest('base64url')}` : keys.sign(signed).toString('base64url');
+    }
+    const head = Buffer.from(`p ${this.#node} ${flag} ${proof}\n${line}\n`, 'latin1');
     if (!sealed) return Buffer.concat([head, plain]);
     const nonce = randomBytes(NONCE);
     const cipher = createCipheriv('aes-256-gcm', this.#key('seal', this.#node, peer), nonce);
-    cipher.setAAD(signed.subarray(0, signed.length - 64));
+    cipher.setAAD(signedPrefix(this.#bus, subject, flag, line));
     const ct = Buffer.concat([cipher.update(plain), cipher.final()]);
     return Buffer.concat([head, nonce, ct, cipher.getAuthTag()]);
   }
@@ -107,7 +143,7 @@ export class Proofs {
   open(subject: string, data: Uint8Array, requireSealed: boolean): Opened {
     const end = data.byteLength > MAX_PROOF_LINE ? data.subarray(0, MAX_PROOF_LINE).indexOf(NEWLINE) : data.indexOf(NEWLINE);
     if (end < 0) throw denied('no proof line (a frame from a node of another version, or forged)');
-    const [p, node, flag, sig, extra] = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 5);
+    const [p, node, flag, sig, covers, extra] = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 6);
     if (p !== 'p' || node === undefined || !WIRE_ID_PATTERN.test(node) || extra !== undefined) throw denied('malformed proof line');
     const rest = data.subarray(end + 1);
     const roster = this.#roster;
@@ -116,6 +152,7 @@ export class Proofs {
     if (key === undefined) throw denied(`signed by node "${node}", which is not in the roster`);
     if (flag !== 'o' && flag !== 's') throw denied(`node "${node}" sent a frame without a signature`);
     if (sig === undefined || !(SIGNATURE.test(sig) || MAC.test(sig))) throw denied(`node "${node}" sent a malformed signature`);
+    if (covers !== undefined && (!SIGNATURE.test(sig) || !COVERS.test(covers))) throw denied(`node "${node}" sent a malformed digest`);
     if (requireSealed && flag !== 's') throw denied(`node "${node}" sent an unsealed frame, and this node requires sealing`);
     const lineEnd = rest.byteLength > 4096 ? rest.subarray(0, 4096).indexOf(NEWLINE) : rest.indexOf(NEWLINE);
     if (lineEnd < 0) throw denied('no metadata line');
@@ -133,7 +170,7 @@ export class Proofs {
         throw denied(`sealed body from node "${node}" does not decrypt for this node (not sealed for it, or altered)`);
       }
     }
-    const signed = Buffer.concat([prefix, digest(plain)]);
+    const signed = covers === undefined ? Buffer.concat([prefix, digest(plain)]) : Buffer.concat([prefix, digest(plain), Buffer.from(`\n${covers}`, 'latin1')]);
     if (sig.startsWith('m.')) {
       const want = createHmac('sha256', this.#key('mac', node, this.#node)).update(signed).digest();
       if (!timingSafeEqual(want, Buffer.from(sig.slice(2), 'base64url'))) throw denied(`the MAC of node "${node}" does not verify under the key this node shares with it (forged or altered)`);
@@ -141,8 +178,20 @@ export class Proofs {
       throw denied(`the signature of node "${node}" does not verify under its roster key (forged or altered)`);
     }
     const frame = flag === 's' ? Buffer.concat([Buffer.from(`${line}\n`, 'latin1'), plain]) : rest;
-    const proof = JSON.stringify({ v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line });
+    const proof = JSON.stringify(covers === undefined ? { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line } : { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line, covers });
     return { node, sealed: flag === 's', frame, proof };
+  }
+
+  /** What this node still has to cover for `peer` (digest proofs). */
+  #pending(peer: string): { covers: string[]; signedAt: number } {
+    let pending = this.#pendingCovers.get(peer);
+    if (pending === undefined) {
+      // The first frame to a peer is signed.
+      pending = { covers: [], signedAt: -Infinity };
+      if (this.#pendingCovers.size > 10_000) this.#pendingCovers.clear();
+      this.#pendingCovers.set(peer, pending);
+    }
+    return pending;
   }
 
   /** The AES (`seal`) or HMAC (`mac`) key of the direction `from` → `to` (one of them is this node). */
@@ -171,31 +220,46 @@ function digest(plain: Uint8Array): Buffer {
   return Buffer.from(createHash('sha256').update(plain).digest('hex'), 'latin1');
 }
 
+/** The cover of a MAC'd frame that a later signed frame lists: 16 bytes of the SHA-256 of what its MAC covered. */
+function coverOf(signed: Uint8Array): string {
+  return createHash('sha256').update(signed).digest().subarray(0, 16).toString('base64url');
+}
+
 /** What a signature covers: the frame's context, its line and the hex SHA-256 of its plaintext body. */
 function signedBytes(bus: string, subject: string, flag: string, line: string, plain: Uint8Array): Buffer {
   return Buffer.concat([signedPrefix(bus, subject, flag, line), digest(plain)]);
 }
 
 /**
- * Checks a proof kept in a receipt row against the roster: the signature of `proof.node`
- * over the recorded subject, line and the row's payload hash. Returns undefined when it
- * holds, else why not.
+ * What a proof kept in a receipt row shows, checked against the roster: a signature of
+ * `node` that verifies over the recorded subject, line and the row's payload hash (with the
+ * covers of the MAC'd frames it vouches for, when it lists them); or a MAC, which a third
+ * party can check only through a signed row of the same node whose covers list `cover`.
  */
-export function checkRecordedProof(proofJson: string, payloadHash: string, bus: string, roster: RosterIndex): string | undefined {
-  let p: { node?: unknown; key?: unknown; sig?: unknown; subject?: unknown; seal?: unknown; line?: unknown };
+export type RecordedProof =
+  | { readonly kind: 'signed'; readonly node: string; readonly covers: readonly string[] }
+  | { readonly kind: 'mac'; readonly node: string; readonly cover: string }
+  | { readonly kind: 'bad'; readonly why: string };
+
+/** Reads and checks a proof kept in a receipt row (see {@link RecordedProof}). */
+export function readRecordedProof(proofJson: string, payloadHash: string, bus: string, roster: RosterIndex): RecordedProof {
+  let p: { node?: unknown; key?: unknown; sig?: unknown; subject?: unknown; seal?: unknown; line?: unknown; covers?: unknown };
   try {
     p = JSON.parse(proofJson) as typeof p;
   } catch {
-    return 'the recorded proof is not JSON';
+    return { kind: 'bad', why: 'the recorded proof is not JSON' };
   }
-  const { node, key, sig, subject, seal, line } = p;
-  if (typeof node !== 'string' || typeof sig !== 'string' || typeof subject !== 'string' || typeof line !== 'string' || (seal !== 'o' && seal !== 's')) return 'the recorded proof is malformed';
+  const { node, key, sig, subject, seal, line, covers } = p;
+  if (typeof node !== 'string' || typeof sig !== 'string' || typeof subject !== 'string' || typeof line !== 'string' || (seal !== 'o' && seal !== 's')) return { kind: 'bad', why: 'the recorded proof is malformed' };
+  if (covers !== undefined && (typeof covers !== 'string' || !COVERS.test(covers))) return { kind: 'bad', why: 'the recorded covers are malformed' };
   const verifier = roster.verifier(node);
-  if (verifier === undefined) return `node "${node}" is not in the roster`;
-  if (roster.node(node)!.signingKey !== key) return `the recorded key of node "${node}" is not its roster key`;
-  if (sig.startsWith('m.')) return 'a MAC, which only the two nodes could check (the node sent with proof: \'mac\')';
-  const signed = Buffer.concat([signedPrefix(bus, subject, seal, line), Buffer.from(payloadHash, 'latin1')]);
-  return verifySignature(verifier, signed, Buffer.from(sig, 'base64url')) ? undefined : `the signature of node "${node}" does not verify`;
+  if (verifier === undefined) return { kind: 'bad', why: `node "${node}" is not in the roster` };
+  if (roster.node(node)!.signingKey !== key) return { kind: 'bad', why: `the recorded key of node "${node}" is not its roster key` };
+  const body = Buffer.concat([signedPrefix(bus, subject, seal, line), Buffer.from(payloadHash, 'latin1')]);
+  if (sig.startsWith('m.')) return { kind: 'mac', node, cover: coverOf(body) };
+  const signed = covers === undefined ? body : Buffer.concat([body, Buffer.from(`\n${covers}`, 'latin1')]);
+  if (!verifySignature(verifier, signed, Buffer.from(sig, 'base64url'))) return { kind: 'bad', why: `the signature of node "${node}" does not verify` };
+  return { kind: 'signed', node, covers: covers === undefined ? [] : covers.slice(2).split('.') };
 }
 
 function denied(message: string): BusError {

@@ -390,7 +390,7 @@ class NatsTransport implements Transport {
       directory.invalidate();
       const maxPayloadBytes = conn.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
       const trust = this.#trust;
-      const proofs = new Proofs({ bus: this.#subjects.bus, node, mac: o.proof === 'mac', ...(trust === undefined ? {} : { roster: trust.roster, keys: trust.keys }) });
+      const proofs = new Proofs({ bus: this.#subjects.bus, node, ...(o.proof === undefined ? {} : { proof: o.proof }), ...(trust === undefined ? {} : { roster: trust.roster, keys: trust.keys }) });
       const link = new Link({
         connection: conn,
         subjects: this.#subjects,

@@ -250,12 +250,15 @@ export class Deliveries {
     let record: AuditRecord | undefined = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
     // A restored message's sender is gone: its reply is kept with its row, for result().
     if (record !== undefined && p.keepReply) record = { ...record, keptReply: encoded.json };
+    // A reply to another node need not wait for this row: the sender's row of it is the proof.
+    const ahead = p.replyAhead;
+    if (ahead !== undefined) ahead(encoded.json);
     commit.stage(
       record,
       () => {
         const payload = decodePayload(encoded);
         requestEnded(this.#config.telemetry, p);
-        p.resolve(payload);
+        if (ahead === undefined || p.observers !== undefined) p.resolve(payload);
         onCommit?.();
         if (events.has('message:replied')) events.emit('message:replied', { envelope: envelopeOf(draft, ask.priority, ask.depth, undefined, payload) });
       },

@@ -271,6 +271,7 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
       (error) => answer.error(error.code, error.message),
       undefined,
     );
+    p.replyAhead = (json) => answer.reply(json);
     if (envelope.type === 'delegate') p.progressListeners = [(report) => answer.progress(report.fraction, report.note)];
     if (held) {
       this.#parts.approvals.hold(draft, envelope, p, parent, envelope.deadline!);

@@ -50,6 +50,12 @@ export class PendingRequest implements Expirable {
   observers: ((error: BusError | undefined, value: unknown) => void)[] | undefined = undefined;
   /** Its reply is kept in the log for `result()`: its sender's promise died with an earlier process. */
   keepReply = false;
+  /**
+   * Set for a request from another node: its reply (the JSON text) leaves at once and its
+   * reply row is committed while it travels. The sender's log keeps the reply with this
+   * node's proof; if this node's row then fails, its log records the ask as failed.
+   */
+  replyAhead: ((json: string) => void) | undefined = undefined;
   readonly #resolve: (value: unknown) => void;
   readonly #reject: (error: BusError) => void;
 

@@ -13,7 +13,7 @@ import { main } from '../../src/cli/main.js';
 import { NodeConnection } from '../../src/nats/connection.js';
 import { natsTransport, type NatsTransportOptions } from '../../src/nats/index.js';
 import { keysFromSeed } from '../../src/nats/keys.js';
-import { Proofs } from '../../src/nats/proofs.js';
+import { DIGEST_EVERY, Proofs, readRecordedProof } from '../../src/nats/proofs.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { messageLine } from '../../src/nats/wire.js';
@@ -342,7 +342,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(JSON.parse(n2.getMessageLog({ agentId: 'bob' }).find((e) => e.type === 'ask')!.proof!)).toMatchObject({ node: 'n1', sig: expect.stringMatching(/^m\./) });
     // n3's key with n2, presented as n1's.
     const roster = new RosterIndex(loadRoster(rosterPath));
-    const n3 = new Proofs({ bus: BUS, node: 'n3', roster, keys: keysFromSeed(seed('n3')), mac: true });
+    const n3 = new Proofs({ bus: BUS, node: 'n3', roster, keys: keysFromSeed(seed('n3')), proof: 'mac' });
     const subject = subjects.inbound('bob', 'alice', 'ask');
     const line = messageLine({ id: 'mmac-1', intent: 'pay', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' });
     const framed = Buffer.from(n3.wrap(subject, line, '{}', 'n2', false));
@@ -354,6 +354,40 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     const out: string[] = [];
     expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
     expect(out.join('\n')).toMatch(/1 authenticated by a MAC, provable to this fleet only/);
+  });
+
+  it("with proof: 'digest', MACs routine frames and signs one in 64 listing their covers: `switchboard verify --roster` proves each covered row, counts the rows after the last signed one as MAC only, and refuses altered covers", async () => {
+    const db = join(dir, `n2-digest-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    // A burst: most frames go out within DIGEST_MS of a signed one, so they are MAC'd.
+    await Promise.all(Array.from({ length: 2 * DIGEST_EVERY + 5 }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    const rows = n2.getMessageLog({ agentId: 'bob', type: 'ask', limit: 1000 }).sort((a, b) => a.seq - b.seq);
+    const proofs = rows.map((e) => JSON.parse(e.proof!) as { sig: string; covers?: string });
+    const macs = proofs.filter((p) => p.sig.startsWith('m.')).length;
+    expect(macs).toBeGreaterThan(0);
+    const signedCovers = proofs.filter((p) => p.covers !== undefined);
+    expect(signedCovers.length).toBeGreaterThan(0);
+    expect(signedCovers.every((p) => p.covers!.split('.').length <= DIGEST_EVERY)).toBe(true);
+    const lastSigned = proofs.findLastIndex((p) => !p.sig.startsWith('m.'));
+    const tail = proofs.length - 1 - lastSigned;
+    await n2.close();
+    await n1.close();
+    const out: string[] = [];
+    expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    expect(out.join('\n')).toContain(`ok: ${rows.length - tail} peer proofs verified`);
+    expect(out.join('\n')).toContain(`(${macs - tail} of them MAC'd and covered by a signed digest)`);
+    if (tail > 0) expect(out.join('\n')).toContain(`(${tail} authenticated by a MAC, provable to this fleet only`);
+    // A cover changed in a signed row: its signature no longer holds.
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const row = rows[proofs.indexOf(signedCovers[0]!)]!;
+    const covers = signedCovers[0]!.covers!;
+    const altered = JSON.stringify({ ...signedCovers[0], covers: `${covers.slice(0, -1)}${covers.endsWith('A') ? 'B' : 'A'}` });
+    expect(readRecordedProof(row.proof!, row.payloadHash, BUS, roster).kind).toBe('signed');
+    expect(readRecordedProof(altered, row.payloadHash, BUS, roster)).toEqual({ kind: 'bad', why: 'the signature of node "n1" does not verify' });
   });
 
   it('seals what a `sealed: true` rule allows, and the receiving node refuses such a message unsealed', async () => {
