@@ -121,6 +121,19 @@ describe('a2aServer(): authentication', () => {
     expect(bus.getMessageLog().length).toBe(before);
   });
 
+  it('closes the connection after a 401, however the request asked to keep it alive', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus);
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('POST /a2a/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
+    await closed;
+    expect(text).toMatch(/^HTTP\/1\.1 401 /);
+    expect(text.toLowerCase()).toContain('connection: close');
+  });
+
   it('refuses a body over maxBodyBytes with 413 before the SDK reads it', async () => {
     const { bus, seen } = frontBus();
     const server = await serve(bus, { maxBodyBytes: 2048 });
