@@ -119,11 +119,11 @@ export const APP_JS = `'use strict';
 (() => {
   // The library's own escapeText: agent text shows no control or bidirectional character here either.
   const escapeText = ${escapeText.toString()};
+  const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
   // Line by line, for pretty-printed JSON: its layout's line breaks stay line breaks, and a
   // string's bidirectional or C1 character (JSON.stringify leaves those) is shown escaped.
   const NL = String.fromCharCode(10);
   const escapeLines = (text) => text.split(NL).map(escapeText).join(NL);
-  const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
   const $ = (id) => document.getElementById(id);
   const el = (tag, props, ...children) => {
     const node = document.createElement(tag);
