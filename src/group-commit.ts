@@ -1,6 +1,7 @@
 import { isAsyncAuditLog, type AsyncAuditLog, type AuditLog, type AuditRecord } from './audit/types.js';
 import { BusError } from './errors.js';
 import { FairYield } from './fair-yield.js';
+import { escapeText } from './escape-text.js';
 
 interface Entry {
   /** How many of the staged records are this entry's. */
@@ -329,7 +330,7 @@ export class GroupCommit {
         else entry.onFail?.(chunk.error);
       } catch (e) {
         // Bus code that must not throw; say so rather than hide it, and go on with the others.
-        process.emitWarning(`agent-switchboard: an audit commit callback threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_INTERNAL' });
+        process.emitWarning(`agent-switchboard: an audit commit callback threw: ${escapeText((e as Error)?.message ?? String(e))}`, { code: 'SWITCHBOARD_INTERNAL' });
       }
     }
   }

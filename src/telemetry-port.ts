@@ -4,6 +4,7 @@
 // whose every method returns at once without allocating.
 import type { Envelope, MessageType } from './envelope.js';
 import type { ErrorCode } from './errors.js';
+import { escapeText } from './escape-text.js';
 
 /** What a send is known to be at its entry, before any check. */
 export interface SendDraft {
@@ -200,7 +201,7 @@ class GuardedTelemetry implements Telemetry {
     } catch {
       text = 'an unprintable value';
     }
-    process.emitWarning(`agent-switchboard: the telemetry threw in ${name}(): ${text} (the bus goes on; further throws are not reported)`, { code: 'SWITCHBOARD_TELEMETRY' });
+    process.emitWarning(`agent-switchboard: the telemetry threw in ${name}(): ${escapeText(text)} (the bus goes on; further throws are not reported)`, { code: 'SWITCHBOARD_TELEMETRY' });
   }
 
   sendStarted(draft: SendDraft, within?: RunToken): SendToken {

@@ -7,7 +7,7 @@ import { a2aAgent, a2aServer, SCHEMA_EXTENSION_URI, type A2aServerHandle } from 
 import { contractJsonSchema } from '../src/tools/catalog.js';
 import { defineContracts, type HandlerContext, type Orchestrator, type PolicyRule } from '../src/index.js';
 import { closeBuses, makeBus, rejectionOf } from './support/helpers.js';
-import { bareSdkServer, dataPart, request, sdkClient, statusText, textPart } from './support/a2a.js';
+import { bareSdkServer, cardHost, dataPart, request, sdkClient, statusText, textPart } from './support/a2a.js';
 
 const TOKEN = 'partner-token-0123456789';
 const OTHER_TOKEN = 'other-token-0123456789ab';
@@ -119,6 +119,19 @@ describe('a2aServer(): authentication', () => {
     await expect(client.sendMessage(request('quote', [dataPart({ sku: 'a' })]))).rejects.toThrow();
     expect(seen).toEqual([]);
     expect(bus.getMessageLog().length).toBe(before);
+  });
+
+  it('closes the connection after a 401, however the request asked to keep it alive', async () => {
+    const { bus } = frontBus();
+    const server = await serve(bus);
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('POST /a2a/jsonrpc HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}');
+    await closed;
+    expect(text).toMatch(/^HTTP\/1\.1 401 /);
+    expect(text.toLowerCase()).toContain('connection: close');
   });
 
   it('refuses a body over maxBodyBytes with 413 before the SDK reads it', async () => {
@@ -558,6 +571,56 @@ describe('a2aAgent()', () => {
     const error = await rejectionOf(a2aAgent({ card: `${bare.url}/.well-known/agent-card.json`, skills: ['price', 'nope'] }));
     expect(error.code).toBe('INVALID_ARGUMENT');
     expect(error.message).toContain('"nope"');
+  });
+});
+
+describe('a2aAgent() headers', () => {
+  async function bareWithCard(): Promise<{ bare: Awaited<ReturnType<typeof bareSdkServer>>; cardJson: string }> {
+    const bare = await bareSdkServer(['price'], (_skill, input) => ({ price: (input as { n: number }).n * 2 }));
+    closers.push(bare.close);
+    const cardJson = await (await fetch(`${bare.url}/.well-known/agent-card.json`)).text();
+    bare.seenAuth.length = 0;
+    return { bare, cardJson };
+  }
+
+  it("refuses a card whose endpoint is on another origin, naming both origins, and sends no header there", async () => {
+    const { bare, cardJson } = await bareWithCard();
+    const host = await cardHost(() => cardJson);
+    closers.push(host.close);
+    const error = await rejectionOf(a2aAgent({ card: `${host.url}/.well-known/agent-card.json`, headers: { authorization: 'Bearer secret' } }));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toContain(host.url);
+    expect(error.message).toContain(bare.url);
+    expect(error.message).toContain('allowOrigins');
+    expect(bare.seenAuth).toEqual([]);
+    expect(host.seenAuth).toEqual(['Bearer secret']);
+  });
+
+  it('sends the headers to an endpoint on another origin listed in allowOrigins', async () => {
+    const { bare, cardJson } = await bareWithCard();
+    const host = await cardHost(() => cardJson);
+    closers.push(host.close);
+    const bus = makeBus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    bus.register('remote', await a2aAgent({ card: `${host.url}/.well-known/agent-card.json`, headers: { authorization: 'Bearer secret' }, allowOrigins: [bare.url] }));
+    expect(await bus.register('me').ask('remote', 'price', { n: 4 })).toEqual({ price: 8 });
+    expect(new Set(bare.seenAuth)).toEqual(new Set(['Bearer secret']));
+  });
+
+  it('refuses a redirect to another origin without sending the headers there', async () => {
+    const { bare, cardJson } = await bareWithCard();
+    const host = await cardHost((url) => cardJson.replaceAll(`${bare.url}/a2a/jsonrpc`, `${url}/rpc`), `${bare.url}/a2a/jsonrpc`);
+    closers.push(host.close);
+    const bus = makeBus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    bus.register('remote', await a2aAgent({ card: `${host.url}/.well-known/agent-card.json`, headers: { authorization: 'Bearer secret' } }));
+    const error = await rejectionOf(bus.register('me').ask('remote', 'price', { n: 4 }));
+    expect(error.code).toBe('HANDLER_FAILED');
+    expect(bare.seenAuth).toEqual([]);
+  });
+
+  it('refuses an allowOrigins entry that is not an origin', async () => {
+    const error = await rejectionOf(a2aAgent({ card: 'http://127.0.0.1:1/card.json', allowOrigins: ['https://rpc.example/path'] }));
+    expect(error.code).toBe('INVALID_ARGUMENT');
+    expect(error.message).toContain('allowOrigins.0');
   });
 });
 

@@ -410,6 +410,33 @@ describe('the telemetry option: a bus traces itself', () => {
     expect(failedRun.attributes).toMatchObject({ 'error.type': 'HANDLER_FAILED', 'switchboard.message.intent': 'boom' });
   });
 
+  it("records TIMEOUT, as the audit log does, on the run of a handler that ends because its ctx.signal aborted at the deadline", async () => {
+    const telemetry = setup();
+    const bus = tracedBus(telemetry);
+    let ended!: () => void;
+    const handlerDone = new Promise<void>((r) => (ended = r));
+    bus.register('b', {
+      handlers: {
+        wait: (_p: unknown, ctx: HandlerContext) =>
+          new Promise((_resolve, reject) =>
+            ctx.signal.addEventListener('abort', () => {
+              reject(new Error('gave up: the signal aborted'));
+              ended();
+            }),
+          ),
+      },
+    });
+    const a = bus.register('a');
+    expect((await rejectionOf(a.ask('b', 'wait', {}, { timeoutMs: 20 }))).code).toBe('TIMEOUT');
+    await handlerDone;
+    await bus.onIdle();
+    await expect.poll(() => exporter.getFinishedSpans().some((s) => s.name === 'process b')).toBe(true);
+    const run = spanNamed('process b');
+    expect(run.status.code).toBe(SpanStatusCode.ERROR);
+    expect(run.attributes['error.type']).toBe('TIMEOUT');
+    expect(bus.getMessageLog({ agentId: 'a' }).find((e) => e.intent === 'wait')).toMatchObject({ outcome: 'expired', code: 'TIMEOUT' });
+  });
+
   it('traces a held send as pending, a rejected one with APPROVAL_REJECTED, an approved one as delivered; the gauge follows the queue', async () => {
     const telemetry = setup();
     const bus = tracedBus(telemetry, { policies: [{ from: 'buyer', to: 'payment', allow: ['delegate'], requireApproval: true }] });

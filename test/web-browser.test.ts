@@ -186,6 +186,26 @@ describe.skipIf(!present)('approval page in Chromium', () => {
     }
   }, 30_000);
 
+  it("shows a card's payload readable and escaped: its line breaks as line breaks, a bidirectional or C1 character as text", async () => {
+    const bus = paymentBus();
+    const { page, server } = await openPage(bus);
+    try {
+      const job = bus.register('purchase').delegate('payment', 'pay', { to: 'ACME\u202e0001', note: 'a\u009bb', lines: 'one\ntwo' }, { timeoutMs: 90_000 });
+      const outcome = job.then(() => 'delivered', (e: { code?: string }) => e.code);
+      const card = page.locator('article.card');
+      await card.waitFor();
+      const shown = (await card.locator('pre.payload').textContent()) ?? '';
+      expect(shown).not.toContain('\\x0a');
+      expect(shown.split('\n')).toEqual(['{', '  "to": "ACME\\u202e0001",', '  "note": "a\\x9bb",', '  "lines": "one\\ntwo"', '}']);
+      expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u0080-\u009f\u202e]/);
+      bus.approvals.reject(bus.approvals.list()[0]!.id);
+      expect(await outcome).toBe('APPROVAL_REJECTED');
+    } finally {
+      await page.close();
+      await server.close();
+    }
+  }, 30_000);
+
   it('shows the payload of the confirm step escaped: a bidirectional or C1 character in a string cannot reorder what the operator approves', async () => {
     const bus = paymentBus();
     const { page, server } = await openPage(bus);

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { approvalServer, type ApprovalServerHandle } from '../src/web/index.js';
 import { csrfFor } from '../src/web/auth.js';
 import type { Orchestrator } from '../src/index.js';
@@ -237,6 +237,36 @@ describe('approvalServer()', () => {
     const approved = await post(server, { id, decision: 'approve', by: 'alice' });
     expect(await approved.json()).toMatchObject({ status: 'decided', staged: true, text: 'approved: staged for delivery' });
     await expect(job).resolves.toMatchObject({ paid: true });
+  });
+});
+
+describe('approvalServer() warnings', () => {
+  it('escapes control and bidirectional characters of an internal error it warns about', async () => {
+    const bus = paymentBus();
+    const failing = {
+      events: bus.events,
+      approvals: {
+        list: () => {
+          throw new Error('queue broke \u001b]8;;https://evil.example\u0007click\u001b]8;;\u0007 \u202eevil');
+        },
+        approve: () => undefined,
+        reject: () => undefined,
+      },
+    };
+    const warnings: string[] = [];
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(((w: string) => void warnings.push(w)) as typeof process.emitWarning);
+    try {
+      const server = await approvalServer(failing as never, { token: TOKEN });
+      servers.push(server);
+      const res = await fetch(new URL('/api/state', server.url), { headers: auth });
+      expect(res.status).toBe(500);
+      await vi.waitFor(() => expect(warnings).toHaveLength(1));
+    } finally {
+      warn.mockRestore();
+    }
+    expect(warnings[0]).toContain('queue broke \\x1b]8;;https://evil.example\\x07click');
+    expect(warnings[0]).toContain('\\u202eevil');
+    expect(warnings[0]).not.toMatch(/[\u0000-\u001f\u202e]/);
   });
 });
 

@@ -14,8 +14,18 @@ import { stateName } from './task-states.js';
 export interface A2aAgentOptions {
   /** The URL of the remote agent card (`https://…/.well-known/agent-card.json`). */
   readonly card: string;
-  /** Headers sent with every request, the card's included (e.g. `authorization: Bearer …`). */
+  /**
+   * Headers sent with every request to the card's origin, the card's own request included
+   * (e.g. `authorization: Bearer …`), and to the origins of {@link A2aAgentOptions.allowOrigins}.
+   */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Origins other than the card's (`https://rpc.example.com`) that the card may name as its
+   * endpoints and that receive `headers`. A card whose endpoint is on an origin neither the
+   * card's nor listed here is refused, and so is a redirect to such an origin.
+   * @default [] (the card's origin only)
+   */
+  readonly allowOrigins?: readonly string[];
   /** Only these skills become intents. @default every skill of the card */
   readonly skills?: readonly string[];
   /** Skills on a card at most (INVALID_ARGUMENT beyond). @default 256 */
@@ -33,6 +43,10 @@ export interface A2aAgentRegistration {
 const optionsSchema = z.strictObject({
   card: z.url({ protocol: /^https?$/ }),
   headers: z.record(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$/, 'must be an HTTP header name'), z.string().max(8192).regex(/^[^\r\n\0]*$/, 'must not contain line breaks')).optional(),
+  allowOrigins: z
+    .array(z.url({ protocol: /^https?$/ }).refine((u) => new URL(u).origin === u.replace(/\/$/, ''), 'must be an origin (scheme://host[:port]) without a path'))
+    .max(1024)
+    .optional(),
   skills: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
   maxSkills: z.number().int().min(1).max(100_000).optional(),
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
@@ -58,11 +72,13 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
   const o = parseOptions(optionsSchema, options, 'a2aAgent');
   const extra = o.headers ?? {};
   const maxResponseBytes = o.maxResponseBytes ?? 16 * 1024 * 1024;
+  const cardOrigin = new URL(o.card).origin;
+  // `headers` often hold a bearer token: they go to the origins the caller named (the card's
+  // and allowOrigins), never to one the remote names (its card's endpoints, a redirect).
+  const allowed = new Set([cardOrigin, ...(o.allowOrigins ?? []).map((u) => new URL(u).origin)]);
   // The remote is not trusted to be small: every response body is counted as it is read.
   const fetchImpl: typeof fetch = async (input, init) => {
-    const headers = new Headers(init?.headers);
-    for (const [name, value] of Object.entries(extra)) headers.set(name, value);
-    const response = await fetch(input, { ...init, headers });
+    const response = await fetchAllowed(input instanceof Request ? input.url : String(input), init, extra, allowed);
     return response.body === null ? response : new Response(capped(response.body, maxResponseBytes), { status: response.status, statusText: response.statusText, headers: response.headers });
   };
   let card: AgentCard;
@@ -70,6 +86,21 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
     card = await new DefaultAgentCardResolver({ fetchImpl }).resolve(o.card, '');
   } catch (error) {
     throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${(error as Error).message}`, { cause: error });
+  }
+  for (const endpoint of card.supportedInterfaces ?? []) {
+    if (!USED_BINDINGS.has(endpoint.protocolBinding.toUpperCase())) continue;
+    let origin: string;
+    try {
+      origin = new URL(endpoint.url).origin;
+    } catch (error) {
+      throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the card at ${o.card} names an endpoint that is not a URL: ${JSON.stringify(endpoint.url.slice(0, 200))}`, { cause: error });
+    }
+    if (!allowed.has(origin)) {
+      throw new BusError(
+        'INVALID_ARGUMENT',
+        `a2aAgent(): the card at ${o.card} (origin ${cardOrigin}) names its ${endpoint.protocolBinding} endpoint on origin ${JSON.stringify(origin.slice(0, 200))}: headers go to the card's origin only; list that origin in options.allowOrigins to call it`,
+      );
+    }
   }
   const maxSkills = o.maxSkills ?? 256;
   if (card.skills.length > maxSkills) throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the card at ${o.card} lists more than ${maxSkills} skills (maxSkills): choose some with options.skills`);
@@ -90,6 +121,40 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
   const handlers: Record<string, Handler> = Object.create(null) as Record<string, Handler>;
   for (const skill of wanted) handlers[skill] = (payload, ctx) => call(client, streaming, skill, payload, ctx);
   return { handlers, capabilities: ['a2a'] };
+}
+
+/** The bindings of the transports a2aAgent's client is built with. */
+const USED_BINDINGS: ReadonlySet<string> = new Set(['JSONRPC', 'HTTP+JSON']);
+/** Redirects followed at most per request (the fetch standard's own limit). */
+const MAX_REDIRECTS = 20;
+
+/**
+ * `fetch` with `extra` headers, following redirects by hand so that each hop is checked:
+ * a hop to an origin outside `allowed` is refused (fetch itself would carry custom headers
+ * across origins), and so is a first request to one.
+ */
+async function fetchAllowed(url: string, init: RequestInit | undefined, extra: Readonly<Record<string, string>>, allowed: ReadonlySet<string>): Promise<Response> {
+  let target = new URL(url);
+  let request: RequestInit = { ...init };
+  for (let hop = 0; ; hop++) {
+    if (!allowed.has(target.origin)) {
+      throw new Error(`a2aAgent refuses to send its headers to ${target.origin}${hop === 0 ? '' : ' (a redirect)'}: not the card's origin nor in allowOrigins`);
+    }
+    const headers = new Headers(request.headers);
+    for (const [name, value] of Object.entries(extra)) headers.set(name, value);
+    const response = await fetch(target, { ...request, headers, redirect: 'manual' });
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status > 399 || location === null) return response;
+    await response.body?.cancel();
+    if (hop >= MAX_REDIRECTS) throw new Error(`a2aAgent: more than ${MAX_REDIRECTS} redirects from ${url}`);
+    target = new URL(location, target);
+    // As fetch does: a 303, or a 301/302 after a POST, becomes a GET without a body.
+    const method = (request.method ?? 'GET').toUpperCase();
+    if (response.status === 303 ? method !== 'HEAD' : (response.status === 301 || response.status === 302) && method === 'POST') {
+      const { body: _body, ...rest } = request;
+      request = { ...rest, method: 'GET' };
+    }
+  }
 }
 
 async function call(client: Client, streaming: boolean, skill: string, payload: unknown, ctx: HandlerContext): Promise<unknown> {

@@ -18,6 +18,7 @@ import { parseOptions } from '../options-schema.js';
 import { buildCard, cardJson, skillsOf, type CardOverrides } from './card.js';
 import { BusExecutor } from './executor.js';
 import { OneMessageTasks } from './request-handler.js';
+import { SseWriter } from './sse-writer.js';
 import { BoundedTaskStore } from './task-store.js';
 import { readBody } from '../http-body.js';
 
@@ -57,6 +58,12 @@ export interface A2aServerOptions {
   readonly maxTasks?: number;
   /** Bytes of remembered tasks at most (each keeps the caller's message and the reply; the oldest go first). @default 67108864 */
   readonly maxTaskBytes?: number;
+  /**
+   * Bytes of a stream's events waiting for a slow reader at most (beyond what the socket
+   * buffers): beyond, that stream is closed; its task goes on and tasks/get reads it.
+   * @default 1048576
+   */
+  readonly maxStreamBufferBytes?: number;
   /** Open connections at most, authenticated or not: one beyond is closed at once. @default 1024 */
   readonly maxConnections?: number;
   /** The URL peers reach this server at, when it sits behind a proxy. @default `http://host:port` */
@@ -95,6 +102,7 @@ const optionsSchema = z.strictObject({
   maxBodyBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
   maxTasks: z.number().int().min(1).max(10_000_000).optional(),
   maxTaskBytes: z.number().int().min(1024).max(2 ** 40).optional(),
+  maxStreamBufferBytes: z.number().int().min(1024).max(1 << 30).optional(),
   maxConnections: z.number().int().min(1).max(1_000_000).optional(),
   publicUrl: z.url().optional(),
 });
@@ -136,6 +144,7 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   const skills = skillsOf(contracts, o.skills);
   if (skills.length === 0) throw new BusError('INVALID_ARGUMENT', `a2aServer(): no ask or delegate contract to offer as a skill of ${o.agent}`);
   const maxBody = o.maxBodyBytes ?? 1_048_576;
+  const maxStreamBuffer = o.maxStreamBufferBytes ?? 1_048_576;
 
   // Stand-ins first: a taken id fails here, before anything listens.
   const stand = new Map<string, Agent>();
@@ -181,7 +190,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
     }
     // Everything else authenticates first: no token, no work (and nothing reaches the bus).
     const caller = tokens.get(digestOf(bearerOf(req)));
-    if (caller === undefined) return plain(res, 401, 'a valid bearer token is required', { 'WWW-Authenticate': 'Bearer' });
+    // Closed after the answer: an unauthenticated peer keeps no socket (maxConnections is shared).
+    if (caller === undefined) return plain(res, 401, 'a valid bearer token is required', { 'WWW-Authenticate': 'Bearer', Connection: 'close' });
     if (path !== RPC_PATH) return plain(res, 404, 'not found');
     if (req.method !== 'POST') return plain(res, 405, 'use POST', { Allow: 'POST' });
     const body = await readBody(req, maxBody);
@@ -220,12 +230,13 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
       return json(res, 200, rpcError(body, error));
     }
     res.writeHead(200, SSE_HEADERS);
+    const stream = new SseWriter(res, maxStreamBuffer);
     try {
-      for (let next = first; next.done !== true; next = await reply.next()) if (!res.destroyed) res.write(formatSSEEvent(next.value));
+      for (let next = first; next.done !== true; next = await reply.next()) stream.write(formatSSEEvent(next.value));
     } catch (error) {
-      if (!res.destroyed) res.write(formatSSEErrorEvent(rpcError(body, error)));
+      stream.write(formatSSEErrorEvent(rpcError(body, error)));
     }
-    res.end();
+    stream.end();
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

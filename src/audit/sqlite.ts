@@ -14,6 +14,7 @@ import { interruptedSince, mayBeAlive, META_RUNS, newRun, parseRuns, type Run } 
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
 import type { AuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
+import { escapeText } from '../escape-text.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
 export interface SqliteAuditLogOptions {
@@ -250,7 +251,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
         .immediate();
     } catch (e) {
       this.run = undefined;
-      process.emitWarning(`agent-switchboard: could not register this run in ${this.path} (${messageOf(e)}); runs that ended without closing are left for a later open`, { code: 'SWITCHBOARD_AUDIT_RUNS' });
+      process.emitWarning(`agent-switchboard: could not register this run in ${this.path} (${escapeText(messageOf(e))}); runs that ended without closing are left for a later open`, { code: 'SWITCHBOARD_AUDIT_RUNS' });
     }
   }
 
@@ -391,7 +392,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
       try {
         this.onCommit(head);
       } catch (e) {
-        process.emitWarning(`agent-switchboard: audit.onCommit threw: ${messageOf(e)}`, { code: 'SWITCHBOARD_ON_COMMIT' });
+        process.emitWarning(`agent-switchboard: audit.onCommit threw: ${escapeText(messageOf(e))}`, { code: 'SWITCHBOARD_ON_COMMIT' });
       }
     }
     return head;
@@ -649,7 +650,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
         try {
           this.onBackpressure(wal);
         } catch (e) {
-          process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${messageOf(e)}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
+          process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${escapeText(messageOf(e))}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
         }
       }
     }

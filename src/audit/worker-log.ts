@@ -8,6 +8,7 @@ import { loadSqlite } from './native.js';
 import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
+import { escapeText } from '../escape-text.js';
 
 /** How long a synchronous call waits for the worker before failing closed (plus lock waits). */
 const SYNC_TIMEOUT_MS = 10_000;
@@ -167,7 +168,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
         try {
           this.onCommit(reply.result as ChainHead);
         } catch (e) {
-          process.emitWarning(`agent-switchboard: audit.onCommit threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_ON_COMMIT' });
+          process.emitWarning(`agent-switchboard: audit.onCommit threw: ${escapeText((e as Error)?.message ?? String(e))}`, { code: 'SWITCHBOARD_ON_COMMIT' });
         }
       }
       done(reply.ok ? undefined : toError(reply));
@@ -338,7 +339,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
       try {
         this.onBackpressure?.(reply.backpressure);
       } catch (e) {
-        process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${(e as Error)?.message ?? String(e)}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
+        process.emitWarning(`agent-switchboard: audit.onBackpressure threw: ${escapeText((e as Error)?.message ?? String(e))}`, { code: 'SWITCHBOARD_ON_BACKPRESSURE' });
       }
       return;
     }

@@ -2,7 +2,7 @@ import type { AuditRecord } from '../audit/types.js';
 import { checkSize, copyPlainJson, decodePayload, encodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
-import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError } from '../errors.js';
+import { BusError, describe, errorText, MAX_TEXT_LENGTH, toBusError, type ErrorCode } from '../errors.js';
 import type { CommitInfo } from '../telemetry-port.js';
 import type { Handler } from '../types.js';
 import { checkWellFormed, contractOf } from './checks.js';
@@ -151,8 +151,8 @@ export class Deliveries {
     return telemetry.handlerStarted(d.envelope, (run) => {
       d.runToken = run;
       const done = this.#run(d, handler);
-      if (done !== RESOLVED) return done.then(() => telemetry.handlerEnded(run, d.failure));
-      telemetry.handlerEnded(run, d.failure); // a synchronous handler: its run ends before its reply is committed
+      if (done !== RESOLVED) return done.then(() => telemetry.handlerEnded(run, runEnd(d)));
+      telemetry.handlerEnded(run, runEnd(d)); // a synchronous handler: its run ends before its reply is committed
       return RESOLVED;
     });
   };
@@ -332,4 +332,13 @@ export class Deliveries {
     if (p === undefined || p.state !== 'pending' || p.progressListeners === undefined) return;
     p.reportProgress(Object.freeze(note === undefined ? { fraction } : { fraction, note }));
   }
+}
+
+/**
+ * How a handler's run ended, for the telemetry: a run whose signal the bus aborted (a
+ * deadline, a cancel) ended for that reason, as the audit log's outcome says, whatever the
+ * handler then threw or returned; else its own failure, if any.
+ */
+function runEnd(d: Delivery): ErrorCode | undefined {
+  return d.abortReason?.code ?? d.failure;
 }

@@ -130,7 +130,7 @@ export class Delivery implements MailboxJob {
   /** Aborting the handler's signal is apart from the phase (see {@link aborted}): a running handler may be aborted. */
   /** The handler run's telemetry token, for the sends of its ctx (only when telemetry is on). */
   runToken: RunToken | undefined = undefined;
-  /** Why the handler failed (HANDLER_FAILED, NO_HANDLER), for the run's telemetry. */
+  /** Why the handler failed (HANDLER_FAILED, NO_HANDLER), for the run's telemetry (an abort reason, when there is one, comes first). */
   failure: ErrorCode | undefined = undefined;
   #controller: AbortController | undefined;
   #abortReason: BusError | undefined;

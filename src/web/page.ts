@@ -120,11 +120,15 @@ export const APP_JS = `'use strict';
   // The library's own escapeText: agent text shows no control or bidirectional character here either.
   const escapeText = ${escapeText.toString()};
   const csrf = document.querySelector('meta[name="switchboard-csrf"]').content;
+  // Line by line, for pretty-printed JSON: its layout's line breaks stay line breaks, and a
+  // string's bidirectional or C1 character (JSON.stringify leaves those) is shown escaped.
+  const NL = String.fromCharCode(10);
+  const escapeLines = (text) => text.split(NL).map(escapeText).join(NL);
   const $ = (id) => document.getElementById(id);
   const el = (tag, props, ...children) => {
     const node = document.createElement(tag);
     if (props) for (const [k, v] of Object.entries(props)) {
-      if (k === 'text') node.textContent = escapeText(String(v)); else if (k === 'class') node.className = v; else node.setAttribute(k, v);
+      if (k === 'text') node.textContent = escapeText(String(v)); else if (k === 'lines') node.textContent = escapeLines(String(v)); else if (k === 'class') node.className = v; else node.setAttribute(k, v);
     }
     for (const child of children) if (child) node.append(child);
     return node;
@@ -164,8 +168,7 @@ export const APP_JS = `'use strict';
       el('dt', { text: 'deadline' }), el('dd', { class: 'left', 'data-expires': String(item.expiresAt), text: clock(e.deadline || item.expiresAt) + ' · ' + left(item.expiresAt) }),
       el('dt', { text: 'held since' }), el('dd', { text: clock(item.requestedAt) + (item.restored ? ' (restored after a restart)' : '') }),
       el('dt', { text: 'payload' }), el('dd', { text: item.payloadBytes + ' bytes · sha256 ' + item.payloadHash }));
-    // Line by line: the layout's line breaks stay, and a string's bidirectional or C1 character (JSON leaves those) is shown escaped.
-    $('confirm-payload').textContent = JSON.stringify(e.payload, null, 2).split(String.fromCharCode(10)).map(escapeText).join(String.fromCharCode(10));
+    $('confirm-payload').textContent = escapeLines(JSON.stringify(e.payload, null, 2));
     const note = card.querySelector('input.reason').value.trim();
     $('confirm-note').textContent = (note ? 'note recorded with it: ' + note + ' · ' : '') + 'once approved it is delivered to ' + e.to + '.';
     dialog.showModal();
@@ -220,7 +223,7 @@ export const APP_JS = `'use strict';
         el('dt', { text: 'deadline' }), el('dd', { text: clock(e.deadline || item.expiresAt) + ' (held since ' + clock(item.requestedAt) + ')' }),
         el('dt', { text: 'envelope' }), el('dd', { text: 'id ' + e.id + ' · priority ' + e.priority + ' · depth ' + e.depth + ' · conversation ' + e.conversationId }),
         el('dt', { text: 'payload' }), el('dd', { text: item.payloadBytes + ' bytes · sha256 ' + item.payloadHash })),
-      el('pre', { class: 'payload', text: JSON.stringify(e.payload, null, 2) }),
+      el('pre', { class: 'payload', lines: JSON.stringify(e.payload, null, 2) }),
       el('div', { class: 'actions' }, reason,
         el('label', null, always, document.createTextNode(' always allow')),
         el('button', { class: 'approve', type: 'button', text: 'Approve' }),

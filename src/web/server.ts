@@ -12,6 +12,7 @@ import { parseOptions } from '../options-schema.js';
 import { csrfFor, csrfRefusal, newToken, presentedToken, tokenCookie, tokenMatches } from './auth.js';
 import { APP_JS, CSP, CSS, pageHtml } from './page.js';
 import { readBody } from '../http-body.js';
+import { escapeText } from '../escape-text.js';
 
 /** What the web page needs of an `Orchestrator`: events, approvals and (optionally) the audit log. */
 export interface WebBus extends OperatorBus {
@@ -257,7 +258,7 @@ export async function approvalServer(bus: WebBus, options: ApprovalServerOptions
     handle(req, res).catch((error: unknown) => {
       if (!res.headersSent) send(res, 500, { error: 'internal error' });
       else res.destroy();
-      process.emitWarning(`agent-switchboard web: ${error instanceof Error ? error.message : String(error)}`, { code: 'SWITCHBOARD_WEB_ERROR' });
+      process.emitWarning(`agent-switchboard web: ${escapeText(error instanceof Error ? error.message : String(error))}`, { code: 'SWITCHBOARD_WEB_ERROR' });
     });
   });
   server.headersTimeout = 10_000;

@@ -1,6 +1,7 @@
 // Helpers for the A2A tests: the SDK's own client with a bearer token, a message naming a
 // skill, and a bare @a2a-js/sdk server (express + the SDK's handlers) to call.
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Role, TaskState, type AgentCard, type Message, type Part, type SendMessageRequest } from '@a2a-js/sdk';
 import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
@@ -122,6 +123,33 @@ export async function bareSdkServer(
   const handler = new DefaultRequestHandler(bareCard(url, skills), new InMemoryTaskStore(), executor);
   app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
   app.use('/a2a/jsonrpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+  return {
+    url,
+    seenAuth,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/**
+ * A plain HTTP server on its own origin that serves `card` (JSON text made from the URL it
+ * listens on) and answers `/rpc` with a 307 redirect to `redirectTo` when given; records the
+ * authorization header of each request.
+ */
+export async function cardHost(card: (url: string) => string, redirectTo?: string): Promise<{ url: string; close(): Promise<void>; seenAuth: string[] }> {
+  const seenAuth: string[] = [];
+  const server = createServer((req, res) => {
+    seenAuth.push(String(req.headers.authorization ?? ''));
+    if (req.url === '/.well-known/agent-card.json') res.writeHead(200, { 'content-type': 'application/json' }).end(card(url));
+    else if (req.url === '/rpc' && redirectTo !== undefined) res.writeHead(307, { location: redirectTo }).end();
+    else res.writeHead(404).end();
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     url,
     seenAuth,
