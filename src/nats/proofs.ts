@@ -93,8 +93,9 @@ export class Proofs {
    * (either end of a pair could have made the MAC), not to a third party. Frames of either
    * kind are accepted.
    *
-   * `proof: 'digest'` MACs routine frames and signs one in {@link DIGEST_EVERY} to each peer
-   * (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before it.
+   * `proof: 'digest'` (the default) MACs routine frames and signs one in {@link DIGEST_EVERY}
+   * to each peer (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before
+   * it; `'signature'` signs every frame.
    */
   constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; proof?: 'signature' | 'mac' | 'digest'; now?: () => number }) {
     this.#bus = options.bus;
@@ -102,7 +103,7 @@ export class Proofs {
     this.#roster = options.roster;
     this.#keys = options.keys;
     this.#mac = options.proof === 'mac';
-    this.#digest = options.proof === 'digest';
+    this.#digest = options.proof === undefined || options.proof === 'digest';
     this.#now = options.now ?? Date.now;
   }
 

@@ -58,7 +58,7 @@ async function raw(node: string): Promise<NodeConnection> {
 /** A frame signed with `signer`'s seed, as that node (or a thief of its seed) would send it. */
 function signedFrame(signer: string, to: string, from: string, meta: Partial<Parameters<typeof messageLine>[0]> = {}, payload = '{}', peer?: string, seal = false): { subject: string; data: Uint8Array } {
   const roster = new RosterIndex(loadRoster(rosterPath));
-  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)) });
+  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)), proof: 'signature' });
   const subject = subjects.inbound(to, from, 'ask');
   const line = messageLine({ id: `mforged-${Math.random().toString(36).slice(2, 10)}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: signer, ...meta });
   return { subject, data: proofs.wrap(subject, line, payload, peer, seal) };
