@@ -23,8 +23,8 @@
  * receiver's log keeps a proof anyone holding the roster can check for every MAC'd row that a
  * later signed row covers.
  *
- * The tail: covers still pending when no frame follows within {@link DIGEST_MS} (or when the
- * link closes) go out in a signed digest frame of their own ({@link Proofs.digests}) on the
+ * The tail: covers still pending {@link DIGEST_MS} after a MAC'd frame (or when the link
+ * closes) go out in a signed digest frame of their own ({@link Proofs.digests}) on the
  * `digest` subject of a pair of agents the MAC'd frames were exchanged by: metadata line
  * `sb2 d <id> <ts>`, an empty body, and the signature over the covers like any signed frame.
  * The receiver records it as a row of its own, so every MAC'd row of a quiet log is covered.
