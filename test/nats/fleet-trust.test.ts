@@ -405,6 +405,21 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(readRecordedProof(altered, row.payloadHash, BUS, roster)).toEqual({ kind: 'bad', why: 'the signature of node "n1" does not verify' });
   });
 
+  it("with proof: 'digest', close() sends the covers still pending before the connection drains", async () => {
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const n2 = await startNode('n2', { proof: 'digest' }, { limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    // The first frame to a peer is signed, the second (sent in the same turn) MAC'd; then n1 closes at once.
+    await Promise.all([expect(alice.ask('bob', 'echo', 1)).resolves.toBe(1), expect(alice.ask('bob', 'echo', 2)).resolves.toBe(2)]);
+    await n1.close();
+    const log = () => n2.getMessageLog({ agentId: 'bob', limit: 100 });
+    expect(log().filter((e) => e.type === 'ask' && JSON.parse(e.proof!).sig.startsWith('m.'))).toHaveLength(1);
+    await vi.waitFor(() => expect(uncovered(log())).toBe(0), { timeout: 2000, interval: 10 });
+    expect(log().filter((e) => e.intent === 'sb.digest')).toHaveLength(1);
+  });
+
   it('refuses a digest frame replayed or with its covers altered, and records it once', async () => {
     const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
     const n2 = await startNode('n2', { proof: 'digest' }, { limits: { rate: false } });
