@@ -512,21 +512,22 @@ export class Link {
   }
 
   /**
-   * Fails every request in flight with `CLOSED`, aborts every inbound, unsubscribes. Covers
-   * still pending go out first in digest frames (the connection's drain delivers them).
+   * Fails every request in flight with `CLOSED`, aborts every inbound, sends the covers still
+   * pending in digest frames (the connection's drain delivers them), unsubscribes.
    */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#digestTimer);
     this.#digestTimer = undefined;
-    this.#flushDigests();
     for (const [key, p] of [...this.#pending]) {
       this.#finish(key);
       p.callbacks.error(new BusError('CLOSED', `${p.type} ${p.id} to "${p.to}" ended: the link closed`, { messageId: p.id }));
     }
     for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
+    // After the aborts: an answer they send at once is covered too.
+    this.#flushDigests();
     for (const sub of this.#served.values()) sub.unsubscribe();
     this.#served.clear();
     this.#inboxSub.unsubscribe();
