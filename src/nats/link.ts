@@ -16,6 +16,7 @@
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, toBusError } from '../errors.js';
+import { TokenBucket } from '../limits.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, type Subjects } from './subjects.js';
 import { DIGEST_BODY_HASH, DIGEST_MS, Proofs, readDigestLine } from './proofs.js';
@@ -174,6 +175,14 @@ export interface DigestFrame {
   /** The SHA-256 (hex) of its empty body, which the signature covers: the row's payload hash. */
   readonly payloadHash: string;
 }
+
+/**
+ * How many digest frames a node takes from one peer node: an honest one sends at most one
+ * per {@link DIGEST_MS} (and one at close), so twice that rate with a burst leaves room for
+ * delays, while a peer that floods them (each is a row) is refused, its refusals summarized
+ * like any sender's.
+ */
+const DIGEST_RATE = { perSecond: 2000 / DIGEST_MS, burst: 8 };
 
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
@@ -407,6 +416,8 @@ export class Link {
     this.#digestSoon();
   };
   readonly #onDigest: ((d: DigestFrame) => void) | undefined;
+  /** Per signing node (roster nodes only): its budget of digest frames. */
+  readonly #digestBudgets = new Map<string, TokenBucket>();
   #digestTimer: NodeJS.Timeout | undefined;
   readonly #digestSoon = (): void => {
     if (this.#digestTimer !== undefined || this.#closed || !this.#proofs.pending) return;
@@ -704,13 +715,21 @@ export class Link {
                 : line.ts <= (this.#floors.get(opened.node) ?? -Infinity)
                   ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay)`
                   : undefined;
-    if (refusal !== undefined) {
-      const error = new BusError('POLICY_DENIED', `digest ${line?.id ?? '?'} refused: ${refusal}`, line === undefined ? {} : { messageId: line.id });
+    const flood = refusal === undefined && !this.#digestAllowed(opened.node, now) ? `node "${opened.node}" sent more than ${DIGEST_RATE.perSecond} digest frames a second (burst ${DIGEST_RATE.burst})` : undefined;
+    if (refusal !== undefined || flood !== undefined) {
+      const error = new BusError('POLICY_DENIED', `digest ${line?.id ?? '?'} refused: ${refusal ?? flood}`, line === undefined ? {} : { messageId: line.id });
       this.#onDenied?.({ subject, error, to, from, kind: 'digest', ...(line === undefined ? {} : { id: line.id }), node: opened.node });
       return;
     }
     this.#remember(key, { at: now, node: opened.node, ts: line!.ts });
     this.#onDigest?.({ id: line!.id, from, to, node: opened.node, proof: opened.proof!, payloadHash: DIGEST_BODY_HASH });
+  }
+
+  /** Spends one of `node`'s digest frames (a verified roster node: the map stays as small as the roster). */
+  #digestAllowed(node: string, now: number): boolean {
+    let budget = this.#digestBudgets.get(node);
+    if (budget === undefined) this.#digestBudgets.set(node, (budget = new TokenBucket(DIGEST_RATE, now)));
+    return budget.take(now) === 0;
   }
 
   /**

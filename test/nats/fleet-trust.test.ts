@@ -420,6 +420,30 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(log().filter((e) => e.intent === 'sb.digest')).toHaveLength(1);
   });
 
+  it("refuses a peer's flood of valid digest frames beyond twice the rate an honest node sends them", async () => {
+    const n2 = await startNode('n2', {}, { limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    await n2.ready();
+    const denied = denials(n2);
+    // n1's key, as a compromised n1 would use it: 60 distinct, fresh, validly signed digest frames at once.
+    const n1 = new Proofs({ bus: BUS, node: 'n1', roster: new RosterIndex(loadRoster(rosterPath)), keys: keysFromSeed(seed('n1')), proof: 'digest' });
+    const subject = subjects.inbound('bob', 'alice', 'ask');
+    const route = subjects.inbound('bob', 'alice', 'digest');
+    const line = (i: number) => messageLine({ id: `mflood-${i}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' });
+    n1.wrap(subject, line(0), '{}', 'n2', false, route);
+    const pub = await raw('n1');
+    for (let i = 1; i <= 60; i++) {
+      n1.wrap(subject, line(i), '{}', 'n2', false, route);
+      const [frame] = n1.digests();
+      pub.nc.publish(frame!.subject, frame!.data);
+    }
+    await vi.waitFor(() => expect(n2.getMessageLog({ agentId: 'bob', limit: 100 }).filter((e) => e.intent === 'sb.digest').length + denied.length).toBe(60));
+    const taken = n2.getMessageLog({ agentId: 'bob', limit: 100 }).filter((e) => e.intent === 'sb.digest').length;
+    expect(taken).toBeGreaterThanOrEqual(8);
+    expect(taken).toBeLessThan(60);
+    expect(denied.every((d) => /node "n1" sent more than 20 digest frames a second \(burst 8\)/.test(d.reason))).toBe(true);
+  });
+
   it('refuses a digest frame replayed or with its covers altered, and records it once', async () => {
     const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
     const n2 = await startNode('n2', { proof: 'digest' }, { limits: { rate: false } });
