@@ -36,6 +36,8 @@ async function fleet(url: string, bus: string, dir: string, trust: Trust): Promi
     roster: join(out, 'roster.json'),
     nkeySeed: readFileSync(join(out, `${node}.nk`), 'utf8'),
     ...(trust === 'sealed' || trust === 'digest-sealed' ? { seal: 'always' as const } : {}),
+    // Named, not left to the default: each row measures the proof it names.
+    ...(trust === 'signed' || trust === 'sealed' ? { proof: 'signature' as const } : {}),
     ...(trust === 'mac' ? { proof: 'mac' as const } : {}),
     ...(trust === 'digest' || trust === 'digest-sealed' ? { proof: 'digest' as const } : {}),
   });

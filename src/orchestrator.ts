@@ -205,6 +205,7 @@ export class Orchestrator<C extends Contracts = any> {
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
         refused: (report) => inbound.refused(report),
+        digest: (report) => inbound.digest(report),
         admitted: (since, limit) => this.#admitted(since, limit),
         desk: freezeObject({ events: this.events, approvals: this.approvals }),
       } satisfies InboundPort),

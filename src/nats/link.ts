@@ -16,9 +16,10 @@
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, toBusError } from '../errors.js';
+import { TokenBucket } from '../limits.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, type Subjects } from './subjects.js';
-import { Proofs } from './proofs.js';
+import { DIGEST_BODY_HASH, DIGEST_MS, Proofs, readDigestLine } from './proofs.js';
 import type { RosterIndex } from './roster.js';
 import { answerLine, claimedId, decodeAbout, decodeAnswer, decodeMessage, errorBody, MAX_BUDGET_MS, messageLine, type DecodedMessage, type WireError, type WireMeta } from './wire.js';
 
@@ -154,7 +155,34 @@ export interface LinkOptions {
   now?: () => number;
   /** A frame refused for its proof or as a replay. */
   onDenied?(denied: DeniedFrame): void;
+  /** A peer's signed digest frame (digest proofs): record it. */
+  onDigest?(digest: DigestFrame): void;
 }
+
+/**
+ * A peer's signed digest frame, verified against the roster and fresh: the covers of MAC'd
+ * frames it sent this node that no signed frame listed yet. The receiver records it.
+ */
+export interface DigestFrame {
+  readonly id: string;
+  /** The agents of the subject: `from` of the signing node, `to` of this one. */
+  readonly from: string;
+  readonly to: string;
+  /** The signer. */
+  readonly node: string;
+  /** The proof (JSON) to keep with its row: the signature and the covers it lists. */
+  readonly proof: string;
+  /** The SHA-256 (hex) of its empty body, which the signature covers: the row's payload hash. */
+  readonly payloadHash: string;
+}
+
+/**
+ * How many digest frames a node takes from one peer node: an honest one sends at most one
+ * per {@link DIGEST_MS} (and one at close), so twice that rate with a burst leaves room for
+ * delays, while a peer that floods them (each is a row) is refused, its refusals summarized
+ * like any sender's.
+ */
+const DIGEST_RATE = { perSecond: 2000 / DIGEST_MS, burst: 8 };
 
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
@@ -198,6 +226,8 @@ interface Carrier {
   readonly seal: boolean;
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
   readonly running: Map<string, Arrival>;
+  /** Sends the pending covers in a digest frame soon, unless a signed frame lists them first. */
+  readonly digestSoon: () => void;
 }
 
 /**
@@ -321,7 +351,8 @@ class Arrival implements LinkInbound, LinkResponder {
     const c = this.#carrier;
     c.conn.assertUp(`progress of ${this.id}`);
     const subject = c.subjects.inbound(this.from, this.to, 'progress');
-    c.conn.nc.publish(subject, c.proofs.wrap(subject, answerLine('a', this.id), payloadJson, this.signer, this.sealed || c.seal));
+    c.conn.nc.publish(subject, c.proofs.wrap(subject, answerLine('a', this.id), payloadJson, this.signer, this.sealed || c.seal, c.subjects.inbound(this.from, this.to, 'digest')));
+    c.digestSoon();
     return true;
   }
 
@@ -332,7 +363,9 @@ class Arrival implements LinkInbound, LinkResponder {
     this.#stop();
     const c = this.#carrier;
     c.conn.assertUp(`answer to ${this.id}`);
-    return this.#msg.respond(c.proofs.wrap(reply, answerLine(kind, this.id), body, this.signer, this.sealed || c.seal));
+    const sent = this.#msg.respond(c.proofs.wrap(reply, answerLine(kind, this.id), body, this.signer, this.sealed || c.seal, c.subjects.inbound(this.from, this.to, 'digest')));
+    c.digestSoon();
+    return sent;
   }
 
   #stop(): void {
@@ -379,7 +412,21 @@ export class Link {
   readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
     if (this.#finish(p.key) === undefined || !this.#conn.up) return;
     const subject = this.#subjects.inbound(p.to, p.from, 'cancel');
-    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed));
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed, this.#subjects.inbound(p.to, p.from, 'digest')));
+    this.#digestSoon();
+  };
+  readonly #onDigest: ((d: DigestFrame) => void) | undefined;
+  /** Per signing node (roster nodes only): its budget of digest frames. */
+  readonly #digestBudgets = new Map<string, TokenBucket>();
+  #digestTimer: NodeJS.Timeout | undefined;
+  readonly #digestSoon = (): void => {
+    if (this.#digestTimer !== undefined || this.#closed || !this.#proofs.pending) return;
+    this.#digestTimer = setTimeout(this.#digestDue, DIGEST_MS);
+    this.#digestTimer.unref();
+  };
+  readonly #digestDue = (): void => {
+    this.#digestTimer = undefined;
+    this.#flushDigests();
   };
   readonly #served = new Map<string, Subscription>();
   readonly #inboxSub: Subscription;
@@ -396,12 +443,13 @@ export class Link {
     this.#onDead = options.onDead;
     this.#onRejected = options.onRejected;
     this.#onDenied = options.onDenied;
+    this.#onDigest = options.onDigest;
     this.#proofs = options.proofs ?? new Proofs({ bus: options.subjects.bus, node: options.node });
     this.#roster = options.roster;
     this.#seal = options.seal ?? false;
     this.#freshnessMs = options.freshnessMs ?? 120_000;
     this.#now = options.now ?? Date.now;
-    this.#carrier = { conn: this.#conn, subjects: this.#subjects, proofs: this.#proofs, seal: this.#seal, running: this.#running };
+    this.#carrier = { conn: this.#conn, subjects: this.#subjects, proofs: this.#proofs, seal: this.#seal, running: this.#running, digestSoon: this.#digestSoon };
     this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
   }
 
@@ -433,8 +481,9 @@ export class Link {
     const subject = this.#subjects.inbound(to, from, type);
     const reply = `${this.#inbox}.${key}`;
     try {
-      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true);
+      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true, this.#subjects.inbound(to, from, 'digest'));
       this.#conn.nc.publish(subject, data, { reply });
+      this.#digestSoon();
     } catch (cause) {
       this.#finish(key);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
@@ -453,7 +502,8 @@ export class Link {
   notify(message: Outbound & { type: 'notify' }): void {
     this.#assertOpen(`notify ${message.id} to "${message.to}"`);
     const subject = this.#subjects.inbound(message.to, message.from, 'notify');
-    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, messageLine(message), message.payloadJson, message.peer, this.#seal));
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, messageLine(message), message.payloadJson, message.peer, this.#seal, this.#subjects.inbound(message.to, message.from, 'digest')));
+    this.#digestSoon();
   }
 
   /**
@@ -472,19 +522,36 @@ export class Link {
     };
   }
 
-  /** Fails every request in flight with `CLOSED`, aborts every inbound, unsubscribes. */
+  /**
+   * Fails every request in flight with `CLOSED`, aborts every inbound, sends the covers still
+   * pending in digest frames (the connection's drain delivers them), unsubscribes.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#digestTimer);
+    this.#digestTimer = undefined;
     for (const [key, p] of [...this.#pending]) {
       this.#finish(key);
       p.callbacks.error(new BusError('CLOSED', `${p.type} ${p.id} to "${p.to}" ended: the link closed`, { messageId: p.id }));
     }
     for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
+    // After the aborts: an answer they send at once is covered too.
+    this.#flushDigests();
     for (const sub of this.#served.values()) sub.unsubscribe();
     this.#served.clear();
     this.#inboxSub.unsubscribe();
+  }
+
+  /** Publishes the pending covers of every peer in signed digest frames (lost while the connection is down). */
+  #flushDigests(): void {
+    if (!this.#conn.up) return;
+    try {
+      for (const d of this.#proofs.digests()) this.#conn.nc.publish(d.subject, d.data);
+    } catch {
+      // A connection closing under us: those rows stay MAC-only, as before a digest.
+    }
   }
 
   #assertOpen(what: string): void {
@@ -572,7 +639,8 @@ export class Link {
     // is known to be a roster node that may speak for `from`.
     let opened;
     try {
-      opened = this.#proofs.open(msg.subject, msg.data, this.#seal);
+      // A digest frame has no body to seal.
+      opened = this.#proofs.open(msg.subject, msg.data, this.#seal && kind !== 'digest');
       if (this.#roster !== undefined && !this.#roster.mayServe(opened.node, from)) {
         throw new BusError('POLICY_DENIED', `refused before reading: node "${opened.node}" signed a ${kind} from "${from}", but the roster does not let it serve "${from}"`, { agentId: from });
       }
@@ -582,6 +650,10 @@ export class Link {
     }
     if (kind === 'progress' || kind === 'cancel') {
       this.#onAbout(msg.subject, opened.frame, kind, to, from);
+      return;
+    }
+    if (kind === 'digest') {
+      this.#onDigestFrame(msg.subject, opened, to, from);
       return;
     }
     let decoded: DecodedMessage;
@@ -622,6 +694,42 @@ export class Link {
     this.#remember(key, { at: now, node: opened.node, ts: decoded.ts });
     const arrival = new Arrival(this.#carrier, msg, decoded, kind, from, to, key, opened);
     receiver(arrival, arrival);
+  }
+
+  /** A peer's digest frame, its proof verified: refused unless signed with covers, well-formed and fresh; else recorded once. */
+  #onDigestFrame(subject: string, opened: { node: string; covers: boolean; frame: Uint8Array; proof: string | undefined }, to: string, from: string): void {
+    const line = readDigestLine(opened.frame);
+    const now = this.#now();
+    const key = line === undefined ? '' : `${to}\0${from}\0${line.id}`;
+    const refusal =
+      this.#roster === undefined || opened.proof === undefined
+        ? 'digest frames are taken only with a roster'
+        : !opened.covers
+          ? 'a digest frame must be signed and list covers'
+          : line === undefined
+            ? 'a malformed digest frame'
+            : Math.abs(now - line.ts) > this.#freshnessMs
+              ? `its signed time ${new Date(line.ts).toISOString()} is more than ${this.#freshnessMs} ms from this node's clock (a replay, or clocks out of sync)`
+              : this.#seen.has(key)
+                ? `digest ${line.id} from "${from}" was taken already (a replay)`
+                : line.ts <= (this.#floors.get(opened.node) ?? -Infinity)
+                  ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay)`
+                  : undefined;
+    const flood = refusal === undefined && !this.#digestAllowed(opened.node, now) ? `node "${opened.node}" sent more than ${DIGEST_RATE.perSecond} digest frames a second (burst ${DIGEST_RATE.burst})` : undefined;
+    if (refusal !== undefined || flood !== undefined) {
+      const error = new BusError('POLICY_DENIED', `digest ${line?.id ?? '?'} refused: ${refusal ?? flood}`, line === undefined ? {} : { messageId: line.id });
+      this.#onDenied?.({ subject, error, to, from, kind: 'digest', ...(line === undefined ? {} : { id: line.id }), node: opened.node });
+      return;
+    }
+    this.#remember(key, { at: now, node: opened.node, ts: line!.ts });
+    this.#onDigest?.({ id: line!.id, from, to, node: opened.node, proof: opened.proof!, payloadHash: DIGEST_BODY_HASH });
+  }
+
+  /** Spends one of `node`'s digest frames (a verified roster node: the map stays as small as the roster). */
+  #digestAllowed(node: string, now: number): boolean {
+    let budget = this.#digestBudgets.get(node);
+    if (budget === undefined) this.#digestBudgets.set(node, (budget = new TokenBucket(DIGEST_RATE, now)));
+    return budget.take(now) === 0;
   }
 
   /**

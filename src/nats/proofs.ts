@@ -23,13 +23,19 @@
  * receiver's log keeps a proof anyone holding the roster can check for every MAC'd row that a
  * later signed row covers.
  *
+ * The tail: covers still pending {@link DIGEST_MS} after a MAC'd frame (or when the link
+ * closes) go out in a signed digest frame of their own ({@link Proofs.digests}) on the
+ * `digest` subject of a pair of agents the MAC'd frames were exchanged by: metadata line
+ * `sb2 d <id> <ts>`, an empty body, and the signature over the covers like any signed frame.
+ * The receiver records it as a row of its own, so every MAC'd row of a quiet log is covered.
+ *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BusError } from '../errors.js';
 import { verifySignature, type NodeKeys } from './keys.js';
 import type { RosterIndex } from './roster.js';
-import { WIRE_ID_PATTERN } from './wire.js';
+import { WIRE_ID_PATTERN, WIRE_VERSION } from './wire.js';
 
 const NEWLINE = 0x0a;
 /** At most this many frames to one peer between two signed ones (digest proofs). */
@@ -53,6 +59,8 @@ export interface Opened {
   readonly node: string;
   /** Whether the body was sealed. */
   readonly sealed: boolean;
+  /** Whether the proof is a signature listing covers (a digest). */
+  readonly covers: boolean;
   /** The metadata line and the plaintext body, as wire.ts decodes them. */
   readonly frame: Uint8Array;
   /** The proof to keep with a receipt (JSON): signer, key, signature, subject, line; undefined on an insecure fleet. */
@@ -72,7 +80,9 @@ export class Proofs {
   readonly #mac: boolean;
   readonly #digest: boolean;
   /** Per peer (digest proofs): covers of the MAC'd frames sent since the last signed one, and when that was. */
-  readonly #pendingCovers = new Map<string, { covers: string[]; signedAt: number }>();
+  readonly #pendingCovers = new Map<string, Pending>();
+  /** Makes the ids of digest frames. */
+  #digestSeq = 0;
   readonly #now: () => number;
 
   /**
@@ -83,8 +93,9 @@ export class Proofs {
    * (either end of a pair could have made the MAC), not to a third party. Frames of either
    * kind are accepted.
    *
-   * `proof: 'digest'` MACs routine frames and signs one in {@link DIGEST_EVERY} to each peer
-   * (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before it.
+   * `proof: 'digest'` (the default) MACs routine frames and signs one in {@link DIGEST_EVERY}
+   * to each peer (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before
+   * it; `'signature'` signs every frame.
    */
   constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; proof?: 'signature' | 'mac' | 'digest'; now?: () => number }) {
     this.#bus = options.bus;
@@ -92,7 +103,7 @@ export class Proofs {
     this.#roster = options.roster;
     this.#keys = options.keys;
     this.#mac = options.proof === 'mac';
-    this.#digest = options.proof === 'digest';
+    this.#digest = options.proof === undefined || options.proof === 'digest';
     this.#now = options.now ?? Date.now;
   }
 
@@ -105,7 +116,7 @@ export class Proofs {
    * A frame for `subject`: `line` is its metadata line, `body` the plaintext. Sealed for
    * `peer` when `seal` is true (and a roster is there).
    */
-  wrap(subject: string, line: string, body: string, peer: string | undefined, seal: boolean): Uint8Array {
+  wrap(subject: string, line: string, body: string, peer: string | undefined, seal: boolean, digestSubject?: string): Uint8Array {
     const keys = this.#keys;
     if (keys === undefined || this.#roster === undefined) return Buffer.from(`p ${this.#node} ${ABSENT} ${ABSENT}\n${line}\n${body}`, 'utf8');
     const plain = Buffer.from(body, 'utf8');
@@ -117,6 +128,7 @@ export class Proofs {
     if (pending !== undefined && pending.covers.length < DIGEST_EVERY - 1 && this.#now() - pending.signedAt < DIGEST_MS) {
       proof = `m.${createHmac('sha256', this.#key('mac', this.#node, peer!)).update(signed).digest('base64url')}`;
       pending.covers.push(coverOf(signed));
+      if (digestSubject !== undefined) pending.route = digestSubject;
     } else if (pending !== undefined) {
       const covers = pending.covers.length === 0 ? undefined : `c.${pending.covers.join('.')}`;
       if (covers !== undefined) signed = Buffer.concat([signed, Buffer.from(`\n${covers}`, 'latin1')]);
@@ -147,7 +159,7 @@ export class Proofs {
     if (p !== 'p' || node === undefined || !WIRE_ID_PATTERN.test(node) || extra !== undefined) throw denied('malformed proof line');
     const rest = data.subarray(end + 1);
     const roster = this.#roster;
-    if (roster === undefined) return { node, sealed: false, frame: rest, proof: undefined };
+    if (roster === undefined) return { node, sealed: false, covers: false, frame: rest, proof: undefined };
     const key = roster.verifier(node);
     if (key === undefined) throw denied(`signed by node "${node}", which is not in the roster`);
     if (flag !== 'o' && flag !== 's') throw denied(`node "${node}" sent a frame without a signature`);
@@ -179,15 +191,42 @@ export class Proofs {
     }
     const frame = flag === 's' ? Buffer.concat([Buffer.from(`${line}\n`, 'latin1'), plain]) : rest;
     const proof = JSON.stringify(covers === undefined ? { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line } : { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line, covers });
-    return { node, sealed: flag === 's', frame, proof };
+    return { node, sealed: flag === 's', covers: covers !== undefined, frame, proof };
+  }
+
+  /** True while some MAC'd frame to a peer is not yet covered by a signed one (digest proofs). */
+  get pending(): boolean {
+    for (const p of this.#pendingCovers.values()) if (p.covers.length > 0) return true;
+    return false;
+  }
+
+  /**
+   * Signed digest frames for every peer with covers pending (digest proofs), each on the
+   * `digest` subject last given for that peer; the pending covers are then sent. `ts` is the
+   * signed time the receiver's freshness window checks.
+   */
+  digests(): Array<{ subject: string; data: Uint8Array }> {
+    const keys = this.#keys;
+    if (keys === undefined || this.#roster === undefined) return [];
+    const out: Array<{ subject: string; data: Uint8Array }> = [];
+    for (const pending of this.#pendingCovers.values()) {
+      if (pending.covers.length === 0 || pending.route === undefined) continue;
+      const line = `${WIRE_VERSION} d d${Date.now().toString(36)}.${(++this.#digestSeq).toString(36)} ${this.#now()}`;
+      const covers = `c.${pending.covers.join('.')}`;
+      const signed = Buffer.concat([signedBytes(this.#bus, pending.route, 'o', line, EMPTY), Buffer.from(`\n${covers}`, 'latin1')]);
+      out.push({ subject: pending.route, data: Buffer.from(`p ${this.#node} o ${keys.sign(signed).toString('base64url')} ${covers}\n${line}\n`, 'latin1') });
+      pending.covers = [];
+      pending.signedAt = this.#now();
+    }
+    return out;
   }
 
   /** What this node still has to cover for `peer` (digest proofs). */
-  #pending(peer: string): { covers: string[]; signedAt: number } {
+  #pending(peer: string): Pending {
     let pending = this.#pendingCovers.get(peer);
     if (pending === undefined) {
       // The first frame to a peer is signed.
-      pending = { covers: [], signedAt: -Infinity };
+      pending = { covers: [], signedAt: -Infinity, route: undefined };
       if (this.#pendingCovers.size > 10_000) this.#pendingCovers.clear();
       this.#pendingCovers.set(peer, pending);
     }
@@ -210,6 +249,28 @@ export class Proofs {
     }
     return key;
   }
+}
+
+/** Covers of MAC'd frames not yet listed by a signed one, to one peer. */
+interface Pending {
+  covers: string[];
+  signedAt: number;
+  /** The `digest` subject to send them on when no frame follows (a pair of agents of the two nodes). */
+  route: string | undefined;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The SHA-256 (hex) of a digest frame's empty body: the payload hash of the row that records it. */
+export const DIGEST_BODY_HASH = createHash('sha256').update(EMPTY).digest('hex');
+
+/** Reads a digest frame's metadata line (`sb2 d <id> <ts>`); undefined when malformed. */
+export function readDigestLine(frame: Uint8Array): { id: string; ts: number } | undefined {
+  const end = frame.subarray(0, 512).indexOf(NEWLINE);
+  if (end < 0 || end !== frame.byteLength - 1) return undefined;
+  const [v, kind, id, ts, extra] = Buffer.from(frame.buffer, frame.byteOffset, end).toString('latin1').split(' ', 5);
+  if (v !== WIRE_VERSION || kind !== 'd' || id === undefined || !WIRE_ID_PATTERN.test(id) || ts === undefined || !/^[0-9]{1,15}$/.test(ts) || extra !== undefined) return undefined;
+  return { id, ts: Number(ts) };
 }
 
 function signedPrefix(bus: string, subject: string, flag: string, line: string): Buffer {

@@ -12,7 +12,7 @@ import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import { routeOf } from './route.js';
 import { InboundShare, LOCAL_WORK_WINDOW_MS, type Slot } from './inbound-share.js';
-import type { InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
+import type { DigestReport, InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
@@ -177,6 +177,19 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
       e = new BusError('POLICY_DENIED', 'a frame refused by the transport');
     }
     this.#parts.journal.refused(inboundDraft(f, this.#parts.config.clock.now()), e);
+  }
+
+  /**
+   * A peer node's signed digest: one row (a notify of intent {@link DIGEST_INTENT}, allowed and
+   * delivered, keeping the proof and the hash the signature covers), no event, no delivery.
+   */
+  digest(report: DigestReport): void {
+    const { journal, config } = this.#parts;
+    if (!journal.enabled) return;
+    const f: Fields = { ...UNREAD, id: report.id, type: 'notify', from: report.from, to: report.to, fromNode: report.fromNode, intent: DIGEST_INTENT, proof: report.proof };
+    const draft = inboundDraft(f, config.clock.now());
+    draft.hash = recordedText(report.payloadHash, 64);
+    config.commit.stage(journal.attempt(draft, 'allowed', undefined, 'delivered', `node ${draft.peerNode}'s signed covers of frames it sent this node under a MAC`));
   }
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
@@ -352,6 +365,9 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
     return bucket;
   }
 }
+
+/** The intent of the row that records a peer node's signed digest. */
+export const DIGEST_INTENT = 'sb.digest';
 
 /** Reads every field of the message once (a getter runs once; a throwing one refuses the message). */
 function readFields(m: InboundMessage): Fields {

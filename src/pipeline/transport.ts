@@ -134,6 +134,20 @@ export interface RefusedInbound {
   readonly reason: string;
 }
 
+/** A peer node's signed digest frame, as the transport verified it. */
+export interface DigestReport {
+  readonly id: string;
+  /** The agents on its subject: `from` served by the signing node, `to` by this one. */
+  readonly from: string;
+  readonly to: string;
+  /** The signing node. */
+  readonly fromNode: string;
+  /** The proof to keep (JSON: signature and covers). */
+  readonly proof: string;
+  /** The SHA-256 (hex) of the frame's body, which the signature covers. */
+  readonly payloadHash: string;
+}
+
 /** How the receiving node answers one inbound message (each method at most once, but progress). */
 export interface Responder {
   reply(payloadJson: string): void;
@@ -164,6 +178,12 @@ export interface InboundPort {
    * emits `message:denied`.
    */
   refused?(report: RefusedInbound): void;
+  /**
+   * A peer node's signed digest (verified by the transport): the covers of frames it sent
+   * this node authenticated by a MAC only. The receiving node records it in its log, where
+   * `switchboard verify --roster` reads it as the proof of the rows it covers.
+   */
+  digest?(report: DigestReport): void;
   /**
    * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
    * restarted node refuses their repeats (a replay captured before the restart). At most
