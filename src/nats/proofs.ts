@@ -323,6 +323,23 @@ export function readRecordedProof(proofJson: string, payloadHash: string, bus: s
   return { kind: 'signed', node, covers: covers === undefined ? [] : covers.slice(2).split('.') };
 }
 
+/**
+ * Reads and checks the proof kept in a digest record (a peer node's signed digest frame):
+ * a signature of `peerNode` listing covers, over a digest line that names `digestId`, and the
+ * record's payload hash (an empty body). Anything else is `bad`: a MAC, no covers, another
+ * signer than the record names, another id.
+ */
+export function readRecordedDigest(proofJson: string, payloadHash: string, digestId: string, peerNode: string, bus: string, roster: RosterIndex): RecordedProof {
+  const read = readRecordedProof(proofJson, payloadHash, bus, roster);
+  if (read.kind === 'bad') return read;
+  if (read.kind === 'mac') return { kind: 'bad', why: 'a digest record must hold a signature, not a MAC' };
+  if (read.node !== peerNode) return { kind: 'bad', why: `the digest was signed by node "${read.node}", not by node "${peerNode}" the record names` };
+  if (read.covers.length === 0) return { kind: 'bad', why: 'the digest lists no covers' };
+  const line = (JSON.parse(proofJson) as { line: string }).line;
+  if (readDigestLine(Buffer.from(`${line}\n`, 'latin1'))?.id !== digestId) return { kind: 'bad', why: `the signed line is not that of digest ${JSON.stringify(digestId)}` };
+  return read;
+}
+
 function denied(message: string): BusError {
   return new BusError('POLICY_DENIED', `refused before reading: ${message}`);
 }

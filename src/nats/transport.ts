@@ -517,7 +517,7 @@ class NatsTransport implements Transport {
   /** A peer's signed digest frame: the receiving bus records it, so the MAC'd rows it covers are proven. */
   #digest(d: DigestFrame): void {
     try {
-      this.#port?.digest?.({ id: d.id, from: d.from, to: d.to, fromNode: d.node, proof: d.proof, payloadHash: d.payloadHash });
+      this.#port?.digest?.({ id: d.id, fromNode: d.node, proof: d.proof, payloadHash: d.payloadHash });
     } catch {
       // The record is the bus's; a failing port must not break the carriage.
     }

@@ -1,6 +1,7 @@
 import { hashPayload, type EncodedPayload } from '../codec.js';
 import { isRuleType, type Envelope, type Priority } from '../envelope.js';
 import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
+import type { DigestRecord } from '../audit/types.js';
 import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
 import type { ApprovalFlow } from './approval-flow.js';
@@ -180,16 +181,18 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
   }
 
   /**
-   * A peer node's signed digest: one row (a notify of intent {@link DIGEST_INTENT}, allowed and
-   * delivered, keeping the proof and the hash the signature covers), no event, no delivery.
+   * A peer node's signed digest: one record of its own kind ({@link DigestRecord}: the signing
+   * node, the frame's id, the proof and the hash the signature covers), naming no agent and no
+   * conversation, since no agent sent anything. No event, no delivery.
+   *
+   * @throws BusError `INVALID_ARGUMENT` naming the field of a malformed report (nothing recorded).
    */
   digest(report: DigestReport): void {
     const { journal, config } = this.#parts;
     if (!journal.enabled) return;
-    const f: Fields = { ...UNREAD, id: report.id, type: 'notify', from: report.from, to: report.to, fromNode: report.fromNode, intent: DIGEST_INTENT, proof: report.proof };
-    const draft = inboundDraft(f, config.clock.now());
-    draft.hash = recordedText(report.payloadHash, 64);
-    config.commit.stage(journal.attempt(draft, 'allowed', undefined, 'delivered', `node ${draft.peerNode}'s signed covers of frames it sent this node under a MAC`));
+    const { id, fromNode, proof, payloadHash } = readDigestReport(report);
+    const record: DigestRecord = { kind: 'digest', ts: config.clock.now(), digestId: id, payloadHash, node: config.node, peerNode: fromNode, proof };
+    config.commit.stage(record);
   }
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
@@ -366,8 +369,19 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
   }
 }
 
-/** The intent of the row that records a peer node's signed digest. */
-export const DIGEST_INTENT = 'sb.digest';
+/** The longest proof a record keeps (as for a receipt's). */
+const MAX_PROOF_LENGTH = 16_384;
+
+/** The fields of a digest report, each read once and checked. */
+function readDigestReport(report: DigestReport): { id: string; fromNode: string; proof: string; payloadHash: string } {
+  if (typeof report !== 'object' || report === null) throw new BusError('INVALID_ARGUMENT', `expected a digest report object, got ${describe(report)}`);
+  const { id, fromNode, proof, payloadHash } = report;
+  if (typeof id !== 'string' || id === '' || id.length > MAX_ID_LENGTH) throw new BusError('INVALID_ARGUMENT', `a digest's id must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(id)}`);
+  const node = checkNodeId(fromNode);
+  if (typeof proof !== 'string' || proof === '' || proof.length > MAX_PROOF_LENGTH) throw new BusError('INVALID_ARGUMENT', `a digest's proof must be a non-empty string of at most ${MAX_PROOF_LENGTH} characters, got ${describe(proof)}`);
+  if (typeof payloadHash !== 'string' || !/^[0-9a-f]{64}$/.test(payloadHash)) throw new BusError('INVALID_ARGUMENT', `a digest's payloadHash must be 64 lowercase hex characters, got ${describe(payloadHash)}`);
+  return { id, fromNode: node, proof, payloadHash };
+}
 
 /** Reads every field of the message once (a getter runs once; a throwing one refuses the message). */
 function readFields(m: InboundMessage): Fields {

@@ -136,10 +136,8 @@ export interface RefusedInbound {
 
 /** A peer node's signed digest frame, as the transport verified it. */
 export interface DigestReport {
+  /** The digest frame's id, as the signing node wrote it. */
   readonly id: string;
-  /** The agents on its subject: `from` served by the signing node, `to` by this one. */
-  readonly from: string;
-  readonly to: string;
   /** The signing node. */
   readonly fromNode: string;
   /** The proof to keep (JSON: signature and covers). */
@@ -180,8 +178,9 @@ export interface InboundPort {
   refused?(report: RefusedInbound): void;
   /**
    * A peer node's signed digest (verified by the transport): the covers of frames it sent
-   * this node authenticated by a MAC only. The receiving node records it in its log, where
-   * `switchboard verify --roster` reads it as the proof of the rows it covers.
+   * this node authenticated by a MAC only. The receiving node records it in its log as a
+   * `digest` record (no agent, no conversation: never a message entry), where `switchboard
+   * verify --roster` reads it as the proof of the rows it covers.
    */
   digest?(report: DigestReport): void;
   /**
