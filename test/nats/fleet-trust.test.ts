@@ -388,7 +388,8 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
 
   it("with proof: 'digest', MACs routine frames, signs one in 64 listing their covers, and sends the covers no signed frame listed within DIGEST_MS in a signed digest frame, recorded as a digest record: on a quiet log `switchboard verify --roster` proves every row, and refuses altered covers", async () => {
     const db = join(dir, `n2-digest-${Date.now()}.db`);
-    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const db1 = join(dir, `n1-digest-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { audit: { path: db1 }, limits: { rate: false } });
     const n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
     n2.register('bob', { handlers: { echo: (p) => p } });
     const alice = n1.register('alice');
@@ -398,6 +399,10 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await Promise.all(Array.from({ length: asks }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
     // Then nothing: DIGEST_MS later n1 sends the covers still pending, and n2 records them.
     await vi.waitFor(() => expect(uncovered(n2.getMessageLog({ agentId: 'bob', limit: 1000 }), digestsIn(db))).toBe(0), { timeout: 5000, interval: 20 });
+    // Likewise the replies in n1's log, covered by n2's signed frames and digest frames.
+    await vi.waitFor(() => expect(uncovered(n1.getMessageLog({ agentId: 'alice', limit: 1000 }), digestsIn(db1))).toBe(0), { timeout: 5000, interval: 20 });
+    expect(digestsIn(db1).every((d) => d.peerNode === 'n2' && d.node === 'n1')).toBe(true);
+    expect(n1.getMessageLog({ limit: 1000 })).toHaveLength(2 * asks);
     const rows = n2.getMessageLog({ agentId: 'bob', limit: 1000 }).filter((e) => e.proof !== undefined);
     const proofs = rows.map((e) => JSON.parse(e.proof!) as { sig: string; covers?: string });
     const macs = proofs.filter((p) => p.sig.startsWith('m.')).length;
@@ -419,6 +424,10 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
     expect(out.join('\n')).toContain(`ok: ${rows.length} peer proofs verified against the roster of bus "shop", and ${digests.length} signed digest record${digests.length === 1 ? '' : 's'}`);
     expect(out.join('\n')).toContain(`(${macs} of them MAC'd and covered by a signed digest)`);
+    expect(out.join('\n')).not.toContain('provable to this fleet only');
+    out.length = 0;
+    expect(main(['verify', db1, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    expect(out.join('\n')).toContain(`ok: ${asks} peer proofs verified`);
     expect(out.join('\n')).not.toContain('provable to this fleet only');
     // A cover changed in a digest record: its signature no longer holds.
     const roster = new RosterIndex(loadRoster(rosterPath));
