@@ -154,6 +154,22 @@ describe('DigestRecord (a peer node\'s signed covers, schema v6)', () => {
   });
 });
 
+describe('WorkerAuditLog#peerDigests()', () => {
+  it.each([':memory:', 'file'])('reads the digest records the worker committed (%s), and query() never returns them', async (where) => {
+    const { WorkerAuditLog } = await import('../src/audit/worker-log.js');
+    const log = new WorkerAuditLog({ path: where === 'file' ? join(dir, 'w.db') : ':memory:' });
+    try {
+      const d = digest();
+      await new Promise<void>((resolve, reject) => log.appendAsync([attempt(), d, attempt()], (e) => (e === undefined ? resolve() : reject(e))));
+      expect(log.peerDigests()).toEqual([{ seq: 2, digestId: d.digestId, ts: d.ts, node: 'n2', peerNode: 'n1', payloadHash: HASH, proof: d.proof }]);
+      expect(log.query().map((e) => e.seq)).toEqual([3, 1]);
+      expect(log.verify()).toEqual({ ok: true, checked: 3 });
+    } finally {
+      log.close();
+    }
+  });
+});
+
 describe('schema v6 migration', () => {
   /** The schema the v1..v5 steps make on a blank file: `type name` → sql. */
   function v5Schema(): Map<string, string | null> {

@@ -367,6 +367,12 @@ export interface AuditLog {
   verify(options?: VerifyOptions): VerifyResult;
   /** The last committed record's seq and hash (optional for custom logs). */
   head?(): ChainHead;
+  /**
+   * The digest records (a peer node's signed covers, {@link DigestRecord}), oldest first
+   * (optional for custom logs: without it, a restarted node cannot refuse a digest frame
+   * captured before its restart by its id, only by its signed time).
+   */
+  peerDigests?(filter?: PeerDigestQuery): PeerDigestEntry[];
   /** Closes the underlying store. Idempotent. */
   close(): void;
 }

@@ -700,7 +700,7 @@ export class Link {
   #onDigestFrame(subject: string, opened: { node: string; covers: boolean; frame: Uint8Array; proof: string | undefined }, to: string, from: string): void {
     const line = readDigestLine(opened.frame);
     const now = this.#now();
-    const key = line === undefined ? '' : `${to}\0${from}\0${line.id}`;
+    const key = line === undefined ? '' : digestKey(opened.node, line.id);
     const refusal =
       this.#roster === undefined || opened.proof === undefined
         ? 'digest frames are taken only with a roster'
@@ -753,6 +753,11 @@ export class Link {
     for (const e of entries) this.#remember(`${e.to}\0${e.from}\0${e.id}`, { at: e.at, node: undefined, ts: e.at });
   }
 
+  /** Digest frames recorded earlier (read back from the audit log at a restart): their repeats are refused. */
+  admittedDigests(entries: Iterable<{ node: string; id: string; at: number }>): void {
+    for (const e of entries) this.#remember(digestKey(e.node, e.id), { at: e.at, node: undefined, ts: e.at });
+  }
+
   #onAbout(subject: string, frame: Uint8Array, kind: 'progress' | 'cancel', to: string, from: string): void {
     let about;
     try {
@@ -780,6 +785,14 @@ export class Link {
     if (p === undefined || p.type !== 'delegate' || p.from !== to || p.to !== from) return;
     p.callbacks.progress?.(about.payload);
   }
+}
+
+/**
+ * Where a digest frame is remembered among admitted ids: by its signing node, since it is a
+ * frame of the node, not of the agents of its route (an empty first part: no agent id is empty).
+ */
+function digestKey(node: string, id: string): string {
+  return `\0${node}\0${id}`;
 }
 
 /** An admitted message id: when it arrived, and which node signed it when (unknown for ids read back from the log). */

@@ -409,6 +409,8 @@ class NatsTransport implements Transport {
       try {
         const recent = this.#port?.admitted?.(Date.now() - window, 100_000) ?? [];
         link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+        const digests = this.#port?.admittedDigests?.(Date.now() - window, 100_000) ?? [];
+        link.admittedDigests(digests.map((d) => ({ node: d.node, id: d.id, at: d.ts })));
       } catch {
         // A log that cannot be read now: the freshness check still refuses old captures.
       }

@@ -190,6 +190,11 @@ export interface InboundPort {
    */
   admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
   /**
+   * The peer nodes' digest frames this node's log recorded at or after `since` (epoch ms), at
+   * most `limit`, newest first: a restarted node refuses their repeats too.
+   */
+  admittedDigests?(since: number, limit: number): Array<{ id: string; node: string; ts: number }>;
+  /**
    * This node's approval queue and its events, for a transport that lets the fleet's
    * operators list and decide held messages (NATS: `fleetApprovals`). The transport checks
    * who asks; the queue decides each message once.

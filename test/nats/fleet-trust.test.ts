@@ -522,6 +522,31 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(n2.getMessageLog({ agentId: 'bob' }).filter((e) => e.decision === 'allowed')).toHaveLength(10);
   });
 
+  it('refuses a digest frame captured before the receiver restarted (the digest records of its log are read back at open)', async () => {
+    const db = join(dir, `n2-digest-restart-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    let n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const spy = await raw('n2');
+    const captured: Msg[] = [];
+    spy.nc.subscribe(subjects.inbound('bob', 'alice', 'digest'), { callback: (_e, m) => void captured.push(m) });
+    await spy.nc.flush();
+    await Promise.all(Array.from({ length: 5 }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    await vi.waitFor(() => expect(digestsIn(db)).toHaveLength(1), { timeout: 5000, interval: 20 });
+    expect(captured).toHaveLength(1);
+    await n2.close();
+    n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    await n2.ready();
+    const denied = denials(n2);
+    (await raw('n1')).nc.publish(captured[0]!.subject, captured[0]!.data);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]!.reason).toMatch(/digest d[0-9a-z.]+ refused: .*was taken already \(a replay\)/);
+    expect(digestsIn(db)).toHaveLength(1);
+  });
+
   it('seals what a `sealed: true` rule allows, and the receiving node refuses such a message unsealed', async () => {
     const policies = [{ from: 'alice', to: 'bob', allow: ['ask' as const], sealed: true }];
     const n1 = await startNode('n1', {}, { policies });
