@@ -9,13 +9,18 @@ import { SCHEMA_VERSION, SqliteAuditLog } from '../src/audit/index.js';
 import type { AttemptRecord, AuditRecord, DigestRecord, OutcomeRecord } from '../src/audit/index.js';
 import { MIGRATIONS } from '../src/audit/migrations.js';
 import { main } from '../src/cli/main.js';
+import { InProcessTransport, type InboundPort } from '../src/pipeline/transport.js';
 import { tamper } from './support/audit-tamper.js';
+import { closeBuses, makeBus } from './support/helpers.js';
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'switchboard-digest-'));
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  await closeBuses();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 const HASH = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 let n = 0;
@@ -279,5 +284,48 @@ describe('switchboard export and digest records', () => {
     expect(main(['export', path, '--format', 'csv'], c.io)).toBe(0);
     expect(c.lines).toHaveLength(1 + 3);
     expect(c.lines.join('\n')).not.toContain('digest');
+  });
+});
+
+/** The default transport, but it keeps the port the bus attached, so a test can play the transport's part. */
+class PortKeeper extends InProcessTransport {
+  port!: InboundPort;
+  override attach(_node: string, port: InboundPort): void {
+    this.port = port;
+  }
+}
+
+describe('InboundPort#digest() (what a transport hands the bus for a verified digest frame)', () => {
+  function nodeBus() {
+    const transport = new PortKeeper();
+    const log = new SqliteAuditLog();
+    const bus = makeBus({ node: 'n2', transport, audit: log, policies: [{ from: '*', to: '*', allow: ['ask'] }] });
+    return { bus, log, port: transport.port };
+  }
+  const report = { id: 'd1.1', fromNode: 'n1', proof: '{"v":1,"node":"n1"}', payloadHash: HASH };
+
+  it('records a digest record naming this node and the signer, and no message: no entry, no event', () => {
+    const { bus, log, port } = nodeBus();
+    const events: string[] = [];
+    for (const name of ['message:sent', 'message:delivered', 'message:denied'] as const) bus.events.on(name, () => events.push(name));
+    port.digest!(report);
+    expect(bus.getMessageLog()).toEqual([]);
+    expect(log.peerDigests()).toEqual([{ seq: 1, digestId: 'd1.1', ts: expect.any(Number), node: 'n2', peerNode: 'n1', payloadHash: HASH, proof: report.proof }]);
+    expect(bus.verifyAuditLog()).toEqual({ ok: true, checked: 1 });
+    expect(events).toEqual([]);
+    // A restarted node reads them back to refuse their repeats.
+    expect(port.admittedDigests!(0, 10)).toEqual([{ id: 'd1.1', node: 'n1', ts: expect.any(Number) }]);
+  });
+
+  it.each([
+    [{ id: '' }, "a digest's id must be a non-empty string"],
+    [{ fromNode: 'no such node!' }, 'fromNode must be a node id'],
+    [{ proof: 'x'.repeat(20_000) }, "a digest's proof must be a non-empty string of at most 16384 characters"],
+    [{ payloadHash: 'abc' }, "a digest's payloadHash must be 64 lowercase hex characters, got \"abc\""],
+  ])('refuses a malformed report %j with INVALID_ARGUMENT naming the field, recording nothing', (bad, message) => {
+    const { bus, log, port } = nodeBus();
+    expect(() => port.digest!({ ...report, ...bad })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(message) }));
+    bus.getMessageLog();
+    expect(log.peerDigests()).toEqual([]);
   });
 });

@@ -161,18 +161,16 @@ export interface LinkOptions {
 
 /**
  * A peer's signed digest frame, verified against the roster and fresh: the covers of MAC'd
- * frames it sent this node that no signed frame listed yet. The receiver records it.
+ * frames it sent this node that no signed frame listed yet. The receiving bus records it as a
+ * digest record (no agent, no conversation: not a message).
  */
 export interface DigestFrame {
   readonly id: string;
-  /** The agents of the subject: `from` of the signing node, `to` of this one. */
-  readonly from: string;
-  readonly to: string;
-  /** The signer. */
+  /** The signer. (The agents of its subject are only its route: they are in the proof, and in no record.) */
   readonly node: string;
-  /** The proof (JSON) to keep with its row: the signature and the covers it lists. */
+  /** The proof (JSON) to keep with its record: the signature, the signed line and the covers it lists. */
   readonly proof: string;
-  /** The SHA-256 (hex) of its empty body, which the signature covers: the row's payload hash. */
+  /** The SHA-256 (hex) of its empty body, which the signature covers: the record's payload hash. */
   readonly payloadHash: string;
 }
 
@@ -722,7 +720,7 @@ export class Link {
       return;
     }
     this.#remember(key, { at: now, node: opened.node, ts: line!.ts });
-    this.#onDigest?.({ id: line!.id, from, to, node: opened.node, proof: opened.proof!, payloadHash: DIGEST_BODY_HASH });
+    this.#onDigest?.({ id: line!.id, node: opened.node, proof: opened.proof!, payloadHash: DIGEST_BODY_HASH });
   }
 
   /** Spends one of `node`'s digest frames (a verified roster node: the map stays as small as the roster). */

@@ -27,7 +27,8 @@
  * closes) go out in a signed digest frame of their own ({@link Proofs.digests}) on the
  * `digest` subject of a pair of agents the MAC'd frames were exchanged by: metadata line
  * `sb2 d <id> <ts>`, an empty body, and the signature over the covers like any signed frame.
- * The receiver records it as a row of its own, so every MAC'd row of a quiet log is covered.
+ * The receiver records it as a digest record of its audit log (a record of the two nodes, not a
+ * message), so every MAC'd row of a quiet log is covered.
  *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
@@ -261,7 +262,7 @@ interface Pending {
 
 const EMPTY = new Uint8Array(0);
 
-/** The SHA-256 (hex) of a digest frame's empty body: the payload hash of the row that records it. */
+/** The SHA-256 (hex) of a digest frame's empty body: the payload hash of the digest record that records it. */
 export const DIGEST_BODY_HASH = createHash('sha256').update(EMPTY).digest('hex');
 
 /** Reads a digest frame's metadata line (`sb2 d <id> <ts>`); undefined when malformed. */
