@@ -4,6 +4,7 @@
 //   node --import tsx bench/ab-off.ts <srcA> <srcB> [runs] [total]   (AB_FLAGS: extra node flags)
 import { execFileSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
+import { closedLoop } from './closed-loop.js';
 
 const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };
 
@@ -12,16 +13,7 @@ async function one(src: string, total: number): Promise<number> {
   const bus = new Orchestrator({ audit: false, policies: [{ from: '*', to: '*', allow: ['ask', 'notify'] }], limits: { rate: false, maxQueue: 1_000_000 } });
   bus.register('worker', { concurrency: 1000, handlers: { echo: (p: unknown) => p } });
   const client = bus.register('client');
-  const loop = async (n: number) => {
-    let sent = 0;
-    const lane = async () => {
-      while (sent < n) {
-        sent++;
-        await client.ask('worker', 'echo', PAYLOAD);
-      }
-    };
-    await Promise.all(Array.from({ length: 1000 }, lane));
-  };
+  const loop = (n: number) => closedLoop(() => client.ask('worker', 'echo', PAYLOAD), n);
   await loop(20_000);
   const t0 = performance.now();
   const c0 = process.cpuUsage();

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { NullAuditLog } from '../src/audit/index.js';
 import { Orchestrator } from '../src/index.js';
+import { closedLoop } from './closed-loop.js';
 
 const mode = process.argv[2] ?? 'memory';
 const total = Number(process.argv[3] ?? 300_000);
@@ -18,16 +19,7 @@ const bus = new Orchestrator({ audit, policies: [{ from: '*', to: '*', allow: ['
 bus.register('worker', { concurrency: 1000, handlers: { echo: (p) => p } });
 const client = bus.register('client');
 const PAYLOAD = { task: 'summarize', url: 'https://example.com/reports/q3.pdf', words: 120, tags: ['finance', 'quarterly'] };
-async function loop(n: number) {
-  let sent = 0;
-  const lane = async () => {
-    while (sent < n) {
-      sent++;
-      await client.ask('worker', 'echo', PAYLOAD);
-    }
-  };
-  await Promise.all(Array.from({ length: 1000 }, lane));
-}
+const loop = (n: number) => closedLoop(() => client.ask('worker', 'echo', PAYLOAD), n);
 await loop(20_000);
 const t0 = performance.now();
 const cpu0 = process.cpuUsage();

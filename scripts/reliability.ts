@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { askersUntilStopped } from '../bench/closed-loop.js';
 
 const src = process.env.SWITCHBOARD_SRC;
 const mod = (await import(src === undefined ? '../src/index.js' : pathToFileURL(resolve(src, 'index.ts')).href)) as typeof import('../src/index.js');
@@ -120,20 +121,11 @@ async function sustained(defaultSeconds: number, rssEvery: number | undefined): 
     let backpressure = 0;
     bus.events.on('audit:backpressure', () => backpressure++);
     bus.register('echo', { handlers: { ping: (p) => p } });
+    const askers = askersUntilStopped(bus);
     const wal = () => statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0;
     let maxWal = 0;
     const sampler = setInterval(() => (maxWal = Math.max(maxWal, wal())), 50);
     const figures: Figures = {};
-    let stop = false;
-    let asks = 0;
-    const text = 'x'.repeat(100);
-    const loops = Array.from({ length: 256 }, async (_, i) => {
-      const sender = bus.register(`sender-${i}`);
-      while (!stop) {
-        await sender.ask('echo', 'ping', { i, text });
-        asks++;
-      }
-    });
     const t0 = performance.now();
     for (let s = rssEverySeconds; s <= seconds; s += rssEverySeconds) {
       await new Promise((r) => setTimeout(r, t0 + s * 1000 - performance.now()));
@@ -144,11 +136,10 @@ async function sustained(defaultSeconds: number, rssEvery: number | undefined): 
         figures[`heap MB at ${s} s`] = m.heapUsed / 2 ** 20;
       }
     }
-    stop = true;
-    await Promise.all(loops);
+    await askers.stop();
     const ms = performance.now() - t0;
     clearInterval(sampler);
-    figures['asks/s'] = asks / (ms / 1000);
+    figures['asks/s'] = askers.asks() / (ms / 1000);
     figures['max wal MiB'] = maxWal / 2 ** 20;
     figures['backpressure events'] = backpressure;
     await bus.close();

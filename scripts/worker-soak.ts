@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { askersUntilStopped } from '../bench/closed-loop.js';
 
 // Every Worker the bus starts (the audit worker, the checkpoint thread) is kept here to be asked for its heap.
 const require = createRequire(import.meta.url);
@@ -36,16 +37,7 @@ const rollup = () => Object.fromEntries([...readFileSync('/proc/self/smaps_rollu
 
 const bus = new Orchestrator({ policies: [{ from: '*', to: '*', allow: ['ask'] }], limits: { rate: false }, audit: { path, worker } });
 bus.register('echo', { handlers: { ping: (p) => p } });
-let stop = false;
-let asks = 0;
-const text = 'x'.repeat(100);
-const loops = Array.from({ length: 256 }, async (_, i) => {
-  const sender = bus.register(`sender-${i}`);
-  while (!stop) {
-    await sender.ask('echo', 'ping', { i, text });
-    asks++;
-  }
-});
+const askers = askersUntilStopped(bus);
 const t0 = performance.now();
 console.log('s\tasks\trssMB\tanonMB\tmainHeapMB\tmainExtMB\tthreads(used/total/malloced MB)\twalMB\tshmMB');
 for (let s = every; s <= seconds; s += every) {
@@ -55,10 +47,9 @@ for (let s = every; s <= seconds; s += every) {
   const heaps = await Promise.all(workers.map((w) => w.getHeapStatistics().catch(() => undefined)));
   const r = rollup();
   const t = heaps.map((h) => (h === undefined ? '-' : `${(h.used_heap_size / MB).toFixed(1)}/${(h.total_heap_size / MB).toFixed(1)}/${(h.malloced_memory / MB).toFixed(1)}`)).join(' ');
-  console.log(`${s}\t${asks}\t${(m.rss / MB).toFixed(0)}\t${r.Anonymous?.toFixed(0)}\t${(m.heapUsed / MB).toFixed(1)}\t${(m.external / MB).toFixed(1)}\t${t}\t${(size(`${path}-wal`) / MB).toFixed(1)}\t${(size(`${path}-shm`) / MB).toFixed(2)}`);
+  console.log(`${s}\t${askers.asks()}\t${(m.rss / MB).toFixed(0)}\t${r.Anonymous?.toFixed(0)}\t${(m.heapUsed / MB).toFixed(1)}\t${(m.external / MB).toFixed(1)}\t${t}\t${(size(`${path}-wal`) / MB).toFixed(1)}\t${(size(`${path}-shm`) / MB).toFixed(2)}`);
 }
-stop = true;
-await Promise.all(loops);
-console.log(`asks/s ${(asks / ((performance.now() - t0) / 1000)).toFixed(0)}`);
+await askers.stop();
+console.log(`asks/s ${(askers.asks() / ((performance.now() - t0) / 1000)).toFixed(0)}`);
 await bus.close();
 rmSync(dir, { recursive: true, force: true });

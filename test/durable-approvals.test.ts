@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Orchestrator, SqliteAuditLog, isBusError, type OrchestratorOptions, type PolicyRule } from '../src/index.js';
+import { Orchestrator, SqliteAuditLog, isBusError, type OrchestratorOptions, type PendingApproval, type PolicyRule } from '../src/index.js';
 import { LoopbackNetwork } from './support/loopback.js';
 
 const RULES: PolicyRule[] = [{ from: 'purchase', to: 'payment', allow: ['ask', 'delegate', 'notify'], requireApproval: true }];
@@ -46,6 +46,18 @@ function errorOf(promise: Promise<unknown>): Promise<unknown> {
     },
     (e: unknown) => e,
   );
+}
+
+/** One ask held for approval on a bus with `clock`, then every bus closed (the hold stays in the file). */
+async function holdOneAndClose(clock: { now(): number }, amount: number): Promise<PendingApproval | undefined> {
+  const first = bus({ clock });
+  first.register('payment', { handlers: { pay: () => 'paid' } });
+  const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount }, { timeoutMs: 5_000 }));
+  await first.flush();
+  const [held] = first.approvals.list();
+  await closeAll();
+  await asked;
+  return held;
 }
 
 /** Holds one ask from purchase to payment in a bus on the file, then closes that bus. */
@@ -150,13 +162,7 @@ describe('durable approvals: decisions after a restart', () => {
   it('a hold whose deadline passed while no process ran is recorded APPROVAL_EXPIRED at open', async () => {
     let now = Date.now();
     const clock = { now: () => now };
-    const first = bus({ clock });
-    first.register('payment', { handlers: { pay: () => 'paid' } });
-    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 1 }, { timeoutMs: 5_000 }));
-    await first.flush();
-    const [held] = first.approvals.list();
-    await closeAll();
-    await asked;
+    const held = await holdOneAndClose(clock, 1);
     now += 10_000;
     const second = bus({ clock });
     expect(second.approvals.list()).toEqual([]);
@@ -558,13 +564,7 @@ describe('durable approvals: an edited hold row (the chained pending row vouches
   it('a later expires_at does not extend the hold: recorded APPROVAL_EXPIRED at open once its recorded expiry passed', async () => {
     let now = Date.now();
     const clock = { now: () => now };
-    const first = bus({ clock });
-    first.register('payment', { handlers: { pay: () => 'paid' } });
-    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 2 }, { timeoutMs: 5_000 }));
-    await first.flush();
-    const [held] = first.approvals.list();
-    await closeAll();
-    await asked;
+    const held = await holdOneAndClose(clock, 2);
     editHold('expires_at = ?, requested_at = ?', now + 86_400_000, now + 60_000);
     now += 10_000;
     const b = bus({ clock });
@@ -575,13 +575,7 @@ describe('durable approvals: an edited hold row (the chained pending row vouches
   it('a later expires_at does not extend a hold restored before its expiry: it is listed with, and expires at, the recorded one', async () => {
     let now = Date.now();
     const clock = { now: () => now };
-    const first = bus({ clock });
-    first.register('payment', { handlers: { pay: () => 'paid' } });
-    const asked = errorOf(first.register('purchase').ask('payment', 'pay', { amount: 3 }, { timeoutMs: 5_000 }));
-    await first.flush();
-    const [held] = first.approvals.list();
-    await closeAll();
-    await asked;
+    const held = await holdOneAndClose(clock, 3);
     editHold('expires_at = ?, requested_at = ?', now + 86_400_000, now + 60_000);
     const [item] = bus({ clock }).approvals.list();
     expect(item).toMatchObject({ id: held!.id, requestedAt: held!.requestedAt, expiresAt: held!.expiresAt });

@@ -1,7 +1,7 @@
 // Helpers for the A2A tests: the SDK's own client with a bearer token, a message naming a
 // skill, and a bare @a2a-js/sdk server (express + the SDK's handlers) to call.
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Role, TaskState, type AgentCard, type Message, type Part, type SendMessageRequest } from '@a2a-js/sdk';
 import { ClientFactory, ClientFactoryOptions, JsonRpcTransportFactory, type Client } from '@a2a-js/sdk/client';
@@ -117,21 +117,11 @@ export async function bareSdkServer(
     seenAuth.push(String(req.headers.authorization ?? ''));
     next();
   });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await onLoopback(app.listen(0, '127.0.0.1'));
   const handler = new DefaultRequestHandler(bareCard(url, skills), new InMemoryTaskStore(), executor);
   app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
   app.use('/a2a/jsonrpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
-  return {
-    url,
-    seenAuth,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { url, seenAuth, close };
 }
 
 /**
@@ -147,16 +137,18 @@ export async function cardHost(card: (url: string) => string, redirectTo?: strin
     else if (req.url === '/rpc' && redirectTo !== undefined) res.writeHead(307, { location: redirectTo }).end();
     else res.writeHead(404).end();
   });
-  server.listen(0, '127.0.0.1');
+  const { url, close } = await onLoopback(server.listen(0, '127.0.0.1'));
+  return { url, seenAuth, close };
+}
+
+/** Waits until `server` listens; its URL, and a close() that also ends open connections. */
+async function onLoopback(server: Server): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    url,
-    seenAuth,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return { url, close };
 }
