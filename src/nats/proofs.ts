@@ -32,7 +32,7 @@
  *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hash, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { BusError } from '../errors.js';
 import { verifySignature, type NodeKeys } from './keys.js';
 import type { RosterIndex } from './roster.js';
@@ -40,11 +40,11 @@ import { WIRE_ID_PATTERN, WIRE_VERSION } from './wire.js';
 
 const NEWLINE = 0x0a;
 /** At most this many frames to one peer between two signed ones (digest proofs). */
-export const DIGEST_EVERY = 64;
+export const DIGEST_EVERY = 128;
 /** The first frame to a peer this long after the last signed one is signed (digest proofs). */
 export const DIGEST_MS = 100;
 /** The longest proof line: `p`, a node id, a flag, a signature and the covers of up to {@link DIGEST_EVERY} frames. */
-const MAX_PROOF_LINE = 2048;
+const MAX_PROOF_LINE = 4096;
 /** A signed frame's covers: `c.` then up to DIGEST_EVERY - 1 covers of 16 bytes in base64url, dot-separated. */
 const COVERS = new RegExp(`^c(?:\\.[A-Za-z0-9_-]{22}){1,${DIGEST_EVERY - 1}}$`);
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
@@ -75,9 +75,9 @@ export class Proofs {
   readonly #roster: RosterIndex | undefined;
   readonly #keys: NodeKeys | undefined;
   /** `from \0 to` → the AES key of that direction. */
-  readonly #sealKeys = new Map<string, Buffer>();
-  /** `from \0 to` → the HMAC key of that direction. */
-  readonly #macKeys = new Map<string, Buffer>();
+  readonly #sealKeys = new Map<string, KeyObject>();
+  /** `from \0 to` → the HMAC key of that direction (a KeyObject: the key is imported once, not per frame). */
+  readonly #macKeys = new Map<string, KeyObject>();
   readonly #mac: boolean;
   readonly #digest: boolean;
   /** Per peer (digest proofs): covers of the MAC'd frames sent since the last signed one, and when that was. */
@@ -171,19 +171,19 @@ export class Proofs {
     if (lineEnd < 0) throw denied('no metadata line');
     const line = Buffer.from(rest.buffer, rest.byteOffset, lineEnd).toString('latin1');
     let plain = Buffer.from(rest.buffer, rest.byteOffset + lineEnd + 1, rest.byteLength - lineEnd - 1);
-    const prefix = signedPrefix(this.#bus, subject, flag, line);
     if (flag === 's') {
       if (plain.byteLength < NONCE + TAG) throw denied(`sealed body from node "${node}" is too short`);
       try {
         const decipher = createDecipheriv('aes-256-gcm', this.#key('seal', node, this.#node), plain.subarray(0, NONCE));
-        decipher.setAAD(prefix);
+        decipher.setAAD(signedPrefix(this.#bus, subject, flag, line));
         decipher.setAuthTag(plain.subarray(plain.byteLength - TAG));
         plain = Buffer.concat([decipher.update(plain.subarray(NONCE, plain.byteLength - TAG)), decipher.final()]);
       } catch {
         throw denied(`sealed body from node "${node}" does not decrypt for this node (not sealed for it, or altered)`);
       }
     }
-    const signed = covers === undefined ? Buffer.concat([prefix, digest(plain)]) : Buffer.concat([prefix, digest(plain), Buffer.from(`\n${covers}`, 'latin1')]);
+    const text = `${signedText(this.#bus, subject, flag, line)}${hash('sha256', plain, 'hex')}`;
+    const signed = Buffer.from(covers === undefined ? text : `${text}\n${covers}`, 'latin1');
     if (sig.startsWith('m.')) {
       const want = createHmac('sha256', this.#key('mac', node, this.#node)).update(signed).digest();
       if (!timingSafeEqual(want, Buffer.from(sig.slice(2), 'base64url'))) throw denied(`the MAC of node "${node}" does not verify under the key this node shares with it (forged or altered)`);
@@ -235,7 +235,7 @@ export class Proofs {
   }
 
   /** The AES (`seal`) or HMAC (`mac`) key of the direction `from` → `to` (one of them is this node). */
-  #key(use: 'seal' | 'mac', from: string, to: string): Buffer {
+  #key(use: 'seal' | 'mac', from: string, to: string): KeyObject {
     const cache = use === 'seal' ? this.#sealKeys : this.#macKeys;
     const id = `${from}\0${to}`;
     let key = cache.get(id);
@@ -244,7 +244,7 @@ export class Proofs {
       const entry = this.#roster?.node(peer);
       if (entry === undefined || this.#keys === undefined) throw denied(`node "${peer}" is not in the roster: no key agreed with it`);
       const shared = this.#keys.agree(entry.sealingKey);
-      key = Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-${use}1\n${this.#bus}\n${from}\n${to}`, 32));
+      key = createSecretKey(Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-${use}1\n${this.#bus}\n${from}\n${to}`, 32)));
       if (cache.size > 10_000) cache.clear();
       cache.set(id, key);
     }
@@ -263,7 +263,7 @@ interface Pending {
 const EMPTY = new Uint8Array(0);
 
 /** The SHA-256 (hex) of a digest frame's empty body: the payload hash of the digest record that records it. */
-export const DIGEST_BODY_HASH = createHash('sha256').update(EMPTY).digest('hex');
+export const DIGEST_BODY_HASH = hash('sha256', EMPTY, 'hex');
 
 /** Reads a digest frame's metadata line (`sb2 d <id> <ts>`); undefined when malformed. */
 export function readDigestLine(frame: Uint8Array): { id: string; ts: number } | undefined {
@@ -274,22 +274,24 @@ export function readDigestLine(frame: Uint8Array): { id: string; ts: number } | 
   return { id, ts: Number(ts) };
 }
 
-function signedPrefix(bus: string, subject: string, flag: string, line: string): Buffer {
-  return Buffer.from(`sb-msg1\n${bus}\n${subject}\n${flag}\n${line}\n`, 'latin1');
+/** What every proof of a frame starts with: its context and metadata line (latin1). */
+function signedText(bus: string, subject: string, flag: string, line: string): string {
+  return `sb-msg1\n${bus}\n${subject}\n${flag}\n${line}\n`;
 }
 
-function digest(plain: Uint8Array): Buffer {
-  return Buffer.from(createHash('sha256').update(plain).digest('hex'), 'latin1');
+/** {@link signedText} as bytes: the associated data of a sealed body. */
+function signedPrefix(bus: string, subject: string, flag: string, line: string): Buffer {
+  return Buffer.from(signedText(bus, subject, flag, line), 'latin1');
 }
 
 /** The cover of a MAC'd frame that a later signed frame lists: 16 bytes of the SHA-256 of what its MAC covered. */
 function coverOf(signed: Uint8Array): string {
-  return createHash('sha256').update(signed).digest().subarray(0, 16).toString('base64url');
+  return hash('sha256', signed, 'buffer').subarray(0, 16).toString('base64url');
 }
 
 /** What a signature covers: the frame's context, its line and the hex SHA-256 of its plaintext body. */
 function signedBytes(bus: string, subject: string, flag: string, line: string, plain: Uint8Array): Buffer {
-  return Buffer.concat([signedPrefix(bus, subject, flag, line), digest(plain)]);
+  return Buffer.from(`${signedText(bus, subject, flag, line)}${hash('sha256', plain, 'hex')}`, 'latin1');
 }
 
 /**

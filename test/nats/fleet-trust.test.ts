@@ -386,7 +386,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     return macs.filter((m) => !covers.has(m)).length;
   }
 
-  it("with proof: 'digest', MACs routine frames, signs one in 64 listing their covers, and sends the covers no signed frame listed within DIGEST_MS in a signed digest frame, recorded as a digest record: on a quiet log `switchboard verify --roster` proves every row, and refuses altered covers", async () => {
+  it("with proof: 'digest', MACs routine frames, signs one in DIGEST_EVERY listing their covers, and sends the covers no signed frame listed within DIGEST_MS in a signed digest frame, recorded as a digest record: on a quiet log `switchboard verify --roster` proves every row, and refuses altered covers", async () => {
     const db = join(dir, `n2-digest-${Date.now()}.db`);
     const db1 = join(dir, `n1-digest-${Date.now()}.db`);
     const n1 = await startNode('n1', { proof: 'digest' }, { audit: { path: db1 }, limits: { rate: false } });
