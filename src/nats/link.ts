@@ -19,7 +19,7 @@ import { BusError, toBusError } from '../errors.js';
 import { TokenBucket } from '../limits.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, type Subjects } from './subjects.js';
-import { DIGEST_BODY_HASH, DIGEST_MS, Proofs, readDigestLine } from './proofs.js';
+import { DIGEST_BODY_HASH, DIGEST_MS, MAX_PROOF_LINE, Proofs, readDigestLine } from './proofs.js';
 import type { RosterIndex } from './roster.js';
 import { answerLine, claimedId, decodeAbout, decodeAnswer, decodeMessage, errorBody, MAX_BUDGET_MS, messageLine, type DecodedMessage, type WireError, type WireMeta } from './wire.js';
 
@@ -802,8 +802,8 @@ interface Seen {
 
 /** The node a proof line names, unverified (for the record of a refusal). */
 function proofNode(data: Uint8Array): { node?: string } {
-  // A signed frame's proof line may list covers (digest proofs): up to 2048 bytes.
-  const end = data.subarray(0, 2048).indexOf(0x0a);
+  // A signed frame's proof line may list covers (digest proofs).
+  const end = data.subarray(0, MAX_PROOF_LINE).indexOf(0x0a);
   if (end < 0) return {};
   const node = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 3)[1];
   return node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(node) ? { node } : {};

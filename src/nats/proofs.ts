@@ -44,7 +44,7 @@ export const DIGEST_EVERY = 128;
 /** The first frame to a peer this long after the last signed one is signed (digest proofs). */
 export const DIGEST_MS = 100;
 /** The longest proof line: `p`, a node id, a flag, a signature and the covers of up to {@link DIGEST_EVERY} frames. */
-const MAX_PROOF_LINE = 4096;
+export const MAX_PROOF_LINE = 4096;
 /** A signed frame's covers: `c.` then up to DIGEST_EVERY - 1 covers of 16 bytes in base64url, dot-separated. */
 const COVERS = new RegExp(`^c(?:\\.[A-Za-z0-9_-]{22}){1,${DIGEST_EVERY - 1}}$`);
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
