@@ -324,7 +324,7 @@ describe('Agent#handle() / discover()', () => {
   it('handle() refuses a non-function handler or a bad intent with INVALID_ARGUMENT', () => {
     const { writer } = pair();
     expect(() => writer.handle('x', 'nope' as never)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
-    expect(() => writer.handle('' as never, () => 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => writer.handle('' as never, (() => 1) as never)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
   });
 
   it('"discover(capability): ids with that capability this agent may ask or delegate to"', () => {

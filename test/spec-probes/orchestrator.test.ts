@@ -236,7 +236,7 @@ describe('Orchestrator#setPolicies() / policies()', () => {
     const b = bus({ policies: [{ from: 'a', to: 'b', allow: ['ask'] }] });
     b.register('b', { handlers: { x: () => 'ok' } });
     const a = b.register('a');
-    const rules = b.policies() as Array<{ allow?: string[] }>;
+    const rules = b.policies() as unknown as Array<{ allow?: string[] }>;
     try {
       rules[0]!.allow!.push('delegate');
     } catch {}

@@ -41,3 +41,17 @@ export const OPEN = [{ from: '*', to: '*', allow: ['ask', 'delegate', 'notify'] 
 export function hang(_payload: unknown, ctx: { signal: AbortSignal }): Promise<never> {
   return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
 }
+
+/** A fresh directory for database files, removed by `removeDirs()`. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+const dirs: string[] = [];
+export function dbPath(name = 'audit.db'): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spec-probe-'));
+  dirs.push(dir);
+  return join(dir, name);
+}
+export function removeDirs(): void {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
