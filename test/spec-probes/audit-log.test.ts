@@ -152,6 +152,32 @@ describe('"close() leaves the database file self-contained (the WAL checkpointed
     }
   });
 
+  it('"when checkpoints cannot keep up, commits wait for them (backpressure), and the bus says so (audit:backpressure)", the WAL staying under maxWalBytes', async () => {
+    const path = dbPath();
+    const MiB = 1 << 20;
+    const b = bus({ audit: { path, maxWalBytes: MiB }, policies: [...OPEN], limits: { rate: false } });
+    b.register('w', { handlers: { x: () => 1 } });
+    const a = b.register('a');
+    await a.ask('w', 'x', 0);
+    // A reader holding an old snapshot: no checkpoint can pass it, so the WAL only grows.
+    const reader = new Database(path, { readonly: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM audit_batch').get();
+    const events: Array<{ walBytes: number; maxWalBytes: number }> = [];
+    b.events.on('audit:backpressure', (e) => {
+      events.push(e);
+      if (reader.inTransaction) reader.exec('COMMIT');
+    });
+    for (let i = 0; i < 2_000 && events.length === 0; i++) await a.ask('w', 'x', 'p'.repeat(2_000));
+    if (reader.inTransaction) reader.exec('COMMIT');
+    reader.close();
+    expect(events[0]).toEqual({ walBytes: expect.any(Number), maxWalBytes: MiB });
+    expect(events[0]!.walBytes).toBeLessThanOrEqual(MiB);
+    await expect(a.ask('w', 'x', 'after')).resolves.toBe(1);
+    await b.close();
+    expect(readdirSync(dirname(path))).toEqual(['audit.db']);
+  }, 60_000);
+
   it('maxWalBytes below 1 MiB is refused naming the key; a valid one is accepted', () => {
     expect(() => new Orchestrator({ audit: { path: dbPath(), maxWalBytes: 1000 } })).toThrow(
       expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/^Invalid Orchestrator options: audit\.maxWalBytes/) }),
