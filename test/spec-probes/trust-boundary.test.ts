@@ -187,6 +187,45 @@ describe('"Every caller-supplied value is read exactly once"', () => {
   });
 });
 
+describe('hostile options: a getter or Proxy that throws is INVALID_ARGUMENT, and a getter is read once', () => {
+  const trap = () => new Proxy({}, { get: () => { throw new Error('trap'); }, ownKeys: () => { throw new Error('trap'); }, getOwnPropertyDescriptor: () => { throw new Error('trap'); } });
+  const throwing = <T>(key: string): T => Object.defineProperty({}, key, { enumerable: true, get: () => { throw new Error('getter'); } }) as T;
+
+  it.each([
+    ['new Orchestrator()', (b: Orchestrator) => new Orchestrator(throwing<never>('policies')) && b],
+    ['register()', (b: Orchestrator) => b.register('x', throwing('handlers'))],
+    ['register() with a Proxy', (b: Orchestrator) => b.register('y', trap() as never)],
+    ['setPolicies()', (b: Orchestrator) => b.setPolicies(trap() as never)],
+    ['explain()', (b: Orchestrator) => b.explain(trap() as never)],
+    ['getMessageLog()', (b: Orchestrator) => b.getMessageLog(trap() as never)],
+    ['approvals.approve()', (b: Orchestrator) => b.approvals.approve('id', trap() as never)],
+    ['approvals.reject()', (b: Orchestrator) => b.approvals.reject('id', trap() as never)],
+  ] as const)('%s refuses it with a BusError', (_what, call) => {
+    const b = bus({ policies: [...OPEN] });
+    let caught: unknown;
+    try {
+      call(b);
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toMatchObject({ name: 'BusError', code: 'INVALID_ARGUMENT' });
+    expect(b.agents()).toEqual([]);
+  });
+
+  it('register() reads `handlers` once: the map it checked is the map it keeps', async () => {
+    const b = bus({ policies: [...OPEN] });
+    let reads = 0;
+    b.register('w', {
+      get handlers() {
+        reads++;
+        return reads === 1 ? { x: () => 'first' } : { x: () => 'second' };
+      },
+    });
+    expect(reads).toBe(1);
+    await expect(b.register('a').ask('w', 'x', 1)).resolves.toBe('first');
+  });
+});
+
 describe('"a payload walk stops as soon as it passes maxPayloadBytes, however its values are shared"', () => {
   it('a DAG that would expand to 2^40 leaves is refused PAYLOAD_TOO_LARGE at once', async () => {
     const b = bus({ policies: [...OPEN] });
