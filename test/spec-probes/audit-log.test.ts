@@ -279,6 +279,73 @@ describe('"Rows form a SHA-256 hash chain … verifyAuditLog() and switchboard v
   });
 });
 
+describe('"Given a head saved earlier, also fails when the log no longer contains it (a truncated tail)"; "an edit of any table (lookup indexes included)"', () => {
+  async function fileWithHold(path: string) {
+    const b = new Orchestrator({ audit: { path }, policies: [{ from: 'a', to: 'w', allow: ['ask'] }, { from: 'a', to: 'v', allow: ['ask'], requireApproval: true }] });
+    b.register('w', { handlers: { x: () => 1 } });
+    const a = b.register('a');
+    for (let i = 0; i < 3; i++) await a.ask('w', 'x', i);
+    a.ask('v', 'x', { secret: 'ORIGINAL' }, { timeoutMs: 600_000 }).catch(() => {});
+    await b.flush();
+    const head = b.auditHead();
+    await b.close();
+    return head;
+  }
+  function edit(path: string, sql: string): void {
+    const db = new Database(path);
+    db.exec(sql);
+    db.close();
+  }
+
+  it('deleting the newest rows passes a plain verify but fails verify({ head }) and `switchboard verify --head`', async () => {
+    const path = dbPath();
+    const head = await fileWithHold(path);
+    edit(path, 'DELETE FROM audit_batch WHERE first_seq = (SELECT max(first_seq) FROM audit_batch)');
+    const b = new Orchestrator({ audit: { path } });
+    try {
+      expect(b.verifyAuditLog({ head }).ok).toBe(false);
+    } finally {
+      await b.close();
+    }
+    const cli = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../../src/cli/main.ts'), 'verify', path, '--head', `${head.seq}:${head.hash}`], { encoding: 'utf8' });
+    expect(cli.status).not.toBe(0);
+  }, 30_000);
+
+  it('deleting a lookup row that getMessageLog({ agentId }) reads fails verification, naming the row', async () => {
+    const path = dbPath();
+    await fileWithHold(path);
+    edit(path, "DELETE FROM audit_slice WHERE agent = 'w'");
+    const b = new Orchestrator({ audit: { path } });
+    try {
+      const r = b.verifyAuditLog();
+      expect(r.ok).toBe(false);
+      expect(r.firstBad).toEqual(expect.any(Number));
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('a held payload edited in the file is never delivered', async () => {
+    const path = dbPath();
+    await fileWithHold(path);
+    edit(path, "UPDATE approval_hold SET payload = replace(payload, 'ORIGINAL', 'TAMPERED')");
+    const b = new Orchestrator({ audit: { path }, policies: [{ from: 'a', to: 'v', allow: ['ask'], requireApproval: true }] });
+    try {
+      const got: unknown[] = [];
+      b.register('v', { handlers: { x: (p) => void got.push(p) } });
+      for (const item of b.approvals.list()) {
+        try {
+          b.approvals.approve(item.id);
+        } catch {}
+      }
+      await settle();
+      expect(JSON.stringify(got)).not.toContain('TAMPERED');
+    } finally {
+      await b.close();
+    }
+  });
+});
+
 describe('"Schema is versioned (PRAGMA user_version) … a database newer than the code is refused"', () => {
   it('refuses a newer file with a BusError naming both versions, and leaves it untouched', async () => {
     const path = dbPath();
