@@ -251,6 +251,7 @@ export class Claims {
         void (async () => {
           for await (const e of updates) {
             this.#apply(this.#seen, e);
+            this.#reclaimIfGone(e);
             for (const l of this.#changes) l();
           }
         })().catch(() => {});
@@ -351,7 +352,32 @@ export class Claims {
     const known = into.get(agent);
     if (known !== undefined && known.revision >= entry.revision) return;
     const claim = entry.operation === 'PUT' ? this.#read(agent, entry) : undefined;
+    if (this.#trust !== undefined && entry.operation === 'PUT' && claim === undefined && known?.claim !== undefined) {
+      // A claim that does not verify is ignored: the last valid claim stands, its lease still
+      // counted from its own write.
+      into.set(agent, { ...known, revision: entry.revision });
+      return;
+    }
     into.set(agent, { revision: entry.revision, claim, created: entry.created.getTime() });
+  }
+
+  /**
+   * After the watch saw `entry`: when it is a key this node holds and no longer a valid
+   * claim of this node (deleted, or overwritten by a claim that does not verify), claims it
+   * again now rather than at the next renewal.
+   */
+  #reclaimIfGone(entry: KvEntry): void {
+    if (this.#closed || this.#held.size === 0) return;
+    let agent: string;
+    try {
+      agent = unescapeToken(entry.key);
+    } catch {
+      return;
+    }
+    const held = this.#held.get(agent);
+    if (held === undefined || entry.revision <= held.revision) return;
+    if (entry.operation === 'PUT' && this.#read(agent, entry)?.node === this.#node) return;
+    void this.renew().catch(() => {});
   }
 
   #liveIn(seen: Map<string, Seen>): ClaimRecord[] {

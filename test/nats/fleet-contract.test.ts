@@ -1,0 +1,200 @@
+// SPEC "Fleet trust: signed and sealed envelopes", promise by promise, against a real
+// nats-server running the `auth.conf` of `switchboard fleet init`, plus one user the fleet
+// never has: `broker`, allowed every subject, standing for the broker itself (or anyone who
+// controls it) reading and writing what it carries.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createUser } from '@nats-io/nkeys';
+import { Kvm } from '@nats-io/kv';
+import type { Msg } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Orchestrator, type OrchestratorOptions } from '../../src/index.js';
+import { ALLOW_ALL } from '../../src/testing/index.js';
+import { main } from '../../src/cli/main.js';
+import { Claims } from '../../src/nats/claims.js';
+import { NodeConnection } from '../../src/nats/connection.js';
+import { natsTransport, type NatsTransportOptions } from '../../src/nats/index.js';
+import { keysFromSeed } from '../../src/nats/keys.js';
+import { Proofs } from '../../src/nats/proofs.js';
+import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
+import { Subjects } from '../../src/nats/subjects.js';
+import { answerLine } from '../../src/nats/wire.js';
+import { natsBin, skip } from './context.js';
+import { startNatsServer, type NatsServer } from './server.js';
+
+if (skip !== '') console.warn(`[nats] fleet-contract.test.ts skipped: ${skip}`);
+
+const quiet = { out: () => {}, err: (l: string) => console.error(l) };
+const dir = mkdtempSync(join(tmpdir(), 'switchboard-contract-'));
+const cfg = join(dir, 'fleet');
+const seed = (holder: string) => readFileSync(join(cfg, `${holder}.nk`), 'utf8');
+const rosterPath = join(cfg, 'roster.json');
+const BUS = 'shop';
+const subjects = new Subjects(BUS);
+const buses: Orchestrator[] = [];
+const conns: NodeConnection[] = [];
+const opened: Claims[] = [];
+const brokerSeed = new TextDecoder().decode(createUser().getSeed());
+
+afterEach(async () => {
+  await Promise.allSettled(opened.splice(0).map((c) => c.close()));
+  await Promise.allSettled(buses.splice(0).map((b) => b.close()));
+  await Promise.allSettled(conns.splice(0).map((c) => c.close()));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let server: NatsServer;
+
+async function startNode(node: string, options: Partial<NatsTransportOptions> = {}, bus: Partial<OrchestratorOptions> = {}): Promise<Orchestrator> {
+  const transport = await natsTransport({ servers: server.url, bus: BUS, roster: rosterPath, nkeySeed: seed(node), ...options });
+  const o = new Orchestrator({ node, transport, policies: ALLOW_ALL, ...bus });
+  buses.push(o);
+  return o;
+}
+
+/** A raw client: with a node's credentials (a thief of its seed), or as the broker itself. */
+async function raw(holder: string | 'broker'): Promise<NodeConnection> {
+  const c = await NodeConnection.open({ servers: server.url, inboxPrefix: `${BUS}._r.${holder}`, nkeySeed: holder === 'broker' ? brokerSeed : seed(holder) });
+  conns.push(c);
+  return c;
+}
+
+function denials(bus: Orchestrator): Array<{ code: string; reason: string }> {
+  const seen: Array<{ code: string; reason: string }> = [];
+  bus.events.on('message:denied', (e) => seen.push({ code: e.code, reason: e.reason }));
+  return seen;
+}
+
+describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of `switchboard fleet init`', () => {
+  beforeAll(async () => {
+    const file = join(dir, 'fleet.json');
+    writeFileSync(file, JSON.stringify({ bus: BUS, nodes: { n1: ['alice', 'carol'], n2: ['bob', 'chat-*'], n3: ['erin'] }, operators: ['op'] }));
+    expect(main(['fleet', 'init', file, '--out', cfg], quiet)).toBe(0);
+    const broker = keysFromSeed(brokerSeed).publicKey;
+    const auth = readFileSync(join(cfg, 'auth.conf'), 'utf8').replace('  users = [\n', `  users = [\n    { nkey: "${broker}", permissions: { publish: { allow: [">"] }, subscribe: { allow: [">"] } } }\n`);
+    server = await startNatsServer(natsBin, { extraConfig: auth });
+    expect(await main(['fleet', 'bucket', '--servers', server.url, '--creds', join(cfg, 'op.nk')], quiet)).toBe(0);
+  });
+  afterAll(async () => {
+    await server?.dispose();
+  });
+
+  it('takes the roster as an object as well as a path', async () => {
+    const n1 = await startNode('n1', { roster: JSON.parse(readFileSync(rosterPath, 'utf8')) });
+    const n2 = await startNode('n2');
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(alice.ask('bob', 'echo', { x: 1 })).resolves.toEqual({ x: 1 });
+  });
+
+  it('resolves ready() without waiting for roster nodes that are not running', async () => {
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await expect(n1.ready()).resolves.toBeUndefined();
+  });
+
+  it("refuses an answer signed by a node the roster does not let serve the recipient: recorded, emitted, and the ask settles with the real reply", async () => {
+    const n1 = await startNode('n1');
+    const n3 = await startNode('n3');
+    n3.register('erin', { handlers: { pay: () => 'from erin' } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n3.ready()]);
+    const denied = denials(n1);
+    // n2 (a `chat-*` node) may read every inbound subject and answer what it reads: it answers first.
+    const thief = await raw('n2');
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const proofs = new Proofs({ bus: BUS, node: 'n2', roster, keys: keysFromSeed(seed('n2')) });
+    thief.nc.subscribe(subjects.inbound('erin', 'alice', 'ask'), {
+      callback: (_e, m: Msg) => {
+        const id = Buffer.from(m.data).toString('latin1').split('\n')[1]!.split(' ')[2]!;
+        m.respond(proofs.wrap(m.reply!, answerLine('r', id), '"forged"', 'n1', false));
+      },
+    });
+    await thief.nc.flush();
+    await expect(alice.ask('erin', 'pay', {})).resolves.toBe('from erin');
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/signed by node "n2", which the roster does not let serve "erin"/) });
+  });
+
+  it("ignores a claim that names another node than its signer: peers keep the agent where its last valid claim put it", async () => {
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const claimsOf = async (node: string) => {
+      const conn = await raw(node);
+      const claims = await Claims.open({ connection: conn, subjects, node, trust: { roster, keys: keysFromSeed(seed(node)) } });
+      opened.push(claims);
+      return claims;
+    };
+    const n1 = await claimsOf('n1');
+    const n3 = await claimsOf('n3');
+    await n3.watch();
+    await n1.claim('alice');
+    await vi.waitFor(() => expect(n3.snapshot().find((c) => c.agent === 'alice')).toMatchObject({ node: 'n1' }));
+    // n1 stops renewing (paused, say) but its claim is live for its lease.
+    n1.abandon();
+    // n2 serves `chat-*`, so the broker lets it write any claim key: it overwrites alice's with
+    // a claim naming itself.
+    const kv = await new Kvm((await raw('n2')).nc).open(subjects.claimsBucket());
+    const keys = keysFromSeed(seed('n2'));
+    const body = { v: 2, node: 'n2', agent: 'alice', capabilities: [], trust: 9, leaseMs: 60_000, ts: Date.now() };
+    const sig = keys.sign(Buffer.from(`sb-claim1\n${BUS}\n${JSON.stringify(body)}`)).toString('base64');
+    await kv.put('alice', JSON.stringify({ ...body, sig }));
+    // A valid claim written after it: once n3's watch shows it, it has read the forged one.
+    const n1b = await claimsOf('n1');
+    await n1b.claim('carol');
+    await vi.waitFor(() => expect(n3.snapshot().map((c) => c.agent)).toContain('carol'));
+    expect(n3.snapshot().find((c) => c.agent === 'alice')).toMatchObject({ node: 'n1' });
+  });
+
+  it('claims its own agent again as soon as its watch sees the claim deleted or overwritten, not at the next renewal', async () => {
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await n1.ready();
+    const kv = await new Kvm((await raw('n2')).nc).open(subjects.claimsBucket());
+    const check = async () => {
+      const entry = await kv.get('alice');
+      expect(entry?.operation).toBe('PUT');
+      expect(JSON.parse(entry!.string())).toMatchObject({ node: 'n1' });
+    };
+    await kv.delete('alice');
+    // The renewal runs every leaseMs / 3 (5 s): waitFor gives up after 1 s.
+    await vi.waitFor(check);
+    await kv.put('alice', JSON.stringify({ v: 2, node: 'n2', agent: 'alice', capabilities: [], trust: 0, leaseMs: 60_000, ts: Date.now(), sig: 'AA' }));
+    await vi.waitFor(check);
+  });
+
+  it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
+    const n1 = await startNode('n1', { seal: 'always' });
+    const n2 = await startNode('n2', { seal: 'always' });
+    n2.register('bob', {
+      handlers: {
+        work: async (_p, ctx) => {
+          ctx.progress(0.5, 'note-SECRET-1');
+          await new Promise((r) => setTimeout(r, 50));
+          return { done: 'reply-SECRET-2' };
+        },
+        fail: () => {
+          throw new Error('error-SECRET-3');
+        },
+      },
+    });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const broker = await raw('broker');
+    const seen: string[] = [];
+    broker.nc.subscribe('>', { callback: (_e, m) => void seen.push(Buffer.from(m.data).toString('latin1')) });
+    await broker.nc.flush();
+    const notes: string[] = [];
+    await expect(alice.delegate('bob', 'work', { card: 'payload-SECRET-0' }).onProgress((p) => notes.push(String(p.note)))).resolves.toEqual({ done: 'reply-SECRET-2' });
+    await expect(alice.ask('bob', 'fail', {})).rejects.toMatchObject({ code: 'HANDLER_FAILED', message: expect.stringContaining('error-SECRET-3') });
+    expect(notes).toContain('note-SECRET-1');
+    await broker.nc.flush();
+    expect(seen.length).toBeGreaterThan(3);
+    expect(seen.filter((s) => /SECRET/.test(s))).toEqual([]);
+    await Promise.all([n1.flush(), n2.flush()]);
+    const sent = n1.getMessageLog({ agentId: 'alice', type: 'reply' })[0]!;
+    const got = n2.getMessageLog({ agentId: 'bob', type: 'reply' }).find((e) => e.inReplyTo === sent.inReplyTo)!;
+    expect(got.payloadHash).toBe(sent.payloadHash);
+  });
+});
