@@ -34,7 +34,7 @@ import { Directory } from './directory.js';
 import { rememberFleet } from './fleet-of.js';
 import { keysFromSeed, type NodeKeys } from './keys.js';
 import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
-import { checkNatsOptions, type NatsTransportOptions } from './options.js';
+import { checkNatsOptions, natsOptionError, type NatsTransportOptions } from './options.js';
 import { Proofs } from './proofs.js';
 import { loadRoster, RosterIndex } from './roster.js';
 import { Subjects } from './subjects.js';
@@ -171,11 +171,21 @@ export async function natsTransport(options: NatsTransportOptions): Promise<Tran
   const subjects = new Subjects(checked.bus);
   let trust: Trust | undefined;
   if (checked.roster !== undefined) {
-    const roster = new RosterIndex(loadRoster(checked.roster));
-    if (roster.roster.bus !== checked.bus) throw new BusError('INVALID_ARGUMENT', `natsTransport: the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
-    const keys = keysFromSeed(checked.nkeySeed!);
+    let roster: RosterIndex;
+    try {
+      roster = new RosterIndex(loadRoster(checked.roster));
+    } catch (e) {
+      throw natsOptionError('roster', (e as Error).message, e);
+    }
+    if (roster.roster.bus !== checked.bus) throw natsOptionError('roster', `the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
+    let keys: NodeKeys;
+    try {
+      keys = keysFromSeed(checked.nkeySeed!);
+    } catch (e) {
+      throw natsOptionError('nkeySeed', (e as Error).message, e);
+    }
     if (roster.nodeOfKey(keys.publicKey) === undefined) {
-      throw new BusError('INVALID_ARGUMENT', `natsTransport: the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
+      throw natsOptionError('nkeySeed', `the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
     }
     trust = { roster, keys };
   } else {
