@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
 import { readRecordedProof } from '../nats/proofs.js';
+import { proofBindingDifferences } from '../nats/proof-binding.js';
 import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
@@ -251,7 +252,7 @@ function runVerify(args: string[], io: CliIO): number {
     if (result.ok && roster !== undefined) {
       const peers = checkPeerProofs(log, roster);
       if (peers.bad !== undefined) {
-        io.out(`bad: ${peers.bad}`);
+        io.out(`bad: ${escapeText(peers.bad)}`);
         io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
         return 1;
       }
@@ -294,6 +295,9 @@ function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, 
       if (e.proof === undefined) continue;
       const read = readRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
       if (read.kind === 'bad') return { checked, unverified, macs: macs.length, covered: 0, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${read.why}` };
+      // A genuine proof on a row that records something else proves nothing about that row.
+      const moved = proofBindingDifferences(e.proof, e, roster.roster.bus);
+      if (moved.length > 0) return { checked, unverified, macs: macs.length, covered: 0, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): the recorded proof is not of this entry: ${moved.join('; ')}` };
       if (read.kind === 'mac') macs.push(`${read.node}\0${read.cover}`);
       else {
         checked++;
