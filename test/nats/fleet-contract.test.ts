@@ -20,7 +20,7 @@ import { Proofs } from '../../src/nats/proofs.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { answerLine } from '../../src/nats/wire.js';
-import { natsBin, skip } from './context.js';
+import { natsBin, natsUrl, skip } from './context.js';
 import { startNatsServer, type NatsServer } from './server.js';
 
 if (skip !== '') console.warn(`[nats] fleet-contract.test.ts skipped: ${skip}`);
@@ -164,6 +164,35 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await vi.waitFor(check);
   });
 
+  it('refuses a captured message the broker re-targets, re-types or alters: the signature covers recipient, type and body; never delivered, never answered, recorded and emitted', async () => {
+    const n1 = await startNode('n1');
+    const n2 = await startNode('n2', { seal: 'never' });
+    const calls: string[] = [];
+    n2.register('bob', { handlers: { pay: () => (calls.push('bob'), 'paid') } });
+    n2.register('chat-1', { handlers: { pay: () => (calls.push('chat-1'), 'paid') } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const broker = await raw('broker');
+    const captured: Msg[] = [];
+    broker.nc.subscribe(subjects.inbound('bob', 'alice', 'ask'), { callback: (_e, m) => void captured.push(m) });
+    await broker.nc.flush();
+    await expect(alice.ask('bob', 'pay', { amount: 1 })).resolves.toBe('paid');
+    await vi.waitFor(() => expect(captured).toHaveLength(1));
+    const denied = denials(n2);
+    const data = Buffer.from(captured[0]!.data);
+    const altered = Buffer.from(data.toString('latin1').replace('{"amount":1}', '{"amount":9}'), 'latin1');
+    const attempts: Array<[string, Uint8Array]> = [
+      [subjects.inbound('chat-1', 'alice', 'ask'), data],
+      [subjects.inbound('bob', 'alice', 'delegate'), data],
+      [subjects.inbound('bob', 'alice', 'ask'), altered],
+    ];
+    for (const [subject, bytes] of attempts) await expect(broker.nc.request(subject, bytes, { timeout: 300 })).rejects.toThrow(/timeout/i);
+    await vi.waitFor(() => expect(denied).toHaveLength(3));
+    for (const d of denied) expect(d).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/the signature of node "n1" does not verify under its roster key/) });
+    expect(calls).toEqual(['bob']);
+    expect(n2.getMessageLog({ decision: 'denied' })).toHaveLength(3);
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
@@ -196,5 +225,34 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     const sent = n1.getMessageLog({ agentId: 'alice', type: 'reply' })[0]!;
     const got = n2.getMessageLog({ agentId: 'bob', type: 'reply' }).find((e) => e.inReplyTo === sent.inReplyTo)!;
     expect(got.payloadHash).toBe(sent.payloadHash);
+  });
+});
+
+describe.skipIf(skip !== '')('an insecure fleet (insecure: true on an open server)', () => {
+  it('marks every cross-node entry unverified on both nodes: refusals, notifies and replays included', async () => {
+    const bus = `open${process.pid}c`;
+    const n1 = new Orchestrator({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: ALLOW_ALL });
+    const n2 = new Orchestrator({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: [{ from: 'alice', to: 'bob', allow: ['ask', 'notify'] }] });
+    buses.push(n1, n2);
+    n2.register('bob', { handlers: { echo: () => 'ok', news: () => undefined } });
+    n2.register('dan', { handlers: { echo: () => 'ok' } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const spy = await NodeConnection.open({ servers: natsUrl, inboxPrefix: `${bus}._r.spy` });
+    conns.push(spy);
+    const captured: Msg[] = [];
+    spy.nc.subscribe(new Subjects(bus).inbound('bob', 'alice', 'ask'), { callback: (_e, m) => void captured.push(m) });
+    await spy.nc.flush();
+    await expect(alice.ask('bob', 'echo', {})).resolves.toBe('ok');
+    await expect(alice.ask('dan', 'echo', {})).rejects.toMatchObject({ code: 'POLICY_DENIED' });
+    expect((await alice.notify('news', {}, { to: ['bob'] })).delivered).toEqual(['bob']);
+    await vi.waitFor(() => expect(captured).toHaveLength(1));
+    const denied = denials(n2);
+    spy.nc.publish(captured[0]!.subject, captured[0]!.data);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    await Promise.all([n1.flush(), n2.flush()]);
+    const entries = [...n1.getMessageLog(), ...n2.getMessageLog()];
+    expect(entries.length).toBeGreaterThanOrEqual(7);
+    for (const entry of entries) expect({ id: entry.messageId, type: entry.type, decision: entry.decision, unverified: entry.unverified }).toMatchObject({ unverified: true });
   });
 });
