@@ -19,7 +19,7 @@ import { keysFromSeed } from '../../src/nats/keys.js';
 import { Proofs } from '../../src/nats/proofs.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
-import { answerLine } from '../../src/nats/wire.js';
+import { answerLine, messageLine } from '../../src/nats/wire.js';
 import { natsBin, natsUrl, skip } from './context.js';
 import { startNatsServer, type NatsServer } from './server.js';
 
@@ -58,6 +58,15 @@ async function raw(holder: string | 'broker'): Promise<NodeConnection> {
   const c = await NodeConnection.open({ servers: server.url, inboxPrefix: `${BUS}._r.${holder}`, nkeySeed: holder === 'broker' ? brokerSeed : seed(holder) });
   conns.push(c);
   return c;
+}
+
+/** A frame signed with `signer`'s seed, as that node (or a thief of its seed) would send it. */
+function signedFrame(signer: string, to: string, from: string, meta: Partial<Parameters<typeof messageLine>[0]> = {}, payload = '{}'): { subject: string; data: Uint8Array } {
+  const roster = new RosterIndex(loadRoster(rosterPath));
+  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)) });
+  const subject = subjects.inbound(to, from, 'ask');
+  const line = messageLine({ id: `mforged-${Math.random().toString(36).slice(2, 10)}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: signer, ...meta });
+  return { subject, data: proofs.wrap(subject, line, payload, undefined, false) };
 }
 
 function denials(bus: Orchestrator): Array<{ code: string; reason: string }> {
@@ -191,6 +200,41 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     for (const d of denied) expect(d).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/the signature of node "n1" does not verify under its roster key/) });
     expect(calls).toEqual(['bob']);
     expect(n2.getMessageLog({ decision: 'denied' })).toHaveLength(3);
+  });
+
+  it('refuses to start where the operator has not created the claims bucket, naming `switchboard fleet bucket` (a node never creates it)', async () => {
+    const bus = `nobucket${process.pid}`;
+    const transport = await natsTransport({ servers: natsUrl, bus, roster: { ...loadRoster(rosterPath), bus }, nkeySeed: seed('n1') });
+    const n1 = new Orchestrator({ node: 'n1', transport, policies: ALLOW_ALL });
+    buses.push(n1);
+    n1.register('alice');
+    await expect(n1.ready()).rejects.toMatchObject({ code: 'TRANSPORT_UNAVAILABLE', message: expect.stringContaining('switchboard fleet bucket') });
+  });
+
+  it('remembers across a restart only the ids it admitted: a forged frame refused before the restart does not use up the id of a later genuine message', async () => {
+    const db = join(dir, `n2-restart-${Date.now()}.db`);
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await n1.ready();
+    let n2 = await startNode('n2', {}, { audit: { path: db } });
+    const calls: unknown[] = [];
+    n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid') } });
+    await n2.ready();
+    const denied = denials(n2);
+    const broker = await raw('broker');
+    // n3 signs a frame as alice (not its agent): refused, recorded with alice's next id.
+    const forged = signedFrame('n3', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' });
+    broker.nc.publish(forged.subject, forged.data);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    await n2.close();
+    n2 = await startNode('n2', {}, { audit: { path: db } });
+    n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid') } });
+    await n2.ready();
+    // alice's genuine message with that id (signed by n1) is taken.
+    const genuine = signedFrame('n1', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' }, '{"amount":5}');
+    const answer = await broker.nc.request(genuine.subject, genuine.data, { timeout: 5000 });
+    expect(Buffer.from(answer.data).toString('latin1')).toContain('"paid"');
+    expect(calls).toEqual([{ amount: 5 }]);
   });
 
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
