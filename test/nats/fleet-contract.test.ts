@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUser } from '@nats-io/nkeys';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { Msg } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -237,6 +238,22 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     expect(calls).toEqual([{ amount: 5 }]);
   });
 
+  it('carries a signed notify to each of several agents of one remote node, and a broadcast to every agent of every node; the receipt lists each', async () => {
+    const n1 = await startNode('n1');
+    const n2 = await startNode('n2');
+    const got: string[] = [];
+    for (const id of ['bob', 'chat-1', 'chat-2']) n2.register(id, { handlers: { news: () => void got.push(id) } });
+    n1.register('carol', { handlers: { news: () => void got.push('carol') } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    expect(await alice.notify('news', {}, { to: ['bob', 'chat-1', 'chat-2'] })).toMatchObject({ delivered: ['bob', 'chat-1', 'chat-2'] });
+    await vi.waitFor(() => expect([...got].sort()).toEqual(['bob', 'chat-1', 'chat-2']));
+    got.length = 0;
+    expect((await alice.notify('news', {})).delivered.slice().sort()).toEqual(['bob', 'carol', 'chat-1', 'chat-2']);
+    await vi.waitFor(() => expect([...got].sort()).toEqual(['bob', 'carol', 'chat-1', 'chat-2']));
+    for (const e of n2.getMessageLog({ type: 'notify' })) expect(JSON.parse(e.proof!)).toMatchObject({ node: 'n1' });
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
@@ -298,5 +315,35 @@ describe.skipIf(skip !== '')('an insecure fleet (insecure: true on an open serve
     const entries = [...n1.getMessageLog(), ...n2.getMessageLog()];
     expect(entries.length).toBeGreaterThanOrEqual(7);
     for (const entry of entries) expect({ id: entry.messageId, type: entry.type, decision: entry.decision, unverified: entry.unverified }).toMatchObject({ unverified: true });
+  });
+  it('refuses a claims stream made beforehand with republish, sources or a mirror, naming each difference', async () => {
+    const conn = await NodeConnection.open({ servers: natsUrl, inboxPrefix: `x${process.pid}._r.x` });
+    conns.push(conn);
+    const jsm = await jetstreamManager(conn.nc);
+    const made: string[] = [];
+    const refusal = async (bus: string) => {
+      const node = new Orchestrator({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: ALLOW_ALL });
+      buses.push(node);
+      node.register('alice');
+      return node.ready().then(() => 'ready', (e: Error) => e.message);
+    };
+    try {
+      const a = `rep${process.pid}`;
+      made.push(`KV_sb_${a}_agents`, `src${process.pid}`);
+      await jsm.streams.add({ name: `src${process.pid}`, subjects: [`src${process.pid}.>`] });
+      await jsm.streams.add({
+        name: `KV_sb_${a}_agents`, subjects: [`$KV.sb_${a}_agents.>`], max_msgs_per_subject: 1, deny_delete: true, deny_purge: true,
+        republish: { src: '>', dest: `spy${process.pid}.>` }, sources: [{ name: `src${process.pid}` }],
+      });
+      const first = await refusal(a);
+      expect(first).toMatch(/unexpected settings, refused: .*republish .*spy/);
+      expect(first).toMatch(/sources .*src\d+/);
+      const b = `mir${process.pid}`;
+      made.push(`KV_sb_${b}_agents`);
+      await jsm.streams.add({ name: `KV_sb_${b}_agents`, mirror: { name: `src${process.pid}` } });
+      expect(await refusal(b)).toMatch(/unexpected settings, refused: subjects \[\].*mirror .*src\d+/);
+    } finally {
+      for (const name of made.reverse()) await jsm.streams.delete(name).catch(() => false);
+    }
   });
 });
