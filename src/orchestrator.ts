@@ -229,8 +229,12 @@ export class Orchestrator<C extends Contracts = any> {
     else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
   }
 
-  /** The cross-node messages recorded since `since`, newest first: what a restarted node must not take again. */
-  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> {
+  /**
+   * The cross-node messages recorded since `since`, newest first: what a restarted node must
+   * not take again. Undefined when the log does not outlive this process (nothing to read back).
+   */
+  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> | undefined {
+    if (this.#options.audit === false || (isHoldStore(this.#audit) && !this.#audit.keepsHolds)) return undefined;
     const out: Array<{ id: string; from: string; to: string; ts: number }> = [];
     let beforeSeq: number | undefined;
     while (out.length < limit) {

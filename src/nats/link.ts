@@ -371,6 +371,8 @@ export class Link {
   readonly #ended = new Map<string, Pending>();
   /** Recently admitted: `to \0 from \0 id` → when, oldest first. */
   readonly #seen = new Map<string, Seen>();
+  /** Nothing signed before this is taken (see {@link refuseSignedBefore}). */
+  #signedFloor = -Infinity;
   /** Per signing node: the latest signed time among its forgotten ids; nothing signed at or before it is taken. */
   readonly #floors = new Map<string, number>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
@@ -606,7 +608,9 @@ export class Link {
             ? `message id ${decoded.id} from "${from}" was admitted already (a replay)`
             : decoded.ts <= (this.#floors.get(opened.node) ?? -Infinity)
               ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay, or more than ${this.#dedupeWindow} messages within the freshness window)`
-              : undefined;
+              : decoded.ts < this.#signedFloor
+                ? `it was signed before this node started, and its log did not outlive the last run to name the ids it took then (a replay)`
+                : undefined;
     if (refusal !== undefined) {
       const error = new BusError('POLICY_DENIED', `${kind} ${decoded.id} refused: ${refusal}`, { messageId: decoded.id });
       this.#onDenied?.({ subject: msg.subject, error, to, from, kind, id: decoded.id, node: opened.node });
@@ -638,6 +642,14 @@ export class Link {
       // Forgotten while still fresh: raise its node's floor so that it cannot be replayed.
       if (old.node !== undefined && old.at >= horizon && old.ts > (this.#floors.get(old.node) ?? -Infinity)) this.#floors.set(old.node, old.ts);
     }
+  }
+
+  /**
+   * Refuses every message signed before `ts` (epoch ms) as a replay: for a node whose log
+   * cannot name the ids it took before a restart.
+   */
+  refuseSignedBefore(ts: number): void {
+    this.#signedFloor = ts;
   }
 
   /** Message ids admitted earlier (recovered from the audit log at a restart): their repeats are refused. */

@@ -413,11 +413,16 @@ class NatsTransport implements Transport {
         seal: o.seal === 'always',
         ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }),
       });
-      // Ids admitted before a restart stay refused for the freshness window (a replay captured then).
+      // Ids admitted before a restart stay refused for the freshness window (a replay captured
+      // then). A log that did not outlive the last run has none to give: then nothing signed
+      // before this node started is taken (a message to it could not have been delivered here
+      // before it subscribed), so a capture from before the restart cannot come back either.
       const window = 2 * (o.freshnessMs ?? 120_000);
       try {
-        const recent = this.#port?.admitted?.(Date.now() - window, 100_000) ?? [];
-        link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+        const startedAt = Date.now();
+        const recent = this.#port?.admitted?.(startedAt - window, 100_000);
+        if (recent === undefined) link.refuseSignedBefore(startedAt);
+        else link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
       } catch {
         // A log that cannot be read now: the freshness check still refuses old captures.
       }

@@ -167,9 +167,11 @@ export interface InboundPort {
   /**
    * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
    * restarted node refuses their repeats (a replay captured before the restart). At most
-   * `limit`, newest first.
+   * `limit`, newest first. Undefined when the log does not outlive the process (`:memory:`,
+   * `audit: false`): there is nothing to read back, so the transport refuses every message
+   * signed before it started instead.
    */
-  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
+  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> | undefined;
   /**
    * This node's approval queue and its events, for a transport that lets the fleet's
    * operators list and decide held messages (NATS: `fleetApprovals`). The transport checks

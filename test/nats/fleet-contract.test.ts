@@ -254,6 +254,32 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     for (const e of n2.getMessageLog({ type: 'notify' })) expect(JSON.parse(e.proof!)).toMatchObject({ node: 'n1' });
   });
 
+  it('refuses a message captured before the receiver restarted also when its log did not outlive it (a :memory: log, the default): nothing signed before it started is taken', async () => {
+    const n1 = await startNode('n1');
+    let n2 = await startNode('n2');
+    const calls: unknown[] = [];
+    n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid') } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const broker = await raw('broker');
+    const captured: Msg[] = [];
+    broker.nc.subscribe(subjects.inbound('bob', 'alice', 'ask'), { callback: (_e, m) => void captured.push(m) });
+    await broker.nc.flush();
+    await expect(alice.ask('bob', 'pay', { amount: 10 })).resolves.toBe('paid');
+    await vi.waitFor(() => expect(captured).toHaveLength(1));
+    await n2.close();
+    n2 = await startNode('n2');
+    n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid again') } });
+    await n2.ready();
+    const denied = denials(n2);
+    await expect(broker.nc.request(captured[0]!.subject, captured[0]!.data, { timeout: 300 })).rejects.toThrow(/timeout/i);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/signed before this node started/) });
+    expect(calls).toHaveLength(1);
+    // What its peers send now is taken.
+    await expect(alice.ask('bob', 'pay', { amount: 11 })).resolves.toBe('paid again');
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
