@@ -15,6 +15,7 @@ import { Proofs } from '../src/nats/proofs.js';
 import { RosterIndex, type Roster } from '../src/nats/roster.js';
 import { escapeToken, Subjects } from '../src/nats/subjects.js';
 import { answerLine, messageLine } from '../src/nats/wire.js';
+import { tamper } from './support/audit-tamper.js';
 
 const nkeys = createRequire(import.meta.url)('@nats-io/nkeys') as { createUser(): { getSeed(): Uint8Array } };
 const keys = Object.fromEntries(['n1', 'n2'].map((n) => [n, keysFromSeed(new TextDecoder().decode(nkeys.createUser().getSeed()))]));
@@ -63,10 +64,16 @@ function replyRow(): AttemptRecord {
 
 let files = 0;
 function verify(...records: AttemptRecord[]): { code: number; text: string } {
+  return verifyFile(write(records));
+}
+function write(records: AttemptRecord[]): string {
   const path = join(dir, `log-${files++}.db`);
   const log = new SqliteAuditLog({ path });
   log.append(records);
   log.close();
+  return path;
+}
+function verifyFile(path: string): { code: number; text: string } {
   const out: string[] = [];
   const code = main(['verify', path, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) }) as number;
   return { code, text: out.join('\n') };
@@ -94,6 +101,14 @@ describe('switchboard verify --roster', () => {
   it('exits 1 when a reply proof sits on a reply row to another message or from another agent', () => {
     expect(verify({ ...replyRow(), inReplyTo: 'm-2' }).text).toContain('inReplyTo is "m-2" but the proof says "m-1"');
     expect(verify({ ...replyRow(), from: 'carol' })).toMatchObject({ code: 1, text: expect.stringContaining('from (the agent that was asked) is "carol" but the proof says "bob"') });
+  });
+
+  it('exits 1 naming the first bad row when a row is edited in place (the chain breaks before any proof is read)', () => {
+    const path = write([receipt(), replyRow()]);
+    tamper(path, (r) => (r[0]!.line = r[0]!.line.replace('"alice"', '"carol"')));
+    const { code, text } = verifyFile(path);
+    expect(code).toBe(1);
+    expect(text).toMatch(/^bad: .*row 1/m);
   });
 
   it('exits 1 when the payload hash is not the one the proof signed', () => {
