@@ -276,8 +276,9 @@ export class Orchestrator<C extends Contracts = any> {
       incoming: new Set(),
       deliveries: new Set(),
     };
-    if (this.#transport.remoteAgents().some((a) => a.id === id)) {
-      throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node`, { agentId: id });
+    const holder = this.#transport.remoteAgents().find((a) => a.id === id);
+    if (holder !== undefined) {
+      throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node: "${String(holder.node).slice(0, 128)}"`, { agentId: id });
     }
     if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);

@@ -138,11 +138,19 @@ export class Claims {
   async claim(agent: string, info: { capabilities?: readonly string[]; trust?: number } = {}): Promise<void> {
     this.#assertOpen();
     const { roster } = this.#trust ?? {};
+    const key = this.#subjects.claimKey(agent);
     if (roster !== undefined && !roster.mayServe(this.#node, agent)) {
-      throw new BusError('POLICY_DENIED', `node "${this.#node}" may not serve agent "${agent}": its roster entry lists ${JSON.stringify(roster.node(this.#node)?.agents ?? [])}`, { agentId: agent });
+      const entries = JSON.stringify(roster.node(this.#node)?.agents ?? []);
+      // An id another node holds now is a taken id first (DUPLICATE_AGENT naming the holder),
+      // and this node could not have it anyway.
+      const entry = await this.#kv.get(key).catch(() => null);
+      const holder = entry === null || entry.operation !== 'PUT' ? undefined : this.#read(agent, entry);
+      if (holder !== undefined && holder.node !== this.#node && this.#alive(entry!, holder)) {
+        throw new BusError('DUPLICATE_AGENT', `agent id "${agent}" is already claimed by node "${holder.node}" (and node "${this.#node}" may not serve it: its roster entry lists ${entries})`, { agentId: agent });
+      }
+      throw new BusError('POLICY_DENIED', `node "${this.#node}" may not serve agent "${agent}": its roster entry lists ${entries}`, { agentId: agent });
     }
     const value = this.#value(agent, info);
-    const key = this.#subjects.claimKey(agent);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const revision = await this.#kv.create(key, value);

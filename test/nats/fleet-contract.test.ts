@@ -99,6 +99,19 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await expect(alice.ask('bob', 'echo', { x: 1 })).resolves.toEqual({ x: 1 });
   });
 
+  it('refuses a second node registering an id another node holds with DUPLICATE_AGENT naming the holder: the handle dies, ready() rejects', async () => {
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await n1.ready();
+    // Registered before n2 has read the claims: its claim finds the id taken.
+    const n2 = await startNode('n2');
+    const taken = n2.register('alice');
+    await expect(n2.ready()).rejects.toMatchObject({ code: 'DUPLICATE_AGENT', message: expect.stringMatching(/already claimed by node "n1"/) });
+    expect(taken.alive).toBe(false);
+    // Once n2 knows the claim, registering the id is refused at once, naming the holder.
+    expect(() => n2.register('alice')).toThrow(expect.objectContaining({ code: 'DUPLICATE_AGENT', message: expect.stringMatching(/on another node: "n1"/) }));
+  });
+
   it('resolves ready() without waiting for roster nodes that are not running', async () => {
     const n1 = await startNode('n1');
     n1.register('alice');
