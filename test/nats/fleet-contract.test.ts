@@ -293,6 +293,27 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await expect(alice.ask('bob', 'pay', { amount: 11 })).resolves.toBe('paid again');
   });
 
+  it('checks minRecipientTrust on both nodes, each with its own registry: the sender with its remoteTrust, the receiver with its registration', async () => {
+    const gated = [{ from: 'alice', to: 'bob', allow: ['ask' as const], minRecipientTrust: 50 }];
+    const cases: Array<[number, number, string | undefined]> = [
+      [49, 90, 'needs recipient trust >= 50'],
+      [90, 10, '(node n2)'],
+      [50, 50, undefined],
+    ];
+    for (const [granted, registered, refusal] of cases) {
+      const n1 = await startNode('n1', {}, { policies: gated, remoteTrust: { bob: granted } });
+      const n2 = await startNode('n2', {}, { policies: gated });
+      const calls: unknown[] = [];
+      n2.register('bob', { trust: registered, handlers: { pay: () => (calls.push(1), 'paid') } });
+      const alice = n1.register('alice');
+      await Promise.all([n1.ready(), n2.ready()]);
+      if (refusal === undefined) await expect(alice.ask('bob', 'pay', {})).resolves.toBe('paid');
+      else await expect(alice.ask('bob', 'pay', {})).rejects.toMatchObject({ code: 'POLICY_DENIED', message: expect.stringContaining(refusal) });
+      expect(calls).toHaveLength(refusal === undefined ? 1 : 0);
+      await Promise.all(buses.splice(0).map((b) => b.close()));
+    }
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
