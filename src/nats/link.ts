@@ -528,8 +528,9 @@ export class Link {
       }
     } catch (e) {
       // A forged answer settles nothing: the request waits for the real one, or its deadline.
-      const id = (this.#pending.get(token) ?? this.#ended.get(token))?.id;
-      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
+      // Recorded as what it says it is: an answer from the asked agent to the asker.
+      const p = this.#pending.get(token) ?? this.#ended.get(token);
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(p === undefined ? {} : { id: p.id, from: p.to, to: p.from, kind: 'reply' }), ...proofNode(msg.data) });
       return;
     }
     let answer;

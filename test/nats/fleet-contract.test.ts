@@ -139,6 +139,10 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await expect(alice.ask('erin', 'pay', {})).resolves.toBe('from erin');
     await vi.waitFor(() => expect(denied).toHaveLength(1));
     expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/signed by node "n2", which the roster does not let serve "erin"/) });
+    await n1.flush();
+    expect(n1.getMessageLog({ decision: 'denied' })).toEqual([
+      expect.objectContaining({ type: 'reply', from: 'erin', to: 'alice', peerNode: 'n2', reason: expect.stringMatching(/roster does not let serve "erin"/) }),
+    ]);
   });
 
   it("ignores a claim that names another node than its signer: peers keep the agent where its last valid claim put it", async () => {
@@ -312,6 +316,20 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
       expect(calls).toHaveLength(refusal === undefined ? 1 : 0);
       await Promise.all(buses.splice(0).map((b) => b.close()));
     }
+  });
+
+  it('never lets a node update the claims stream (to allow rollups, add a subject) or delete one of its messages (another node\'s claim)', async () => {
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await n1.ready();
+    const jsm = await jetstreamManager((await raw('n3')).nc);
+    const info = await jsm.streams.info('KV_sb_shop_agents');
+    await expect(jsm.streams.update('KV_sb_shop_agents', { ...info.config, allow_rollup_hdrs: true })).rejects.toThrow(/Permissions Violation/);
+    await expect(jsm.streams.update('KV_sb_shop_agents', { ...info.config, subjects: [...info.config.subjects, 'shop.in.>'] })).rejects.toThrow(/Permissions Violation/);
+    const alice = await new Kvm((await raw('n3')).nc).open(subjects.claimsBucket()).then((kv) => kv.get('alice'));
+    await expect(jsm.streams.deleteMessage('KV_sb_shop_agents', alice!.revision)).rejects.toThrow(/Permissions Violation/);
+    const after = await jetstreamManager((await raw('broker')).nc).then((m) => m.streams.info('KV_sb_shop_agents'));
+    expect(after.config).toMatchObject({ allow_rollup_hdrs: false, deny_delete: true, deny_purge: true, subjects: ['$KV.sb_shop_agents.>'] });
   });
 
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
