@@ -85,9 +85,10 @@ Options:
                    a command-line argument is visible to other users of the machine)
   --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
                    receipt (its signature over what it sent, or its MAC and a later
-                   signed row of the same node whose digest covers it), so the log proves
-                   what each peer sent this node; MAC'd rows no signed row covers are
-                   counted apart
+                   signed row of the same node whose digest covers it) and that it is a
+                   proof of that very row (sender, recipient, type, id, intent, peer node),
+                   so the log proves what each peer sent this node; MAC'd rows no signed
+                   row covers are counted apart
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;

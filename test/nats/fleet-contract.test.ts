@@ -424,4 +424,17 @@ describe.skipIf(skip !== '')('an insecure fleet (insecure: true on an open serve
       for (const name of made.reverse()) await jsm.streams.delete(name).catch(() => false);
     }
   });
+  it('refuses at the sender a message its `sealed: true` rule covers when there is no roster to seal with, never carried', async () => {
+    const bus = `opens${process.pid}`;
+    const policies = [{ from: 'alice', to: 'bob', allow: ['ask' as const], sealed: true }];
+    const n1 = new Orchestrator({ node: 'n1', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies });
+    const n2 = new Orchestrator({ node: 'n2', transport: await natsTransport({ servers: natsUrl, bus, insecure: true }), policies: ALLOW_ALL });
+    buses.push(n1, n2);
+    const calls: unknown[] = [];
+    n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid') } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    await expect(alice.ask('bob', 'pay', { card: '4111' })).rejects.toMatchObject({ code: 'POLICY_DENIED', message: expect.stringMatching(/requires sealing/) });
+    expect(calls).toEqual([]);
+  });
 });
