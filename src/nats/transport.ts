@@ -516,7 +516,8 @@ class NatsTransport implements Transport {
     try {
       this.#port?.refused?.({
         code: d.error.code,
-        reason: d.error.message,
+        // A progress report or a cancel is no message type of its own: its row says what it was.
+        reason: d.kind === 'progress' || d.kind === 'cancel' ? `a ${d.kind} frame ${d.error.message}` : d.error.message,
         ...(d.id === undefined ? {} : { id: d.id }),
         ...(d.kind === undefined ? {} : { type: d.kind }),
         ...(d.from === undefined ? {} : { from: d.from }),

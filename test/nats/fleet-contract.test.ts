@@ -332,6 +332,27 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     expect(after.config).toMatchObject({ allow_rollup_hdrs: false, deny_delete: true, deny_purge: true, subjects: ['$KV.sb_shop_agents.>'] });
   });
 
+  it("refuses a cancel and a progress report signed by a node that may not speak for their sender, saying in the row what the frame was", async () => {
+    const n1 = await startNode('n1');
+    n1.register('alice');
+    await n1.ready();
+    const denied = denials(n1);
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const proofs = new Proofs({ bus: BUS, node: 'n3', roster, keys: keysFromSeed(seed('n3')) });
+    const broker = await raw('broker');
+    for (const kind of ['cancel', 'progress'] as const) {
+      const subject = subjects.inbound('alice', 'bob', kind);
+      broker.nc.publish(subject, proofs.wrap(subject, answerLine('a', 'm-1'), '{"fraction":0.5}', undefined, false));
+    }
+    await vi.waitFor(() => expect(denied).toHaveLength(2));
+    await n1.flush();
+    const reasons = n1.getMessageLog({ decision: 'denied' }).map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^a cancel frame refused before reading: node "n3" signed a cancel from "bob"/),
+      expect.stringMatching(/^a progress frame refused before reading: node "n3" signed a progress from "bob"/),
+    ]));
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
