@@ -257,7 +257,10 @@ class NatsTransport implements Transport {
     const trust = this.#trust;
     if (trust !== undefined) {
       const entry = trust.roster.node(node);
-      if (entry === undefined) throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})`);
+      if (entry === undefined) {
+        const own = trust.roster.nodeOfKey(trust.keys.publicKey);
+        throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})${own === undefined ? '' : `; the seed given is node "${own}"'s: pass \`node: ${JSON.stringify(own)}\` to the Orchestrator`}`);
+      }
       if (entry.signingKey !== trust.keys.publicKey) {
         const owner = trust.roster.nodeOfKey(trust.keys.publicKey);
         throw new BusError(

@@ -112,6 +112,15 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     expect(() => n2.register('alice')).toThrow(expect.objectContaining({ code: 'DUPLICATE_AGENT', message: expect.stringMatching(/on another node: "n1"/) }));
   });
 
+  it("refuses an Orchestrator whose node id is not in the roster, naming the roster node of its seed", async () => {
+    const transport = await natsTransport({ servers: server.url, bus: BUS, roster: rosterPath, nkeySeed: seed('n2') });
+    try {
+      expect(() => new Orchestrator({ transport, policies: ALLOW_ALL })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/is not in the roster of bus "shop" .*pass `node: "n2"`/) }));
+    } finally {
+      await transport.close();
+    }
+  });
+
   it('resolves ready() without waiting for roster nodes that are not running', async () => {
     const n1 = await startNode('n1');
     n1.register('alice');
