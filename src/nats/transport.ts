@@ -268,6 +268,13 @@ class NatsTransport implements Transport {
           `node "${node}" was given the seed of key ${trust.keys.publicKey}${owner === undefined ? '' : ` (node "${owner}" in the roster)`}, but the roster lists node "${node}" with key ${entry.signingKey}: start it with its own .nk file`,
         );
       }
+      if (entry.sealingKey !== trust.keys.sealingKey) {
+        // Peers would seal and MAC for a key this node does not hold: nothing sealed to it would open.
+        throw new BusError(
+          'INVALID_ARGUMENT',
+          `node "${node}": its seed's sealing key is ${trust.keys.sealingKey}, but the roster lists node "${node}" with sealing key ${entry.sealingKey}: the roster entry does not match the seed (use the roster.json written with this .nk file)`,
+        );
+      }
     }
     this.#node = node;
     this.#port = port;

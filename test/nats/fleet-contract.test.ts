@@ -121,6 +121,20 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     }
   });
 
+  it("refuses to start a node whose roster entry lists another sealing key than its seed's, naming both", async () => {
+    const roster = loadRoster(rosterPath);
+    const other = keysFromSeed(seed('op')).sealingKey;
+    const edited = { ...roster, nodes: { ...roster.nodes, n1: { ...roster.nodes.n1!, sealingKey: other } } };
+    const transport = await natsTransport({ servers: server.url, bus: BUS, roster: edited, nkeySeed: seed('n1') });
+    try {
+      expect(() => new Orchestrator({ node: 'n1', transport, policies: ALLOW_ALL })).toThrow(
+        expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining(`sealing key is ${roster.nodes.n1!.sealingKey}, but the roster lists node "n1" with sealing key ${other}`) }),
+      );
+    } finally {
+      await transport.close();
+    }
+  });
+
   it('resolves ready() without waiting for roster nodes that are not running', async () => {
     const n1 = await startNode('n1');
     n1.register('alice');
