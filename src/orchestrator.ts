@@ -205,7 +205,9 @@ export class Orchestrator<C extends Contracts = any> {
         receive: (message, responder) => inbound.receive(message, responder),
         claimLost: (agentId: unknown, holder: unknown) => this.#claimLost(agentId, holder),
         refused: (report) => inbound.refused(report),
+        digest: (report) => inbound.digest(report),
         admitted: (since, limit) => this.#admitted(since, limit),
+        admittedDigests: (since, limit) => this.#admittedDigests(since, limit),
         desk: freezeObject({ events: this.events, approvals: this.approvals }),
       } satisfies InboundPort),
     );
@@ -244,6 +246,21 @@ export class Orchestrator<C extends Contracts = any> {
       beforeSeq = page.at(-1)!.seq;
     }
     return out;
+  }
+
+  /** The peer digests recorded since `since`, newest first (a log without `peerDigests` has none to give). */
+  #admittedDigests(since: number, limit: number): Array<{ id: string; node: string; ts: number }> {
+    const log = this.#audit;
+    if (log.peerDigests === undefined) return [];
+    this.#flushAudit();
+    const out: Array<{ id: string; node: string; ts: number }> = [];
+    for (let after = 0; ; ) {
+      const page = log.peerDigests({ since, afterSeq: after, limit: 10_000 });
+      if (page.length === 0) break;
+      for (const d of page) out.push({ id: d.digestId, node: d.peerNode, ts: d.ts });
+      after = page.at(-1)!.seq;
+    }
+    return out.slice(-limit).reverse();
   }
 
   readonly #port: AgentPort;

@@ -21,7 +21,7 @@ function rec(messageId: string): AuditRecord {
   };
 }
 
-const ids = (records: readonly AuditRecord[]): string[] => records.map((r) => r.messageId);
+const ids = (records: readonly AuditRecord[]): string[] => records.map((r) => (r.kind === 'digest' ? r.digestId : r.messageId));
 
 /** A synchronous log: each append is one transaction; `failNext` makes appends throw. */
 function syncLog(): AuditLog & { appends: string[][]; failNext: number; failWith: unknown } {

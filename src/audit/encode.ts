@@ -23,6 +23,8 @@ export interface EncodedBatch {
   readonly conversations: string;
   /** JSON array of the messages of records without a conversation, each once. */
   readonly messages: string;
+  /** JSON array of the signing nodes of digest records, each once (`'[]'` for none: the common case). */
+  readonly digests: string;
   /** Held copies of `pending` rows (see HoldStore): `[index in batch, messageId, to, requestedAt, expiresAt, rule, trust, envelope, payload]`. */
   readonly holds?: unknown[][];
   /** Replies kept for result(): `[index in batch, messageId answered, reply JSON]`. */
@@ -52,6 +54,7 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
     const agents = new Set<string>();
     const conversations = new Set<string>();
     const messages = new Set<string>();
+    let digests: Set<string> | undefined;
     let holds: unknown[][] | undefined;
     let replies: unknown[][] | undefined;
     for (let i = start; i < end; i++) {
@@ -65,6 +68,11 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
         throw new InvalidRecordError(i, e);
       }
       lines = i === start ? line : `${lines}\n${line}`;
+      if (record.kind === 'digest') {
+        // A record of the nodes, naming no agent or conversation: indexed by its signing node only.
+        (digests ??= new Set()).add(row[COL.peer_node] as string);
+        continue;
+      }
       agents.add(row[COL.recipient] as string);
       const sender = row[COL.sender];
       if (typeof sender === 'string') agents.add(sender);
@@ -87,6 +95,7 @@ export function encodeBatches(records: readonly AuditRecord[]): EncodedBatch[] {
       agents: JSON.stringify([...agents]),
       conversations: JSON.stringify([...conversations]),
       messages: messages.size === 0 ? '[]' : JSON.stringify([...messages]),
+      digests: digests === undefined ? '[]' : JSON.stringify([...digests]),
       ...(holds !== undefined ? { holds } : {}),
       ...(replies !== undefined ? { replies } : {}),
     });

@@ -172,6 +172,18 @@ CREATE TABLE kept_reply (
 CREATE INDEX kept_reply_seq ON kept_reply (seq);
 `;
 
+/**
+ * Schema v6: a peer node's signed digest is a record of its own kind (`digest`, see
+ * `DigestRecord`), naming no agent and no conversation. `audit_digest` says which batches hold
+ * digest records signed by each node, so `switchboard verify --roster` reads them without
+ * scanning every batch. Batch storage has no CHECK on `kind` (the v1 table that had one is gone
+ * since v3): the record kinds are checked where records are encoded (records.ts), and a
+ * reader older than v6, which does not know the kind, refuses the file by its version.
+ */
+const SCHEMA_DIGESTS = `
+CREATE TABLE audit_digest (node TEXT NOT NULL, first_seq INTEGER NOT NULL, PRIMARY KEY (node, first_seq)) WITHOUT ROWID;
+`;
+
 /** Records per stored batch row: bounds what a query reads to find a handful of records. */
 export const BATCH_RECORDS = 256;
 
@@ -281,6 +293,12 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 5,
     description: 'held messages (envelope and payload) beside their pending rows, and replies kept for result()',
     up: (db) => db.exec(SCHEMA_HOLDS),
+  },
+  {
+    version: 6,
+    description: "a peer node's signed digest as a record kind of its own, its batches indexed by signing node",
+    // Nothing to index: a v5 writer refuses a record kind it does not know, so no v5 file holds a digest record.
+    up: (db) => db.exec(SCHEMA_DIGESTS),
   },
 ];
 

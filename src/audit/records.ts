@@ -42,6 +42,12 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
     case 'approval':
       row = [seq, 'approval', r.ts, r.messageId, r.to, r.from, null, null, null, null, null, null, null, r.policyVersion, null, null, r.approval, r.decidedBy, r.note, r.conversationId, null, null];
       break;
+    case 'digest':
+      // A record of the nodes: no agent, message type or conversation (see DigestRecord).
+      if (typeof r.payloadHash !== 'string' || !HEX64.test(r.payloadHash)) throw new TypeError('digest record has no payloadHash (64 lowercase hex characters)');
+      if (typeof r.proof !== 'string' || r.proof === '') throw new TypeError('digest record has no proof');
+      row = [seq, 'digest', r.ts, r.digestId, null, null, null, null, r.payloadHash, null, null, null, null, null, null, null, null, null, null, null, null, null];
+      break;
     default:
       throw new TypeError(`unknown audit record kind ${JSON.stringify((r as { kind?: unknown } | null)?.kind)}`);
   }
@@ -71,6 +77,7 @@ export function toRow(r: AuditRecord, seq: number): unknown[] {
 }
 
 const NOTE = ROW_COLUMNS.indexOf('note');
+const HEX64 = /^[0-9a-f]{64}$/;
 const HOLD = ROW_COLUMNS.indexOf('hold');
 const CODES: ReadonlySet<string> = new Set(Object.values(ErrorCode));
 
@@ -101,13 +108,14 @@ const REQUIRED: Record<string, readonly number[]> = {
   attempt: [2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 19],
   outcome: [2, 3, 4, 15],
   approval: [2, 3, 4, 13, 16],
+  digest: [2, 3, 8, 24, 25],
 };
 
 /** The v2 table's NOT NULL and type checks, so a bad record fails its batch instead of being stored. */
 function checkRow(row: unknown[]): void {
   for (const i of REQUIRED[row[1] as string] ?? []) {
     const v = row[i];
-    if (v === undefined || v === null) throw new TypeError(`${row[1]} record has no ${FIELD_NAMES[i] ?? ROW_COLUMNS[i]}`);
+    if (v === undefined || v === null) throw new TypeError(`${row[1]} record has no ${row[1] === 'digest' && i === 3 ? 'digestId' : (FIELD_NAMES[i] ?? ROW_COLUMNS[i])}`);
   }
   for (const [i, allowed] of ENUMS) {
     const v = row[i];

@@ -13,7 +13,7 @@ import { checkIndexes, checkSchema } from './verify-indexes.js';
 import { interruptedSince, mayBeAlive, META_RUNS, newRun, parseRuns, type Run } from './runs.js';
 import { encodeBatches, InvalidRecordError, type EncodedBatch } from './encode.js';
 import { COL, isBlank, migrate, newerError, SCHEMA_VERSION, userVersion } from './migrations.js';
-import type { AuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
+import type { AuditLog, AuditRecord, ChainHead, DigestRecord, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import { escapeText } from '../escape-text.js';
 
 /** Options of {@link SqliteAuditLog}. A misspelled key is an `INVALID_ARGUMENT` error. */
@@ -112,6 +112,13 @@ const optionsSchema = z.strictObject({
   maxWalBytes: z.number().int().min(MIN_WAL_BYTES).max(Number.MAX_SAFE_INTEGER).optional(),
   onCommit: z.custom<(head: ChainHead) => void>((v) => typeof v === 'function', 'onCommit must be a function').optional(),
   onBackpressure: z.custom<(walBytes: number) => void>((v) => typeof v === 'function', 'onBackpressure must be a function').optional(),
+});
+
+const digestFilterSchema = z.strictObject({
+  afterSeq: z.number().int().optional(),
+  since: z.number().optional(),
+  peerNode: z.string().min(1).optional(),
+  limit: z.number().int().optional(),
 });
 
 const filterSchema = z.strictObject({
@@ -450,6 +457,53 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
   }
 
   /**
+   * The digest records (a peer node's signed covers of frames it sent this node under a MAC,
+   * see {@link DigestRecord}), oldest first: they are records of the nodes, never message
+   * entries, so {@link query} does not return them. Page with `afterSeq`. Found through
+   * `audit_digest` (only the batches that hold one are read).
+   */
+  peerDigests(filter: PeerDigestQuery = {}): PeerDigestEntry[] {
+    this.assertOpen();
+    const parsed = digestFilterSchema.safeParse(filter);
+    if (!parsed.success) throw filterError(parsed.error);
+    const f = parsed.data;
+    const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
+    const after = f.afterSeq ?? 0;
+    const out: PeerDigestEntry[] = [];
+    try {
+      const from = (this.stmts.containing.get(after + 1) as number | null | undefined) ?? after + 1;
+      const firsts = (f.peerNode === undefined ? this.stmts.digestBatches.iterate(from) : this.stmts.digestBatchesOf.iterate(f.peerNode, from)) as IterableIterator<number>;
+      try {
+        for (const first of firsts) {
+          const text = this.stmts.records.get(first) as string | undefined;
+          if (text === undefined) continue;
+          const lines = text.split('\n');
+          for (let i = 1; i < lines.length - 1 && out.length < limit; i++) {
+            const line = lines[i] as string;
+            // `[seq,"digest",…`: skip the other kinds without parsing them.
+            if (!line.startsWith('"digest"', line.indexOf(',') + 1)) continue;
+            const r = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
+            const seq = r[COL.seq] as number;
+            if (r[COL.kind] !== 'digest' || seq <= after) continue;
+            if (f.peerNode !== undefined && r[COL.peer_node] !== f.peerNode) continue;
+            if (f.since !== undefined && !((r[COL.ts] as number) >= f.since)) continue;
+            const e: PeerDigestEntry = { seq, digestId: r[COL.message_id] as string, ts: r[COL.ts] as number, peerNode: r[COL.peer_node] as string, payloadHash: r[COL.payload_hash] as string, proof: r[COL.peer_proof] as string };
+            if (typeof r[COL.node] === 'string') e.node = r[COL.node] as string;
+            out.push(e);
+          }
+          if (out.length >= limit) break;
+        }
+      } finally {
+        firsts.return?.();
+      }
+    } catch (e) {
+      if (e instanceof BusError) throw e;
+      throw unavailable(`cannot read audit database ${this.path}: ${messageOf(e)}`, e);
+    }
+    return out;
+  }
+
+  /**
    * Recomputes the hash chain from the oldest kept record to the last. Catches an edited,
    * deleted, inserted or reordered record (naming the first bad seq) and, given `head`, a
    * truncated tail: the log must still hold that seq with that hash. `checked` counts the
@@ -723,7 +777,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     let seq = headSeq;
     let prev = headHash;
     const digest = this.digest as Digest; // a writer always has one (checked at open)
-    const { insertBatch, insertSlices, insertConversations, insertMessages, insertHold, insertReply } = this.stmts;
+    const { insertBatch, insertSlices, insertConversations, insertMessages, insertDigests, insertHold, insertReply } = this.stmts;
     for (const b of batches) {
       const first = seq + 1;
       const batchPrev = prev;
@@ -741,6 +795,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
       insertSlices.run(first, b.agents);
       insertConversations.run(first, b.conversations);
       if (b.messages !== '[]') insertMessages.run(first, b.messages);
+      if (b.digests !== '[]') insertDigests.run(first, b.digests);
       if (b.holds !== undefined) for (const h of b.holds) insertHold.run(h[1], h[2], first + (h[0] as number), h[3], h[4], h[5], h[6], h[7], h[8]);
       if (b.replies !== undefined) for (const r of b.replies) insertReply.run(r[1], first + (r[0] as number), r[2]);
     }
@@ -750,7 +805,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
 
   /** Drops the oldest batches until at most maxRows records are kept; the new oldest's predecessor becomes the anchor. */
   private trim(headSeq: number): void {
-    const { first, dropBatch, dropSlice, dropConversation, dropMessage, setMeta } = this.stmts;
+    const { first, dropBatch, dropSlice, dropConversation, dropMessage, dropDigest, setMeta } = this.stmts;
     for (;;) {
       const oldest = first.get() as [number, string, number, string] | undefined;
       if (oldest === undefined) return;
@@ -758,6 +813,10 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
       if (headSeq - (firstSeq - 1) <= this.maxRows || firstSeq + count - 1 >= headSeq) return;
       for (const line of text.split('\n').slice(1, -1)) {
         const r = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
+        if (r[COL.kind] === 'digest') {
+          dropDigest.run(r[COL.peer_node], firstSeq);
+          continue;
+        }
         dropSlice.run(r[COL.recipient], firstSeq);
         if (typeof r[COL.sender] === 'string') dropSlice.run(r[COL.sender], firstSeq);
         if (typeof r[COL.conversation_id] === 'string') dropConversation.run(r[COL.conversation_id], firstSeq);
@@ -859,10 +918,14 @@ function prepare(db: Database.Database) {
     insertSlices: db.prepare('INSERT OR IGNORE INTO audit_slice (agent, first_seq) SELECT value, ? FROM json_each(?)'),
     insertConversations: db.prepare('INSERT OR IGNORE INTO audit_conversation (conversation_id, first_seq) SELECT value, ? FROM json_each(?)'),
     insertMessages: db.prepare('INSERT OR IGNORE INTO audit_message (message_id, first_seq) SELECT value, ? FROM json_each(?)'),
+    insertDigests: db.prepare('INSERT OR IGNORE INTO audit_digest (node, first_seq) SELECT value, ? FROM json_each(?)'),
     dropBatch: db.prepare('DELETE FROM audit_batch WHERE first_seq = ?'),
     dropSlice: db.prepare('DELETE FROM audit_slice WHERE agent = ? AND first_seq = ?'),
     dropConversation: db.prepare('DELETE FROM audit_conversation WHERE conversation_id = ? AND first_seq = ?'),
     dropMessage: db.prepare('DELETE FROM audit_message WHERE message_id = ? AND first_seq = ?'),
+    dropDigest: db.prepare('DELETE FROM audit_digest WHERE node = ? AND first_seq = ?'),
+    digestBatches: db.prepare('SELECT DISTINCT first_seq FROM audit_digest WHERE first_seq >= ? ORDER BY first_seq').pluck(),
+    digestBatchesOf: db.prepare('SELECT first_seq FROM audit_digest WHERE node = ? AND first_seq >= ? ORDER BY first_seq').pluck(),
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
     // json_each drives (CROSS JOIN keeps that order): one seek per key, where an IN list would first build a temporary index of the keys.

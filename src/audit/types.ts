@@ -210,7 +210,59 @@ export interface ApprovalRecord {
 /** The `proof` of a cross-node row whose sender no roster vouched for (`natsTransport({ insecure: true })`). */
 export const UNVERIFIED = 'unverified';
 
-export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord;
+/**
+ * A peer node's signed digest (`proof: 'digest'`): the covers of frames that node sent this
+ * one under a MAC only, in a signed frame of their own, as the transport verified it. A record
+ * of the nodes, not of a message: no agent sent it, it belongs to no conversation and has no
+ * message type, so it is never a {@link MessageLogEntry}. Chained and hashed like every record;
+ * `switchboard verify --roster` reads its proof as covering the MAC'd receipts it lists.
+ */
+export interface DigestRecord {
+  readonly kind: 'digest';
+  /** When this node recorded it (epoch ms, this node's clock; the signed time is in the proof's `line`). */
+  readonly ts: number;
+  /** The digest frame's id, as the signing node wrote it (stored in the message id column). */
+  readonly digestId: string;
+  /** Hex SHA-256 of the frame's body, which the signature covers (a digest frame's body is empty). */
+  readonly payloadHash: string;
+  /** This node, which recorded it. */
+  readonly node?: string;
+  /** The node that signed it. */
+  readonly peerNode: string;
+  /** The signing node's proof (JSON: `node`, `key`, `sig`, `subject`, `seal`, `line`, `covers`). */
+  readonly proof: string;
+}
+
+export type AuditRecord = AttemptRecord | OutcomeRecord | ApprovalRecord | DigestRecord;
+
+/** One {@link DigestRecord} as stored, read back by {@link PeerDigestQuery} (`SqliteAuditLog#peerDigests`). */
+export interface PeerDigestEntry {
+  /** Its place in the log (the same sequence as message entries). */
+  seq: number;
+  digestId: string;
+  /** When this node recorded it (epoch ms). */
+  ts: number;
+  /** The node that recorded it, when the log names it. */
+  node?: string;
+  /** The node that signed it. */
+  peerNode: string;
+  /** Hex SHA-256 of the frame's body, which the signature covers. */
+  payloadHash: string;
+  /** The signing node's proof (JSON), which `switchboard verify --roster` checks against the roster. */
+  proof: string;
+}
+
+/** Filters of `SqliteAuditLog#peerDigests`: oldest first. */
+export interface PeerDigestQuery {
+  /** Only records with a larger `seq`: pass the last `seq` of a page to get the next. */
+  afterSeq?: number;
+  /** Only records at or after this epoch-ms time. */
+  since?: number;
+  /** Only those signed by this node. */
+  peerNode?: string;
+  /** At most this many (default 50, at most 10,000). */
+  limit?: number;
+}
 
 /** One entry of {@link AuditLog.query}: a message and recipient, with its latest state. */
 export interface MessageLogEntry {
@@ -315,6 +367,12 @@ export interface AuditLog {
   verify(options?: VerifyOptions): VerifyResult;
   /** The last committed record's seq and hash (optional for custom logs). */
   head?(): ChainHead;
+  /**
+   * The digest records (a peer node's signed covers, {@link DigestRecord}), oldest first
+   * (optional for custom logs: without it, a restarted node cannot refuse a digest frame
+   * captured before its restart by its id, only by its signed time).
+   */
+  peerDigests?(filter?: PeerDigestQuery): PeerDigestEntry[];
   /** Closes the underlying store. Idempotent. */
   close(): void;
 }

@@ -1,8 +1,9 @@
 /**
  * What `verify` checks beyond the chain: the lookup tables that queries read.
  *
- * `audit_slice` (agent → batches), `audit_conversation` (conversation → batches) and
- * `audit_message` (message → batches, for records without a conversation) are derived from
+ * `audit_slice` (agent → batches), `audit_conversation` (conversation → batches),
+ * `audit_message` (message → batches, for records without a conversation) and `audit_digest`
+ * (signing node → batches holding its digest records, which name no agent) are derived from
  * the records and not hashed. A query finds its candidate batches through them, then checks
  * every record it reads (sender or recipient, conversation, message id): so a row too many
  * can only cost a read, but a row deleted or repointed hides records (`switchboard log
@@ -16,7 +17,7 @@ import { COL, migrate } from './migrations.js';
 import { loadSqlite } from './native.js';
 
 /** The tables a query reads. */
-export const QUERY_TABLES = ['audit_batch', 'audit_slice', 'audit_conversation', 'audit_message'] as const;
+export const QUERY_TABLES = ['audit_batch', 'audit_slice', 'audit_conversation', 'audit_message', 'audit_digest'] as const;
 
 /** A lookup row a record needs and does not have. */
 export interface MissingIndex {
@@ -27,34 +28,40 @@ export interface MissingIndex {
 
 const MISSING_SQL = `
 SELECT b.first_seq + r.key, r.value ->> ${COL.recipient}, r.value ->> ${COL.sender}, r.value ->> ${COL.conversation_id}, r.value ->> ${COL.message_id},
-  NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.recipient} AND s.first_seq = b.first_seq),
+  (r.value ->> ${COL.kind}) <> 'digest' AND NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.recipient} AND s.first_seq = b.first_seq),
   (r.value ->> ${COL.sender}) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.sender} AND s.first_seq = b.first_seq),
   (r.value ->> ${COL.conversation_id}) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_conversation c WHERE c.conversation_id = r.value ->> ${COL.conversation_id} AND c.first_seq = b.first_seq),
-  (r.value ->> ${COL.conversation_id}) IS NULL AND NOT EXISTS (SELECT 1 FROM audit_message m WHERE m.message_id = r.value ->> ${COL.message_id} AND m.first_seq = b.first_seq)
+  (r.value ->> ${COL.conversation_id}) IS NULL AND (r.value ->> ${COL.kind}) <> 'digest' AND NOT EXISTS (SELECT 1 FROM audit_message m WHERE m.message_id = r.value ->> ${COL.message_id} AND m.first_seq = b.first_seq),
+  r.value ->> ${COL.peer_node}
 FROM audit_batch b, jsonb_each(b.records) r
 WHERE b.first_seq > ? AND (
-  NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.recipient} AND s.first_seq = b.first_seq)
+  ((r.value ->> ${COL.kind}) <> 'digest' AND NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.recipient} AND s.first_seq = b.first_seq))
+  OR ((r.value ->> ${COL.kind}) = 'digest' AND NOT EXISTS (SELECT 1 FROM audit_digest d WHERE d.node = r.value ->> ${COL.peer_node} AND d.first_seq = b.first_seq))
   OR ((r.value ->> ${COL.sender}) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_slice s WHERE s.agent = r.value ->> ${COL.sender} AND s.first_seq = b.first_seq))
   OR ((r.value ->> ${COL.conversation_id}) IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_conversation c WHERE c.conversation_id = r.value ->> ${COL.conversation_id} AND c.first_seq = b.first_seq))
-  OR ((r.value ->> ${COL.conversation_id}) IS NULL AND NOT EXISTS (SELECT 1 FROM audit_message m WHERE m.message_id = r.value ->> ${COL.message_id} AND m.first_seq = b.first_seq)))
+  OR ((r.value ->> ${COL.conversation_id}) IS NULL AND (r.value ->> ${COL.kind}) <> 'digest' AND NOT EXISTS (SELECT 1 FROM audit_message m WHERE m.message_id = r.value ->> ${COL.message_id} AND m.first_seq = b.first_seq)))
 ORDER BY b.first_seq, r.key
 LIMIT 1`;
 
 /**
  * The first record (after `after`) whose batch lacks a lookup row for its recipient, its
- * sender, its conversation, or (without one) its message; undefined when every row is there.
+ * sender, its conversation, or (without one) its message; or, for a digest record (which names
+ * no agent, conversation or message: its only lookup row), its signing node. Undefined when
+ * every row is there.
  */
 export function checkIndexes(db: Database.Database, after: number): MissingIndex | undefined {
   const row = db.prepare(MISSING_SQL).raw().get(after) as unknown[] | undefined;
   if (row === undefined) return undefined;
-  const [seq, to, from, conversation, message, noTo, noFrom, noConversation] = row;
+  const [seq, to, from, conversation, message, noTo, noFrom, noConversation, noMessage, signer] = row;
   const what = noTo
     ? `agent ${JSON.stringify(to)}`
     : noFrom
       ? `agent ${JSON.stringify(from)}`
       : noConversation
         ? `conversation ${JSON.stringify(conversation)}`
-        : `message ${JSON.stringify(message)}`;
+        : noMessage
+          ? `message ${JSON.stringify(message)}`
+          : `signing node ${JSON.stringify(signer)}`;
   return { seq: seq as number, reason: `row ${String(seq)} is not indexed under its ${what}: a lookup table was edited, so queries could miss it` };
 }
 

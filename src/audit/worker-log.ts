@@ -6,7 +6,7 @@ import { BusError } from '../errors.js';
 import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
 import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
+import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
 import { escapeText } from '../escape-text.js';
 
@@ -197,6 +197,14 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     this.drain();
     if (this.broken !== undefined) throw this.broken;
     return this.readerLog().query(filter);
+  }
+
+  /** Digest records (see SqliteAuditLog#peerDigests), read like queries. */
+  peerDigests(filter: PeerDigestQuery = {}): PeerDigestEntry[] {
+    return this.read(
+      (log) => log.peerDigests(filter),
+      () => this.call({ id: 0, op: 'digests', filter }) as PeerDigestEntry[],
+    );
   }
 
   /** Held messages, read on this thread's read-only connection (what was handed to the worker committed first). */

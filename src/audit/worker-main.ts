@@ -5,12 +5,13 @@ import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_
 import { BusError } from '../errors.js';
 import type { EncodedBatch } from './encode.js';
 import { appendEncoded, DEFAULT_MAX_WAL_BYTES, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
-import type { HoldDecision, MessageLogQuery } from './types.js';
+import type { HoldDecision, MessageLogQuery, PeerDigestQuery } from './types.js';
 
 /** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
 export type WorkerRequest =
   | { id: number; op: 'append'; batches: EncodedBatch[]; count: number }
   | { id: number; op: 'query'; filter: MessageLogQuery }
+  | { id: number; op: 'digests'; filter: PeerDigestQuery }
   | { id: number; op: 'verify'; head?: { seq: number; hash: string } }
   | { id: number; op: 'head' }
   | { id: number; op: 'decide'; decisions: HoldDecision[] }
@@ -121,6 +122,8 @@ function handle(request: WorkerRequest): void {
         return appendAll([request]);
       case 'query':
         return answer({ id: request.id, ok: true, result: log.query(request.filter) });
+      case 'digests':
+        return answer({ id: request.id, ok: true, result: log.peerDigests(request.filter) });
       case 'verify':
         return answer({ id: request.id, ok: true, result: log.verify(request.head === undefined ? {} : { head: request.head }) });
       case 'head':

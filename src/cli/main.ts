@@ -11,8 +11,8 @@ import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
-import type { ChainHead, MessageLogEntry, MessageLogQuery, RefusalSummary } from '../audit/types.js';
-import { readRecordedProof } from '../nats/proofs.js';
+import type { ChainHead, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, RefusalSummary } from '../audit/types.js';
+import { readRecordedDigest, readRecordedProof } from '../nats/proofs.js';
 import { proofBindingDifferences } from '../nats/proof-binding.js';
 import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
@@ -84,11 +84,12 @@ Options:
   --key KEY        HMAC key of a keyed log (prefer the ${KEY_ENV} environment variable:
                    a command-line argument is visible to other users of the machine)
   --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
-                   receipt (its signature over what it sent, or its MAC and a later
-                   signed row of the same node whose digest covers it) and that it is a
-                   proof of that very row (sender, recipient, type, id, intent, peer node),
-                   so the log proves what each peer sent this node; MAC'd rows no signed
-                   row covers are counted apart
+                   receipt (its signature over what it sent, or its MAC and a signed
+                   row or digest record of the same node whose covers list it) and that
+                   it is a proof of that very row (sender, recipient, type, id, intent,
+                   peer node), and the signature of every digest record, so the log
+                   proves what each peer sent this node; MAC'd rows nothing signed covers
+                   are counted apart
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -99,7 +100,9 @@ Write every entry of the log, oldest first, at constant memory (it pages by seq)
 
 Options:
   --since TIME     Only entries at or after TIME (ISO date or epoch ms)
-  --format F       jsonl (default): one JSON object per line; csv: a header and one row per entry
+  --format F       jsonl (default): one JSON object per line, message entries and, in seq
+                   order among them, digest records (a peer node's signed covers, with
+                   "kind":"digest"); csv: a header and one row per message entry
   -h, --help       Show this help`;
 
 /** The package's version, from its package.json (two levels up from src/cli and dist/cli alike). */
@@ -257,7 +260,7 @@ function runVerify(args: string[], io: CliIO): number {
         io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
         return 1;
       }
-      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.covered > 0 ? ` (${peers.covered} of them MAC'd and covered by a signed digest)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
+      io.out(`ok: ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified against the roster of bus "${roster.roster.bus}"${peers.digests > 0 ? `, and ${peers.digests} signed digest record${peers.digests === 1 ? '' : 's'}` : ''}${peers.unverified > 0 ? ` (${peers.unverified} cross-node entr${peers.unverified === 1 ? 'y' : 'ies'} marked unverified: an insecure fleet)` : ''}${peers.covered > 0 ? ` (${peers.covered} of them MAC'd and covered by a signed digest)` : ''}${peers.macs > 0 ? ` (${peers.macs} authenticated by a MAC, provable to this fleet only: not checked)` : ''}`);
     }
     if (result.ok) {
       const head = log.head();
@@ -279,26 +282,32 @@ function runVerify(args: string[], io: CliIO): number {
 }
 
 /**
- * Checks the proof kept with every receipt from another node, in seq order; stops at the
- * first bad one. A MAC'd row counts as proven when a signed row of the same node in this
- * log lists its cover (digest proofs); else it is provable to the fleet only.
+ * Checks the proof kept with every receipt from another node, in seq order, and with every
+ * digest record (a peer's signed covers); stops at the first bad one. A MAC'd row counts as
+ * proven when a signed row or a digest record of the same node in this log lists its cover
+ * (digest proofs); else it is provable to the fleet only.
  */
-function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, roster: RosterIndex): { checked: number; unverified: number; macs: number; covered: number; bad?: string } {
+function checkPeerProofs(
+  log: { query(q: MessageLogQuery): MessageLogEntry[]; peerDigests(q: PeerDigestQuery): PeerDigestEntry[] },
+  roster: RosterIndex,
+): { checked: number; unverified: number; macs: number; covered: number; digests: number; bad?: string } {
   let checked = 0;
   let unverified = 0;
+  let digests = 0;
   const covers = new Set<string>();
   const macs: string[] = [];
+  const bus = roster.roster.bus;
   for (let after = 0; ; ) {
     const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT });
     if (page.length === 0) break;
     for (const e of page) {
       if (e.unverified === true) unverified++;
       if (e.proof === undefined) continue;
-      const read = readRecordedProof(e.proof, e.payloadHash, roster.roster.bus, roster);
-      if (read.kind === 'bad') return { checked, unverified, macs: macs.length, covered: 0, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${read.why}` };
+      const read = readRecordedProof(e.proof, e.payloadHash, bus, roster);
+      if (read.kind === 'bad') return { checked, unverified, macs: macs.length, covered: 0, digests, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${read.why}` };
       // A genuine proof on a row that records something else proves nothing about that row.
-      const moved = proofBindingDifferences(e.proof, e, roster.roster.bus);
-      if (moved.length > 0) return { checked, unverified, macs: macs.length, covered: 0, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): the recorded proof is not of this entry: ${moved.join('; ')}` };
+      const moved = proofBindingDifferences(e.proof, e, bus);
+      if (moved.length > 0) return { checked, unverified, macs: macs.length, covered: 0, digests, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): the recorded proof is not of this entry: ${moved.join('; ')}` };
       if (read.kind === 'mac') macs.push(`${read.node}\0${read.cover}`);
       else {
         checked++;
@@ -307,8 +316,19 @@ function checkPeerProofs(log: { query(q: MessageLogQuery): MessageLogEntry[] }, 
     }
     after = page[page.length - 1]!.seq;
   }
+  for (let after = 0; ; ) {
+    const page = log.peerDigests({ afterSeq: after, limit: MAX_QUERY_LIMIT });
+    if (page.length === 0) break;
+    for (const d of page) {
+      const read = readRecordedDigest(d.proof, d.payloadHash, d.digestId, d.peerNode, bus, roster);
+      if (read.kind !== 'signed') return { checked, unverified, macs: macs.length, covered: 0, digests, bad: `seq ${d.seq} (digest ${d.digestId} of node "${d.peerNode}"): ${read.kind === 'bad' ? read.why : 'not signed'}` };
+      digests++;
+      for (const c of read.covers) covers.add(`${read.node}\0${c}`);
+    }
+    after = page[page.length - 1]!.seq;
+  }
   const covered = macs.filter((m) => covers.has(m)).length;
-  return { checked: checked + covered, unverified, macs: macs.length - covered, covered };
+  return { checked: checked + covered, unverified, macs: macs.length - covered, covered, digests };
 }
 
 function runExport(args: string[], io: CliIO): number {
@@ -332,17 +352,40 @@ function runExport(args: string[], io: CliIO): number {
   const log = openLog(path);
   if (log === undefined) return notFound(path, io);
   try {
-    if (format === 'csv') io.out(CSV_FIELDS.join(','));
-    // One page in memory at a time, in seq order: every entry exactly once, whatever the log's size.
-    let after = 0;
-    for (;;) {
-      const page = log.query({ afterSeq: after, limit: MAX_QUERY_LIMIT, ...(since !== undefined ? { since } : {}) });
-      if (page.length === 0) return 0;
-      for (const e of page) io.out(format === 'csv' ? csvLine(e) : escapeJson(JSON.stringify(e)));
-      after = (page[page.length - 1] as MessageLogEntry).seq;
+    const filter = since !== undefined ? { since } : {};
+    if (format === 'csv') {
+      // A CSV has the columns of a message entry: digest records (no agents, no message) are left out.
+      io.out(CSV_FIELDS.join(','));
+      for (const e of paged((after) => log.query({ ...filter, afterSeq: after, limit: MAX_QUERY_LIMIT }))) io.out(csvLine(e));
+      return 0;
     }
+    // JSON Lines: entries and digest records (`"kind":"digest"`) merged in seq order, so an export keeps every proof.
+    const entries = paged((after) => log.query({ ...filter, afterSeq: after, limit: MAX_QUERY_LIMIT }));
+    const digests = paged((after) => log.peerDigests({ ...filter, afterSeq: after, limit: MAX_QUERY_LIMIT }));
+    let e = entries.next();
+    let d = digests.next();
+    while (!e.done || !d.done) {
+      if (d.done || (!e.done && e.value.seq < d.value.seq)) {
+        io.out(escapeJson(JSON.stringify(e.value)));
+        e = entries.next();
+      } else {
+        io.out(escapeJson(JSON.stringify({ kind: 'digest', ...d.value })));
+        d = digests.next();
+      }
+    }
+    return 0;
   } finally {
     log.close();
+  }
+}
+
+/** Every item of a query paged by seq (oldest first), one page in memory at a time. */
+function* paged<T extends { seq: number }>(page: (afterSeq: number) => T[]): Generator<T, void, undefined> {
+  for (let after = 0; ; ) {
+    const items = page(after);
+    if (items.length === 0) return;
+    yield* items;
+    after = (items[items.length - 1] as T).seq;
   }
 }
 

@@ -16,9 +16,10 @@
  */
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { BusError, toBusError } from '../errors.js';
+import { TokenBucket } from '../limits.js';
 import type { NodeConnection } from './connection.js';
 import { escapeToken, type Subjects } from './subjects.js';
-import { Proofs } from './proofs.js';
+import { DIGEST_BODY_HASH, DIGEST_MS, MAX_PROOF_LINE, Proofs, readDigestLine } from './proofs.js';
 import type { RosterIndex } from './roster.js';
 import { answerLine, claimedId, decodeAbout, decodeAnswer, decodeMessage, errorBody, MAX_BUDGET_MS, messageLine, type DecodedMessage, type WireError, type WireMeta } from './wire.js';
 
@@ -154,7 +155,32 @@ export interface LinkOptions {
   now?: () => number;
   /** A frame refused for its proof or as a replay. */
   onDenied?(denied: DeniedFrame): void;
+  /** A peer's signed digest frame (digest proofs): record it. */
+  onDigest?(digest: DigestFrame): void;
 }
+
+/**
+ * A peer's signed digest frame, verified against the roster and fresh: the covers of MAC'd
+ * frames it sent this node that no signed frame listed yet. The receiving bus records it as a
+ * digest record (no agent, no conversation: not a message).
+ */
+export interface DigestFrame {
+  readonly id: string;
+  /** The signer. (The agents of its subject are only its route: they are in the proof, and in no record.) */
+  readonly node: string;
+  /** The proof (JSON) to keep with its record: the signature, the signed line and the covers it lists. */
+  readonly proof: string;
+  /** The SHA-256 (hex) of its empty body, which the signature covers: the record's payload hash. */
+  readonly payloadHash: string;
+}
+
+/**
+ * How many digest frames a node takes from one peer node: an honest one sends at most one
+ * per {@link DIGEST_MS} (and one at close), so twice that rate with a burst leaves room for
+ * delays, while a peer that floods them (each is a row) is refused, its refusals summarized
+ * like any sender's.
+ */
+const DIGEST_RATE = { perSecond: 2000 / DIGEST_MS, burst: 8 };
 
 /** Receives what arrives for one served agent. */
 export type Receiver = (inbound: LinkInbound, responder: LinkResponder) => void;
@@ -198,6 +224,8 @@ interface Carrier {
   readonly seal: boolean;
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
   readonly running: Map<string, Arrival>;
+  /** Sends the pending covers in a digest frame soon, unless a signed frame lists them first. */
+  readonly digestSoon: () => void;
 }
 
 /**
@@ -321,7 +349,8 @@ class Arrival implements LinkInbound, LinkResponder {
     const c = this.#carrier;
     c.conn.assertUp(`progress of ${this.id}`);
     const subject = c.subjects.inbound(this.from, this.to, 'progress');
-    c.conn.nc.publish(subject, c.proofs.wrap(subject, answerLine('a', this.id), payloadJson, this.signer, this.sealed || c.seal));
+    c.conn.nc.publish(subject, c.proofs.wrap(subject, answerLine('a', this.id), payloadJson, this.signer, this.sealed || c.seal, c.subjects.inbound(this.from, this.to, 'digest')));
+    c.digestSoon();
     return true;
   }
 
@@ -332,7 +361,9 @@ class Arrival implements LinkInbound, LinkResponder {
     this.#stop();
     const c = this.#carrier;
     c.conn.assertUp(`answer to ${this.id}`);
-    return this.#msg.respond(c.proofs.wrap(reply, answerLine(kind, this.id), body, this.signer, this.sealed || c.seal));
+    const sent = this.#msg.respond(c.proofs.wrap(reply, answerLine(kind, this.id), body, this.signer, this.sealed || c.seal, c.subjects.inbound(this.from, this.to, 'digest')));
+    c.digestSoon();
+    return sent;
   }
 
   #stop(): void {
@@ -381,7 +412,21 @@ export class Link {
   readonly #cancelRequest = (p: Pending, reason: string | undefined): void => {
     if (this.#finish(p.key) === undefined || !this.#conn.up) return;
     const subject = this.#subjects.inbound(p.to, p.from, 'cancel');
-    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed));
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, answerLine('a', p.id), JSON.stringify(reason ?? null), p.peer, this.#seal || p.sealed, this.#subjects.inbound(p.to, p.from, 'digest')));
+    this.#digestSoon();
+  };
+  readonly #onDigest: ((d: DigestFrame) => void) | undefined;
+  /** Per signing node (roster nodes only): its budget of digest frames. */
+  readonly #digestBudgets = new Map<string, TokenBucket>();
+  #digestTimer: NodeJS.Timeout | undefined;
+  readonly #digestSoon = (): void => {
+    if (this.#digestTimer !== undefined || this.#closed || !this.#proofs.pending) return;
+    this.#digestTimer = setTimeout(this.#digestDue, DIGEST_MS);
+    this.#digestTimer.unref();
+  };
+  readonly #digestDue = (): void => {
+    this.#digestTimer = undefined;
+    this.#flushDigests();
   };
   readonly #served = new Map<string, Subscription>();
   readonly #inboxSub: Subscription;
@@ -398,12 +443,13 @@ export class Link {
     this.#onDead = options.onDead;
     this.#onRejected = options.onRejected;
     this.#onDenied = options.onDenied;
+    this.#onDigest = options.onDigest;
     this.#proofs = options.proofs ?? new Proofs({ bus: options.subjects.bus, node: options.node });
     this.#roster = options.roster;
     this.#seal = options.seal ?? false;
     this.#freshnessMs = options.freshnessMs ?? 120_000;
     this.#now = options.now ?? Date.now;
-    this.#carrier = { conn: this.#conn, subjects: this.#subjects, proofs: this.#proofs, seal: this.#seal, running: this.#running };
+    this.#carrier = { conn: this.#conn, subjects: this.#subjects, proofs: this.#proofs, seal: this.#seal, running: this.#running, digestSoon: this.#digestSoon };
     this.#inboxSub = this.#conn.nc.subscribe(`${this.#inbox}.*`, { callback: (_err, msg) => this.#onAnswer(msg) });
   }
 
@@ -435,8 +481,9 @@ export class Link {
     const subject = this.#subjects.inbound(to, from, type);
     const reply = `${this.#inbox}.${key}`;
     try {
-      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true);
+      const data = this.#proofs.wrap(subject, messageLine(type === 'notify' ? unbudgeted : message), message.payloadJson, message.peer, this.#seal || message.seal === true, this.#subjects.inbound(to, from, 'digest'));
       this.#conn.nc.publish(subject, data, { reply });
+      this.#digestSoon();
     } catch (cause) {
       this.#finish(key);
       throw new BusError('TRANSPORT_UNAVAILABLE', `${type} ${id} to "${to}" could not be published: ${(cause as Error).message}`, { messageId: id, cause });
@@ -455,7 +502,8 @@ export class Link {
   notify(message: Outbound & { type: 'notify' }): void {
     this.#assertOpen(`notify ${message.id} to "${message.to}"`);
     const subject = this.#subjects.inbound(message.to, message.from, 'notify');
-    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, messageLine(message), message.payloadJson, message.peer, this.#seal));
+    this.#conn.nc.publish(subject, this.#proofs.wrap(subject, messageLine(message), message.payloadJson, message.peer, this.#seal, this.#subjects.inbound(message.to, message.from, 'digest')));
+    this.#digestSoon();
   }
 
   /**
@@ -474,19 +522,36 @@ export class Link {
     };
   }
 
-  /** Fails every request in flight with `CLOSED`, aborts every inbound, unsubscribes. */
+  /**
+   * Fails every request in flight with `CLOSED`, aborts every inbound, sends the covers still
+   * pending in digest frames (the connection's drain delivers them), unsubscribes.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#digestTimer);
+    this.#digestTimer = undefined;
     for (const [key, p] of [...this.#pending]) {
       this.#finish(key);
       p.callbacks.error(new BusError('CLOSED', `${p.type} ${p.id} to "${p.to}" ended: the link closed`, { messageId: p.id }));
     }
     for (const r of [...this.#running.values()]) r.abort(new BusError('CLOSED', 'the link closed'));
     this.#running.clear();
+    // After the aborts: an answer they send at once is covered too.
+    this.#flushDigests();
     for (const sub of this.#served.values()) sub.unsubscribe();
     this.#served.clear();
     this.#inboxSub.unsubscribe();
+  }
+
+  /** Publishes the pending covers of every peer in signed digest frames (lost while the connection is down). */
+  #flushDigests(): void {
+    if (!this.#conn.up) return;
+    try {
+      for (const d of this.#proofs.digests()) this.#conn.nc.publish(d.subject, d.data);
+    } catch {
+      // A connection closing under us: those rows stay MAC-only, as before a digest.
+    }
   }
 
   #assertOpen(what: string): void {
@@ -575,7 +640,8 @@ export class Link {
     // is known to be a roster node that may speak for `from`.
     let opened;
     try {
-      opened = this.#proofs.open(msg.subject, msg.data, this.#seal);
+      // A digest frame has no body to seal.
+      opened = this.#proofs.open(msg.subject, msg.data, this.#seal && kind !== 'digest');
       if (this.#roster !== undefined && !this.#roster.mayServe(opened.node, from)) {
         throw new BusError('POLICY_DENIED', `refused before reading: node "${opened.node}" signed a ${kind} from "${from}", but the roster does not let it serve "${from}"`, { agentId: from });
       }
@@ -585,6 +651,10 @@ export class Link {
     }
     if (kind === 'progress' || kind === 'cancel') {
       this.#onAbout(msg.subject, opened.frame, kind, to, from);
+      return;
+    }
+    if (kind === 'digest') {
+      this.#onDigestFrame(msg.subject, opened, to, from);
       return;
     }
     let decoded: DecodedMessage;
@@ -629,6 +699,44 @@ export class Link {
     receiver(arrival, arrival);
   }
 
+  /** A peer's digest frame, its proof verified: refused unless signed with covers, well-formed and fresh; else recorded once. */
+  #onDigestFrame(subject: string, opened: { node: string; covers: boolean; frame: Uint8Array; proof: string | undefined }, to: string, from: string): void {
+    const line = readDigestLine(opened.frame);
+    const now = this.#now();
+    const key = line === undefined ? '' : digestKey(opened.node, line.id);
+    const refusal =
+      this.#roster === undefined || opened.proof === undefined
+        ? 'digest frames are taken only with a roster'
+        : !opened.covers
+          ? 'a digest frame must be signed and list covers'
+          : line === undefined
+            ? 'a malformed digest frame'
+            : Math.abs(now - line.ts) > this.#freshnessMs
+              ? `its signed time ${new Date(line.ts).toISOString()} is more than ${this.#freshnessMs} ms from this node's clock (a replay, or clocks out of sync)`
+              : this.#seen.has(key)
+                ? `digest ${line.id} from "${from}" was taken already (a replay)`
+                : line.ts <= (this.#floors.get(opened.node) ?? -Infinity)
+                  ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay)`
+                  : line.ts < this.#signedFloor
+                    ? `it was signed before this node started, and its log did not outlive the last run to name the digests it took then (a replay)`
+                    : undefined;
+    const flood = refusal === undefined && !this.#digestAllowed(opened.node, now) ? `node "${opened.node}" sent more than ${DIGEST_RATE.perSecond} digest frames a second (burst ${DIGEST_RATE.burst})` : undefined;
+    if (refusal !== undefined || flood !== undefined) {
+      const error = new BusError('POLICY_DENIED', `digest ${line?.id ?? '?'} refused: ${refusal ?? flood}`, line === undefined ? {} : { messageId: line.id });
+      this.#onDenied?.({ subject, error, to, from, kind: 'digest', ...(line === undefined ? {} : { id: line.id }), node: opened.node });
+      return;
+    }
+    this.#remember(key, { at: now, node: opened.node, ts: line!.ts });
+    this.#onDigest?.({ id: line!.id, node: opened.node, proof: opened.proof!, payloadHash: DIGEST_BODY_HASH });
+  }
+
+  /** Spends one of `node`'s digest frames (a verified roster node: the map stays as small as the roster). */
+  #digestAllowed(node: string, now: number): boolean {
+    let budget = this.#digestBudgets.get(node);
+    if (budget === undefined) this.#digestBudgets.set(node, (budget = new TokenBucket(DIGEST_RATE, now)));
+    return budget.take(now) === 0;
+  }
+
   /**
    * Remembers an admitted message id for twice the freshness window (a peer's clock may be
    * ahead by up to one window), forgetting the oldest beyond `dedupeWindow` ids.
@@ -656,6 +764,11 @@ export class Link {
   /** Message ids admitted earlier (recovered from the audit log at a restart): their repeats are refused. */
   admitted(entries: Iterable<{ to: string; from: string; id: string; at: number }>): void {
     for (const e of entries) this.#remember(`${e.to}\0${e.from}\0${e.id}`, { at: e.at, node: undefined, ts: e.at });
+  }
+
+  /** Digest frames recorded earlier (read back from the audit log at a restart): their repeats are refused. */
+  admittedDigests(entries: Iterable<{ node: string; id: string; at: number }>): void {
+    for (const e of entries) this.#remember(digestKey(e.node, e.id), { at: e.at, node: undefined, ts: e.at });
   }
 
   #onAbout(subject: string, frame: Uint8Array, kind: 'progress' | 'cancel', to: string, from: string): void {
@@ -687,6 +800,14 @@ export class Link {
   }
 }
 
+/**
+ * Where a digest frame is remembered among admitted ids: by its signing node, since it is a
+ * frame of the node, not of the agents of its route (an empty first part: no agent id is empty).
+ */
+function digestKey(node: string, id: string): string {
+  return `\0${node}\0${id}`;
+}
+
 /** An admitted message id: when it arrived, and which node signed it when (unknown for ids read back from the log). */
 interface Seen {
   readonly at: number;
@@ -696,8 +817,8 @@ interface Seen {
 
 /** The node a proof line names, unverified (for the record of a refusal). */
 function proofNode(data: Uint8Array): { node?: string } {
-  // A signed frame's proof line may list covers (digest proofs): up to 2048 bytes.
-  const end = data.subarray(0, 2048).indexOf(0x0a);
+  // A signed frame's proof line may list covers (digest proofs).
+  const end = data.subarray(0, MAX_PROOF_LINE).indexOf(0x0a);
   if (end < 0) return {};
   const node = Buffer.from(data.buffer, data.byteOffset, end).toString('latin1').split(' ', 3)[1];
   return node !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(node) ? { node } : {};

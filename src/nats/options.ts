@@ -39,15 +39,16 @@ export interface NatsTransportOptions {
    */
   seal?: 'always' | 'never';
   /**
-   * How this node proves it made each frame: `'signature'` (Ed25519 under its roster key:
-   * the receiver's log proves to anyone holding the roster what this node sent) or `'mac'`
-   * (HMAC-SHA256 under a key only this node and the receiving one share, agreed from their
-   * roster sealing keys: far cheaper, equally sure for the receiver, but provable to the
-   * two nodes only), or `'digest'` (a MAC on routine frames, and one frame in 64 to each
-   * peer, or the first after 100 ms, signed with the covers of the MAC'd frames sent to it
-   * since the last signed one: the receiver's log proves to anyone holding the roster each
-   * MAC'd row a later signed row covers; rows after a node's last signed frame to it hold a
-   * MAC only until that node sends it another). Receivers accept all three. @default 'signature'
+   * How this node proves it made each frame: `'digest'` (a MAC on routine frames, and one
+   * frame in 128 to each peer, or the first after 100 ms, signed with the covers of the MAC'd
+   * frames sent to it since the last signed one; a cover no signed frame listed within
+   * 100 ms, or by `close()`, goes in a signed digest frame of its own, which the receiver
+   * records as a `digest` audit record, not a message: the receiver's log then proves to
+   * anyone holding the roster every row older than 100 ms, or all once the sender closed),
+   * `'signature'` (Ed25519 on every frame: each row proven at once, at about a third of the
+   * rate) or `'mac'` (HMAC-SHA256 under a key only this node and the receiving one share,
+   * agreed from their roster sealing keys: cheapest, equally sure for the receiver, but
+   * provable to the two nodes only). Receivers accept all three. @default 'digest'
    */
   proof?: 'signature' | 'mac' | 'digest';
   /**

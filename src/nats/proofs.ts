@@ -23,21 +23,28 @@
  * receiver's log keeps a proof anyone holding the roster can check for every MAC'd row that a
  * later signed row covers.
  *
+ * The tail: covers still pending {@link DIGEST_MS} after a MAC'd frame (or when the link
+ * closes) go out in a signed digest frame of their own ({@link Proofs.digests}) on the
+ * `digest` subject of a pair of agents the MAC'd frames were exchanged by: metadata line
+ * `sb2 d <id> <ts>`, an empty body, and the signature over the covers like any signed frame.
+ * The receiver records it as a digest record of its audit log (a record of the two nodes, not a
+ * message), so every MAC'd row of a quiet log is covered.
+ *
  * Without a roster (an insecure fleet) the line is `p <node> - -` and nothing is checked.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createSecretKey, hash, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { BusError } from '../errors.js';
 import { verifySignature, type NodeKeys } from './keys.js';
 import type { RosterIndex } from './roster.js';
-import { WIRE_ID_PATTERN } from './wire.js';
+import { WIRE_ID_PATTERN, WIRE_VERSION } from './wire.js';
 
 const NEWLINE = 0x0a;
 /** At most this many frames to one peer between two signed ones (digest proofs). */
-export const DIGEST_EVERY = 64;
+export const DIGEST_EVERY = 128;
 /** The first frame to a peer this long after the last signed one is signed (digest proofs). */
 export const DIGEST_MS = 100;
 /** The longest proof line: `p`, a node id, a flag, a signature and the covers of up to {@link DIGEST_EVERY} frames. */
-const MAX_PROOF_LINE = 2048;
+export const MAX_PROOF_LINE = 4096;
 /** A signed frame's covers: `c.` then up to DIGEST_EVERY - 1 covers of 16 bytes in base64url, dot-separated. */
 const COVERS = new RegExp(`^c(?:\\.[A-Za-z0-9_-]{22}){1,${DIGEST_EVERY - 1}}$`);
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
@@ -53,6 +60,8 @@ export interface Opened {
   readonly node: string;
   /** Whether the body was sealed. */
   readonly sealed: boolean;
+  /** Whether the proof is a signature listing covers (a digest). */
+  readonly covers: boolean;
   /** The metadata line and the plaintext body, as wire.ts decodes them. */
   readonly frame: Uint8Array;
   /** The proof to keep with a receipt (JSON): signer, key, signature, subject, line; undefined on an insecure fleet. */
@@ -66,13 +75,15 @@ export class Proofs {
   readonly #roster: RosterIndex | undefined;
   readonly #keys: NodeKeys | undefined;
   /** `from \0 to` → the AES key of that direction. */
-  readonly #sealKeys = new Map<string, Buffer>();
-  /** `from \0 to` → the HMAC key of that direction. */
-  readonly #macKeys = new Map<string, Buffer>();
+  readonly #sealKeys = new Map<string, KeyObject>();
+  /** `from \0 to` → the HMAC key of that direction (a KeyObject: the key is imported once, not per frame). */
+  readonly #macKeys = new Map<string, KeyObject>();
   readonly #mac: boolean;
   readonly #digest: boolean;
   /** Per peer (digest proofs): covers of the MAC'd frames sent since the last signed one, and when that was. */
-  readonly #pendingCovers = new Map<string, { covers: string[]; signedAt: number }>();
+  readonly #pendingCovers = new Map<string, Pending>();
+  /** Makes the ids of digest frames. */
+  #digestSeq = 0;
   readonly #now: () => number;
 
   /**
@@ -83,8 +94,9 @@ export class Proofs {
    * (either end of a pair could have made the MAC), not to a third party. Frames of either
    * kind are accepted.
    *
-   * `proof: 'digest'` MACs routine frames and signs one in {@link DIGEST_EVERY} to each peer
-   * (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before it.
+   * `proof: 'digest'` (the default) MACs routine frames and signs one in {@link DIGEST_EVERY}
+   * to each peer (or the first after {@link DIGEST_MS}), covering the MAC'd ones sent before
+   * it; `'signature'` signs every frame.
    */
   constructor(options: { bus: string; node: string; roster?: RosterIndex; keys?: NodeKeys; proof?: 'signature' | 'mac' | 'digest'; now?: () => number }) {
     this.#bus = options.bus;
@@ -92,7 +104,7 @@ export class Proofs {
     this.#roster = options.roster;
     this.#keys = options.keys;
     this.#mac = options.proof === 'mac';
-    this.#digest = options.proof === 'digest';
+    this.#digest = options.proof === undefined || options.proof === 'digest';
     this.#now = options.now ?? Date.now;
   }
 
@@ -105,7 +117,7 @@ export class Proofs {
    * A frame for `subject`: `line` is its metadata line, `body` the plaintext. Sealed for
    * `peer` when `seal` is true (and a roster is there).
    */
-  wrap(subject: string, line: string, body: string, peer: string | undefined, seal: boolean): Uint8Array {
+  wrap(subject: string, line: string, body: string, peer: string | undefined, seal: boolean, digestSubject?: string): Uint8Array {
     const keys = this.#keys;
     if (keys === undefined || this.#roster === undefined) return Buffer.from(`p ${this.#node} ${ABSENT} ${ABSENT}\n${line}\n${body}`, 'utf8');
     const plain = Buffer.from(body, 'utf8');
@@ -117,6 +129,7 @@ export class Proofs {
     if (pending !== undefined && pending.covers.length < DIGEST_EVERY - 1 && this.#now() - pending.signedAt < DIGEST_MS) {
       proof = `m.${createHmac('sha256', this.#key('mac', this.#node, peer!)).update(signed).digest('base64url')}`;
       pending.covers.push(coverOf(signed));
+      if (digestSubject !== undefined) pending.route = digestSubject;
     } else if (pending !== undefined) {
       const covers = pending.covers.length === 0 ? undefined : `c.${pending.covers.join('.')}`;
       if (covers !== undefined) signed = Buffer.concat([signed, Buffer.from(`\n${covers}`, 'latin1')]);
@@ -147,7 +160,7 @@ export class Proofs {
     if (p !== 'p' || node === undefined || !WIRE_ID_PATTERN.test(node) || extra !== undefined) throw denied('malformed proof line');
     const rest = data.subarray(end + 1);
     const roster = this.#roster;
-    if (roster === undefined) return { node, sealed: false, frame: rest, proof: undefined };
+    if (roster === undefined) return { node, sealed: false, covers: false, frame: rest, proof: undefined };
     const key = roster.verifier(node);
     if (key === undefined) throw denied(`signed by node "${node}", which is not in the roster`);
     if (flag !== 'o' && flag !== 's') throw denied(`node "${node}" sent a frame without a signature`);
@@ -158,19 +171,19 @@ export class Proofs {
     if (lineEnd < 0) throw denied('no metadata line');
     const line = Buffer.from(rest.buffer, rest.byteOffset, lineEnd).toString('latin1');
     let plain = Buffer.from(rest.buffer, rest.byteOffset + lineEnd + 1, rest.byteLength - lineEnd - 1);
-    const prefix = signedPrefix(this.#bus, subject, flag, line);
     if (flag === 's') {
       if (plain.byteLength < NONCE + TAG) throw denied(`sealed body from node "${node}" is too short`);
       try {
         const decipher = createDecipheriv('aes-256-gcm', this.#key('seal', node, this.#node), plain.subarray(0, NONCE));
-        decipher.setAAD(prefix);
+        decipher.setAAD(signedPrefix(this.#bus, subject, flag, line));
         decipher.setAuthTag(plain.subarray(plain.byteLength - TAG));
         plain = Buffer.concat([decipher.update(plain.subarray(NONCE, plain.byteLength - TAG)), decipher.final()]);
       } catch {
         throw denied(`sealed body from node "${node}" does not decrypt for this node (not sealed for it, or altered)`);
       }
     }
-    const signed = covers === undefined ? Buffer.concat([prefix, digest(plain)]) : Buffer.concat([prefix, digest(plain), Buffer.from(`\n${covers}`, 'latin1')]);
+    const text = `${signedText(this.#bus, subject, flag, line)}${hash('sha256', plain, 'hex')}`;
+    const signed = Buffer.from(covers === undefined ? text : `${text}\n${covers}`, 'latin1');
     if (sig.startsWith('m.')) {
       const want = createHmac('sha256', this.#key('mac', node, this.#node)).update(signed).digest();
       if (!timingSafeEqual(want, Buffer.from(sig.slice(2), 'base64url'))) throw denied(`the MAC of node "${node}" does not verify under the key this node shares with it (forged or altered)`);
@@ -179,15 +192,42 @@ export class Proofs {
     }
     const frame = flag === 's' ? Buffer.concat([Buffer.from(`${line}\n`, 'latin1'), plain]) : rest;
     const proof = JSON.stringify(covers === undefined ? { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line } : { v: 1, node, key: roster.node(node)!.signingKey, sig, subject, seal: flag, line, covers });
-    return { node, sealed: flag === 's', frame, proof };
+    return { node, sealed: flag === 's', covers: covers !== undefined, frame, proof };
+  }
+
+  /** True while some MAC'd frame to a peer is not yet covered by a signed one (digest proofs). */
+  get pending(): boolean {
+    for (const p of this.#pendingCovers.values()) if (p.covers.length > 0) return true;
+    return false;
+  }
+
+  /**
+   * Signed digest frames for every peer with covers pending (digest proofs), each on the
+   * `digest` subject last given for that peer; the pending covers are then sent. `ts` is the
+   * signed time the receiver's freshness window checks.
+   */
+  digests(): Array<{ subject: string; data: Uint8Array }> {
+    const keys = this.#keys;
+    if (keys === undefined || this.#roster === undefined) return [];
+    const out: Array<{ subject: string; data: Uint8Array }> = [];
+    for (const pending of this.#pendingCovers.values()) {
+      if (pending.covers.length === 0 || pending.route === undefined) continue;
+      const line = `${WIRE_VERSION} d d${Date.now().toString(36)}.${(++this.#digestSeq).toString(36)} ${this.#now()}`;
+      const covers = `c.${pending.covers.join('.')}`;
+      const signed = Buffer.concat([signedBytes(this.#bus, pending.route, 'o', line, EMPTY), Buffer.from(`\n${covers}`, 'latin1')]);
+      out.push({ subject: pending.route, data: Buffer.from(`p ${this.#node} o ${keys.sign(signed).toString('base64url')} ${covers}\n${line}\n`, 'latin1') });
+      pending.covers = [];
+      pending.signedAt = this.#now();
+    }
+    return out;
   }
 
   /** What this node still has to cover for `peer` (digest proofs). */
-  #pending(peer: string): { covers: string[]; signedAt: number } {
+  #pending(peer: string): Pending {
     let pending = this.#pendingCovers.get(peer);
     if (pending === undefined) {
       // The first frame to a peer is signed.
-      pending = { covers: [], signedAt: -Infinity };
+      pending = { covers: [], signedAt: -Infinity, route: undefined };
       if (this.#pendingCovers.size > 10_000) this.#pendingCovers.clear();
       this.#pendingCovers.set(peer, pending);
     }
@@ -195,7 +235,7 @@ export class Proofs {
   }
 
   /** The AES (`seal`) or HMAC (`mac`) key of the direction `from` → `to` (one of them is this node). */
-  #key(use: 'seal' | 'mac', from: string, to: string): Buffer {
+  #key(use: 'seal' | 'mac', from: string, to: string): KeyObject {
     const cache = use === 'seal' ? this.#sealKeys : this.#macKeys;
     const id = `${from}\0${to}`;
     let key = cache.get(id);
@@ -204,7 +244,7 @@ export class Proofs {
       const entry = this.#roster?.node(peer);
       if (entry === undefined || this.#keys === undefined) throw denied(`node "${peer}" is not in the roster: no key agreed with it`);
       const shared = this.#keys.agree(entry.sealingKey);
-      key = Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-${use}1\n${this.#bus}\n${from}\n${to}`, 32));
+      key = createSecretKey(Buffer.from(hkdfSync('sha256', shared, Buffer.alloc(0), `sb-${use}1\n${this.#bus}\n${from}\n${to}`, 32)));
       if (cache.size > 10_000) cache.clear();
       cache.set(id, key);
     }
@@ -212,22 +252,46 @@ export class Proofs {
   }
 }
 
-function signedPrefix(bus: string, subject: string, flag: string, line: string): Buffer {
-  return Buffer.from(`sb-msg1\n${bus}\n${subject}\n${flag}\n${line}\n`, 'latin1');
+/** Covers of MAC'd frames not yet listed by a signed one, to one peer. */
+interface Pending {
+  covers: string[];
+  signedAt: number;
+  /** The `digest` subject to send them on when no frame follows (a pair of agents of the two nodes). */
+  route: string | undefined;
 }
 
-function digest(plain: Uint8Array): Buffer {
-  return Buffer.from(createHash('sha256').update(plain).digest('hex'), 'latin1');
+const EMPTY = new Uint8Array(0);
+
+/** The SHA-256 (hex) of a digest frame's empty body: the payload hash of the digest record that records it. */
+export const DIGEST_BODY_HASH = hash('sha256', EMPTY, 'hex');
+
+/** Reads a digest frame's metadata line (`sb2 d <id> <ts>`); undefined when malformed. */
+export function readDigestLine(frame: Uint8Array): { id: string; ts: number } | undefined {
+  const end = frame.subarray(0, 512).indexOf(NEWLINE);
+  if (end < 0 || end !== frame.byteLength - 1) return undefined;
+  const [v, kind, id, ts, extra] = Buffer.from(frame.buffer, frame.byteOffset, end).toString('latin1').split(' ', 5);
+  if (v !== WIRE_VERSION || kind !== 'd' || id === undefined || !WIRE_ID_PATTERN.test(id) || ts === undefined || !/^[0-9]{1,15}$/.test(ts) || extra !== undefined) return undefined;
+  return { id, ts: Number(ts) };
+}
+
+/** What every proof of a frame starts with: its context and metadata line (latin1). */
+function signedText(bus: string, subject: string, flag: string, line: string): string {
+  return `sb-msg1\n${bus}\n${subject}\n${flag}\n${line}\n`;
+}
+
+/** {@link signedText} as bytes: the associated data of a sealed body. */
+function signedPrefix(bus: string, subject: string, flag: string, line: string): Buffer {
+  return Buffer.from(signedText(bus, subject, flag, line), 'latin1');
 }
 
 /** The cover of a MAC'd frame that a later signed frame lists: 16 bytes of the SHA-256 of what its MAC covered. */
 function coverOf(signed: Uint8Array): string {
-  return createHash('sha256').update(signed).digest().subarray(0, 16).toString('base64url');
+  return hash('sha256', signed, 'buffer').subarray(0, 16).toString('base64url');
 }
 
 /** What a signature covers: the frame's context, its line and the hex SHA-256 of its plaintext body. */
 function signedBytes(bus: string, subject: string, flag: string, line: string, plain: Uint8Array): Buffer {
-  return Buffer.concat([signedPrefix(bus, subject, flag, line), digest(plain)]);
+  return Buffer.from(`${signedText(bus, subject, flag, line)}${hash('sha256', plain, 'hex')}`, 'latin1');
 }
 
 /**
@@ -260,6 +324,23 @@ export function readRecordedProof(proofJson: string, payloadHash: string, bus: s
   const signed = covers === undefined ? body : Buffer.concat([body, Buffer.from(`\n${covers}`, 'latin1')]);
   if (!verifySignature(verifier, signed, Buffer.from(sig, 'base64url'))) return { kind: 'bad', why: `the signature of node "${node}" does not verify` };
   return { kind: 'signed', node, covers: covers === undefined ? [] : covers.slice(2).split('.') };
+}
+
+/**
+ * Reads and checks the proof kept in a digest record (a peer node's signed digest frame):
+ * a signature of `peerNode` listing covers, over a digest line that names `digestId`, and the
+ * record's payload hash (an empty body). Anything else is `bad`: a MAC, no covers, another
+ * signer than the record names, another id.
+ */
+export function readRecordedDigest(proofJson: string, payloadHash: string, digestId: string, peerNode: string, bus: string, roster: RosterIndex): RecordedProof {
+  const read = readRecordedProof(proofJson, payloadHash, bus, roster);
+  if (read.kind === 'bad') return read;
+  if (read.kind === 'mac') return { kind: 'bad', why: 'a digest record must hold a signature, not a MAC' };
+  if (read.node !== peerNode) return { kind: 'bad', why: `the digest was signed by node "${read.node}", not by node "${peerNode}" the record names` };
+  if (read.covers.length === 0) return { kind: 'bad', why: 'the digest lists no covers' };
+  const line = (JSON.parse(proofJson) as { line: string }).line;
+  if (readDigestLine(Buffer.from(`${line}\n`, 'latin1'))?.id !== digestId) return { kind: 'bad', why: `the signed line is not that of digest ${JSON.stringify(digestId)}` };
+  return read;
 }
 
 function denied(message: string): BusError {

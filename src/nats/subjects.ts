@@ -7,7 +7,8 @@
  * Layout (`<x>` is an escaped token):
  * - `<bus>.in.<to>.<from>.<kind>`: everything addressed to agent `to` by agent `from`
  *   (`ask`, `delegate`, `notify`, `cancel` sent by the asker, `progress` sent by the
- *   delegate's recipient back to its sender). The broker's publish permissions pin `from`.
+ *   delegate's recipient back to its sender, `digest`: a node's signed covers of the MAC'd
+ *   frames it sent the other's node, see proofs.ts). The broker's publish permissions pin `from`.
  * - `<bus>._r.<node>.<id>__<to>`: a node's private reply inbox (never `_INBOX.>`), one token per
  *   message and recipient (a notify keeps one id for all its recipients).
  * - KV bucket `sb_<bus>_agents`, key `<agent>`: the bus-wide claim of an agent id.
@@ -21,8 +22,8 @@ import { BusError } from '../errors.js';
 export const BUS_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9-]{0,63}$/;
 
 /** What can follow `<bus>.in.<to>.<from>.`. */
-export type InKind = 'ask' | 'delegate' | 'notify' | 'cancel' | 'progress';
-export const IN_KINDS: readonly InKind[] = ['ask', 'delegate', 'notify', 'cancel', 'progress'];
+export type InKind = 'ask' | 'delegate' | 'notify' | 'cancel' | 'progress' | 'digest';
+export const IN_KINDS: readonly InKind[] = ['ask', 'delegate', 'notify', 'cancel', 'progress', 'digest'];
 
 const PLAIN = /^[A-Za-z0-9-]$/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

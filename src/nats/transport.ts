@@ -33,7 +33,7 @@ import { DeskService } from './desk-service.js';
 import { Directory } from './directory.js';
 import { rememberFleet } from './fleet-of.js';
 import { keysFromSeed, type NodeKeys } from './keys.js';
-import { Link, type DeadAnswer, type DeniedFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
+import { Link, type DeadAnswer, type DeniedFrame, type DigestFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
 import { checkNatsOptions, natsOptionError, type NatsTransportOptions } from './options.js';
 import { Proofs } from './proofs.js';
 import { loadRoster, RosterIndex } from './roster.js';
@@ -418,6 +418,7 @@ class NatsTransport implements Transport {
         maxPayloadBytes,
         onDead: (d) => this.#dead(d),
         onDenied: (d) => this.#denied(d),
+        onDigest: (d) => this.#digest(d),
         proofs,
         ...(trust === undefined ? {} : { roster: trust.roster }),
         seal: o.seal === 'always',
@@ -433,6 +434,8 @@ class NatsTransport implements Transport {
         const recent = this.#port?.admitted?.(startedAt - window, 100_000);
         if (recent === undefined) link.refuseSignedBefore(startedAt);
         else link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+        const digests = this.#port?.admittedDigests?.(startedAt - window, 100_000) ?? [];
+        link.admittedDigests(digests.map((d) => ({ node: d.node, id: d.id, at: d.ts })));
       } catch {
         // A log that cannot be read now: the freshness check still refuses old captures.
       }
@@ -534,6 +537,15 @@ class NatsTransport implements Transport {
         ...(d.to === undefined ? {} : { to: d.to }),
         ...(d.node === undefined ? {} : { fromNode: d.node }),
       });
+    } catch {
+      // The record is the bus's; a failing port must not break the carriage.
+    }
+  }
+
+  /** A peer's signed digest frame: the receiving bus records it, so the MAC'd rows it covers are proven. */
+  #digest(d: DigestFrame): void {
+    try {
+      this.#port?.digest?.({ id: d.id, fromNode: d.node, proof: d.proof, payloadHash: d.payloadHash });
     } catch {
       // The record is the bus's; a failing port must not break the carriage.
     }

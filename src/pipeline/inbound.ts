@@ -1,6 +1,7 @@
 import { hashPayload, type EncodedPayload } from '../codec.js';
 import { isRuleType, type Envelope, type Priority } from '../envelope.js';
 import { BusError, describe, errorText, toBusError, type ErrorCode } from '../errors.js';
+import type { DigestRecord } from '../audit/types.js';
 import { isAgentId } from '../ids.js';
 import { TokenBucket } from '../limits.js';
 import type { ApprovalFlow } from './approval-flow.js';
@@ -12,7 +13,7 @@ import { decodeJson, NOTIFY_ACK, remoteRecord } from './remote.js';
 import type { RemoteSends } from './remote-send.js';
 import { routeOf } from './route.js';
 import { InboundShare, LOCAL_WORK_WINDOW_MS, type Slot } from './inbound-share.js';
-import type { InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
+import type { DigestReport, InboundHandle, InboundMessage, InboundPort, RefusedInbound, RemoteAgent, Responder } from './transport.js';
 import { checkTraceparent } from '../telemetry-port.js';
 
 /** Admitted inbound (node, message id, recipient) triples remembered, to drop a repeated one. */
@@ -179,6 +180,21 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
     const draft = inboundDraft(f, this.#parts.config.clock.now());
     // A refused answer (a forged reply) is recorded as a reply, not as the notify a draft defaults to.
     this.#parts.journal.refused(f.type === 'reply' ? { ...draft, type: 'reply' } : draft, e);
+  }
+
+  /**
+   * A peer node's signed digest: one record of its own kind ({@link DigestRecord}: the signing
+   * node, the frame's id, the proof and the hash the signature covers), naming no agent and no
+   * conversation, since no agent sent anything. No event, no delivery.
+   *
+   * @throws BusError `INVALID_ARGUMENT` naming the field of a malformed report (nothing recorded).
+   */
+  digest(report: DigestReport): void {
+    const { journal, config } = this.#parts;
+    if (!journal.enabled) return;
+    const { id, fromNode, proof, payloadHash } = readDigestReport(report);
+    const record: DigestRecord = { kind: 'digest', ts: config.clock.now(), digestId: id, payloadHash, node: config.node, peerNode: fromNode, proof };
+    config.commit.stage(record);
   }
 
   /** A refused inbound message: its row (naming both nodes), `message:denied`, and the sender's answer. */
@@ -353,6 +369,20 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
     if (this.#buckets.size > REMOTE_BUCKETS) this.#buckets.delete(this.#buckets.keys().next().value!);
     return bucket;
   }
+}
+
+/** The longest proof a record keeps (as for a receipt's). */
+const MAX_PROOF_LENGTH = 16_384;
+
+/** The fields of a digest report, each read once and checked. */
+function readDigestReport(report: DigestReport): { id: string; fromNode: string; proof: string; payloadHash: string } {
+  if (typeof report !== 'object' || report === null) throw new BusError('INVALID_ARGUMENT', `expected a digest report object, got ${describe(report)}`);
+  const { id, fromNode, proof, payloadHash } = report;
+  if (typeof id !== 'string' || id === '' || id.length > MAX_ID_LENGTH) throw new BusError('INVALID_ARGUMENT', `a digest's id must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${describe(id)}`);
+  const node = checkNodeId(fromNode);
+  if (typeof proof !== 'string' || proof === '' || proof.length > MAX_PROOF_LENGTH) throw new BusError('INVALID_ARGUMENT', `a digest's proof must be a non-empty string of at most ${MAX_PROOF_LENGTH} characters, got ${describe(proof)}`);
+  if (typeof payloadHash !== 'string' || !/^[0-9a-f]{64}$/.test(payloadHash)) throw new BusError('INVALID_ARGUMENT', `a digest's payloadHash must be 64 lowercase hex characters, got ${describe(payloadHash)}`);
+  return { id, fromNode: node, proof, payloadHash };
 }
 
 /** Reads every field of the message once (a getter runs once; a throwing one refuses the message). */

@@ -62,7 +62,7 @@ export class Pipeline implements ChainPort {
   /** When a local agent last sent: inbound messages from other nodes yield to local work (inbound-share.ts). */
   readonly #activity: LocalActivity = { lastLocalSend: Number.NEGATIVE_INFINITY };
   /** Where the transport hands messages from other nodes (see inbound.ts). */
-  readonly inbound: Pick<InboundPort, 'receive'> & Required<Pick<InboundPort, 'refused'>>;
+  readonly inbound: Pick<InboundPort, 'receive'> & Required<Pick<InboundPort, 'refused' | 'digest'>>;
 
   constructor(config: PipelineConfig) {
     this.#config = config;

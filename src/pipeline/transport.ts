@@ -134,6 +134,18 @@ export interface RefusedInbound {
   readonly reason: string;
 }
 
+/** A peer node's signed digest frame, as the transport verified it. */
+export interface DigestReport {
+  /** The digest frame's id, as the signing node wrote it. */
+  readonly id: string;
+  /** The signing node. */
+  readonly fromNode: string;
+  /** The proof to keep (JSON: signature and covers). */
+  readonly proof: string;
+  /** The SHA-256 (hex) of the frame's body, which the signature covers. */
+  readonly payloadHash: string;
+}
+
 /** How the receiving node answers one inbound message (each method at most once, but progress). */
 export interface Responder {
   reply(payloadJson: string): void;
@@ -165,6 +177,13 @@ export interface InboundPort {
    */
   refused?(report: RefusedInbound): void;
   /**
+   * A peer node's signed digest (verified by the transport): the covers of frames it sent
+   * this node authenticated by a MAC only. The receiving node records it in its log as a
+   * `digest` record (no agent, no conversation: never a message entry), where `switchboard
+   * verify --roster` reads it as the proof of the rows it covers.
+   */
+  digest?(report: DigestReport): void;
+  /**
    * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
    * restarted node refuses their repeats (a replay captured before the restart). At most
    * `limit`, newest first. Undefined when the log does not outlive the process (`:memory:`,
@@ -172,6 +191,11 @@ export interface InboundPort {
    * signed before it started instead.
    */
   admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> | undefined;
+  /**
+   * The peer nodes' digest frames this node's log recorded at or after `since` (epoch ms), at
+   * most `limit`, newest first: a restarted node refuses their repeats too.
+   */
+  admittedDigests?(since: number, limit: number): Array<{ id: string; node: string; ts: number }>;
   /**
    * This node's approval queue and its events, for a transport that lets the fleet's
    * operators list and decide held messages (NATS: `fleetApprovals`). The transport checks

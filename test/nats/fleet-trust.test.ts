@@ -13,7 +13,9 @@ import { main } from '../../src/cli/main.js';
 import { NodeConnection } from '../../src/nats/connection.js';
 import { natsTransport, type NatsTransportOptions } from '../../src/nats/index.js';
 import { keysFromSeed } from '../../src/nats/keys.js';
-import { DIGEST_EVERY, Proofs, readRecordedProof } from '../../src/nats/proofs.js';
+import { DIGEST_BODY_HASH, DIGEST_EVERY, Proofs, readRecordedDigest, readRecordedProof } from '../../src/nats/proofs.js';
+import { SqliteAuditLog } from '../../src/audit/sqlite.js';
+import type { PeerDigestEntry } from '../../src/audit/types.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { messageLine } from '../../src/nats/wire.js';
@@ -58,7 +60,7 @@ async function raw(node: string): Promise<NodeConnection> {
 /** A frame signed with `signer`'s seed, as that node (or a thief of its seed) would send it. */
 function signedFrame(signer: string, to: string, from: string, meta: Partial<Parameters<typeof messageLine>[0]> = {}, payload = '{}', peer?: string, seal = false): { subject: string; data: Uint8Array } {
   const roster = new RosterIndex(loadRoster(rosterPath));
-  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)) });
+  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)), proof: 'signature' });
   const subject = subjects.inbound(to, from, 'ask');
   const line = messageLine({ id: `mforged-${Math.random().toString(36).slice(2, 10)}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: signer, ...meta });
   return { subject, data: proofs.wrap(subject, line, payload, peer, seal) };
@@ -356,38 +358,193 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(out.join('\n')).toMatch(/1 authenticated by a MAC, provable to this fleet only/);
   });
 
-  it("with proof: 'digest', MACs routine frames and signs one in 64 listing their covers: `switchboard verify --roster` proves each covered row, counts the rows after the last signed one as MAC only, and refuses altered covers", async () => {
+  /** The digest records of the log at `db` (read as `switchboard verify` does: a read-only connection to the file). */
+  function digestsIn(db: string): PeerDigestEntry[] {
+    const log = new SqliteAuditLog({ path: db, readonly: true });
+    try {
+      return log.peerDigests({ limit: 10_000 });
+    } finally {
+      log.close();
+    }
+  }
+
+  /** The MAC'd rows of `rows` that no signed row among them nor any digest record lists, checked as `verify --roster` does. */
+  function uncovered(rows: ReadonlyArray<{ proof?: string; payloadHash: string }>, digests: readonly PeerDigestEntry[]): number {
+    const roster = new RosterIndex(loadRoster(rosterPath));
+    const covers = new Set<string>();
+    const macs: string[] = [];
+    for (const r of rows) {
+      if (r.proof === undefined) continue;
+      const read = readRecordedProof(r.proof, r.payloadHash, BUS, roster);
+      if (read.kind === 'mac') macs.push(`${read.node}\0${read.cover}`);
+      else if (read.kind === 'signed') for (const c of read.covers) covers.add(`${read.node}\0${c}`);
+    }
+    for (const d of digests) {
+      const read = readRecordedDigest(d.proof, d.payloadHash, d.digestId, d.peerNode, BUS, roster);
+      if (read.kind === 'signed') for (const c of read.covers) covers.add(`${read.node}\0${c}`);
+    }
+    return macs.filter((m) => !covers.has(m)).length;
+  }
+
+  it("with proof: 'digest', MACs routine frames, signs one in DIGEST_EVERY listing their covers, and sends the covers no signed frame listed within DIGEST_MS in a signed digest frame, recorded as a digest record: on a quiet log `switchboard verify --roster` proves every row, and refuses altered covers", async () => {
     const db = join(dir, `n2-digest-${Date.now()}.db`);
-    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const db1 = join(dir, `n1-digest-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { audit: { path: db1 }, limits: { rate: false } });
     const n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
     n2.register('bob', { handlers: { echo: (p) => p } });
     const alice = n1.register('alice');
     await Promise.all([n1.ready(), n2.ready()]);
     // A burst: most frames go out within DIGEST_MS of a signed one, so they are MAC'd.
-    await Promise.all(Array.from({ length: 2 * DIGEST_EVERY + 5 }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
-    const rows = n2.getMessageLog({ agentId: 'bob', type: 'ask', limit: 1000 }).sort((a, b) => a.seq - b.seq);
+    const asks = 2 * DIGEST_EVERY + 5;
+    await Promise.all(Array.from({ length: asks }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    // Then nothing: DIGEST_MS later n1 sends the covers still pending, and n2 records them.
+    await vi.waitFor(() => expect(uncovered(n2.getMessageLog({ agentId: 'bob', limit: 1000 }), digestsIn(db))).toBe(0), { timeout: 5000, interval: 20 });
+    // Likewise the replies in n1's log, covered by n2's signed frames and digest frames.
+    await vi.waitFor(() => expect(uncovered(n1.getMessageLog({ agentId: 'alice', limit: 1000 }), digestsIn(db1))).toBe(0), { timeout: 5000, interval: 20 });
+    expect(digestsIn(db1).every((d) => d.peerNode === 'n2' && d.node === 'n1')).toBe(true);
+    expect(n1.getMessageLog({ limit: 1000 })).toHaveLength(2 * asks);
+    const rows = n2.getMessageLog({ agentId: 'bob', limit: 1000 }).filter((e) => e.proof !== undefined);
     const proofs = rows.map((e) => JSON.parse(e.proof!) as { sig: string; covers?: string });
     const macs = proofs.filter((p) => p.sig.startsWith('m.')).length;
     expect(macs).toBeGreaterThan(0);
-    const signedCovers = proofs.filter((p) => p.covers !== undefined);
-    expect(signedCovers.length).toBeGreaterThan(0);
-    expect(signedCovers.every((p) => p.covers!.split('.').length <= DIGEST_EVERY)).toBe(true);
-    const lastSigned = proofs.findLastIndex((p) => !p.sig.startsWith('m.'));
-    const tail = proofs.length - 1 - lastSigned;
+    expect(proofs.every((p) => p.covers === undefined || p.covers.split('.').length <= DIGEST_EVERY)).toBe(true);
+    const digests = digestsIn(db);
+    expect(digests.length).toBeGreaterThan(0);
+    for (const d of digests) {
+      expect(d).toMatchObject({ node: 'n2', peerNode: 'n1', payloadHash: DIGEST_BODY_HASH });
+      expect(JSON.parse(d.proof)).toMatchObject({ node: 'n1', covers: expect.stringMatching(/^c\./), line: expect.stringContaining(` d ${d.digestId} `) });
+    }
+    // No agent sent a digest: n2's message log holds the asks received and the replies sent, nothing else.
+    expect(rows).toHaveLength(asks);
+    expect(n2.getMessageLog({ limit: 1000 })).toHaveLength(2 * asks);
+    expect(n2.getMessageLog({ limit: 1000 }).every((e) => (e.type === 'ask' && e.from === 'alice') || (e.type === 'reply' && e.from === 'bob'))).toBe(true);
     await n2.close();
     await n1.close();
     const out: string[] = [];
     expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
-    expect(out.join('\n')).toContain(`ok: ${rows.length - tail} peer proofs verified`);
-    expect(out.join('\n')).toContain(`(${macs - tail} of them MAC'd and covered by a signed digest)`);
-    if (tail > 0) expect(out.join('\n')).toContain(`(${tail} authenticated by a MAC, provable to this fleet only`);
-    // A cover changed in a signed row: its signature no longer holds.
+    expect(out.join('\n')).toContain(`ok: ${rows.length} peer proofs verified against the roster of bus "shop", and ${digests.length} signed digest record${digests.length === 1 ? '' : 's'}`);
+    expect(out.join('\n')).toContain(`(${macs} of them MAC'd and covered by a signed digest)`);
+    expect(out.join('\n')).not.toContain('provable to this fleet only');
+    out.length = 0;
+    expect(main(['verify', db1, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    expect(out.join('\n')).toContain(`ok: ${asks} peer proofs verified`);
+    expect(out.join('\n')).not.toContain('provable to this fleet only');
+    // A cover changed in a digest record: its signature no longer holds.
     const roster = new RosterIndex(loadRoster(rosterPath));
-    const row = rows[proofs.indexOf(signedCovers[0]!)]!;
-    const covers = signedCovers[0]!.covers!;
-    const altered = JSON.stringify({ ...signedCovers[0], covers: `${covers.slice(0, -1)}${covers.endsWith('A') ? 'B' : 'A'}` });
-    expect(readRecordedProof(row.proof!, row.payloadHash, BUS, roster).kind).toBe('signed');
-    expect(readRecordedProof(altered, row.payloadHash, BUS, roster)).toEqual({ kind: 'bad', why: 'the signature of node "n1" does not verify' });
+    const last = digests[digests.length - 1]!;
+    const proof = JSON.parse(last.proof) as { covers: string };
+    const altered = JSON.stringify({ ...proof, covers: `${proof.covers.slice(0, -1)}${proof.covers.endsWith('A') ? 'B' : 'A'}` });
+    expect(readRecordedDigest(last.proof, last.payloadHash, last.digestId, 'n1', BUS, roster).kind).toBe('signed');
+    expect(readRecordedDigest(altered, last.payloadHash, last.digestId, 'n1', BUS, roster)).toEqual({ kind: 'bad', why: 'the signature of node "n1" does not verify' });
+    // A digest record written by whoever can write the file (chained, so `verify` alone passes), its proof
+    // copied from a real one under another id: --roster refuses it, naming the record.
+    const writer = new SqliteAuditLog({ path: db });
+    writer.append([{ kind: 'digest', ts: Date.now(), digestId: 'dforged.1', payloadHash: last.payloadHash, node: 'n2', peerNode: 'n1', proof: last.proof }]);
+    const forgedSeq = writer.head().seq;
+    writer.close();
+    out.length = 0;
+    expect(main(['verify', db], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    out.length = 0;
+    expect(main(['verify', db, '--roster', rosterPath], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(1);
+    expect(out.join('\n')).toContain(`bad: seq ${forgedSeq} (digest dforged.1 of node "n1"): the signed line is not that of digest "dforged.1"`);
+  });
+
+  it("with proof: 'digest', close() sends the covers still pending before the connection drains", async () => {
+    const db = join(dir, `n2-close-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    // The first frame to a peer is signed, the second (sent in the same turn) MAC'd; then n1 closes at once.
+    await Promise.all([expect(alice.ask('bob', 'echo', 1)).resolves.toBe(1), expect(alice.ask('bob', 'echo', 2)).resolves.toBe(2)]);
+    await n1.close();
+    const log = () => n2.getMessageLog({ agentId: 'bob', limit: 100 });
+    expect(log().filter((e) => e.type === 'ask' && JSON.parse(e.proof!).sig.startsWith('m.'))).toHaveLength(1);
+    await vi.waitFor(() => expect(uncovered(log(), digestsIn(db))).toBe(0), { timeout: 2000, interval: 10 });
+    expect(digestsIn(db)).toHaveLength(1);
+  });
+
+  it("refuses a peer's flood of valid digest frames beyond twice the rate an honest node sends them", async () => {
+    const db = join(dir, `n2-flood-${Date.now()}.db`);
+    const n2 = await startNode('n2', {}, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    await n2.ready();
+    const denied = denials(n2);
+    // n1's key, as a compromised n1 would use it: 60 distinct, fresh, validly signed digest frames at once.
+    const n1 = new Proofs({ bus: BUS, node: 'n1', roster: new RosterIndex(loadRoster(rosterPath)), keys: keysFromSeed(seed('n1')), proof: 'digest' });
+    const subject = subjects.inbound('bob', 'alice', 'ask');
+    const route = subjects.inbound('bob', 'alice', 'digest');
+    const line = (i: number) => messageLine({ id: `mflood-${i}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: 'n1' });
+    n1.wrap(subject, line(0), '{}', 'n2', false, route);
+    const pub = await raw('n1');
+    for (let i = 1; i <= 60; i++) {
+      n1.wrap(subject, line(i), '{}', 'n2', false, route);
+      const [frame] = n1.digests();
+      pub.nc.publish(frame!.subject, frame!.data);
+    }
+    await vi.waitFor(() => expect(digestsIn(db).length + denied.length).toBe(60));
+    const taken = digestsIn(db).length;
+    expect(taken).toBeGreaterThanOrEqual(8);
+    expect(taken).toBeLessThan(60);
+    expect(denied.every((d) => /node "n1" sent more than 20 digest frames a second \(burst 8\)/.test(d.reason))).toBe(true);
+  });
+
+  it('refuses a digest frame replayed or with its covers altered, and records it once', async () => {
+    const db = join(dir, `n2-replay-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    const n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const spy = await raw('n2');
+    const captured: Msg[] = [];
+    spy.nc.subscribe(subjects.inbound('bob', 'alice', 'digest'), { callback: (_e, m) => void captured.push(m) });
+    await spy.nc.flush();
+    // The first ask to a peer is signed; the next ones within DIGEST_MS are MAC'd and left for a digest.
+    await Promise.all(Array.from({ length: 5 }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    await vi.waitFor(() => expect(captured).toHaveLength(1), { timeout: 5000, interval: 20 });
+    await vi.waitFor(() => expect(digestsIn(db)).toHaveLength(1), { timeout: 5000, interval: 20 });
+    const denied = denials(n2);
+    const pub = await raw('n1');
+    const frame = Buffer.from(captured[0]!.data);
+    pub.nc.publish(captured[0]!.subject, frame);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]!.reason).toMatch(/digest d[0-9a-z.]+ refused: .*was taken already \(a replay\)/);
+    // One byte of the covers changed: the signature fails before anything is recorded.
+    const text = frame.toString('latin1');
+    const at = text.indexOf(' c.') + 4;
+    pub.nc.publish(captured[0]!.subject, Buffer.from(`${text.slice(0, at)}${text[at] === 'A' ? 'B' : 'A'}${text.slice(at + 1)}`, 'latin1'));
+    await vi.waitFor(() => expect(denied).toHaveLength(2));
+    expect(denied[1]!.reason).toMatch(/the signature of node "n1" does not verify/);
+    expect(digestsIn(db)).toHaveLength(1);
+    // Neither the digest nor its refused copies is a message: bob's log holds the five asks and replies.
+    expect(n2.getMessageLog({ agentId: 'bob' }).filter((e) => e.decision === 'allowed')).toHaveLength(10);
+  });
+
+  it('refuses a digest frame captured before the receiver restarted (the digest records of its log are read back at open)', async () => {
+    const db = join(dir, `n2-digest-restart-${Date.now()}.db`);
+    const n1 = await startNode('n1', { proof: 'digest' }, { limits: { rate: false } });
+    let n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const spy = await raw('n2');
+    const captured: Msg[] = [];
+    spy.nc.subscribe(subjects.inbound('bob', 'alice', 'digest'), { callback: (_e, m) => void captured.push(m) });
+    await spy.nc.flush();
+    await Promise.all(Array.from({ length: 5 }, (_, i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    await vi.waitFor(() => expect(digestsIn(db)).toHaveLength(1), { timeout: 5000, interval: 20 });
+    expect(captured).toHaveLength(1);
+    await n2.close();
+    n2 = await startNode('n2', { proof: 'digest' }, { audit: { path: db }, limits: { rate: false } });
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    await n2.ready();
+    const denied = denials(n2);
+    (await raw('n1')).nc.publish(captured[0]!.subject, captured[0]!.data);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]!.reason).toMatch(/digest d[0-9a-z.]+ refused: .*was taken already \(a replay\)/);
+    expect(digestsIn(db)).toHaveLength(1);
   });
 
   it('seals what a `sealed: true` rule allows, and the receiving node refuses such a message unsealed', async () => {
