@@ -376,6 +376,29 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     ]));
   });
 
+  it('refuses a digest frame captured before the receiver restarted when its log did not outlive it', async () => {
+    const n1 = await startNode('n1', { proof: 'digest' });
+    let n2 = await startNode('n2');
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    const alice = n1.register('alice');
+    await Promise.all([n1.ready(), n2.ready()]);
+    const broker = await raw('broker');
+    const captured: Msg[] = [];
+    broker.nc.subscribe(`${BUS}.in.*.*.digest`, { callback: (_e, m) => void captured.push(m) });
+    await broker.nc.flush();
+    // The first frame is signed; those right after it are MAC'd, and a digest frame covers them.
+    await Promise.all([1, 2, 3].map((i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
+    await vi.waitFor(() => expect(captured.length).toBeGreaterThan(0));
+    await n2.close();
+    n2 = await startNode('n2');
+    n2.register('bob', { handlers: { echo: (p) => p } });
+    await n2.ready();
+    const denied = denials(n2);
+    broker.nc.publish(captured[0]!.subject, captured[0]!.data);
+    await vi.waitFor(() => expect(denied).toHaveLength(1));
+    expect(denied[0]!.reason).toMatch(/digest .* refused: it was signed before this node started/);
+  });
+
   it('seals progress notes and error texts as well as payloads and replies: the broker sees none of them, and both logs hash the plaintext reply', async () => {
     const n1 = await startNode('n1', { seal: 'always' });
     const n2 = await startNode('n2', { seal: 'always' });
