@@ -62,6 +62,8 @@ interface Seen {
 interface Held {
   revision: number;
   value: Uint8Array;
+  /** The value of a write in flight (its watch event may come before its answer). */
+  writing?: Uint8Array | undefined;
   readonly info: { capabilities?: readonly string[]; trust?: number };
 }
 
@@ -210,6 +212,7 @@ export class Claims {
         const key = this.#subjects.claimKey(agent);
         // Signed claims carry their time: each renewal signs it afresh.
         const value = this.#trust === undefined ? held.value : this.#value(agent, held.info);
+        held.writing = value;
         try {
           held.revision = await this.#kv.update(key, value, held.revision);
           held.value = value;
@@ -233,6 +236,8 @@ export class Claims {
           } catch {
             // Raced again: the next renewal looks once more.
           }
+        } finally {
+          if (held.writing === value) held.writing = undefined;
         }
       }),
     );
@@ -370,9 +375,10 @@ export class Claims {
   }
 
   /**
-   * After the watch saw `entry`: when it is a key this node holds and no longer a valid
-   * claim of this node (deleted, or overwritten by a claim that does not verify), claims it
-   * again now rather than at the next renewal.
+   * After the watch saw `entry`: when it is a key this node holds and no longer this node's
+   * current claim (deleted, overwritten by a claim that does not verify, or by an older claim
+   * of this node written back), renews now rather than at the next renewal: the renewal
+   * claims it again, or finds a valid takeover and reports it.
    */
   #reclaimIfGone(entry: KvEntry): void {
     if (this.#closed || this.#held.size === 0) return;
@@ -384,7 +390,11 @@ export class Claims {
     }
     const held = this.#held.get(agent);
     if (held === undefined || entry.revision <= held.revision) return;
-    if (entry.operation === 'PUT' && this.#read(agent, entry)?.node === this.#node) return;
+    // This node's own write (seen before its answer), or its current claim written again.
+    if (entry.operation === 'PUT' && (sameBytes(entry.value, held.value) || (held.writing !== undefined && sameBytes(entry.value, held.writing)))) return;
+    // Anything else: deleted, a claim that does not verify, or an older claim of this node
+    // written back (a replay, whose old time would make peers think the lease ran out).
+    // (Another node's valid claim is a takeover: the renewal finds it and reports it lost.)
     void this.renew().catch(() => {});
   }
 
@@ -466,4 +476,8 @@ function isWrongSequence(e: unknown): boolean {
 
 function unavailable(what: string, cause: unknown): BusError {
   return toBusError(cause, 'TRANSPORT_UNAVAILABLE', undefined, `${what}: the claims bucket cannot be reached: `);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }

@@ -197,7 +197,7 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     expect(n3.snapshot().find((c) => c.agent === 'alice')).toMatchObject({ node: 'n1' });
   });
 
-  it('claims its own agent again as soon as its watch sees the claim deleted or overwritten, not at the next renewal', async () => {
+  it('claims its own agent again as soon as its watch sees the claim deleted, overwritten, or written back from long ago, not at the next renewal', async () => {
     const n1 = await startNode('n1');
     n1.register('alice');
     await n1.ready();
@@ -212,6 +212,14 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await vi.waitFor(check);
     await kv.put('alice', JSON.stringify({ v: 2, node: 'n2', agent: 'alice', capabilities: [], trust: 0, leaseMs: 60_000, ts: Date.now(), sig: 'AA' }));
     await vi.waitFor(check);
+    // n1's own claim of long ago, written back: its old time would end the lease in peers' eyes.
+    const current = (await kv.get('alice'))!;
+    const stale = JSON.parse(current.string()) as { ts: number };
+    const old = { ...stale, ts: stale.ts - 60_000 };
+    const { sig: _sig, ...body } = old as typeof old & { sig: string };
+    const resigned = { ...body, sig: keysFromSeed(seed('n1')).sign(Buffer.from(`sb-claim1\n${BUS}\n${JSON.stringify(body)}`)).toString('base64') };
+    await kv.put('alice', JSON.stringify(resigned));
+    await vi.waitFor(async () => expect((JSON.parse((await kv.get('alice'))!.string()) as { ts: number }).ts).toBeGreaterThan(stale.ts));
   });
 
   it('refuses a captured message the broker re-targets, re-types or alters: the signature covers recipient, type and body; never delivered, never answered, recorded and emitted', async () => {
