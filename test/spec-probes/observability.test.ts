@@ -60,11 +60,14 @@ describe('"a span per send and per handler run with the messaging semantic conve
     await b.register('a').ask('w', 'x', 1);
     await b.close();
     const spans = exporter.getFinishedSpans();
-    const send = spans.find((s) => s.attributes['messaging.operation.type'] === 'send' || s.kind === 3);
-    const run = spans.find((s) => s.kind === 4);
+    const send = spans.find((s) => s.attributes['messaging.operation.type'] === 'send');
+    const run = spans.find((s) => s.attributes['messaging.operation.type'] === 'process');
+    expect(send?.kind).toBe(3); // PRODUCER
+    expect(run?.kind).toBe(4); // CONSUMER
     expect(send).toBeDefined();
     expect(run).toBeDefined();
-    expect(send!.attributes).toMatchObject({ 'messaging.system': SYSTEM, 'messaging.destination.name': 'w', 'messaging.message.id': seen!.id });
+    expect(send!.attributes).toMatchObject({ 'messaging.system': SYSTEM, 'messaging.operation.name': 'ask', 'messaging.destination.name': 'w', 'messaging.message.id': seen!.id, 'messaging.message.conversation_id': seen!.conversationId });
+    expect(run!.attributes).toMatchObject({ 'messaging.system': SYSTEM, 'messaging.operation.name': 'ask', 'messaging.message.id': seen!.id });
     expect(run!.parentSpanContext?.spanId).toBe(send!.spanContext().spanId);
     expect(run!.spanContext().traceId).toBe(send!.spanContext().traceId);
     const traceparent = (seen as Envelope & { traceparent?: string }).traceparent;
