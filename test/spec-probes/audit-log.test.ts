@@ -105,6 +105,29 @@ describe('"Every outcome is recorded, also at the edges"', () => {
     }
   });
 
+  it('close() with 50 asks and 10 notifies in flight writes a row and an outcome for each; a clean reopen marks none interrupted', async () => {
+    const path = dbPath();
+    const b = new Orchestrator({ audit: { path }, policies: [...OPEN], limits: { rate: false } });
+    b.register('w', { concurrency: 2, handlers: { x: (p, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(p))) } });
+    const a = b.register('a');
+    const sends: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 50; i++) sends.push(a.ask('w', 'x', i).catch((e: { code: string }) => e.code));
+    for (let i = 0; i < 10; i++) sends.push(a.notify('x', i).catch((e: { code: string }) => e.code));
+    await settle(1);
+    await b.close();
+    const results = await Promise.all(sends);
+    expect(results.slice(0, 50).every((r) => r === 'CLOSED')).toBe(true);
+    const again = new Orchestrator({ audit: { path } });
+    try {
+      const entries = again.getMessageLog({ limit: 1000 });
+      expect(entries.filter((e) => e.type === 'ask')).toHaveLength(50);
+      expect(entries.filter((e) => e.type === 'notify')).toHaveLength(10);
+      expect(entries.filter((e) => e.outcome === undefined || e.outcome === 'interrupted' || e.outcome === 'delivered')).toEqual([]);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('"a bus opened on a file records, for every attempt of an earlier run that has no outcome and is not held, the outcome interrupted" (a SIGKILLed process)', async () => {
     const path = dbPath();
     const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'crash-child.ts'), path], { stdio: ['ignore', 'pipe', 'pipe'] });
