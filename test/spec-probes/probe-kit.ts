@@ -2,6 +2,9 @@
 // test made and close them, and the BusError a promise rejects with. Only public exports are
 // imported (the package name resolves to dist/, which is not built in the test run; see
 // docs/testing.md), so these probes see the library exactly as a user does.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { isBusError, Orchestrator, type BusError, type OrchestratorOptions } from '../../src/index.js';
 
 const open: Orchestrator[] = [];
@@ -42,16 +45,15 @@ export function hang(_payload: unknown, ctx: { signal: AbortSignal }): Promise<n
   return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true }));
 }
 
-/** A fresh directory for database files, removed by `removeDirs()`. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 const dirs: string[] = [];
+
+/** A fresh directory's `name` for a database file; the directory goes in `removeDirs()`. */
 export function dbPath(name = 'audit.db'): string {
   const dir = mkdtempSync(join(tmpdir(), 'spec-probe-'));
   dirs.push(dir);
   return join(dir, name);
 }
+/** Removes every directory `dbPath()` made. */
 export function removeDirs(): void {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
