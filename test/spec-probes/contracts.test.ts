@@ -116,6 +116,33 @@ describe('"intents, payloads, handler arguments and results are inferred by Type
   });
 });
 
+describe('"Contracts validate but do not transform" (docs/reference.md): the types say what arrives', () => {
+  it('a .default() field the sender leaves out is absent for the handler, and typed optional; a transform does not run and is not typed as run', async () => {
+    const dc = defineContracts({
+      d: { type: 'ask', input: z.object({ n: z.number().default(7), s: z.string().transform((x) => x.length) }), output: z.object({ ok: z.boolean().default(true) }) },
+    });
+    const b = new Orchestrator({ contracts: dc, policies: [{ from: '*', to: '*', allow: ['ask'] }] });
+    try {
+      let got: unknown;
+      b.register('w', {
+        handlers: {
+          d: (p) => {
+            expectTypeOf(p).toEqualTypeOf<{ n?: number | undefined; s: string }>();
+            got = p;
+            return {};
+          },
+        },
+      });
+      const out = await b.register('a').ask('w', 'd', { s: 'abc' });
+      expectTypeOf(out).toEqualTypeOf<{ ok?: boolean | undefined }>();
+      expect(got).toEqual({ s: 'abc' });
+      expect(out).toEqual({});
+    } finally {
+      await b.close();
+    }
+  });
+});
+
 describe('defineContracts() validation', () => {
   const bad: Array<[string, unknown]> = [
     ['a non-object', 'x'],
