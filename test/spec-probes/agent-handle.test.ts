@@ -205,6 +205,18 @@ describe('Agent#reply(): "answers a pending ask/delegate from outside its handle
     expect(refused.every((e) => e.reason !== undefined)).toBe(true);
   });
 
+  it('"Replies need no policy rule", and a notify cannot be replied to (INVALID_REPLY)', async () => {
+    const b = bus({ policies: [{ from: 'research', to: 'writer', allow: ['ask', 'notify'] }] });
+    let notifyId: string | undefined;
+    const writer = b.register('writer', { handlers: { x: () => 'answer', n: (_p, ctx) => void (notifyId = ctx.message.id) } });
+    const research = b.register('research');
+    await expect(research.ask('writer', 'x', 1)).resolves.toBe('answer');
+    await research.notify('n', 1, { to: ['writer'] });
+    await settle();
+    expect(notifyId).toEqual(expect.any(String));
+    expect((await refusal(writer.reply(notifyId!, 'hi'))).code).toBe('INVALID_REPLY');
+  });
+
   it('send({ type: "reply", inReplyTo, payload }) is the same as reply()', async () => {
     const b = bus({ policies: [...OPEN] });
     const writer = b.register('writer', {
