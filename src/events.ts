@@ -89,6 +89,18 @@ export interface BusEventSource {
   off<K extends BusEventName>(name: K, listener: BusListener<K>): void;
 }
 
+/**
+ * The face of `emitter` that whoever holds a bus (or a fleet desk) gets: on/off only, frozen,
+ * so a holder may listen but never emit a forged event or clear the listeners of the console,
+ * the transcript or the telemetry.
+ */
+export function eventsFace(emitter: BusEmitter): BusEventSource {
+  return Object.freeze({
+    on: <K extends BusEventName>(name: K, listener: BusListener<K>): (() => void) => emitter.on(name, listener),
+    off: <K extends BusEventName>(name: K, listener: BusListener<K>): void => emitter.off(name, listener),
+  });
+}
+
 type Wrapped = (event: unknown) => void;
 
 /**

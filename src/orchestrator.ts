@@ -10,7 +10,7 @@ import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError, describe, toBusError } from './errors.js';
-import { BusEmitter, type BusEventName, type BusEventSource, type BusListener } from './events.js';
+import { BusEmitter, eventsFace, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
 import { freezeObject } from './frozen.js';
 import type { AgentInfo, Handler, HandlerMap } from './types.js';
@@ -175,13 +175,7 @@ export class Orchestrator<C extends Contracts = any> {
       refusals: this.#refusals,
       holdStore: isHoldStore(this.#audit) ? this.#audit : undefined,
     });
-    // A face with on/off only: whoever holds the bus may listen, never emit a forged event or
-    // clear the listeners of the console, the transcript or the telemetry.
-    const emitter = this.#emitter;
-    this.events = Object.freeze({
-      on: <K extends BusEventName>(name: K, listener: BusListener<K>): (() => void) => emitter.on(name, listener),
-      off: <K extends BusEventName>(name: K, listener: BusListener<K>): void => emitter.off(name, listener),
-    });
+    this.events = eventsFace(this.#emitter);
     const pipeline = this.#pipeline;
     this.approvals = Object.freeze({
       list: (): PendingApproval[] => pipeline.listApprovals(),
