@@ -130,6 +130,20 @@ describe('GroupCommit#stage()', () => {
     expect(events).toEqual(['m1 committed', 'm2 committed', 'm1-reply committed']);
   });
 
+  it('lets what a callback queued before staging (a reply sent ahead of its row) run before that row is written', async () => {
+    const log = syncLog();
+    const commit = commitOf(log);
+    const events: string[] = [];
+    commit.stage(rec('ask'), () => {
+      // As a reply sent ahead of its row does: the socket flushes on a microtask queued first.
+      queueMicrotask(() => events.push(`socket flush, appends: ${log.appends.length}`));
+      commit.stage(rec('reply'), () => events.push('reply committed'));
+    });
+    await flushMicrotasks();
+    expect(events).toEqual(['socket flush, appends: 1', 'reply committed']);
+    expect(log.appends).toEqual([['ask'], ['reply']]);
+  });
+
   it('keeps staging order when a callback flushes the log from inside the commit', async () => {
     const log = syncLog();
     const commit = commitOf(log);
