@@ -242,6 +242,10 @@ export class Deliveries {
     this.#ledger.settle(p);
     const { commit, events, clock } = this.#config;
     const ask = p.envelope;
+    // A reply to another node need not wait for this row: the sender's row of it is the
+    // proof. It leaves first, before this row is even built (hashed and encoded).
+    const ahead = p.replyAhead;
+    if (ahead !== undefined) ahead(encoded.json);
     const draft = replyDraft(this.#config.nextId(), clock.now(), p.recipient.id, ask, encoded, commit.enabled ? hashPayload(encoded) : '');
     const peer = this.#journal.peerOf(ask);
     if (peer !== undefined) draft.peerNode = peer; // a reply across nodes names both
@@ -250,9 +254,6 @@ export class Deliveries {
     let record: AuditRecord | undefined = commit.enabled ? this.#journal.attempt(draft, 'allowed', undefined, 'delivered') : undefined;
     // A restored message's sender is gone: its reply is kept with its row, for result().
     if (record !== undefined && p.keepReply) record = { ...record, keptReply: encoded.json };
-    // A reply to another node need not wait for this row: the sender's row of it is the proof.
-    const ahead = p.replyAhead;
-    if (ahead !== undefined) ahead(encoded.json);
     commit.stage(
       record,
       () => {
