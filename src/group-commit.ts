@@ -181,10 +181,11 @@ export class GroupCommit {
       if (this.ready.length === 0) this.writeChunk();
       const ran = this.runChunk();
       if (fair && (this.entries.length > 0 || this.ready.length > 0) && this.fair.spend(ran)) return this.later();
-      // What the callbacks staged has a flush of its own queued (stage() scheduled it): what
-      // they queued before it runs first. A reply sent ahead of its row (replyAhead) queued
-      // its socket flush then, and leaves before that row is written instead of after.
-      if (fair && this.scheduled && this.ready.length === 0) return;
+      // Rows the callbacks staged have a flush of their own queued (stage() scheduled it):
+      // what the callbacks queued before them runs first. A reply sent ahead of its row
+      // (replyAhead) queued its socket flush then, and leaves before that row is written
+      // instead of after. (Entries without rows cost nothing to write: they go on here.)
+      if (fair && this.scheduled && this.ready.length === 0 && this.records.length > 0) return;
     }
   }
 
