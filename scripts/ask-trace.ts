@@ -3,9 +3,12 @@
 // call, each socket write and read (the bytes leaving and reaching each node), the echo
 // handler, each audit commit (SqliteAuditLog#append, WorkerAuditLog#appendAsync and its
 // answer), and the ask's resolution. Prints the median of each gap per audit mode, beside
-// bare NATS request/reply in the same run.
+// bare NATS request/reply in the same run. For points inside src, add
+// `(globalThis as any).__mark?.('label')` calls there while tracing (this script sets
+// `__mark`), and take them out again.
 //
 //   npx tsx scripts/ask-trace.ts                      off, memory, file (worker), file (inline)
+//   npx tsx scripts/ask-trace.ts --only=off,null,encode,memory   rows built but kept nowhere (null) or only encoded
 //   npx tsx scripts/ask-trace.ts --asks=3000 --only=file,file-inline --rounds=3
 import { Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,8 +18,12 @@ import { performance } from 'node:perf_hooks';
 import { SqliteAuditLog } from '../src/audit/sqlite.js';
 import { WorkerAuditLog } from '../src/audit/worker-log.js';
 import type { AuditRecord } from '../src/audit/types.js';
+import type { BusError } from '../src/errors.js';
 import { natsRequestReply, benchServer } from '../bench/nats-baseline.js';
 import { makeNode, type PairSetup } from '../bench/node-pair.js';
+import { Orchestrator } from '../src/index.js';
+import { natsTransport } from '../src/nats/index.js';
+import { encodeBatches } from '../src/audit/encode.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -47,12 +54,12 @@ SqliteAuditLog.prototype.append = function (this: SqliteAuditLog, records: reado
   }
 };
 const asyncAppend = WorkerAuditLog.prototype.appendAsync;
-WorkerAuditLog.prototype.appendAsync = function (this: WorkerAuditLog, records: readonly AuditRecord[], done: (error?: unknown) => void) {
+WorkerAuditLog.prototype.appendAsync = function (this: WorkerAuditLog, records: readonly AuditRecord[], done: (error?: BusError) => void) {
   const who = `${nodeOf(records)} ${kinds(records)}`;
   mark(`${who} to worker`);
-  return asyncAppend.call(this, records, (error?: unknown) => {
+  return asyncAppend.call(this, records, (error?: BusError) => {
     mark(`${who} worker answered`);
-    done(error as never);
+    done(error);
   });
 };
 
@@ -74,7 +81,7 @@ Socket.prototype.emit = function (this: Socket, name: string | symbol, ...rest: 
     if (head.includes(`MSG ${bus}.in.echo.`)) mark('B read ask');
     else if (head.includes(`MSG ${bus}._r.`)) mark('A read reply');
   }
-  return emit.call(this, name, ...rest);
+  return (emit as (this: Socket, name: string | symbol, ...a: unknown[]) => boolean).call(this, name, ...rest);
 } as typeof emit;
 
 const median = (xs: number[]) => (xs.length === 0 ? NaN : [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!);
@@ -96,8 +103,19 @@ async function traceMode(url: string, dir: string, mode: string, run: number): P
   const audit = mode === 'off' ? 'off' : mode === 'memory' ? 'memory' : 'file';
   const setup: PairSetup = { url, bus: `trace${run}${mode.replace('-', '')}`, audit, trust: 'insecure', dir, ...(mode === 'file-inline' ? { auditWorker: false } : {}) };
   bus = setup.bus;
-  const a = await makeNode(setup, 'bench-a');
-  const b = await makeNode(setup, 'bench-b');
+  // `null`: rows built, hashed and handed to a log that keeps nothing; `encode`: also encoded
+  // as the worker log encodes them: what the audit costs besides SQLite and the worker.
+  const fake = async (id: string) =>
+    new Orchestrator({
+      node: id,
+      transport: await natsTransport({ servers: url, bus: setup.bus, insecure: true }),
+      policies: [{ from: 'client', to: 'echo', allow: ['ask'] }],
+      limits: { rate: false },
+      audit: { append: mode === 'encode' ? (records) => void encodeBatches(records) : () => undefined, query: () => [], verify: () => ({ ok: true, checked: 0 }), close: () => undefined },
+    });
+  const fakeMode = mode === 'null' || mode === 'encode';
+  const a = fakeMode ? await fake('bench-a') : await makeNode(setup, 'bench-a');
+  const b = fakeMode ? await fake('bench-b') : await makeNode(setup, 'bench-b');
   b.register('echo', {
     concurrency: 10_000,
     handlers: {
