@@ -52,6 +52,13 @@ const optionsSchema = z.strictObject({
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
 });
 
+/** The fields of a remote card that a2aAgent reads, as the A2A JSON has them. */
+const cardShape = z.looseObject({
+  skills: z.array(z.looseObject({ id: z.string().min(1).max(256) })),
+  supportedInterfaces: z.array(z.looseObject({ url: z.string(), protocolBinding: z.string() })).optional(),
+  capabilities: z.looseObject({ streaming: z.boolean().optional() }).optional(),
+});
+
 const TERMINAL: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED]);
 /** States in which the remote waits for something a bus message cannot give. */
 const STOPPED: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_INPUT_REQUIRED, TaskState.TASK_STATE_AUTH_REQUIRED]);
@@ -86,6 +93,13 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
     card = await new DefaultAgentCardResolver({ fetchImpl }).resolve(o.card, '');
   } catch (error) {
     throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${(error as Error).message}`, { cause: error });
+  }
+  // The SDK hands the remote's JSON back as it came: the fields read here are checked first,
+  // so a card of the wrong shape is a refusal naming it, never a TypeError from deep inside.
+  const shape = cardShape.safeParse(card);
+  if (!shape.success) {
+    const issue = shape.error.issues[0]!;
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the agent card at ${o.card} is not an A2A card: ${issue.path.join('.') || 'the card'}: ${issue.message}`);
   }
   for (const endpoint of card.supportedInterfaces ?? []) {
     if (!USED_BINDINGS.has(endpoint.protocolBinding.toUpperCase())) continue;

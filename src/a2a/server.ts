@@ -140,9 +140,9 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   }
   const tokens = callerTable(o.callers, o.agent);
   const contracts = o.contracts ?? bus.contracts;
-  if (contracts === undefined) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): the bus has no contracts and options.contracts is not given: skills come from ask and delegate contracts');
+  if (contracts === undefined) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: contracts: the bus has none and options.contracts is not given (skills come from ask and delegate contracts)');
   const skills = skillsOf(contracts, o.skills);
-  if (skills.length === 0) throw new BusError('INVALID_ARGUMENT', `a2aServer(): no ask or delegate contract to offer as a skill of ${o.agent}`);
+  if (skills.length === 0) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: contracts: no ask or delegate contract to offer as a skill of ${o.agent}`);
   const maxBody = o.maxBodyBytes ?? 1_048_576;
   const maxStreamBuffer = o.maxStreamBufferBytes ?? 1_048_576;
 
@@ -274,13 +274,13 @@ function callerTable(callers: Record<string, string>, agent: string): Map<string
     // A getter or a Proxy trap of the caller's object: refused, never thrown through.
     throw toBusError(error, 'INVALID_ARGUMENT', undefined, 'Invalid a2aServer options: cannot read callers: ');
   }
-  if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers is empty: give at least one bearer token → agent id');
-  if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers has more than 10000 tokens');
+  if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: callers is empty: give at least one bearer token → agent id');
+  if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: callers has more than 10000 tokens');
   for (const [token, id] of entries) {
-    if (typeof id !== 'string' || !AGENT_ID_PATTERN.test(id)) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: ${describe(id)} is not an agent id`);
-    if (id === agent) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: "${id}" is the served agent itself; a caller needs its own id`);
-    if (token.length < 16 || token.length > 512) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: the token of "${id}" must be 16 to 512 characters, got ${token.length}`);
-    if (/\s/.test(token)) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: the token of "${id}" contains whitespace`);
+    if (typeof id !== 'string' || !AGENT_ID_PATTERN.test(id)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: ${describe(id)} is not an agent id`);
+    if (id === agent) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: "${id}" is the served agent itself; a caller needs its own id`);
+    if (token.length < 16 || token.length > 512) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" must be 16 to 512 characters, got ${token.length}`);
+    if (/\s/.test(token)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" contains whitespace`);
     table.set(digestOf(token), id);
   }
   return table;

@@ -1,0 +1,532 @@
+// SPEC "A2A: agents of other frameworks at the edge": probed as an outside A2A caller would,
+// with the official @a2a-js/sdk client against a2aServer, and a2aAgent against servers built
+// from the SDK's own server pieces (or plain node:http for a remote that misbehaves).
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { TaskState, type Task } from '@a2a-js/sdk';
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { a2aAgent, a2aServer, RPC_PATH, SCHEMA_EXTENSION_URI, type A2aServerHandle, type A2aServerOptions } from '../../src/a2a/index.js';
+import { defineContracts, type HandlerContext, type Orchestrator, type PolicyRule } from '../../src/index.js';
+import { bareCard, bareSdkServer, dataPart, request, sdkClient, statusText, textPart } from '../support/a2a.js';
+import { bus, closeAll, refusal } from './probe-kit.js';
+
+const TOKEN = 'probe-partner-token-0123456789';
+const OTHER = 'probe-other-token-0123456789ab';
+
+const contracts = defineContracts({
+  quote: { type: 'ask', input: z.object({ sku: z.string() }), output: z.object({ eur: z.number() }) },
+  draft: { type: 'delegate', input: z.string(), output: z.string() },
+  order: { type: 'delegate', input: z.object({ sku: z.string() }), output: z.object({ id: z.string() }) },
+  ping: { type: 'notify', input: z.object({}) },
+});
+
+const servers: A2aServerHandle[] = [];
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+  for (const c of closers.splice(0)) await c();
+  await closeAll();
+});
+
+const RULES: PolicyRule[] = [
+  { from: 'partner-x', to: 'front', allow: ['ask'], intents: ['quote'] },
+  { from: 'partner-x', to: 'front', allow: ['delegate'], intents: ['draft'] },
+  { from: 'partner-x', to: 'front', allow: ['delegate'], intents: ['order'], requireApproval: true },
+];
+
+interface Front {
+  b: Orchestrator;
+  ran: string[];
+  aborted: string[];
+}
+
+/** A bus whose agent `front` answers quote, draft and order; `draft` of "hang" waits for its signal. */
+function front(policies: PolicyRule[] = RULES, extra: Parameters<typeof bus>[0] = {}): Front {
+  const b = bus({ contracts, policies, ...extra });
+  const ran: string[] = [];
+  const aborted: string[] = [];
+  b.register('front', {
+    handlers: {
+      quote: ({ sku }: { sku: string }) => {
+        ran.push(`quote ${sku}`);
+        return { eur: sku.length };
+      },
+      draft: async (text: string, ctx: HandlerContext) => {
+        ran.push(`draft ${text}`);
+        if (text === 'hang') {
+          await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+          aborted.push(`draft ${String((ctx.signal.reason as { code?: string } | undefined)?.code ?? ctx.signal.reason)}`);
+          throw new Error('aborted');
+        }
+        if (text === 'evil') ctx.progress(0.5, 'step\u001b[31m red\u202e\u0007');
+        return `draft of ${text}`;
+      },
+      order: ({ sku }: { sku: string }) => {
+        ran.push(`order ${sku}`);
+        return { id: `o-${sku}` };
+      },
+    } as never,
+  });
+  return { b, ran, aborted };
+}
+
+async function serve(b: Orchestrator, options: Partial<A2aServerOptions> = {}): Promise<A2aServerHandle> {
+  const server = await a2aServer(b, { agent: 'front', host: '127.0.0.1', port: 0, callers: { [TOKEN]: 'partner-x', [OTHER]: 'partner-y' }, ...options });
+  servers.push(server);
+  return server;
+}
+
+async function send(server: A2aServerHandle, skill: string | undefined, parts: Parameters<typeof request>[1], token = TOKEN): Promise<Task> {
+  const result = await (await sdkClient(server.url, token)).sendMessage(request(skill, parts));
+  if (!('status' in result)) throw new Error('expected a task');
+  return result;
+}
+
+/** A raw JSON-RPC POST; `token` null sends no authorization header of its own. */
+function rpc(server: A2aServerHandle, body: string, token: string | null = TOKEN, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`${server.url}${RPC_PATH}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...headers } });
+}
+
+// getMessageLog() lists the newest row first: the probes reverse it to read in order.
+function valueOf(task: Task): unknown {
+  const content = task.artifacts.at(-1)?.parts[0]?.content;
+  return content?.$case === 'data' || content?.$case === 'text' ? content.value : undefined;
+}
+
+describe('A2A: "The card is public and declares a bearer security scheme"', () => {
+  it('serves the card without a token (GET and HEAD), naming no caller id and no token', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    const res = await fetch(`${server.url}/.well-known/agent-card.json`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).not.toContain(TOKEN);
+    expect(text).not.toContain('partner-x');
+    const card = JSON.parse(text) as { securitySchemes: Record<string, unknown> };
+    expect(Object.keys(card.securitySchemes)).toEqual(['bearer']);
+    expect((await fetch(`${server.url}/.well-known/agent-card.json`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${server.url}/.well-known/agent-card.json`, { method: 'POST', body: '{}' })).status).toBe(405);
+  });
+});
+
+describe('A2A: "every other endpoint authenticates first (no valid token: HTTP 401, no row, no handler)"', () => {
+  it('answers 401 to no token, a malformed header, a token with a suffix, a token in the query, and every path', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: request('quote', [dataPart({ sku: 'a' })]) });
+    const tries: Response[] = [
+      await rpc(server, body, null),
+      await rpc(server, body, null, { authorization: 'Bearer' }),
+      await rpc(server, body, null, { authorization: `Bearer ${TOKEN} ${TOKEN}` }),
+      await rpc(server, body, null, { authorization: `Token ${TOKEN}` }),
+      await rpc(server, body, `${TOKEN}0`),
+      await fetch(`${server.url}${RPC_PATH}?token=${TOKEN}`, { method: 'POST', body }),
+      await fetch(`${server.url}/anything`, { method: 'GET' }),
+      await fetch(`${server.url}/.well-known/agent-card.json/../..${RPC_PATH}`, { method: 'POST', body }),
+    ];
+    for (const [i, res] of tries.entries()) {
+      expect(res.status, String(i)).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer');
+    }
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toEqual([]);
+  });
+
+  it('answers a CORS preflight 401 and grants no origin anywhere: a web page on another origin cannot call with a token', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    const preflight = await fetch(`${server.url}${RPC_PATH}`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' } });
+    expect(preflight.status).toBe(401);
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
+    const withOrigin = await rpc(server, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } }), TOKEN, { origin: 'https://evil.example' });
+    expect(withOrigin.headers.get('access-control-allow-origin')).toBeNull();
+    expect(withOrigin.headers.get('access-control-allow-credentials')).toBeNull();
+  });
+});
+
+describe('A2A: "The token\'s agent id, exactly as given in `callers`, is the `from` … of the type the skill\'s contract names, whether the client streams or not"', () => {
+  it('sends as the id given, as an ask for an ask skill and a delegate for a delegate skill, streaming or not', async () => {
+    const { b } = front([{ from: 'Partner.X:eu-1', to: 'front', allow: ['ask', 'delegate'] }]);
+    const token = 'a-token-for-the-dotted-caller-id';
+    const server = await serve(b, { callers: { [token]: 'Partner.X:eu-1' } });
+    expect((await send(server, 'quote', [dataPart({ sku: 'abc' })], token)).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    const client = await sdkClient(server.url, token);
+    for await (const _ of client.sendMessageStream(request('draft', [textPart('t')])));
+    for await (const _ of client.sendMessageStream(request('quote', [dataPart({ sku: 'q' })])));
+    expect(b.getMessageLog({ agentId: 'Partner.X:eu-1' }).filter((e) => e.type !== 'reply').reverse().map((e) => `${e.from} ${e.type} ${e.to} ${e.intent} ${e.outcome}`)).toEqual([
+      'Partner.X:eu-1 ask front quote replied',
+      'Partner.X:eu-1 delegate front draft replied',
+      'Partner.X:eu-1 ask front quote replied',
+    ]);
+  });
+
+  it('calls as the caller whose token came, not another: two tokens, two ids, each under its own rules', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    expect((await send(server, 'quote', [dataPart({ sku: 'y' })], OTHER)).status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect((await send(server, 'quote', [dataPart({ sku: 'x' })], TOKEN)).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(ran).toEqual(['quote x']);
+    expect(b.getMessageLog().filter((e) => e.type !== 'reply').reverse().map((e) => `${e.from} ${e.decision}`)).toEqual(['partner-y denied', 'partner-x allowed']);
+  });
+});
+
+describe('A2A: "it gets an id, the default-deny policy, rate buckets, approvals and audit rows"', () => {
+  it('denies by default (no rule, no call) and a minTrust rule never matches a stand-in', async () => {
+    const { b, ran } = front([{ from: '*', to: 'front', allow: ['ask'], minTrust: 1 }]);
+    const server = await serve(b);
+    const task = await send(server, 'quote', [dataPart({ sku: 'a' })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect(statusText(task.status?.message)).toMatch(/^POLICY_DENIED: /);
+    expect(task.status?.message?.metadata).toMatchObject({ code: 'POLICY_DENIED' });
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toMatchObject([{ from: 'partner-x', to: 'front', intent: 'quote', decision: 'denied', code: 'POLICY_DENIED' }]);
+  });
+
+  it('gives each caller its own rate bucket: one caller out of tokens is RATE_LIMITED (with a row), another still gets through', async () => {
+    const { b, ran } = front([{ from: '*', to: 'front', allow: ['ask'] }], { limits: { rate: { perSecond: 0.001, burst: 2 } } });
+    const server = await serve(b);
+    const states: string[] = [];
+    for (let i = 0; i < 3; i++) states.push(TaskState[(await send(server, 'quote', [dataPart({ sku: `x${i}` })])).status!.state]);
+    const limited = await send(server, 'quote', [dataPart({ sku: 'x3' })]);
+    expect(statusText(limited.status?.message)).toMatch(/^RATE_LIMITED: /);
+    expect(states).toEqual(['TASK_STATE_COMPLETED', 'TASK_STATE_COMPLETED', 'TASK_STATE_REJECTED']);
+    expect((await send(server, 'quote', [dataPart({ sku: 'y' })], OTHER)).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(ran).toEqual(['quote x0', 'quote x1', 'quote y']);
+    expect(b.getMessageLog({ agentId: 'partner-x' }).filter((e) => e.type !== 'reply').reverse().map((e) => e.code ?? e.outcome)).toEqual(['replied', 'replied', 'RATE_LIMITED', 'RATE_LIMITED']);
+  });
+
+  it('refuses a payload over the bus limit as PAYLOAD_TOO_LARGE (rejected, with a row), and runs nothing', async () => {
+    const { b, ran } = front(RULES, { limits: { maxPayloadBytes: 1024 } });
+    const server = await serve(b);
+    const task = await send(server, 'quote', [dataPart({ sku: 'x'.repeat(4000) })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect(statusText(task.status?.message)).toMatch(/^PAYLOAD_TOO_LARGE: /);
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toMatchObject([{ from: 'partner-x', code: 'PAYLOAD_TOO_LARGE' }]);
+  });
+
+  it('holds a call that needs approval: the caller sees working with the approval id; a rejection ends it REJECTED with APPROVAL_REJECTED and the reason', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const seen: string[] = [];
+    for await (const event of client.sendMessageStream(request('order', [dataPart({ sku: 'gpu' })]))) {
+      const p = event.payload;
+      if (p?.$case !== 'statusUpdate') continue;
+      const text = statusText(p.value.status?.message);
+      seen.push(`${TaskState[p.value.status!.state]}${text === '' ? '' : ` ${text}`}`);
+      if (text.startsWith('held for approval')) {
+        const [pending] = b.approvals.list();
+        expect(text).toContain(pending!.id);
+        b.approvals.reject(pending!.id, { by: 'alice', reason: 'not\u001b[2J today' });
+      }
+    }
+    expect(seen.at(-1)).toMatch(/^TASK_STATE_REJECTED APPROVAL_REJECTED: .*not\\x1b\[2J today/);
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toMatchObject([{ from: 'partner-x', type: 'delegate', intent: 'order', decision: 'pending', approval: 'rejected', decidedBy: 'alice' }]);
+  });
+});
+
+describe('A2A: "A client names the skill it calls in `message.metadata.skill`"', () => {
+  it('rejects with INVALID_ARGUMENT a missing skill, an unknown one, a notify intent, and a non-string one, before the bus sees it', async () => {
+    const { b, ran } = front([{ from: '*', to: '*', allow: ['ask', 'delegate', 'notify'] }]);
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const unknowns = [undefined, 'nope', 'ping', '\u202eetouq'];
+    for (const skill of unknowns) {
+      const result = await client.sendMessage(request(skill, [dataPart({ sku: 'a' })]));
+      if (!('status' in result)) throw new Error('expected a task');
+      expect(result.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+      expect(statusText(result.status?.message)).toMatch(/^INVALID_ARGUMENT: /);
+      expect(statusText(result.status?.message)).not.toMatch(/[\u202e]/);
+    }
+    const numeric = request('quote', [dataPart({ sku: 'a' })]);
+    numeric.message!.metadata = { skill: 7 };
+    const result = await client.sendMessage(numeric);
+    expect('status' in result && result.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toEqual([]);
+  });
+});
+
+describe('A2A: "The input and output JSON Schemas of each skill are published in the card through an A2A extension declared in `capabilities.extensions`"', () => {
+  it('publishes one skill per ask and delegate intent (no notify) with its schemas keyed by skill id', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    const card = await (await sdkClient(server.url)).getAgentCard();
+    expect(card.skills.map((s) => s.id).sort()).toEqual(['draft', 'order', 'quote']);
+    const params = card.capabilities?.extensions.find((e) => e.uri === SCHEMA_EXTENSION_URI)?.params as Record<string, { type: string; input: { type?: string }; output: { type?: string } }>;
+    expect(Object.keys(params).sort()).toEqual(['draft', 'order', 'quote']);
+    expect(params['quote']).toMatchObject({ type: 'ask', input: { type: 'object' }, output: { type: 'object' } });
+    expect(params['draft']).toMatchObject({ type: 'delegate', input: { type: 'string' }, output: { type: 'string' } });
+  });
+});
+
+describe('A2A: "The task follows the message"', () => {
+  it('fails on INVALID_PAYLOAD when the payload breaks the contract, and on TIMEOUT at the deadline (handler signal aborted)', async () => {
+    const { b, ran, aborted } = front();
+    const server = await serve(b, { timeoutMs: 200 });
+    const invalid = await send(server, 'quote', [dataPart({ sku: 1 })]);
+    expect(invalid.status?.state).toBe(TaskState.TASK_STATE_FAILED);
+    expect(statusText(invalid.status?.message)).toMatch(/^INVALID_PAYLOAD: /);
+    const late = await send(server, 'draft', [textPart('hang')]);
+    expect(late.status?.state).toBe(TaskState.TASK_STATE_FAILED);
+    expect(statusText(late.status?.message)).toMatch(/^TIMEOUT: /);
+    await expect.poll(() => aborted).toEqual(['draft TIMEOUT']);
+    expect(ran).toEqual(['draft hang']);
+  });
+
+  it('escapes control, escape and bidirectional characters in a progress note coming back in a status message', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    const texts: string[] = [];
+    for await (const event of (await sdkClient(server.url, TOKEN)).sendMessageStream(request('draft', [textPart('evil')]))) {
+      if (event.payload?.$case === 'statusUpdate') texts.push(statusText(event.payload.value.status?.message));
+    }
+    expect(texts).toContain('step\\x1b[31m red\\u202e\\x07');
+    for (const t of texts) expect(t).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+  });
+
+  it('"`tasks/get` and `tasks/cancel` work (cancel aborts the handler\'s signal)", also for a streaming task', async () => {
+    const { b, aborted } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const states: string[] = [];
+    for await (const event of client.sendMessageStream(request('draft', [textPart('hang')]))) {
+      const p = event.payload;
+      if (p?.$case === 'task') {
+        states.push(TaskState[p.value.status!.state]);
+      } else if (p?.$case === 'statusUpdate') {
+        states.push(TaskState[p.value.status!.state]);
+        if (p.value.status!.state === TaskState.TASK_STATE_WORKING) {
+          expect((await client.getTask({ tenant: '', id: p.value.taskId })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
+          expect((await client.cancelTask({ tenant: '', id: p.value.taskId, metadata: undefined })).status?.state).toBe(TaskState.TASK_STATE_CANCELED);
+        }
+      }
+    }
+    expect(states.at(-1)).toBe('TASK_STATE_CANCELED');
+    await expect.poll(() => aborted).toEqual(['draft CANCELLED']);
+    await expect.poll(() => b.getMessageLog({ agentId: 'partner-x' }).map((e) => e.outcome)).toEqual(['cancelled']);
+  });
+
+  it("never lets one caller get or cancel another caller's task", async () => {
+    const { b, aborted } = front([...RULES, { from: 'partner-y', to: 'front', allow: ['delegate'] }]);
+    const server = await serve(b);
+    const mine = await sdkClient(server.url, TOKEN);
+    const theirs = await sdkClient(server.url, OTHER);
+    const started = await mine.sendMessage(request('draft', [textPart('hang')], true));
+    if (!('status' in started)) throw new Error('expected a task');
+    await expect(theirs.getTask({ tenant: '', id: started.id })).rejects.toThrow(/not found/i);
+    await expect(theirs.cancelTask({ tenant: '', id: started.id, metadata: undefined })).rejects.toThrow(/not found/i);
+    expect(aborted).toEqual([]);
+    expect((await mine.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
+    expect((await theirs.listTasks({ tenant: '', contextId: '', status: TaskState.TASK_STATE_UNSPECIFIED, pageSize: 50, pageToken: '', historyLength: 0, statusTimestampAfter: undefined, includeArtifacts: false } as never)).tasks).toEqual([]);
+    await mine.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+  });
+});
+
+describe('A2A: hostile JSON-RPC bodies', () => {
+  it('answers malformed JSON, a wrong jsonrpc, a batch, an unknown method and bad params with JSON-RPC errors, and goes on serving', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const bodies = ['{not json', '', 'null', '[]', JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } }]), JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'GetTask', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'rm -rf', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'SendMessage', params: null }), JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'SendMessage', params: { message: { parts: 'x' } } }), JSON.stringify({ jsonrpc: '2.0', id: { evil: 1 }, method: 'GetTask', params: { id: 'x' } }), JSON.stringify({ jsonrpc: '2.0', id: 5, method: '__proto__', params: {} })];
+    for (const body of bodies) {
+      const res = await rpc(server, body);
+      expect(res.status, body).toBeLessThan(500);
+      const reply = (await res.json()) as { error?: { code: number; message: string } };
+      expect(reply.error, body).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
+      expect(reply.error!.message, body).not.toMatch(/TypeError|at .*\.js|node_modules/);
+    }
+    expect(ran).toEqual([]);
+    expect((await send(server, 'quote', [dataPart({ sku: 'ok' })])).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+  });
+
+  it('refuses a chunked body over maxBodyBytes with 413 (no Content-Length to trust), and a declared one at once', async () => {
+    const { b, ran } = front();
+    const server = await serve(b, { maxBodyBytes: 4096 });
+    const big = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (let i = 0; i < 64; i++) controller.enqueue(new Uint8Array(1024).fill(0x20));
+        controller.close();
+      },
+    });
+    const chunked = await fetch(`${server.url}${RPC_PATH}`, { method: 'POST', body: big, duplex: 'half', headers: { authorization: `Bearer ${TOKEN}` } } as RequestInit);
+    expect(chunked.status).toBe(413);
+    const declared = await rpc(server, ' '.repeat(8192));
+    expect(declared.status).toBe(413);
+    expect(ran).toEqual([]);
+  });
+});
+
+describe('A2A: limits documented in docs/a2a.md', () => {
+  it('maxTasks: tasks/get finds the last maxTasks tasks of the server, the oldest go first', async () => {
+    const { b } = front();
+    const server = await serve(b, { maxTasks: 2 });
+    const ids: string[] = [];
+    for (const sku of ['a', 'b', 'c']) ids.push((await send(server, 'quote', [dataPart({ sku })])).id);
+    const client = await sdkClient(server.url, TOKEN);
+    await expect(client.getTask({ tenant: '', id: ids[0]! })).rejects.toThrow(/not found/i);
+    expect(valueOf(await client.getTask({ tenant: '', id: ids[2]! }))).toEqual({ eur: 1 });
+  });
+
+  it('refuses a message over the documented sizes: a tenant, referenceTaskIds, a file part, too many parts', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const refs = request('quote', [dataPart({ sku: 'a' })]);
+    refs.message!.referenceTaskIds = ['t1'];
+    await expect(client.sendMessage(refs)).rejects.toThrow();
+    await expect(client.sendMessage({ ...request('quote', [dataPart({ sku: 'a' })]), tenant: 't' })).rejects.toThrow();
+    const file = await client.sendMessage(request('quote', [{ content: { $case: 'url', value: 'file:///etc/passwd' }, metadata: undefined, filename: 'p', mediaType: 'text/plain' }]));
+    expect('status' in file && file.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    const many = await client.sendMessage(request('quote', Array.from({ length: 100 }, () => textPart('x'))));
+    expect('status' in many && statusText(many.status?.message)).toMatch(/^INVALID_ARGUMENT: .*parts/);
+    expect(ran).toEqual([]);
+  });
+});
+
+describe('A2A: "Options are checked strictly" (`Invalid a2aServer options: …`)', () => {
+  const base = { agent: 'front', host: '127.0.0.1', port: 0, callers: { [TOKEN]: 'partner-x' } };
+  const bad: [string, Record<string, unknown>, RegExp][] = [
+    ['an unknown key', { ...base, maxConnection: 3 }, /unknown key "maxConnection"/],
+    ['a negative port', { ...base, port: -1 }, /port/],
+    ['maxTaskBytes below its floor', { ...base, maxTaskBytes: 10 }, /maxTaskBytes/],
+    ['maxStreamBufferBytes of a string', { ...base, maxStreamBufferBytes: '1mb' }, /maxStreamBufferBytes/],
+    ['maxConnections of 0', { ...base, maxConnections: 0 }, /maxConnections/],
+    ['a publicUrl that is not a URL', { ...base, publicUrl: 'here' }, /publicUrl/],
+    ['callers empty', { ...base, callers: {} }, /callers/],
+    ['a caller id that is not an agent id', { ...base, callers: { [TOKEN]: 'a b' } }, /callers/],
+    ['a caller that is the served agent', { ...base, callers: { [TOKEN]: 'front' } }, /callers/],
+    ['a short token', { ...base, callers: { short: 'partner-x' } }, /callers.*partner-x/],
+    ['a token with whitespace', { ...base, callers: { 'a token with spaces inside': 'partner-x' } }, /callers.*partner-x/],
+    ['a skill with no ask or delegate contract', { ...base, skills: ['ping'] }, /skills.*"ping"/],
+  ];
+  it.each(bad)('refuses %s with INVALID_ARGUMENT in the one wording, naming the key and never the token', async (_name, options, names) => {
+    const { b } = front();
+    const e = await refusal(() => a2aServer(b, options as never));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/^Invalid a2aServer options: /);
+    expect(e.message).toMatch(names);
+    expect(e.message).not.toContain(TOKEN);
+    expect(e.message).not.toContain('a token with spaces inside');
+    expect(b.register('partner-x')).toBeDefined();
+  });
+});
+
+describe('A2A: "`server.close()`" with calls in flight', () => {
+  it('aborts a running handler, drops a held approval, records an outcome for each, unregisters the stand-ins, and resolves', async () => {
+    const { b, ran, aborted } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const running = await client.sendMessage(request('draft', [textPart('hang')], true));
+    const held = await client.sendMessage(request('order', [dataPart({ sku: 'gpu' })], true));
+    expect('status' in running && 'status' in held).toBe(true);
+    await expect.poll(() => b.approvals.list().length).toBe(1);
+    await expect.poll(() => ran).toEqual(['draft hang']);
+    await server.close();
+    await expect.poll(() => aborted).toEqual(['draft CANCELLED']);
+    await expect.poll(() => b.approvals.list()).toEqual([]);
+    await expect.poll(() => b.getMessageLog({ agentId: 'partner-x' }).map((e) => `${e.intent} ${e.outcome ?? e.approval}`).sort()).toEqual(['draft cancelled', 'order cancelled']);
+    expect(ran).toEqual(['draft hang']);
+    expect(b.register('partner-x')).toBeDefined();
+    await server.close();
+  });
+});
+
+describe('A2A: a2aAgent "reads the remote card once at registration … registers handlers for its skills"', () => {
+  it('reads the card once however many calls follow, sends headers on each request, one data part → its data, one text part → the string, several → an array', async () => {
+    let cardReads = 0;
+    const remote = await bareSdkServer(['echo', 'pair'], (skill, input) => (skill === 'pair' ? [input, input] : input));
+    closers.push(remote.close);
+    const counting = createServer((req, res) => {
+      cardReads++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(bareCard(remote.url, ['echo', 'pair'])));
+    });
+    await new Promise<void>((resolve) => counting.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => counting.close(() => resolve())));
+    const cardUrl = `http://127.0.0.1:${(counting.address() as AddressInfo).port}/.well-known/agent-card.json`;
+    const b = bus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    b.register('remote', await a2aAgent({ card: cardUrl, headers: { authorization: 'Bearer r-token' }, allowOrigins: [remote.url] }));
+    const me = b.register('me');
+    expect(await me.ask('remote', 'echo', { a: 1 })).toEqual({ a: 1 });
+    expect(await me.ask('remote', 'echo', 'text')).toBe('text');
+    expect(cardReads).toBe(1);
+    expect(remote.seenAuth.length).toBeGreaterThan(0);
+    expect(new Set(remote.seenAuth)).toEqual(new Set(['Bearer r-token']));
+  });
+});
+
+describe('A2A: a2aAgent "A remote failure is `HANDLER_FAILED` naming the remote\'s state"', () => {
+  it('fails with HANDLER_FAILED naming the state when the remote rejects, and keeps the remote text as text', async () => {
+    const remote = await bareSdkServer(['x'], () => {
+      throw new Error('nope\u001b[2J');
+    });
+    closers.push(remote.close);
+    const b = bus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    b.register('remote', await a2aAgent({ card: `${remote.url}/.well-known/agent-card.json` }));
+    const e = await refusal(b.register('me').ask('remote', 'x', 1));
+    expect(e.code).toBe('HANDLER_FAILED');
+    expect(e.message).toContain('TASK_STATE_FAILED');
+  });
+
+  it('fails with HANDLER_FAILED when the remote answers garbage: not JSON, a JSON-RPC result of the wrong shape, an empty stream', async () => {
+    const answers = ['<html>oops</html>', JSON.stringify({ jsonrpc: '2.0', id: 1, result: { nonsense: true } }), ''];
+    let next = 0;
+    const server = createServer((req, res) => {
+      if (req.url === '/.well-known/agent-card.json') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...bareCard(url, ['x']), capabilities: { streaming: false, pushNotifications: false, extensions: [] } }));
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(answers[next++ % answers.length]));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const b = bus({ policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    b.register('remote', await a2aAgent({ card: `${url}/.well-known/agent-card.json` }));
+    const me = b.register('me');
+    for (let i = 0; i < answers.length; i++) {
+      const e = await refusal(me.ask('remote', 'x', 1));
+      expect(e.code).toBe('HANDLER_FAILED');
+    }
+  });
+
+  it('refuses a card that is not a card with INVALID_ARGUMENT naming the URL', async () => {
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"skills":"none"}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const card = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/agent-card.json`;
+    const e = await refusal(() => a2aAgent({ card }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain(card);
+  });
+});
+
+describe('A2A: "including one bus\'s `a2aAgent` calling another bus\'s `a2aServer` with policy applied on both"', () => {
+  it('a remote that answers slowly past the ask\'s deadline: the local ask is TIMEOUT, the remote task is cancelled and its handler aborted', async () => {
+    const { b: far, aborted } = front();
+    const server = await serve(far);
+    const near = bus({ policies: [{ from: 'me', to: 'far', allow: ['delegate'] }] });
+    near.register('far', await a2aAgent({ card: `${server.url}/.well-known/agent-card.json`, headers: { authorization: `Bearer ${TOKEN}` }, skills: ['draft'] }));
+    const e = await refusal(near.register('me').delegate('far', 'draft', 'hang', { timeoutMs: 300 }));
+    expect(e.code).toBe('TIMEOUT');
+    await expect.poll(() => aborted).toEqual(['draft CANCELLED']);
+    await expect.poll(() => far.getMessageLog({ agentId: 'partner-x' }).map((r) => r.outcome)).toEqual(['cancelled']);
+    expect(near.getMessageLog({ agentId: 'me' })).toMatchObject([{ from: 'me', to: 'far', intent: 'draft', outcome: 'expired', code: 'TIMEOUT' }]);
+  });
+
+  it('the far bus denies what its policy does not allow: the near caller gets HANDLER_FAILED naming TASK_STATE_REJECTED and POLICY_DENIED', async () => {
+    const { b: far, ran } = front([]);
+    const server = await serve(far);
+    const near = bus({ policies: [{ from: 'me', to: 'far', allow: ['ask'] }] });
+    near.register('far', await a2aAgent({ card: `${server.url}/.well-known/agent-card.json`, headers: { authorization: `Bearer ${TOKEN}` }, skills: ['quote'] }));
+    const e = await refusal(near.register('me').ask('far', 'quote', { sku: 'a' }));
+    expect(e.code).toBe('HANDLER_FAILED');
+    expect(e.message).toMatch(/TASK_STATE_REJECTED: POLICY_DENIED/);
+    expect(ran).toEqual([]);
+    const denied = await refusal(near.register('stranger').ask('far', 'quote', { sku: 'a' }));
+    expect(denied.code).toBe('POLICY_DENIED');
+  });
+});
