@@ -208,14 +208,43 @@ async function call(client: Client, streaming: boolean, skill: string, payload: 
         if (seen.final) break;
       }
     } else {
-      const result = await client.sendMessage(request, { signal: ctx.signal });
+      // Without a stream the task id comes only with an answer: a blocking send would leave a
+      // deadline nothing to cancel. So the send returns at once and the task is polled.
+      const result = await client.sendMessage(
+        { ...request, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true } },
+        { signal: ctx.signal },
+      );
       if ('parts' in result) return answerOf(result.parts);
       seen.task(result);
+      for (let wait = FIRST_POLL_MS; !seen.final; wait = Math.min(wait * 2, MAX_POLL_MS)) {
+        await pause(wait, ctx.signal);
+        seen.task(await client.getTask({ tenant: '', id: seen.id!, historyLength: 0 }, { signal: ctx.signal }));
+      }
     }
   } finally {
     ctx.signal.removeEventListener('abort', cancelRemote);
   }
   return seen.answer();
+}
+
+/** The first wait before a non-streaming remote's task is read again; each wait doubles up to the last. */
+const FIRST_POLL_MS = 20;
+const MAX_POLL_MS = 1000;
+
+/** Resolves after `ms`, or rejects with the signal's reason once it aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** What the client has seen of one remote task. */

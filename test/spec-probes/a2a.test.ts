@@ -3,7 +3,10 @@
 // from the SDK's own server pieces (or plain node:http for a remote that misbehaves).
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { TaskState, type Task } from '@a2a-js/sdk';
+import { Role, TaskState, type Part, type Task } from '@a2a-js/sdk';
+import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
+import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
+import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { a2aAgent, a2aServer, RPC_PATH, SCHEMA_EXTENSION_URI, type A2aServerHandle, type A2aServerOptions } from '../../src/a2a/index.js';
@@ -435,11 +438,11 @@ describe('A2A: "`server.close()`" with calls in flight', () => {
 });
 
 describe('A2A: a2aAgent "reads the remote card once at registration … registers handlers for its skills"', () => {
-  it('reads the card once however many calls follow, sends headers on each request, one data part → its data, one text part → the string, several → an array', async () => {
+  it('reads the card once however many calls follow, sends headers on each request, one data part → its data, one text part → the string', async () => {
     let cardReads = 0;
     const remote = await bareSdkServer(['echo', 'pair'], (skill, input) => (skill === 'pair' ? [input, input] : input));
     closers.push(remote.close);
-    const counting = createServer((req, res) => {
+    const counting = createServer((_req, res) => {
       cardReads++;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(bareCard(remote.url, ['echo', 'pair'])));
     });
@@ -528,5 +531,131 @@ describe('A2A: "including one bus\'s `a2aAgent` calling another bus\'s `a2aServe
     expect(ran).toEqual([]);
     const denied = await refusal(near.register('stranger').ask('far', 'quote', { sku: 'a' }));
     expect(denied.code).toBe('POLICY_DENIED');
+  });
+});
+
+interface Scripted {
+  url: string;
+  cancels: string[];
+}
+
+/**
+ * A remote built from the SDK's own server pieces (DefaultRequestHandler, its express
+ * handlers), whose executor publishes what `script` says; cancelTask records the id and
+ * publishes canceled (and resolves `script`'s `cancelled` promise).
+ */
+async function sdkRemote(streaming: boolean, script: (ctx: RequestContext, publish: Publisher, cancelled: Promise<void>) => Promise<void>): Promise<Scripted> {
+  const cancels: string[] = [];
+  const waiting = new Map<string, () => void>();
+  const executor: AgentExecutor = {
+    async execute(ctx, bus) {
+      const cancelled = new Promise<void>((resolve) => waiting.set(ctx.taskId, resolve));
+      bus.publish(AgentEvent.task({ id: ctx.taskId, contextId: ctx.contextId, status: { state: TaskState.TASK_STATE_SUBMITTED, message: undefined, timestamp: new Date().toISOString() }, artifacts: [], history: [ctx.userMessage], metadata: undefined }));
+      await script(ctx, publisher(ctx, bus), cancelled);
+    },
+    async cancelTask(taskId, bus) {
+      cancels.push(taskId);
+      bus.publish(AgentEvent.statusUpdate({ taskId, contextId: '', status: { state: TaskState.TASK_STATE_CANCELED, message: undefined, timestamp: new Date().toISOString() }, metadata: undefined }));
+      waiting.get(taskId)?.();
+    },
+  };
+  const app = express();
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  closers.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const release of waiting.values()) release();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  );
+  const card = { ...bareCard(url, ['x']), capabilities: { streaming, pushNotifications: false, extensions: [] } };
+  const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+  app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
+  app.use('/a2a/jsonrpc', jsonRpcHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+  return { url, cancels };
+}
+
+interface Publisher {
+  status(state: TaskState, text?: string, metadata?: Record<string, unknown>): void;
+  artifact(parts: Part[]): void;
+}
+
+function publisher(ctx: RequestContext, bus: ExecutionEventBus): Publisher {
+  const { taskId, contextId } = ctx;
+  return {
+    status(state, text, metadata) {
+      const message = text === undefined ? undefined : { messageId: `${taskId}-${Math.random()}`, contextId, taskId, role: Role.ROLE_AGENT, parts: [textPart(text)], metadata: undefined, extensions: [], referenceTaskIds: [] };
+      bus.publish(AgentEvent.statusUpdate({ taskId, contextId, status: { state, message, timestamp: new Date().toISOString() }, metadata }));
+    },
+    artifact(parts) {
+      bus.publish(AgentEvent.artifactUpdate({ taskId, contextId, artifact: { artifactId: 'a', name: 'answer', description: '', parts, metadata: undefined, extensions: [] }, append: false, lastChunk: true, metadata: undefined }));
+    },
+  };
+}
+
+async function remoteAgent(remote: Scripted, rules: PolicyRule[] = [{ from: 'me', to: 'remote', allow: ['ask', 'delegate'] }]): Promise<Orchestrator> {
+  const b = bus({ policies: rules });
+  b.register('remote', await a2aAgent({ card: `${remote.url}/.well-known/agent-card.json` }));
+  return b;
+}
+
+describe('A2A: a2aAgent "The reply is the final artifact\'s value"', () => {
+  it.each([true, false])('several parts → an array of their values (streaming %s)', async (streaming) => {
+    const remote = await sdkRemote(streaming, async (_ctx, p) => {
+      p.status(TaskState.TASK_STATE_WORKING);
+      p.artifact([dataPart({ a: 1 }), textPart('two')]);
+      p.status(TaskState.TASK_STATE_COMPLETED);
+    });
+    const b = await remoteAgent(remote);
+    expect(await b.register('me').ask('remote', 'x', 1)).toEqual([{ a: 1 }, 'two']);
+  });
+});
+
+describe('A2A: a2aAgent "calls it with the SDK\'s client (streaming when the remote supports it, progress from status updates)"', () => {
+  it('reports the remote\'s working status updates as progress: the fraction from metadata.progress, the note from the text', async () => {
+    const remote = await sdkRemote(true, async (_ctx, p) => {
+      p.status(TaskState.TASK_STATE_WORKING, 'reading', { progress: 0.25 });
+      p.status(TaskState.TASK_STATE_WORKING, 'writing', { progress: 0.75 });
+      p.artifact([textPart('done')]);
+      p.status(TaskState.TASK_STATE_COMPLETED);
+    });
+    const b = await remoteAgent(remote);
+    const notes: string[] = [];
+    const job = b.register('me').delegate('remote', 'x', 'go');
+    job.onProgress(({ fraction, note }) => notes.push(`${fraction} ${note}`));
+    expect(await job).toBe('done');
+    expect(notes).toEqual(['0.25 reading', '0.75 writing']);
+  });
+
+  it('fails with HANDLER_FAILED naming TASK_STATE_INPUT_REQUIRED when the remote asks for input a bus message cannot give', async () => {
+    const remote = await sdkRemote(true, async (_ctx, p) => p.status(TaskState.TASK_STATE_INPUT_REQUIRED, 'which size?'));
+    const b = await remoteAgent(remote);
+    const e = await refusal(b.register('me').ask('remote', 'x', 1));
+    expect(e.code).toBe('HANDLER_FAILED');
+    expect(e.message).toMatch(/TASK_STATE_INPUT_REQUIRED: which size\?/);
+  });
+
+  it('caps a remote\'s status text in the failure at 1000 characters', async () => {
+    const remote = await sdkRemote(false, async (_ctx, p) => p.status(TaskState.TASK_STATE_FAILED, 'x'.repeat(100_000)));
+    const b = await remoteAgent(remote);
+    const e = await refusal(b.register('me').ask('remote', 'x', 1));
+    expect(e.code).toBe('HANDLER_FAILED');
+    expect(e.message.length).toBeLessThan(1200);
+  });
+});
+
+describe('A2A: a2aAgent "cancels the remote task (tasks/cancel) when its ctx.signal aborts (a deadline, a cancel)"', () => {
+  it.each([true, false])('a remote slower than the ask\'s deadline: TIMEOUT here, tasks/cancel there (streaming %s)', async (streaming) => {
+    const remote = await sdkRemote(streaming, async (_ctx, p, cancelled) => {
+      p.status(TaskState.TASK_STATE_WORKING, 'thinking');
+      await cancelled;
+    });
+    const b = await remoteAgent(remote);
+    const e = await refusal(b.register('me').ask('remote', 'x', 1, { timeoutMs: 300 }));
+    expect(e.code).toBe('TIMEOUT');
+    await expect.poll(() => remote.cancels.length).toBe(1);
   });
 });
