@@ -2,12 +2,13 @@
 // with the official @a2a-js/sdk client against a2aServer, and a2aAgent against servers built
 // from the SDK's own server pieces (or plain node:http for a remote that misbehaves).
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Role, TaskState, type Part, type Task } from '@a2a-js/sdk';
+import { Role, SendMessageRequest, TaskState, type Part, type Task } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore, type AgentExecutor, type ExecutionEventBus, type RequestContext } from '@a2a-js/sdk/server';
 import { agentCardHandler, jsonRpcHandler, UserBuilder } from '@a2a-js/sdk/server/express';
 import express from 'express';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { a2aAgent, a2aServer, RPC_PATH, SCHEMA_EXTENSION_URI, type A2aServerHandle, type A2aServerOptions } from '../../src/a2a/index.js';
 import { defineContracts, type HandlerContext, type Orchestrator, type PolicyRule } from '../../src/index.js';
@@ -88,7 +89,7 @@ async function send(server: A2aServerHandle, skill: string | undefined, parts: P
 
 /** A raw JSON-RPC POST; `token` null sends no authorization header of its own. */
 function rpc(server: A2aServerHandle, body: string, token: string | null = TOKEN, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${server.url}${RPC_PATH}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...headers } });
+  return fetch(`${server.url}${RPC_PATH}`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'a2a-version': '1.0', ...(token === null ? {} : { authorization: `Bearer ${token}` }), ...headers } });
 }
 
 // getMessageLog() lists the newest row first: the probes reverse it to read in order.
@@ -117,7 +118,7 @@ describe('A2A: "every other endpoint authenticates first (no valid token: HTTP 4
   it('answers 401 to no token, a malformed header, a token with a suffix, a token in the query, and every path', async () => {
     const { b, ran } = front();
     const server = await serve(b);
-    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: request('quote', [dataPart({ sku: 'a' })]) });
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: SendMessageRequest.toJSON(request('quote', [dataPart({ sku: 'a' })])) });
     const tries: Response[] = [
       await rpc(server, body, null),
       await rpc(server, body, null, { authorization: 'Bearer' }),
@@ -330,17 +331,29 @@ describe('A2A: "The task follows the message"', () => {
 });
 
 describe('A2A: hostile JSON-RPC bodies', () => {
-  it('answers malformed JSON, a wrong jsonrpc, a batch, an unknown method and bad params with JSON-RPC errors, and goes on serving', async () => {
+  it('answers malformed JSON, a wrong jsonrpc, a batch, an unknown method and bad params with JSON-RPC errors, logs none of it, and goes on serving', async () => {
     const { b, ran } = front();
     const server = await serve(b);
-    const bodies = ['{not json', '', 'null', '[]', JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } }]), JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'GetTask', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'rm -rf', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'SendMessage', params: null }), JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'SendMessage', params: { message: { parts: 'x' } } }), JSON.stringify({ jsonrpc: '2.0', id: { evil: 1 }, method: 'GetTask', params: { id: 'x' } }), JSON.stringify({ jsonrpc: '2.0', id: 5, method: '__proto__', params: {} })];
+    const bodies = ['{not json', '', 'null', '[]', JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } }]), JSON.stringify({ jsonrpc: '1.0', id: 1, method: 'GetTask', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'rm -rf', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'SendMessage', params: null }), JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'SendMessage', params: { message: { parts: 'x' } } }), JSON.stringify({ jsonrpc: '2.0', id: { evil: 1 }, method: 'GetTask', params: { id: 'x' } }), JSON.stringify({ jsonrpc: '2.0', id: 5, method: '__proto__', params: {} }), JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'GetTask', params: { id: '\u001b[2J\u202e'.repeat(1000) } }), '{"jsonrpc":"2.0","id":7,"method":"SendMessage","params":{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"data":{"__proto__":{"polluted":1}}}],"metadata":{"skill":"quote","__proto__":{"x":1}}}}}', JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'CancelTask', params: { id: 'nope' } })];
+    const spies = (['log', 'info', 'warn', 'error', 'debug'] as const).map((m) => vi.spyOn(console, m).mockImplementation(() => undefined));
+    const writes = vi.spyOn(process.stderr, 'write');
     for (const body of bodies) {
       const res = await rpc(server, body);
       expect(res.status, body).toBeLessThan(500);
-      const reply = (await res.json()) as { error?: { code: number; message: string } };
+      const reply = (await res.json()) as { error?: { code: number; message: string }; result?: { task?: { status?: { state?: string } } } };
+      if (body.includes('"id":7')) {
+        // Well formed, with a payload the contract refuses: a task, never a polluted prototype.
+        expect(reply.result?.task?.status?.state, body).toBe('TASK_STATE_FAILED');
+        expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+        continue;
+      }
       expect(reply.error, body).toMatchObject({ code: expect.any(Number), message: expect.any(String) });
       expect(reply.error!.message, body).not.toMatch(/TypeError|at .*\.js|node_modules/);
     }
+    // "nothing of a request is written to a log by the server"
+    for (const spy of spies) expect(spy).not.toHaveBeenCalled();
+    expect(writes).not.toHaveBeenCalled();
+    vi.restoreAllMocks();
     expect(ran).toEqual([]);
     expect((await send(server, 'quote', [dataPart({ sku: 'ok' })])).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
   });
@@ -657,5 +670,73 @@ describe('A2A: a2aAgent "cancels the remote task (tasks/cancel) when its ctx.sig
     const e = await refusal(b.register('me').ask('remote', 'x', 1, { timeoutMs: 300 }));
     expect(e.code).toBe('TIMEOUT');
     await expect.poll(() => remote.cancels.length).toBe(1);
+  });
+});
+
+describe('A2A: docs/a2a.md "maxStreamBufferBytes … beyond, that stream is closed, the task goes on and tasks/get reads it"', () => {
+  it('cuts off a streaming reader that stops reading, while the task completes and tasks/get reads it', async () => {
+    const b = bus({ contracts, policies: RULES });
+    const note = 'n'.repeat(900);
+    b.register('front', {
+      handlers: {
+        draft: (_text: string, ctx: HandlerContext) => {
+          for (let i = 0; i < 6000; i++) ctx.progress(i / 6000, note);
+          return 'done';
+        },
+      } as never,
+    });
+    const server = await serve(b, { maxStreamBufferBytes: 64 * 1024 });
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendStreamingMessage', params: SendMessageRequest.toJSON(request('draft', [textPart('x')])) });
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    socket.pause();
+    // Cut off while unread: the reset may discard what the kernel held, so only the close is certain.
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST ${RPC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nA2A-Version: 1.0\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    const client = await sdkClient(server.url, TOKEN);
+    await expect.poll(async () => (await (await client.listTasks({ tenant: '', contextId: '', status: TaskState.TASK_STATE_COMPLETED, pageSize: 10, pageToken: '', historyLength: 0, statusTimestampAfter: undefined, includeArtifacts: true } as never)).tasks.length), { timeout: 10_000 }).toBe(1);
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    socket.resume();
+    await closed;
+    expect(received).not.toContain('TASK_STATE_COMPLETED');
+    expect(Buffer.byteLength(received)).toBeLessThan(6000 * 900);
+  });
+});
+
+describe('A2A: "`server.close()`" with a streaming caller', () => {
+  it('ends the caller\'s stream (it does not hang) and cancels the running task', async () => {
+    const { b, aborted } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const states: string[] = [];
+    const reading = (async () => {
+      for await (const event of client.sendMessageStream(request('draft', [textPart('hang')]))) {
+        if (event.payload?.$case === 'statusUpdate') states.push(TaskState[event.payload.value.status!.state]);
+      }
+    })();
+    await expect.poll(() => states).toContain('TASK_STATE_WORKING');
+    await server.close();
+    await reading.catch(() => undefined);
+    await expect.poll(() => aborted).toEqual(['draft CANCELLED']);
+    await expect(fetch(`${server.url}/.well-known/agent-card.json`)).rejects.toThrow();
+  });
+});
+
+describe('A2A: one bus\'s a2aAgent calling another bus\'s a2aServer, a call held for approval there', () => {
+  it('shows the hold to the near side as a progress note naming the approval, and completes once approved', async () => {
+    const { b: far, ran } = front();
+    const server = await serve(far);
+    const near = bus({ policies: [{ from: 'me', to: 'far', allow: ['delegate'] }] });
+    near.register('far', await a2aAgent({ card: `${server.url}/.well-known/agent-card.json`, headers: { authorization: `Bearer ${TOKEN}` }, skills: ['order'] }));
+    const notes: string[] = [];
+    const job = near.register('me').delegate('far', 'order', { sku: 'gpu' });
+    job.onProgress(({ note }) => notes.push(note ?? ''));
+    await expect.poll(() => notes.some((n) => n.startsWith('held for approval'))).toBe(true);
+    const [pending] = far.approvals.list();
+    expect(notes.find((n) => n.startsWith('held'))).toContain(pending!.id);
+    await far.approvals.approve(pending!.id, { by: 'alice' });
+    expect(await job).toEqual({ id: 'o-gpu' });
+    expect(ran).toEqual(['order gpu']);
   });
 });
