@@ -41,7 +41,7 @@ export interface A2aServerOptions {
   /**
    * Bearer token → the caller's agent id. Each id is registered on the bus as a stand-in
    * agent (it must not be registered already) and is the `from` of what that caller sends.
-   * Tokens are secrets of 16 to 512 characters.
+   * Tokens are secrets of 16 to 512 visible ASCII characters (what an HTTP header carries).
    */
   readonly callers: Readonly<Record<string, string>>;
   /** Name, description, version and provider of the card. @default from the agent id */
@@ -280,7 +280,8 @@ function callerTable(callers: Record<string, string>, agent: string): Map<string
     if (typeof id !== 'string' || !AGENT_ID_PATTERN.test(id)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: ${describe(id)} is not an agent id`);
     if (id === agent) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: "${id}" is the served agent itself; a caller needs its own id`);
     if (token.length < 16 || token.length > 512) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" must be 16 to 512 characters, got ${token.length}`);
-    if (/\s/.test(token)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" contains whitespace`);
+    // A header carries visible ASCII only: any other token could never be sent, so never match.
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" must be visible ASCII (no whitespace, control or non-ASCII character)`);
     table.set(digestOf(token), id);
   }
   return table;

@@ -314,7 +314,7 @@ describe('A2A: "The task follows the message"', () => {
     await expect.poll(() => b.getMessageLog({ agentId: 'partner-x' }).map((e) => e.outcome)).toEqual(['cancelled']);
   });
 
-  it("never lets one caller get or cancel another caller's task", async () => {
+  it("never lets one caller get, cancel, list or subscribe to another caller's task", async () => {
     const { b, aborted } = front([...RULES, { from: 'partner-y', to: 'front', allow: ['delegate'] }]);
     const server = await serve(b);
     const mine = await sdkClient(server.url, TOKEN);
@@ -326,7 +326,17 @@ describe('A2A: "The task follows the message"', () => {
     expect(aborted).toEqual([]);
     expect((await mine.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_WORKING);
     expect((await theirs.listTasks({ tenant: '', contextId: '', status: TaskState.TASK_STATE_UNSPECIFIED, pageSize: 50, pageToken: '', historyLength: 0, statusTimestampAfter: undefined, includeArtifacts: false } as never)).tasks).toEqual([]);
+    await expect((async () => {
+      for await (const _ of theirs.resubscribeTask({ tenant: '', id: started.id } as never));
+    })()).rejects.toThrow(/not found/i);
+    const events: string[] = [];
+    const watching = (async () => {
+      for await (const event of mine.resubscribeTask({ tenant: '', id: started.id } as never)) events.push(event.payload?.$case ?? '');
+    })();
+    await expect.poll(() => events).toContain('task');
     await mine.cancelTask({ tenant: '', id: started.id, metadata: undefined });
+    await watching;
+    expect(events.at(-1)).toBe('statusUpdate');
   });
 });
 
@@ -416,6 +426,8 @@ describe('A2A: "Options are checked strictly" (`Invalid a2aServer options: …`)
     ['a caller that is the served agent', { ...base, callers: { [TOKEN]: 'front' } }, /callers/],
     ['a short token', { ...base, callers: { short: 'partner-x' } }, /callers.*partner-x/],
     ['a token with whitespace', { ...base, callers: { 'a token with spaces inside': 'partner-x' } }, /callers.*partner-x/],
+    ['a token no HTTP header can carry (not visible ASCII)', { ...base, callers: { 'tøken-with-non-ascii-0123456789': 'partner-x' } }, /callers.*partner-x/],
+    ['a token with a control character', { ...base, callers: { 'token-with-a-nul-\u0000-0123456789': 'partner-x' } }, /callers.*partner-x/],
     ['a skill with no ask or delegate contract', { ...base, skills: ['ping'] }, /skills.*"ping"/],
   ];
   it.each(bad)('refuses %s with INVALID_ARGUMENT in the one wording, naming the key and never the token', async (_name, options, names) => {
@@ -426,6 +438,7 @@ describe('A2A: "Options are checked strictly" (`Invalid a2aServer options: …`)
     expect(e.message).toMatch(names);
     expect(e.message).not.toContain(TOKEN);
     expect(e.message).not.toContain('a token with spaces inside');
+    expect(e.message).not.toContain('tøken');
     expect(b.register('partner-x')).toBeDefined();
   });
 });
@@ -738,5 +751,104 @@ describe('A2A: one bus\'s a2aAgent calling another bus\'s a2aServer, a call held
     await far.approvals.approve(pending!.id, { by: 'alice' });
     expect(await job).toEqual({ id: 'o-gpu' });
     expect(ran).toEqual(['order gpu']);
+  });
+});
+
+describe('A2A: a2aAgent refuses what is not a card, and its own bad options (`Invalid a2aAgent options: …`)', () => {
+  const cards: [string, unknown][] = [
+    ['null', null],
+    ['an array', []],
+    ['skills of numbers', { skills: [1, 2] }],
+    ['a skill without an id', { skills: [{ name: 'x' }] }],
+    ['supportedInterfaces of a string', { skills: [{ id: 'x' }], supportedInterfaces: 'http://x' }],
+    ['a protocolBinding of a number', { skills: [{ id: 'x' }], supportedInterfaces: [{ url: 'http://127.0.0.1:1/rpc', protocolBinding: 7 }] }],
+    ['capabilities.streaming of a string', { skills: [{ id: 'x' }], supportedInterfaces: [], capabilities: { streaming: 'yes' } }],
+  ];
+  it.each(cards)('refuses a card of %s with INVALID_ARGUMENT naming the URL', async (_name, body) => {
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const card = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/agent-card.json`;
+    const e = await refusal(() => a2aAgent({ card }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toContain(card);
+  });
+
+  const options: [string, Record<string, unknown>, RegExp][] = [
+    ['a card URL of another scheme', { card: 'file:///etc/passwd' }, /card/],
+    ['a header value with a line break', { card: 'http://127.0.0.1:1/c', headers: { authorization: 'Bearer a\r\nX-Evil: 1' } }, /headers/],
+    ['a header name that is not one', { card: 'http://127.0.0.1:1/c', headers: { 'bad name': 'x' } }, /headers/],
+    ['an allowOrigins entry with a path', { card: 'http://127.0.0.1:1/c', allowOrigins: ['https://api.example/rpc'] }, /allowOrigins/],
+    ['maxResponseBytes of 0', { card: 'http://127.0.0.1:1/c', maxResponseBytes: 0 }, /maxResponseBytes/],
+  ];
+  it.each(options)('refuses %s, naming the key', async (_name, o, names) => {
+    const e = await refusal(() => a2aAgent(o as never));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/^Invalid a2aAgent options: /);
+    expect(e.message).toMatch(names);
+    expect(e.message).not.toContain('X-Evil');
+  });
+});
+
+describe('A2A: "`tasks/cancel` work (cancel aborts the handler\'s signal)" on a task held for approval', () => {
+  it('cancels the held message: the approval leaves the queue, the handler never runs, the row says cancelled', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const client = await sdkClient(server.url, TOKEN);
+    const started = await client.sendMessage(request('order', [dataPart({ sku: 'gpu' })], true));
+    if (!('status' in started)) throw new Error('expected a task');
+    await expect.poll(() => b.approvals.list().length).toBe(1);
+    expect((await client.cancelTask({ tenant: '', id: started.id, metadata: undefined })).status?.state).toBe(TaskState.TASK_STATE_CANCELED);
+    await expect.poll(() => b.approvals.list()).toEqual([]);
+    await expect.poll(() => b.getMessageLog({ agentId: 'partner-x' }).map((e) => e.outcome)).toEqual(['cancelled']);
+    expect((await client.getTask({ tenant: '', id: started.id })).status?.state).toBe(TaskState.TASK_STATE_CANCELED);
+    expect(ran).toEqual([]);
+  });
+});
+
+describe('A2A: docs/a2a.md options `skills` and `publicUrl`', () => {
+  it('offers only the listed skills: another intent of the agent is INVALID_ARGUMENT before the bus sees it', async () => {
+    const { b, ran } = front([{ from: '*', to: 'front', allow: ['ask', 'delegate'] }]);
+    const server = await serve(b, { skills: ['quote'] });
+    const card = await (await sdkClient(server.url)).getAgentCard();
+    expect(card.skills.map((k) => k.id)).toEqual(['quote']);
+    const task = await send(server, 'draft', [textPart('x')]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_REJECTED);
+    expect(statusText(task.status?.message)).toMatch(/^INVALID_ARGUMENT: /);
+    expect(ran).toEqual([]);
+    expect(b.getMessageLog()).toEqual([]);
+  });
+
+  it('names publicUrl (without a trailing slash) as the url and the card\'s endpoint', async () => {
+    const free = createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const port = (free.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => free.close(() => resolve()));
+    const { b } = front();
+    const server = await serve(b, { port, publicUrl: 'https://a2a.example.com/' });
+    expect(server.url).toBe('https://a2a.example.com');
+    const card = (await (await fetch(`http://127.0.0.1:${port}/.well-known/agent-card.json`)).json()) as { supportedInterfaces: { url: string }[] };
+    expect(card.supportedInterfaces.map((i) => i.url)).toEqual([`https://a2a.example.com${RPC_PATH}`]);
+  });
+});
+
+describe('A2A: the served side when the bus cannot take the call', () => {
+  it('fails the task (never a crash) when the served agent is not registered, and goes on serving', async () => {
+    const b = bus({ contracts, policies: RULES });
+    const server = await serve(b);
+    const task = await send(server, 'quote', [dataPart({ sku: 'a' })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_FAILED);
+    expect(task.status?.message?.metadata?.['code']).toMatch(/^[A-Z_]+$/);
+    b.register('front', { handlers: { quote: () => ({ eur: 1 }) } as never });
+    expect((await send(server, 'quote', [dataPart({ sku: 'a' })])).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+  });
+
+  it('fails the task with CLOSED once the bus is closed under the server', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    await b.close();
+    const task = await send(server, 'quote', [dataPart({ sku: 'a' })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_FAILED);
+    expect(statusText(task.status?.message)).toMatch(/^CLOSED: /);
   });
 });
