@@ -852,3 +852,69 @@ describe('A2A: the served side when the bus cannot take the call', () => {
     expect(statusText(task.status?.message)).toMatch(/^CLOSED: /);
   });
 });
+
+describe('A2A: docs/a2a.md "status messages carry a refusal\'s code and message only (at most 1000 characters)"', () => {
+  it('clips a long error message and never carries the stack', async () => {
+    const b = bus({ contracts, policies: RULES });
+    b.register('front', {
+      handlers: {
+        quote: () => {
+          throw new Error(`bad ${'y'.repeat(5000)}`);
+        },
+      } as never,
+    });
+    const server = await serve(b);
+    const task = await send(server, 'quote', [dataPart({ sku: 'a' })]);
+    const text = statusText(task.status?.message);
+    expect(text).toMatch(/^HANDLER_FAILED: /);
+    expect(text.length).toBeLessThanOrEqual(1000 + 'HANDLER_FAILED: '.length + 1);
+    expect(text).not.toMatch(/\n\s+at /);
+    expect(text).not.toContain('.ts:');
+  });
+});
+
+describe('A2A: a2aAgent "The reply then passes the bus\'s own checks (size, contract) like any handler\'s value"', () => {
+  it('refuses a remote reply that breaks the local contract as bad output of a handler (HANDLER_FAILED naming the contract)', async () => {
+    const remote = await sdkRemote(true, async (_ctx, p) => {
+      p.artifact([dataPart({ eur: 'free' })]);
+      p.status(TaskState.TASK_STATE_COMPLETED);
+    });
+    const local = defineContracts({ x: { type: 'ask', input: z.number(), output: z.object({ eur: z.number() }) } });
+    const b = bus({ contracts: local, policies: [{ from: 'me', to: 'remote', allow: ['ask'] }] });
+    b.register('remote', await a2aAgent({ card: `${remote.url}/.well-known/agent-card.json` }));
+    const e = await refusal(b.register('me').ask('remote', 'x', 1));
+    expect(e.code).toBe('HANDLER_FAILED');
+    expect(e.message).toMatch(/does not match its contract/);
+  });
+
+  it('refuses a card larger than maxResponseBytes with INVALID_ARGUMENT', async () => {
+    const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ skills: [{ id: 'x', description: 'd'.repeat(200_000) }] })));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const card = `http://127.0.0.1:${(server.address() as AddressInfo).port}/.well-known/agent-card.json`;
+    const e = await refusal(() => a2aAgent({ card, maxResponseBytes: 64 * 1024 }));
+    expect(e.code).toBe('INVALID_ARGUMENT');
+    expect(e.message).toMatch(/maxResponseBytes/);
+  });
+});
+
+describe('A2A: a2aAgent when the local bus closes with a call in flight', () => {
+  it('cancels the remote task', async () => {
+    const remote = await sdkRemote(true, async (_ctx, p, cancelled) => {
+      p.status(TaskState.TASK_STATE_WORKING, 'thinking');
+      await cancelled;
+    });
+    const b = await remoteAgent(remote);
+    const notes: string[] = [];
+    const job = b.register('me').delegate('remote', 'x', 1);
+    job.onProgress(({ note }) => notes.push(note ?? ''));
+    const outcome = job.then(
+      () => 'replied',
+      (e: { code?: string }) => e.code,
+    );
+    await expect.poll(() => notes).toContain('thinking');
+    await b.close();
+    expect(await outcome).toMatch(/^[A-Z_]+$/);
+    await expect.poll(() => remote.cancels.length).toBe(1);
+  });
+});
