@@ -200,6 +200,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   };
 
   const serveRpc = async (req: IncomingMessage, res: ServerResponse, body: string, caller: string): Promise<void> => {
+    const malformed = envelopeError(body);
+    if (malformed !== undefined) return json(res, 200, malformed);
     const version = headerOf(req, A2A_VERSION_HEADER);
     const context = defaultServerCallContextBuilder({
       extensions: Extensions.parseServiceParameter(headerOf(req, HTTP_EXTENSION_HEADER)),
@@ -316,6 +318,29 @@ function rpcError(body: string, error: unknown): unknown {
   const mapped = JsonRpcTransportHandler.mapToJSONRPCError(error);
   // Code and message only: the SDK's details may carry internals.
   return withoutInternals({ jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } });
+}
+
+/**
+ * The JSON-RPC error of a body that is not one request, with the codes JSON-RPC 2.0 and A2A
+ * give them (the SDK answers both as invalid params): not JSON is a parse error (-32700), JSON
+ * that is not a request object is an invalid request (-32600); undefined for a request.
+ */
+function envelopeError(body: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error: the body is not JSON' } };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'invalid request: one JSON-RPC request object is served (no batches)' } };
+  }
+  const { jsonrpc, method, id } = parsed as { jsonrpc?: unknown; method?: unknown; id?: unknown };
+  if (jsonrpc !== '2.0' || typeof method !== 'string' || (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number')) {
+    const echoed = typeof id === 'string' || typeof id === 'number' ? id : null;
+    return { jsonrpc: '2.0', id: echoed, error: { code: -32600, message: 'invalid request: jsonrpc must be "2.0", method a string, id a string, a number or null' } };
+  }
+  return undefined;
 }
 
 /** JSON-RPC's "internal error": its message is a thrown error's own text (a TypeError's, naming our code). */

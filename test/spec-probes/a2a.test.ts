@@ -918,3 +918,41 @@ describe('A2A: a2aAgent when the local bus closes with a call in flight', () => 
     await expect.poll(() => remote.cancels.length).toBe(1);
   });
 });
+
+describe('A2A: docs/a2a.md "Push notifications are not offered"', () => {
+  it('never calls a URL a caller names for push notifications, and refuses to store one', async () => {
+    const hits: string[] = [];
+    const sink = createServer((req, res) => {
+      hits.push(String(req.url));
+      res.end();
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => sink.close(() => resolve())));
+    const hook = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/hook`;
+    const { b } = front();
+    const server = await serve(b);
+    const card = await (await sdkClient(server.url)).getAgentCard();
+    expect(card.capabilities?.pushNotifications).toBe(false);
+    const message = SendMessageRequest.toJSON(request('quote', [dataPart({ sku: 'a' })])) as Record<string, unknown>;
+    const withHook = { ...message, configuration: { taskPushNotificationConfig: { url: hook, id: 'h' }, returnImmediately: false } };
+    const sent = (await (await rpc(server, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'SendMessage', params: withHook }))).json()) as { result?: { task?: { id: string } } };
+    expect(sent.result?.task?.id).toBeTypeOf('string');
+    const create = (await (await rpc(server, JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'CreateTaskPushNotificationConfig', params: { taskId: sent.result!.task!.id, url: hook, id: 'h' } }))).json()) as { error?: { code: number } };
+    expect(create.error?.code).toBeTypeOf('number');
+    expect(hits).toEqual([]);
+  });
+});
+
+describe('A2A: "Protocol A2A 1.0" JSON-RPC error codes for a body that is not one request', () => {
+  it('answers not-JSON with a parse error (-32700, id null) and JSON that is no request object with an invalid request (-32600)', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    const codeOf = async (body: string) => ((await (await rpc(server, body)).json()) as { id: unknown; error?: { code: number } });
+    for (const body of ['{not json', '', '\u0000']) expect(await codeOf(body)).toMatchObject({ id: null, error: { code: -32700 } });
+    for (const body of ['null', '7', '"x"', '[]', JSON.stringify([{ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'x' } }])]) expect(await codeOf(body)).toMatchObject({ id: null, error: { code: -32600 } });
+    expect(await codeOf(JSON.stringify({ jsonrpc: '1.0', id: 3, method: 'GetTask', params: {} }))).toMatchObject({ id: 3, error: { code: -32600 } });
+    expect(await codeOf(JSON.stringify({ jsonrpc: '2.0', id: { evil: 1 }, method: 'GetTask', params: {} }))).toMatchObject({ id: null, error: { code: -32600 } });
+    expect(await codeOf(JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'NoSuchMethod', params: {} }))).toMatchObject({ id: 4, error: { code: -32601 } });
+    expect(ran).toEqual([]);
+  });
+});
