@@ -1,7 +1,7 @@
 // a2aServer: one bus agent served over A2A (JSON-RPC over HTTP, with SSE streaming). The
 // SDK's request handler and JSON-RPC transport handler speak the protocol; this file only
-// authenticates (bearer token → the caller's stand-in agent), bounds the request, and moves
-// bytes between node:http and the SDK.
+// authenticates (bearer token → the caller's stand-in agent), bounds the request, answers a
+// body that is not one JSON-RPC request, and moves bytes between node:http and the SDK.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -200,8 +200,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   };
 
   const serveRpc = async (req: IncomingMessage, res: ServerResponse, body: string, caller: string): Promise<void> => {
-    const malformed = envelopeError(body);
-    if (malformed !== undefined) return json(res, 200, malformed);
+    const parsed = parseEnvelope(body);
+    if ('error' in parsed) return json(res, 200, parsed.error);
     const version = headerOf(req, A2A_VERSION_HEADER);
     const context = defaultServerCallContextBuilder({
       extensions: Extensions.parseServiceParameter(headerOf(req, HTTP_EXTENSION_HEADER)),
@@ -217,7 +217,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
     let reply: Awaited<ReturnType<JsonRpcTransportHandler['handle']>>;
     try {
       validateVersion(context.requestedVersion, card, 'JSONRPC');
-      reply = await transport.handle(body, context);
+      // Handed over parsed: the SDK takes an object as it is, so the body is parsed once.
+      reply = await transport.handle(parsed.request, context);
     } catch (error) {
       return json(res, 200, rpcError(body, error));
     }
@@ -321,26 +322,27 @@ function rpcError(body: string, error: unknown): unknown {
 }
 
 /**
- * The JSON-RPC error of a body that is not one request, with the codes JSON-RPC 2.0 and A2A
- * give them (the SDK answers both as invalid params): not JSON is a parse error (-32700), JSON
- * that is not a request object is an invalid request (-32600); undefined for a request.
+ * The body as one JSON-RPC request object, or the JSON-RPC error JSON-RPC 2.0 and A2A give it
+ * (the SDK answers both as invalid params): not JSON is a parse error (-32700), JSON that is
+ * not one request object is an invalid request (-32600).
  */
-function envelopeError(body: string): unknown {
+function parseEnvelope(body: string): { request: Record<string, unknown> } | { error: unknown } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(body);
   } catch {
-    return { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error: the body is not JSON' } };
+    return { error: { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error: the body is not JSON' } } };
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    return { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'invalid request: one JSON-RPC request object is served (no batches)' } };
+    return { error: { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'invalid request: one JSON-RPC request object is served (no batches)' } } };
   }
-  const { jsonrpc, method, id } = parsed as { jsonrpc?: unknown; method?: unknown; id?: unknown };
+  const request = parsed as Record<string, unknown>;
+  const { jsonrpc, method, id } = request;
   if (jsonrpc !== '2.0' || typeof method !== 'string' || (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number')) {
     const echoed = typeof id === 'string' || typeof id === 'number' ? id : null;
-    return { jsonrpc: '2.0', id: echoed, error: { code: -32600, message: 'invalid request: jsonrpc must be "2.0", method a string, id a string, a number or null' } };
+    return { error: { jsonrpc: '2.0', id: echoed, error: { code: -32600, message: 'invalid request: jsonrpc must be "2.0", method a string, id a string, a number or null' } } };
   }
-  return undefined;
+  return { request };
 }
 
 /** JSON-RPC's "internal error": its message is a thrown error's own text (a TypeError's, naming our code). */
