@@ -956,3 +956,17 @@ describe('A2A: "Protocol A2A 1.0" JSON-RPC error codes for a body that is not on
     expect(ran).toEqual([]);
   });
 });
+
+describe('A2A: docs/a2a.md "accepted, running | TASK_STATE_WORKING | none (metadata `messageId`)"', () => {
+  it('names the bus message of the task in the working update, the same id as its audit row', async () => {
+    const { b } = front();
+    const server = await serve(b);
+    const ids: unknown[] = [];
+    for await (const event of (await sdkClient(server.url, TOKEN)).sendMessageStream(request('draft', [textPart('t')]))) {
+      const p = event.payload;
+      if (p?.$case === 'statusUpdate' && p.value.status?.state === TaskState.TASK_STATE_WORKING && p.value.status.message === undefined) ids.push(p.value.metadata?.['messageId']);
+    }
+    const [row] = b.getMessageLog({ agentId: 'partner-x' }).filter((e) => e.type === 'delegate');
+    expect(ids).toEqual([row!.messageId]);
+  });
+});
