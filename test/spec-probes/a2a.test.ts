@@ -970,3 +970,24 @@ describe('A2A: docs/a2a.md "accepted, running | TASK_STATE_WORKING | none (metad
     expect(ids).toEqual([row!.messageId]);
   });
 });
+
+describe('A2A: docs/a2a.md "ListTasks lists the caller\'s own tasks, newest first, a page at a time"', () => {
+  it('pages through every task of the caller with nextPageToken, and none of another caller', async () => {
+    const { b } = front([{ from: '*', to: 'front', allow: ['ask'] }]);
+    const server = await serve(b);
+    const mine: string[] = [];
+    for (let i = 0; i < 5; i++) mine.push((await send(server, 'quote', [dataPart({ sku: `s${i}` })])).id);
+    await send(server, 'quote', [dataPart({ sku: 'theirs' })], OTHER);
+    const client = await sdkClient(server.url, TOKEN);
+    const seen: string[] = [];
+    let pageToken = '';
+    for (let pages = 0; pages < 10; pages++) {
+      const page = await client.listTasks({ tenant: '', contextId: '', status: TaskState.TASK_STATE_UNSPECIFIED, pageSize: 2, pageToken, historyLength: 0, statusTimestampAfter: undefined, includeArtifacts: false } as never);
+      seen.push(...page.tasks.map((t) => t.id));
+      expect(page.totalSize).toBe(5);
+      pageToken = page.nextPageToken;
+      if (pageToken === '') break;
+    }
+    expect(seen).toEqual([...mine].reverse());
+  });
+});
