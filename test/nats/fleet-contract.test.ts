@@ -151,7 +151,7 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     const alice = n1.register('alice');
     await Promise.all([n1.ready(), n3.ready()]);
     const denied = denials(n1);
-    // n2 (a `chat-*` node) may read every inbound subject and answer what it reads:.
+    // n2 (a `chat-*` node) may read every inbound subject and answer what it reads.
     const thief = await raw('n2');
     const roster = new RosterIndex(loadRoster(rosterPath));
     const proofs = new Proofs({ bus: BUS, node: 'n2', roster, keys: keysFromSeed(seed('n2')) });
