@@ -5,7 +5,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { BusError } from '../errors.js';
 import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
-import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
+import { backpressureWait, invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
 import { escapeText } from '../escape-text.js';
@@ -84,6 +84,8 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
   /** Runs on this thread, told by the worker's notice while its commits wait. */
   private readonly onBackpressure: ((walBytes: number) => void) | undefined;
   private readonly options: SqliteAuditLogOptions;
+  /** The backpressure wait of this thread's logs, for the worker's (see setBackpressureWait). */
+  private readonly backpressureMs = backpressureWait();
   /**
    * A file log's queries read here, on a read-only connection of this thread (WAL readers
    * never wait for the writer): no round trip through the worker. Opened at the first query;
@@ -113,7 +115,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     const signal = new SharedArrayBuffer(4);
     const worker = new Worker(BOOT, {
       eval: true,
-      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options: this.options },
+      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options: this.options, backpressureMs: this.backpressureMs },
       transferList: [port2],
       resourceLimits: AUDIT_WORKER_LIMITS,
     });
