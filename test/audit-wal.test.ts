@@ -134,7 +134,9 @@ describe('audit:backpressure, when no checkpoint can be made', () => {
       // The wait is the only figure shortened; what the bus does at its end is what a user sees after 5 s.
       setBackpressureWait(50);
       const path = freshPath();
-      const b = busOn({ path, worker, maxWalBytes: MiB });
+      // The longest busy timeout: a checkpoint that let SQLite wait for the reader would hold
+      // the writing thread a minute per commit; the tries must be paced by the wait alone.
+      const b = busOn({ path, worker, maxWalBytes: MiB, busyTimeoutMs: 60_000 });
       await burst(b, 1, 10, 'first'); // the file exists
       const reader = new Database(path, { readonly: true });
       reader.exec('BEGIN');
@@ -151,7 +153,9 @@ describe('audit:backpressure, when no checkpoint can be made', () => {
       expect(wal).toBeGreaterThanOrEqual(0.75 * MiB);
       expect(wal).toBeLessThanOrEqual(MiB);
       expect(events).toEqual([{ walBytes: wal, maxWalBytes: MiB }]);
-      // A second batch of the same episode fails closed too, at once (no second wait).
+      // A second batch of the same episode fails closed too, at once (no second wait: with
+      // worker: false each would hold the bus's thread, and a reader held for a minute would
+      // cost a wait per batch).
       await expect(b.register('second').ask('echo', 'ping', {})).rejects.toMatchObject({ code: 'AUDIT_UNAVAILABLE', message: expect.stringContaining('ended in vain') });
       expect(events).toHaveLength(1);
 

@@ -99,6 +99,8 @@ export interface SqliteVerifyResult extends VerifyResult {
 export const DEFAULT_MAX_WAL_BYTES = 64 * 1024 * 1024;
 /** The smallest {@link SqliteAuditLogOptions.maxWalBytes}: 1 MiB (a quarter of it must hold one transaction). */
 export const MIN_WAL_BYTES = 1024 * 1024;
+/** Default {@link SqliteAuditLogOptions.busyTimeoutMs}. */
+const DEFAULT_BUSY_TIMEOUT_MS = 50;
 /** How long a commit waits for a checkpoint under backpressure before failing closed. */
 export const MAX_BACKPRESSURE_MS = 5000;
 
@@ -308,7 +310,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     const Sqlite = loadSqlite();
     let db: Database.Database;
     try {
-      db = new Sqlite(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? 50 });
+      db = new Sqlite(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
     } catch (e) {
       throw unavailable(`cannot open audit database ${this.path}: ${messageOf(e)}`, e);
     }
@@ -754,17 +756,25 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     }
   }
 
-  /** Copies the WAL into the database and truncates it, on this connection, between two commits; waits at most `waitMs` for the thread's checkpoint. */
+  /**
+   * Copies the WAL into the database and truncates it, on this connection, between two
+   * commits; waits at most `waitMs` for the thread's checkpoint, and never for a reader
+   * (SQLite's busy timeout is off meanwhile): a reader that holds a snapshot makes it fail at
+   * once, and the caller tries again (after the next commit, or in makeRoom's own paced loop)
+   * rather than block the writing thread for the busy timeout on every commit.
+   */
   private truncateWal(waitMs: number): void {
     const thread = this.checkpointer;
     if (thread !== undefined && !thread.tryAcquire(waitMs)) return;
     try {
+      this.db.pragma('busy_timeout = 0');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
       this.uncheckpointed = 0;
       this.walSize = walBytes(this.path);
     } catch {
       // Busy: tried again after the next commit.
     } finally {
+      this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS}`);
       thread?.release();
     }
   }
