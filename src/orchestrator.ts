@@ -255,8 +255,12 @@ export class Orchestrator<C extends Contracts = any> {
     this.#operatorWarnings.warn(code, `node "${this.node}" refused ${who} to ${request}${messageId !== undefined ? ` message ${JSON.stringify(messageId)}` : ''} (${code}): ${reason}`);
   }
 
-  /** The cross-node messages recorded since `since`, newest first: what a restarted node must not take again. */
-  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> {
+  /**
+   * The cross-node messages recorded since `since`, newest first: what a restarted node must
+   * not take again. Undefined when the log does not outlive this process (nothing to read back).
+   */
+  #admitted(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> | undefined {
+    if (this.#options.audit === false || (isHoldStore(this.#audit) && !this.#audit.keepsHolds)) return undefined;
     const out: Array<{ id: string; from: string; to: string; ts: number }> = [];
     let beforeSeq: number | undefined;
     while (out.length < limit) {
@@ -313,8 +317,9 @@ export class Orchestrator<C extends Contracts = any> {
       incoming: new Set(),
       deliveries: new Set(),
     };
-    if (this.#transport.remoteAgents().some((a) => a.id === id)) {
-      throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node`, { agentId: id });
+    const holder = this.#transport.remoteAgents().find((a) => a.id === id);
+    if (holder !== undefined) {
+      throw new BusError('DUPLICATE_AGENT', `an agent "${id}" is already registered on another node: "${String(holder.node).slice(0, 128)}"`, { agentId: id });
     }
     if (this.#telemetry.enabled) record.mailbox.onDepth = this.#depthReporter(record);
     this.#registry.set(id, record);

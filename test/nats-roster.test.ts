@@ -71,6 +71,12 @@ describe('checkRoster()', () => {
     expect(() => checkRoster({ ...roster({ n1: ['a'] }), extra: 1 })).toThrow(/unknown key "extra"/);
     expect(() => checkRoster({ ...roster({ n1: ['a b'] }) })).toThrow(/agent "a b" is neither an agent id/);
   });
+
+  it('refuses two nodes with one sealing key (what is sealed for one would open for the other), naming both', () => {
+    const r = roster({ n1: ['a'], n2: ['b'] });
+    const shared = { ...r, nodes: { ...r.nodes, n2: { ...r.nodes.n2!, sealingKey: r.nodes.n1!.sealingKey } } };
+    expect(() => checkRoster(shared)).toThrow(/nodes "n1" and "n2" have the same sealingKey/);
+  });
 });
 
 describe('claimsStreamDifferences()', () => {

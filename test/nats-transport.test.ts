@@ -42,6 +42,23 @@ describe('natsTransport()', () => {
     });
   });
 
+  it('refuses every bad fleet option in the one wording, naming its key (Invalid natsTransport options: <key>: …)', async () => {
+    const cases: Array<[string, Parameters<typeof natsTransport>[0]]> = [
+      ['roster', { servers, bus: 'shop' }],
+      ['insecure', { servers, bus: 'shop', roster, nkeySeed: seedA, insecure: true }],
+      ['nkeySeed', { servers, bus: 'shop', roster }],
+      ['seal', { servers, bus: 'shop', insecure: true, seal: 'always' }],
+      ['roster', { servers, bus: 'shop', roster: '/nonexistent/roster.json', nkeySeed: seedA }],
+      ['roster', { servers, bus: 'shop', roster: { ...roster, nodes: {} }, nkeySeed: seedA }],
+      ['roster', { servers, bus: 'other', roster, nkeySeed: seedA }],
+      ['nkeySeed', { servers, bus: 'shop', roster, nkeySeed: newSeed() }],
+      ['nkeySeed', { servers, bus: 'shop', roster, nkeySeed: `${seedA.slice(0, -1)}${seedA.endsWith('A') ? 'B' : 'A'}` }],
+    ];
+    for (const [key, options] of cases) {
+      await expect(natsTransport(options)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(new RegExp(`^Invalid natsTransport options: ${key}: `)) });
+    }
+  });
+
   it("refuses seal: 'always' without a roster, and a roster that does not check", async () => {
     await expect(natsTransport({ servers, bus: 'shop', insecure: true, seal: 'always' })).rejects.toMatchObject({ message: expect.stringMatching(/needs a `roster`/) });
     await expect(natsTransport({ servers, bus: 'shop', roster: { ...roster, nodes: {} }, nkeySeed: seedA })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/invalid roster: "nodes" must name 1/) });

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { MAX_QUERY_LIMIT, SqliteAuditLog } from '../audit/sqlite.js';
 import type { ChainHead, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, RefusalSummary } from '../audit/types.js';
 import { readRecordedDigest, readRecordedProof } from '../nats/proofs.js';
+import { proofBindingDifferences } from '../nats/proof-binding.js';
 import { loadRoster, RosterIndex } from '../nats/roster.js';
 import { runFleet } from './fleet.js';
 import { runNatsConfig } from './nats-config.js';
@@ -84,9 +85,11 @@ Options:
                    a command-line argument is visible to other users of the machine)
   --roster FILE    The fleet's roster.json: also check every peer node's proof kept with a
                    receipt (its signature over what it sent, or its MAC and a signed
-                   row or digest record of the same node whose covers list it), and the
-                   signature of every digest record, so the log proves what each peer
-                   sent this node; MAC'd rows nothing signed covers are counted apart
+                   row or digest record of the same node whose covers list it) and that
+                   it is a proof of that very row (sender, recipient, type, id, intent,
+                   peer node), and the signature of every digest record, so the log
+                   proves what each peer sent this node; MAC'd rows nothing signed covers
+                   are counted apart
   -h, --help       Show this help
 
 Without --head a truncated tail is not detected: keep the printed head somewhere else.`;
@@ -253,7 +256,7 @@ function runVerify(args: string[], io: CliIO): number {
     if (result.ok && roster !== undefined) {
       const peers = checkPeerProofs(log, roster);
       if (peers.bad !== undefined) {
-        io.out(`bad: ${peers.bad}`);
+        io.out(`bad: ${escapeText(peers.bad)}`);
         io.out(`${rows(result.checked)} verified; ${peers.checked} peer proof${peers.checked === 1 ? '' : 's'} verified before it`);
         return 1;
       }
@@ -302,6 +305,9 @@ function checkPeerProofs(
       if (e.proof === undefined) continue;
       const read = readRecordedProof(e.proof, e.payloadHash, bus, roster);
       if (read.kind === 'bad') return { checked, unverified, macs: macs.length, covered: 0, digests, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): ${read.why}` };
+      // A genuine proof on a row that records something else proves nothing about that row.
+      const moved = proofBindingDifferences(e.proof, e, bus);
+      if (moved.length > 0) return { checked, unverified, macs: macs.length, covered: 0, digests, bad: `seq ${e.seq} (message ${e.messageId} from "${e.from}" of node "${e.peerNode ?? '?'}"): the recorded proof is not of this entry: ${moved.join('; ')}` };
       if (read.kind === 'mac') macs.push(`${read.node}\0${read.cover}`);
       else {
         checked++;

@@ -62,6 +62,8 @@ interface Seen {
 interface Held {
   revision: number;
   value: Uint8Array;
+  /** The value of a write in flight (its watch event may come before its answer). */
+  writing?: Uint8Array | undefined;
   readonly info: { capabilities?: readonly string[]; trust?: number };
 }
 
@@ -138,11 +140,19 @@ export class Claims {
   async claim(agent: string, info: { capabilities?: readonly string[]; trust?: number } = {}): Promise<void> {
     this.#assertOpen();
     const { roster } = this.#trust ?? {};
+    const key = this.#subjects.claimKey(agent);
     if (roster !== undefined && !roster.mayServe(this.#node, agent)) {
-      throw new BusError('POLICY_DENIED', `node "${this.#node}" may not serve agent "${agent}": its roster entry lists ${JSON.stringify(roster.node(this.#node)?.agents ?? [])}`, { agentId: agent });
+      const entries = JSON.stringify(roster.node(this.#node)?.agents ?? []);
+      // An id another node holds now is a taken id first (DUPLICATE_AGENT naming the holder),
+      // and this node could not have it anyway.
+      const entry = await this.#kv.get(key).catch(() => null);
+      const holder = entry === null || entry.operation !== 'PUT' ? undefined : this.#read(agent, entry);
+      if (holder !== undefined && holder.node !== this.#node && this.#alive(entry!, holder)) {
+        throw new BusError('DUPLICATE_AGENT', `agent id "${agent}" is already claimed by node "${holder.node}" (and node "${this.#node}" may not serve it: its roster entry lists ${entries})`, { agentId: agent });
+      }
+      throw new BusError('POLICY_DENIED', `node "${this.#node}" may not serve agent "${agent}": its roster entry lists ${entries}`, { agentId: agent });
     }
     const value = this.#value(agent, info);
-    const key = this.#subjects.claimKey(agent);
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         const revision = await this.#kv.create(key, value);
@@ -202,6 +212,7 @@ export class Claims {
         const key = this.#subjects.claimKey(agent);
         // Signed claims carry their time: each renewal signs it afresh.
         const value = this.#trust === undefined ? held.value : this.#value(agent, held.info);
+        held.writing = value;
         try {
           held.revision = await this.#kv.update(key, value, held.revision);
           held.value = value;
@@ -225,6 +236,8 @@ export class Claims {
           } catch {
             // Raced again: the next renewal looks once more.
           }
+        } finally {
+          if (held.writing === value) held.writing = undefined;
         }
       }),
     );
@@ -251,6 +264,7 @@ export class Claims {
         void (async () => {
           for await (const e of updates) {
             this.#apply(this.#seen, e);
+            this.#reclaimIfGone(e);
             for (const l of this.#changes) l();
           }
         })().catch(() => {});
@@ -351,7 +365,37 @@ export class Claims {
     const known = into.get(agent);
     if (known !== undefined && known.revision >= entry.revision) return;
     const claim = entry.operation === 'PUT' ? this.#read(agent, entry) : undefined;
+    if (this.#trust !== undefined && entry.operation === 'PUT' && claim === undefined && known?.claim !== undefined) {
+      // A claim that does not verify is ignored: the last valid claim stands, its lease still
+      // counted from its own write.
+      into.set(agent, { ...known, revision: entry.revision });
+      return;
+    }
     into.set(agent, { revision: entry.revision, claim, created: entry.created.getTime() });
+  }
+
+  /**
+   * After the watch saw `entry`: when it is a key this node holds and no longer this node's
+   * current claim (deleted, overwritten by a claim that does not verify, or by an older claim
+   * of this node written back), renews now rather than at the next renewal: the renewal
+   * claims it again, or finds a valid takeover and reports it.
+   */
+  #reclaimIfGone(entry: KvEntry): void {
+    if (this.#closed || this.#held.size === 0) return;
+    let agent: string;
+    try {
+      agent = unescapeToken(entry.key);
+    } catch {
+      return;
+    }
+    const held = this.#held.get(agent);
+    if (held === undefined || entry.revision <= held.revision) return;
+    // This node's own write (seen before its answer), or its current claim written again.
+    if (entry.operation === 'PUT' && (sameBytes(entry.value, held.value) || (held.writing !== undefined && sameBytes(entry.value, held.writing)))) return;
+    // Anything else: deleted, a claim that does not verify, or an older claim of this node
+    // written back (a replay, whose old time would make peers think the lease ran out).
+    // (Another node's valid claim is a takeover: the renewal finds it and reports it lost.)
+    void this.renew().catch(() => {});
   }
 
   #liveIn(seen: Map<string, Seen>): ClaimRecord[] {
@@ -432,4 +476,8 @@ function isWrongSequence(e: unknown): boolean {
 
 function unavailable(what: string, cause: unknown): BusError {
   return toBusError(cause, 'TRANSPORT_UNAVAILABLE', undefined, `${what}: the claims bucket cannot be reached: `);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }

@@ -402,6 +402,8 @@ export class Link {
   readonly #ended = new Map<string, Pending>();
   /** Recently admitted: `to \0 from \0 id` → when, oldest first. */
   readonly #seen = new Map<string, Seen>();
+  /** Nothing signed before this is taken (see {@link refuseSignedBefore}). */
+  #signedFloor = -Infinity;
   /** Per signing node: the latest signed time among its forgotten ids; nothing signed at or before it is taken. */
   readonly #floors = new Map<string, number>();
   /** Inbound asks/delegates being handled: `to \0 from \0 id`. */
@@ -591,8 +593,9 @@ export class Link {
       }
     } catch (e) {
       // A forged answer settles nothing: the request waits for the real one, or its deadline.
-      const id = (this.#pending.get(token) ?? this.#ended.get(token))?.id;
-      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(id === undefined ? {} : { id }) });
+      // Recorded as what it says it is: an answer from the asked agent to the asker.
+      const p = this.#pending.get(token) ?? this.#ended.get(token);
+      this.#onDenied?.({ subject: msg.subject, error: toBusError(e, 'POLICY_DENIED'), ...(p === undefined ? {} : { id: p.id, from: p.to, to: p.from, kind: 'reply' }), ...proofNode(msg.data) });
       return;
     }
     let answer;
@@ -676,7 +679,9 @@ export class Link {
             ? `message id ${decoded.id} from "${from}" was admitted already (a replay)`
             : decoded.ts <= (this.#floors.get(opened.node) ?? -Infinity)
               ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay, or more than ${this.#dedupeWindow} messages within the freshness window)`
-              : undefined;
+              : decoded.ts < this.#signedFloor
+                ? `it was signed before this node started, and its log did not outlive the last run to name the ids it took then (a replay)`
+                : undefined;
     if (refusal !== undefined) {
       const error = new BusError('POLICY_DENIED', `${kind} ${decoded.id} refused: ${refusal}`, { messageId: decoded.id });
       this.#onDenied?.({ subject: msg.subject, error, to, from, kind, id: decoded.id, node: opened.node });
@@ -712,7 +717,9 @@ export class Link {
                 ? `digest ${line.id} from "${from}" was taken already (a replay)`
                 : line.ts <= (this.#floors.get(opened.node) ?? -Infinity)
                   ? `it was signed at or before the newest message of node "${opened.node}" this node no longer remembers (a replay)`
-                  : undefined;
+                  : line.ts < this.#signedFloor
+                    ? `it was signed before this node started, and its log did not outlive the last run to name the digests it took then (a replay)`
+                    : undefined;
     const flood = refusal === undefined && !this.#digestAllowed(opened.node, now) ? `node "${opened.node}" sent more than ${DIGEST_RATE.perSecond} digest frames a second (burst ${DIGEST_RATE.burst})` : undefined;
     if (refusal !== undefined || flood !== undefined) {
       const error = new BusError('POLICY_DENIED', `digest ${line?.id ?? '?'} refused: ${refusal ?? flood}`, line === undefined ? {} : { messageId: line.id });
@@ -744,6 +751,14 @@ export class Link {
       // Forgotten while still fresh: raise its node's floor so that it cannot be replayed.
       if (old.node !== undefined && old.at >= horizon && old.ts > (this.#floors.get(old.node) ?? -Infinity)) this.#floors.set(old.node, old.ts);
     }
+  }
+
+  /**
+   * Refuses every message signed before `ts` (epoch ms) as a replay: for a node whose log
+   * cannot name the ids it took before a restart.
+   */
+  refuseSignedBefore(ts: number): void {
+    this.#signedFloor = ts;
   }
 
   /** Message ids admitted earlier (recovered from the audit log at a restart): their repeats are refused. */

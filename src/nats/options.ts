@@ -77,17 +77,25 @@ const schema = z
     connectTimeoutMs: z.number().int().min(1).max(600_000).optional(),
   });
 
+/**
+ * A refusal of one natsTransport option in the convention's wording:
+ * `Invalid natsTransport options: <key>: <why>`.
+ */
+export function natsOptionError(key: keyof NatsTransportOptions, why: string, cause?: unknown): BusError {
+  return new BusError('INVALID_ARGUMENT', `Invalid natsTransport options: ${key}: ${why}`, cause === undefined ? undefined : { cause });
+}
+
 /** Checks `options` once and returns a frozen copy; throws `INVALID_ARGUMENT` naming the key. */
 export function checkNatsOptions(options: unknown): Readonly<NatsTransportOptions> {
   const o = parseOptions(schema, options, 'natsTransport') as NatsTransportOptions;
   if (o.roster === undefined && o.insecure !== true) {
-    throw new BusError(
-      'INVALID_ARGUMENT',
-      'natsTransport: no roster given. Pass `roster` (roster.json from `switchboard fleet init`) and `nkeySeed` so every claim and message is signed and checked, or `insecure: true` for a test or a local demo (anyone who reaches the broker can then speak as any agent)',
+    throw natsOptionError(
+      'roster',
+      'no roster given. Pass `roster` (roster.json from `switchboard fleet init`) and `nkeySeed` so every claim and message is signed and checked, or `insecure: true` for a test or a local demo (anyone who reaches the broker can then speak as any agent)',
     );
   }
-  if (o.roster !== undefined && o.insecure === true) throw new BusError('INVALID_ARGUMENT', 'natsTransport: pass either `roster` or `insecure: true`, not both');
-  if (o.roster !== undefined && o.nkeySeed === undefined) throw new BusError('INVALID_ARGUMENT', "natsTransport: `roster` needs this node's `nkeySeed` (its .nk file from `switchboard fleet init`)");
-  if (o.seal === 'always' && o.roster === undefined) throw new BusError('INVALID_ARGUMENT', "natsTransport: `seal: 'always'` needs a `roster` (the peers' sealing keys)");
+  if (o.roster !== undefined && o.insecure === true) throw natsOptionError('insecure', 'pass either `roster` or `insecure: true`, not both');
+  if (o.roster !== undefined && o.nkeySeed === undefined) throw natsOptionError('nkeySeed', "`roster` needs this node's `nkeySeed` (its .nk file from `switchboard fleet init`)");
+  if (o.seal === 'always' && o.roster === undefined) throw natsOptionError('seal', "`seal: 'always'` needs a `roster` (the peers' sealing keys)");
   return Object.freeze(o);
 }

@@ -112,6 +112,7 @@ export function checkRoster(value: unknown): Roster {
   if (entries.length === 0 || entries.length > MAX_NODES) throw bad(`"nodes" must name 1 to ${MAX_NODES} nodes, got ${entries.length}`);
   const outNodes: Record<string, RosterNode> = {};
   const keys = new Map<string, string>();
+  const sealers = new Map<string, string>();
   for (const [node, entry] of entries) {
     if (!AGENT_ID_PATTERN.test(node)) throw bad(`node id ${JSON.stringify(node)} does not match ${AGENT_ID_PATTERN}`);
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw bad(`node "${node}": expected { signingKey, sealingKey, agents }`);
@@ -128,6 +129,9 @@ export function checkRoster(value: unknown): Roster {
     const dup = keys.get(signingKey);
     if (dup !== undefined) throw bad(`nodes "${dup}" and "${node}" have the same signingKey`);
     keys.set(signingKey, node);
+    const sharer = sealers.get(sealingKey);
+    if (sharer !== undefined) throw bad(`nodes "${sharer}" and "${node}" have the same sealingKey`);
+    sealers.set(sealingKey, node);
     outNodes[node] = Object.freeze({ signingKey, sealingKey, agents: Object.freeze(checkAgentList(node, agents)) });
   }
   checkOwnership(Object.fromEntries(Object.entries(outNodes).map(([n, e]) => [n, e.agents])));

@@ -34,7 +34,7 @@ import { Directory } from './directory.js';
 import { rememberFleet } from './fleet-of.js';
 import { keysFromSeed, type NodeKeys } from './keys.js';
 import { Link, type DeadAnswer, type DeniedFrame, type DigestFrame, type LinkInbound, type LinkResponder, type RequestCallbacks, type RequestHandle } from './link.js';
-import { checkNatsOptions, type NatsTransportOptions } from './options.js';
+import { checkNatsOptions, natsOptionError, type NatsTransportOptions } from './options.js';
 import { Proofs } from './proofs.js';
 import { loadRoster, RosterIndex } from './roster.js';
 import { Subjects } from './subjects.js';
@@ -171,11 +171,21 @@ export async function natsTransport(options: NatsTransportOptions): Promise<Tran
   const subjects = new Subjects(checked.bus);
   let trust: Trust | undefined;
   if (checked.roster !== undefined) {
-    const roster = new RosterIndex(loadRoster(checked.roster));
-    if (roster.roster.bus !== checked.bus) throw new BusError('INVALID_ARGUMENT', `natsTransport: the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
-    const keys = keysFromSeed(checked.nkeySeed!);
+    let roster: RosterIndex;
+    try {
+      roster = new RosterIndex(loadRoster(checked.roster));
+    } catch (e) {
+      throw natsOptionError('roster', (e as Error).message, e);
+    }
+    if (roster.roster.bus !== checked.bus) throw natsOptionError('roster', `the roster is for bus "${roster.roster.bus}", not "${checked.bus}"`);
+    let keys: NodeKeys;
+    try {
+      keys = keysFromSeed(checked.nkeySeed!);
+    } catch (e) {
+      throw natsOptionError('nkeySeed', (e as Error).message, e);
+    }
     if (roster.nodeOfKey(keys.publicKey) === undefined) {
-      throw new BusError('INVALID_ARGUMENT', `natsTransport: the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
+      throw natsOptionError('nkeySeed', `the seed given is that of key ${keys.publicKey}, which no node of the roster of bus "${checked.bus}" has (nodes: ${Object.keys(roster.roster.nodes).join(', ')})`);
     }
     trust = { roster, keys };
   } else {
@@ -247,12 +257,22 @@ class NatsTransport implements Transport {
     const trust = this.#trust;
     if (trust !== undefined) {
       const entry = trust.roster.node(node);
-      if (entry === undefined) throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})`);
+      if (entry === undefined) {
+        const own = trust.roster.nodeOfKey(trust.keys.publicKey);
+        throw new BusError('INVALID_ARGUMENT', `node "${node}" is not in the roster of bus "${this.#subjects.bus}" (nodes: ${Object.keys(trust.roster.roster.nodes).join(', ')})${own === undefined ? '' : `; the seed given is node "${own}"'s: pass \`node: ${JSON.stringify(own)}\` to the Orchestrator`}`);
+      }
       if (entry.signingKey !== trust.keys.publicKey) {
         const owner = trust.roster.nodeOfKey(trust.keys.publicKey);
         throw new BusError(
           'INVALID_ARGUMENT',
           `node "${node}" was given the seed of key ${trust.keys.publicKey}${owner === undefined ? '' : ` (node "${owner}" in the roster)`}, but the roster lists node "${node}" with key ${entry.signingKey}: start it with its own .nk file`,
+        );
+      }
+      if (entry.sealingKey !== trust.keys.sealingKey) {
+        // Peers would seal and MAC for a key this node does not hold: nothing sealed to it would open.
+        throw new BusError(
+          'INVALID_ARGUMENT',
+          `node "${node}": its seed's sealing key is ${trust.keys.sealingKey}, but the roster lists node "${node}" with sealing key ${entry.sealingKey}: the roster entry does not match the seed (use the roster.json written with this .nk file)`,
         );
       }
     }
@@ -404,12 +424,17 @@ class NatsTransport implements Transport {
         seal: o.seal === 'always',
         ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }),
       });
-      // Ids admitted before a restart stay refused for the freshness window (a replay captured then).
+      // Ids admitted before a restart stay refused for the freshness window (a replay captured
+      // then). A log that did not outlive the last run has none to give: then nothing signed
+      // before this node started is taken (a message to it could not have been delivered here
+      // before it subscribed), so a capture from before the restart cannot come back either.
       const window = 2 * (o.freshnessMs ?? 120_000);
       try {
-        const recent = this.#port?.admitted?.(Date.now() - window, 100_000) ?? [];
-        link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
-        const digests = this.#port?.admittedDigests?.(Date.now() - window, 100_000) ?? [];
+        const startedAt = Date.now();
+        const recent = this.#port?.admitted?.(startedAt - window, 100_000);
+        if (recent === undefined) link.refuseSignedBefore(startedAt);
+        else link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
+        const digests = this.#port?.admittedDigests?.(startedAt - window, 100_000) ?? [];
         link.admittedDigests(digests.map((d) => ({ node: d.node, id: d.id, at: d.ts })));
       } catch {
         // A log that cannot be read now: the freshness check still refuses old captures.
@@ -504,7 +529,8 @@ class NatsTransport implements Transport {
     try {
       this.#port?.refused?.({
         code: d.error.code,
-        reason: d.error.message,
+        // A progress report or a cancel is no message type of its own: its row says what it was.
+        reason: d.kind === 'progress' || d.kind === 'cancel' ? `a ${d.kind} frame ${d.error.message}` : d.error.message,
         ...(d.id === undefined ? {} : { id: d.id }),
         ...(d.kind === undefined ? {} : { type: d.kind }),
         ...(d.from === undefined ? {} : { from: d.from }),

@@ -171,13 +171,15 @@ export class Inbound implements Pick<InboundPort, 'receive' | 'refused'> {
     let e: BusError;
     try {
       const { id, type, from, to, fromNode, code, reason } = report;
-      f = { ...UNREAD, id: id ?? '?', type, from, to, fromNode, intent: '?' };
+      f = { ...UNREAD, id: id ?? '?', type, from: from ?? '?', to: to ?? '?', fromNode, intent: '?' };
       e = new BusError(typeof code === 'string' ? code : 'POLICY_DENIED', recordedText(reason, 1000), typeof id === 'string' ? { messageId: recordedText(id, MAX_ID_LENGTH) } : {});
     } catch {
       f = UNREAD;
       e = new BusError('POLICY_DENIED', 'a frame refused by the transport');
     }
-    this.#parts.journal.refused(inboundDraft(f, this.#parts.config.clock.now()), e);
+    const draft = inboundDraft(f, this.#parts.config.clock.now());
+    // A refused answer (a forged reply) is recorded as a reply, not as the notify a draft defaults to.
+    this.#parts.journal.refused(f.type === 'reply' ? { ...draft, type: 'reply' } : draft, e);
   }
 
   /**

@@ -186,9 +186,11 @@ export interface InboundPort {
   /**
    * The cross-node messages this node's log recorded at or after `since` (epoch ms): a
    * restarted node refuses their repeats (a replay captured before the restart). At most
-   * `limit`, newest first.
+   * `limit`, newest first. Undefined when the log does not outlive the process (`:memory:`,
+   * `audit: false`): there is nothing to read back, so the transport refuses every message
+   * signed before it started instead.
    */
-  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }>;
+  admitted?(since: number, limit: number): Array<{ id: string; from: string; to: string; ts: number }> | undefined;
   /**
    * The peer nodes' digest frames this node's log recorded at or after `since` (epoch ms), at
    * most `limit`, newest first: a restarted node refuses their repeats too.
