@@ -236,6 +236,7 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     const list = sealFrame(alice, { kind: 'list', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-replay-0123', eph: ephemeralKey().publicKey });
     expect(await ask(conn, 'n2', 'list', list)).toMatchObject({ ok: true });
     frames.push(['list', list]); // the same request again: a replay
+    frames.push(['list', sealFrame(alice, { kind: 'list', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-badeph-0123', eph: 'not-a-key' })]);
     for (const [kind, frame] of frames) expect(await ask(conn, 'n2', kind, frame)).toMatchObject({ ok: false });
     expect(refused.map((e) => [e.request, e.operator, e.messageId, e.code])).toEqual([
       ['decide', 'alice', id2, 'POLICY_DENIED'],
@@ -245,6 +246,7 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
       ['decide', 'alice', id2, 'INVALID_ARGUMENT'],
       ['decide', undefined, undefined, 'POLICY_DENIED'],
       ['list', 'alice', undefined, 'POLICY_DENIED'],
+      ['list', 'alice', undefined, 'INVALID_ARGUMENT'],
     ]);
     expect(refused.map((e) => e.reason)).toEqual([
       expect.stringContaining('signature does not verify'),
@@ -254,6 +256,7 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
       expect.stringContaining('decision must be "approve" or "reject"'),
       expect.stringContaining('frame is not JSON'),
       expect.stringContaining('repeated request of operator "alice"'),
+      expect.stringContaining('a list request needs its one-time key "eph"'),
     ]);
     expect(n2.approvals.list().map((a) => a.id)).toEqual([id2]);
 
