@@ -1,7 +1,8 @@
 // What a bus's thread does while another connection holds a read snapshot of its file log
 // (so no checkpoint can shrink the WAL): the WAL is filled to three quarters of a 1 MiB
-// maxWalBytes, then 20 looping senders run for HOLD_MS while the snapshot is held, and a
-// 10 ms interval counts its ticks on the bus's thread. Measurement only (docs/reliability.md,
+// maxWalBytes (the last ask of the fill waits the episode's one wait, 5 s, and is refused),
+// then 20 looping senders run for HOLD_MS while the snapshot is held; a 10 ms interval counts
+// its ticks on the bus's thread in both phases. Measurement only (docs/reliability.md,
 // "A reader that holds its snapshot"):
 //   npx tsx scripts/held-snapshot.ts            (WORKER=false: the inline log; HOLD_MS=12000)
 //   SWITCHBOARD_SRC=/path/to/other/src npx tsx scripts/held-snapshot.ts   (another tree)
@@ -24,6 +25,18 @@ await first.ask('echo', 'ping', {});
 const reader = new Database(path, { readonly: true });
 reader.exec('BEGIN');
 reader.prepare('SELECT count(*) FROM audit_batch').get();
+const tick = () => {
+  const t = { ticks: 0, longestGap: 0, last: performance.now() };
+  const interval = setInterval(() => {
+    const now = performance.now();
+    t.longestGap = Math.max(t.longestGap, now - t.last);
+    t.last = now;
+    t.ticks++;
+  }, 10);
+  return { t, stop: () => (clearInterval(interval), (t.longestGap = Math.max(t.longestGap, performance.now() - t.last))) };
+};
+const fillTicks = tick();
+const fillStarted = performance.now();
 let episodes = 0;
 bus.events.on('audit:backpressure', () => episodes++);
 // Until the first refusal: the WAL is at three quarters and the episode's wait has run out.
@@ -36,15 +49,9 @@ for (;;) {
     break;
   }
 }
-let ticks = 0;
-let longestGap = 0;
-let last = performance.now();
-const interval = setInterval(() => {
-  const now = performance.now();
-  longestGap = Math.max(longestGap, now - last);
-  last = now;
-  ticks++;
-}, 10);
+const fillMs = performance.now() - fillStarted;
+fillTicks.stop();
+const holdTicks = tick();
 let stop = false;
 let refused = 0;
 let answered = 0;
@@ -66,10 +73,16 @@ const heldMs = performance.now() - started;
 reader.exec('COMMIT');
 reader.close();
 stop = true;
+holdTicks.stop();
 await Promise.all(senders);
-clearInterval(interval);
 console.log(
-  JSON.stringify({ worker, filled, holdMs: hold, heldMs: Math.round(heldMs), ticks, ticksIfNeverDelayed: Math.round(hold / 10), longestGapMs: Math.round(longestGap), refused, answered, episodes, loadavg: readFileSync('/proc/loadavg', 'utf8').trim() }),
+  JSON.stringify({
+    worker,
+    fill: { asks: filled, ms: Math.round(fillMs), ticks: fillTicks.t.ticks, longestGapMs: Math.round(fillTicks.t.longestGap) },
+    hold: { ms: hold, heldMs: Math.round(heldMs), ticks: holdTicks.t.ticks, ticksIfNeverDelayed: Math.round(hold / 10), longestGapMs: Math.round(holdTicks.t.longestGap), refused, answered },
+    episodes,
+    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(),
+  }),
 );
 await bus.close();
 rmSync(dir, { recursive: true, force: true });

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Orchestrator, type BusEvents, type OrchestratorOptions } from '../src/index.js';
 import { setBackpressureWait, SqliteAuditLog } from '../src/audit/sqlite.js';
+import { WorkerAuditLog } from '../src/audit/worker-log.js';
+import { attemptMaker } from './support/audit-records.js';
 
 const MiB = 1024 * 1024;
 let dir: string | undefined;
@@ -175,6 +177,38 @@ describe('audit:backpressure, when no checkpoint can be made', () => {
       expect(b.verifyAuditLog()).toMatchObject({ ok: true });
     },
   );
+});
+
+describe('WorkerAuditLog#holdStates()', () => {
+  it("reads the file without waiting for an append that waits under backpressure (the approval flow's periodic look never blocks the bus's thread behind it)", { timeout: 60_000 }, async () => {
+    // Longer than the worker log's own 10 s limit for a synchronous wait: waiting for the append would fail this test.
+    setBackpressureWait(30_000);
+    const path = freshPath();
+    let told!: () => void;
+    const backpressure = new Promise<void>((resolve) => (told = resolve));
+    const log = new WorkerAuditLog({ path, maxWalBytes: MiB, onBackpressure: () => told() });
+    const reader = new Database(path, { readonly: true });
+    try {
+      const next = attemptMaker();
+      log.append([next()]);
+      reader.exec('BEGIN');
+      reader.prepare('SELECT count(*) FROM audit_batch').get();
+      // Filled to three quarters: no checkpoint can shrink the WAL while the reader holds its snapshot.
+      while (walSize(path) < 0.75 * MiB) log.append(Array.from({ length: 50 }, () => next({ reason: 'x'.repeat(200) })));
+      let answered: Error | null | undefined;
+      log.appendAsync([next()], (error) => (answered = error ?? null));
+      await backpressure; // the worker waits for a checkpoint
+      expect(log.holdStates()).toEqual([]);
+      expect(answered).toBeUndefined(); // still waiting: holdStates did not wait for it
+      reader.exec('COMMIT');
+      log.drain();
+      expect(answered).toBeNull();
+      expect(log.verify()).toMatchObject({ ok: true });
+    } finally {
+      reader.close();
+      log.close();
+    }
+  });
 });
 
 describe('Orchestrator#close()', () => {

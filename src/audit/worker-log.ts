@@ -217,10 +217,17 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     );
   }
 
+  /**
+   * What the file holds now, without waiting for the appends in flight: the approval flow's
+   * periodic look at what other processes decided must not block this thread behind the
+   * worker (under backpressure a commit may wait seconds). What is in flight is this bus's
+   * own, which it knows without reading.
+   */
   holdStates(): [string, string, number][] {
     return this.read(
       (log) => log.holdStates(),
       () => [],
+      false,
     );
   }
 
@@ -245,13 +252,16 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     return this.call({ id: 0, op: 'decide', decisions: [...decisions] }) as boolean[];
   }
 
-  /** Runs `read` on this thread's reader of a file log (`memory` for a :memory: one, which keeps no holds). */
-  private read<T>(read: (log: SqliteAuditLog) => T, memory: () => T): T {
+  /**
+   * Runs `read` on this thread's reader of a file log (`memory` for a :memory: one, which
+   * keeps no holds), after what was handed to the worker is committed unless `drain` is false.
+   */
+  private read<T>(read: (log: SqliteAuditLog) => T, memory: () => T, drain = true): T {
     if (!this.keepsHolds) return memory();
     if (this.closed) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed');
     this.recover();
     if (this.broken !== undefined) throw this.broken;
-    this.drain();
+    if (drain) this.drain();
     if (this.broken !== undefined) throw this.broken;
     return read(this.readerLog());
   }
