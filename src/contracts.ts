@@ -116,17 +116,21 @@ export type IntentsOf<C extends Contracts, T extends RuleType> =
 export type InputOf<C extends Contracts, K> =
   IsLoose<C> extends true ? unknown : K extends keyof C ? StandardSchemaV1.InferInput<C[K]['input']> : unknown;
 
-/** What the handler receives for intent `K`. */
+/**
+ * What the handler receives for intent `K`: the schema's input type, since contracts validate
+ * but do not transform (the handler gets exactly the JSON that was sent and hashed, so a
+ * `.default()` field the sender left out is absent, and a `.transform()` did not run).
+ */
 export type PayloadOf<C extends Contracts, K> =
-  IsLoose<C> extends true ? unknown : K extends keyof C ? StandardSchemaV1.InferOutput<C[K]['input']> : unknown;
+  IsLoose<C> extends true ? unknown : K extends keyof C ? StandardSchemaV1.InferInput<C[K]['input']> : unknown;
 
-/** What the handler returns, and the sender receives, for intent `K`. */
+/** What the handler returns, and the sender receives, for intent `K`: the output schema's input type (a reply is validated, not transformed). */
 export type OutputOf<C extends Contracts, K> =
   IsLoose<C> extends true
     ? unknown
     : K extends keyof C
       ? C[K]['output'] extends StandardSchemaV1
-        ? StandardSchemaV1.InferOutput<C[K]['output']>
+        ? StandardSchemaV1.InferInput<C[K]['output']>
         : C[K]['type'] extends 'notify'
           ? void
           : unknown

@@ -79,12 +79,14 @@ export interface BusErrorDetails {
 export class BusError extends Error {
   override readonly name = 'BusError';
   readonly code: ErrorCode;
-  readonly messageId?: string;
-  readonly retryAfterMs?: number;
-  readonly rule?: string;
-  readonly timeoutMs?: number;
-  readonly reason?: string;
-  readonly agentId?: string;
+  // Declared, not defined: a field a refusal does not carry is absent (`'rule' in e` is false),
+  // not an own property holding undefined.
+  declare readonly messageId?: string;
+  declare readonly retryAfterMs?: number;
+  declare readonly rule?: string;
+  declare readonly timeoutMs?: number;
+  declare readonly reason?: string;
+  declare readonly agentId?: string;
 
   constructor(code: ErrorCode, message: string, details: BusErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });

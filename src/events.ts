@@ -5,7 +5,7 @@ import mittModule, { type Emitter } from 'mitt';
 const mitt = ((mittModule as unknown as { default?: unknown }).default ?? mittModule) as unknown as <T extends Record<string, unknown>>() => Emitter<T>;
 import { escapeText } from './escape-text.js';
 import type { Envelope, MessageType } from './envelope.js';
-import type { BusError, ErrorCode } from './errors.js';
+import { BusError, describe, type ErrorCode } from './errors.js';
 import type { ApprovalDecision } from './audit/types.js';
 import type { PendingApproval } from './approvals.js';
 
@@ -71,6 +71,25 @@ export interface BusEvents {
 }
 
 export type BusEventName = keyof BusEvents;
+
+/** Every event name, so a misspelled one is an error rather than a listener that never runs. */
+const EVENT_NAMES: ReadonlySet<string> = new Set<BusEventName>(
+  Object.keys({
+    'message:sent': 1,
+    'message:delivered': 1,
+    'message:denied': 1,
+    'message:replied': 1,
+    'message:expired': 1,
+    'message:failed': 1,
+    'message:dead': 1,
+    'approval:requested': 1,
+    'approval:decided': 1,
+    'audit:error': 1,
+    'audit:backpressure': 1,
+    'agent:lost': 1,
+    'operator:refused': 1,
+  } satisfies Record<BusEventName, 1>) as BusEventName[],
+);
 export type BusListener<K extends BusEventName> = (event: BusEvents[K]) => void;
 
 /** The public side of the bus's emitter: subscribe and unsubscribe. */
@@ -78,6 +97,18 @@ export interface BusEventSource {
   /** Subscribes `listener`; returns the function that unsubscribes it (like `off`). */
   on<K extends BusEventName>(name: K, listener: BusListener<K>): () => void;
   off<K extends BusEventName>(name: K, listener: BusListener<K>): void;
+}
+
+/**
+ * The face of `emitter` that whoever holds a bus (or a fleet desk) gets: on/off only, frozen,
+ * so a holder may listen but never emit a forged event or clear the listeners of the console,
+ * the transcript or the telemetry.
+ */
+export function eventsFace(emitter: BusEmitter): BusEventSource {
+  return Object.freeze({
+    on: <K extends BusEventName>(name: K, listener: BusListener<K>): (() => void) => emitter.on(name, listener),
+    off: <K extends BusEventName>(name: K, listener: BusListener<K>): void => emitter.off(name, listener),
+  });
 }
 
 type Wrapped = (event: unknown) => void;
@@ -93,7 +124,10 @@ export class BusEmitter implements BusEventSource {
   private readonly wrappers = new Map<BusEventName, Map<Function, Wrapped>>();
 
   on<K extends BusEventName>(name: K, listener: BusListener<K>): () => void {
-    if (typeof listener !== 'function') throw new TypeError(`events.on("${name}"): listener must be a function`);
+    if (typeof name !== 'string' || !EVENT_NAMES.has(name)) {
+      throw new BusError('INVALID_ARGUMENT', `events.on(${describe(name)}): no such event (expected one of ${[...EVENT_NAMES].join(', ')})`);
+    }
+    if (typeof listener !== 'function') throw new BusError('INVALID_ARGUMENT', `events.on("${name}"): listener must be a function, got ${describe(listener)}`);
     let byListener = this.wrappers.get(name);
     if (byListener === undefined) this.wrappers.set(name, (byListener = new Map()));
     const unsubscribe = () => this.off(name, listener);

@@ -27,6 +27,18 @@ export function parseOptions<S extends z.ZodType>(schema: S, input: unknown, fac
   return parsed.data as z.output<S>;
 }
 
+/**
+ * `schema.safeParse(value)` for a value a caller passed: a getter or a Proxy trap that throws
+ * while it is read is an `INVALID_ARGUMENT` (`<what>: cannot read it: …`), never a raw error.
+ */
+export function safeParseInput<S extends z.ZodType>(schema: S, value: unknown, what: string): z.ZodSafeParseResult<z.output<S>> {
+  try {
+    return schema.safeParse(value) as z.ZodSafeParseResult<z.output<S>>;
+  } catch (error) {
+    throw toBusError(error, 'INVALID_ARGUMENT', undefined, `${what}: cannot read it: `);
+  }
+}
+
 /** The refusal of a factory's options: `Invalid <factory> options: <issues>`. */
 export function optionsError(factory: string, error: z.ZodError): BusError {
   return new BusError('INVALID_ARGUMENT', `Invalid ${factory} options: ${formatOptionIssues(error)}`);

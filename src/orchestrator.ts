@@ -10,14 +10,14 @@ import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError, describe, ErrorCode, toBusError } from './errors.js';
-import { BusEmitter, type BusEventSource } from './events.js';
+import { BusEmitter, eventsFace, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
 import { freezeObject } from './frozen.js';
 import type { AgentInfo, Handler, HandlerMap } from './types.js';
 import { AGENT_ID_PATTERN } from './ids.js';
 import { TokenBucket, type RateSpec } from './limits.js';
 import { Mailbox } from './mailbox.js';
-import { formatOptionIssues } from './options-schema.js';
+import { formatOptionIssues, safeParseInput } from './options-schema.js';
 import { resolveOptions, type OrchestratorOptions, type ResolvedOptions } from './options.js';
 import { lintRules, type PolicyLint, type PolicyRule } from './policy.js';
 import { PolicyStore } from './policy-store.js';
@@ -178,7 +178,7 @@ export class Orchestrator<C extends Contracts = any> {
       refusals: this.#refusals,
       holdStore: isHoldStore(this.#audit) ? this.#audit : undefined,
     });
-    this.events = this.#emitter;
+    this.events = eventsFace(this.#emitter);
     const pipeline = this.#pipeline;
     this.approvals = Object.freeze({
       list: (): PendingApproval[] => pipeline.listApprovals(),
@@ -300,10 +300,10 @@ export class Orchestrator<C extends Contracts = any> {
     if (this.#registry.size >= this.#options.maxAgents) {
       throw new BusError('INVALID_ARGUMENT', `cannot register "${id}": ${this.#registry.size} agents are registered, the limit (limits.maxAgents)`);
     }
-    const parsed = registerSchema.safeParse(options);
+    const parsed = safeParseInput(registerSchema, options, `register("${id}") options`);
     if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `register("${id}"): ${formatOptionIssues(parsed.error)}`);
     const o = parsed.data;
-    const handlers = checkHandlers(id, options.handlers);
+    const handlers = checkHandlers(id, o.handlers);
     const rate = o.rate ?? this.#options.rate;
     const record: AgentRecord = {
       id,
@@ -424,7 +424,7 @@ export class Orchestrator<C extends Contracts = any> {
    * of another node what `remoteTrust` grants it, any other 0.
    */
   explain(request: { from: string; to: string; type: RuleType; intent: string }): Explanation {
-    const parsed = explainSchema.safeParse(request);
+    const parsed = safeParseInput(explainSchema, request, 'explain()');
     if (!parsed.success) throw new BusError('INVALID_ARGUMENT', `explain(): ${formatOptionIssues(parsed.error)}`);
     const { from, to, type, intent } = parsed.data;
     const d = this.#policy.current.evaluate({ from, to, type, intent, trust: this.#trustOf(from), recipientTrust: this.#trustOf(to) });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { RULE_TYPES, type RuleType } from './envelope.js';
 import { BusError } from './errors.js';
 import { AGENT_ID_PATTERN } from './ids.js';
+import { safeParseInput } from './options-schema.js';
 
 /** One policy rule. Build rule sets with {@link parseRules}, which validates them. */
 export interface PolicyRule {
@@ -252,7 +253,7 @@ function freezeList<T>(list: readonly T[] | undefined): readonly T[] | undefined
  * const rules = parseRules([{ from: 'research', to: 'writer', allow: ['delegate', 'notify'] }]);
  */
 export function parseRules(input: unknown): PolicyRule[] {
-  const result = rulesSchema.safeParse(input);
+  const result = safeParseInput(rulesSchema, input, 'policy rules');
   if (!result.success) throw new BusError('INVALID_ARGUMENT', formatIssues(result.error.issues));
   return result.data.map((r) => {
     // Built key by key so absent keys stay absent (exactOptionalPropertyTypes) and the

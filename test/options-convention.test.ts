@@ -10,6 +10,7 @@ import { BusError, defineContracts, Orchestrator, SqliteAuditLog } from '../src/
 import { mcpHandlers, mcpServer } from '../src/mcp/index.js';
 import { fleetApprovals, natsTransport } from '../src/nats/index.js';
 import { ApprovalDesk } from '../src/operator/index.js';
+import { openTelemetry } from '../src/otel/index.js';
 import { parseOptions } from '../src/options-schema.js';
 import { approvalServer } from '../src/web/index.js';
 
@@ -47,6 +48,7 @@ describe('every factory', () => {
     ['mcpHandlers', () => mcpHandlers({} as never, { prefx: 'x.' } as never)],
     ['a2aServer', () => a2aServer(bus(), { agent: 'front', host: '127.0.0.1', port: 0, callers: {}, maxbodybytes: 1 } as never)],
     ['a2aAgent', () => a2aAgent({ card: 'http://127.0.0.1:1/.well-known/agent-card.json', header: {} } as never)],
+    ['openTelemetry', () => openTelemetry({ tracerprovider: {} } as never)],
   ];
 
   it.each(misspelled)('%s refuses a misspelled key with INVALID_ARGUMENT in the one wording', async (factory, make) => {

@@ -63,7 +63,7 @@ describe('contracts accept any Standard Schema: types', () => {
     expectTypeOf<StandardSchemaV1<{ a: 1 }, { b: 2 }>>().toExtend<SpecSchema<{ a: 1 }, { b: 2 }>>();
   });
 
-  it('keeps zod transforms apart: input type for senders, output type for handlers', () => {
+  it('StandardSchemaV1.InferInput and InferOutput keep a zod transform\'s two types apart', () => {
     const c = defineContracts({ n: { type: 'notify', input: z.object({ at: z.string().transform((s) => s.length) }) } });
     expectTypeOf<StandardSchemaV1.InferInput<(typeof c)['n']['input']>>().toEqualTypeOf<{ at: string }>();
     expectTypeOf<StandardSchemaV1.InferOutput<(typeof c)['n']['input']>>().toEqualTypeOf<{ at: number }>();

@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { BusError } from '../errors.js';
-import { parseOptions } from '../options-schema.js';
+import { parseOptions, safeParseInput } from '../options-schema.js';
 import { MESSAGE_TYPES } from '../envelope.js';
 import { statSync } from 'node:fs';
 import { BatchCache, runQuery } from './batch-query.js';
@@ -437,7 +437,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
    */
   query(filter: MessageLogQuery = {}): MessageLogEntry[] {
     this.assertOpen();
-    const parsed = filterSchema.safeParse(filter);
+    const parsed = safeParseInput(filterSchema, filter, 'query filter');
     if (!parsed.success) throw filterError(parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
@@ -488,7 +488,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
    */
   peerDigests(filter: PeerDigestQuery = {}): PeerDigestEntry[] {
     this.assertOpen();
-    const parsed = digestFilterSchema.safeParse(filter);
+    const parsed = safeParseInput(digestFilterSchema, filter, 'peerDigests filter');
     if (!parsed.success) throw filterError(parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));

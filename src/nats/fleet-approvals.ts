@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { ApprovalResult, PendingApproval } from '../approvals.js';
 import { BusError, ErrorCode, isBusError } from '../errors.js';
-import { BusEmitter, type BusEventSource } from '../events.js';
+import { BusEmitter, eventsFace, type BusEventSource } from '../events.js';
 import { objectWith, parseOptions } from '../options-schema.js';
 import type { Transport } from '../pipeline/transport.js';
 import { NodeConnection } from './connection.js';
@@ -125,8 +125,9 @@ export async function fleetApprovals(options: FleetApprovalsOptions): Promise<Fl
 
 class FleetDesk implements FleetApprovals {
   readonly operator: string;
-  readonly events: BusEmitter;
+  readonly events: BusEventSource;
   readonly approvals: FleetApprovals['approvals'];
+  readonly #emitter = new BusEmitter();
   readonly #conn: NodeConnection;
   readonly #fleet: FleetOf;
   readonly #keys: NodeKeys;
@@ -142,8 +143,7 @@ class FleetDesk implements FleetApprovals {
     this.#keys = keys;
     this.operator = operator;
     this.#timeoutMs = timeoutMs;
-    const emitter = new BusEmitter();
-    this.events = emitter;
+    this.events = eventsFace(this.#emitter);
     this.approvals = Object.freeze({
       list: () => this.#list(),
       approve: async (id: string, opts: FleetApproveOptions = {}) => {
@@ -199,7 +199,7 @@ class FleetDesk implements FleetApprovals {
     const items = Array.isArray(listed) ? listed.filter(isApproval).map((a) => Object.freeze({ ...a, node })) : [];
     const before = new Set((this.#held.get(node) ?? []).map((a) => a.id));
     this.#held.set(node, items);
-    for (const item of items) if (!before.has(item.id)) this.events.emit('approval:requested', { approval: item });
+    for (const item of items) if (!before.has(item.id)) this.#emitter.emit('approval:requested', { approval: item });
   }
 
   async #decide(id: string, fields: Record<string, unknown>): Promise<unknown> {
@@ -263,7 +263,7 @@ class FleetDesk implements FleetApprovals {
     } else if (body.event === 'decided' && typeof body.decision === 'string' && ['approved', 'rejected', 'expired', 'cancelled'].includes(body.decision)) {
       const approval = this.#drop(node, body.id);
       if (approval === undefined) return; // never listed here: no view shows it
-      this.events.emit('approval:decided', {
+      this.#emitter.emit('approval:decided', {
         approval,
         decision: body.decision as 'approved',
         ...(typeof body.by === 'string' ? { by: body.by } : {}),

@@ -30,6 +30,8 @@ import {
   type Telemetry,
   type TracedEnvelope,
 } from '../telemetry-port.js';
+import { z } from 'zod';
+import { fn, objectWith, parseOptions } from '../options-schema.js';
 import * as A from './attributes.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 
@@ -54,11 +56,19 @@ const SCOPE = 'agent-switchboard';
  * const telemetry = openTelemetry(); // after the NodeSDK / providers are registered
  */
 export function openTelemetry(options: OpenTelemetryOptions = {}): Telemetry {
-  const tracerProvider = options.tracerProvider ?? (globalTracerRegistered() ? trace.getTracerProvider() : undefined);
-  const meterProvider = options.meterProvider ?? (globalMeterRegistered() ? metrics.getMeterProvider() : undefined);
+  // Strict like every factory: a misspelled provider key would otherwise give the no-op telemetry in silence.
+  const o = parseOptions(optionsSchema, options, 'openTelemetry');
+  const tracerProvider = o.tracerProvider ?? (globalTracerRegistered() ? trace.getTracerProvider() : undefined);
+  const meterProvider = o.meterProvider ?? (globalMeterRegistered() ? metrics.getMeterProvider() : undefined);
   if (tracerProvider === undefined && meterProvider === undefined) return NOOP_TELEMETRY;
-  return new OtelTelemetry(tracerProvider, meterProvider, options.now ?? (() => performance.now()));
+  return new OtelTelemetry(tracerProvider, meterProvider, o.now ?? (() => performance.now()));
 }
+
+const optionsSchema = z.strictObject({
+  tracerProvider: objectWith<TracerProvider>('a TracerProvider (with getTracer)', 'getTracer').optional(),
+  meterProvider: objectWith<MeterProvider>('a MeterProvider (with getMeter)', 'getMeter').optional(),
+  now: fn<() => number>().optional(),
+});
 
 /** True when an SDK registered a global tracer provider (the API's proxy has a delegate). */
 function globalTracerRegistered(): boolean {

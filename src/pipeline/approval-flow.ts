@@ -350,7 +350,10 @@ export class ApprovalFlow {
     const p = hold.pending;
     // A restored hold is a row any editor of the file can put back: one the log shows decided is never delivered.
     if (hold.approval.restored === true && this.#decidedInLog(envelope.id, envelope.to)) {
-      return refused(this.#refuseUnvouched(hold, false, REDECIDED));
+      const { error, taken } = this.#refuseUnvouched(hold, false, REDECIDED);
+      // Not in the file any more: another console or process decided it since this bus listed it.
+      if (!taken) throw this.#decidedElsewhere(hold, 'approve');
+      return refused(error);
     }
     let failure: BusError | undefined;
     let recipient: AgentRecord | undefined;
@@ -601,17 +604,18 @@ export class ApprovalFlow {
 
   /**
    * A hold the log does not vouch for (marked approved with no approval row, or decided
-   * before): never delivered, recorded cancelled and failed. Returns the sender's error.
+   * before): never delivered, recorded cancelled and failed. Returns the sender's error, and
+   * whether the file took the rows (false: its hold was gone, decided by another process).
    */
-  #refuseUnvouched(hold: HeldMessage, approvedInFile = true, what = UNVOUCHED): BusError {
+  #refuseUnvouched(hold: HeldMessage, approvedInFile = true, what = UNVOUCHED): { error: BusError; taken: boolean } {
     const envelope = hold.approval.envelope;
     const why = `the held copy was not delivered: ${what}`;
     const error = new BusError('INVALID_PAYLOAD', why, { messageId: envelope.id });
     const records = [this.#journal.decision(hold.approval, 'cancelled', undefined, why), this.#journal.outcome(envelope, 'failed', error.code, error.message)];
-    if (!this.#decideOrStage(hold, records, { approved: approvedInFile })) return error;
+    if (!this.#decideOrStage(hold, records, { approved: approvedInFile })) return { error, taken: false };
     this.#journal.emitDecided(hold.approval, 'cancelled', undefined, undefined, why);
     this.#failWritten(hold, error, 'failed');
-    return error;
+    return { error, taken: true };
   }
 
   #decidedElsewhere(hold: HeldMessage, verb: string): BusError {

@@ -103,6 +103,9 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     const { n1, id1, id2, sold } = await twoNodes();
     const fleet = await fleetAs('alice');
     expect(fleet.operator).toBe('alice');
+    // Its events are a face to listen on: no holder of the desk can emit a forged decision.
+    expect(Object.isFrozen(fleet.events)).toBe(true);
+    expect(Object.keys(fleet.events).sort()).toEqual(['off', 'on']);
     const listed = fleet.approvals.list();
     expect(listed.map((a) => [a.node, a.id, a.envelope.from, a.envelope.to])).toEqual(
       expect.arrayContaining([
