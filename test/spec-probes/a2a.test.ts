@@ -237,7 +237,7 @@ describe('A2A: "A client names the skill it calls in `message.metadata.skill`"',
     const { b, ran } = front([{ from: '*', to: '*', allow: ['ask', 'delegate', 'notify'] }]);
     const server = await serve(b);
     const client = await sdkClient(server.url, TOKEN);
-    const unknowns = [undefined, 'nope', 'ping', '\u202eetouq'];
+    const unknowns = [undefined, 'nope', 'ping', '\u202eetouq', '__proto__', 'constructor', 'toString', ''];
     for (const skill of unknowns) {
       const result = await client.sendMessage(request(skill, [dataPart({ sku: 'a' })]));
       if (!('status' in result)) throw new Error('expected a task');
@@ -989,5 +989,20 @@ describe('A2A: docs/a2a.md "ListTasks lists the caller\'s own tasks, newest firs
       if (pageToken === '') break;
     }
     expect(seen).toEqual([...mine].reverse());
+  });
+});
+
+describe('A2A: hostile payloads inside a well-formed request', () => {
+  it('answers a data part nested 20000 deep without crashing (an error or a refused task), and goes on serving', async () => {
+    const { b, ran } = front([{ from: '*', to: 'front', allow: ['ask'] }]);
+    const server = await serve(b);
+    const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
+    const body = `{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m","role":"ROLE_USER","parts":[{"data":${deep}}],"metadata":{"skill":"quote"}}}}`;
+    const res = await rpc(server, body);
+    expect(res.status).toBe(200);
+    const reply = (await res.json()) as { error?: { code: number }; result?: { task?: { status?: { state?: string } } } };
+    if (reply.error === undefined) expect(reply.result?.task?.status?.state).toMatch(/TASK_STATE_(REJECTED|FAILED)/);
+    expect(ran).toEqual([]);
+    expect((await send(server, 'quote', [dataPart({ sku: 'ok' })])).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
   });
 });
