@@ -32,6 +32,8 @@ export interface A2aAgentOptions {
   readonly maxSkills?: number;
   /** Bytes of one response (the card, a reply, a whole stream) read at most; beyond, the call fails. @default 16777216 */
   readonly maxResponseBytes?: number;
+  /** Milliseconds the card's request may take, its body included; beyond, a2aAgent() is refused. @default 10000 */
+  readonly cardTimeoutMs?: number;
 }
 
 /** What `bus.register(id, …)` takes: one handler per skill of the remote card. */
@@ -50,6 +52,7 @@ const optionsSchema = z.strictObject({
   skills: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
   maxSkills: z.number().int().min(1).max(100_000).optional(),
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
+  cardTimeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
 });
 
 /** The fields of a remote card that a2aAgent reads, as the A2A JSON has them. */
@@ -89,10 +92,17 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
     return response.body === null ? response : new Response(capped(response.body, maxResponseBytes), { status: response.status, statusText: response.statusText, headers: response.headers });
   };
   let card: AgentCard;
+  // A remote that takes the connection and never answers would hold the app's start-up.
+  const cardTimeoutMs = o.cardTimeoutMs ?? 10_000;
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new Error(`no card within ${cardTimeoutMs} ms (cardTimeoutMs)`)), cardTimeoutMs);
   try {
-    card = await new DefaultAgentCardResolver({ fetchImpl }).resolve(o.card, '');
+    card = await new DefaultAgentCardResolver({ fetchImpl: (input, init) => fetchImpl(input, { ...init, signal: deadline.signal }) }).resolve(o.card, '');
   } catch (error) {
-    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${(error as Error).message}`, { cause: error });
+    const reason = deadline.signal.aborted ? (deadline.signal.reason as Error) : (error as Error);
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${reason.message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
   }
   // The SDK hands the remote's JSON back as it came: the fields read here are checked first,
   // so a card of the wrong shape is a refusal naming it, never a TypeError from deep inside.

@@ -1006,3 +1006,26 @@ describe('A2A: hostile payloads inside a well-formed request', () => {
     expect((await send(server, 'quote', [dataPart({ sku: 'ok' })])).status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
   });
 });
+
+describe('A2A: a2aAgent "reads the remote card once at registration" from a remote that never answers', () => {
+  it('is refused with INVALID_ARGUMENT naming cardTimeoutMs, for a remote that sends nothing and one that stops mid-body', async () => {
+    const server = createServer((req, res) => {
+      if (req.url === '/half/.well-known/agent-card.json') res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' }).write('{"skills":');
+      // Otherwise: nothing at all, the connection held open.
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    for (const card of [`${base}/.well-known/agent-card.json`, `${base}/half/.well-known/agent-card.json`]) {
+      const e = await refusal(() => a2aAgent({ card, cardTimeoutMs: 150 }));
+      expect(e.code).toBe('INVALID_ARGUMENT');
+      expect(e.message).toMatch(/cardTimeoutMs/);
+    }
+  });
+});
