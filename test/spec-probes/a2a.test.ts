@@ -1029,3 +1029,16 @@ describe('A2A: a2aAgent "reads the remote card once at registration" from a remo
     }
   });
 });
+
+describe('A2A: "While held for approval it stays working … it then completes"', () => {
+  it('keeps a blocking send (no stream, no returnImmediately) waiting while held, and answers completed with the reply once approved', async () => {
+    const { b, ran } = front();
+    const server = await serve(b);
+    b.events.on('approval:requested', ({ approval }) => void b.approvals.approve(approval.id, { by: 'alice' }));
+    const task = await send(server, 'order', [dataPart({ sku: 'ssd' })]);
+    expect(task.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(valueOf(task)).toEqual({ id: 'o-ssd' });
+    expect(ran).toEqual(['order ssd']);
+    expect(b.getMessageLog({ agentId: 'partner-x' }).find((e) => e.type === 'delegate')).toMatchObject({ approval: 'approved', decidedBy: 'alice', outcome: 'replied' });
+  });
+});
