@@ -1042,3 +1042,29 @@ describe('A2A: "While held for approval it stays working … it then completes"'
     expect(b.getMessageLog({ agentId: 'partner-x' }).find((e) => e.type === 'delegate')).toMatchObject({ approval: 'approved', decidedBy: 'alice', outcome: 'replied' });
   });
 });
+
+describe('A2A: docs/a2a.md "maxConnections … open connections at most, authenticated or not (a 401 closes its connection)"', () => {
+  it('lets no unauthenticated keep-alive hold the only slot: after its 401 a caller with a token is served', async () => {
+    const { b } = front();
+    const server = await serve(b, { maxConnections: 1 });
+    const socket = connect(Number(new URL(server.url).port), '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write(`POST ${RPC_PATH} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n{}`);
+    await closed;
+    expect(text).toMatch(/^HTTP\/1\.1 401/);
+    // One raw connection (fetch may open a second while its first is still being pooled,
+    // and a cap of one closes that at once, as documented).
+    const answer = async (): Promise<string> => {
+      const legit = connect(Number(new URL(server.url).port), '127.0.0.1');
+      let got = '';
+      legit.setEncoding('utf8').on('data', (chunk: string) => (got += chunk));
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'GetTask', params: { id: 'none' } });
+      legit.write(`POST ${RPC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nA2A-Version: 1.0\r\nConnection: close\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      await new Promise<void>((resolve) => legit.once('close', () => resolve()));
+      return got;
+    };
+    await expect.poll(answer).toMatch(/^HTTP\/1\.1 200[\s\S]*Task not found/);
+  });
+});
