@@ -499,16 +499,19 @@ describe('A2A: a2aAgent "A remote failure is `HANDLER_FAILED` naming the remote\
     expect(e.message).toContain('TASK_STATE_FAILED');
   });
 
-  it('fails with HANDLER_FAILED when the remote answers garbage: not JSON, a JSON-RPC result of the wrong shape, an empty stream', async () => {
-    const answers = ['<html>oops</html>', JSON.stringify({ jsonrpc: '2.0', id: 1, result: { nonsense: true } }), ''];
+  const garbage: [string, boolean, string, string[]][] = [
+    ['JSON', false, 'application/json', ['<html>oops</html>', JSON.stringify({ jsonrpc: '2.0', id: 1, result: { nonsense: true } }), '', JSON.stringify({ jsonrpc: '2.0', id: 1, error: { code: 'x', message: 7 } })]],
+    ['SSE', true, 'text/event-stream', ['data: not json\n\n', `data: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { weird: 1 } })}\n\n`, '', 'event: error\ndata: {}\n\n', `data: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { statusUpdate: { taskId: 't', contextId: 'c', status: { state: 'TASK_STATE_WORKING' } } } })}\n\n`]],
+  ];
+  it.each(garbage)('fails with HANDLER_FAILED when a remote answers %s garbage: not JSON, a result of the wrong shape, nothing, a stream without a final state', async (_kind, streaming, type, answers) => {
     let next = 0;
     const server = createServer((req, res) => {
       if (req.url === '/.well-known/agent-card.json') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...bareCard(url, ['x']), capabilities: { streaming: false, pushNotifications: false, extensions: [] } }));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...bareCard(url, ['x']), capabilities: { streaming, pushNotifications: false, extensions: [] } }));
         return;
       }
       req.resume();
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(answers[next++ % answers.length]));
+      req.on('end', () => res.writeHead(200, { 'content-type': type }).end(answers[next++ % answers.length]));
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -517,8 +520,8 @@ describe('A2A: a2aAgent "A remote failure is `HANDLER_FAILED` naming the remote\
     b.register('remote', await a2aAgent({ card: `${url}/.well-known/agent-card.json` }));
     const me = b.register('me');
     for (let i = 0; i < answers.length; i++) {
-      const e = await refusal(me.ask('remote', 'x', 1));
-      expect(e.code).toBe('HANDLER_FAILED');
+      const e = await refusal(me.ask('remote', 'x', 1, { timeoutMs: 2000 }));
+      expect(e.code, answers[i]).toBe('HANDLER_FAILED');
     }
   });
 
