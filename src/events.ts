@@ -59,6 +59,15 @@ export interface BusEvents {
    * under another id) once the cause is fixed.
    */
   'agent:lost': { agentId: string; holder: string; error: BusError };
+  /**
+   * With nodes: a request of the fleet's approval desk (an operator listing or deciding this
+   * node's held messages) was refused before it reached the queue: its signer is no operator
+   * of this node's roster, its signature does not verify, it is stale or a replay, it names
+   * another bus or node, or it is malformed. Nothing was listed or decided. `operator` and
+   * `messageId` are as the request names them (unverified), cut short. A process warning
+   * (`SWITCHBOARD_OPERATOR_REFUSED`, at most ten a minute plus a summary) when nobody listens.
+   */
+  'operator:refused': { request: 'list' | 'decide'; operator?: string; messageId?: string; code: ErrorCode; reason: string };
 }
 
 export type BusEventName = keyof BusEvents;
@@ -78,6 +87,7 @@ const EVENT_NAMES: ReadonlySet<string> = new Set<BusEventName>(
     'audit:error': 1,
     'audit:backpressure': 1,
     'agent:lost': 1,
+    'operator:refused': 1,
   } satisfies Record<BusEventName, 1>) as BusEventName[],
 );
 export type BusListener<K extends BusEventName> = (event: BusEvents[K]) => void;

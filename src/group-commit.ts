@@ -235,25 +235,42 @@ export class GroupCommit {
     this.retryHeld();
   };
 
-  /** Writes the held records (before anything newer), or keeps holding them if the log still fails. */
+  /**
+   * Writes the held records (before anything newer), or keeps holding them if the log still
+   * fails. In transactions of at most `maxBatch` records, as any chunk: up to
+   * {@link MAX_HELD_RECORDS} in one would be a transaction far larger than the file log
+   * assumes (one must fit in the last quarter of `audit.maxWalBytes`).
+   */
   private retryHeld(): void {
     if (this.held.length === 0 || this.log === undefined) return;
     const records = this.held;
     this.held = [];
+    const size = Math.max(1, this.maxBatch);
     if (this.async !== undefined) {
-      this.inFlight++;
-      this.async.appendAsync(records, (error) => {
-        this.inFlight--;
-        if (error !== undefined) this.holdAgain(records);
-        else this.written(records.length);
-      });
+      // Answered in order, one after the other: what failed is held again once, in order, at the last answer.
+      const failed: AuditRecord[][] = [];
+      let waiting = Math.ceil(records.length / size);
+      for (let at = 0; at < records.length; at += size) {
+        const slice = records.slice(at, at + size);
+        this.inFlight++;
+        this.async.appendAsync(slice, (error) => {
+          this.inFlight--;
+          if (error !== undefined) failed.push(slice);
+          else this.written(slice.length);
+          if (--waiting === 0 && failed.length > 0) this.holdAgain(failed.flat());
+        });
+      }
       return;
     }
-    try {
-      this.log.append(records);
-      this.written(records.length);
-    } catch {
-      this.holdAgain(records);
+    for (let at = 0; at < records.length; at += size) {
+      const slice = at === 0 && records.length <= size ? records : records.slice(at, at + size);
+      try {
+        this.log.append(slice);
+      } catch {
+        this.holdAgain(at === 0 ? records : records.slice(at));
+        return;
+      }
+      this.written(slice.length);
     }
   }
 

@@ -143,8 +143,10 @@ export interface AuditOptions {
   /**
    * The most a file log's `-wal` file may hold, in bytes (at least 1 MiB). Past a quarter, the
    * writer checkpoints and truncates it; past three quarters, commits wait for a checkpoint
-   * (backpressure, the `audit:backpressure` event) rather than let it grow. `close()` leaves
-   * no WAL behind. A `:memory:` log has no WAL (`maxRows` bounds it).
+   * (backpressure, the `audit:backpressure` event) rather than let it grow; if none can be
+   * made within 5 s (a reader holds an old snapshot), that batch fails closed with
+   * `AUDIT_UNAVAILABLE`, and so do the episode's later ones, at once, until one can. With
+   * `worker: false` that one wait blocks this thread. `close()` leaves no WAL behind. A `:memory:` log has no WAL (`maxRows` bounds it).
    * @default 67_108_864 (64 MiB)
    */
   maxWalBytes?: number;

@@ -9,7 +9,7 @@ import { isHoldStore, type AuditLog, type ChainHead, type MessageLogEntry, type 
 import { systemClock, type Clock } from './clock.js';
 import { defineContracts, type AnyContracts, type Contracts } from './contracts.js';
 import { RULE_TYPES, type RuleType } from './envelope.js';
-import { BusError, describe, toBusError } from './errors.js';
+import { BusError, describe, ErrorCode, toBusError } from './errors.js';
 import { BusEmitter, eventsFace, type BusEventSource } from './events.js';
 import { GroupCommit } from './group-commit.js';
 import { freezeObject } from './frozen.js';
@@ -25,8 +25,9 @@ import type { ApprovalResult } from './approvals.js';
 import type { AgentRecord } from './pipeline/records.js';
 import { RefusalSummaries } from './pipeline/refusal-summary.js';
 import { Pipeline } from './pipeline/send.js';
-import { InProcessTransport, type InboundPort, type Transport } from './pipeline/transport.js';
+import { InProcessTransport, type InboundPort, type RefusedDeskRequest, type Transport } from './pipeline/transport.js';
 import { guardTelemetry, type Telemetry } from './telemetry-port.js';
+import { WarningSummary } from './warning-summary.js';
 
 /** Options of `bus.register(id, options)`. */
 export interface RegisterOptions<C extends Contracts = AnyContracts> {
@@ -110,6 +111,8 @@ export class Orchestrator<C extends Contracts = any> {
   readonly #claims = new Set<Promise<void>>();
   /** Ids another node took over at run time, until registered here again: `ready()` rejects with the first. */
   readonly #lostClaims = new Map<string, BusError>();
+  /** Warnings of refused operator requests when nobody listens for `operator:refused`: a flood costs a few lines a minute. */
+  readonly #operatorWarnings = new WarningSummary('SWITCHBOARD_OPERATOR_REFUSED', 'operator requests');
   #closing: Promise<void> | undefined;
 
   /** True once `close()` was called: nothing can be sent or decided any more (the approval page shows it). */
@@ -208,7 +211,7 @@ export class Orchestrator<C extends Contracts = any> {
         digest: (report) => inbound.digest(report),
         admitted: (since, limit) => this.#admitted(since, limit),
         admittedDigests: (since, limit) => this.#admittedDigests(since, limit),
-        desk: freezeObject({ events: this.events, approvals: this.approvals }),
+        desk: freezeObject({ events: this.events, approvals: this.approvals, refused: (report: RefusedDeskRequest) => this.#operatorRefused(report) }),
       } satisfies InboundPort),
     );
   }
@@ -229,6 +232,27 @@ export class Orchestrator<C extends Contracts = any> {
     this.#lostClaims.set(agentId, error);
     if (this.#emitter.has('agent:lost')) this.#emitter.emit('agent:lost', { agentId, holder: by, error });
     else process.emitWarning(`agent-switchboard: ${error.message}`, { code: 'SWITCHBOARD_AGENT_LOST' });
+  }
+
+  /**
+   * The transport refused an operator's request before the approval queue saw it: said as
+   * `operator:refused`, or as a warning when nobody listens (a fleet's operator expects a
+   * forged or replayed decision to leave a trace on the node it was aimed at).
+   */
+  #operatorRefused(report: RefusedDeskRequest): void {
+    if (this.#closing !== undefined) return;
+    const cut = (v: unknown, n: number): string | undefined => (typeof v === 'string' ? v.slice(0, n) : undefined);
+    const request = report.request === 'list' ? 'list' : 'decide';
+    const operator = cut(report.operator, 80);
+    const messageId = cut(report.messageId, 300);
+    const code: ErrorCode = typeof report.code === 'string' && Object.hasOwn(ErrorCode, report.code) ? report.code : 'POLICY_DENIED';
+    const reason = cut(report.reason, 1024) ?? 'refused';
+    if (this.#emitter.has('operator:refused')) {
+      this.#emitter.emit('operator:refused', { request, ...(operator !== undefined ? { operator } : {}), ...(messageId !== undefined ? { messageId } : {}), code, reason });
+      return;
+    }
+    const who = operator === undefined ? 'a request' : `a request naming operator ${JSON.stringify(operator)}`;
+    this.#operatorWarnings.warn(code, `node "${this.node}" refused ${who} to ${request}${messageId !== undefined ? ` message ${JSON.stringify(messageId)}` : ''} (${code}): ${reason}`);
   }
 
   /**
@@ -488,6 +512,7 @@ export class Orchestrator<C extends Contracts = any> {
     }
     if (timer !== undefined) clearTimeout(timer);
     this.#refusals.close();
+    this.#operatorWarnings.close();
     this.#commit.flush();
     this.#commit.shutdown();
     this.#audit.close();

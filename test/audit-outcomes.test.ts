@@ -2,7 +2,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MAX_HELD_RECORDS } from '../src/group-commit.js';
 import { main } from '../src/cli/main.js';
 import { Orchestrator, SqliteAuditLog, type MessageLogEntry } from '../src/index.js';
 import { tempDirPerTest } from './support/audit-records.js';
@@ -10,6 +11,7 @@ import { closeBuses, deferred, makeBus } from './support/helpers.js';
 
 const dir = tempDirPerTest('switchboard-outcomes-');
 afterEach(closeBuses);
+afterEach(() => vi.restoreAllMocks());
 
 /** The log of a closed bus's file, read as the CLI would. */
 function entriesOf(path: string, agentId?: string): MessageLogEntry[] {
@@ -73,6 +75,47 @@ describe('outcome rows whose commit failed', () => {
       for (const e of slow) expect([e.outcome, e.code]).toEqual(['failed', 'AUDIT_UNAVAILABLE']);
       for (const e of never) expect(e.outcome).toBe('expired');
       expect(bus.verifyAuditLog().ok).toBe(true);
+    });
+  }
+});
+
+describe(`records nobody waits for, beyond ${MAX_HELD_RECORDS} while the log fails`, () => {
+  for (const worker of [false, true]) {
+    it(`keeps exactly the newest ${MAX_HELD_RECORDS}, writes them in order once the log works, warns once naming how many were dropped, and the log verifies${worker ? ' (worker log)' : ''}`, { timeout: 60_000 }, async () => {
+      const path = join(dir.path, 'bound.db');
+      // The sender's rate is so high that each refusal is a row of its own (no summary).
+      const bus = makeBus({ audit: { path, worker, busyTimeoutMs: 0 }, limits: { rate: { perSecond: 1e9, burst: 1e9 } } });
+      bus.register('b');
+      const a = bus.register('a');
+      const refused: string[] = [];
+      bus.events.on('message:denied', ({ attempt }) => void refused.push(attempt.id));
+      await a.ask('b', 'q', {}).catch(() => {}); // the file exists, and its first row
+      await bus.flush();
+      const warnings: Array<[string, string | undefined]> = [];
+      vi.spyOn(process, 'emitWarning').mockImplementation(((w: string, o?: { code?: string }) => void warnings.push([w, o?.code])) as typeof process.emitWarning);
+      const other = new Database(path);
+      other.exec('BEGIN IMMEDIATE'); // every commit fails, as on a full disk
+      const extra = 140; // (10,000 + 140) / 5 refusals a turn
+      // In several turns, so that several batches fail and are held one after the other.
+      for (let turn = 0; turn < 5; turn++) {
+        for (let i = 0; i < (MAX_HELD_RECORDS + extra) / 5; i++) await a.ask('b', 'q', { turn, i }).catch(() => {});
+        await bus.flush();
+      }
+      expect(refused).toHaveLength(1 + MAX_HELD_RECORDS + extra);
+      expect(warnings.filter(([, code]) => code === 'SWITCHBOARD_AUDIT_LOST')).toEqual([]); // nothing said before the log works: it may still
+      other.exec('ROLLBACK');
+      other.close();
+      await bus.flush();
+      const lost = warnings.filter(([, code]) => code === 'SWITCHBOARD_AUDIT_LOST').map(([w]) => w);
+      expect(lost).toEqual([`agent-switchboard: the audit log works again; ${extra} audit records held while it failed were dropped (more than ${MAX_HELD_RECORDS} waited)`]);
+      // The file, read apart from the bus: the first refusal, then exactly the newest held, in order.
+      const reader = new Database(path, { readonly: true });
+      const rows = reader.prepare("SELECT message_id FROM audit_records WHERE kind = 'attempt' ORDER BY seq").pluck().all() as string[];
+      reader.close();
+      expect(rows).toEqual([refused[0], ...refused.slice(1 + extra)]);
+      expect(bus.verifyAuditLog()).toMatchObject({ ok: true });
+      await bus.close();
+      expect(warnings.filter(([, code]) => code === 'SWITCHBOARD_AUDIT_LOST')).toHaveLength(1); // close() has nothing more to say
     });
   }
 });

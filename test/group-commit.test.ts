@@ -471,6 +471,57 @@ describe('GroupCommit: records nobody waits for, after a failed write', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('writes held records again in transactions of at most maxBatch, in order, and holds again from the first that fails', () => {
+    const log = syncLog();
+    const commit = commitOf(log, 4);
+    log.failNext = 3; // the three chunks of ten records
+    for (let i = 0; i < 10; i++) commit.stage(rec(`o${i}`));
+    commit.flush();
+    expect(commit.heldCount).toBe(10);
+    log.failNext = 0;
+    const append = log.append;
+    let fails = 2; // the second slice, through this flush (which tries the held records twice)
+    log.append = (records: readonly AuditRecord[]) => {
+      if (records[0] !== undefined && ids([records[0]])[0] === 'o4' && fails-- > 0) throw new Error('SQLITE_FULL');
+      append(records);
+    };
+    commit.stage(rec('n0'));
+    commit.flush();
+    // The first slice written; the rest held again, ahead of the newer record (which was written).
+    expect(log.appends).toEqual([['o0', 'o1', 'o2', 'o3'], ['n0']]);
+    expect(commit.heldCount).toBe(6);
+    commit.stage(rec('n1'));
+    commit.flush();
+    expect(log.appends.slice(2)).toEqual([['o4', 'o5', 'o6', 'o7'], ['o8', 'o9'], ['n1']]);
+    commit.shutdown();
+  });
+
+  it('sends held records again to a pipelined log in slices of at most maxBatch, and holds what failed again once, in order', async () => {
+    const log = asyncLog();
+    const commit = commitOf(log, 4);
+    for (let i = 0; i < 10; i++) commit.stage(rec(`o${i}`));
+    await flushMicrotasks();
+    while (log.inFlight() > 0) log.commitNext(new Error('SQLITE_BUSY'));
+    await flushMicrotasks();
+    expect(commit.heldCount).toBe(10);
+    commit.stage(rec('n0'));
+    await flushMicrotasks();
+    expect(log.sent.slice(-4)).toEqual([['o0', 'o1', 'o2', 'o3'], ['o4', 'o5', 'o6', 'o7'], ['o8', 'o9'], ['n0']]);
+    log.commitNext();
+    log.commitNext(new Error('SQLITE_BUSY'));
+    log.commitNext(new Error('SQLITE_BUSY'));
+    log.commitNext();
+    await flushMicrotasks();
+    expect(commit.heldCount).toBe(6);
+    commit.stage(rec('n1'));
+    await flushMicrotasks();
+    expect(log.sent.slice(-3)).toEqual([['o4', 'o5', 'o6', 'o7'], ['o8', 'o9'], ['n1']]);
+    log.drain();
+    await flushMicrotasks();
+    expect(commit.heldCount).toBe(0);
+    commit.shutdown();
+  });
+
   it(`keeps at most ${MAX_HELD_RECORDS} records, dropping the oldest, and says how many were dropped`, () => {
     const warnings: string[] = [];
     vi.spyOn(process, 'emitWarning').mockImplementation(((w: string) => void warnings.push(w)) as typeof process.emitWarning);

@@ -444,6 +444,38 @@ describe('approvals and audit across nodes', () => {
     expect(n1.getMessageLog({ agentId: 'b', type: 'ask' })[0]).toMatchObject({ decision: 'pending', outcome: 'replied', node: 'n1', peerNode: 'n2' });
   });
 
+  it("records a notify approved at the sender's node whose commit failed as failed (AUDIT_UNAVAILABLE), never delivered, and does not carry it", async () => {
+    const { SqliteAuditLog } = await import('../src/audit/sqlite.js');
+    const inner = new SqliteAuditLog();
+    let failNext = 0;
+    const flaky = {
+      append(records: readonly AuditRecord[]) {
+        if (failNext > 0) {
+          failNext--;
+          throw new Error('SQLITE_FULL: database or disk is full');
+        }
+        inner.append(records);
+      },
+      query: inner.query.bind(inner),
+      verify: inner.verify.bind(inner),
+      close: inner.close.bind(inner),
+    };
+    const { n1, n2, t1 } = twoNodes({ policies: HOLD, audit: flaky }, { policies: ALLOW_ALL });
+    n2.register('b', { handlers: { note: () => undefined } });
+    const a = n1.register('a');
+    await a.notify('note', { x: 1 }, { to: ['b'] });
+    await hops();
+    const [held] = n1.approvals.list();
+    failNext = 1; // the approval's commit
+    expect(n1.approvals.approve(held!.id)).toEqual({ staged: true });
+    await n1.flush(); // fails, holding what nobody waits for
+    await n1.flush(); // the log works again: what was held is written
+    expect(t1.sent).toEqual([]);
+    const [entry] = n1.getMessageLog({ agentId: 'b', type: 'notify' });
+    expect(entry).toMatchObject({ approval: 'approved', outcome: 'failed', code: 'AUDIT_UNAVAILABLE' });
+    expect(n1.verifyAuditLog()).toMatchObject({ ok: true });
+  });
+
   it("never carries a message rejected at the sender's node: APPROVAL_REJECTED", async () => {
     const { n1, n2, t1 } = twoNodes({ policies: HOLD }, { policies: ALLOW_ALL });
     n2.register('b', { handlers: { pay: () => 'paid' } });

@@ -32,6 +32,8 @@ export interface A2aAgentOptions {
   readonly maxSkills?: number;
   /** Bytes of one response (the card, a reply, a whole stream) read at most; beyond, the call fails. @default 16777216 */
   readonly maxResponseBytes?: number;
+  /** Milliseconds the card's request may take, its body included; beyond, a2aAgent() is refused. @default 10000 */
+  readonly cardTimeoutMs?: number;
 }
 
 /** What `bus.register(id, …)` takes: one handler per skill of the remote card. */
@@ -50,6 +52,14 @@ const optionsSchema = z.strictObject({
   skills: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
   maxSkills: z.number().int().min(1).max(100_000).optional(),
   maxResponseBytes: z.number().int().min(1024).max(1 << 30).optional(),
+  cardTimeoutMs: z.number().int().positive().max(2_147_483_647).optional(),
+});
+
+/** The fields of a remote card that a2aAgent reads, as the A2A JSON has them. */
+const cardShape = z.looseObject({
+  skills: z.array(z.looseObject({ id: z.string().min(1).max(256) })),
+  supportedInterfaces: z.array(z.looseObject({ url: z.string(), protocolBinding: z.string() })).optional(),
+  capabilities: z.looseObject({ streaming: z.boolean().optional() }).optional(),
 });
 
 const TERMINAL: ReadonlySet<TaskState> = new Set([TaskState.TASK_STATE_COMPLETED, TaskState.TASK_STATE_FAILED, TaskState.TASK_STATE_CANCELED, TaskState.TASK_STATE_REJECTED]);
@@ -82,10 +92,24 @@ export async function a2aAgent(options: A2aAgentOptions): Promise<A2aAgentRegist
     return response.body === null ? response : new Response(capped(response.body, maxResponseBytes), { status: response.status, statusText: response.statusText, headers: response.headers });
   };
   let card: AgentCard;
+  // A remote that takes the connection and never answers would hold the app's start-up.
+  const cardTimeoutMs = o.cardTimeoutMs ?? 10_000;
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(new Error(`no card within ${cardTimeoutMs} ms (cardTimeoutMs)`)), cardTimeoutMs);
   try {
-    card = await new DefaultAgentCardResolver({ fetchImpl }).resolve(o.card, '');
+    card = await new DefaultAgentCardResolver({ fetchImpl: (input, init) => fetchImpl(input, { ...init, signal: deadline.signal }) }).resolve(o.card, '');
   } catch (error) {
-    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${(error as Error).message}`, { cause: error });
+    const reason = deadline.signal.aborted ? (deadline.signal.reason as Error) : (error as Error);
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): cannot read the agent card at ${o.card}: ${reason.message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+  // The SDK hands the remote's JSON back as it came: the fields read here are checked first,
+  // so a card of the wrong shape is a refusal naming it, never a TypeError from deep inside.
+  const shape = cardShape.safeParse(card);
+  if (!shape.success) {
+    const issue = shape.error.issues[0]!;
+    throw new BusError('INVALID_ARGUMENT', `a2aAgent(): the agent card at ${o.card} is not an A2A card: ${issue.path.join('.') || 'the card'}: ${issue.message}`);
   }
   for (const endpoint of card.supportedInterfaces ?? []) {
     if (!USED_BINDINGS.has(endpoint.protocolBinding.toUpperCase())) continue;
@@ -194,14 +218,43 @@ async function call(client: Client, streaming: boolean, skill: string, payload: 
         if (seen.final) break;
       }
     } else {
-      const result = await client.sendMessage(request, { signal: ctx.signal });
+      // Without a stream the task id comes only with an answer: a blocking send would leave a
+      // deadline nothing to cancel. So the send returns at once and the task is polled.
+      const result = await client.sendMessage(
+        { ...request, configuration: { acceptedOutputModes: [], taskPushNotificationConfig: undefined, returnImmediately: true } },
+        { signal: ctx.signal },
+      );
       if ('parts' in result) return answerOf(result.parts);
       seen.task(result);
+      for (let wait = FIRST_POLL_MS; !seen.final; wait = Math.min(wait * 2, MAX_POLL_MS)) {
+        await pause(wait, ctx.signal);
+        seen.task(await client.getTask({ tenant: '', id: seen.id!, historyLength: 0 }, { signal: ctx.signal }));
+      }
     }
   } finally {
     ctx.signal.removeEventListener('abort', cancelRemote);
   }
   return seen.answer();
+}
+
+/** The first wait before a non-streaming remote's task is read again; each wait doubles up to the last. */
+const FIRST_POLL_MS = 20;
+const MAX_POLL_MS = 1000;
+
+/** Resolves after `ms`, or rejects with the signal's reason once it aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** What the client has seen of one remote task. */

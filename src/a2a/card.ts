@@ -43,7 +43,7 @@ export function skillsOf(contracts: Contracts, only: readonly string[] | undefin
     const known = new Set(entries.map(([intent]) => intent));
     const missing = only.filter((intent) => !known.has(intent));
     if (missing.length > 0) {
-      throw new BusError('INVALID_ARGUMENT', `a2aServer(): skills ${missing.map((s) => JSON.stringify(s)).join(', ')} have no ask or delegate contract`);
+      throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: skills ${missing.map((s) => JSON.stringify(s)).join(', ')} have no ask or delegate contract`);
     }
   }
   const wanted = only === undefined ? undefined : new Set(only);

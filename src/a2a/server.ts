@@ -1,7 +1,7 @@
 // a2aServer: one bus agent served over A2A (JSON-RPC over HTTP, with SSE streaming). The
 // SDK's request handler and JSON-RPC transport handler speak the protocol; this file only
-// authenticates (bearer token → the caller's stand-in agent), bounds the request, and moves
-// bytes between node:http and the SDK.
+// authenticates (bearer token → the caller's stand-in agent), bounds the request, answers a
+// body that is not one JSON-RPC request, and moves bytes between node:http and the SDK.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,7 +41,7 @@ export interface A2aServerOptions {
   /**
    * Bearer token → the caller's agent id. Each id is registered on the bus as a stand-in
    * agent (it must not be registered already) and is the `from` of what that caller sends.
-   * Tokens are secrets of 16 to 512 characters.
+   * Tokens are secrets of 16 to 512 visible ASCII characters (what an HTTP header carries).
    */
   readonly callers: Readonly<Record<string, string>>;
   /** Name, description, version and provider of the card. @default from the agent id */
@@ -140,9 +140,9 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   }
   const tokens = callerTable(o.callers, o.agent);
   const contracts = o.contracts ?? bus.contracts;
-  if (contracts === undefined) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): the bus has no contracts and options.contracts is not given: skills come from ask and delegate contracts');
+  if (contracts === undefined) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: contracts: the bus has none and options.contracts is not given (skills come from ask and delegate contracts)');
   const skills = skillsOf(contracts, o.skills);
-  if (skills.length === 0) throw new BusError('INVALID_ARGUMENT', `a2aServer(): no ask or delegate contract to offer as a skill of ${o.agent}`);
+  if (skills.length === 0) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: contracts: no ask or delegate contract to offer as a skill of ${o.agent}`);
   const maxBody = o.maxBodyBytes ?? 1_048_576;
   const maxStreamBuffer = o.maxStreamBufferBytes ?? 1_048_576;
 
@@ -200,6 +200,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
   };
 
   const serveRpc = async (req: IncomingMessage, res: ServerResponse, body: string, caller: string): Promise<void> => {
+    const parsed = parseEnvelope(body);
+    if ('error' in parsed) return json(res, 200, parsed.error);
     const version = headerOf(req, A2A_VERSION_HEADER);
     const context = defaultServerCallContextBuilder({
       extensions: Extensions.parseServiceParameter(headerOf(req, HTTP_EXTENSION_HEADER)),
@@ -215,7 +217,8 @@ export async function a2aServer(bus: A2aBus, options: A2aServerOptions): Promise
     let reply: Awaited<ReturnType<JsonRpcTransportHandler['handle']>>;
     try {
       validateVersion(context.requestedVersion, card, 'JSONRPC');
-      reply = await transport.handle(body, context);
+      // Handed over parsed: the SDK takes an object as it is, so the body is parsed once.
+      reply = await transport.handle(parsed.request, context);
     } catch (error) {
       return json(res, 200, rpcError(body, error));
     }
@@ -274,13 +277,14 @@ function callerTable(callers: Record<string, string>, agent: string): Map<string
     // A getter or a Proxy trap of the caller's object: refused, never thrown through.
     throw toBusError(error, 'INVALID_ARGUMENT', undefined, 'Invalid a2aServer options: cannot read callers: ');
   }
-  if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers is empty: give at least one bearer token → agent id');
-  if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'a2aServer(): callers has more than 10000 tokens');
+  if (entries.length === 0) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: callers is empty: give at least one bearer token → agent id');
+  if (entries.length > 10_000) throw new BusError('INVALID_ARGUMENT', 'Invalid a2aServer options: callers has more than 10000 tokens');
   for (const [token, id] of entries) {
-    if (typeof id !== 'string' || !AGENT_ID_PATTERN.test(id)) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: ${describe(id)} is not an agent id`);
-    if (id === agent) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: "${id}" is the served agent itself; a caller needs its own id`);
-    if (token.length < 16 || token.length > 512) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: the token of "${id}" must be 16 to 512 characters, got ${token.length}`);
-    if (/\s/.test(token)) throw new BusError('INVALID_ARGUMENT', `a2aServer(): callers: the token of "${id}" contains whitespace`);
+    if (typeof id !== 'string' || !AGENT_ID_PATTERN.test(id)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: ${describe(id)} is not an agent id`);
+    if (id === agent) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: "${id}" is the served agent itself; a caller needs its own id`);
+    if (token.length < 16 || token.length > 512) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" must be 16 to 512 characters, got ${token.length}`);
+    // A header carries visible ASCII only: any other token could never be sent, so never match.
+    if (!/^[\x21-\x7e]+$/.test(token)) throw new BusError('INVALID_ARGUMENT', `Invalid a2aServer options: callers: the token of "${id}" must be visible ASCII (no whitespace, control or non-ASCII character)`);
     table.set(digestOf(token), id);
   }
   return table;
@@ -315,6 +319,30 @@ function rpcError(body: string, error: unknown): unknown {
   const mapped = JsonRpcTransportHandler.mapToJSONRPCError(error);
   // Code and message only: the SDK's details may carry internals.
   return withoutInternals({ jsonrpc: '2.0', id, error: { code: mapped.code, message: mapped.message } });
+}
+
+/**
+ * The body as one JSON-RPC request object, or the JSON-RPC error JSON-RPC 2.0 and A2A give it
+ * (the SDK answers both as invalid params): not JSON is a parse error (-32700), JSON that is
+ * not one request object is an invalid request (-32600).
+ */
+function parseEnvelope(body: string): { request: Record<string, unknown> } | { error: unknown } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return { error: { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'parse error: the body is not JSON' } } };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    return { error: { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'invalid request: one JSON-RPC request object is served (no batches)' } } };
+  }
+  const request = parsed as Record<string, unknown>;
+  const { jsonrpc, method, id } = request;
+  if (jsonrpc !== '2.0' || typeof method !== 'string' || (id !== undefined && id !== null && typeof id !== 'string' && typeof id !== 'number')) {
+    const echoed = typeof id === 'string' || typeof id === 'number' ? id : null;
+    return { error: { jsonrpc: '2.0', id: echoed, error: { code: -32600, message: 'invalid request: jsonrpc must be "2.0", method a string, id a string, a number or null' } } };
+  }
+  return { request };
 }
 
 /** JSON-RPC's "internal error": its message is a thrown error's own text (a TypeError's, naming our code). */

@@ -37,15 +37,21 @@ export class BoundedTaskStore implements TaskStore {
     while (this.#tasks.size > 1 && (this.#tasks.size > this.#max || this.#bytes > this.#maxBytes)) this.#drop(this.#tasks.keys().next().value!);
   }
 
-  /** The caller's tasks, newest first, one page (`pageSize`, default 50, at most 100). */
+  /**
+   * The caller's tasks, newest first, one page (`pageSize`, default 50, at most 100). The page
+   * token is the position of the page's first task in that order; a token that is not one
+   * starts at the first task.
+   */
   async list(params: ListTasksRequest, context: ServerCallContext): Promise<ListTasksResponse> {
     const prefix = `${ownerOf(context)}\0`;
     let tasks = [...this.#tasks].filter(([key]) => key.startsWith(prefix)).map(([, kept]) => kept.task).reverse();
     if (params.contextId) tasks = tasks.filter((t) => t.contextId === params.contextId);
     if (params.status !== undefined && params.status !== TaskState.TASK_STATE_UNSPECIFIED) tasks = tasks.filter((t) => t.status?.state === params.status);
     const pageSize = Math.min(Math.max(params.pageSize ?? 50, 1), 100);
-    const page = tasks.slice(0, pageSize).map((t) => (params.includeArtifacts ? structuredClone(t) : { ...structuredClone(t), artifacts: [] }));
-    return { tasks: page, nextPageToken: '', pageSize, totalSize: tasks.length };
+    const start = /^\d{1,9}$/.test(params.pageToken ?? '') ? Number(params.pageToken) : 0;
+    const page = tasks.slice(start, start + pageSize).map((t) => (params.includeArtifacts ? structuredClone(t) : { ...structuredClone(t), artifacts: [] }));
+    const next = start + pageSize < tasks.length ? String(start + pageSize) : '';
+    return { tasks: page, nextPageToken: next, pageSize, totalSize: tasks.length };
   }
 
   #drop(key: string): void {

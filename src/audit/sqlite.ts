@@ -71,7 +71,8 @@ export interface SqliteAuditLogOptions {
    * checkpoints and truncates the WAL between two commits; past three quarters (checkpoints
    * not keeping up, or a reader holding an old snapshot), commits wait for a checkpoint
    * (backpressure, see `onBackpressure`) instead of growing the WAL, and fail closed with
-   * `AUDIT_UNAVAILABLE` if none can be made within {@link MAX_BACKPRESSURE_MS}. One
+   * `AUDIT_UNAVAILABLE` if none can be made within {@link MAX_BACKPRESSURE_MS}; later commits
+   * of the same episode then fail closed at once unless a checkpoint makes room. One
    * transaction is assumed to fit in the last quarter. At least 1 MiB.
    * @default 67_108_864 (64 MiB)
    */
@@ -98,8 +99,27 @@ export interface SqliteVerifyResult extends VerifyResult {
 export const DEFAULT_MAX_WAL_BYTES = 64 * 1024 * 1024;
 /** The smallest {@link SqliteAuditLogOptions.maxWalBytes}: 1 MiB (a quarter of it must hold one transaction). */
 export const MIN_WAL_BYTES = 1024 * 1024;
+/** Default {@link SqliteAuditLogOptions.busyTimeoutMs}. */
+const DEFAULT_BUSY_TIMEOUT_MS = 50;
 /** How long a commit waits for a checkpoint under backpressure before failing closed. */
 export const MAX_BACKPRESSURE_MS = 5000;
+
+/** The wait actually used: {@link MAX_BACKPRESSURE_MS} outside tests. Not exported from the package. */
+let backpressureWaitMs = MAX_BACKPRESSURE_MS;
+
+/**
+ * Internal, for tests: how long logs opened from now on wait under backpressure (the worker
+ * log hands the figure to its thread), so the fail-closed path runs without 5 s of wall time.
+ * `undefined` restores {@link MAX_BACKPRESSURE_MS}.
+ */
+export function setBackpressureWait(ms: number | undefined): void {
+  backpressureWaitMs = ms ?? MAX_BACKPRESSURE_MS;
+}
+
+/** Internal: the wait {@link setBackpressureWait} set (what a new log will use). */
+export function backpressureWait(): number {
+  return backpressureWaitMs;
+}
 
 const optionsSchema = z.strictObject({
   path: z.string().min(1).optional(),
@@ -209,6 +229,10 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
   private readonly onBackpressure: ((walBytes: number) => void) | undefined;
   /** Set while commits wait for checkpoints, so that the callback is told once per episode. */
   private backpressured = false;
+  /** Set once a commit of this episode waited the whole time in vain: later ones do not wait again. */
+  private waitedInVain = false;
+  /** How long a commit waits under backpressure (see {@link setBackpressureWait}). */
+  private readonly waitMs = backpressureWaitMs;
   /** The `-wal` file's size after the last commit or checkpoint of this connection. */
   private walSize = 0;
   /** This writer's run, registered in a file log's metadata while it is open. */
@@ -286,7 +310,7 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     const Sqlite = loadSqlite();
     let db: Database.Database;
     try {
-      db = new Sqlite(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? 50 });
+      db = new Sqlite(this.path, { readonly: this.readonly, fileMustExist: this.readonly, timeout: o.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS });
     } catch (e) {
       throw unavailable(`cannot open audit database ${this.path}: ${messageOf(e)}`, e);
     }
@@ -696,10 +720,12 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     let wal = this.walSize;
     if (wal < this.waitAt) {
       this.backpressured = false;
+      this.waitedInVain = false;
       return;
     }
     if (!this.backpressured) {
       this.backpressured = true;
+      this.waitedInVain = false;
       if (this.onBackpressure !== undefined) {
         try {
           this.onBackpressure(wal);
@@ -708,33 +734,47 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
         }
       }
     }
-    const until = performance.now() + MAX_BACKPRESSURE_MS;
+    // One wait per episode: once a batch waited the whole time in vain, the next ones try a
+    // checkpoint and fail closed at once, so a reader that keeps its snapshot for a minute
+    // costs one wait (on this thread: the bus's own with worker: false), not one per batch.
+    const waitMs = this.waitedInVain ? 0 : this.waitMs;
+    const until = performance.now() + waitMs;
     for (;;) {
       this.truncateWal(Math.max(0, until - performance.now()));
       wal = walBytes(this.path);
       if (wal < this.waitAt) return;
       const left = until - performance.now();
       if (left <= 0) {
+        const waited = this.waitedInVain ? `since a wait of ${this.waitMs}ms ended in vain earlier in this episode` : `within ${this.waitMs}ms`;
+        this.waitedInVain = true;
         throw new BusError(
           'AUDIT_UNAVAILABLE',
-          `the WAL of audit database ${this.path} holds ${wal} bytes, past three quarters of audit.maxWalBytes (${this.maxWalBytes}), and no checkpoint could shrink it within ${MAX_BACKPRESSURE_MS}ms (another connection holds an old snapshot?); none of the ${count} records were written`,
+          `the WAL of audit database ${this.path} holds ${wal} bytes, past three quarters of audit.maxWalBytes (${this.maxWalBytes}), and no checkpoint could shrink it ${waited} (another connection holds an old snapshot?); none of the ${count} records were written`,
         );
       }
       Atomics.wait(PAUSE, 0, 0, Math.min(10, left)); // a reader's snapshot: let it finish
     }
   }
 
-  /** Copies the WAL into the database and truncates it, on this connection, between two commits; waits at most `waitMs` for the thread's checkpoint. */
+  /**
+   * Copies the WAL into the database and truncates it, on this connection, between two
+   * commits; waits at most `waitMs` for the thread's checkpoint, and never for a reader
+   * (SQLite's busy timeout is off meanwhile): a reader that holds a snapshot makes it fail at
+   * once, and the caller tries again (after the next commit, or in makeRoom's own paced loop)
+   * rather than block the writing thread for the busy timeout on every commit.
+   */
   private truncateWal(waitMs: number): void {
     const thread = this.checkpointer;
     if (thread !== undefined && !thread.tryAcquire(waitMs)) return;
     try {
+      this.db.pragma('busy_timeout = 0');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
       this.uncheckpointed = 0;
       this.walSize = walBytes(this.path);
     } catch {
       // Busy: tried again after the next commit.
     } finally {
+      this.db.pragma(`busy_timeout = ${this.options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS}`);
       thread?.release();
     }
   }

@@ -5,7 +5,7 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from '
 import { BusError } from '../errors.js';
 import { encodeBatches, type EncodedBatch } from './encode.js';
 import { loadSqlite } from './native.js';
-import { invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
+import { backpressureWait, invalidBatch, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { AsyncAuditLog, AuditRecord, ChainHead, HoldDecision, HoldStore, MessageLogEntry, MessageLogQuery, PeerDigestEntry, PeerDigestQuery, StoredHold, VerifyOptions, VerifyResult } from './types.js';
 import type { WorkerNotice, WorkerReply, WorkerRequest } from './worker-main.js';
 import { escapeText } from '../escape-text.js';
@@ -84,6 +84,8 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
   /** Runs on this thread, told by the worker's notice while its commits wait. */
   private readonly onBackpressure: ((walBytes: number) => void) | undefined;
   private readonly options: SqliteAuditLogOptions;
+  /** The backpressure wait of this thread's logs, for the worker's (see setBackpressureWait). */
+  private readonly backpressureMs = backpressureWait();
   /**
    * A file log's queries read here, on a read-only connection of this thread (WAL readers
    * never wait for the writer): no round trip through the worker. Opened at the first query;
@@ -113,7 +115,7 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     const signal = new SharedArrayBuffer(4);
     const worker = new Worker(BOOT, {
       eval: true,
-      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options: this.options },
+      workerData: { url: workerUrl, tsx: tsxApi(), port: port2, signal, options: this.options, backpressureMs: this.backpressureMs },
       transferList: [port2],
       resourceLimits: AUDIT_WORKER_LIMITS,
     });
@@ -215,10 +217,17 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     );
   }
 
+  /**
+   * What the file holds now, without waiting for the appends in flight: the approval flow's
+   * periodic look at what other processes decided must not block this thread behind the
+   * worker (under backpressure a commit may wait seconds). What is in flight is this bus's
+   * own, which it knows without reading.
+   */
   holdStates(): [string, string, number][] {
     return this.read(
       (log) => log.holdStates(),
       () => [],
+      false,
     );
   }
 
@@ -243,13 +252,16 @@ export class WorkerAuditLog implements AsyncAuditLog, HoldStore {
     return this.call({ id: 0, op: 'decide', decisions: [...decisions] }) as boolean[];
   }
 
-  /** Runs `read` on this thread's reader of a file log (`memory` for a :memory: one, which keeps no holds). */
-  private read<T>(read: (log: SqliteAuditLog) => T, memory: () => T): T {
+  /**
+   * Runs `read` on this thread's reader of a file log (`memory` for a :memory: one, which
+   * keeps no holds), after what was handed to the worker is committed unless `drain` is false.
+   */
+  private read<T>(read: (log: SqliteAuditLog) => T, memory: () => T, drain = true): T {
     if (!this.keepsHolds) return memory();
     if (this.closed) throw new BusError('AUDIT_UNAVAILABLE', 'the audit log is closed');
     this.recover();
     if (this.broken !== undefined) throw this.broken;
-    this.drain();
+    if (drain) this.drain();
     if (this.broken !== undefined) throw this.broken;
     return read(this.readerLog());
   }

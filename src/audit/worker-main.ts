@@ -4,7 +4,7 @@
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { BusError } from '../errors.js';
 import type { EncodedBatch } from './encode.js';
-import { appendEncoded, DEFAULT_MAX_WAL_BYTES, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
+import { appendEncoded, DEFAULT_MAX_WAL_BYTES, setBackpressureWait, SqliteAuditLog, type SqliteAuditLogOptions } from './sqlite.js';
 import type { HoldDecision, MessageLogQuery, PeerDigestQuery } from './types.js';
 
 /** What the main thread asks. Records travel encoded (a few strings per batch): far cheaper than cloning objects. */
@@ -39,6 +39,8 @@ export interface WorkerInit {
   readonly port: MessagePort;
   readonly signal: SharedArrayBuffer;
   readonly options: SqliteAuditLogOptions;
+  /** How long a commit waits under backpressure: the main thread's figure (see setBackpressureWait). */
+  readonly backpressureMs: number;
 }
 
 /** At most this many records in one transaction (more waits for the next). */
@@ -46,7 +48,8 @@ const MAX_FOLD_RECORDS = 8192;
 /** At most this long spent gathering one transaction's requests. */
 const MAX_FOLD_MS = 20;
 
-const { port, signal, options } = workerData as WorkerInit;
+const { port, signal, options, backpressureMs } = workerData as WorkerInit;
+setBackpressureWait(backpressureMs);
 /** At most this much encoded text in one transaction, so that one fits in the WAL's last quarter (see maxWalBytes). */
 const MAX_FOLD_BYTES = (options.maxWalBytes ?? DEFAULT_MAX_WAL_BYTES) / 16;
 const counter = new Int32Array(signal);

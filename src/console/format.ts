@@ -124,6 +124,14 @@ export const describeEvent: { [K in keyof BusEvents]?: (event: BusEvents[K]) => 
     tone: 'yellow',
   }),
   'agent:lost': ({ agentId, holder, error }) => ({ agents: [agentId], route: agentId, what: 'agent id', status: `✗ lost to node ${holder}`, tone: 'red', detail: error.message }),
+  'operator:refused': ({ request, operator, messageId, code, reason }) => ({
+    agents: [],
+    route: operator === undefined ? 'approval desk' : `operator ${operator}`,
+    what: messageId === undefined ? request : `${request} ${messageId}`,
+    status: `✗ refused ${code}`,
+    tone: 'red',
+    detail: reason,
+  }),
 };
 
 /** One line describing a held message (for status lines). */

@@ -7,7 +7,10 @@
  * window of this node's clock and its nonce was not seen within that window (a replay). A
  * decision is recorded with the operator's roster id as `decidedBy`; the queue's own
  * decided-once rule answers a second decision (`INVALID_ARGUMENT`). Every answer is signed
- * by this node, so an operator believes no list or outcome the broker made up.
+ * by this node, so an operator believes no list or outcome the broker made up. A refused
+ * request is told to the node (`ApprovalDeskPort.refused`: the `operator:refused` event, or a
+ * warning), with the operator and message id it names, so a forged or replayed decision
+ * leaves a trace where it was aimed.
  */
 import type { Subscription } from '@nats-io/transport-node';
 import { BusError, isBusError } from '../errors.js';
@@ -31,6 +34,12 @@ export interface DeskServiceOptions {
   readonly freshnessMs?: number;
   /** The clock (tests). @default Date.now */
   readonly now?: () => number;
+}
+
+/** What a request names (unverified), for the record of its refusal. */
+interface Named {
+  operator?: string;
+  messageId?: string;
 }
 
 /** The most nonces remembered; past it, requests are refused until old ones age out. */
@@ -82,7 +91,8 @@ export class DeskService {
   #answer(data: Uint8Array, respond: (data: Uint8Array) => void, kind: 'list' | 'decide'): void {
     const { subjects, node, keys } = this.#o;
     const base = { kind: kind === 'list' ? 'listed' : 'decided', bus: subjects.bus, node };
-    const body = this.#check(data, kind);
+    const named: Named = {};
+    const body = this.#check(data, kind, named);
     const send = (fields: Record<string, unknown>) => {
       try {
         respond(sealFrame(keys, { ...base, ...fields }));
@@ -90,7 +100,10 @@ export class DeskService {
         // The operator is gone (or the connection is): it times out at its end.
       }
     };
-    if (isBusError(body)) return send({ nonce: null, ok: false, code: body.code, message: body.message });
+    if (isBusError(body)) {
+      this.#refused(kind, named, body);
+      return send({ nonce: null, ok: false, code: body.code, message: body.message });
+    }
     const nonce = body.nonce as string;
     if (kind === 'list') {
       // The oldest held messages that fit one NATS message; `more` counts the rest.
@@ -101,7 +114,9 @@ export class DeskService {
         try {
           sealed = sealFor(String(body.eph), nonce, all.slice(0, shown));
         } catch (error) {
-          return send({ nonce, ok: false, code: 'INVALID_ARGUMENT', message: `fleet approvals: a list request needs its one-time key "eph": ${(error as Error).message}` });
+          const refusal = new BusError('INVALID_ARGUMENT', `fleet approvals: a list request needs its one-time key "eph": ${(error as Error).message}`);
+          this.#refused(kind, named, refusal);
+          return send({ nonce, ok: false, code: refusal.code, message: refusal.message });
         }
         // Base64url grows the ciphertext by a third; the signed frame adds its fields.
         if (shown === 0 || sealed.ct!.length + 1024 < room) return send({ nonce, ok: true, sealed, more: all.length - shown });
@@ -127,11 +142,26 @@ export class DeskService {
     return undefined;
   }
 
-  /** The request's body, or the BusError that refuses it (`POLICY_DENIED` for who signed it, `INVALID_ARGUMENT` for its shape). */
-  #check(data: Uint8Array, kind: 'list' | 'decide'): Record<string, unknown> | BusError {
+  /** Tells the node of a refused request (never throws: the port is the bus's). */
+  #refused(request: 'list' | 'decide', named: Named, error: BusError): void {
+    try {
+      this.#o.desk.refused?.({ request, ...named, code: error.code, reason: error.message });
+    } catch {
+      // The bus closing, or a port that throws: the operator still gets the refusal.
+    }
+  }
+
+  /**
+   * The request's body, or the BusError that refuses it (`POLICY_DENIED` for who signed it,
+   * `INVALID_ARGUMENT` for its shape). `named` gets the operator and message id the body
+   * names, read before anything is verified (for the record of a refusal only).
+   */
+  #check(data: Uint8Array, kind: 'list' | 'decide', named: Named): Record<string, unknown> | BusError {
     const { roster, subjects, node } = this.#o;
     const body = openFrame(data, (b) => {
       const op = b.op;
+      if (typeof op === 'string') named.operator = op.slice(0, 80);
+      if (kind === 'decide' && typeof b.id === 'string') named.messageId = b.id.slice(0, 300);
       if (typeof op !== 'string' || !Object.hasOwn(roster.roster.operators, op)) return `operator ${JSON.stringify(String(op).slice(0, 80))} is not in the roster of node "${node}"`;
       return verifierOf(roster.roster.operators[op]!.key);
     });

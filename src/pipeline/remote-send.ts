@@ -3,7 +3,7 @@ import { decodePayload, hashPayload, type EncodedPayload } from '../codec.js';
 import { describeIssues, validate } from '../contracts.js';
 import type { Envelope } from '../envelope.js';
 import type { Progress } from '../types.js';
-import { BusError, errorText, MAX_TEXT_LENGTH, type ErrorCode } from '../errors.js';
+import { BusError, errorText, MAX_TEXT_LENGTH, toBusError, type ErrorCode } from '../errors.js';
 import { isAgentId } from '../ids.js';
 import { contractOf } from './checks.js';
 import type { AfterCommit } from './after-commit.js';
@@ -113,7 +113,12 @@ export class RemoteSends {
       this.#forward(record, envelope, encoded, p, parent, peer, committed);
       return;
     }
-    this.#config.commit.stage(record, () => void this.notify(envelope, encoded, peer));
+    this.#config.commit.stage(
+      record,
+      () => void this.notify(envelope, encoded, peer),
+      // Not carried: its end is `failed`, written once the log works (the approval's row is held too), never `delivered`.
+      (error) => this.#journal.recordOutcome(envelope, 'failed', 'AUDIT_UNAVAILABLE', toBusError(error, 'AUDIT_UNAVAILABLE', envelope.id).message),
+    );
   }
 
   /** Tracks `p`, stages `record`, and carries the message once it is committed. */

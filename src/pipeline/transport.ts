@@ -208,6 +208,25 @@ export interface InboundPort {
 export interface ApprovalDeskPort {
   readonly events: BusEventSource;
   readonly approvals: Approvals;
+  /**
+   * The transport refused an operator's request (who signed it, its signature, its time, a
+   * replay, its shape) before the queue saw it: the node emits `operator:refused`, or writes
+   * a process warning when nobody listens.
+   */
+  refused?(report: RefusedDeskRequest): void;
+}
+
+/**
+ * An operator's request the transport refused. `operator` and `messageId` are as the request
+ * names them (unverified when the refusal is about who signed it), cut short.
+ */
+export interface RefusedDeskRequest {
+  readonly request: 'list' | 'decide';
+  readonly operator?: string;
+  readonly messageId?: string;
+  readonly code: ErrorCode;
+  /** Why, naming the roster, the signature, the time or the field. */
+  readonly reason: string;
 }
 
 /**

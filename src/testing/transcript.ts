@@ -223,8 +223,8 @@ export function recordTranscript(bus: TranscriptSource, options: TranscriptOptio
     entries.push(Object.freeze({ event, ...at(), ...fields }));
   };
 
-  // Every event about messages and approvals; not `agent:lost` (no message crossed), which the bus warns about when nobody listens, nor `audit:backpressure` (messages only wait).
-  const listeners: { [K in Exclude<keyof BusEvents, 'agent:lost' | 'audit:backpressure'>]: (event: BusEvents[K]) => void } = {
+  // Every event about messages and approvals; not `agent:lost` nor `operator:refused` (no message crossed), which the bus warns about when nobody listens, nor `audit:backpressure` (messages only wait).
+  const listeners: { [K in Exclude<keyof BusEvents, 'agent:lost' | 'operator:refused' | 'audit:backpressure'>]: (event: BusEvents[K]) => void } = {
     'message:sent': ({ envelope }) => push('sent', envelopeFields(envelope)),
     'message:delivered': ({ envelope }) => push('delivered', envelopeFields(envelope)),
     'message:denied': ({ attempt, code, reason, rule }) =>

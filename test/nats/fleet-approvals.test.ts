@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { createElement as h } from 'react';
 import { render } from 'ink-testing-library';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Orchestrator, type PolicyRule } from '../../src/index.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Orchestrator, type BusEvents, type PolicyRule } from '../../src/index.js';
 import { main } from '../../src/cli/main.js';
 import { ApprovalConsole } from '../../src/console/index.js';
 import { NodeConnection } from '../../src/nats/connection.js';
@@ -219,6 +219,63 @@ describe.skipIf(skip !== '')('fleetApprovals() on a nats-server with the auth.co
     expect(await ask(conn, 'n2', 'decide', retargeted)).toMatchObject({ ok: false, code: 'POLICY_DENIED' });
     expect(n2.approvals.list().map((a) => a.id)).toEqual([id2]);
     expect(n1.approvals.list()).toHaveLength(1);
+  });
+
+  it('tells the node of every request it refused (operator:refused: the operator and message id named, the code, why), and warns when nobody listens', async () => {
+    const { n1, n2, id1, id2 } = await twoNodes();
+    const conn = await rawOperator();
+    const alice = keysFromSeed(seed('alice'));
+    const forger = keysFromSeed(seed('alice', other));
+    const refused: BusEvents['operator:refused'][] = [];
+    n2.events.on('operator:refused', (e) => void refused.push(e));
+    const frames: Array<['list' | 'decide', Uint8Array]> = [
+      ['decide', sealFrame(forger, { kind: 'decide', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-forged-0123', id: id2, decision: 'approve' })],
+      ['decide', sealFrame(forger, { kind: 'decide', bus: BUS, node: 'n2', op: 'mallory', ts: Date.now(), nonce: 'told-nonce-unknown-012', id: id2, decision: 'approve' })],
+      ['decide', sealFrame(alice, { kind: 'decide', bus: BUS, node: 'n2', op: 'alice', ts: Date.now() - 10 * 60_000, nonce: 'told-nonce-stale-01234', id: id2, decision: 'reject' })],
+      ['decide', sealFrame(alice, { kind: 'decide', bus: BUS, node: 'n1', op: 'alice', ts: Date.now(), nonce: 'told-nonce-retarget-01', id: id2, decision: 'reject' })],
+      ['decide', sealFrame(alice, { kind: 'decide', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-shape-01234', id: id2, decision: 'maybe' })],
+      ['decide', new TextEncoder().encode('not json')],
+    ];
+    const list = sealFrame(alice, { kind: 'list', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-replay-0123', eph: ephemeralKey().publicKey });
+    expect(await ask(conn, 'n2', 'list', list)).toMatchObject({ ok: true });
+    frames.push(['list', list]); // the same request again: a replay
+    frames.push(['list', sealFrame(alice, { kind: 'list', bus: BUS, node: 'n2', op: 'alice', ts: Date.now(), nonce: 'told-nonce-badeph-0123', eph: 'not-a-key' })]);
+    for (const [kind, frame] of frames) expect(await ask(conn, 'n2', kind, frame)).toMatchObject({ ok: false });
+    expect(refused.map((e) => [e.request, e.operator, e.messageId, e.code])).toEqual([
+      ['decide', 'alice', id2, 'POLICY_DENIED'],
+      ['decide', 'mallory', id2, 'POLICY_DENIED'],
+      ['decide', 'alice', id2, 'POLICY_DENIED'],
+      ['decide', 'alice', id2, 'POLICY_DENIED'],
+      ['decide', 'alice', id2, 'INVALID_ARGUMENT'],
+      ['decide', undefined, undefined, 'POLICY_DENIED'],
+      ['list', 'alice', undefined, 'POLICY_DENIED'],
+      ['list', 'alice', undefined, 'INVALID_ARGUMENT'],
+    ]);
+    expect(refused.map((e) => e.reason)).toEqual([
+      expect.stringContaining('signature does not verify'),
+      expect.stringContaining('operator "mallory" is not in the roster of node "n2"'),
+      expect.stringContaining("from this node's clock"),
+      expect.stringContaining('not decide on shop/n2'),
+      expect.stringContaining('decision must be "approve" or "reject"'),
+      expect.stringContaining('frame is not JSON'),
+      expect.stringContaining('repeated request of operator "alice"'),
+      expect.stringContaining('a list request needs its one-time key "eph"'),
+    ]);
+    expect(n2.approvals.list().map((a) => a.id)).toEqual([id2]);
+
+    // Nobody listens on n1: a process warning with its code, naming the operator and the message.
+    const warnings: Array<[string, string | undefined]> = [];
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((w: string, o?: { code?: string }) => void warnings.push([w, o?.code])) as typeof process.emitWarning);
+    try {
+      const forged = sealFrame(forger, { kind: 'decide', bus: BUS, node: 'n1', op: 'alice', ts: Date.now(), nonce: 'told-nonce-n1-forged-0', id: id1, decision: 'approve' });
+      expect(await ask(conn, 'n1', 'decide', forged)).toMatchObject({ ok: false, code: 'POLICY_DENIED' });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(warnings.filter(([, code]) => code === 'SWITCHBOARD_OPERATOR_REFUSED').map(([m]) => m)).toEqual([
+      `agent-switchboard: node "n1" refused a request naming operator "alice" to decide message "${id1}" (POLICY_DENIED): fleet approvals: refused a frame: its signature does not verify against the roster key of its signer`,
+    ]);
+    expect(n1.approvals.list().map((a) => a.id)).toEqual([id1]);
   });
 
   it("refuses to decide a message two nodes both list (a compromised node copying another's id): neither is asked", async () => {

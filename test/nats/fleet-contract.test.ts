@@ -144,11 +144,14 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
   it("refuses an answer signed by a node the roster does not let serve the recipient: recorded, emitted, and the ask settles with the real reply", async () => {
     const n1 = await startNode('n1');
     const n3 = await startNode('n3');
-    n3.register('erin', { handlers: { pay: () => 'from erin' } });
+    // erin answers only once n1 has refused the forged answer: the ask is still pending then,
+    // whichever of the two reaches n1 first on a busy machine.
+    const refused = new Promise<void>((resolve) => n1.events.on('message:denied', () => resolve()));
+    n3.register('erin', { handlers: { pay: async () => (await refused, 'from erin') } });
     const alice = n1.register('alice');
     await Promise.all([n1.ready(), n3.ready()]);
     const denied = denials(n1);
-    // n2 (a `chat-*` node) may read every inbound subject and answer what it reads: it answers first.
+    // n2 (a `chat-*` node) may read every inbound subject and answer what it reads.
     const thief = await raw('n2');
     const roster = new RosterIndex(loadRoster(rosterPath));
     const proofs = new Proofs({ bus: BUS, node: 'n2', roster, keys: keysFromSeed(seed('n2')) });
