@@ -52,6 +52,8 @@ const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
 const MAC = /^m\.[A-Za-z0-9_-]{43}$/;
 const ABSENT = '-';
 const NONCE = 12;
+/** Nonces drawn from the CSPRNG at once: one call per this many sealed frames instead of one each. */
+const NONCES_PER_DRAW = 256;
 const TAG = 16;
 
 /** What a verified frame tells: its signer and the frame to decode. */
@@ -85,6 +87,9 @@ export class Proofs {
   /** Makes the ids of digest frames. */
   #digestSeq = 0;
   readonly #now: () => number;
+  /** Random bytes not yet used as nonces, from {@link Proofs.#nonceAt} on. */
+  #nonces = Buffer.alloc(0);
+  #nonceAt = 0;
 
   /**
    * `mac: true` authenticates each frame this node sends with HMAC-SHA256 under a key only
@@ -141,11 +146,12 @@ export class Proofs {
     }
     const head = Buffer.from(`p ${this.#node} ${flag} ${proof}\n${line}\n`, 'latin1');
     if (!sealed) return Buffer.concat([head, plain]);
-    const nonce = randomBytes(NONCE);
+    const nonce = this.#nonce();
     const cipher = createCipheriv('aes-256-gcm', this.#key('seal', this.#node, peer), nonce);
     cipher.setAAD(signedPrefix(this.#bus, subject, flag, line));
-    const ct = Buffer.concat([cipher.update(plain), cipher.final()]);
-    return Buffer.concat([head, nonce, ct, cipher.getAuthTag()]);
+    const ct = cipher.update(plain);
+    const last = cipher.final();
+    return Buffer.concat([head, nonce, ct, last, cipher.getAuthTag()]);
   }
 
   /**
@@ -220,6 +226,17 @@ export class Proofs {
       pending.signedAt = this.#now();
     }
     return out;
+  }
+
+  /** A fresh random 96-bit nonce (random, never a counter: the keys outlive a restart). */
+  #nonce(): Buffer {
+    if (this.#nonceAt >= this.#nonces.byteLength) {
+      this.#nonces = randomBytes(NONCE * NONCES_PER_DRAW);
+      this.#nonceAt = 0;
+    }
+    const nonce = this.#nonces.subarray(this.#nonceAt, this.#nonceAt + NONCE);
+    this.#nonceAt += NONCE;
+    return nonce;
   }
 
   /** What this node still has to cover for `peer` (digest proofs). */
