@@ -72,3 +72,19 @@ export async function makeNode(setup: PairSetup, node: 'bench-a' | 'bench-b'): P
 export function serveEcho(b: Orchestrator): void {
   b.register('echo', { concurrency: 10_000, handlers: { echo: (payload) => payload } });
 }
+
+/**
+ * Resolves once `client` reaches `echo`: a node's watch of the claims may not show another
+ * node's agent yet right after both are ready. Gives up after about 5 s.
+ */
+export async function untilEchoAnswers(client: { ask(to: string, intent: string, payload: unknown): Promise<unknown> }): Promise<void> {
+  for (let tries = 0; ; tries++) {
+    try {
+      await client.ask('echo', 'echo', 0);
+      return;
+    } catch (e) {
+      if (tries > 500 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import type { InboundPerNode } from '../src/index.js';
 import { benchServer, measureAsker, measureRate, natsBaseline, natsRequester, type AskFigures, type RateFigures } from './nats-baseline.js';
 import { natsTransportPair } from './nats-transport.js';
-import { createFleet, makeNode, serveEcho, type Audit, type PairSetup, type Trust } from './node-pair.js';
+import { createFleet, makeNode, serveEcho, untilEchoAnswers, type Audit, type PairSetup, type Trust } from './node-pair.js';
 
 interface Asker {
   ask(payload: unknown): Promise<unknown>;
@@ -89,16 +89,7 @@ async function nodePair(setup: PairSetup): Promise<Asker> {
   }
   const client = a.register('client');
   await a.ready();
-  // a's watch of the claims may not show b's agent yet.
-  for (let tries = 0; ; tries++) {
-    try {
-      await client.ask('echo', 'echo', 0);
-      break;
-    } catch (e) {
-      if (tries > 500 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+  await untilEchoAnswers(client);
   return {
     ask: (payload: unknown) => client.ask('echo', 'echo', payload),
     ...(responderPid === undefined ? {} : { responderPid }),

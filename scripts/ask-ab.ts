@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { benchServer, natsRequestReply } from '../bench/nats-baseline.js';
+import { untilEchoAnswers } from '../bench/node-pair.js';
 
 type Index = typeof import('../src/index.js');
 type Nats = typeof import('../src/nats/index.js');
@@ -49,15 +50,7 @@ async function pair(mod: { index: Index; nats: Nats }, url: string, bus: string,
   await b.ready();
   const client = a.register('client');
   await a.ready();
-  for (let tries = 0; ; tries++) {
-    try {
-      await client.ask('echo', 'echo', 0);
-      break;
-    } catch (e) {
-      if (tries > 500 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+  await untilEchoAnswers(client);
   return {
     ask: () => client.ask('echo', 'echo', PAYLOAD),
     close: async () => {

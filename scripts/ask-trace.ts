@@ -20,7 +20,7 @@ import { WorkerAuditLog } from '../src/audit/worker-log.js';
 import type { AuditRecord } from '../src/audit/types.js';
 import type { BusError } from '../src/errors.js';
 import { natsRequestReply, benchServer } from '../bench/nats-baseline.js';
-import { makeNode, type PairSetup } from '../bench/node-pair.js';
+import { makeNode, untilEchoAnswers, type PairSetup } from '../bench/node-pair.js';
 import { Orchestrator } from '../src/index.js';
 import { natsTransport } from '../src/nats/index.js';
 import { encodeBatches } from '../src/audit/encode.js';
@@ -128,15 +128,7 @@ async function traceMode(url: string, dir: string, mode: string, run: number): P
   await b.ready();
   const client = a.register('client');
   await a.ready();
-  for (let tries = 0; ; tries++) {
-    try {
-      await client.ask('echo', 'echo', 0);
-      break;
-    } catch (e) {
-      if (tries > 500 || (e as { code?: string }).code !== 'UNKNOWN_AGENT') throw e;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+  await untilEchoAnswers(client);
   for (let i = 0; i < 500; i++) await client.ask('echo', 'echo', PAYLOAD);
   /** The asks' gaps (µs), by the sequence of events they went through. */
   const bySequence = new Map<string, number[][]>();

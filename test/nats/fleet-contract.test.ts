@@ -20,7 +20,8 @@ import { keysFromSeed } from '../../src/nats/keys.js';
 import { Proofs } from '../../src/nats/proofs.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
-import { answerLine, messageLine } from '../../src/nats/wire.js';
+import { answerLine } from '../../src/nats/wire.js';
+import { denials, signedFrame } from '../support/fleet.js';
 import { natsBin, natsUrl, skip } from './context.js';
 import { startNatsServer, type NatsServer } from './server.js';
 
@@ -32,6 +33,7 @@ const cfg = join(dir, 'fleet');
 const seed = (holder: string) => readFileSync(join(cfg, `${holder}.nk`), 'utf8');
 const rosterPath = join(cfg, 'roster.json');
 const BUS = 'shop';
+const FLEET = { dir: cfg, bus: BUS };
 const subjects = new Subjects(BUS);
 const buses: Orchestrator[] = [];
 const conns: NodeConnection[] = [];
@@ -59,21 +61,6 @@ async function raw(holder: string | 'broker'): Promise<NodeConnection> {
   const c = await NodeConnection.open({ servers: server.url, inboxPrefix: `${BUS}._r.${holder}`, nkeySeed: holder === 'broker' ? brokerSeed : seed(holder) });
   conns.push(c);
   return c;
-}
-
-/** A frame signed with `signer`'s seed, as that node (or a thief of its seed) would send it. */
-function signedFrame(signer: string, to: string, from: string, meta: Partial<Parameters<typeof messageLine>[0]> = {}, payload = '{}'): { subject: string; data: Uint8Array } {
-  const roster = new RosterIndex(loadRoster(rosterPath));
-  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)) });
-  const subject = subjects.inbound(to, from, 'ask');
-  const line = messageLine({ id: `mforged-${Math.random().toString(36).slice(2, 10)}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: signer, ...meta });
-  return { subject, data: proofs.wrap(subject, line, payload, undefined, false) };
-}
-
-function denials(bus: Orchestrator): Array<{ code: string; reason: string }> {
-  const seen: Array<{ code: string; reason: string }> = [];
-  bus.events.on('message:denied', (e) => seen.push({ code: e.code, reason: e.reason }));
-  return seen;
 }
 
 describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of `switchboard fleet init`', () => {
@@ -275,7 +262,7 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     const denied = denials(n2);
     const broker = await raw('broker');
     // n3 signs a frame as alice (not its agent): refused, recorded with alice's next id.
-    const forged = signedFrame('n3', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' });
+    const forged = signedFrame(FLEET, 'n3', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' });
     broker.nc.publish(forged.subject, forged.data);
     await vi.waitFor(() => expect(denied).toHaveLength(1));
     await n2.close();
@@ -283,7 +270,7 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     n2.register('bob', { handlers: { pay: (p) => (calls.push(p), 'paid') } });
     await n2.ready();
     // alice's genuine message with that id (signed by n1) is taken.
-    const genuine = signedFrame('n1', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' }, '{"amount":5}');
+    const genuine = signedFrame(FLEET, 'n1', 'bob', 'alice', { id: 'mvictim-1', intent: 'pay' }, '{"amount":5}');
     const answer = await broker.nc.request(genuine.subject, genuine.data, { timeout: 5000 });
     expect(Buffer.from(answer.data).toString('latin1')).toContain('"paid"');
     expect(calls).toEqual([{ amount: 5 }]);
@@ -395,11 +382,12 @@ describe.skipIf(skip !== '')('fleet trust on a nats-server with the auth.conf of
     await Promise.all([n1.ready(), n2.ready()]);
     const broker = await raw('broker');
     const captured: Msg[] = [];
-    broker.nc.subscribe(`${BUS}.in.*.*.digest`, { callback: (_e, m) => void captured.push(m) });
+    // Only n1's digest frames to n2 (n2 sends its own, for its replies, the other way).
+    broker.nc.subscribe(subjects.inbound('bob', 'alice', 'digest'), { callback: (_e, m) => void captured.push(m) });
     await broker.nc.flush();
     // The first frame is signed; those right after it are MAC'd, and a digest frame covers them.
     await Promise.all([1, 2, 3].map((i) => expect(alice.ask('bob', 'echo', i)).resolves.toBe(i)));
-    await vi.waitFor(() => expect(captured.length).toBeGreaterThan(0));
+    await vi.waitFor(() => expect(captured.length).toBeGreaterThan(0), { timeout: 5000 });
     await n2.close();
     n2 = await startNode('n2');
     n2.register('bob', { handlers: { echo: (p) => p } });

@@ -19,6 +19,7 @@ import type { PeerDigestEntry } from '../../src/audit/types.js';
 import { loadRoster, RosterIndex } from '../../src/nats/roster.js';
 import { Subjects } from '../../src/nats/subjects.js';
 import { messageLine } from '../../src/nats/wire.js';
+import { denials, signedFrame } from '../support/fleet.js';
 import { natsBin, natsUrl, skip } from './context.js';
 import { startNatsServer, type NatsServer } from './server.js';
 
@@ -30,6 +31,7 @@ const cfg = join(dir, 'fleet');
 const seed = (holder: string) => readFileSync(join(cfg, `${holder}.nk`), 'utf8');
 const rosterPath = join(cfg, 'roster.json');
 const BUS = 'shop';
+const FLEET = { dir: cfg, bus: BUS };
 const subjects = new Subjects(BUS);
 const buses: Orchestrator[] = [];
 const conns: NodeConnection[] = [];
@@ -55,22 +57,6 @@ async function raw(node: string): Promise<NodeConnection> {
   const c = await NodeConnection.open({ servers: server.url, inboxPrefix: subjects.inboxPrefix(node), nkeySeed: seed(node) });
   conns.push(c);
   return c;
-}
-
-/** A frame signed with `signer`'s seed, as that node (or a thief of its seed) would send it. */
-function signedFrame(signer: string, to: string, from: string, meta: Partial<Parameters<typeof messageLine>[0]> = {}, payload = '{}', peer?: string, seal = false): { subject: string; data: Uint8Array } {
-  const roster = new RosterIndex(loadRoster(rosterPath));
-  const proofs = new Proofs({ bus: BUS, node: signer, roster, keys: keysFromSeed(seed(signer)), proof: 'signature' });
-  const subject = subjects.inbound(to, from, 'ask');
-  const line = messageLine({ id: `mforged-${Math.random().toString(36).slice(2, 10)}`, intent: 'echo', ts: Date.now(), conversationId: 'c', depth: 0, priority: 'normal', budgetMs: 5000, node: signer, ...meta });
-  return { subject, data: proofs.wrap(subject, line, payload, peer, seal) };
-}
-
-/** Every `message:denied` of a bus, as it happens. */
-function denials(bus: Orchestrator): Array<{ code: string; reason: string }> {
-  const seen: Array<{ code: string; reason: string }> = [];
-  bus.events.on('message:denied', (e) => seen.push({ code: e.code, reason: e.reason }));
-  return seen;
 }
 
 describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nats-server with its auth.conf', () => {
@@ -244,12 +230,12 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     const denied = denials(n1);
     const attacker = await raw('n2');
     // n2 signs, with its own key, a message from carol (n1's agent) to alice.
-    const forged = signedFrame('n2', 'alice', 'carol');
+    const forged = signedFrame(FLEET, 'n2', 'alice', 'carol');
     await expect(attacker.nc.request(forged.subject, forged.data, { timeout: 500 })).rejects.toThrow(/timeout/i);
     // An unsigned frame (an insecure node's) is refused the same way.
     await expect(attacker.nc.request(subjects.inbound('alice', 'chat-1', 'ask'), Buffer.from('p n2 - -\nsb2 m m1 echo 1 c - 0 normal 5000 - - n2\n{}'), { timeout: 500 })).rejects.toThrow(/timeout/i);
     // A frame that says n1 made it, signed with n2's key: the signature does not verify under n1's.
-    const impostor = signedFrame('n2', 'alice', 'carol');
+    const impostor = signedFrame(FLEET, 'n2', 'alice', 'carol');
     const renamed = Buffer.concat([Buffer.from('p n1'), Buffer.from(impostor.data).subarray('p n2'.length)]);
     await expect(attacker.nc.request(impostor.subject, renamed, { timeout: 500 })).rejects.toThrow(/timeout/i);
     await vi.waitFor(() => expect(denied).toHaveLength(3));
@@ -277,7 +263,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     const denied = denials(n2);
     spy.nc.publish(captured[0]!.subject, captured[0]!.data);
     // Signed with n1's key (a stolen capture) but ten minutes old.
-    const stale = signedFrame('n1', 'bob', 'alice', { intent: 'pay', ts: Date.now() - 10 * 60_000 });
+    const stale = signedFrame(FLEET, 'n1', 'bob', 'alice', { intent: 'pay', ts: Date.now() - 10 * 60_000 });
     spy.nc.publish(stale.subject, stale.data);
     await vi.waitFor(() => expect(denied).toHaveLength(2));
     expect(denied.map((d) => d.reason).join('\n')).toMatch(/admitted already \(a replay\)[\s\S]*more than 120000 ms from this node's clock/);
@@ -327,7 +313,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     expect(got.payloadHash).toBe(sent.payloadHash);
     // An unsealed (but signed) frame is refused by a node that requires sealing.
     const denied = denials(n2);
-    const plain = signedFrame('n1', 'bob', 'alice', { intent: 'pay' }, '{"card":"4000"}');
+    const plain = signedFrame(FLEET, 'n1', 'bob', 'alice', { intent: 'pay' }, '{"card":"4000"}');
     spy.nc.publish(plain.subject, plain.data);
     await vi.waitFor(() => expect(denied).toHaveLength(1));
     expect(denied[0]!.reason).toMatch(/unsealed frame/);
@@ -562,7 +548,7 @@ describe.skipIf(skip !== '')('a fleet built by `switchboard fleet init` on a nat
     await vi.waitFor(() => expect(captured).toHaveLength(1));
     expect(Buffer.from(captured[0]!.data).toString('latin1')).not.toContain('4111111111111111');
     const denied = denials(n2);
-    const plain = signedFrame('n1', 'bob', 'alice', { intent: 'pay' }, '{"card":"4000"}');
+    const plain = signedFrame(FLEET, 'n1', 'bob', 'alice', { intent: 'pay' }, '{"card":"4000"}');
     await expect(spy.nc.request(plain.subject, plain.data, { timeout: 5000 })).resolves.toBeDefined();
     await vi.waitFor(() => expect(denied).toHaveLength(1));
     expect(denied[0]).toMatchObject({ code: 'POLICY_DENIED', reason: expect.stringMatching(/sealed' requires sealing, and this message from node n1 arrived unsealed/) });
