@@ -237,9 +237,11 @@ export class GroupCommit {
 
   /**
    * Writes the held records (before anything newer), or keeps holding them if the log still
-   * fails. In transactions of at most `maxBatch` records, as any chunk: up to
-   * {@link MAX_HELD_RECORDS} in one would be a transaction far larger than the file log
-   * assumes (one must fit in the last quarter of `audit.maxWalBytes`).
+   * fails. A synchronous log gets them in transactions of at most `maxBatch` records, as any
+   * chunk (up to {@link MAX_HELD_RECORDS} in one would be far larger than the file log
+   * assumes), stopping at the first that fails. A pipelined log gets them in one request,
+   * which its thread writes in one transaction: slices in flight at once could fail one and
+   * commit the next, and the log would hold them out of order.
    */
   private retryHeld(): void {
     if (this.held.length === 0 || this.log === undefined) return;
@@ -247,19 +249,14 @@ export class GroupCommit {
     this.held = [];
     const size = Math.max(1, this.maxBatch);
     if (this.async !== undefined) {
-      // Answered in order, one after the other: what failed is held again once, in order, at the last answer.
-      const failed: AuditRecord[][] = [];
-      let waiting = Math.ceil(records.length / size);
-      for (let at = 0; at < records.length; at += size) {
-        const slice = records.slice(at, at + size);
-        this.inFlight++;
-        this.async.appendAsync(slice, (error) => {
-          this.inFlight--;
-          if (error !== undefined) failed.push(slice);
-          else this.written(slice.length);
-          if (--waiting === 0 && failed.length > 0) this.holdAgain(failed.flat());
-        });
-      }
+      // One request: the worker writes it in one transaction, all or nothing, so what fails is
+      // held again whole and in order (slices in flight at once could fail one and commit the next).
+      this.inFlight++;
+      this.async.appendAsync(records, (error) => {
+        this.inFlight--;
+        if (error !== undefined) this.holdAgain(records);
+        else this.written(records.length);
+      });
       return;
     }
     for (let at = 0; at < records.length; at += size) {
