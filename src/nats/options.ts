@@ -40,7 +40,7 @@ export interface NatsTransportOptions {
   seal?: 'always' | 'never';
   /**
    * How this node proves it made each frame: `'digest'` (a MAC on routine frames, and one
-   * frame in 128 to each peer, or the first after 100 ms, signed with the covers of the MAC'd
+   * frame in 64 to each peer, or the first after 100 ms, signed with the covers of the MAC'd
    * frames sent to it since the last signed one; a cover no signed frame listed within
    * 100 ms, or by `close()`, goes in a signed digest frame of its own, which the receiver
    * records as a `digest` audit record, not a message: the receiver's log then proves to

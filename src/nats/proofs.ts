@@ -39,12 +39,17 @@ import type { RosterIndex } from './roster.js';
 import { WIRE_ID_PATTERN, WIRE_VERSION } from './wire.js';
 
 const NEWLINE = 0x0a;
-/** At most this many frames to one peer between two signed ones (digest proofs). */
-export const DIGEST_EVERY = 128;
+/**
+ * At most this many frames to one peer between two signed ones (digest proofs). Receivers
+ * of the same wire version refuse a longer list of covers or a proof line past
+ * {@link MAX_PROOF_LINE}: raising either needs a new wire version, or a fleet that upgrades
+ * one node at a time stops understanding its own signed frames.
+ */
+export const DIGEST_EVERY = 64;
 /** The first frame to a peer this long after the last signed one is signed (digest proofs). */
 export const DIGEST_MS = 100;
 /** The longest proof line: `p`, a node id, a flag, a signature and the covers of up to {@link DIGEST_EVERY} frames. */
-export const MAX_PROOF_LINE = 4096;
+export const MAX_PROOF_LINE = 2048;
 /** A signed frame's covers: `c.` then up to DIGEST_EVERY - 1 covers of 16 bytes in base64url, dot-separated. */
 const COVERS = new RegExp(`^c(?:\\.[A-Za-z0-9_-]{22}){1,${DIGEST_EVERY - 1}}$`);
 const SIGNATURE = /^[A-Za-z0-9_-]{86}$/;
