@@ -429,15 +429,17 @@ class NatsTransport implements Transport {
       // before this node started is taken (a message to it could not have been delivered here
       // before it subscribed), so a capture from before the restart cannot come back either.
       const window = 2 * (o.freshnessMs ?? 120_000);
+      const startedAt = Date.now();
       try {
-        const startedAt = Date.now();
         const recent = this.#port?.admitted?.(startedAt - window, 100_000);
         if (recent === undefined) link.refuseSignedBefore(startedAt);
         else link.admitted(recent.map((r) => ({ to: r.to, from: r.from, id: r.id, at: r.ts })));
         const digests = this.#port?.admittedDigests?.(startedAt - window, 100_000) ?? [];
         link.admittedDigests(digests.map((d) => ({ node: d.node, id: d.id, at: d.ts })));
       } catch {
-        // A log that cannot be read now: the freshness check still refuses old captures.
+        // A log that cannot be read now: as with one that did not outlive the last run, nothing
+        // signed before this node started is taken.
+        link.refuseSignedBefore(startedAt);
       }
       const port = this.#port?.desk;
       const desk = trust === undefined || port === undefined ? undefined : new DeskService({ connection: conn, subjects: this.#subjects, node, roster: trust.roster, keys: trust.keys, desk: port, ...(o.freshnessMs === undefined ? {} : { freshnessMs: o.freshnessMs }) });
