@@ -278,13 +278,17 @@ export class Orchestrator<C extends Contracts = any> {
     if (log.peerDigests === undefined) return [];
     this.#flushAudit();
     const out: Array<{ id: string; node: string; ts: number }> = [];
-    for (let after = 0; ; ) {
-      const page = log.peerDigests({ since, afterSeq: after, limit: 10_000 });
+    // Newest first, down to the first one recorded before `since`: a restart reads the window, not the whole log.
+    for (let before = Number.MAX_SAFE_INTEGER; out.length < limit; ) {
+      const page = log.peerDigests({ beforeSeq: before, limit: Math.min(10_000, limit - out.length) });
+      for (const d of page) {
+        if (d.ts < since) return out;
+        out.push({ id: d.digestId, node: d.peerNode, ts: d.ts });
+      }
       if (page.length === 0) break;
-      for (const d of page) out.push({ id: d.digestId, node: d.peerNode, ts: d.ts });
-      after = page.at(-1)!.seq;
+      before = page.at(-1)!.seq;
     }
-    return out.slice(-limit).reverse();
+    return out;
   }
 
   readonly #port: AgentPort;

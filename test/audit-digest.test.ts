@@ -96,6 +96,18 @@ describe('DigestRecord (a peer node\'s signed covers, schema v6)', () => {
     log.close();
   });
 
+  it('is read back newest first with beforeSeq (as getMessageLog pages), so a restart reads only the newest; afterSeq with beforeSeq is refused', () => {
+    const path = join(dir, 'b-down.db');
+    written(path);
+    const log = new SqliteAuditLog({ path, readonly: true });
+    expect(log.peerDigests({ beforeSeq: Number.MAX_SAFE_INTEGER }).map((d) => d.seq)).toEqual([5, 2]);
+    expect(log.peerDigests({ beforeSeq: 5 }).map((d) => d.seq)).toEqual([2]);
+    expect(log.peerDigests({ beforeSeq: 6, limit: 1 }).map((d) => d.seq)).toEqual([5]);
+    expect(log.peerDigests({ beforeSeq: 6, peerNode: 'n1' }).map((d) => d.seq)).toEqual([2]);
+    expect(() => log.peerDigests({ afterSeq: 0, beforeSeq: 6 })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT', message: expect.stringContaining('give one') }));
+    log.close();
+  });
+
   it('is indexed by its signing node only (no agent, conversation or message lookup row), and verify fails when that row is deleted', () => {
     const path = join(dir, 'c.db');
     written(path);

@@ -136,6 +136,7 @@ const optionsSchema = z.strictObject({
 
 const digestFilterSchema = z.strictObject({
   afterSeq: z.number().int().optional(),
+  beforeSeq: z.number().int().optional(),
   since: z.number().optional(),
   peerNode: z.string().min(1).optional(),
   limit: z.number().int().optional(),
@@ -492,23 +493,34 @@ export class SqliteAuditLog implements AuditLog, HoldStore {
     if (!parsed.success) throw filterError(parsed.error);
     const f = parsed.data;
     const limit = Math.min(MAX_QUERY_LIMIT, Math.max(1, f.limit ?? DEFAULT_QUERY_LIMIT));
+    if (f.afterSeq !== undefined && f.beforeSeq !== undefined) throw new BusError('INVALID_ARGUMENT', 'peerDigests filter: afterSeq and beforeSeq page in opposite directions; give one');
+    const newestFirst = f.beforeSeq !== undefined;
     const after = f.afterSeq ?? 0;
+    const before = f.beforeSeq ?? Number.MAX_SAFE_INTEGER;
     const out: PeerDigestEntry[] = [];
     try {
-      const from = (this.stmts.containing.get(after + 1) as number | null | undefined) ?? after + 1;
-      const firsts = (f.peerNode === undefined ? this.stmts.digestBatches.iterate(from) : this.stmts.digestBatchesOf.iterate(f.peerNode, from)) as IterableIterator<number>;
+      let firsts: IterableIterator<number>;
+      if (newestFirst) {
+        // The batch holding `before - 1` may start below it: begin there and go down.
+        const from = (this.stmts.containing.get(before - 1) as number | null | undefined) ?? before - 1;
+        firsts = (f.peerNode === undefined ? this.stmts.digestBatchesDown.iterate(from) : this.stmts.digestBatchesOfDown.iterate(f.peerNode, from)) as IterableIterator<number>;
+      } else {
+        const from = (this.stmts.containing.get(after + 1) as number | null | undefined) ?? after + 1;
+        firsts = (f.peerNode === undefined ? this.stmts.digestBatches.iterate(from) : this.stmts.digestBatchesOf.iterate(f.peerNode, from)) as IterableIterator<number>;
+      }
       try {
         for (const first of firsts) {
           const text = this.stmts.records.get(first) as string | undefined;
           if (text === undefined) continue;
-          const lines = text.split('\n');
-          for (let i = 1; i < lines.length - 1 && out.length < limit; i++) {
-            const line = lines[i] as string;
+          const lines = text.split('\n').slice(1, -1);
+          if (newestFirst) lines.reverse();
+          for (const line of lines) {
+            if (out.length >= limit) break;
             // `[seq,"digest",…`: skip the other kinds without parsing them.
             if (!line.startsWith('"digest"', line.indexOf(',') + 1)) continue;
             const r = JSON.parse(line.endsWith(',') ? line.slice(0, -1) : line) as unknown[];
             const seq = r[COL.seq] as number;
-            if (r[COL.kind] !== 'digest' || seq <= after) continue;
+            if (r[COL.kind] !== 'digest' || seq <= after || seq >= before) continue;
             if (f.peerNode !== undefined && r[COL.peer_node] !== f.peerNode) continue;
             if (f.since !== undefined && !((r[COL.ts] as number) >= f.since)) continue;
             const e: PeerDigestEntry = { seq, digestId: r[COL.message_id] as string, ts: r[COL.ts] as number, peerNode: r[COL.peer_node] as string, payloadHash: r[COL.payload_hash] as string, proof: r[COL.peer_proof] as string };
@@ -966,6 +978,8 @@ function prepare(db: Database.Database) {
     dropDigest: db.prepare('DELETE FROM audit_digest WHERE node = ? AND first_seq = ?'),
     digestBatches: db.prepare('SELECT DISTINCT first_seq FROM audit_digest WHERE first_seq >= ? ORDER BY first_seq').pluck(),
     digestBatchesOf: db.prepare('SELECT first_seq FROM audit_digest WHERE node = ? AND first_seq >= ? ORDER BY first_seq').pluck(),
+    digestBatchesDown: db.prepare('SELECT DISTINCT first_seq FROM audit_digest WHERE first_seq <= ? ORDER BY first_seq DESC').pluck(),
+    digestBatchesOfDown: db.prepare('SELECT first_seq FROM audit_digest WHERE node = ? AND first_seq <= ? ORDER BY first_seq DESC').pluck(),
     records: db.prepare('SELECT records FROM audit_batch WHERE first_seq = ?').pluck(),
     containing: db.prepare('SELECT max(first_seq) FROM audit_batch WHERE first_seq <= ?').pluck(),
     // json_each drives (CROSS JOIN keeps that order): one seek per key, where an IN list would first build a temporary index of the keys.

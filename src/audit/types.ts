@@ -254,8 +254,10 @@ export interface PeerDigestEntry {
 
 /** Filters of `SqliteAuditLog#peerDigests`: oldest first. */
 export interface PeerDigestQuery {
-  /** Only records with a larger `seq`: pass the last `seq` of a page to get the next. */
+  /** Only records with a larger `seq`, oldest first: pass the last `seq` of a page to get the next. */
   afterSeq?: number;
+  /** Only records with a smaller `seq`, newest first (as `getMessageLog`): pass the last `seq` of a page to get the next older one. Not with `afterSeq`. */
+  beforeSeq?: number;
   /** Only records at or after this epoch-ms time. */
   since?: number;
   /** Only those signed by this node. */
